@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The test command (README "Run the tests"): installs dependencies, checks
+# formatting, builds the release and ASan+UBSan trees, runs ctest on both, runs
+# the TSan stress tests and a short fuzz run of the wire decoder.
+#
+#   scripts/test.sh            everything
+#   KVCAKE_SKIP_DEPS=1 ...     skip apt-get
+#   KVCAKE_STAGES="release asan" scripts/test.sh   a subset of: format release asan tsan fuzz
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+JOBS=${KVCAKE_JOBS:-$(nproc)}
+STAGES=${KVCAKE_STAGES:-"format release asan tsan fuzz"}
+export CTEST_OUTPUT_ON_FAILURE=1
+
+stage() { echo; echo "=== [$(date +%H:%M:%S)] $*"; }
+has_stage() { [[ " $STAGES " == *" $1 "* ]]; }
+
+if [[ -z "${KVCAKE_SKIP_DEPS:-}" ]]; then
+  stage "install dependencies"
+  scripts/install-deps.sh
+fi
+
+if [[ ! -e ../shared/golden/cake_vectors.json && -z "${KVCAKE_SHARED_DIR:-}" ]]; then
+  echo "note: ../shared (golden vectors, traces) not found beside the checkout; tests that need it fail loudly"
+fi
+
+if has_stage format; then
+  stage "clang-format check"
+  scripts/check-format.sh
+fi
+
+if has_stage release; then
+  stage "release: configure + build"
+  cmake --preset release >/dev/null
+  cmake --build --preset release -j "$JOBS"
+  stage "release: ctest"
+  ctest --preset release -j "$JOBS"
+fi
+
+if has_stage asan; then
+  stage "asan (ASan+UBSan): configure + build"
+  cmake --preset asan >/dev/null
+  cmake --build --preset asan -j "$JOBS"
+  stage "asan: ctest"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --preset asan -j "$JOBS"
+fi
+
+if has_stage tsan; then
+  stage "tsan: build + run tests labelled tsan"
+  cmake --preset tsan >/dev/null
+  mapfile -t tsan_targets < <(sed -n 's/^# tsan-target: //p' tests/*/CMakeLists.txt 2>/dev/null)
+  if (( ${#tsan_targets[@]} )); then
+    cmake --build --preset tsan -j "$JOBS" --target "${tsan_targets[@]}"
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --preset tsan -j "$JOBS"
+  else
+    echo "no tsan targets declared"
+  fi
+fi
+
+if has_stage fuzz && [[ -f tests/fuzz/CMakeLists.txt ]]; then
+  stage "fuzz: short libFuzzer run of the wire decoder"
+  cmake --preset fuzz >/dev/null
+  cmake --build --preset fuzz -j "$JOBS" --target frame_fuzzer
+  ./build/fuzz/bin/frame_fuzzer -max_total_time=30 -timeout=5 tests/fuzz/corpus
+fi
+
+stage "all stages passed: $STAGES"
