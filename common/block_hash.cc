@@ -15,7 +15,9 @@ inline void PutLe64(uint64_t v, unsigned char* out) {
 
 }  // namespace
 
-uint64_t NamespaceSeed(std::string_view salt) { return XXH3_64bits_withSeed(salt.data(), salt.size(), 0); }
+uint64_t NamespaceSeed(std::string_view salt) {
+  return XXH3_64bits_withSeed(salt.data(), salt.size(), 0);
+}
 
 uint64_t HashBlockTokens(std::span<const uint32_t> tokens, uint64_t seed) {
   if constexpr (std::endian::native == std::endian::little) {

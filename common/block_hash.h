@@ -23,8 +23,8 @@ namespace kvcake {
 // "kvcake-kat", B = 4, tokens 0..15 → kBlockHashKnownAnswer below.
 // (The seed also matches `printf kvcake-kat | xxhsum -H3`.)
 inline constexpr uint64_t kNamespaceSeedKnownAnswer = 0x213b61f564a4546aULL;
-inline constexpr uint64_t kBlockHashKnownAnswer[4] = {
-    0xb0a0df122e962485ULL, 0x3e2c0b240c478079ULL, 0x7569d076b5f5c275ULL, 0xa184adddcf316fe9ULL};
+inline constexpr uint64_t kBlockHashKnownAnswer[4] = {0xb0a0df122e962485ULL, 0x3e2c0b240c478079ULL,
+                                                      0x7569d076b5f5c275ULL, 0xa184adddcf316fe9ULL};
 
 // Seed for a namespace: xxh3_64 of its salt (normally the namespace name).
 uint64_t NamespaceSeed(std::string_view salt);

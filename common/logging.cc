@@ -27,14 +27,21 @@ std::atomic<int>& LevelStorage() {
 }  // namespace
 
 void SetLogLevel(LogLevel level) { LevelStorage().store(static_cast<int>(level)); }
-LogLevel GetLogLevel() { return static_cast<LogLevel>(LevelStorage().load(std::memory_order_relaxed)); }
+LogLevel GetLogLevel() {
+  return static_cast<LogLevel>(LevelStorage().load(std::memory_order_relaxed));
+}
 
 bool ParseLogLevel(std::string_view text, LogLevel* out) {
-  if (text == "debug") *out = LogLevel::kDebug;
-  else if (text == "info") *out = LogLevel::kInfo;
-  else if (text == "warning" || text == "warn") *out = LogLevel::kWarning;
-  else if (text == "error") *out = LogLevel::kError;
-  else return false;
+  if (text == "debug")
+    *out = LogLevel::kDebug;
+  else if (text == "info")
+    *out = LogLevel::kInfo;
+  else if (text == "warning" || text == "warn")
+    *out = LogLevel::kWarning;
+  else if (text == "error")
+    *out = LogLevel::kError;
+  else
+    return false;
   return true;
 }
 
@@ -51,8 +58,8 @@ LogMessage::LogMessage(LogLevel level, const char* file, int line) : level_(leve
   localtime_r(&secs, &tm);
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%c%02d%02d %02d:%02d:%02d.%06d ",
-                kLetters[static_cast<int>(level)], tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                tm.tm_min, tm.tm_sec, micros);
+                kLetters[static_cast<int>(level)], tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                tm.tm_sec, micros);
   const char* base = std::strrchr(file, '/');
   stream_ << buf << ::gettid() << ' ' << (base ? base + 1 : file) << ':' << line << "] ";
 }

@@ -46,8 +46,8 @@ struct LogVoidify {
 }  // namespace kvcake
 
 // KVCAKE_LOG(INFO) << "text " << value;   levels: DEBUG INFO WARNING ERROR FATAL
-#define KVCAKE_LOG(level)                                                        \
-  (::kvcake::kLog##level < ::kvcake::GetLogLevel())                                \
-      ? (void)0                                                                   \
-      : ::kvcake::internal::LogVoidify() &                                        \
+#define KVCAKE_LOG(level)                           \
+  (::kvcake::kLog##level < ::kvcake::GetLogLevel()) \
+      ? (void)0                                     \
+      : ::kvcake::internal::LogVoidify() &          \
             ::kvcake::internal::LogMessage(::kvcake::kLog##level, __FILE__, __LINE__).stream()

@@ -10,23 +10,23 @@ namespace kvcake {
 // Canonical status codes (Abseil's set). The comment on each says whether a
 // caller should retry the same request unchanged.
 enum class StatusCode : int {
-  kOk = 0,                   // Success.
-  kCancelled = 1,            // Caller cancelled. Retry: if the caller still wants it.
-  kUnknown = 2,              // Unmapped foreign error. Retry: no (log and report).
-  kInvalidArgument = 3,      // Malformed request, independent of state. Retry: never.
-  kDeadlineExceeded = 4,     // A timeout expired. Retry: yes, with backoff.
-  kNotFound = 5,             // Key / namespace does not exist. Retry: no.
-  kAlreadyExists = 6,        // Key already committed. Retry: no (treat as success for puts).
-  kPermissionDenied = 7,     // Bad or missing token. Retry: no.
-  kResourceExhausted = 8,    // Tier / quota / disk full, backpressure. Retry: yes, later.
-  kFailedPrecondition = 9,   // State does not allow it (layout mismatch, not committed). Retry: no.
-  kAborted = 10,             // Concurrency conflict (lease lost, slot moved). Retry: yes, at once.
-  kOutOfRange = 11,          // Offset/index past the end. Retry: no.
-  kUnimplemented = 12,       // Not supported in this build / version. Retry: never.
-  kInternal = 13,            // Invariant broken; a bug. Retry: no.
-  kUnavailable = 14,         // Peer or daemon unreachable / draining. Retry: yes, with backoff.
-  kDataLoss = 15,            // Corrupt data detected (checksum). Retry: no; the block is gone.
-  kUnauthenticated = 16,     // No valid credentials. Retry: no.
+  kOk = 0,                  // Success.
+  kCancelled = 1,           // Caller cancelled. Retry: if the caller still wants it.
+  kUnknown = 2,             // Unmapped foreign error. Retry: no (log and report).
+  kInvalidArgument = 3,     // Malformed request, independent of state. Retry: never.
+  kDeadlineExceeded = 4,    // A timeout expired. Retry: yes, with backoff.
+  kNotFound = 5,            // Key / namespace does not exist. Retry: no.
+  kAlreadyExists = 6,       // Key already committed. Retry: no (treat as success for puts).
+  kPermissionDenied = 7,    // Bad or missing token. Retry: no.
+  kResourceExhausted = 8,   // Tier / quota / disk full, backpressure. Retry: yes, later.
+  kFailedPrecondition = 9,  // State does not allow it (layout mismatch, not committed). Retry: no.
+  kAborted = 10,            // Concurrency conflict (lease lost, slot moved). Retry: yes, at once.
+  kOutOfRange = 11,         // Offset/index past the end. Retry: no.
+  kUnimplemented = 12,      // Not supported in this build / version. Retry: never.
+  kInternal = 13,           // Invariant broken; a bug. Retry: no.
+  kUnavailable = 14,        // Peer or daemon unreachable / draining. Retry: yes, with backoff.
+  kDataLoss = 15,           // Corrupt data detected (checksum). Retry: no; the block is gone.
+  kUnauthenticated = 16,    // No valid credentials. Retry: no.
 };
 
 // Returns "OK", "INVALID_ARGUMENT", ... for `code`.
@@ -94,8 +94,8 @@ Status ErrnoToStatus(int err, std::string_view what);
 #define KVCAKE_CONCAT_(a, b) KVCAKE_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function if `expr` (a Status) is not OK.
-#define RETURN_IF_ERROR(expr)                                       \
-  do {                                                              \
-    ::kvcake::Status kvcake_status_ = (expr);                       \
-    if (!kvcake_status_.ok()) return kvcake_status_;                \
+#define RETURN_IF_ERROR(expr)                        \
+  do {                                               \
+    ::kvcake::Status kvcake_status_ = (expr);        \
+    if (!kvcake_status_.ok()) return kvcake_status_; \
   } while (0)

@@ -11,10 +11,14 @@ inline constexpr int kNumLocalTiers = 3;
 
 constexpr std::string_view TierName(Tier t) {
   switch (t) {
-    case Tier::kDevice: return "gpu";
-    case Tier::kHost: return "host";
-    case Tier::kSsd: return "ssd";
-    case Tier::kRemote: return "remote";
+    case Tier::kDevice:
+      return "gpu";
+    case Tier::kHost:
+      return "host";
+    case Tier::kSsd:
+      return "ssd";
+    case Tier::kRemote:
+      return "remote";
   }
   return "unknown";
 }

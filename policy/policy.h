@@ -13,10 +13,10 @@ namespace kvcake::policy {
 // CAKE signals an engine reports for one layer of one prompt (DESIGN.md §4).
 struct LayerSignal {
   uint32_t layer = 0;
-  double preference = 0;                // P_l = H^(1/tau1) * V^(1/tau2)
-  std::vector<uint64_t> block_hashes;   // the prompt's chained block hashes, in order
-  std::vector<double> block_scores;     // same length: sum of token indicators per block
-  uint32_t window_blocks = 1;           // trailing blocks covering the last S_w tokens (pinned)
+  double preference = 0;               // P_l = H^(1/tau1) * V^(1/tau2)
+  std::vector<uint64_t> block_hashes;  // the prompt's chained block hashes, in order
+  std::vector<double> block_scores;    // same length: sum of token indicators per block
+  uint32_t window_blocks = 1;          // trailing blocks covering the last S_w tokens (pinned)
 };
 
 // Policy decides *which* blocks move between tiers; the TierManager (store/)
@@ -47,8 +47,7 @@ class Policy {
   // freed or no eligible block remains. Only keys for which `eligible(key)` is
   // true (committed, unpinned, not in flight) may be returned.
   virtual std::vector<BlockKey> SelectVictims(
-      Tier tier, uint64_t bytes_to_free,
-      const std::function<bool(const BlockKey&)>& eligible) = 0;
+      Tier tier, uint64_t bytes_to_free, const std::function<bool(const BlockKey&)>& eligible) = 0;
 
   // Whether a block leaving tier `to - 1` should be admitted into `to`
   // (false: drop it instead). LRU admits to SSD on a second hit only.
@@ -56,9 +55,7 @@ class Policy {
 
   // Blocks currently in a lower tier that deserve to move up into `tier`,
   // most valuable first, fitting in `bytes_available`. Default: none.
-  virtual std::vector<BlockKey> SelectPromotions(Tier tier, uint64_t bytes_available) {
-    return {};
-  }
+  virtual std::vector<BlockKey> SelectPromotions(Tier tier, uint64_t bytes_available) { return {}; }
 
   // CAKE signals from an engine. Policies without statistics ignore them.
   virtual void ReportLayerSignal(uint64_t ns, const LayerSignal& signal) {}

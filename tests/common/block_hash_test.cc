@@ -57,7 +57,8 @@ TEST(BlockHashTest, PartialBlockIgnoredAndIncrementalMatches) {
   HashChain chain(seed, 8);
   auto tokens = Iota(35);
   for (size_t i = 0; i < tokens.size(); i += 3) {
-    chain.Append(std::span<const uint32_t>(tokens).subspan(i, std::min<size_t>(3, tokens.size() - i)));
+    chain.Append(
+        std::span<const uint32_t>(tokens).subspan(i, std::min<size_t>(3, tokens.size() - i)));
   }
   EXPECT_EQ(chain.hashes(), all);
 }

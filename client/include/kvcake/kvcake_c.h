@@ -44,18 +44,19 @@ enum {
    out_indicator: float32 [num_kv_heads][seq_len - window].
    Returns 0, or a negative kvcake error code on bad arguments (null pointer, window >= seq_len,
    query heads not a multiple of KV heads, pool_kernel even or < 1, ...). */
-KVCAKE_API int kvcake_cake_layer_stats(const float* attention, int num_query_heads, int num_kv_heads,
-                            int window, int seq_len, double tau1, double tau2, double gamma,
-                            int pool_kernel, double* out_entropy, double* out_variance,
-                            double* out_preference, float* out_indicator);
+KVCAKE_API int kvcake_cake_layer_stats(const float* attention, int num_query_heads,
+                                       int num_kv_heads, int window, int seq_len, double tau1,
+                                       double tau2, double gamma, int pool_kernel,
+                                       double* out_entropy, double* out_variance,
+                                       double* out_preference, float* out_indicator);
 /* out_scores: [ceil(num_tokens / block_tokens)]: sums of indicator over KV heads and each block's
    tokens. */
 KVCAKE_API int kvcake_cake_block_scores(const float* indicator, int num_kv_heads, int num_tokens,
-                             int block_tokens, double* out_scores);
+                                        int block_tokens, double* out_scores);
 /* Integer water-filling of total_blocks over num_layers by preference, capped by caps[l],
    at least one block per layer whose cap is > 0. */
 KVCAKE_API int kvcake_cake_budgets(const double* preference, const int64_t* caps, int num_layers,
-                        int64_t total_blocks, int64_t* out_budgets);
+                                   int64_t total_blocks, int64_t* out_budgets);
 
 /* Library version, "MAJOR.MINOR.PATCH". */
 KVCAKE_API const char* kvcake_version(void);
@@ -64,20 +65,21 @@ KVCAKE_API const char* kvcake_version(void);
 
 typedef struct kvcake_client kvcake_client;
 KVCAKE_API int kvcake_connect(const char* address /* "HOST:PORT" */, const char* namespace_name,
-                   const char* token /* may be NULL */, kvcake_client** out);
+                              const char* token /* may be NULL */, kvcake_client** out);
 KVCAKE_API int kvcake_register_namespace(kvcake_client* c, int num_layers, int block_tokens,
-                              int64_t layer_block_bytes);
+                                         int64_t layer_block_bytes);
 KVCAKE_API int kvcake_put(kvcake_client* c, const uint64_t* block_hashes, const int32_t* layers,
-               const void* const* buffers, int count); /* each buffer layer_block_bytes long */
+                          const void* const* buffers,
+                          int count); /* each buffer layer_block_bytes long */
 KVCAKE_API int kvcake_get(kvcake_client* c, const uint64_t* block_hashes, const int32_t* layers,
-               void* const* buffers, int count, int32_t* out_found /* 1 hit, 0 miss */);
-KVCAKE_API int kvcake_lookup_prefix(kvcake_client* c, const uint64_t* block_hashes, int count, int32_t layer,
-                         int32_t* out_prefix_len);
+                          void* const* buffers, int count, int32_t* out_found /* 1 hit, 0 miss */);
+KVCAKE_API int kvcake_lookup_prefix(kvcake_client* c, const uint64_t* block_hashes, int count,
+                                    int32_t layer, int32_t* out_prefix_len);
 KVCAKE_API void kvcake_close(kvcake_client* c);
 KVCAKE_API const char* kvcake_last_error(void); /* this thread's last error message */
 
 #ifdef __cplusplus
-}  /* extern "C" */
+} /* extern "C" */
 #endif
 
-#endif  /* KVCAKE_KVCAKE_C_H_ */
+#endif /* KVCAKE_KVCAKE_C_H_ */
