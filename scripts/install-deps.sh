@@ -13,7 +13,7 @@ PACKAGES=(
   redis-server                   # kvcake-bench baseline
   etcd-server etcd-client        # cluster membership tests
   prometheus                     # promtool check metrics
-  yamllint jq curl procps util-linux
+  yamllint python3 python3-yaml jq curl procps util-linux
 )
 
 SUDO=""
