@@ -1,0 +1,94 @@
+#include "common/metrics_catalog.h"
+
+#include <string>
+
+namespace kvcake::metrics {
+
+Catalog::Catalog(Registry& r)
+    : tier_capacity_bytes(
+          r.AddGauge("kvcake_tier_capacity_bytes", "Configured capacity of a tier.", {"tier"})),
+      tier_used_bytes(r.AddGauge("kvcake_tier_used_bytes", "Bytes held in a tier.", {"tier"})),
+      tier_blocks(r.AddGauge("kvcake_tier_blocks", "Blocks held in a tier.", {"tier"})),
+      hits(r.AddCounter("kvcake_hits_total", "Lookups served from a tier.", {"tier"})),
+      misses(r.AddCounter("kvcake_misses_total", "Lookups not found in a tier.", {"tier"})),
+      promotions(r.AddCounter("kvcake_promotions_total", "Blocks moved to a faster tier, by path.",
+                              {"from", "to"})),
+      demotions(r.AddCounter("kvcake_demotions_total", "Blocks moved to a slower tier, by path.",
+                             {"from", "to"})),
+      moved_bytes(r.AddCounter("kvcake_moved_bytes_total", "Bytes moved between tiers, by path.",
+                               {"from", "to"})),
+      drops(r.AddCounter("kvcake_drops_total", "Blocks dropped from a tier, by reason.",
+                         {"tier", "reason"})),
+      requests(r.AddCounter("kvcake_requests_total", "Requests handled, by operation.", {"op"})),
+      request_latency(r.AddHistogram("kvcake_request_duration_seconds",
+                                     "Request latency, by operation.", {"op"})),
+      errors(r.AddCounter("kvcake_errors_total", "Failed requests, by operation and status code.",
+                          {"op", "code"})),
+      leases_expired(
+          r.AddCounter("kvcake_leases_expired_total", "Pins whose lease expired before release.")),
+      transport_selected(r.AddGauge("kvcake_transport_selected",
+                                    "1 for the transport selected for a peer.",
+                                    {"peer", "transport"})),
+      layer_budget_blocks(r.AddGauge("kvcake_cake_layer_budget_blocks",
+                                     "CAKE per-layer budget in blocks, by namespace and tier.",
+                                     {"namespace", "tier", "layer"})),
+      build_info(
+          r.AddGauge("kvcake_build_info", "Constant 1, labelled with the version.", {"version"})),
+      start_time(r.AddGauge("kvcake_start_time_seconds", "Unix time the daemon started.")),
+      admin_requests(r.AddCounter("kvcake_admin_requests_total",
+                                  "Admin HTTP requests, by path and HTTP status.",
+                                  {"path", "status"})),
+      registry_(r) {
+  for (size_t i = 0; i < kTiers; ++i) {
+    std::string ti(TierName(static_cast<Tier>(i)));
+    hit_[i] = hits.WithLabels({ti});
+    miss_[i] = misses.WithLabels({ti});
+    for (size_t j = 0; j < kTiers; ++j) {
+      if (i == j) continue;
+      std::string tj(TierName(static_cast<Tier>(j)));
+      // Promotions go to a faster (lower-numbered) tier, demotions to a slower one.
+      if (j < i) promotion_[i][j] = promotions.WithLabels({ti, tj});
+      if (j > i) demotion_[i][j] = demotions.WithLabels({ti, tj});
+      moved_[i][j] = moved_bytes.WithLabels({ti, tj});
+    }
+  }
+}
+
+Catalog& Catalog::Default() {
+  static Catalog* catalog = new Catalog(Registry::Default());
+  return *catalog;
+}
+
+void Catalog::RecordPromotion(Tier from, Tier to, uint64_t bytes) const {
+  size_t f = Index(from), t = Index(to);
+  Counter* c =
+      promotion_[f][t]
+          ? promotion_[f][t]
+          : promotions.WithLabels({std::string(TierName(from)), std::string(TierName(to))});
+  c->Increment();
+  if (moved_[f][t] != nullptr) moved_[f][t]->Increment(bytes);
+}
+
+void Catalog::RecordDemotion(Tier from, Tier to, uint64_t bytes) const {
+  size_t f = Index(from), t = Index(to);
+  Counter* c = demotion_[f][t]
+                   ? demotion_[f][t]
+                   : demotions.WithLabels({std::string(TierName(from)), std::string(TierName(to))});
+  c->Increment();
+  if (moved_[f][t] != nullptr) moved_[f][t]->Increment(bytes);
+}
+
+void Catalog::RecordDrop(Tier tier, std::string_view reason) const {
+  drops.WithLabels({std::string(TierName(tier)), std::string(reason)})->Increment();
+}
+
+void Catalog::RecordError(std::string_view op, StatusCode code) const {
+  errors.WithLabels({std::string(op), std::string(StatusCodeName(code))})->Increment();
+}
+
+Histogram* Catalog::Latency(std::string_view op) const {
+  requests.WithLabels({std::string(op)})->Increment();
+  return request_latency.WithLabels({std::string(op)});
+}
+
+}  // namespace kvcake::metrics

@@ -1,0 +1,92 @@
+#pragma once
+
+// The kvcake metric set (DESIGN.md §6, issue 5): every metric the daemon
+// exports at /metrics, with its name, type, help and labels in one place so
+// the store, transport and daemon record into the same families and
+// docs/operations.md can list them. All names follow Prometheus conventions.
+//
+//   auto& m = metrics::Catalog::Default();
+//   m.Hit(Tier::kHost)->Increment();
+//   m.RecordDemotion(Tier::kHost, Tier::kSsd, bytes);
+//   metrics::ScopedLatency t(m.Latency("get"));
+//
+// Thread-safe: the families are thread-safe; the pre-resolved children for
+// tiers and tier pairs are immutable pointers.
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+#include "common/metrics.h"
+#include "common/status.h"
+#include "common/tier.h"
+
+namespace kvcake::metrics {
+
+class Catalog {
+ public:
+  // Registers (or finds) every family in `registry`, which must outlive this.
+  explicit Catalog(Registry& registry);
+  // The catalog over Registry::Default().
+  static Catalog& Default();
+
+  Registry& registry() const { return registry_; }
+
+  // ---- families (label names in brackets) ----
+  // Tier occupancy: refreshed by the daemon's collect hook. [tier]
+  GaugeFamily& tier_capacity_bytes;  // kvcake_tier_capacity_bytes
+  GaugeFamily& tier_used_bytes;      // kvcake_tier_used_bytes
+  GaugeFamily& tier_blocks;          // kvcake_tier_blocks
+  // Lookups served from a tier / not found in it. [tier]
+  CounterFamily& hits;    // kvcake_hits_total
+  CounterFamily& misses;  // kvcake_misses_total
+  // Block moves between tiers, by path. [from, to]
+  CounterFamily& promotions;   // kvcake_promotions_total
+  CounterFamily& demotions;    // kvcake_demotions_total
+  CounterFamily& moved_bytes;  // kvcake_moved_bytes_total
+  // Blocks dropped from a tier: "capacity", "admission", "evict", "corrupt". [tier, reason]
+  CounterFamily& drops;  // kvcake_drops_total
+  // Requests by operation ("put", "get", "lookup", "commit", "release", "admin_*"). [op]
+  CounterFamily& requests;           // kvcake_requests_total
+  HistogramFamily& request_latency;  // kvcake_request_duration_seconds
+  // Failed requests by operation and canonical code name. [op, code]
+  CounterFamily& errors;  // kvcake_errors_total
+  // Pins whose lease expired before release. []
+  CounterFamily& leases_expired;  // kvcake_leases_expired_total
+  // 1 for the transport UCX (or NCCL) picked for a peer. [peer, transport]
+  GaugeFamily& transport_selected;  // kvcake_transport_selected
+  // CAKE per-layer budget in blocks. [namespace, tier, layer]
+  GaugeFamily& layer_budget_blocks;  // kvcake_cake_layer_budget_blocks
+  // Constant 1 with the build's version. [version]
+  GaugeFamily& build_info;  // kvcake_build_info
+  // Unix time the daemon started. []
+  GaugeFamily& start_time;  // kvcake_start_time_seconds
+  // Admin HTTP requests by path and HTTP status. [path, status]
+  CounterFamily& admin_requests;  // kvcake_admin_requests_total
+
+  // ---- pre-resolved children (hot path, no lookup) ----
+  Counter* Hit(Tier t) const { return hit_[Index(t)]; }
+  Counter* Miss(Tier t) const { return miss_[Index(t)]; }
+  void RecordPromotion(Tier from, Tier to, uint64_t bytes) const;
+  void RecordDemotion(Tier from, Tier to, uint64_t bytes) const;
+  // Looks the child up (a map lookup under a mutex): not for per-byte paths.
+  void RecordDrop(Tier tier, std::string_view reason) const;
+  void RecordError(std::string_view op, StatusCode code) const;
+  // Counts the request and returns its latency histogram.
+  Histogram* Latency(std::string_view op) const;
+
+ private:
+  static constexpr size_t kTiers = 4;
+  static size_t Index(Tier t) {
+    return static_cast<size_t>(t) < kTiers ? static_cast<size_t>(t) : 0;
+  }
+
+  Registry& registry_;
+  std::array<Counter*, kTiers> hit_{};
+  std::array<Counter*, kTiers> miss_{};
+  std::array<std::array<Counter*, kTiers>, kTiers> promotion_{};
+  std::array<std::array<Counter*, kTiers>, kTiers> demotion_{};
+  std::array<std::array<Counter*, kTiers>, kTiers> moved_{};
+};
+
+}  // namespace kvcake::metrics
