@@ -1,0 +1,232 @@
+#pragma once
+
+// Op-level request/response payloads of the kvcake protocol (DESIGN.md §5).
+//
+// A frame (transport/frame.h) carries an opcode and a header; the header of
+// every kvcake operation is one of the messages below, encoded little-endian
+// with the codecs in this file. Bulk values travel beside the header (AM data
+// / rendezvous), never inside it. Every decoder validates every field (counts,
+// lengths, enum ranges, exact total size) before the value is used and
+// returns INVALID_ARGUMENT with a message naming the field otherwise.
+//
+// Thread-safety: free functions over plain value types; thread-safe.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "common/status.h"
+
+namespace kvcake::transport {
+
+// Operation codes of the kvcake protocol (the frame's opcode field).
+enum class RpcOp : uint16_t {
+  kPing = 1,
+  kRegisterNamespace = 2,
+  kLookupPrefix = 3,
+  kPut = 4,  // values inline in the request's data (UCX path)
+  kGet = 5,  // values inline in the response's data (UCX path)
+  kReportStats = 6,
+  kDelete = 7,
+  kPutReserve = 8,  // same-node path: reserve host-segment slots
+  kPutCommit = 9,   // same-node path: commit reserved slots (with checksums)
+  kGetPin = 10,     // same-node path: pin committed slots, return offsets
+  kRelease = 11,    // same-node path: release a lease (pins or reservations)
+};
+inline constexpr uint16_t kMaxRpcOp = 11;
+// "PING", "PUT", ... ("UNKNOWN" for other values).
+std::string_view RpcOpName(uint16_t op);
+
+// Protocol limits enforced by every decoder.
+inline constexpr uint32_t kMaxBatchBlocks = 4096;            // keys per request
+inline constexpr uint32_t kMaxNameBytes = 256;               // namespace name
+inline constexpr uint32_t kMaxTokenBytes = 4096;             // auth token
+inline constexpr uint32_t kMaxLayoutBytes = 1024;            // free-form KV layout description
+inline constexpr uint32_t kMaxLayers = 4096;                 // layers per namespace
+inline constexpr uint32_t kMaxBlockTokens = 1u << 20;        // tokens per block
+inline constexpr uint64_t kMaxLayerBlockBytes = 1ull << 30;  // bytes per value
+inline constexpr uint32_t kMaxLookupHashes = 1u << 20;       // hashes in one lookup
+
+// One value of a namespace: block `hash`, layer `layer`.
+struct BlockRef {
+  uint64_t hash = 0;
+  uint32_t layer = 0;
+  friend bool operator==(const BlockRef&, const BlockRef&) = default;
+};
+
+// Per-key outcome codes carried in responses (values of kvcake::StatusCode).
+using KeyCode = uint8_t;
+
+struct PingRequest {
+  uint64_t nonce = 0;
+  friend bool operator==(const PingRequest&, const PingRequest&) = default;
+};
+struct PingResponse {
+  uint64_t nonce = 0;
+  std::string server_version;
+  // Name of the daemon's host segment for the same-node path (shm_open name,
+  // e.g. "/kvcake-1234-host"), empty if it exposes none, and its size.
+  std::string host_segment;
+  uint64_t host_segment_bytes = 0;
+  friend bool operator==(const PingResponse&, const PingResponse&) = default;
+};
+
+struct RegisterNamespaceRequest {
+  std::string name;                // 1..kMaxNameBytes bytes
+  std::string token;               // may be empty
+  uint32_t num_layers = 0;         // 1..kMaxLayers
+  uint32_t block_tokens = 0;       // 1..kMaxBlockTokens
+  uint64_t layer_block_bytes = 0;  // 1..kMaxLayerBlockBytes
+  std::string kv_dtype;            // e.g. "fp16" (part of the fingerprint)
+  std::string layout;              // e.g. "NHD;tp=2;rank=0" (part of the fingerprint)
+  uint64_t quota_bytes = 0;        // requested quota; 0 = the daemon's default
+  friend bool operator==(const RegisterNamespaceRequest&,
+                         const RegisterNamespaceRequest&) = default;
+};
+struct RegisterNamespaceResponse {
+  uint64_t ns_id = 0;        // NamespaceSeed(name)
+  uint64_t fingerprint = 0;  // geometry + layout fingerprint
+  uint8_t created = 0;       // 1 if new, 0 if it already existed with the same fingerprint
+  friend bool operator==(const RegisterNamespaceResponse&,
+                         const RegisterNamespaceResponse&) = default;
+};
+
+// Every keyed request names the namespace id and the fingerprint the client
+// registered; the daemon refuses a fingerprint mismatch (FAILED_PRECONDITION).
+struct LookupPrefixRequest {
+  uint64_t ns_id = 0;
+  uint64_t fingerprint = 0;
+  uint32_t layer = 0;
+  std::vector<uint64_t> hashes;  // chained block hashes, in order; <= kMaxLookupHashes
+  friend bool operator==(const LookupPrefixRequest&, const LookupPrefixRequest&) = default;
+};
+struct LookupPrefixResponse {
+  uint32_t prefix_len = 0;  // number of leading hashes committed in some tier
+  friend bool operator==(const LookupPrefixResponse&, const LookupPrefixResponse&) = default;
+};
+
+// Put (UCX path): the request's data is the concatenation of the values, each
+// exactly layer_block_bytes long, in key order.
+struct KeyedRequest {
+  uint64_t ns_id = 0;
+  uint64_t fingerprint = 0;
+  std::vector<BlockRef> keys;  // 1..kMaxBatchBlocks
+  friend bool operator==(const KeyedRequest&, const KeyedRequest&) = default;
+};
+using PutRequest = KeyedRequest;
+// Per-key outcome: OK, ALREADY_EXISTS (treated as success), RESOURCE_EXHAUSTED...
+struct KeyCodesResponse {
+  std::vector<KeyCode> codes;  // one per key of the request
+  friend bool operator==(const KeyCodesResponse&, const KeyCodesResponse&) = default;
+};
+
+// Get (UCX path): the response's data is the concatenation of the values
+// found, in key order (missing keys contribute nothing). `codes` is OK or
+// NOT_FOUND (or DATA_LOSS) per key.
+using GetRequest = KeyedRequest;
+using GetResponse = KeyCodesResponse;
+
+struct ReportStatsRequest {
+  uint64_t ns_id = 0;
+  uint64_t fingerprint = 0;
+  uint32_t layer = 0;
+  double preference = 0;               // finite, >= 0
+  std::vector<uint64_t> block_hashes;  // <= kMaxLookupHashes
+  std::vector<double> block_scores;    // same length, finite
+  uint32_t window_blocks = 1;
+  friend bool operator==(const ReportStatsRequest&, const ReportStatsRequest&) = default;
+};
+struct EmptyResponse {
+  friend bool operator==(const EmptyResponse&, const EmptyResponse&) = default;
+};
+
+using DeleteRequest = KeyedRequest;
+struct DeleteResponse {
+  uint32_t deleted = 0;
+  friend bool operator==(const DeleteResponse&, const DeleteResponse&) = default;
+};
+
+// Same-node path. Reserve/pin return offsets into the host segment and a
+// lease; the client copies with memcpy and then commits/releases. A lease not
+// renewed within the daemon's --lease_ms is reclaimed.
+using PutReserveRequest = PutRequest;  // no data
+struct SlotsResponse {
+  uint64_t lease_id = 0;
+  std::vector<KeyCode> codes;     // per key: OK or the reason
+  std::vector<uint64_t> offsets;  // per key: offset in the host segment (valid if OK)
+  friend bool operator==(const SlotsResponse&, const SlotsResponse&) = default;
+};
+struct PutCommitRequest {
+  uint64_t ns_id = 0;
+  uint64_t fingerprint = 0;
+  uint64_t lease_id = 0;
+  std::vector<BlockRef> keys;       // the reserved keys to commit (subset allowed)
+  std::vector<uint64_t> checksums;  // xxh3_64 of each value, same length
+  friend bool operator==(const PutCommitRequest&, const PutCommitRequest&) = default;
+};
+using GetPinRequest = GetRequest;
+struct ReleaseRequest {
+  uint64_t lease_id = 0;
+  friend bool operator==(const ReleaseRequest&, const ReleaseRequest&) = default;
+};
+
+// Error responses: a non-OK status travels as code + message.
+struct ErrorResponse {
+  uint8_t code = 0;
+  std::string message;
+  friend bool operator==(const ErrorResponse&, const ErrorResponse&) = default;
+};
+
+// ---- codecs --------------------------------------------------------------
+// Encode never fails (callers build valid messages; limits are checked on
+// decode). Decode fills *out and returns OK, or INVALID_ARGUMENT naming the
+// first bad field; *out is unspecified on error.
+
+std::string Encode(const PingRequest& m);
+std::string Encode(const PingResponse& m);
+std::string Encode(const RegisterNamespaceRequest& m);
+std::string Encode(const RegisterNamespaceResponse& m);
+std::string Encode(const LookupPrefixRequest& m);
+std::string Encode(const LookupPrefixResponse& m);
+std::string Encode(const KeyedRequest& m);
+std::string Encode(const KeyCodesResponse& m);
+std::string Encode(const ReportStatsRequest& m);
+std::string Encode(const EmptyResponse& m);
+std::string Encode(const DeleteResponse& m);
+std::string Encode(const SlotsResponse& m);
+std::string Encode(const PutCommitRequest& m);
+std::string Encode(const ReleaseRequest& m);
+std::string Encode(const ErrorResponse& m);
+
+Status Decode(std::string_view bytes, PingRequest* out);
+Status Decode(std::string_view bytes, PingResponse* out);
+Status Decode(std::string_view bytes, RegisterNamespaceRequest* out);
+Status Decode(std::string_view bytes, RegisterNamespaceResponse* out);
+Status Decode(std::string_view bytes, LookupPrefixRequest* out);
+Status Decode(std::string_view bytes, LookupPrefixResponse* out);
+Status Decode(std::string_view bytes, KeyedRequest* out);
+Status Decode(std::string_view bytes, KeyCodesResponse* out);
+Status Decode(std::string_view bytes, ReportStatsRequest* out);
+Status Decode(std::string_view bytes, EmptyResponse* out);
+Status Decode(std::string_view bytes, DeleteResponse* out);
+Status Decode(std::string_view bytes, SlotsResponse* out);
+Status Decode(std::string_view bytes, PutCommitRequest* out);
+Status Decode(std::string_view bytes, ReleaseRequest* out);
+Status Decode(std::string_view bytes, ErrorResponse* out);
+
+// Convenience: decode into a fresh value.
+template <typename T>
+Result<T> DecodeAs(std::string_view bytes) {
+  T out;
+  Status s = Decode(bytes, &out);
+  if (!s.ok()) return s;
+  return out;
+}
+
+// Status <-> ErrorResponse.
+ErrorResponse ToErrorResponse(const Status& status);
+Status FromErrorResponse(const ErrorResponse& response);
+
+}  // namespace kvcake::transport
