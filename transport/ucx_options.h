@@ -1,0 +1,49 @@
+#pragma once
+
+// Options for the UCX context behind an RpcServer / RpcClient: which UCX
+// transports may be used, and extra UCX configuration. Plain value type;
+// thread-compatible.
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+#include "common/status.h"
+
+namespace kvcake::transport {
+
+enum class UcxTransport {
+  kTcp,           // UCX_TLS=tcp: works across nodes; peer-failure detection by UCX.
+  kSharedMemory,  // UCX_TLS=posix,sysv,cma,tcp: shm lanes for data on the same node
+                  // (tcp kept for the sockaddr connection manager and remote peers).
+  kCustom,        // UcxOptions::custom_tls verbatim.
+};
+
+// "tcp", "shm", or "custom".
+std::string_view UcxTransportName(UcxTransport t);
+// Parses "tcp" | "shm" | "sm" | "shared_memory" (case-sensitive).
+Result<UcxTransport> ParseUcxTransport(std::string_view text);
+
+struct UcxOptions {
+  // Default: tcp.
+  UcxTransport transport = UcxTransport::kTcp;
+  // UCX_TLS value when transport == kCustom (e.g. "tcp,self"). Default empty.
+  std::string custom_tls;
+  // Messages whose payload is at least this many bytes use rendezvous (the
+  // payload is received straight into the destination buffer). 0 = UCX's own
+  // choice ("auto"). Default 64 KiB.
+  size_t rndv_threshold = 64 * 1024;
+  // Extra "NAME", "VALUE" pairs applied with ucp_config_modify() (names
+  // without the UCX_ prefix, e.g. {"TCP_SNDBUF", "4m"}). Default none. The
+  // process environment (UCX_*) still applies underneath.
+  std::vector<std::pair<std::string, std::string>> extra_config;
+
+  // The UCX_TLS string this resolves to.
+  std::string Tls() const;
+  Status Validate() const;
+};
+
+}  // namespace kvcake::transport
