@@ -1,0 +1,118 @@
+#include "daemon/daemon.h"
+
+#include <unistd.h>
+
+#include <sstream>
+
+#include "common/logging.h"
+
+namespace kvcake::daemon {
+
+Status DaemonOptions::Validate() const {
+  RETURN_IF_ERROR(store.Validate().WithContext("store options"));
+  RETURN_IF_ERROR(rpc.Validate().WithContext("rpc options"));
+  RETURN_IF_ERROR(service.Validate().WithContext("service options"));
+  if (policy != "lru") {
+    return InvalidArgumentError("--policy: unknown policy '" + policy + "' (available: lru)");
+  }
+  if (drain_timeout_ms == 0) return InvalidArgumentError("drain_timeout_ms must be > 0");
+  return Status::Ok();
+}
+
+std::string DaemonOptions::ToString() const {
+  std::ostringstream o;
+  o << "listen = " << rpc.listen << "\n"
+    << "io_threads = " << rpc.io_threads << "\n"
+    << "ucx_tls = " << rpc.ucx.Tls() << "\n"
+    << "gpu_bytes = " << store.device_capacity_bytes << "\n"
+    << "host_bytes = " << store.host_capacity_bytes << "\n"
+    << "slot_bytes = " << store.slot_bytes << "\n"
+    << "ssd_path = " << (store.ssd_path.empty() ? "(none)" : store.ssd_path) << "\n"
+    << "ssd_bytes = " << store.ssd_capacity_bytes << "\n"
+    << "lease_ms = " << service.lease_ms << "\n"
+    << "token = " << (service.token.empty() ? "(none)" : "(set)") << "\n"
+    << "default_quota_bytes = " << service.default_quota_bytes << "\n"
+    << "max_quota_bytes = " << service.max_quota_bytes << "\n"
+    << "policy = " << policy << "\n"
+    << "drain_on_exit = " << (drain_on_exit ? "true" : "false") << "\n"
+    << "expose_host_segment = " << (expose_host_segment ? "true" : "false");
+  return o.str();
+}
+
+Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
+  RETURN_IF_ERROR(options.Validate());
+  std::unique_ptr<Daemon> d(new Daemon(std::move(options)));
+  ASSIGN_OR_RETURN(d->store_, store::TierManager::Open(d->options_.store, nullptr));
+  ServiceOptions sopts = d->options_.service;
+  if (d->options_.expose_host_segment) {
+    store::HostSegmentInfo seg = d->store_->host_segment();
+    if (seg.fd >= 0) {
+      // Same-uid local clients open the memfd through /proc and map it.
+      sopts.host_segment_path =
+          "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(seg.fd);
+    }
+  }
+  d->service_ = std::make_unique<Service>(sopts, d->store_.get());
+  d->handler_ = std::make_unique<DaemonRpcHandler>(d->service_.get());
+  ASSIGN_OR_RETURN(d->server_, transport::RpcServer::Start(d->options_.rpc, d->handler_.get()));
+  d->sweeper_ = std::thread([raw = d.get()] { raw->SweepLoop(); });
+  KVCAKE_LOG(INFO) << "kvcaked serving on " << d->server_->address() << " (policy "
+                   << d->store_->policy_name() << ", host segment "
+                   << (sopts.host_segment_path.empty() ? "not exposed" : sopts.host_segment_path)
+                   << ")";
+  return d;
+}
+
+void Daemon::SweepLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    cv_.wait_for(lock, std::chrono::milliseconds(100));
+    if (stop_) break;
+    lock.unlock();
+    size_t n = service_->ExpireLeases();
+    if (n > 0) KVCAKE_LOG(INFO) << "released " << n << " expired same-node leases";
+    lock.lock();
+  }
+}
+
+std::string Daemon::address() const { return server_ ? server_->address() : std::string(); }
+
+void Daemon::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  KVCAKE_LOG(INFO) << "draining: refusing new requests, waiting for "
+                   << (handler_ ? handler_->in_flight() : 0) << " in flight";
+  if (handler_) {
+    handler_->BeginDrain();
+    if (!handler_->WaitIdle(std::chrono::milliseconds(options_.drain_timeout_ms))) {
+      KVCAKE_LOG(WARNING) << "drain timeout: " << handler_->in_flight()
+                          << " requests still in flight";
+    }
+  }
+  if (server_) server_->Stop();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (sweeper_.joinable()) sweeper_.join();
+  if (service_) service_->ReleaseAllLeases();
+  if (store_) {
+    if (options_.drain_on_exit && store_->has_ssd_tier()) {
+      Status s = store_->Drain();
+      if (!s.ok()) KVCAKE_LOG(WARNING) << "drain to SSD on exit: " << s.ToString();
+    }
+    store_->Flush();
+  }
+  server_.reset();
+  KVCAKE_LOG(INFO) << "kvcaked stopped";
+}
+
+Daemon::~Daemon() {
+  Shutdown();
+  handler_.reset();
+  service_.reset();
+  store_.reset();
+}
+
+}  // namespace kvcake::daemon

@@ -1,0 +1,182 @@
+// kvcaked: the kvcake node daemon (DESIGN.md §6). Maps gflags onto
+// DaemonOptions, starts the daemon, prints the bound address and waits for
+// SIGTERM / SIGINT, then drains gracefully.
+
+#include <gflags/gflags.h>
+#include <signal.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+
+#include "common/logging.h"
+#include "common/result.h"
+#include "daemon/daemon.h"
+#include "transport/ucx_options.h"
+
+#if __has_include("daemon/admin/admin_server.h") && defined(KVCAKE_HAVE_ADMIN)
+#include "daemon/admin/admin_server.h"
+#include "daemon/admin_backend.h"
+#define KVCAKE_WITH_ADMIN 1
+#endif
+
+DEFINE_string(listen, "127.0.0.1:7420", "UCX listener HOST:PORT (port 0: ephemeral)");
+DEFINE_int32(io_threads, 2, "I/O threads (one UCX worker each)");
+DEFINE_string(ucx_tls, "shm", "UCX transports: tcp | shm (posix/sysv/cma + tcp)");
+DEFINE_string(gpu_bytes, "0", "device tier bytes (0: none; emulated on host without CUDA)");
+DEFINE_string(host_bytes, "1G", "host tier bytes (shared-memory segment)");
+DEFINE_string(slot_bytes, "4M", "slot size: the largest value (layer block) the daemon holds");
+DEFINE_string(ssd_path, "./var/kvcake", "SSD tier RocksDB directory (empty: no SSD tier)");
+DEFINE_string(ssd_bytes, "16G", "SSD tier capacity (payload bytes)");
+DEFINE_uint64(lease_ms, 30000, "lease of pins and reservations (ms)");
+DEFINE_uint64(reserve_wait_ms, 100, "how long a put waits for the mover to free a slot (ms)");
+DEFINE_string(token_file, "", "file holding the token clients must present (empty: none)");
+DEFINE_string(default_quota_bytes, "0", "quota of a namespace that asks for none (0: unlimited)");
+DEFINE_string(max_quota_bytes, "0", "largest quota a namespace may have (0: no limit)");
+DEFINE_string(admin_listen, "", "admin HTTP HOST:PORT (empty: no admin server)");
+DEFINE_string(admin_token_file, "", "file holding the admin API bearer token (empty: none)");
+DEFINE_string(policy, "lru", "tier policy: lru");
+DEFINE_bool(drain_on_exit, true, "on SIGTERM, demote host-tier blocks to SSD before exiting");
+DEFINE_bool(expose_host_segment, true, "let same-node clients map the host tier");
+DEFINE_string(log_level, "info", "debug | info | warning | error");
+
+namespace {
+
+using kvcake::Result;
+using kvcake::Status;
+
+// "1G", "512M", "64K", "1048576" -> bytes.
+Result<uint64_t> ParseBytes(const std::string& flag, const std::string& text) {
+  if (text.empty()) return kvcake::InvalidArgumentError("--" + flag + ": empty");
+  size_t pos = 0;
+  unsigned long long v = 0;
+  try {
+    v = std::stoull(text, &pos);
+  } catch (...) {
+    return kvcake::InvalidArgumentError("--" + flag + ": not a byte size: '" + text + "'");
+  }
+  std::string suffix = text.substr(pos);
+  uint64_t mult = 1;
+  if (suffix == "" || suffix == "B") {
+    mult = 1;
+  } else if (suffix == "K" || suffix == "KiB" || suffix == "k") {
+    mult = 1ull << 10;
+  } else if (suffix == "M" || suffix == "MiB") {
+    mult = 1ull << 20;
+  } else if (suffix == "G" || suffix == "GiB") {
+    mult = 1ull << 30;
+  } else if (suffix == "T" || suffix == "TiB") {
+    mult = 1ull << 40;
+  } else {
+    return kvcake::InvalidArgumentError("--" + flag + ": unknown suffix '" + suffix + "'");
+  }
+  if (v > UINT64_MAX / mult) return kvcake::InvalidArgumentError("--" + flag + ": too large");
+  return static_cast<uint64_t>(v) * mult;
+}
+
+Result<std::string> ReadTokenFile(const std::string& flag, const std::string& path) {
+  if (path.empty()) return std::string();
+  std::ifstream in(path);
+  if (!in) return kvcake::ErrnoToStatus(errno, "--" + flag + " " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string t = ss.str();
+  while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) t.pop_back();
+  if (t.empty()) return kvcake::InvalidArgumentError("--" + flag + ": " + path + " is empty");
+  return t;
+}
+
+// The one place flags become options.
+Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
+  kvcake::daemon::DaemonOptions o;
+  o.rpc.listen = FLAGS_listen;
+  o.rpc.io_threads = FLAGS_io_threads;
+  ASSIGN_OR_RETURN(o.rpc.ucx.transport, kvcake::transport::ParseUcxTransport(FLAGS_ucx_tls));
+  ASSIGN_OR_RETURN(o.store.device_capacity_bytes, ParseBytes("gpu_bytes", FLAGS_gpu_bytes));
+  ASSIGN_OR_RETURN(o.store.host_capacity_bytes, ParseBytes("host_bytes", FLAGS_host_bytes));
+  ASSIGN_OR_RETURN(o.store.slot_bytes, ParseBytes("slot_bytes", FLAGS_slot_bytes));
+  o.store.ssd_path = FLAGS_ssd_path;
+  ASSIGN_OR_RETURN(o.store.ssd_capacity_bytes, ParseBytes("ssd_bytes", FLAGS_ssd_bytes));
+  o.store.pin_lease_us = FLAGS_lease_ms * 1000;
+  o.store.reservation_lease_us = FLAGS_lease_ms * 1000;
+  o.store.reserve_wait_us = FLAGS_reserve_wait_ms * 1000;
+  o.service.lease_ms = FLAGS_lease_ms;
+  ASSIGN_OR_RETURN(o.service.token, ReadTokenFile("token_file", FLAGS_token_file));
+  ASSIGN_OR_RETURN(o.service.default_quota_bytes,
+                   ParseBytes("default_quota_bytes", FLAGS_default_quota_bytes));
+  ASSIGN_OR_RETURN(o.service.max_quota_bytes, ParseBytes("max_quota_bytes", FLAGS_max_quota_bytes));
+  o.policy = FLAGS_policy;
+  o.drain_on_exit = FLAGS_drain_on_exit;
+  o.expose_host_segment = FLAGS_expose_host_segment;
+  RETURN_IF_ERROR(o.Validate());
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage("kvcaked: kvcake KV-cache tier daemon");
+  gflags::SetVersionString("0.1.0");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  kvcake::LogLevel level;
+  if (!kvcake::ParseLogLevel(FLAGS_log_level, &level)) {
+    std::cerr << "kvcaked: --log_level: unknown level '" << FLAGS_log_level << "'\n";
+    return 2;
+  }
+  kvcake::SetLogLevel(level);
+
+  // Block the stop signals in every thread; the main thread waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  Result<kvcake::daemon::DaemonOptions> options = OptionsFromFlags();
+  if (!options.ok()) {
+    std::cerr << "kvcaked: " << options.status().ToString() << "\n";
+    return 2;
+  }
+  KVCAKE_LOG(INFO) << "kvcaked 0.1.0 starting with options:\n" << options->ToString();
+
+  Result<std::unique_ptr<kvcake::daemon::Daemon>> daemon = kvcake::daemon::Daemon::Start(*options);
+  if (!daemon.ok()) {
+    std::cerr << "kvcaked: start failed: " << daemon.status().ToString() << "\n";
+    return 1;
+  }
+
+#ifdef KVCAKE_WITH_ADMIN
+  std::unique_ptr<kvcake::daemon::DaemonAdminBackend> admin_backend;
+  std::unique_ptr<kvcake::admin::AdminServer> admin_server;
+  if (!FLAGS_admin_listen.empty()) {
+    Result<std::unique_ptr<kvcake::admin::AdminServer>> started = kvcake::daemon::StartAdmin(
+        daemon->get(), FLAGS_admin_listen, FLAGS_admin_token_file, &admin_backend);
+    if (!started.ok()) {
+      std::cerr << "kvcaked: admin server: " << started.status().ToString() << "\n";
+      return 1;
+    }
+    admin_server = std::move(started).value();
+  }
+#else
+  if (!FLAGS_admin_listen.empty()) {
+    KVCAKE_LOG(WARNING) << "--admin_listen given but this build has no admin server";
+  }
+#endif
+
+  std::printf("kvcaked listening on %s\n", (*daemon)->address().c_str());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  KVCAKE_LOG(INFO) << "received " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ", shutting down";
+#ifdef KVCAKE_WITH_ADMIN
+  admin_server.reset();
+#endif
+  (*daemon)->Shutdown();
+  daemon->reset();
+  return 0;
+}

@@ -1,0 +1,188 @@
+#include "daemon/rpc_handler.h"
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "common/logging.h"
+#include "common/metrics_catalog.h"
+#include "transport/messages.h"
+
+namespace kvcake::daemon {
+namespace {
+
+using transport::RpcOp;
+
+std::string_view MetricOpName(uint16_t op) {
+  switch (static_cast<RpcOp>(op)) {
+    case RpcOp::kPing:
+      return "ping";
+    case RpcOp::kRegisterNamespace:
+      return "register";
+    case RpcOp::kLookupPrefix:
+      return "lookup";
+    case RpcOp::kPut:
+      return "put";
+    case RpcOp::kGet:
+      return "get";
+    case RpcOp::kReportStats:
+      return "report_stats";
+    case RpcOp::kDelete:
+      return "delete";
+    case RpcOp::kPutReserve:
+      return "reserve";
+    case RpcOp::kPutCommit:
+      return "commit";
+    case RpcOp::kGetPin:
+      return "pin";
+    case RpcOp::kRelease:
+      return "release";
+  }
+  return "unknown";
+}
+
+std::string_view AsView(std::span<const uint8_t> s) {
+  return std::string_view(reinterpret_cast<const char*>(s.data()), s.size());
+}
+std::span<const uint8_t> AsBytes(const std::string& s) {
+  return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+// Counts one request in flight for its whole life (RAII), and records its
+// latency and outcome when it ends.
+class RequestScope {
+ public:
+  RequestScope(std::shared_ptr<std::atomic<int64_t>> counter, uint16_t op)
+      : counter_(std::move(counter)), op_(op), start_(std::chrono::steady_clock::now()) {
+    counter_->fetch_add(1, std::memory_order_acq_rel);
+  }
+  ~RequestScope() {
+    auto& cat = metrics::Catalog::Default();
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    cat.Latency(MetricOpName(op_))->Observe(secs);
+    if (!status_.ok()) cat.RecordError(MetricOpName(op_), status_.code());
+    counter_->fetch_sub(1, std::memory_order_acq_rel);
+  }
+  RequestScope(const RequestScope&) = delete;
+  RequestScope& operator=(const RequestScope&) = delete;
+  void set_status(const Status& s) { status_ = s; }
+
+ private:
+  std::shared_ptr<std::atomic<int64_t>> counter_;
+  uint16_t op_;
+  std::chrono::steady_clock::time_point start_;
+  Status status_;
+};
+
+// What a put call carries between AcceptPayload and OnRequest.
+struct PutCallState {
+  Service* service = nullptr;
+  std::unique_ptr<Service::PutState> put;
+  std::unique_ptr<RequestScope> scope;
+  ~PutCallState() {
+    if (put) service->AbortPut(*put);  // no-op once finished
+  }
+};
+
+}  // namespace
+
+DaemonRpcHandler::DaemonRpcHandler(Service* service)
+    : service_(service), in_flight_(std::make_shared<std::atomic<int64_t>>(0)) {}
+
+bool DaemonRpcHandler::WaitIdle(std::chrono::milliseconds timeout) const {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (in_flight() > 0) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+Status DaemonRpcHandler::AcceptPayload(transport::ServerCall& call,
+                                       std::vector<transport::MutableBuffer>* target) {
+  if (draining()) return UnavailableError("daemon is draining");
+  if (call.opcode() != static_cast<uint16_t>(RpcOp::kPut)) {
+    return InvalidArgumentError(std::string(transport::RpcOpName(call.opcode())) +
+                                " carries no payload");
+  }
+  auto state = std::make_shared<PutCallState>();
+  state->service = service_;
+  state->scope = std::make_unique<RequestScope>(in_flight_, call.opcode());
+  Result<std::unique_ptr<Service::PutState>> put =
+      service_->BeginPut(AsView(call.meta()), call.payload_size());
+  if (!put.ok()) {
+    state->scope->set_status(put.status());
+    return put.status();
+  }
+  state->put = std::move(put).value();
+  target->insert(target->end(), state->put->targets.begin(), state->put->targets.end());
+  call.set_user_data(state);
+  return Status::Ok();
+}
+
+void DaemonRpcHandler::OnRequest(std::unique_ptr<transport::ServerCall> call) {
+  const uint16_t op = call->opcode();
+  if (op == static_cast<uint16_t>(RpcOp::kPut)) return HandlePut(std::move(call));
+  if (draining()) {
+    call->ReplyError(UnavailableError("daemon is draining"));
+    return;
+  }
+  if (op == static_cast<uint16_t>(RpcOp::kGet)) return HandleGet(std::move(call));
+  RequestScope scope(in_flight_, op);
+  std::string response_data;
+  Result<std::string> meta = service_->Handle(op, AsView(call->meta()), {}, &response_data);
+  if (!meta.ok()) {
+    scope.set_status(meta.status());
+    call->ReplyError(meta.status());
+    return;
+  }
+  call->Reply(Status::Ok(), AsBytes(*meta));
+}
+
+void DaemonRpcHandler::HandlePut(std::unique_ptr<transport::ServerCall> call) {
+  auto state = std::static_pointer_cast<PutCallState>(call->user_data());
+  if (!state || !state->put) {
+    // A put without payload (zero keys is refused by the decoder, so this is
+    // a put whose size was 0): answer through the copying path.
+    RequestScope scope(in_flight_, call->opcode());
+    std::string unused;
+    Result<std::string> meta = service_->Handle(call->opcode(), AsView(call->meta()), {}, &unused);
+    if (!meta.ok()) {
+      scope.set_status(meta.status());
+      call->ReplyError(meta.status());
+    } else {
+      call->Reply(Status::Ok(), AsBytes(*meta));
+    }
+    return;
+  }
+  Result<std::string> meta = service_->FinishPut(*state->put, call->payload_status());
+  if (!meta.ok()) {
+    state->scope->set_status(meta.status());
+    call->ReplyError(meta.status());
+    return;
+  }
+  call->Reply(Status::Ok(), AsBytes(*meta));
+}
+
+void DaemonRpcHandler::HandleGet(std::unique_ptr<transport::ServerCall> call) {
+  auto scope = std::make_shared<RequestScope>(in_flight_, call->opcode());
+  Result<std::unique_ptr<Service::GetState>> get = service_->BeginGet(AsView(call->meta()));
+  if (!get.ok()) {
+    scope->set_status(get.status());
+    call->ReplyError(get.status());
+    return;
+  }
+  std::shared_ptr<Service::GetState> state = std::move(get).value();
+  Service* service = service_;
+  // The pins stay until the payload has left (or the send failed).
+  call->Reply(Status::Ok(), AsBytes(state->meta), state->payload,
+              [state, scope, service](const Status& sent) {
+                if (!sent.ok()) {
+                  KVCAKE_LOG(DEBUG) << "get reply not delivered: " << sent.ToString();
+                }
+                service->EndGet(*state);
+              });
+}
+
+}  // namespace kvcake::daemon

@@ -1,0 +1,161 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/result.h"
+#include "common/status.h"
+#include "store/tier_manager.h"
+#include "transport/buffer.h"
+#include "transport/messages.h"
+
+namespace kvcake::daemon {
+
+// Options of the request handlers. Defaults suit a single laptop node.
+struct ServiceOptions {
+  // Token every RegisterNamespace must present; empty = no token required.
+  std::string token;
+  // Quota of a namespace whose registration asks for none (0 = unlimited).
+  uint64_t default_quota_bytes = 0;
+  // Largest quota a client may request (0 = no limit).
+  uint64_t max_quota_bytes = 0;
+  // Lease of same-node reservations / pins held for a client (milliseconds).
+  uint64_t lease_ms = 30'000;
+  // Keys per batch (<= transport::kMaxBatchBlocks).
+  uint32_t max_batch_blocks = transport::kMaxBatchBlocks;
+  // Path a same-node client opens to map the host segment (empty: none).
+  std::string host_segment_path;
+  std::string server_version = "0.1.0";
+
+  // INVALID_ARGUMENT on out-of-range values.
+  Status Validate() const;
+};
+
+// Counters of the service (for /metrics and tests). Plain value type.
+struct ServiceStats {
+  uint64_t requests = 0;
+  uint64_t errors = 0;
+  uint64_t get_hits = 0;
+  uint64_t get_misses = 0;
+  uint64_t puts = 0;
+  uint64_t open_leases = 0;
+  std::vector<uint64_t> errors_by_code;  // indexed by StatusCode
+};
+
+// Service executes decoded kvcake operations (DESIGN.md §2-3, §5) against the
+// TierManager: register namespace, lookup_prefix, put, get, report_stats,
+// delete, ping and the same-node reserve/commit/pin/release. It is independent
+// of the transport: the RPC server hands it (opcode, header, data) and sends
+// back what it returns.
+//
+// Thread-safety: thread-safe; Handle may run concurrently on any number of
+// I/O threads. The store does its own locking; the lease table has a mutex
+// never held across a store call that copies payloads.
+class Service {
+ public:
+  // `store` must outlive the service.
+  Service(ServiceOptions options, store::TierManager* store);
+  ~Service();
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+
+  // Handles one request: `op` the frame opcode, `header` its encoded request
+  // message, `data` the bulk data (put values; empty otherwise). On OK returns
+  // the encoded response message and appends bulk data (get values) to
+  // *response_data. A non-OK result is an error for the whole request (the
+  // caller sends it back as an ErrorResponse); per-key outcomes travel in the
+  // response. Never throws; never crashes on any input.
+  Result<std::string> Handle(uint16_t op, std::string_view header, std::string_view data,
+                             std::string* response_data);
+
+  // ---- zero-copy put / get (UCX path) -------------------------------------
+  // State of one put between payload acceptance and completion.
+  struct PutState {
+    uint64_t ns_id = 0;
+    std::vector<transport::KeyCode> codes;          // per key; OK = reserved
+    std::vector<store::Reservation> reservations;   // per key (valid where codes[i] == 0)
+    std::vector<transport::MutableBuffer> targets;  // where the payload lands, in key order
+    std::unique_ptr<char[]> scratch;                // sink for keys that could not be reserved
+    bool finished = false;
+  };
+  // Decodes and checks a put, reserves one slot per key and fills
+  // state->targets (total size == payload_size) so the payload lands directly
+  // in the slots. A key that cannot be reserved (ALREADY_EXISTS, quota, full)
+  // gets a scratch target and its code. Errors: the whole request is bad
+  // (decode, namespace, fingerprint, payload size, batch size).
+  Result<std::unique_ptr<PutState>> BeginPut(std::string_view header, uint64_t payload_size);
+  // Commits the reservations (payload_status OK) or aborts them; returns the
+  // encoded KeyCodesResponse. Idempotent per state (a second call aborts nothing).
+  Result<std::string> FinishPut(PutState& state, const Status& payload_status);
+  // Aborts whatever the state still holds (call if FinishPut never runs).
+  void AbortPut(PutState& state);
+
+  // State of one get while its reply is being sent.
+  struct GetState {
+    std::string meta;                             // encoded KeyCodesResponse
+    std::vector<store::PinnedBlock> pins;         // released by EndGet
+    std::vector<transport::ConstBuffer> payload;  // the found values, in key order
+    std::vector<std::unique_ptr<char[]>> staged;  // copies of device-tier blocks
+  };
+  // Decodes and checks a get, pins every found key and points `payload` at
+  // the pinned slots (no copy). The caller sends meta + payload and then
+  // calls EndGet.
+  Result<std::unique_ptr<GetState>> BeginGet(std::string_view header);
+  void EndGet(GetState& state);
+
+  // Releases every same-node lease whose deadline passed (also done lazily
+  // on each call). Returns the number released.
+  size_t ExpireLeases();
+  // Releases every open lease (shutdown).
+  void ReleaseAllLeases();
+
+  ServiceStats stats() const;
+  const ServiceOptions& options() const { return options_; }
+
+ private:
+  struct Lease {
+    uint64_t deadline_us = 0;
+    std::vector<store::Reservation> reservations;
+    std::vector<store::PinnedBlock> pins;
+  };
+
+  Result<std::string> Dispatch(uint16_t op, std::string_view header, std::string_view data,
+                               std::string* response_data);
+  Result<std::string> Ping(std::string_view header);
+  Result<std::string> RegisterNamespace(std::string_view header);
+  Result<std::string> LookupPrefix(std::string_view header);
+  Result<std::string> Put(std::string_view header, std::string_view data);
+  Result<std::string> Get(std::string_view header, std::string* response_data);
+  Result<std::string> ReportStats(std::string_view header);
+  Result<std::string> Delete(std::string_view header);
+  Result<std::string> PutReserve(std::string_view header);
+  Result<std::string> PutCommit(std::string_view header);
+  Result<std::string> GetPin(std::string_view header);
+  Result<std::string> Release(std::string_view header);
+
+  // The namespace config if `ns_id` is registered with `fingerprint`.
+  Result<store::NamespaceConfig> CheckNamespace(uint64_t ns_id, uint64_t fingerprint);
+  Status CheckKeys(const store::NamespaceConfig& ns, const std::vector<transport::BlockRef>& keys);
+  void ReleaseLease(Lease& lease);
+  uint64_t NowUs() const;
+
+  const ServiceOptions options_;
+  store::TierManager* const store_;
+  std::atomic<uint64_t> requests_{0};
+  std::atomic<uint64_t> errors_{0};
+  std::atomic<uint64_t> get_hits_{0};
+  std::atomic<uint64_t> get_misses_{0};
+  std::atomic<uint64_t> puts_{0};
+  std::atomic<uint64_t> errors_by_code_[17] = {};
+
+  mutable std::mutex mu_;
+  uint64_t next_lease_id_ = 1;                  // guarded by mu_
+  std::unordered_map<uint64_t, Lease> leases_;  // guarded by mu_
+};
+
+}  // namespace kvcake::daemon

@@ -1,0 +1,182 @@
+// Unit tests of the op-level payload codecs (transport/messages.h).
+
+#include "transport/messages.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+
+namespace kvcake::transport {
+namespace {
+
+template <typename T>
+T RoundTrip(const T& m) {
+  std::string bytes = Encode(m);
+  T out;
+  Status s = Decode(bytes, &out);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return out;
+}
+
+// Every strict prefix and every extension by one byte must be refused.
+template <typename T>
+void ExpectTruncationsRefused(const T& m) {
+  std::string bytes = Encode(m);
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    T out;
+    Status s = Decode(std::string_view(bytes).substr(0, n), &out);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << "prefix " << n;
+  }
+  T out;
+  EXPECT_EQ(Decode(bytes + "x", &out).code(), StatusCode::kInvalidArgument);
+}
+
+RegisterNamespaceRequest SampleRegister() {
+  RegisterNamespaceRequest m;
+  m.name = "llama-3-8b";
+  m.token = "secret";
+  m.num_layers = 32;
+  m.block_tokens = 16;
+  m.layer_block_bytes = 65536;
+  m.kv_dtype = "fp16";
+  m.layout = "NHD;tp=1";
+  m.quota_bytes = 1 << 30;
+  return m;
+}
+
+TEST(MessagesTest, RoundTripsEveryMessage) {
+  EXPECT_EQ(RoundTrip(PingRequest{42}), PingRequest{42});
+  PingResponse pong{7, "0.1.0", "/proc/1/fd/3", 1 << 20};
+  EXPECT_EQ(RoundTrip(pong), pong);
+  EXPECT_EQ(RoundTrip(SampleRegister()), SampleRegister());
+  RegisterNamespaceResponse rr{1, 2, 1};
+  EXPECT_EQ(RoundTrip(rr), rr);
+  LookupPrefixRequest lk{5, 6, 3, {1, 2, 3, 0xffffffffffffffffull}};
+  EXPECT_EQ(RoundTrip(lk), lk);
+  EXPECT_EQ(RoundTrip(LookupPrefixResponse{3}), LookupPrefixResponse{3});
+  KeyedRequest put{5, 6, {{11, 0}, {12, 31}}};
+  EXPECT_EQ(RoundTrip(put), put);
+  KeyCodesResponse codes{{0, 5, 6}};
+  EXPECT_EQ(RoundTrip(codes), codes);
+  ReportStatsRequest rs{5, 6, 2, 1.5, {1, 2}, {0.25, 3.0}, 1};
+  EXPECT_EQ(RoundTrip(rs), rs);
+  EXPECT_EQ(RoundTrip(DeleteResponse{2}), DeleteResponse{2});
+  SlotsResponse slots{9, {0, 5}, {4096, 0}};
+  EXPECT_EQ(RoundTrip(slots), slots);
+  PutCommitRequest pc{5, 6, 9, {{11, 0}}, {0xabcdef}};
+  EXPECT_EQ(RoundTrip(pc), pc);
+  EXPECT_EQ(RoundTrip(ReleaseRequest{9}), ReleaseRequest{9});
+  ErrorResponse err{static_cast<uint8_t>(StatusCode::kNotFound), "nope"};
+  EXPECT_EQ(RoundTrip(err), err);
+  EXPECT_EQ(Encode(EmptyResponse{}), "");
+}
+
+TEST(MessagesTest, TruncatedOrExtendedMessagesAreRefused) {
+  ExpectTruncationsRefused(SampleRegister());
+  ExpectTruncationsRefused(LookupPrefixRequest{5, 6, 3, {1, 2, 3}});
+  ExpectTruncationsRefused(KeyedRequest{5, 6, {{11, 0}, {12, 1}}});
+  ExpectTruncationsRefused(ReportStatsRequest{5, 6, 2, 1.5, {1, 2}, {0.25, 3.0}, 1});
+  ExpectTruncationsRefused(SlotsResponse{9, {0, 5}, {4096, 0}});
+  ExpectTruncationsRefused(PutCommitRequest{5, 6, 9, {{11, 0}}, {1}});
+  ExpectTruncationsRefused(PingResponse{7, "v", "seg", 1});
+}
+
+TEST(MessagesTest, FieldLimitsAreEnforced) {
+  RegisterNamespaceRequest m = SampleRegister();
+  RegisterNamespaceRequest out;
+  m.name = "";
+  EXPECT_EQ(Decode(Encode(m), &out).code(), StatusCode::kInvalidArgument);
+  m = SampleRegister();
+  m.name.assign(kMaxNameBytes + 1, 'a');
+  Status s = Decode(Encode(m), &out);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("name"), std::string_view::npos) << s.ToString();
+  m = SampleRegister();
+  m.num_layers = 0;
+  s = Decode(Encode(m), &out);
+  EXPECT_NE(s.message().find("num_layers"), std::string_view::npos) << s.ToString();
+  m = SampleRegister();
+  m.layer_block_bytes = kMaxLayerBlockBytes + 1;
+  EXPECT_EQ(Decode(Encode(m), &out).code(), StatusCode::kInvalidArgument);
+  m = SampleRegister();
+  m.block_tokens = 0;
+  EXPECT_EQ(Decode(Encode(m), &out).code(), StatusCode::kInvalidArgument);
+
+  // Empty and oversized batches.
+  KeyedRequest k{1, 2, {}};
+  KeyedRequest kout;
+  EXPECT_EQ(Decode(Encode(k), &kout).code(), StatusCode::kInvalidArgument);
+  k.keys.resize(kMaxBatchBlocks + 1);
+  s = Decode(Encode(k), &kout);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("keys"), std::string_view::npos) << s.ToString();
+  k.keys.resize(kMaxBatchBlocks);
+  EXPECT_TRUE(Decode(Encode(k), &kout).ok());
+  // Layer out of range.
+  k.keys.assign(1, BlockRef{1, kMaxLayers});
+  EXPECT_EQ(Decode(Encode(k), &kout).code(), StatusCode::kInvalidArgument);
+
+  // Non-finite or negative statistics.
+  ReportStatsRequest rs{5, 6, 2, std::nan(""), {1}, {0.5}, 1};
+  ReportStatsRequest rsout;
+  EXPECT_EQ(Decode(Encode(rs), &rsout).code(), StatusCode::kInvalidArgument);
+  rs.preference = -1;
+  EXPECT_EQ(Decode(Encode(rs), &rsout).code(), StatusCode::kInvalidArgument);
+  rs.preference = 1;
+  rs.block_scores = {std::numeric_limits<double>::infinity()};
+  EXPECT_EQ(Decode(Encode(rs), &rsout).code(), StatusCode::kInvalidArgument);
+  rs.block_scores = {1, 2};  // length mismatch
+  EXPECT_EQ(Decode(Encode(rs), &rsout).code(), StatusCode::kInvalidArgument);
+
+  // Mismatched parallel arrays.
+  PutCommitRequest pc{5, 6, 9, {{11, 0}, {12, 0}}, {1}};
+  PutCommitRequest pcout;
+  EXPECT_EQ(Decode(Encode(pc), &pcout).code(), StatusCode::kInvalidArgument);
+  SlotsResponse sr{9, {0, 0}, {1}};
+  SlotsResponse srout;
+  EXPECT_EQ(Decode(Encode(sr), &srout).code(), StatusCode::kInvalidArgument);
+  // Unknown per-key status code.
+  KeyCodesResponse kc{{200}};
+  KeyCodesResponse kcout;
+  EXPECT_EQ(Decode(Encode(kc), &kcout).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(MessagesTest, HugeCountsAreRefusedBeforeAllocating) {
+  // A count of 2^32-1 hashes in a 30-byte message must not allocate 32 GiB.
+  std::string bytes = Encode(LookupPrefixRequest{1, 2, 0, {}});
+  bytes[20] = bytes[21] = bytes[22] = bytes[23] = '\xff';
+  LookupPrefixRequest out;
+  Status s = Decode(bytes, &out);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+}
+
+TEST(MessagesTest, RandomBytesNeverCrashAndRarelyDecode) {
+  std::mt19937_64 rng(1234);
+  for (int i = 0; i < 20000; ++i) {
+    std::string bytes(rng() % 64, '\0');
+    for (char& c : bytes) c = static_cast<char>(rng());
+    KeyedRequest k;
+    RegisterNamespaceRequest r;
+    ReportStatsRequest rs;
+    SlotsResponse sl;
+    (void)Decode(bytes, &k);
+    (void)Decode(bytes, &r);
+    (void)Decode(bytes, &rs);
+    (void)Decode(bytes, &sl);
+  }
+}
+
+TEST(MessagesTest, ErrorResponseMapsStatus) {
+  Status s = NotFoundError("no such namespace");
+  Status back = FromErrorResponse(ToErrorResponse(s));
+  EXPECT_EQ(back, s);
+  EXPECT_EQ(FromErrorResponse(ErrorResponse{0, ""}).code(), StatusCode::kInternal);
+  EXPECT_EQ(RpcOpName(static_cast<uint16_t>(RpcOp::kGet)), "GET");
+  EXPECT_EQ(RpcOpName(999), "UNKNOWN");
+}
+
+}  // namespace
+}  // namespace kvcake::transport
