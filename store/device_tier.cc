@@ -1,0 +1,100 @@
+#include "store/device_tier.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "common/logging.h"
+
+#if defined(KVCAKE_HAVE_CUDA)
+#include <cuda_runtime_api.h>
+#endif
+
+namespace kvcake::store {
+
+#if defined(KVCAKE_HAVE_CUDA)
+namespace {
+Status CudaToStatus(cudaError_t err, const char* what) {
+  return InternalError(std::string(what) + ": " + cudaGetErrorString(err));
+}
+}  // namespace
+#endif
+
+Status DeviceTier::Options::Validate() const {
+  if (num_slots == 0) return InvalidArgumentError("device tier: num_slots is 0");
+  if (slot_bytes == 0) return InvalidArgumentError("device tier: slot_bytes is 0");
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<DeviceTier>> DeviceTier::Open(const Options& options) {
+  RETURN_IF_ERROR(options.Validate());
+  std::unique_ptr<DeviceTier> t(new DeviceTier());
+  t->slot_bytes_ = options.slot_bytes;
+  t->num_slots_ = options.num_slots;
+  t->cuda_device_ = options.cuda_device;
+  const uint64_t bytes = options.slot_bytes * options.num_slots;
+#if defined(KVCAKE_HAVE_CUDA)
+  if (options.allow_cuda) {
+    int n = 0;
+    cudaError_t err = cudaGetDeviceCount(&n);
+    if (err == cudaSuccess && n > options.cuda_device) {
+      err = cudaSetDevice(options.cuda_device);
+      void* p = nullptr;
+      if (err == cudaSuccess) err = cudaMalloc(&p, bytes);
+      if (err != cudaSuccess) return CudaToStatus(err, "device tier: cudaMalloc");
+      t->base_ = static_cast<char*>(p);
+      t->is_cuda_ = true;
+      KVCAKE_LOG(INFO) << "device tier: CUDA arena on device " << options.cuda_device << ", "
+                       << t->num_slots_ << " slots of " << t->slot_bytes_ << " bytes";
+      return t;
+    }
+    cudaGetLastError();  // clear the sticky "no device" error
+    KVCAKE_LOG(INFO) << "device tier: no CUDA device at runtime, using the emulated device";
+  }
+#endif
+  void* p = std::aligned_alloc(4096, (bytes + 4095) / 4096 * 4096);
+  if (p == nullptr) return ResourceExhaustedError("device tier: emulated arena allocation failed");
+  t->base_ = static_cast<char*>(p);
+  KVCAKE_LOG(INFO) << "device tier: emulated device (host memory), " << t->num_slots_
+                   << " slots of " << t->slot_bytes_ << " bytes";
+  return t;
+}
+
+DeviceTier::~DeviceTier() {
+  if (base_ == nullptr) return;
+#if defined(KVCAKE_HAVE_CUDA)
+  if (is_cuda_) {
+    cudaFree(base_);
+    return;
+  }
+#endif
+  std::free(base_);
+}
+
+Status DeviceTier::CopyIn(int32_t slot, const void* src, uint64_t n) const {
+  if (n > slot_bytes_) return InvalidArgumentError("device tier: copy larger than a slot");
+#if defined(KVCAKE_HAVE_CUDA)
+  if (is_cuda_) {
+    cudaError_t err = cudaMemcpy(SlotPtr(slot), src, n, cudaMemcpyDefault);
+    if (err != cudaSuccess) return CudaToStatus(err, "device tier: cudaMemcpy in");
+    return Status::Ok();
+  }
+#endif
+  std::memcpy(SlotPtr(slot), src, n);
+  return Status::Ok();
+}
+
+Status DeviceTier::CopyOut(int32_t slot, void* dst, uint64_t n) const {
+  if (n > slot_bytes_) return InvalidArgumentError("device tier: copy larger than a slot");
+#if defined(KVCAKE_HAVE_CUDA)
+  if (is_cuda_) {
+    cudaError_t err = cudaMemcpy(dst, SlotPtr(slot), n, cudaMemcpyDefault);
+    if (err != cudaSuccess) return CudaToStatus(err, "device tier: cudaMemcpy out");
+    return Status::Ok();
+  }
+#endif
+  std::memcpy(dst, SlotPtr(slot), n);
+  return Status::Ok();
+}
+
+}  // namespace kvcake::store

@@ -1,0 +1,57 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "common/result.h"
+
+namespace kvcake::store {
+
+// Device tier (T0): one arena carved into `num_slots` fixed slots of
+// `slot_bytes`; slot i at byte offset i * slot_bytes. When built with CUDA
+// (KVCAKE_HAVE_CUDA) and a GPU is present at runtime, the arena is a single
+// cudaMalloc on `cuda_device`; otherwise it is the *emulated device*: host
+// memory with the same interface and semantics, so every path above it runs
+// everywhere. The choice is made in Open and logged. Owns the arena (RAII).
+//
+// Thread-safety: immutable after Open; copies into/out of distinct slots may
+// run concurrently; slot ownership is the caller's (SlotPool).
+class DeviceTier {
+ public:
+  struct Options {
+    uint64_t num_slots = 0;   // > 0
+    uint64_t slot_bytes = 0;  // > 0
+    bool allow_cuda = true;   // false forces the emulated device
+    int cuda_device = 0;
+    Status Validate() const;
+  };
+
+  static Result<std::unique_ptr<DeviceTier>> Open(const Options& options);
+  ~DeviceTier();
+  DeviceTier(const DeviceTier&) = delete;
+  DeviceTier& operator=(const DeviceTier&) = delete;
+
+  // Device pointer (CUDA) or host pointer (emulated) of a slot.
+  char* SlotPtr(int32_t slot) const { return base_ + static_cast<uint64_t>(slot) * slot_bytes_; }
+  uint64_t SlotOffset(int32_t slot) const { return static_cast<uint64_t>(slot) * slot_bytes_; }
+  // Host memory -> slot / slot -> host memory, `n` <= slot_bytes. Synchronous.
+  // INTERNAL on a CUDA error.
+  Status CopyIn(int32_t slot, const void* src, uint64_t n) const;
+  Status CopyOut(int32_t slot, void* dst, uint64_t n) const;
+
+  bool is_cuda() const { return is_cuda_; }
+  uint64_t slot_bytes() const { return slot_bytes_; }
+  uint64_t num_slots() const { return num_slots_; }
+  uint64_t size() const { return slot_bytes_ * num_slots_; }
+
+ private:
+  DeviceTier() = default;
+
+  char* base_ = nullptr;
+  uint64_t slot_bytes_ = 0;
+  uint64_t num_slots_ = 0;
+  bool is_cuda_ = false;
+  int cuda_device_ = 0;
+};
+
+}  // namespace kvcake::store

@@ -1,0 +1,43 @@
+#include "store/namespace_config.h"
+
+#include <xxhash.h>
+
+#include <string>
+
+namespace kvcake::store {
+
+Status NamespaceConfig::Validate() const {
+  if (name.empty()) return InvalidArgumentError("namespace: empty name");
+  if (num_layers == 0) return InvalidArgumentError("namespace " + name + ": num_layers is 0");
+  if (block_tokens == 0) return InvalidArgumentError("namespace " + name + ": block_tokens is 0");
+  if (layer_block_bytes == 0) {
+    return InvalidArgumentError("namespace " + name + ": layer_block_bytes is 0");
+  }
+  return Status::Ok();
+}
+
+uint64_t NamespaceConfig::Fingerprint() const {
+  XXH3_state_t* state = XXH3_createState();
+  XXH3_64bits_reset(state);
+  auto add_u64 = [&](uint64_t v) {
+    unsigned char b[8];
+    for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>(v >> (8 * i));
+    XXH3_64bits_update(state, b, sizeof(b));
+  };
+  auto add_str = [&](const std::string& s) {
+    add_u64(s.size());
+    XXH3_64bits_update(state, s.data(), s.size());
+  };
+  add_u64(1);  // fingerprint format version
+  add_u64(id);
+  add_u64(num_layers);
+  add_u64(block_tokens);
+  add_u64(layer_block_bytes);
+  add_str(kv_dtype);
+  add_str(layout);
+  uint64_t fp = XXH3_64bits_digest(state);
+  XXH3_freeState(state);
+  return fp == 0 ? 1 : fp;
+}
+
+}  // namespace kvcake::store

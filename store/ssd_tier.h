@@ -1,0 +1,112 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <rocksdb/options.h>
+
+#include "common/block_key.h"
+#include "common/result.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+}  // namespace rocksdb
+
+namespace kvcake::store {
+
+// Header stored in front of every SSD value (and alone in the "meta" column
+// family). 32 bytes, little-endian:
+//   u32 magic 'KVCB' | u16 version (1) | u16 flags (0) | u64 size |
+//   u64 checksum (XXH3_64bits of the payload) | u64 namespace fingerprint
+struct SsdHeader {
+  static constexpr uint32_t kMagic = 0x4256434b;  // "KVCB" as LE bytes
+  static constexpr uint16_t kVersion = 1;
+  static constexpr size_t kEncodedSize = 32;
+
+  uint64_t size = 0;
+  uint64_t checksum = 0;
+  uint64_t fingerprint = 0;
+
+  void EncodeTo(char* out) const;  // writes kEncodedSize bytes
+  // DATA_LOSS on a short buffer or bad magic; UNIMPLEMENTED on an unknown version.
+  static Result<SsdHeader> Decode(std::string_view bytes);
+};
+
+// Converts a RocksDB status once, at the boundary: NoSpace -> RESOURCE_EXHAUSTED,
+// Corruption -> DATA_LOSS, NotFound -> NOT_FOUND, Busy/TryAgain -> ABORTED,
+// IOError -> UNAVAILABLE, InvalidArgument, NotSupported -> UNIMPLEMENTED, else UNKNOWN.
+Status FromRocksStatus(const rocksdb::Status& s, std::string_view what);
+
+// SSD tier (T2): RocksDB with integrated BlobDB. Two column families:
+//   default: encoded block key -> SsdHeader + payload (large values in blob files)
+//   meta:    encoded block key -> SsdHeader (small; the index is rebuilt from it
+//            on open without reading payloads)
+// Both are written in one WriteBatch, so a block is either fully present or
+// absent after a crash. Every read verifies the payload checksum.
+// Owns the rocksdb::DB and its column family handles (RAII).
+//
+// Thread-safety: all methods are thread-safe (RocksDB is); the TierManager
+// issues writes from its single mover thread.
+class SsdTier {
+ public:
+  struct Options {
+    std::string path;               // directory, created if missing
+    bool sync = false;              // fsync WAL per write batch
+    uint64_t min_blob_size = 4096;  // values >= this go to blob files
+    uint64_t write_buffer_bytes = 64ull << 20;
+    Status Validate() const;
+  };
+
+  // The exact RocksDB options SsdTier uses (also for raw-RocksDB baselines).
+  static rocksdb::Options MakeDbOptions(const Options& options);
+
+  static Result<std::unique_ptr<SsdTier>> Open(const Options& options);
+  ~SsdTier();
+  SsdTier(const SsdTier&) = delete;
+  SsdTier& operator=(const SsdTier&) = delete;
+
+  struct WriteItem {
+    BlockKey key;
+    const void* data = nullptr;  // host memory, `size` bytes
+    uint64_t size = 0;
+    uint64_t checksum = 0;
+    uint64_t fingerprint = 0;
+  };
+  // Writes the deletes, then the blocks, in one atomic WriteBatch.
+  // RESOURCE_EXHAUSTED when the disk is full; nothing of the batch is applied
+  // on error.
+  Status Write(std::span<const WriteItem> items, std::span<const BlockKey> deletes = {});
+
+  // Reads and verifies a block into `dst` (capacity `dst_size`): one copy from
+  // RocksDB's buffer. NOT_FOUND; DATA_LOSS on checksum / header mismatch
+  // (nothing useful in dst); OUT_OF_RANGE when dst_size is too small.
+  Result<SsdHeader> Read(const BlockKey& key, void* dst, uint64_t dst_size) const;
+
+  // Calls `fn` for every block's header (meta column family, no payload
+  // reads). Entries whose header does not decode are reported to `bad`.
+  Status ForEachHeader(const std::function<void(const BlockKey&, const SsdHeader&)>& fn,
+                       const std::function<void(std::string_view key)>& bad = nullptr) const;
+
+  // Tries to clear a background error (e.g. after disk full) so writes resume.
+  Status Resume();
+  // Bytes of SST + blob files on disk (approximate).
+  uint64_t DiskBytes() const;
+  const std::string& path() const { return options_.path; }
+
+ private:
+  explicit SsdTier(Options options) : options_(std::move(options)) {}
+
+  Options options_;
+  rocksdb::WriteOptions write_options_;
+  rocksdb::DB* db_ = nullptr;
+  rocksdb::ColumnFamilyHandle* data_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
+};
+
+}  // namespace kvcake::store

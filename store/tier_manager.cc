@@ -1,0 +1,1433 @@
+#include "store/tier_manager.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "common/logging.h"
+#include "policy/lru_policy.h"
+#include "store/block_index.h"
+#include "store/checksum.h"
+#include "store/device_tier.h"
+#include "store/host_tier.h"
+#include "store/slot_pool.h"
+#include "store/ssd_tier.h"
+
+namespace kvcake::store {
+
+namespace {
+
+constexpr size_t Idx(Tier t) { return static_cast<size_t>(t); }
+
+bool IsMemoryTier(Tier t) { return t == Tier::kDevice || t == Tier::kHost; }
+
+}  // namespace
+
+Status TierManagerOptions::Validate() const {
+  if (slot_bytes == 0 || slot_bytes % 4096 != 0) {
+    return InvalidArgumentError("store: slot_bytes must be a positive multiple of 4096");
+  }
+  if (host_capacity_bytes < slot_bytes) {
+    return InvalidArgumentError("store: host_capacity_bytes must hold at least one slot");
+  }
+  if (device_capacity_bytes != 0 && device_capacity_bytes < slot_bytes) {
+    return InvalidArgumentError("store: device_capacity_bytes must be 0 or hold a slot");
+  }
+  if (!(low_watermark > 0 && low_watermark <= high_watermark && high_watermark <= 1.0)) {
+    return InvalidArgumentError("store: need 0 < low_watermark <= high_watermark <= 1");
+  }
+  if (mover_batch_blocks == 0) return InvalidArgumentError("store: mover_batch_blocks is 0");
+  if (pin_lease_us == 0 || reservation_lease_us == 0) {
+    return InvalidArgumentError("store: lease durations must be > 0");
+  }
+  if (mover_interval_us == 0) return InvalidArgumentError("store: mover_interval_us is 0");
+  if (!ssd_path.empty() && ssd_capacity_bytes == 0) {
+    return InvalidArgumentError("store: ssd_capacity_bytes is 0 with an ssd_path");
+  }
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------
+// Impl
+// ---------------------------------------------------------------------------
+
+class TierManager::Impl {
+ public:
+  Impl(TierManagerOptions options, std::unique_ptr<policy::Policy> policy)
+      : opts_(std::move(options)), policy_(std::move(policy)) {
+    clock_ = opts_.clock ? opts_.clock : std::make_shared<SteadyClock>();
+  }
+
+  ~Impl() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+      for (auto& req : forced_) {
+        if (req->status.ok()) req->status = AbortedError("store: shutting down");
+        req->finished = true;
+      }
+      forced_.clear();
+    }
+    mover_cv_.notify_all();
+    space_cv_.notify_all();
+    if (mover_.joinable()) mover_.join();
+  }
+
+  Status Init();
+
+  // --- namespaces ---
+  Status RegisterNamespace(const NamespaceConfig& config);
+  Result<NamespaceConfig> GetNamespace(uint64_t ns) const;
+  std::vector<NamespaceConfig> ListNamespaces() const;
+  uint64_t NamespaceUsedBytes(uint64_t ns) const;
+
+  // --- data path ---
+  Result<Reservation> Reserve(const BlockKey& key, uint64_t size, Tier tier);
+  Status Commit(const Reservation& r, std::optional<uint64_t> checksum);
+  Status Abort(const Reservation& r);
+  Status Put(const BlockKey& key, const void* src, uint64_t size, Tier tier);
+  Result<PinnedBlock> Pin(const BlockKey& key);
+  Status Release(const PinnedBlock& p);
+  Result<uint64_t> Get(const BlockKey& key, void* dst, uint64_t dst_size);
+  bool Contains(const BlockKey& key) const;
+  size_t LookupPrefix(uint64_t ns, std::span<const uint64_t> hashes, uint32_t layer,
+                      std::vector<Tier>* tiers) const;
+
+  // --- admin ---
+  Status Delete(const BlockKey& key);
+  Status Evict(const BlockKey& key, Tier to);
+  Status SetAdminPin(const BlockKey& key, bool pinned);
+  Status Drain(const DrainProgress& progress);
+  void Flush();
+  std::vector<BlockInfo> ListBlocks(const BlockFilter& filter) const;
+  StoreStats GetStats() const;
+  Status SetCapacity(Tier tier, uint64_t bytes);
+  void ReportLayerSignal(uint64_t ns, const policy::LayerSignal& signal);
+  HostSegmentInfo host_segment() const;
+
+  const TierManagerOptions& options() const { return opts_; }
+  bool device_is_cuda() const { return device_ && device_->is_cuda(); }
+  bool has_device_tier() const { return device_ != nullptr; }
+  bool has_ssd_tier() const { return ssd_ != nullptr; }
+  std::string_view policy_name() const { return policy_->name(); }
+
+ private:
+  struct NamespaceEntry {
+    NamespaceConfig config;
+    uint64_t fingerprint;
+  };
+  struct PinEntry {
+    BlockKey key;
+    Tier tier;
+    int32_t slot;
+    uint64_t expiry_us;
+    uint64_t generation;
+    bool installed;  // counted in the record's pins
+  };
+  struct Quarantined {
+    Tier tier;
+    int32_t slot;
+    uint64_t until_us;
+  };
+  // A request to move specific blocks down now (Evict, Drain).
+  struct ForcedRequest {
+    std::vector<BlockKey> keys;
+    Tier to = Tier::kSsd;
+    bool skip_unmovable = false;  // Drain: skip pinned / missing blocks silently
+    size_t next = 0;
+    uint64_t done = 0;
+    Status status;
+    bool finished = false;
+  };
+  // One block being moved by the mover (slot referenced by the mover).
+  struct MoveItem {
+    BlockKey key;
+    Tier from;
+    int32_t slot;
+    uint64_t size;
+    uint64_t checksum;
+    uint64_t fingerprint;
+    uint64_t generation;
+    ForcedRequest* req;         // nullable
+    std::vector<char> staging;  // device (CUDA) payload copied to host
+  };
+
+  uint64_t Now() const { return clock_->NowMicros(); }
+  uint64_t NextTick() { return tick_.fetch_add(1, std::memory_order_relaxed) + 1; }
+
+  SlotPool* Pool(Tier t) const {
+    return t == Tier::kDevice ? device_pool_.get() : t == Tier::kHost ? host_pool_.get() : nullptr;
+  }
+  char* SlotPtr(Tier t, int32_t slot) const {
+    return t == Tier::kDevice ? device_->SlotPtr(slot) : host_->SlotPtr(slot);
+  }
+  uint64_t SlotOffset(Tier t, int32_t slot) const {
+    return static_cast<uint64_t>(slot) * opts_.slot_bytes;
+  }
+  Status CopyToSlot(Tier t, int32_t slot, const void* src, uint64_t n) const {
+    if (t == Tier::kDevice) return device_->CopyIn(slot, src, n);
+    std::memcpy(host_->SlotPtr(slot), src, n);
+    return Status::Ok();
+  }
+  Status CopyFromSlot(Tier t, int32_t slot, void* dst, uint64_t n) const {
+    if (t == Tier::kDevice) return device_->CopyOut(slot, dst, n);
+    std::memcpy(dst, host_->SlotPtr(slot), n);
+    return Status::Ok();
+  }
+  Result<uint64_t> ChecksumSlot(Tier t, int32_t slot, uint64_t n) const {
+    if (t == Tier::kDevice && device_->is_cuda()) {
+      std::vector<char> tmp(n);
+      RETURN_IF_ERROR(device_->CopyOut(slot, tmp.data(), n));
+      return BlockChecksum(tmp.data(), n);
+    }
+    return BlockChecksum(SlotPtr(t, slot), n);
+  }
+
+  // All *Locked helpers require mu_.
+  void UnrefSlotLocked(Tier t, int32_t slot) {
+    if (Pool(t)->Unref(slot)) space_cv_.notify_all();
+  }
+  void AddToTierLocked(Tier t, uint64_t size) {
+    tier_bytes_[Idx(t)] += size;
+    tier_blocks_[Idx(t)] += 1;
+  }
+  void RemoveFromTierLocked(Tier t, uint64_t size) {
+    tier_bytes_[Idx(t)] -= size;
+    tier_blocks_[Idx(t)] -= 1;
+  }
+  // Removes a readable record from every tier (slot unref'd, SSD copy queued
+  // for deletion, policy told). The caller counts it as delete or drop.
+  void RemoveRecordLocked(const BlockKey& key, BlockRecord* rec);
+  // Drops the (clean) memory copy of an on_ssd record: it becomes SSD-only.
+  void DropCleanCopyLocked(const BlockKey& key, BlockRecord* rec);
+  // Frees up to `want` slots of `tier` by dropping clean copies (blocks also
+  // on SSD): cheap, no I/O. Returns slots freed.
+  uint32_t FreeCleanLocked(Tier tier, uint32_t want);
+  bool EligibleVictim(const BlockRecord* rec, Tier tier) const {
+    return rec != nullptr && rec->state == BlockState::kCommitted && rec->tier == tier &&
+           rec->pins == 0 && !rec->admin_pinned;
+  }
+  // Bytes the policy should free to release `slots` slots of a memory tier.
+  uint64_t BytesForSlotsLocked(Tier t, uint64_t slots) const {
+    uint64_t blocks = tier_blocks_[Idx(t)];
+    uint64_t avg = blocks ? tier_bytes_[Idx(t)] / blocks : opts_.slot_bytes;
+    return slots * std::max<uint64_t>(avg, 1);
+  }
+  // Pins a readable record in place (memory tier): no lease, for in-process copies.
+  void SweepLocked(uint64_t now);
+  void ExpireReservationLocked(const BlockKey& key, BlockRecord* rec, uint64_t now);
+  Status ValidateKeyLocked(const BlockKey& key, const NamespaceEntry** ns_out) const;
+  // Handles an SSD read failure for `key` (generation `gen`).
+  void OnSsdReadErrorLocked(const BlockKey& key, uint64_t gen, const Status& s);
+  Result<uint64_t> ReadSsdDirect(const BlockKey& key, void* dst, uint64_t dst_size);
+
+  // Mover.
+  void MoverLoop();
+  // One pass; returns true if it made progress and should run again at once.
+  bool MoverPassLocked(std::unique_lock<std::mutex>& lk);
+  // Writes items (+ queued deletes) to SSD with the lock released, then
+  // completes them. Returns the write status.
+  Status WriteToSsdLocked(std::vector<MoveItem>& items, std::unique_lock<std::mutex>& lk);
+  // Copies device items into freshly allocated host slots (lock released).
+  void MoveDeviceToHostLocked(std::vector<MoveItem>& items, std::vector<int32_t>& host_slots,
+                              std::unique_lock<std::mutex>& lk);
+  // Prepares a committed memory-tier record for a move: state demoting, mover ref.
+  MoveItem StartMoveLocked(const BlockKey& key, BlockRecord* rec, ForcedRequest* req);
+  void ProcessForcedLocked(std::unique_lock<std::mutex>& lk);
+  static void FailRequest(ForcedRequest* req, const Status& s) {
+    if (req != nullptr && req->status.ok() && !s.ok()) req->status = s;
+  }
+
+  TierManagerOptions opts_;
+  std::shared_ptr<Clock> clock_;
+  std::unique_ptr<policy::Policy> policy_;
+  std::unique_ptr<DeviceTier> device_;
+  std::unique_ptr<SlotPool> device_pool_;
+  std::unique_ptr<HostTier> host_;
+  std::unique_ptr<SlotPool> host_pool_;
+  std::unique_ptr<SsdTier> ssd_;
+
+  mutable std::mutex mu_;
+  std::condition_variable mover_cv_;  // wakes the mover
+  std::condition_variable space_cv_;  // slots freed, moves completed, requests finished
+  BlockIndex index_;
+  std::unordered_map<uint64_t, NamespaceEntry> namespaces_;
+  std::unordered_map<uint64_t, PinEntry> pins_;
+  std::unordered_map<uint64_t, BlockKey> reservations_;  // id -> key
+  std::vector<Quarantined> quarantine_;
+  std::vector<BlockKey> ssd_deletes_;
+  std::deque<std::shared_ptr<ForcedRequest>> forced_;
+  std::array<uint32_t, 2> waiting_{};  // reservers waiting for a device / host slot
+  std::array<uint64_t, kNumLocalTiers> tier_bytes_{};
+  std::array<uint64_t, kNumLocalTiers> tier_blocks_{};
+  uint64_t ssd_capacity_ = 0;
+  StoreStats stats_;
+  uint64_t next_id_ = 1;
+  bool mover_work_ = false;
+  bool ssd_busy_ = false;
+  bool ssd_error_ = false;  // last SSD write failed: back off until the next interval
+  bool stop_ = false;
+  std::atomic<uint64_t> tick_{0};
+  std::thread mover_;
+};
+
+Status TierManager::Impl::Init() {
+  RETURN_IF_ERROR(opts_.Validate());
+  if (!policy_) policy_ = std::make_unique<policy::LruPolicy>();
+  if (opts_.device_capacity_bytes > 0) {
+    DeviceTier::Options d;
+    d.num_slots = opts_.device_capacity_bytes / opts_.slot_bytes;
+    d.slot_bytes = opts_.slot_bytes;
+    d.allow_cuda = opts_.device_allow_cuda;
+    d.cuda_device = opts_.cuda_device;
+    ASSIGN_OR_RETURN(device_, DeviceTier::Open(d));
+    device_pool_ = std::make_unique<SlotPool>(static_cast<uint32_t>(d.num_slots));
+  }
+  HostTier::Options h;
+  h.name = opts_.host_segment_name;
+  h.num_slots = opts_.host_capacity_bytes / opts_.slot_bytes;
+  h.slot_bytes = opts_.slot_bytes;
+  h.huge_pages = opts_.host_huge_pages;
+  ASSIGN_OR_RETURN(host_, HostTier::Open(h));
+  host_pool_ = std::make_unique<SlotPool>(static_cast<uint32_t>(h.num_slots));
+  ssd_capacity_ = opts_.ssd_capacity_bytes;
+  if (!opts_.ssd_path.empty()) {
+    SsdTier::Options s;
+    s.path = opts_.ssd_path;
+    s.sync = opts_.ssd_sync;
+    s.min_blob_size = opts_.ssd_min_blob_size;
+    s.write_buffer_bytes = opts_.ssd_write_buffer_bytes;
+    ASSIGN_OR_RETURN(ssd_, SsdTier::Open(s));
+    // Rebuild the index from the headers (no payload reads).
+    uint64_t tick = NextTick();
+    uint64_t bad = 0;
+    RETURN_IF_ERROR(ssd_->ForEachHeader(
+        [&](const BlockKey& key, const SsdHeader& hdr) {
+          BlockRecord rec;
+          rec.state = BlockState::kCommitted;
+          rec.tier = Tier::kSsd;
+          rec.on_ssd = true;
+          rec.size = hdr.size;
+          rec.checksum = hdr.checksum;
+          rec.fingerprint = hdr.fingerprint;
+          rec.last_access_tick = tick;
+          if (index_.Insert(key, rec) != nullptr) {
+            AddToTierLocked(Tier::kSsd, hdr.size);
+            policy_->OnInsert(key, Tier::kSsd, hdr.size, tick);
+          }
+        },
+        [&](std::string_view) { ++bad; }));
+    stats_.checksum_failures += bad;
+    KVCAKE_LOG(INFO) << "ssd tier: " << opts_.ssd_path << " reopened with "
+                     << tier_blocks_[Idx(Tier::kSsd)] << " blocks (" << tier_bytes_[Idx(Tier::kSsd)]
+                     << " bytes), " << bad << " bad headers";
+  }
+  if (device_) policy_->SetTierCapacity(Tier::kDevice, opts_.device_capacity_bytes);
+  policy_->SetTierCapacity(Tier::kHost, opts_.host_capacity_bytes);
+  if (ssd_) policy_->SetTierCapacity(Tier::kSsd, ssd_capacity_);
+  KVCAKE_LOG(INFO) << "store: policy " << policy_->name() << ", device "
+                   << (device_ ? (device_->is_cuda() ? "cuda" : "emulated") : "none") << ", host "
+                   << host_->num_slots() << " slots, ssd " << (ssd_ ? opts_.ssd_path : "none");
+  mover_ = std::thread([this] { MoverLoop(); });
+  return Status::Ok();
+}
+
+// --- namespaces ---------------------------------------------------------------
+
+Status TierManager::Impl::RegisterNamespace(const NamespaceConfig& config) {
+  RETURN_IF_ERROR(config.Validate());
+  if (config.layer_block_bytes > opts_.slot_bytes) {
+    return InvalidArgumentError("namespace " + config.name + ": layer_block_bytes " +
+                                std::to_string(config.layer_block_bytes) + " > slot_bytes " +
+                                std::to_string(opts_.slot_bytes));
+  }
+  uint64_t fp = config.Fingerprint();
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = namespaces_.find(config.id);
+  if (it != namespaces_.end()) {
+    if (it->second.fingerprint != fp) {
+      return FailedPreconditionError("namespace " + config.name +
+                                     ": already registered with another geometry/layout");
+    }
+    it->second.config.quota_bytes = config.quota_bytes;
+    return Status::Ok();
+  }
+  namespaces_.emplace(config.id, NamespaceEntry{config, fp});
+  policy_->RegisterNamespace(config.id, config.num_layers, config.layer_block_bytes);
+  return Status::Ok();
+}
+
+Result<NamespaceConfig> TierManager::Impl::GetNamespace(uint64_t ns) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = namespaces_.find(ns);
+  if (it == namespaces_.end()) return NotFoundError("unknown namespace " + std::to_string(ns));
+  return it->second.config;
+}
+
+std::vector<NamespaceConfig> TierManager::Impl::ListNamespaces() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<NamespaceConfig> out;
+  for (const auto& [id, e] : namespaces_) out.push_back(e.config);
+  std::sort(out.begin(), out.end(),
+            [](const NamespaceConfig& a, const NamespaceConfig& b) { return a.id < b.id; });
+  return out;
+}
+
+uint64_t TierManager::Impl::NamespaceUsedBytes(uint64_t ns) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return index_.NamespaceBytes(ns);
+}
+
+Status TierManager::Impl::ValidateKeyLocked(const BlockKey& key,
+                                            const NamespaceEntry** ns_out) const {
+  auto it = namespaces_.find(key.ns);
+  if (it == namespaces_.end()) {
+    return NotFoundError("namespace of " + key.ToString() + " is not registered");
+  }
+  if (key.layer >= it->second.config.num_layers) {
+    return InvalidArgumentError("layer " + std::to_string(key.layer) + " out of range for " +
+                                it->second.config.name);
+  }
+  *ns_out = &it->second;
+  return Status::Ok();
+}
+
+// --- put --------------------------------------------------------------------
+
+Result<Reservation> TierManager::Impl::Reserve(const BlockKey& key, uint64_t size, Tier tier) {
+  if (tier == Tier::kDevice && !device_) tier = Tier::kHost;
+  if (!IsMemoryTier(tier)) return InvalidArgumentError("Reserve: tier must be device or host");
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::microseconds(opts_.reserve_wait_us);
+  std::unique_lock<std::mutex> lk(mu_);
+  while (true) {
+    if (stop_) return UnavailableError("store: shutting down");
+    const NamespaceEntry* ns = nullptr;
+    Status s = ValidateKeyLocked(key, &ns);
+    if (s.ok() && (size == 0 || size > ns->config.layer_block_bytes)) {
+      s = InvalidArgumentError("Reserve " + key.ToString() + ": size " + std::to_string(size) +
+                               " not in [1, " + std::to_string(ns->config.layer_block_bytes) + "]");
+    }
+    if (s.ok() && ns->config.quota_bytes != 0 &&
+        index_.NamespaceBytes(key.ns) + size > ns->config.quota_bytes) {
+      s = ResourceExhaustedError("namespace " + ns->config.name + " is over its quota of " +
+                                 std::to_string(ns->config.quota_bytes) + " bytes");
+    }
+    BlockRecord* existing = s.ok() ? index_.Find(key) : nullptr;
+    if (existing != nullptr) {
+      if (existing->readable()) {
+        s = AlreadyExistsError(key.ToString() + " is already committed");
+      } else if (existing->lease_expiry_us < Now()) {
+        ExpireReservationLocked(key, existing, Now());
+        continue;
+      } else {
+        s = AbortedError(key.ToString() + " is being written by another writer");
+      }
+    }
+    if (!s.ok()) {
+      ++stats_.put_rejected;
+      return s;
+    }
+    SlotPool* pool = Pool(tier);
+    int32_t slot = pool->Allocate();
+    if (slot < 0 && FreeCleanLocked(tier, 1) > 0) slot = pool->Allocate();
+    if (slot >= 0) {
+      BlockRecord rec;
+      rec.state = BlockState::kReserved;
+      rec.tier = tier;
+      rec.slot = slot;
+      rec.size = size;
+      rec.fingerprint = ns->fingerprint;
+      rec.reservation_id = next_id_++;
+      rec.lease_expiry_us = Now() + opts_.reservation_lease_us;
+      BlockRecord* r = index_.Insert(key, rec);
+      reservations_.emplace(r->reservation_id, key);
+      Reservation out;
+      out.id = r->reservation_id;
+      out.key = key;
+      out.tier = tier;
+      out.data = SlotPtr(tier, slot);
+      out.offset = SlotOffset(tier, slot);
+      out.size = size;
+      out.lease_expiry_us = r->lease_expiry_us;
+      if (pool->used() > opts_.high_watermark * pool->usable()) {
+        mover_work_ = true;
+        mover_cv_.notify_one();
+      }
+      return out;
+    }
+    // No slot: let the mover demote, and wait (bounded).
+    ++waiting_[Idx(tier)];
+    mover_work_ = true;
+    mover_cv_.notify_one();
+    bool timed_out = space_cv_.wait_until(lk, deadline) == std::cv_status::timeout;
+    --waiting_[Idx(tier)];
+    if (timed_out && Pool(tier)->free_usable() == 0) {
+      ++stats_.put_rejected;
+      return ResourceExhaustedError(std::string("store: no free ") + std::string(TierName(tier)) +
+                                    " slot (tier full and nothing could be demoted in time)");
+    }
+  }
+}
+
+Status TierManager::Impl::Commit(const Reservation& r, std::optional<uint64_t> checksum) {
+  // Hash outside the lock: the slot belongs to this reservation.
+  Tier tier;
+  int32_t slot;
+  uint64_t size;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    BlockRecord* rec = index_.Find(r.key);
+    if (rec == nullptr || rec->state != BlockState::kReserved || rec->reservation_id != r.id) {
+      return AbortedError("Commit " + r.key.ToString() + ": reservation lost (lease expired?)");
+    }
+    tier = rec->tier;
+    slot = rec->slot;
+    size = rec->size;
+  }
+  Result<uint64_t> actual = ChecksumSlot(tier, slot, size);
+  if (!actual.ok()) return actual.status();
+  const uint64_t tick = NextTick();
+  std::lock_guard<std::mutex> lk(mu_);
+  BlockRecord* rec = index_.Find(r.key);
+  if (rec == nullptr || rec->state != BlockState::kReserved || rec->reservation_id != r.id) {
+    return AbortedError("Commit " + r.key.ToString() + ": reservation lost (lease expired?)");
+  }
+  const uint64_t now = Now();
+  if (rec->lease_expiry_us < now) {
+    ExpireReservationLocked(r.key, rec, now);
+    return AbortedError("Commit " + r.key.ToString() + ": reservation lease expired");
+  }
+  if (checksum.has_value() && *checksum != *actual) {
+    ++stats_.checksum_failures;
+    reservations_.erase(rec->reservation_id);
+    Tier t = rec->tier;
+    int32_t slot = rec->slot;
+    index_.Erase(r.key);
+    UnrefSlotLocked(t, slot);
+    return DataLossError("Commit " + r.key.ToString() + ": checksum mismatch, block discarded");
+  }
+  reservations_.erase(rec->reservation_id);
+  rec->state = BlockState::kCommitted;
+  rec->checksum = *actual;
+  rec->reservation_id = 0;
+  rec->last_access_tick = tick;
+  AddToTierLocked(rec->tier, rec->size);
+  policy_->OnInsert(r.key, rec->tier, rec->size, tick);
+  ++stats_.puts;
+  SlotPool* pool = Pool(rec->tier);
+  if (pool->used() > opts_.high_watermark * pool->usable()) {
+    mover_work_ = true;
+    mover_cv_.notify_one();
+  }
+  return Status::Ok();
+}
+
+Status TierManager::Impl::Abort(const Reservation& r) {
+  std::lock_guard<std::mutex> lk(mu_);
+  BlockRecord* rec = index_.Find(r.key);
+  if (rec == nullptr || rec->state != BlockState::kReserved || rec->reservation_id != r.id) {
+    return NotFoundError("Abort " + r.key.ToString() + ": no such reservation");
+  }
+  reservations_.erase(rec->reservation_id);
+  Tier t = rec->tier;
+  int32_t slot = rec->slot;
+  index_.Erase(r.key);
+  UnrefSlotLocked(t, slot);
+  return Status::Ok();
+}
+
+Status TierManager::Impl::Put(const BlockKey& key, const void* src, uint64_t size, Tier tier) {
+  ASSIGN_OR_RETURN(Reservation r, Reserve(key, size, tier));
+  Status s = CopyToSlot(r.tier, static_cast<int32_t>(r.offset / opts_.slot_bytes), src, size);
+  if (!s.ok()) {
+    Abort(r).IgnoreError();
+    return s;
+  }
+  return Commit(r, std::nullopt);
+}
+
+// --- get --------------------------------------------------------------------
+
+void TierManager::Impl::OnSsdReadErrorLocked(const BlockKey& key, uint64_t gen, const Status& s) {
+  ++stats_.misses;
+  if (s.code() == StatusCode::kDataLoss) ++stats_.checksum_failures;
+  if (s.code() != StatusCode::kDataLoss && s.code() != StatusCode::kNotFound) return;
+  // The SSD copy is corrupt or gone: forget the block (a miss from now on).
+  BlockRecord* rec = index_.Find(key);
+  if (rec == nullptr || rec->generation != gen) return;
+  if (rec->state == BlockState::kPromoting) rec->state = BlockState::kCommitted;
+  if (rec->slot >= 0) {
+    // A memory copy is still good; only the SSD copy is lost.
+    if (rec->on_ssd) {
+      rec->on_ssd = false;
+      RemoveFromTierLocked(Tier::kSsd, rec->size);
+      ssd_deletes_.push_back(key);
+    }
+    return;
+  }
+  RemoveRecordLocked(key, rec);
+  ++stats_.drops[Idx(Tier::kSsd)];
+}
+
+Result<PinnedBlock> TierManager::Impl::Pin(const BlockKey& key) {
+  const uint64_t tick = NextTick();
+  std::unique_lock<std::mutex> lk(mu_);
+  const NamespaceEntry* ns = nullptr;
+  Status s = ValidateKeyLocked(key, &ns);
+  if (!s.ok()) {
+    ++stats_.misses;
+    return s;
+  }
+  BlockRecord* rec = index_.Find(key);
+  if (rec == nullptr || !rec->readable()) {
+    ++stats_.misses;
+    return NotFoundError(key.ToString() + " not found");
+  }
+  if (rec->fingerprint != ns->fingerprint) {
+    ++stats_.misses;
+    ++stats_.layout_mismatches;
+    return FailedPreconditionError(key.ToString() +
+                                   ": stored with another namespace geometry/layout");
+  }
+  const uint64_t now = Now();
+  PinnedBlock out;
+  out.key = key;
+  out.size = rec->size;
+  out.checksum = rec->checksum;
+  out.lease_expiry_us = now + opts_.pin_lease_us;
+  rec->last_access_tick = tick;
+  if (rec->slot >= 0) {
+    Pool(rec->tier)->Ref(rec->slot);
+    ++rec->pins;
+    out.id = next_id_++;
+    out.tier = rec->tier;
+    out.data = SlotPtr(rec->tier, rec->slot);
+    out.offset = SlotOffset(rec->tier, rec->slot);
+    pins_.emplace(out.id,
+                  PinEntry{key, rec->tier, rec->slot, out.lease_expiry_us, rec->generation, true});
+    ++stats_.tiers[Idx(rec->tier)].hits;
+    policy_->OnAccess(key, rec->tier, tick);
+    return out;
+  }
+  // SSD-only: promote into a host slot (never waits for a demotion).
+  int32_t slot = host_pool_->Allocate();
+  if (slot < 0 && FreeCleanLocked(Tier::kHost, 1) > 0) slot = host_pool_->Allocate();
+  if (slot < 0) {
+    mover_work_ = true;
+    mover_cv_.notify_one();
+    return ResourceExhaustedError("Pin " + key.ToString() + ": no free host slot to promote into");
+  }
+  const bool install = rec->state == BlockState::kCommitted;
+  if (install) rec->state = BlockState::kPromoting;
+  const uint64_t gen = rec->generation;
+  const uint64_t expect_checksum = rec->checksum;
+  lk.unlock();
+  Result<SsdHeader> hdr = ssd_->Read(key, host_->SlotPtr(slot), opts_.slot_bytes);
+  if (hdr.ok() && hdr->checksum != expect_checksum) {
+    hdr = DataLossError("Pin " + key.ToString() + ": SSD copy does not match the index");
+  }
+  lk.lock();
+  if (!hdr.ok()) {
+    UnrefSlotLocked(Tier::kHost, slot);
+    OnSsdReadErrorLocked(key, gen, hdr.status());
+    return hdr.status();
+  }
+  rec = index_.Find(key);
+  out.id = next_id_++;
+  out.tier = Tier::kHost;
+  out.data = host_->SlotPtr(slot);
+  out.offset = SlotOffset(Tier::kHost, slot);
+  ++stats_.tiers[Idx(Tier::kSsd)].hits;
+  if (install && rec != nullptr && rec->generation == gen && rec->state == BlockState::kPromoting) {
+    rec->state = BlockState::kCommitted;
+    rec->tier = Tier::kHost;
+    rec->slot = slot;       // the allocation's reference is the index's
+    host_pool_->Ref(slot);  // the pin's
+    ++rec->pins;
+    AddToTierLocked(Tier::kHost, rec->size);
+    ++stats_.moves[Idx(Tier::kSsd)][Idx(Tier::kHost)];
+    stats_.bytes_moved[Idx(Tier::kSsd)][Idx(Tier::kHost)] += rec->size;
+    policy_->OnMove(key, Tier::kSsd, Tier::kHost, tick);
+    policy_->OnAccess(key, Tier::kHost, tick);
+    pins_.emplace(out.id, PinEntry{key, Tier::kHost, slot, out.lease_expiry_us, gen, true});
+  } else {
+    // Private copy (concurrent promotion, or the block changed meanwhile).
+    if (install && rec != nullptr && rec->generation == gen &&
+        rec->state == BlockState::kPromoting) {
+      rec->state = BlockState::kCommitted;
+    }
+    pins_.emplace(out.id, PinEntry{key, Tier::kHost, slot, out.lease_expiry_us, gen, false});
+  }
+  if (host_pool_->used() > opts_.high_watermark * host_pool_->usable()) {
+    mover_work_ = true;
+    mover_cv_.notify_one();
+  }
+  return out;
+}
+
+Status TierManager::Impl::Release(const PinnedBlock& p) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = pins_.find(p.id);
+  if (it == pins_.end()) {
+    return AbortedError("Release " + p.key.ToString() + ": pin lease expired or unknown");
+  }
+  PinEntry e = it->second;
+  pins_.erase(it);
+  if (e.installed) {
+    BlockRecord* rec = index_.Find(e.key);
+    if (rec != nullptr && rec->generation == e.generation && rec->pins > 0) --rec->pins;
+  }
+  const uint64_t now = Now();
+  if (e.expiry_us < now) {
+    // Expired but not yet swept: the data may already be stale for the caller.
+    ++stats_.leases_expired;
+    quarantine_.push_back({e.tier, e.slot, now + opts_.quarantine_us});
+    return AbortedError("Release " + p.key.ToString() + ": pin lease expired");
+  }
+  UnrefSlotLocked(e.tier, e.slot);
+  return Status::Ok();
+}
+
+Result<uint64_t> TierManager::Impl::ReadSsdDirect(const BlockKey& key, void* dst,
+                                                  uint64_t dst_size) {
+  uint64_t gen = 0, expect_checksum = 0;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    const NamespaceEntry* ns = nullptr;
+    RETURN_IF_ERROR(ValidateKeyLocked(key, &ns));
+    BlockRecord* rec = index_.Find(key);
+    if (rec == nullptr || !rec->readable() || !rec->on_ssd) {
+      ++stats_.misses;
+      return NotFoundError(key.ToString() + " not found");
+    }
+    if (rec->fingerprint != ns->fingerprint) {
+      ++stats_.misses;
+      ++stats_.layout_mismatches;
+      return FailedPreconditionError(key.ToString() +
+                                     ": stored with another namespace geometry/layout");
+    }
+    gen = rec->generation;
+    expect_checksum = rec->checksum;
+  }
+  Result<SsdHeader> hdr = ssd_->Read(key, dst, dst_size);
+  if (hdr.ok() && hdr->checksum != expect_checksum) {
+    hdr = DataLossError("Get " + key.ToString() + ": SSD copy does not match the index");
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  if (!hdr.ok()) {
+    if (hdr.status().code() != StatusCode::kOutOfRange)
+      OnSsdReadErrorLocked(key, gen, hdr.status());
+    return hdr.status();
+  }
+  ++stats_.tiers[Idx(Tier::kSsd)].hits;
+  return hdr->size;
+}
+
+Result<uint64_t> TierManager::Impl::Get(const BlockKey& key, void* dst, uint64_t dst_size) {
+  const uint64_t tick = NextTick();
+  Tier tier;
+  int32_t slot;
+  uint64_t size, gen;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    const NamespaceEntry* ns = nullptr;
+    Status s = ValidateKeyLocked(key, &ns);
+    if (!s.ok()) {
+      ++stats_.misses;
+      return s;
+    }
+    BlockRecord* rec = index_.Find(key);
+    if (rec == nullptr || !rec->readable()) {
+      ++stats_.misses;
+      return NotFoundError(key.ToString() + " not found");
+    }
+    if (rec->fingerprint != ns->fingerprint) {
+      ++stats_.misses;
+      ++stats_.layout_mismatches;
+      return FailedPreconditionError(key.ToString() +
+                                     ": stored with another namespace geometry/layout");
+    }
+    if (rec->size > dst_size) {
+      return OutOfRangeError("Get " + key.ToString() + ": block of " + std::to_string(rec->size) +
+                             " bytes does not fit in " + std::to_string(dst_size));
+    }
+    if (rec->slot >= 0) {
+      // In-process pin without a lease: slot reference + record pin.
+      tier = rec->tier;
+      slot = rec->slot;
+      size = rec->size;
+      gen = rec->generation;
+      Pool(tier)->Ref(slot);
+      ++rec->pins;
+      rec->last_access_tick = tick;
+      ++stats_.tiers[Idx(tier)].hits;
+      policy_->OnAccess(key, tier, tick);
+    } else {
+      slot = -1;
+    }
+  }
+  if (slot < 0) {
+    // SSD-resident: promote through a pin when a host slot is free, else read directly.
+    Result<PinnedBlock> p = Pin(key);
+    if (p.ok()) {
+      std::memcpy(dst, p->data, p->size);
+      uint64_t n = p->size;
+      RETURN_IF_ERROR(Release(*p));
+      return n;
+    }
+    if (p.status().code() != StatusCode::kResourceExhausted) return p.status();
+    return ReadSsdDirect(key, dst, dst_size);
+  }
+  Status cs = CopyFromSlot(tier, slot, dst, size);
+  std::lock_guard<std::mutex> lk(mu_);
+  BlockRecord* rec = index_.Find(key);
+  if (rec != nullptr && rec->generation == gen && rec->pins > 0) --rec->pins;
+  UnrefSlotLocked(tier, slot);
+  if (!cs.ok()) return cs;
+  return size;
+}
+
+bool TierManager::Impl::Contains(const BlockKey& key) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  const BlockRecord* rec = index_.Find(key);
+  return rec != nullptr && rec->readable();
+}
+
+size_t TierManager::Impl::LookupPrefix(uint64_t ns, std::span<const uint64_t> hashes,
+                                       uint32_t layer, std::vector<Tier>* tiers) const {
+  if (tiers != nullptr) {
+    tiers->clear();
+    tiers->reserve(hashes.size());
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  size_t n = 0;
+  for (; n < hashes.size(); ++n) {
+    const BlockRecord* rec = index_.Find(BlockKey{ns, hashes[n], layer});
+    if (rec == nullptr || !rec->readable()) break;
+    if (tiers != nullptr) tiers->push_back(rec->tier);
+  }
+  return n;
+}
+
+// --- removal / leases -------------------------------------------------------
+
+void TierManager::Impl::RemoveRecordLocked(const BlockKey& key, BlockRecord* rec) {
+  if (rec->state != BlockState::kReserved) {
+    if (IsMemoryTier(rec->tier)) RemoveFromTierLocked(rec->tier, rec->size);
+    if (rec->on_ssd) RemoveFromTierLocked(Tier::kSsd, rec->size);
+    policy_->OnRemove(key, rec->tier);
+  } else {
+    reservations_.erase(rec->reservation_id);
+  }
+  // A demoting block's SSD write may still land: the mover deletes it then.
+  if (rec->on_ssd) {
+    ssd_deletes_.push_back(key);
+    mover_work_ = true;
+    mover_cv_.notify_one();
+  }
+  Tier t = rec->tier;
+  int32_t slot = rec->slot;
+  index_.Erase(key);
+  if (slot >= 0) UnrefSlotLocked(t, slot);
+}
+
+void TierManager::Impl::DropCleanCopyLocked(const BlockKey& key, BlockRecord* rec) {
+  Tier from = rec->tier;
+  RemoveFromTierLocked(from, rec->size);
+  int32_t slot = rec->slot;
+  rec->slot = -1;
+  rec->tier = Tier::kSsd;
+  UnrefSlotLocked(from, slot);
+  policy_->OnMove(key, from, Tier::kSsd, tick_.load(std::memory_order_relaxed));
+}
+
+uint32_t TierManager::Impl::FreeCleanLocked(Tier tier, uint32_t want) {
+  if (!ssd_) return 0;
+  uint32_t freed = 0;
+  auto eligible = [&](const BlockKey& k) {
+    const BlockRecord* r = index_.Find(k);
+    return EligibleVictim(r, tier) && r->on_ssd;
+  };
+  std::vector<BlockKey> victims =
+      policy_->SelectVictims(tier, BytesForSlotsLocked(tier, want), eligible);
+  for (const BlockKey& k : victims) {
+    BlockRecord* r = index_.Find(k);
+    if (!eligible(k)) continue;
+    DropCleanCopyLocked(k, r);
+    if (++freed >= want) break;
+  }
+  return freed;
+}
+
+void TierManager::Impl::ExpireReservationLocked(const BlockKey& key, BlockRecord* rec,
+                                                uint64_t now) {
+  ++stats_.leases_expired;
+  reservations_.erase(rec->reservation_id);
+  // The writer may still be copying into the slot: quarantine it.
+  quarantine_.push_back({rec->tier, rec->slot, now + opts_.quarantine_us});
+  index_.Erase(key);
+}
+
+void TierManager::Impl::SweepLocked(uint64_t now) {
+  for (auto it = pins_.begin(); it != pins_.end();) {
+    if (it->second.expiry_us >= now) {
+      ++it;
+      continue;
+    }
+    const PinEntry& e = it->second;
+    if (e.installed) {
+      BlockRecord* rec = index_.Find(e.key);
+      if (rec != nullptr && rec->generation == e.generation && rec->pins > 0) --rec->pins;
+    }
+    ++stats_.leases_expired;
+    quarantine_.push_back({e.tier, e.slot, now + opts_.quarantine_us});
+    it = pins_.erase(it);
+  }
+  std::vector<BlockKey> expired;
+  for (const auto& [id, key] : reservations_) {
+    BlockRecord* rec = index_.Find(key);
+    if (rec != nullptr && rec->lease_expiry_us < now) expired.push_back(key);
+  }
+  for (const BlockKey& key : expired) ExpireReservationLocked(key, index_.Find(key), now);
+  for (size_t i = 0; i < quarantine_.size();) {
+    if (quarantine_[i].until_us <= now) {
+      UnrefSlotLocked(quarantine_[i].tier, quarantine_[i].slot);
+      quarantine_[i] = quarantine_.back();
+      quarantine_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+}
+
+// --- admin ------------------------------------------------------------------
+
+Status TierManager::Impl::Delete(const BlockKey& key) {
+  std::lock_guard<std::mutex> lk(mu_);
+  BlockRecord* rec = index_.Find(key);
+  if (rec == nullptr) return NotFoundError(key.ToString() + " not found");
+  if (rec->state == BlockState::kReserved) {
+    return FailedPreconditionError(key.ToString() + " is being written");
+  }
+  RemoveRecordLocked(key, rec);
+  ++stats_.deletes;
+  return Status::Ok();
+}
+
+Status TierManager::Impl::Evict(const BlockKey& key, Tier to) {
+  if (to == Tier::kDevice) return InvalidArgumentError("Evict: target must be host, ssd or remote");
+  if (to == Tier::kSsd && !ssd_) return UnavailableError("Evict: no SSD tier");
+  auto req = std::make_shared<ForcedRequest>();
+  req->keys.push_back(key);
+  req->to = to;
+  std::unique_lock<std::mutex> lk(mu_);
+  if (stop_) return UnavailableError("store: shutting down");
+  forced_.push_back(req);
+  mover_work_ = true;
+  mover_cv_.notify_one();
+  space_cv_.wait(lk, [&] { return req->finished; });
+  return req->status;
+}
+
+Status TierManager::Impl::SetAdminPin(const BlockKey& key, bool pinned) {
+  std::lock_guard<std::mutex> lk(mu_);
+  BlockRecord* rec = index_.Find(key);
+  if (rec == nullptr || !rec->readable()) return NotFoundError(key.ToString() + " not found");
+  rec->admin_pinned = pinned;
+  if (!pinned) {
+    mover_work_ = true;
+    mover_cv_.notify_one();
+  }
+  return Status::Ok();
+}
+
+Status TierManager::Impl::Drain(const DrainProgress& progress) {
+  if (!ssd_) return UnavailableError("Drain: no SSD tier");
+  auto req = std::make_shared<ForcedRequest>();
+  req->to = Tier::kSsd;
+  req->skip_unmovable = true;
+  std::unique_lock<std::mutex> lk(mu_);
+  index_.ForEach([&](const BlockKey& k, const BlockRecord& r) {
+    if (r.readable() && r.slot >= 0) req->keys.push_back(k);
+  });
+  const uint64_t total = req->keys.size();
+  forced_.push_back(req);
+  mover_work_ = true;
+  mover_cv_.notify_one();
+  while (!req->finished) {
+    space_cv_.wait_for(lk, std::chrono::milliseconds(100));
+    if (progress && !req->finished) {
+      uint64_t done = req->done;
+      lk.unlock();
+      progress(done, total);
+      lk.lock();
+    }
+  }
+  lk.unlock();
+  if (progress) progress(total, total);
+  return req->status;
+}
+
+void TierManager::Impl::Flush() {
+  std::unique_lock<std::mutex> lk(mu_);
+  mover_work_ = true;
+  mover_cv_.notify_one();
+  space_cv_.wait(lk, [&] {
+    return stop_ || (!ssd_busy_ && forced_.empty() && (ssd_deletes_.empty() || ssd_error_));
+  });
+}
+
+std::vector<BlockInfo> TierManager::Impl::ListBlocks(const BlockFilter& filter) const {
+  std::vector<BlockInfo> out;
+  std::lock_guard<std::mutex> lk(mu_);
+  index_.ForEach([&](const BlockKey& k, const BlockRecord& r) {
+    if (out.size() >= filter.limit || !r.readable()) return;
+    if (filter.ns && *filter.ns != k.ns) return;
+    if (filter.layer && *filter.layer != k.layer) return;
+    if (filter.tier && *filter.tier != r.tier && !(*filter.tier == Tier::kSsd && r.on_ssd)) return;
+    BlockInfo b;
+    b.key = k;
+    b.tier = r.tier;
+    b.on_ssd = r.on_ssd;
+    b.size = r.size;
+    b.checksum = r.checksum;
+    b.pins = r.pins + (r.admin_pinned ? 1 : 0);
+    b.admin_pinned = r.admin_pinned;
+    b.last_access_tick = r.last_access_tick;
+    out.push_back(b);
+  });
+  std::sort(out.begin(), out.end(),
+            [](const BlockInfo& a, const BlockInfo& b) { return a.key < b.key; });
+  return out;
+}
+
+StoreStats TierManager::Impl::GetStats() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  StoreStats s = stats_;
+  for (Tier t : {Tier::kDevice, Tier::kHost, Tier::kSsd}) {
+    TierStats& ts = s.tiers[Idx(t)];
+    ts.used_bytes = tier_bytes_[Idx(t)];
+    ts.blocks = tier_blocks_[Idx(t)];
+    if (const SlotPool* p = Pool(t)) {
+      ts.capacity_bytes = uint64_t{p->usable()} * opts_.slot_bytes;
+      ts.used_slots = p->used();
+      ts.total_slots = p->num_slots();
+    } else if (t == Tier::kSsd && ssd_) {
+      ts.capacity_bytes = ssd_capacity_;
+    }
+  }
+  s.quarantined_slots = quarantine_.size();
+  s.ssd_pending_writes = ssd_deletes_.size();
+  for (const auto& r : forced_) s.ssd_pending_writes += r->keys.size() - r->next;
+  s.tick = tick_.load(std::memory_order_relaxed);
+  return s;
+}
+
+Status TierManager::Impl::SetCapacity(Tier tier, uint64_t bytes) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (tier == Tier::kSsd) {
+    if (!ssd_) return UnavailableError("SetCapacity: no SSD tier");
+    ssd_capacity_ = bytes;
+  } else if (IsMemoryTier(tier)) {
+    SlotPool* pool = Pool(tier);
+    if (pool == nullptr) return UnavailableError("SetCapacity: no device tier");
+    uint64_t slots = bytes / opts_.slot_bytes;
+    if (slots > pool->num_slots()) {
+      return InvalidArgumentError("SetCapacity: " + std::to_string(bytes) +
+                                  " bytes exceeds the segment of " +
+                                  std::to_string(uint64_t{pool->num_slots()} * opts_.slot_bytes));
+    }
+    pool->set_usable(static_cast<uint32_t>(slots));
+  } else {
+    return InvalidArgumentError("SetCapacity: not a local tier");
+  }
+  policy_->SetTierCapacity(tier, bytes);
+  mover_work_ = true;
+  mover_cv_.notify_one();
+  return Status::Ok();
+}
+
+void TierManager::Impl::ReportLayerSignal(uint64_t ns, const policy::LayerSignal& signal) {
+  std::lock_guard<std::mutex> lk(mu_);
+  policy_->ReportLayerSignal(ns, signal);
+  mover_work_ = true;
+  mover_cv_.notify_one();
+}
+
+HostSegmentInfo TierManager::Impl::host_segment() const {
+  HostSegmentInfo h;
+  h.fd = host_->fd();
+  h.name = host_->name();
+  h.size = host_->size();
+  h.slot_bytes = host_->slot_bytes();
+  h.num_slots = host_->num_slots();
+  h.huge_pages = host_->huge_pages();
+  return h;
+}
+
+// --- mover ------------------------------------------------------------------
+
+void TierManager::Impl::MoverLoop() {
+  std::unique_lock<std::mutex> lk(mu_);
+  while (!stop_) {
+    if (!mover_work_) {
+      mover_cv_.wait_for(lk, std::chrono::microseconds(opts_.mover_interval_us),
+                         [&] { return stop_ || mover_work_; });
+      ssd_error_ = false;  // retry SSD writes after a backoff interval
+    }
+    if (stop_) break;
+    mover_work_ = false;
+    bool again = MoverPassLocked(lk);
+    if (again) mover_work_ = true;
+    space_cv_.notify_all();
+  }
+}
+
+TierManager::Impl::MoveItem TierManager::Impl::StartMoveLocked(const BlockKey& key,
+                                                               BlockRecord* rec,
+                                                               ForcedRequest* req) {
+  rec->state = BlockState::kDemoting;
+  Pool(rec->tier)->Ref(rec->slot);
+  return MoveItem{
+      key, rec->tier, rec->slot, rec->size, rec->checksum, rec->fingerprint, rec->generation,
+      req, {}};
+}
+
+Status TierManager::Impl::WriteToSsdLocked(std::vector<MoveItem>& items,
+                                           std::unique_lock<std::mutex>& lk) {
+  std::vector<BlockKey> deletes;
+  deletes.swap(ssd_deletes_);
+  if (items.empty() && deletes.empty()) return Status::Ok();
+  ssd_busy_ = true;
+  lk.unlock();
+  Status s;
+  std::vector<SsdTier::WriteItem> writes;
+  writes.reserve(items.size());
+  for (MoveItem& it : items) {
+    const void* data = SlotPtr(it.from, it.slot);
+    if (it.from == Tier::kDevice && device_->is_cuda()) {
+      it.staging.resize(it.size);
+      s = device_->CopyOut(it.slot, it.staging.data(), it.size);
+      if (!s.ok()) break;
+      data = it.staging.data();
+    }
+    writes.push_back({it.key, data, it.size, it.checksum, it.fingerprint});
+  }
+  if (s.ok()) s = ssd_->Write(writes, deletes);
+  if (!s.ok() && s.code() != StatusCode::kResourceExhausted) {
+    KVCAKE_LOG(WARNING) << "ssd tier: write failed: " << s.ToString();
+  }
+  if (!s.ok()) {
+    // Try to clear RocksDB's background error so a later batch can succeed.
+    ssd_->Resume().IgnoreError();
+  }
+  lk.lock();
+  ssd_busy_ = false;
+  const uint64_t tick = tick_.load(std::memory_order_relaxed);
+  if (!s.ok()) {
+    ++stats_.ssd_write_errors;
+    ssd_error_ = true;
+    // Nothing of the batch was applied: blocks stay committed in memory.
+    ssd_deletes_.insert(ssd_deletes_.end(), deletes.begin(), deletes.end());
+  }
+  for (MoveItem& it : items) {
+    BlockRecord* rec = index_.Find(it.key);
+    const bool same =
+        rec != nullptr && rec->generation == it.generation && rec->state == BlockState::kDemoting;
+    if (!s.ok()) {
+      if (same) rec->state = BlockState::kCommitted;
+      FailRequest(it.req, s);
+    } else if (same) {
+      rec->state = BlockState::kCommitted;
+      rec->on_ssd = true;
+      AddToTierLocked(Tier::kSsd, rec->size);
+      ++stats_.moves[Idx(it.from)][Idx(Tier::kSsd)];
+      stats_.bytes_moved[Idx(it.from)][Idx(Tier::kSsd)] += rec->size;
+      if (rec->pins == 0 && !rec->admin_pinned) {
+        DropCleanCopyLocked(it.key, rec);
+      }
+    } else {
+      // Deleted or replaced while being written: remove the stale SSD copy.
+      if (rec == nullptr || !rec->on_ssd) ssd_deletes_.push_back(it.key);
+    }
+    if (it.req != nullptr) ++it.req->done;
+    UnrefSlotLocked(it.from, it.slot);  // the mover's reference
+  }
+  (void)tick;
+  return s;
+}
+
+void TierManager::Impl::MoveDeviceToHostLocked(std::vector<MoveItem>& items,
+                                               std::vector<int32_t>& host_slots,
+                                               std::unique_lock<std::mutex>& lk) {
+  if (items.empty()) return;
+  lk.unlock();
+  std::vector<Status> results(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    results[i] = device_->CopyOut(items[i].slot, host_->SlotPtr(host_slots[i]), items[i].size);
+  }
+  lk.lock();
+  const uint64_t tick = tick_.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < items.size(); ++i) {
+    MoveItem& it = items[i];
+    BlockRecord* rec = index_.Find(it.key);
+    const bool same =
+        rec != nullptr && rec->generation == it.generation && rec->state == BlockState::kDemoting;
+    if (same) rec->state = BlockState::kCommitted;
+    if (!results[i].ok() || !same) {
+      FailRequest(it.req, results[i]);
+      UnrefSlotLocked(Tier::kHost, host_slots[i]);
+    } else {
+      RemoveFromTierLocked(Tier::kDevice, rec->size);
+      AddToTierLocked(Tier::kHost, rec->size);
+      UnrefSlotLocked(Tier::kDevice, rec->slot);  // the index's device reference
+      rec->tier = Tier::kHost;
+      rec->slot = host_slots[i];
+      ++stats_.moves[Idx(Tier::kDevice)][Idx(Tier::kHost)];
+      stats_.bytes_moved[Idx(Tier::kDevice)][Idx(Tier::kHost)] += rec->size;
+      policy_->OnMove(it.key, Tier::kDevice, Tier::kHost, tick);
+    }
+    if (it.req != nullptr) ++it.req->done;
+    UnrefSlotLocked(Tier::kDevice, it.slot);  // the mover's reference
+  }
+}
+
+void TierManager::Impl::ProcessForcedLocked(std::unique_lock<std::mutex>& lk) {
+  while (!forced_.empty() && !stop_) {
+    std::shared_ptr<ForcedRequest> req = forced_.front();
+    std::vector<MoveItem> to_ssd, to_host;
+    std::vector<int32_t> host_slots;
+    while (req->next < req->keys.size() &&
+           to_ssd.size() + to_host.size() < opts_.mover_batch_blocks) {
+      const BlockKey& key = req->keys[req->next++];
+      BlockRecord* rec = index_.Find(key);
+      Status err;
+      if (rec == nullptr || !rec->readable()) {
+        err = NotFoundError(key.ToString() + " not found");
+      } else if (rec->admin_pinned || rec->pins > 0) {
+        err = FailedPreconditionError(key.ToString() + " is pinned");
+      } else if (rec->in_flight()) {
+        err = AbortedError(key.ToString() + " is being moved");
+      }
+      if (!err.ok()) {
+        if (!req->skip_unmovable) FailRequest(req.get(), err);
+        ++req->done;
+        continue;
+      }
+      if (req->to == Tier::kRemote) {
+        ++stats_.drops[Idx(rec->tier)];
+        RemoveRecordLocked(key, rec);
+        ++req->done;
+      } else if (req->to == Tier::kHost) {
+        if (rec->tier != Tier::kDevice) {
+          ++req->done;
+          continue;
+        }
+        int32_t hs = host_pool_->Allocate();
+        if (hs < 0 && FreeCleanLocked(Tier::kHost, 1) > 0) hs = host_pool_->Allocate();
+        if (hs < 0) {
+          FailRequest(req.get(), ResourceExhaustedError("Evict: host tier full"));
+          ++req->done;
+          continue;
+        }
+        to_host.push_back(StartMoveLocked(key, rec, req.get()));
+        host_slots.push_back(hs);
+      } else {  // kSsd
+        if (rec->slot < 0) {
+          ++req->done;
+        } else if (rec->on_ssd) {
+          DropCleanCopyLocked(key, rec);
+          ++req->done;
+        } else {
+          to_ssd.push_back(StartMoveLocked(key, rec, req.get()));
+        }
+      }
+    }
+    MoveDeviceToHostLocked(to_host, host_slots, lk);
+    if (!to_ssd.empty()) WriteToSsdLocked(to_ssd, lk).IgnoreError();  // reported per request
+    if (req->next >= req->keys.size()) {
+      req->finished = true;
+      forced_.pop_front();
+      space_cv_.notify_all();
+    } else {
+      return;  // one batch per pass; the loop runs again at once
+    }
+  }
+}
+
+bool TierManager::Impl::MoverPassLocked(std::unique_lock<std::mutex>& lk) {
+  bool again = false;
+  SweepLocked(Now());
+  // Explicit requests first (Evict, Drain).
+  if (!forced_.empty()) {
+    ProcessForcedLocked(lk);
+    if (!forced_.empty()) again = true;
+  }
+  // SSD over capacity: drop the policy's victims.
+  if (ssd_ && tier_bytes_[Idx(Tier::kSsd)] > ssd_capacity_ * opts_.high_watermark) {
+    uint64_t excess =
+        tier_bytes_[Idx(Tier::kSsd)] - static_cast<uint64_t>(ssd_capacity_ * opts_.low_watermark);
+    auto eligible = [&](const BlockKey& k) { return EligibleVictim(index_.Find(k), Tier::kSsd); };
+    for (const BlockKey& k : policy_->SelectVictims(Tier::kSsd, excess, eligible)) {
+      BlockRecord* r = index_.Find(k);
+      if (!EligibleVictim(r, Tier::kSsd)) continue;
+      RemoveRecordLocked(k, r);
+      ++stats_.drops[Idx(Tier::kSsd)];
+    }
+  }
+  // Device over its watermark: demote to host (needs free host slots).
+  if (device_pool_) {
+    SlotPool* p = device_pool_.get();
+    uint64_t want = p->used() + waiting_[0];
+    uint64_t high = static_cast<uint64_t>(opts_.high_watermark * p->usable());
+    if (want > high || (waiting_[0] > 0 && p->free_usable() == 0)) {
+      uint64_t low = static_cast<uint64_t>(opts_.low_watermark * p->usable());
+      uint64_t slots = std::min<uint64_t>(want > low ? want - low : 1, opts_.mover_batch_blocks);
+      auto eligible = [&](const BlockKey& k) {
+        return EligibleVictim(index_.Find(k), Tier::kDevice);
+      };
+      std::vector<MoveItem> items;
+      std::vector<int32_t> host_slots;
+      for (const BlockKey& k : policy_->SelectVictims(
+               Tier::kDevice, BytesForSlotsLocked(Tier::kDevice, slots), eligible)) {
+        BlockRecord* r = index_.Find(k);
+        if (!EligibleVictim(r, Tier::kDevice)) continue;
+        if (!policy_->Admit(k, Tier::kHost)) {
+          RemoveRecordLocked(k, r);
+          ++stats_.drops[Idx(Tier::kDevice)];
+          continue;
+        }
+        int32_t hs = host_pool_->Allocate();
+        if (hs < 0 && FreeCleanLocked(Tier::kHost, 1) > 0) hs = host_pool_->Allocate();
+        if (hs < 0) {
+          again = false;  // host must drain first; it is handled below
+          break;
+        }
+        items.push_back(StartMoveLocked(k, r, nullptr));
+        host_slots.push_back(hs);
+        if (items.size() >= slots) break;
+      }
+      if (!items.empty()) again = true;
+      MoveDeviceToHostLocked(items, host_slots, lk);
+    }
+  }
+  // Host over its watermark: clean copies are dropped, dirty ones written to
+  // SSD if admitted, else dropped.
+  {
+    SlotPool* p = host_pool_.get();
+    uint64_t want = p->used() + waiting_[1];
+    uint64_t high = static_cast<uint64_t>(opts_.high_watermark * p->usable());
+    bool device_blocked =
+        device_pool_ && device_pool_->used() + waiting_[0] >
+                            static_cast<uint64_t>(opts_.high_watermark * device_pool_->usable());
+    if (want > high || (waiting_[1] > 0 && p->free_usable() == 0) ||
+        (device_blocked && p->free_usable() == 0)) {
+      uint64_t low = static_cast<uint64_t>(opts_.low_watermark * p->usable());
+      uint64_t slots = std::min<uint64_t>(want > low ? want - low : 1, opts_.mover_batch_blocks);
+      auto eligible = [&](const BlockKey& k) {
+        return EligibleVictim(index_.Find(k), Tier::kHost);
+      };
+      std::vector<MoveItem> items;
+      uint64_t freed = 0;
+      if (!ssd_error_) {
+        for (const BlockKey& k : policy_->SelectVictims(
+                 Tier::kHost, BytesForSlotsLocked(Tier::kHost, slots), eligible)) {
+          BlockRecord* r = index_.Find(k);
+          if (!EligibleVictim(r, Tier::kHost)) continue;
+          if (r->on_ssd) {
+            DropCleanCopyLocked(k, r);
+          } else if (ssd_ && policy_->Admit(k, Tier::kSsd)) {
+            items.push_back(StartMoveLocked(k, r, nullptr));
+          } else {
+            RemoveRecordLocked(k, r);
+            ++stats_.drops[Idx(Tier::kHost)];
+          }
+          if (++freed >= slots) break;
+        }
+      }
+      if (freed > 0) again = true;
+      if (!WriteToSsdLocked(items, lk).ok()) again = false;
+    }
+  }
+  if (!ssd_deletes_.empty() && ssd_ && !ssd_error_) {
+    std::vector<MoveItem> none;
+    WriteToSsdLocked(none, lk).IgnoreError();  // retried next pass
+  }
+  return again && !stop_;
+}
+
+// ---------------------------------------------------------------------------
+// TierManager (forwarding)
+// ---------------------------------------------------------------------------
+
+Result<std::unique_ptr<TierManager>> TierManager::Open(TierManagerOptions options,
+                                                       std::unique_ptr<policy::Policy> policy) {
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(policy));
+  RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<TierManager>(new TierManager(std::move(impl)));
+}
+
+TierManager::TierManager(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TierManager::~TierManager() = default;
+
+Status TierManager::RegisterNamespace(const NamespaceConfig& c) {
+  return impl_->RegisterNamespace(c);
+}
+Result<NamespaceConfig> TierManager::GetNamespace(uint64_t ns) const {
+  return impl_->GetNamespace(ns);
+}
+std::vector<NamespaceConfig> TierManager::ListNamespaces() const { return impl_->ListNamespaces(); }
+uint64_t TierManager::NamespaceUsedBytes(uint64_t ns) const {
+  return impl_->NamespaceUsedBytes(ns);
+}
+Result<Reservation> TierManager::Reserve(const BlockKey& key, uint64_t size, Tier tier) {
+  return impl_->Reserve(key, size, tier);
+}
+Status TierManager::Commit(const Reservation& r, std::optional<uint64_t> checksum) {
+  return impl_->Commit(r, checksum);
+}
+Status TierManager::Abort(const Reservation& r) { return impl_->Abort(r); }
+Status TierManager::Put(const BlockKey& key, const void* src, uint64_t size, Tier tier) {
+  return impl_->Put(key, src, size, tier);
+}
+Result<PinnedBlock> TierManager::Pin(const BlockKey& key) { return impl_->Pin(key); }
+Status TierManager::Release(const PinnedBlock& p) { return impl_->Release(p); }
+Result<uint64_t> TierManager::Get(const BlockKey& key, void* dst, uint64_t dst_size) {
+  return impl_->Get(key, dst, dst_size);
+}
+bool TierManager::Contains(const BlockKey& key) const { return impl_->Contains(key); }
+size_t TierManager::LookupPrefix(uint64_t ns, std::span<const uint64_t> hashes, uint32_t layer,
+                                 std::vector<Tier>* tiers) const {
+  return impl_->LookupPrefix(ns, hashes, layer, tiers);
+}
+Status TierManager::Delete(const BlockKey& key) { return impl_->Delete(key); }
+Status TierManager::Evict(const BlockKey& key, Tier to) { return impl_->Evict(key, to); }
+Status TierManager::AdminPin(const BlockKey& key) { return impl_->SetAdminPin(key, true); }
+Status TierManager::AdminUnpin(const BlockKey& key) { return impl_->SetAdminPin(key, false); }
+Status TierManager::Drain(const DrainProgress& progress) { return impl_->Drain(progress); }
+void TierManager::Flush() { impl_->Flush(); }
+std::vector<BlockInfo> TierManager::ListBlocks(const BlockFilter& filter) const {
+  return impl_->ListBlocks(filter);
+}
+StoreStats TierManager::GetStats() const { return impl_->GetStats(); }
+Status TierManager::SetCapacity(Tier tier, uint64_t bytes) {
+  return impl_->SetCapacity(tier, bytes);
+}
+void TierManager::ReportLayerSignal(uint64_t ns, const policy::LayerSignal& signal) {
+  impl_->ReportLayerSignal(ns, signal);
+}
+HostSegmentInfo TierManager::host_segment() const { return impl_->host_segment(); }
+bool TierManager::device_is_cuda() const { return impl_->device_is_cuda(); }
+bool TierManager::has_device_tier() const { return impl_->has_device_tier(); }
+bool TierManager::has_ssd_tier() const { return impl_->has_ssd_tier(); }
+const TierManagerOptions& TierManager::options() const { return impl_->options(); }
+std::string_view TierManager::policy_name() const { return impl_->policy_name(); }
+
+}  // namespace kvcake::store
