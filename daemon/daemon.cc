@@ -1,5 +1,6 @@
 #include "daemon/daemon.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sstream>
@@ -48,8 +49,12 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
     store::HostSegmentInfo seg = d->store_->host_segment();
     if (seg.fd >= 0) {
       // Same-uid local clients open the memfd through /proc and map it.
-      sopts.host_segment_path =
-          "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(seg.fd);
+      struct stat st;
+      if (::fstat(seg.fd, &st) == 0) {
+        sopts.host_segment_path =
+            "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(seg.fd);
+        sopts.host_segment_inode = static_cast<uint64_t>(st.st_ino);
+      }
     }
   }
   d->service_ = std::make_unique<Service>(sopts, d->store_.get());

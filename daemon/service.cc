@@ -107,6 +107,7 @@ Result<std::string> Service::Ping(std::string_view header) {
   if (!options_.host_segment_path.empty()) {
     resp.host_segment = options_.host_segment_path;
     resp.host_segment_bytes = store_->host_segment().size;
+    resp.host_segment_inode = options_.host_segment_inode;
   }
   return transport::Encode(resp);
 }

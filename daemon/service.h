@@ -30,6 +30,7 @@ struct ServiceOptions {
   uint32_t max_batch_blocks = transport::kMaxBatchBlocks;
   // Path a same-node client opens to map the host segment (empty: none).
   std::string host_segment_path;
+  uint64_t host_segment_inode = 0;  // st_ino of the segment (clients verify it)
   std::string server_version = "0.1.0";
 
   // INVALID_ARGUMENT on out-of-range values.

@@ -221,13 +221,15 @@ std::string Encode(const PingResponse& m) {
   w.Str(m.server_version);
   w.Str(m.host_segment);
   w.U64(m.host_segment_bytes);
+  w.U64(m.host_segment_inode);
   return w.Take();
 }
 Status Decode(std::string_view bytes, PingResponse* out) {
   Reader r(bytes, "PingResponse");
   r.U64("nonce", &out->nonce) && r.Str("server_version", 256, &out->server_version) &&
       r.Str("host_segment", 256, &out->host_segment) &&
-      r.U64("host_segment_bytes", &out->host_segment_bytes);
+      r.U64("host_segment_bytes", &out->host_segment_bytes) &&
+      r.U64("host_segment_inode", &out->host_segment_inode);
   return r.Finish();
 }
 

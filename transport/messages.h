@@ -70,6 +70,9 @@ struct PingResponse {
   // e.g. "/kvcake-1234-host"), empty if it exposes none, and its size.
   std::string host_segment;
   uint64_t host_segment_bytes = 0;
+  // st_ino of the segment: a client checks it after opening the path, so it
+  // never maps some other file (e.g. when the daemon is on another machine).
+  uint64_t host_segment_inode = 0;
   friend bool operator==(const PingResponse&, const PingResponse&) = default;
 };
 

@@ -49,7 +49,7 @@ RegisterNamespaceRequest SampleRegister() {
 
 TEST(MessagesTest, RoundTripsEveryMessage) {
   EXPECT_EQ(RoundTrip(PingRequest{42}), PingRequest{42});
-  PingResponse pong{7, "0.1.0", "/proc/1/fd/3", 1 << 20};
+  PingResponse pong{7, "0.1.0", "/proc/1/fd/3", 1 << 20, 77};
   EXPECT_EQ(RoundTrip(pong), pong);
   EXPECT_EQ(RoundTrip(SampleRegister()), SampleRegister());
   RegisterNamespaceResponse rr{1, 2, 1};
@@ -81,7 +81,7 @@ TEST(MessagesTest, TruncatedOrExtendedMessagesAreRefused) {
   ExpectTruncationsRefused(ReportStatsRequest{5, 6, 2, 1.5, {1, 2}, {0.25, 3.0}, 1});
   ExpectTruncationsRefused(SlotsResponse{9, {0, 5}, {4096, 0}});
   ExpectTruncationsRefused(PutCommitRequest{5, 6, 9, {{11, 0}}, {1}});
-  ExpectTruncationsRefused(PingResponse{7, "v", "seg", 1});
+  ExpectTruncationsRefused(PingResponse{7, "v", "seg", 1, 2});
 }
 
 TEST(MessagesTest, FieldLimitsAreEnforced) {

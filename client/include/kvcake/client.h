@@ -1,0 +1,160 @@
+#pragma once
+
+// libkvcake C++ API: the connector an inference engine links to save and
+// reload KV blocks through the local kvcaked (DESIGN.md §2-§3, §5).
+//
+//   kvcake::ClientOptions opts;
+//   opts.address = "127.0.0.1:7420";
+//   opts.namespace_name = "llama-3-8b@main/fp16/tp1";
+//   auto client = kvcake::Client::Connect(opts);             // Result<unique_ptr<Client>>
+//   (*client)->RegisterNamespace({.num_layers = 32, .block_tokens = 16,
+//                                 .layer_block_bytes = 256 << 10});
+//   std::vector<uint64_t> chain = (*client)->HashTokens(tokens);
+//   auto n = (*client)->LookupPrefix(chain, /*layer=*/0);    // blocks already cached
+//   (*client)->Put(blocks);  (*client)->Get(blocks, &found);
+//
+// Data paths: over UCX (tcp, or shared-memory lanes) the values travel as
+// active-message payloads straight from/into the caller's buffers; when the
+// daemon runs on the same machine and exposes its host segment, the client
+// maps it and copies values itself with memcpy (the daemon only reserves,
+// commits, pins and releases). Buffers are host memory.
+//
+// Every call returns Status / Result with a message that says what failed;
+// every wait is bounded by ClientOptions::timeout (or the call's own).
+//
+// Thread-safety: a Client is thread-safe; calls may run concurrently from
+// many threads (they share one UCX connection). A PendingGet is
+// thread-compatible.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/block_hash.h"  // kvcake::HashChain, NamespaceSeed
+#include "common/result.h"
+#include "common/status.h"
+#include "kvcake/kvcake_c.h"  // KVCAKE_API
+
+namespace kvcake {
+
+// kvcake::HashChain (common/block_hash.h) is the client's hash chain:
+// HashChain chain(client.seed(), block_tokens); chain.Append(tokens).
+
+struct KVCAKE_API ClientOptions {
+  // Daemon address "HOST:PORT". Required.
+  std::string address;
+  // Namespace (model deployment) every call of this client works in. Required.
+  std::string namespace_name;
+  // Token, when the daemon requires one. Default none.
+  std::string token;
+  // UCX transports: "tcp" or "shm" (shared-memory lanes + tcp). Default "tcp".
+  std::string ucx_tls = "tcp";
+  // Use the same-node mapped path when the daemon offers it. Default true.
+  bool use_mapped_path = true;
+  // Bound on Connect and on every call that does not pass its own. 30 s.
+  std::chrono::milliseconds timeout{30000};
+
+  Status Validate() const;
+};
+
+// Geometry and KV layout of the namespace (checked against the daemon's on
+// every request through a fingerprint; a mismatch is FAILED_PRECONDITION).
+struct NamespaceGeometry {
+  uint32_t num_layers = 0;         // > 0
+  uint32_t block_tokens = 0;       // tokens per block, > 0
+  uint64_t layer_block_bytes = 0;  // bytes of one layer of one block (K and V)
+  std::string kv_dtype;            // e.g. "fp16"
+  std::string layout;              // e.g. "NHD;tp=2;rank=0"
+  uint64_t quota_bytes = 0;        // 0: the daemon's default
+};
+
+// One value to write: layer `layer` of block `hash`, layer_block_bytes at `data`.
+struct PutBlock {
+  uint64_t hash = 0;
+  uint32_t layer = 0;
+  const void* data = nullptr;
+};
+
+// One value to read into `data` (layer_block_bytes of writable memory).
+struct GetBlock {
+  uint64_t hash = 0;
+  uint32_t layer = 0;
+  void* data = nullptr;
+};
+
+// A layer-wise get in flight (Client::GetAsync): one request per layer group,
+// each completing on its own, so the engine can compute layer l while layer
+// l+1 is still arriving.
+class KVCAKE_API PendingGet {
+ public:
+  virtual ~PendingGet() = default;
+  // Number of groups (as passed to GetAsync).
+  virtual size_t size() const = 0;
+  // Waits until group `index` has arrived. OK: its buffers are filled where
+  // found(index)[i] is true. DEADLINE_EXCEEDED if `timeout` passed first (the
+  // get keeps running; wait again or destroy it), other errors as Client::Get.
+  // Destroying a PendingGet waits for its outstanding requests (bounded by
+  // the client timeout) so no buffer is written after it is gone.
+  virtual Status Wait(size_t index, std::chrono::milliseconds timeout) = 0;
+  // Per value of group `index`: true if found. Valid after Wait() returned OK.
+  virtual const std::vector<bool>& found(size_t index) const = 0;
+  // Waits for every group; the first error.
+  Status WaitAll(std::chrono::milliseconds timeout);
+};
+
+class KVCAKE_API Client {
+ public:
+  // Connects (UCX handshake + ping) and, when possible, maps the daemon's
+  // host segment. Errors: INVALID_ARGUMENT (options), UNAVAILABLE (daemon
+  // unreachable), DEADLINE_EXCEEDED.
+  static Result<std::unique_ptr<Client>> Connect(const ClientOptions& options);
+  virtual ~Client() = default;
+
+  // Registers the namespace (idempotent for the same geometry). Must precede
+  // keyed calls. PERMISSION_DENIED / UNAUTHENTICATED (token),
+  // FAILED_PRECONDITION (registered with another layout), INVALID_ARGUMENT.
+  virtual Status RegisterNamespace(const NamespaceGeometry& geometry) = 0;
+  virtual const NamespaceGeometry& geometry() const = 0;
+  // NamespaceSeed(namespace_name): the hash-chain seed and namespace id.
+  virtual uint64_t seed() const = 0;
+  // Chained hashes of the full blocks of `tokens` (kvcake::HashChain).
+  virtual std::vector<uint64_t> HashTokens(std::span<const uint32_t> tokens) const = 0;
+
+  // Number of leading `hashes` committed for `layer` in some tier.
+  virtual Result<uint32_t> LookupPrefix(std::span<const uint64_t> hashes, uint32_t layer) = 0;
+
+  // Stores the values (any number; split into batches internally). OK if
+  // every value is stored (or already was). Otherwise the first error;
+  // `per_value` (optional) gets each value's status.
+  virtual Status Put(std::span<const PutBlock> blocks,
+                     std::vector<Status>* per_value = nullptr) = 0;
+
+  // Reads the values. OK if the request succeeded; (*found)[i] tells whether
+  // value i was found (misses are not errors).
+  virtual Status Get(std::span<const GetBlock> blocks, std::vector<bool>* found) = 0;
+
+  // Starts one get per group (typically one group per layer) and returns at
+  // once. Buffers must stay valid until the PendingGet is destroyed.
+  virtual Result<std::unique_ptr<PendingGet>> GetAsync(
+      std::vector<std::vector<GetBlock>> groups) = 0;
+
+  // Reports a layer's CAKE statistics for a prompt (DESIGN.md §4).
+  virtual Status ReportLayerStats(uint32_t layer, double preference,
+                                  std::span<const uint64_t> block_hashes,
+                                  std::span<const double> block_scores, uint32_t window_blocks) = 0;
+
+  // Deletes values; returns how many existed.
+  virtual Result<uint32_t> Delete(std::span<const PutBlock> keys) = 0;
+
+  // Round trip to the daemon.
+  virtual Status Ping() = 0;
+  // True when values move through the mapped host segment.
+  virtual bool mapped_path() const = 0;
+  // The UCX lanes of the connection (e.g. "am:tcp/lo").
+  virtual std::string transport_info() const = 0;
+};
+
+}  // namespace kvcake

@@ -1,0 +1,598 @@
+#include "kvcake/client.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "common/logging.h"
+#include "transport/messages.h"
+#include "transport/rpc_client.h"
+
+namespace kvcake {
+namespace {
+
+using transport::BlockRef;
+using transport::RpcOp;
+
+std::span<const uint8_t> AsBytes(const std::string& s) {
+  return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+std::string_view AsView(const std::vector<uint8_t>& v) {
+  return std::string_view(reinterpret_cast<const char*>(v.data()), v.size());
+}
+Status KeyStatus(transport::KeyCode code, std::string_view what) {
+  if (code == 0) return Status::Ok();
+  return Status(static_cast<StatusCode>(code), what);
+}
+
+// Loopback addresses are the only ones the mapped path is tried for.
+bool IsLoopback(const std::string& address) {
+  return address.rfind("127.", 0) == 0 || address.rfind("localhost:", 0) == 0;
+}
+
+// RAII mapping of the daemon's host segment (same-node path).
+class MappedSegment {
+ public:
+  static Result<std::unique_ptr<MappedSegment>> Open(const std::string& path, uint64_t size,
+                                                     uint64_t inode) {
+    int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) return ErrnoToStatus(errno, "open host segment " + path);
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      Status s = ErrnoToStatus(errno, "fstat host segment");
+      ::close(fd);
+      return s;
+    }
+    if (static_cast<uint64_t>(st.st_ino) != inode || static_cast<uint64_t>(st.st_size) < size) {
+      ::close(fd);
+      return FailedPreconditionError("host segment " + path +
+                                     " is not the daemon's (inode/size differ)");
+    }
+    void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int err = errno;
+    ::close(fd);
+    if (base == MAP_FAILED) return ErrnoToStatus(err, "mmap host segment");
+    return std::unique_ptr<MappedSegment>(new MappedSegment(static_cast<char*>(base), size));
+  }
+  ~MappedSegment() { ::munmap(base_, size_); }
+  MappedSegment(const MappedSegment&) = delete;
+  MappedSegment& operator=(const MappedSegment&) = delete;
+
+  // The slot at `offset` if [offset, offset + n) lies inside the segment.
+  char* At(uint64_t offset, uint64_t n) const {
+    if (offset > size_ || n > size_ - offset) return nullptr;
+    return base_ + offset;
+  }
+
+ private:
+  MappedSegment(char* base, uint64_t size) : base_(base), size_(size) {}
+  char* base_;
+  uint64_t size_;
+};
+
+// Moves found values to their own buffers after a UCX get: the reply payload
+// fills the buffers in order with only the found values.
+void ScatterFound(std::span<const GetBlock> blocks, const std::vector<transport::KeyCode>& codes,
+                  uint64_t size) {
+  size_t found = 0;
+  for (auto c : codes) found += (c == 0);
+  if (found == codes.size()) return;
+  // Value j (j-th found) sits in buffer j and belongs in buffer idx_j >= j;
+  // moving from the last found value down never overwrites an unmoved one.
+  size_t j = found;
+  for (size_t i = codes.size(); i-- > 0;) {
+    if (codes[i] != 0) continue;
+    --j;
+    if (j != i) std::memcpy(blocks[i].data, blocks[j].data, size);
+  }
+}
+
+class ClientImpl;
+
+// One outstanding group of a layer-wise get.
+struct GroupState {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  Status status;
+  std::vector<bool> found;
+};
+
+class PendingGetImpl final : public PendingGet {
+ public:
+  explicit PendingGetImpl(size_t n, std::chrono::milliseconds max_wait) : max_wait_(max_wait) {
+    for (size_t i = 0; i < n; ++i) groups_.push_back(std::make_shared<GroupState>());
+  }
+  ~PendingGetImpl() override {
+    // Buffers must not be written after we return: wait for every group.
+    for (size_t i = 0; i < groups_.size(); ++i) {
+      Status s = Wait(i, max_wait_ + std::chrono::milliseconds(1000));
+      (void)s;
+    }
+    if (worker_.joinable()) worker_.join();
+  }
+  size_t size() const override { return groups_.size(); }
+  Status Wait(size_t index, std::chrono::milliseconds timeout) override {
+    if (index >= groups_.size()) return OutOfRangeError("no such group");
+    GroupState& g = *groups_[index];
+    std::unique_lock<std::mutex> lock(g.mu);
+    if (!g.cv.wait_for(lock, timeout, [&] { return g.done; })) {
+      return DeadlineExceededError("layer group " + std::to_string(index) + " not complete after " +
+                                   std::to_string(timeout.count()) + " ms");
+    }
+    return g.status;
+  }
+  const std::vector<bool>& found(size_t index) const override { return groups_[index]->found; }
+
+  std::vector<std::shared_ptr<GroupState>> groups_;
+  std::thread worker_;  // mapped path: copies groups in order
+  std::chrono::milliseconds max_wait_;
+};
+
+void Complete(GroupState& g, Status s, std::vector<bool> found) {
+  {
+    std::lock_guard<std::mutex> lock(g.mu);
+    g.status = std::move(s);
+    g.found = std::move(found);
+    g.done = true;
+  }
+  g.cv.notify_all();
+}
+
+class ClientImpl final : public Client {
+ public:
+  ClientImpl(ClientOptions options, std::unique_ptr<transport::RpcClient> rpc)
+      : options_(std::move(options)),
+        rpc_(std::move(rpc)),
+        seed_(NamespaceSeed(options_.namespace_name)) {}
+
+  Status Init() {
+    transport::PingRequest ping{0x6b7663616b65};
+    ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
+                     Call(RpcOp::kPing, transport::Encode(ping), {}, {}, nullptr));
+    transport::PingResponse pong;
+    RETURN_IF_ERROR(transport::Decode(AsView(meta), &pong));
+    if (pong.nonce != ping.nonce) return InternalError("ping nonce mismatch");
+    if (options_.use_mapped_path && !pong.host_segment.empty() && IsLoopback(options_.address)) {
+      Result<std::unique_ptr<MappedSegment>> seg =
+          MappedSegment::Open(pong.host_segment, pong.host_segment_bytes, pong.host_segment_inode);
+      if (seg.ok()) {
+        segment_ = std::move(seg).value();
+        KVCAKE_LOG(DEBUG) << "kvcake client: mapped the daemon's host segment ("
+                          << pong.host_segment_bytes << " bytes)";
+      } else {
+        KVCAKE_LOG(INFO) << "kvcake client: same-node path unavailable (" << seg.status().ToString()
+                         << "); using UCX for data";
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status RegisterNamespace(const NamespaceGeometry& g) override {
+    transport::RegisterNamespaceRequest req;
+    req.name = options_.namespace_name;
+    req.token = options_.token;
+    req.num_layers = g.num_layers;
+    req.block_tokens = g.block_tokens;
+    req.layer_block_bytes = g.layer_block_bytes;
+    req.kv_dtype = g.kv_dtype;
+    req.layout = g.layout;
+    req.quota_bytes = g.quota_bytes;
+    if (g.num_layers == 0 || g.block_tokens == 0 || g.layer_block_bytes == 0) {
+      return InvalidArgumentError(
+          "namespace geometry: num_layers, block_tokens and "
+          "layer_block_bytes must be > 0");
+    }
+    ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
+                     Call(RpcOp::kRegisterNamespace, transport::Encode(req), {}, {}, nullptr));
+    transport::RegisterNamespaceResponse resp;
+    RETURN_IF_ERROR(transport::Decode(AsView(meta), &resp));
+    std::lock_guard<std::mutex> lock(mu_);
+    geometry_ = g;
+    ns_id_ = resp.ns_id;
+    fingerprint_ = resp.fingerprint;
+    registered_ = true;
+    return Status::Ok();
+  }
+
+  const NamespaceGeometry& geometry() const override { return geometry_; }
+  uint64_t seed() const override { return seed_; }
+  std::vector<uint64_t> HashTokens(std::span<const uint32_t> tokens) const override {
+    uint32_t bt = geometry_.block_tokens ? geometry_.block_tokens : 16;
+    return HashChain::Compute(tokens, seed_, bt);
+  }
+
+  Result<uint32_t> LookupPrefix(std::span<const uint64_t> hashes, uint32_t layer) override {
+    RETURN_IF_ERROR(CheckRegistered());
+    uint32_t total = 0;
+    // Split very long chains; stop at the first incomplete chunk.
+    for (size_t pos = 0; pos < hashes.size() || pos == 0;) {
+      size_t n = std::min<size_t>(hashes.size() - pos, transport::kMaxLookupHashes);
+      transport::LookupPrefixRequest req{
+          ns_id_, fingerprint_, layer,
+          std::vector<uint64_t>(hashes.begin() + pos, hashes.begin() + pos + n)};
+      ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
+                       Call(RpcOp::kLookupPrefix, transport::Encode(req), {}, {}, nullptr));
+      transport::LookupPrefixResponse resp;
+      RETURN_IF_ERROR(transport::Decode(AsView(meta), &resp));
+      if (resp.prefix_len > n) return InternalError("daemon returned a prefix longer than asked");
+      total += resp.prefix_len;
+      if (resp.prefix_len < n || n == 0) break;
+      pos += n;
+    }
+    return total;
+  }
+
+  Status Put(std::span<const PutBlock> blocks, std::vector<Status>* per_value) override {
+    RETURN_IF_ERROR(CheckRegistered());
+    if (per_value) per_value->assign(blocks.size(), Status::Ok());
+    Status first;
+    const size_t batch = BatchSize();
+    for (size_t pos = 0; pos < blocks.size(); pos += batch) {
+      auto part = blocks.subspan(pos, std::min(batch, blocks.size() - pos));
+      std::vector<Status> codes;
+      Status s = segment_ ? PutMapped(part, &codes) : PutUcx(part, &codes);
+      if (!s.ok()) {
+        if (first.ok()) first = s;
+        codes.assign(part.size(), s);
+      }
+      for (size_t i = 0; i < part.size(); ++i) {
+        if (per_value) (*per_value)[pos + i] = codes[i];
+        if (!codes[i].ok() && first.ok()) first = codes[i];
+      }
+    }
+    return first;
+  }
+
+  Status Get(std::span<const GetBlock> blocks, std::vector<bool>* found) override {
+    RETURN_IF_ERROR(CheckRegistered());
+    found->assign(blocks.size(), false);
+    const size_t batch = BatchSize();
+    for (size_t pos = 0; pos < blocks.size(); pos += batch) {
+      auto part = blocks.subspan(pos, std::min(batch, blocks.size() - pos));
+      std::vector<bool> f;
+      RETURN_IF_ERROR(segment_ ? GetMapped(part, &f) : GetUcx(part, &f));
+      std::copy(f.begin(), f.end(), found->begin() + pos);
+    }
+    return Status::Ok();
+  }
+
+  Result<std::unique_ptr<PendingGet>> GetAsync(std::vector<std::vector<GetBlock>> groups) override {
+    RETURN_IF_ERROR(CheckRegistered());
+    for (const auto& g : groups) {
+      if (g.empty() || g.size() > BatchSize()) {
+        return InvalidArgumentError("each group needs 1.." + std::to_string(BatchSize()) +
+                                    " values, got " + std::to_string(g.size()));
+      }
+      for (const GetBlock& b : g) {
+        if (!b.data) return InvalidArgumentError("null buffer");
+      }
+    }
+    auto pending = std::make_unique<PendingGetImpl>(groups.size(), options_.timeout);
+    if (segment_) {
+      // Same node: one worker copies the groups in order, completing each.
+      auto shared = std::make_shared<std::vector<std::vector<GetBlock>>>(std::move(groups));
+      auto states = pending->groups_;
+      pending->worker_ = std::thread([this, shared, states] {
+        for (size_t i = 0; i < shared->size(); ++i) {
+          std::vector<bool> f;
+          Status s = GetMapped((*shared)[i], &f);
+          Complete(*states[i], s, std::move(f));
+        }
+      });
+      return std::unique_ptr<PendingGet>(std::move(pending));
+    }
+    const uint64_t size = geometry_.layer_block_bytes;
+    for (size_t gi = 0; gi < groups.size(); ++gi) {
+      auto keys = std::make_shared<std::vector<GetBlock>>(std::move(groups[gi]));
+      transport::GetRequest req{ns_id_, fingerprint_, {}};
+      auto bufs = std::make_shared<std::vector<transport::MutableBuffer>>();
+      for (const GetBlock& b : *keys) {
+        req.keys.push_back(BlockRef{b.hash, b.layer});
+        bufs->push_back(transport::MutableBuffer{b.data, size});
+      }
+      std::string meta = transport::Encode(req);
+      transport::CallRequest call;
+      call.opcode = static_cast<uint16_t>(RpcOp::kGet);
+      call.meta = AsBytes(meta);
+      call.reply_buffers = *bufs;
+      call.timeout = options_.timeout;
+      std::shared_ptr<GroupState> state = pending->groups_[gi];
+      rpc_->CallAsync(call, [state, keys, bufs, size](transport::RpcReply&& reply) {
+        std::vector<bool> found;
+        Status s = FinishGet(reply, *keys, size, &found);
+        Complete(*state, s, std::move(found));
+      });
+    }
+    return std::unique_ptr<PendingGet>(std::move(pending));
+  }
+
+  Status ReportLayerStats(uint32_t layer, double preference, std::span<const uint64_t> block_hashes,
+                          std::span<const double> block_scores, uint32_t window_blocks) override {
+    RETURN_IF_ERROR(CheckRegistered());
+    if (block_hashes.size() != block_scores.size()) {
+      return InvalidArgumentError("block_hashes and block_scores differ in length");
+    }
+    transport::ReportStatsRequest req;
+    req.ns_id = ns_id_;
+    req.fingerprint = fingerprint_;
+    req.layer = layer;
+    req.preference = preference;
+    req.block_hashes.assign(block_hashes.begin(), block_hashes.end());
+    req.block_scores.assign(block_scores.begin(), block_scores.end());
+    req.window_blocks = window_blocks;
+    ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
+                     Call(RpcOp::kReportStats, transport::Encode(req), {}, {}, nullptr));
+    return Status::Ok();
+  }
+
+  Result<uint32_t> Delete(std::span<const PutBlock> keys) override {
+    RETURN_IF_ERROR(CheckRegistered());
+    uint32_t deleted = 0;
+    const size_t batch = BatchSize();
+    for (size_t pos = 0; pos < keys.size(); pos += batch) {
+      transport::DeleteRequest req{ns_id_, fingerprint_, {}};
+      for (size_t i = pos; i < std::min(keys.size(), pos + batch); ++i) {
+        req.keys.push_back(BlockRef{keys[i].hash, keys[i].layer});
+      }
+      ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
+                       Call(RpcOp::kDelete, transport::Encode(req), {}, {}, nullptr));
+      transport::DeleteResponse resp;
+      RETURN_IF_ERROR(transport::Decode(AsView(meta), &resp));
+      deleted += resp.deleted;
+    }
+    return deleted;
+  }
+
+  Status Ping() override {
+    transport::PingRequest ping{1};
+    ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
+                     Call(RpcOp::kPing, transport::Encode(ping), {}, {}, nullptr));
+    return Status::Ok();
+  }
+  bool mapped_path() const override { return segment_ != nullptr; }
+  std::string transport_info() const override { return rpc_->transport_info(); }
+
+ private:
+  size_t BatchSize() const {
+    // At most kMaxBatchBlocks values and about 256 MiB per request.
+    uint64_t by_bytes = (256ull << 20) / std::max<uint64_t>(1, geometry_.layer_block_bytes);
+    return static_cast<size_t>(std::clamp<uint64_t>(by_bytes, 1, transport::kMaxBatchBlocks));
+  }
+
+  Status CheckRegistered() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!registered_) {
+      return FailedPreconditionError("namespace '" + options_.namespace_name +
+                                     "' not registered: call RegisterNamespace first");
+    }
+    return Status::Ok();
+  }
+
+  // One synchronous call; the reply's meta, or its error with context.
+  Result<std::vector<uint8_t>> Call(RpcOp op, const std::string& meta,
+                                    std::span<const transport::ConstBuffer> payload,
+                                    std::span<const transport::MutableBuffer> reply_buffers,
+                                    uint64_t* reply_payload) {
+    transport::CallRequest call;
+    call.opcode = static_cast<uint16_t>(op);
+    call.meta = AsBytes(meta);
+    call.payload = payload;
+    call.reply_buffers = reply_buffers;
+    call.timeout = options_.timeout;
+    transport::RpcReply reply = rpc_->Call(call);
+    if (!reply.status.ok()) {
+      return reply.status.WithContext(std::string("kvcake ") +
+                                      std::string(transport::RpcOpName(call.opcode)));
+    }
+    if (reply_payload) *reply_payload = reply.payload_size;
+    return std::move(reply.meta);
+  }
+
+  static Status FinishGet(transport::RpcReply& reply, std::span<const GetBlock> blocks,
+                          uint64_t size, std::vector<bool>* found) {
+    if (!reply.status.ok()) return reply.status.WithContext("kvcake GET");
+    transport::KeyCodesResponse resp;
+    RETURN_IF_ERROR(transport::Decode(AsView(reply.meta), &resp));
+    if (resp.codes.size() != blocks.size()) return InternalError("GET: wrong number of codes");
+    size_t hits = 0;
+    for (auto c : resp.codes) hits += (c == 0);
+    if (reply.payload_size != hits * size) {
+      return InternalError("GET: payload of " + std::to_string(reply.payload_size) + " bytes for " +
+                           std::to_string(hits) + " values");
+    }
+    ScatterFound(blocks, resp.codes, size);
+    found->resize(blocks.size());
+    for (size_t i = 0; i < blocks.size(); ++i) (*found)[i] = resp.codes[i] == 0;
+    return Status::Ok();
+  }
+
+  Status PutUcx(std::span<const PutBlock> blocks, std::vector<Status>* codes) {
+    const uint64_t size = geometry_.layer_block_bytes;
+    transport::PutRequest req{ns_id_, fingerprint_, {}};
+    std::vector<transport::ConstBuffer> payload;
+    for (const PutBlock& b : blocks) {
+      if (!b.data) return InvalidArgumentError("null buffer");
+      req.keys.push_back(BlockRef{b.hash, b.layer});
+      payload.push_back(transport::ConstBuffer{b.data, size});
+    }
+    ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
+                     Call(RpcOp::kPut, transport::Encode(req), payload, {}, nullptr));
+    transport::KeyCodesResponse resp;
+    RETURN_IF_ERROR(transport::Decode(AsView(meta), &resp));
+    if (resp.codes.size() != blocks.size()) return InternalError("PUT: wrong number of codes");
+    codes->clear();
+    for (auto c : resp.codes) {
+      codes->push_back(c == static_cast<uint8_t>(StatusCode::kAlreadyExists)
+                           ? Status::Ok()
+                           : KeyStatus(c, "put refused by the daemon"));
+    }
+    return Status::Ok();
+  }
+
+  Status PutMapped(std::span<const PutBlock> blocks, std::vector<Status>* codes) {
+    const uint64_t size = geometry_.layer_block_bytes;
+    transport::PutRequest req{ns_id_, fingerprint_, {}};
+    for (const PutBlock& b : blocks) {
+      if (!b.data) return InvalidArgumentError("null buffer");
+      req.keys.push_back(BlockRef{b.hash, b.layer});
+    }
+    ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
+                     Call(RpcOp::kPutReserve, transport::Encode(req), {}, {}, nullptr));
+    transport::SlotsResponse slots;
+    RETURN_IF_ERROR(transport::Decode(AsView(meta), &slots));
+    if (slots.codes.size() != blocks.size()) return InternalError("RESERVE: wrong code count");
+    transport::PutCommitRequest commit{ns_id_, fingerprint_, slots.lease_id, {}, {}};
+    std::vector<size_t> committed_index;
+    codes->assign(blocks.size(), Status::Ok());
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      if (slots.codes[i] != 0) {
+        if (slots.codes[i] != static_cast<uint8_t>(StatusCode::kAlreadyExists)) {
+          (*codes)[i] = KeyStatus(slots.codes[i], "put reservation refused by the daemon");
+        }
+        continue;
+      }
+      char* dst = segment_->At(slots.offsets[i], size);
+      if (!dst) {
+        (*codes)[i] = InternalError("reserved slot outside the mapped segment");
+        continue;
+      }
+      std::memcpy(dst, blocks[i].data, size);
+      commit.keys.push_back(req.keys[i]);
+      commit.checksums.push_back(XXH3_64bits(dst, size));
+      committed_index.push_back(i);
+    }
+    if (commit.keys.empty()) {
+      transport::ReleaseRequest rel{slots.lease_id};
+      (void)Call(RpcOp::kRelease, transport::Encode(rel), {}, {}, nullptr);
+      return Status::Ok();
+    }
+    ASSIGN_OR_RETURN(std::vector<uint8_t> cmeta,
+                     Call(RpcOp::kPutCommit, transport::Encode(commit), {}, {}, nullptr));
+    transport::KeyCodesResponse resp;
+    RETURN_IF_ERROR(transport::Decode(AsView(cmeta), &resp));
+    if (resp.codes.size() != commit.keys.size()) return InternalError("COMMIT: wrong code count");
+    for (size_t j = 0; j < committed_index.size(); ++j) {
+      uint8_t c = resp.codes[j];
+      (*codes)[committed_index[j]] = c == static_cast<uint8_t>(StatusCode::kAlreadyExists)
+                                         ? Status::Ok()
+                                         : KeyStatus(c, "commit refused by the daemon");
+    }
+    return Status::Ok();
+  }
+
+  Status GetUcx(std::span<const GetBlock> blocks, std::vector<bool>* found) {
+    const uint64_t size = geometry_.layer_block_bytes;
+    transport::GetRequest req{ns_id_, fingerprint_, {}};
+    std::vector<transport::MutableBuffer> bufs;
+    for (const GetBlock& b : blocks) {
+      if (!b.data) return InvalidArgumentError("null buffer");
+      req.keys.push_back(BlockRef{b.hash, b.layer});
+      bufs.push_back(transport::MutableBuffer{b.data, size});
+    }
+    std::string meta = transport::Encode(req);
+    transport::CallRequest call;
+    call.opcode = static_cast<uint16_t>(RpcOp::kGet);
+    call.meta = AsBytes(meta);
+    call.reply_buffers = bufs;
+    call.timeout = options_.timeout;
+    transport::RpcReply reply = rpc_->Call(call);
+    return FinishGet(reply, blocks, size, found);
+  }
+
+  Status GetMapped(std::span<const GetBlock> blocks, std::vector<bool>* found) {
+    const uint64_t size = geometry_.layer_block_bytes;
+    transport::GetPinRequest req{ns_id_, fingerprint_, {}};
+    for (const GetBlock& b : blocks) {
+      if (!b.data) return InvalidArgumentError("null buffer");
+      req.keys.push_back(BlockRef{b.hash, b.layer});
+    }
+    ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
+                     Call(RpcOp::kGetPin, transport::Encode(req), {}, {}, nullptr));
+    transport::SlotsResponse slots;
+    RETURN_IF_ERROR(transport::Decode(AsView(meta), &slots));
+    if (slots.codes.size() != blocks.size()) return InternalError("PIN: wrong code count");
+    found->assign(blocks.size(), false);
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      if (slots.codes[i] != 0) continue;
+      const char* src = segment_->At(slots.offsets[i], size);
+      if (!src) continue;
+      std::memcpy(blocks[i].data, src, size);
+      (*found)[i] = true;
+    }
+    // The release confirms the pins were still valid while we copied; if a
+    // lease expired meanwhile the bytes may be stale: report misses instead.
+    transport::ReleaseRequest rel{slots.lease_id};
+    Result<std::vector<uint8_t>> r = Call(RpcOp::kRelease, transport::Encode(rel), {}, {}, nullptr);
+    if (!r.ok()) {
+      if (r.status().code() == StatusCode::kAborted) {
+        found->assign(blocks.size(), false);
+        return Status::Ok();
+      }
+      return r.status();
+    }
+    return Status::Ok();
+  }
+
+  const ClientOptions options_;
+  std::unique_ptr<transport::RpcClient> rpc_;
+  const uint64_t seed_;
+  std::unique_ptr<MappedSegment> segment_;
+  mutable std::mutex mu_;
+  NamespaceGeometry geometry_;  // written once by RegisterNamespace
+  uint64_t ns_id_ = 0;
+  uint64_t fingerprint_ = 0;
+  bool registered_ = false;  // guarded by mu_
+};
+
+}  // namespace
+
+Status ClientOptions::Validate() const {
+  if (address.empty() || address.find(':') == std::string::npos) {
+    return InvalidArgumentError("address must be HOST:PORT, got '" + address + "'");
+  }
+  if (namespace_name.empty() || namespace_name.size() > transport::kMaxNameBytes) {
+    return InvalidArgumentError("namespace name must be 1.." +
+                                std::to_string(transport::kMaxNameBytes) + " bytes");
+  }
+  if (token.size() > transport::kMaxTokenBytes) return InvalidArgumentError("token too long");
+  if (timeout.count() <= 0) return InvalidArgumentError("timeout must be > 0");
+  if (!transport::ParseUcxTransport(ucx_tls).ok()) {
+    return InvalidArgumentError("ucx_tls must be 'tcp' or 'shm', got '" + ucx_tls + "'");
+  }
+  return Status::Ok();
+}
+
+Status PendingGet::WaitAll(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (size_t i = 0; i < size(); ++i) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    RETURN_IF_ERROR(Wait(i, std::max(left, std::chrono::milliseconds(0))));
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
+  RETURN_IF_ERROR(options.Validate());
+  transport::RpcClientOptions ropts;
+  ASSIGN_OR_RETURN(ropts.ucx.transport, transport::ParseUcxTransport(options.ucx_tls));
+  ropts.connect_timeout = options.timeout;
+  ropts.default_timeout = options.timeout;
+  Result<std::unique_ptr<transport::RpcClient>> rpc =
+      transport::RpcClient::Connect(options.address, ropts);
+  if (!rpc.ok()) return rpc.status().WithContext("kvcake connect " + options.address);
+  auto client = std::make_unique<ClientImpl>(options, std::move(rpc).value());
+  RETURN_IF_ERROR(client->Init().WithContext("kvcake connect " + options.address));
+  return std::unique_ptr<Client>(std::move(client));
+}
+
+}  // namespace kvcake

@@ -1,0 +1,528 @@
+#include "daemon/admin/admin_router.h"
+
+#include <charconv>
+#include <cinttypes>
+#include <cstdio>
+#include <exception>
+#include <map>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "common/block_hash.h"
+#include "common/logging.h"
+
+namespace kvcake::admin {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr uint32_t kMaxListLimit = 10000;
+
+std::string Hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "0x%016" PRIx64, v);
+  return buf;
+}
+
+HttpReply JsonReply(int status, const json& body) {
+  HttpReply r;
+  r.status = status;
+  // Replace invalid UTF-8 (names come from clients) instead of throwing.
+  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  return r;
+}
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decoding of a query component ('+' is a space). False on a bad escape.
+bool PercentDecode(std::string_view in, std::string* out) {
+  out->clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '+') {
+      *out += ' ';
+    } else if (c == '%') {
+      if (i + 2 >= in.size()) return false;
+      int hi = HexDigit(in[i + 1]), lo = HexDigit(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      *out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else {
+      *out += c;
+    }
+  }
+  return true;
+}
+
+Status ParseQuery(std::string_view query, std::map<std::string, std::string>* out) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view part = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (part.empty()) continue;
+    size_t eq = part.find('=');
+    std::string key, value;
+    if (!PercentDecode(part.substr(0, eq), &key) ||
+        (eq != std::string_view::npos && !PercentDecode(part.substr(eq + 1), &value))) {
+      return InvalidArgumentError("bad percent-encoding in query string");
+    }
+    if (out->count(key)) return InvalidArgumentError("query parameter repeated: " + key);
+    (*out)[key] = value;
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> ParseU64(std::string_view text, int base, std::string_view what) {
+  if (base == 16 && (text.substr(0, 2) == "0x" || text.substr(0, 2) == "0X")) text.remove_prefix(2);
+  uint64_t v = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v, base);
+  if (text.empty() || ec != std::errc() || ptr != text.data() + text.size()) {
+    return InvalidArgumentError("bad " + std::string(what) + ": '" + std::string(text) + "'");
+  }
+  return v;
+}
+
+Result<Tier> ParseTier(std::string_view text) {
+  if (text == "gpu" || text == "device") return Tier::kDevice;
+  if (text == "host") return Tier::kHost;
+  if (text == "ssd") return Tier::kSsd;
+  return InvalidArgumentError("bad tier '" + std::string(text) + "' (gpu|host|ssd)");
+}
+
+// The raw filter fields, as strings, from a query string or a JSON body.
+struct FilterText {
+  std::optional<std::string> ns, hash, layer, tier, limit;
+};
+
+Result<FilterText> FilterFromJson(const json& body) {
+  FilterText f;
+  if (!body.is_object()) return InvalidArgumentError("request body must be a JSON object");
+  for (const auto& [key, value] : body.items()) {
+    std::string text;
+    if (value.is_string()) {
+      text = value.get<std::string>();
+    } else if (value.is_number_unsigned()) {
+      text = key == "hash" ? Hex(value.get<uint64_t>()) : std::to_string(value.get<uint64_t>());
+    } else {
+      return InvalidArgumentError("field '" + key + "' must be a string or a non-negative integer");
+    }
+    if (key == "ns") {
+      f.ns = text;
+    } else if (key == "hash") {
+      f.hash = text;
+    } else if (key == "layer") {
+      f.layer = text;
+    } else if (key == "tier") {
+      f.tier = text;
+    } else {
+      return InvalidArgumentError("unknown field '" + key + "'");
+    }
+  }
+  return f;
+}
+
+std::string TierText(Tier t) { return std::string(TierName(t)); }
+
+json TierStatusJson(const TierStatus& t) {
+  return {{"tier", TierText(t.tier)},
+          {"capacity_bytes", t.capacity_bytes},
+          {"used_bytes", t.used_bytes},
+          {"blocks", t.blocks}};
+}
+
+json PathJson(const PathStats& p) {
+  return {
+      {"from", TierText(p.from)}, {"to", TierText(p.to)}, {"blocks", p.blocks}, {"bytes", p.bytes}};
+}
+
+json DrainJson(const DrainProgress& d) {
+  json j = {{"active", d.active},
+            {"done", d.done},
+            {"total_blocks", d.total_blocks},
+            {"moved_blocks", d.moved_blocks},
+            {"total_bytes", d.total_bytes},
+            {"moved_bytes", d.moved_bytes}};
+  if (!d.error.empty()) j["error"] = d.error;
+  return j;
+}
+
+json ConfigJson(const std::vector<ConfigEntry>& entries) {
+  json list = json::array();
+  for (const auto& e : entries) {
+    list.push_back({{"name", e.name}, {"value", e.value}, {"description", e.description}});
+  }
+  return {{"config", list}};
+}
+
+// Route label for kvcake_admin_requests_total (bounded cardinality).
+constexpr std::string_view kKnownPaths[] = {
+    "/healthz",  "/metrics", "/v1/status", "/v1/stats", "/v1/namespaces", "/v1/blocks",
+    "/v1/evict", "/v1/pin",  "/v1/unpin",  "/v1/drain", "/v1/config"};
+
+}  // namespace
+
+int HttpStatusForCode(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk:
+      return 200;
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kOutOfRange:
+      return 400;
+    case StatusCode::kUnauthenticated:
+      return 401;
+    case StatusCode::kPermissionDenied:
+      return 403;
+    case StatusCode::kNotFound:
+      return 404;
+    case StatusCode::kAlreadyExists:
+    case StatusCode::kAborted:
+    case StatusCode::kFailedPrecondition:
+      return 409;
+    case StatusCode::kResourceExhausted:
+      return 429;
+    case StatusCode::kCancelled:
+      return 499;
+    case StatusCode::kUnimplemented:
+      return 501;
+    case StatusCode::kUnavailable:
+      return 503;
+    case StatusCode::kDeadlineExceeded:
+      return 504;
+    default:
+      return 500;
+  }
+}
+
+HttpReply ErrorReply(const Status& status) {
+  return JsonReply(HttpStatusForCode(status.code()),
+                   {{"code", std::string(StatusCodeName(status.code()))},
+                    {"message", std::string(status.message())}});
+}
+
+bool ConstantTimeEquals(std::string_view expected, std::string_view presented) {
+  // Walk the expected secret's full length whatever is presented; differing
+  // lengths fold into the result instead of returning early.
+  volatile unsigned char diff = expected.size() == presented.size() ? 0 : 1;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    unsigned char p = i < presented.size() ? static_cast<unsigned char>(presented[i]) : 0;
+    diff = diff | (static_cast<unsigned char>(expected[i]) ^ p);
+  }
+  return diff == 0;
+}
+
+AdminRouter::AdminRouter(AdminBackend* backend, metrics::Registry* registry, std::string token,
+                         bool metrics_require_token)
+    : backend_(backend),
+      registry_(registry),
+      catalog_(*registry),
+      token_(std::move(token)),
+      metrics_require_token_(metrics_require_token) {}
+
+bool AdminRouter::Authorized(std::string_view authorization) const {
+  if (token_.empty()) return true;
+  constexpr std::string_view kBearer = "Bearer ";
+  if (authorization.size() < kBearer.size()) return false;
+  // Scheme is case-insensitive (RFC 7235).
+  for (size_t i = 0; i < kBearer.size(); ++i) {
+    char c = authorization[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    char k = kBearer[i];
+    if (k >= 'A' && k <= 'Z') k = static_cast<char>(k - 'A' + 'a');
+    if (c != k) return false;
+  }
+  std::string_view presented = authorization.substr(kBearer.size());
+  while (!presented.empty() && presented.front() == ' ') presented.remove_prefix(1);
+  while (!presented.empty() && presented.back() == ' ') presented.remove_suffix(1);
+  return ConstantTimeEquals(token_, presented);
+}
+
+HttpReply AdminRouter::Handle(const HttpRequestView& request) {
+  std::string route = "other";
+  HttpReply reply;
+  try {
+    reply = Route(request, &route);
+  } catch (const std::exception& e) {
+    // Foreign exceptions (nlohmann_json, std) end here, as a 500.
+    KVCAKE_LOG(ERROR) << "admin: " << request.method << " " << request.target
+                      << " threw: " << e.what();
+    reply = ErrorReply(InternalError(std::string("unexpected error: ") + e.what()));
+  } catch (...) {
+    reply = ErrorReply(InternalError("unexpected error"));
+  }
+  catalog_.admin_requests.WithLabels({route, std::to_string(reply.status)})->Increment();
+  return reply;
+}
+
+HttpReply AdminRouter::Route(const HttpRequestView& request, std::string* route_label) {
+  std::string_view target = request.target;
+  size_t qmark = target.find('?');
+  std::string_view path = target.substr(0, qmark);
+  std::string_view query = qmark == std::string_view::npos ? "" : target.substr(qmark + 1);
+  while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
+
+  bool known = false;
+  for (std::string_view p : kKnownPaths) {
+    if (p == path) {
+      known = true;
+      *route_label = std::string(p);
+    }
+  }
+  if (!known) return ErrorReply(NotFoundError("no such endpoint: " + std::string(path)));
+
+  const std::string_view method = request.method;
+  auto method_not_allowed = [&](std::string_view allowed) {
+    HttpReply r =
+        JsonReply(405, {{"code", "INVALID_ARGUMENT"},
+                        {"message", std::string(method) + " not allowed on " + std::string(path) +
+                                        " (allowed: " + std::string(allowed) + ")"}});
+    r.headers.emplace_back("Allow", std::string(allowed));
+    return r;
+  };
+
+  if (path == "/healthz") {
+    if (method != "GET" && method != "HEAD") return method_not_allowed("GET, HEAD");
+    return JsonReply(200, {{"status", "ok"}});
+  }
+
+  bool needs_token = path != "/metrics" || metrics_require_token_;
+  if (needs_token && !Authorized(request.authorization)) {
+    HttpReply r = ErrorReply(UnauthenticatedError(
+        request.authorization.empty() ? "missing bearer token" : "invalid bearer token"));
+    r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"kvcake\"");
+    return r;
+  }
+
+  if (path == "/metrics") {
+    if (method != "GET" && method != "HEAD") return method_not_allowed("GET, HEAD");
+    HttpReply r;
+    r.content_type = std::string(metrics::Registry::kContentType);
+    r.body = registry_->Expose();
+    return r;
+  }
+
+  std::map<std::string, std::string> params;
+  if (Status s = ParseQuery(query, &params); !s.ok()) return ErrorReply(s);
+
+  // Parses the body of a POST as a JSON object ("" = {}).
+  auto parse_body = [&](json* out) -> Status {
+    if (request.body.empty()) {
+      *out = json::object();
+      return Status::Ok();
+    }
+    *out = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+    if (out->is_discarded()) return InvalidArgumentError("request body is not valid JSON");
+    if (!out->is_object()) return InvalidArgumentError("request body must be a JSON object");
+    return Status::Ok();
+  };
+
+  // Resolves a namespace given as "0x<hex id>" or by name.
+  auto resolve_ns = [&](const std::string& text) -> Result<uint64_t> {
+    if (text.size() >= 2 && (text.substr(0, 2) == "0x" || text.substr(0, 2) == "0X")) {
+      return ParseU64(text, 16, "namespace id");
+    }
+    if (text.empty()) return InvalidArgumentError("empty namespace");
+    auto list = backend_->ListNamespaces();
+    if (!list.ok()) return list.status();
+    for (const auto& n : *list) {
+      if (n.name == text) return n.id;
+    }
+    return NotFoundError("unknown namespace '" + text + "'");
+  };
+
+  auto to_filter = [&](const FilterText& t) -> Result<BlockFilter> {
+    BlockFilter f;
+    if (t.ns) {
+      ASSIGN_OR_RETURN(f.ns, resolve_ns(*t.ns));
+    }
+    if (t.hash) {
+      ASSIGN_OR_RETURN(f.hash, ParseU64(*t.hash, 16, "block hash"));
+    }
+    if (t.layer) {
+      ASSIGN_OR_RETURN(uint64_t layer, ParseU64(*t.layer, 10, "layer"));
+      if (layer > UINT32_MAX) return InvalidArgumentError("layer out of range");
+      f.layer = static_cast<uint32_t>(layer);
+    }
+    if (t.tier) {
+      ASSIGN_OR_RETURN(f.tier, ParseTier(*t.tier));
+    }
+    if (t.limit) {
+      ASSIGN_OR_RETURN(uint64_t limit, ParseU64(*t.limit, 10, "limit"));
+      if (limit == 0 || limit > kMaxListLimit) {
+        return InvalidArgumentError("limit must be 1.." + std::to_string(kMaxListLimit));
+      }
+      f.limit = static_cast<uint32_t>(limit);
+    }
+    return f;
+  };
+
+  auto require_get = [&]() { return method == "GET" || method == "HEAD"; };
+
+  if (path == "/v1/status") {
+    if (!require_get()) return method_not_allowed("GET");
+    auto st = backend_->GetStatus();
+    if (!st.ok()) return ErrorReply(st.status());
+    json tiers = json::array();
+    for (const auto& t : st->tiers) tiers.push_back(TierStatusJson(t));
+    json peers = json::array();
+    for (const auto& p : st->peers) peers.push_back({{"peer", p.peer}, {"transport", p.transport}});
+    return JsonReply(200, {{"version", st->version},
+                           {"node_id", st->node_id},
+                           {"uptime_seconds", st->uptime_seconds},
+                           {"policy", st->policy},
+                           {"transports", st->transports},
+                           {"peers", peers},
+                           {"draining", st->draining},
+                           {"tiers", tiers}});
+  }
+
+  if (path == "/v1/stats") {
+    if (!require_get()) return method_not_allowed("GET");
+    auto st = backend_->GetStats();
+    if (!st.ok()) return ErrorReply(st.status());
+    json tiers = json::array();
+    for (const auto& t : st->tiers) {
+      uint64_t lookups = t.hits + t.misses;
+      tiers.push_back({{"tier", TierText(t.tier)},
+                       {"hits", t.hits},
+                       {"misses", t.misses},
+                       {"hit_ratio", lookups ? static_cast<double>(t.hits) / lookups : 0.0},
+                       {"drops", t.drops}});
+    }
+    json promotions = json::array(), demotions = json::array();
+    for (const auto& p : st->promotions) promotions.push_back(PathJson(p));
+    for (const auto& p : st->demotions) demotions.push_back(PathJson(p));
+    return JsonReply(200, {{"puts", st->puts},
+                           {"gets", st->gets},
+                           {"errors", st->errors},
+                           {"leases_expired", st->leases_expired},
+                           {"tiers", tiers},
+                           {"promotions", promotions},
+                           {"demotions", demotions}});
+  }
+
+  if (path == "/v1/namespaces") {
+    if (!require_get()) return method_not_allowed("GET");
+    auto list = backend_->ListNamespaces();
+    if (!list.ok()) return ErrorReply(list.status());
+    json out = json::array();
+    for (const auto& n : *list) {
+      json budgets = json::object();
+      for (const auto& b : n.budgets) budgets[TierText(b.tier)] = b.blocks_per_layer;
+      out.push_back({{"name", n.name},
+                     {"id", Hex(n.id)},
+                     {"model", n.model},
+                     {"dtype", n.dtype},
+                     {"num_layers", n.num_layers},
+                     {"block_tokens", n.block_tokens},
+                     {"layer_block_bytes", n.layer_block_bytes},
+                     {"blocks", n.blocks},
+                     {"bytes", n.bytes},
+                     {"layer_budgets", budgets}});
+    }
+    return JsonReply(200, {{"namespaces", out}});
+  }
+
+  if (path == "/v1/blocks") {
+    if (!require_get()) return method_not_allowed("GET");
+    FilterText t;
+    for (const auto& [key, value] : params) {
+      if (key == "ns") {
+        t.ns = value;
+      } else if (key == "hash") {
+        t.hash = value;
+      } else if (key == "layer") {
+        t.layer = value;
+      } else if (key == "tier") {
+        t.tier = value;
+      } else if (key == "limit") {
+        t.limit = value;
+      } else {
+        return ErrorReply(InvalidArgumentError("unknown query parameter '" + key + "'"));
+      }
+    }
+    auto filter = to_filter(t);
+    if (!filter.ok()) return ErrorReply(filter.status());
+    auto blocks = backend_->ListBlocks(*filter);
+    if (!blocks.ok()) return ErrorReply(blocks.status());
+    json out = json::array();
+    size_t n = 0;
+    for (const auto& b : *blocks) {
+      if (n++ >= filter->limit) break;
+      out.push_back({{"ns", Hex(b.key.ns)},
+                     {"hash", Hex(b.key.hash)},
+                     {"layer", b.key.layer},
+                     {"tier", TierText(b.tier)},
+                     {"size_bytes", b.size_bytes},
+                     {"state", b.state},
+                     {"pin_count", b.pin_count},
+                     {"score", b.score},
+                     {"last_access", b.last_access}});
+    }
+    return JsonReply(200, {{"blocks", out}, {"count", out.size()}, {"limit", filter->limit}});
+  }
+
+  if (path == "/v1/evict" || path == "/v1/pin" || path == "/v1/unpin") {
+    if (method != "POST") return method_not_allowed("POST");
+    json body;
+    if (Status s = parse_body(&body); !s.ok()) return ErrorReply(s);
+    auto text = FilterFromJson(body);
+    if (!text.ok()) return ErrorReply(text.status());
+    if (!text->ns) return ErrorReply(InvalidArgumentError("'ns' is required"));
+    auto filter = to_filter(*text);
+    if (!filter.ok()) return ErrorReply(filter.status());
+    Result<uint64_t> n = path == "/v1/evict" ? backend_->Evict(*filter)
+                         : path == "/v1/pin" ? backend_->Pin(*filter)
+                                             : backend_->Unpin(*filter);
+    if (!n.ok()) return ErrorReply(n.status());
+    std::string key = path == "/v1/evict" ? "evicted" : path == "/v1/pin" ? "pinned" : "unpinned";
+    return JsonReply(200, {{key, *n}});
+  }
+
+  if (path == "/v1/drain") {
+    if (method == "POST") {
+      if (Status s = backend_->StartDrain(); !s.ok()) return ErrorReply(s);
+      auto d = backend_->GetDrain();
+      if (!d.ok()) return ErrorReply(d.status());
+      return JsonReply(202, DrainJson(*d));
+    }
+    if (!require_get()) return method_not_allowed("GET, POST");
+    auto d = backend_->GetDrain();
+    if (!d.ok()) return ErrorReply(d.status());
+    return JsonReply(200, DrainJson(*d));
+  }
+
+  if (path == "/v1/config") {
+    if (method == "POST") {
+      json body;
+      if (Status s = parse_body(&body); !s.ok()) return ErrorReply(s);
+      std::vector<std::pair<std::string, std::string>> updates;
+      for (const auto& [key, value] : body.items()) {
+        if (value.is_string()) {
+          updates.emplace_back(key, value.get<std::string>());
+        } else if (value.is_number() || value.is_boolean()) {
+          updates.emplace_back(key, value.dump());
+        } else {
+          return ErrorReply(
+              InvalidArgumentError("value of '" + key + "' must be a string, number or bool"));
+        }
+      }
+      if (updates.empty()) return ErrorReply(InvalidArgumentError("no settings given"));
+      if (Status s = backend_->SetConfig(updates); !s.ok()) return ErrorReply(s);
+    } else if (!require_get()) {
+      return method_not_allowed("GET, POST");
+    }
+    auto cfg = backend_->GetConfig();
+    if (!cfg.ok()) return ErrorReply(cfg.status());
+    return JsonReply(200, ConfigJson(*cfg));
+  }
+
+  return ErrorReply(NotFoundError("no such endpoint: " + std::string(path)));
+}
+
+}  // namespace kvcake::admin
