@@ -17,6 +17,9 @@ struct LayerSignal {
   std::vector<uint64_t> block_hashes;  // the prompt's chained block hashes, in order
   std::vector<double> block_scores;    // same length: sum of token indicators per block
   uint32_t window_blocks = 1;          // trailing blocks covering the last S_w tokens (pinned)
+  // Optional needle guard: indices of the blocks holding each KV head's top
+  // token (NeedleBlocks in policy/cake_math.h). Empty: none reported.
+  std::vector<uint32_t> needle_blocks;
 };
 
 // Policy decides *which* blocks move between tiers; the TierManager (store/)

@@ -1,0 +1,335 @@
+#include "policy/cake_policy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <queue>
+#include <tuple>
+
+#include "policy/cake_math.h"
+
+namespace kvcake::policy {
+namespace {
+
+int TierIndex(Tier t) {
+  const int i = static_cast<int>(t);
+  return i < kNumLocalTiers ? i : kNumLocalTiers - 1;
+}
+
+}  // namespace
+
+Status CakePolicyOptions::Validate() const {
+  if (!std::isfinite(score_weight) || score_weight < 0) {
+    return InvalidArgumentError("score_weight must be finite and >= 0");
+  }
+  if (!(score_ema > 0 && score_ema <= 1))
+    return InvalidArgumentError("score_ema must be in (0, 1]");
+  if (!(preference_ema > 0 && preference_ema <= 1)) {
+    return InvalidArgumentError("preference_ema must be in (0, 1]");
+  }
+  if (!(needle_reserve >= 0 && needle_reserve <= 1)) {
+    return InvalidArgumentError("needle_reserve must be in [0, 1]");
+  }
+  if (ssd_admission_hits < 1) return InvalidArgumentError("ssd_admission_hits must be >= 1");
+  return Status::Ok();
+}
+
+CakePolicy::CakePolicy(CakePolicyOptions options) : options_(options) {}
+
+std::string_view CakePolicy::name() const {
+  return options_.uniform_budgets ? "cake_uniform" : "cake";
+}
+
+void CakePolicy::SetTierCapacity(Tier tier, uint64_t bytes) {
+  capacity_[TierIndex(tier)] = bytes;
+  for (auto& [id, st] : ns_) st.budgets_dirty = true;
+}
+
+CakePolicy::NsState& CakePolicy::Ns(uint64_t ns, uint32_t min_layers) {
+  NsState& st = ns_[ns];
+  if (st.layers.size() < min_layers) {
+    st.layers.resize(min_layers);
+    st.preference.resize(min_layers, -1.0);
+    st.budgets_dirty = true;
+  }
+  return st;
+}
+
+const CakePolicy::NsState* CakePolicy::FindNs(uint64_t ns) const {
+  auto it = ns_.find(ns);
+  return it == ns_.end() ? nullptr : &it->second;
+}
+
+void CakePolicy::RegisterNamespace(uint64_t ns, uint32_t num_layers, uint64_t layer_block_bytes) {
+  NsState& st = Ns(ns, num_layers);
+  st.layer_block_bytes = layer_block_bytes;
+  st.budgets_dirty = true;
+}
+
+void CakePolicy::Enqueue(NsState& st, const BlockKey& key, Entry& e) {
+  LayerTier& lt = st.layers[key.layer][TierIndex(e.tier)];
+  e.priority = lt.inflation + options_.score_weight * static_cast<double>(e.score);
+  e.seq = next_seq_++;
+  lt.order.insert(Item{e.priority, e.seq, key});
+}
+
+void CakePolicy::Dequeue(NsState& st, const BlockKey& key, const Entry& e, bool inflate) {
+  LayerTier& lt = st.layers[key.layer][TierIndex(e.tier)];
+  lt.order.erase(Item{e.priority, e.seq, key});
+  if (inflate) lt.inflation = std::max(lt.inflation, e.priority);
+}
+
+void CakePolicy::OnInsert(const BlockKey& key, Tier tier, uint64_t bytes, uint64_t tick) {
+  NsState& st = Ns(key.ns, key.layer + 1);
+  if (st.layer_block_bytes == 0) st.layer_block_bytes = bytes;
+  auto [it, inserted] = entries_.try_emplace(key);
+  Entry& e = it->second;
+  if (!inserted) {
+    Dequeue(st, key, e, /*inflate=*/false);
+    --size_[TierIndex(e.tier)];
+  }
+  e.bytes = bytes;
+  e.tier = tier;
+  ++e.hits;
+  ++size_[TierIndex(tier)];
+  Enqueue(st, key, e);
+  st.budgets_dirty = true;
+}
+
+void CakePolicy::OnAccess(const BlockKey& key, Tier tier, uint64_t tick) {
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return;
+  NsState& st = ns_[key.ns];
+  Entry& e = it->second;
+  Dequeue(st, key, e, /*inflate=*/false);
+  ++e.hits;
+  Enqueue(st, key, e);
+}
+
+void CakePolicy::OnMove(const BlockKey& key, Tier from, Tier to, uint64_t tick) {
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return;
+  NsState& st = ns_[key.ns];
+  Entry& e = it->second;
+  // Leaving downwards is GreedyDual's eviction: it raises that queue's L.
+  Dequeue(st, key, e, /*inflate=*/TierIndex(to) > TierIndex(e.tier));
+  --size_[TierIndex(e.tier)];
+  e.tier = to;
+  ++size_[TierIndex(to)];
+  Enqueue(st, key, e);
+  st.budgets_dirty = true;
+}
+
+void CakePolicy::OnRemove(const BlockKey& key, Tier tier) {
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return;
+  NsState& st = ns_[key.ns];
+  Dequeue(st, key, it->second, /*inflate=*/true);
+  --size_[TierIndex(it->second.tier)];
+  entries_.erase(it);
+  st.budgets_dirty = true;
+}
+
+std::vector<int64_t> CakePolicy::BudgetsFor(const NsState& st, int tier) const {
+  const size_t n = st.layers.size();
+  if (n == 0 || st.layer_block_bytes == 0 || capacity_[tier] == 0) return {};
+  const int64_t total = static_cast<int64_t>(capacity_[tier] / st.layer_block_bytes);
+  // A layer can hold at most the blocks it has in this tier and below.
+  std::vector<int64_t> caps(n, 0);
+  for (size_t l = 0; l < n; ++l) {
+    for (int t = tier; t < kNumLocalTiers; ++t) {
+      caps[l] += static_cast<int64_t>(st.layers[l][t].order.size());
+    }
+  }
+  std::vector<double> pref(n, 1.0);
+  if (st.has_stats && !options_.uniform_budgets) {
+    double sum = 0;
+    int seen = 0;
+    for (double p : st.preference) {
+      if (p >= 0) {
+        sum += p;
+        ++seen;
+      }
+    }
+    const double fill = seen > 0 ? sum / seen : 1.0;  // layers not reported yet
+    for (size_t l = 0; l < n; ++l) pref[l] = st.preference[l] >= 0 ? st.preference[l] : fill;
+  }
+  auto budgets = WaterFillBudgets(pref, caps, total);
+  if (budgets.ok()) return *std::move(budgets);
+  // Fewer blocks than layers with data: share equally (some layers get 0).
+  std::vector<int64_t> out(n, 0);
+  int64_t left = total;
+  for (size_t l = 0; l < n && left > 0; ++l) {
+    if (caps[l] > 0) {
+      out[l] = 1;
+      --left;
+    }
+  }
+  return out;
+}
+
+void CakePolicy::ComputeBudgets(NsState& st) const {
+  if (!st.budgets_dirty) return;
+  for (int t = 0; t < kNumLocalTiers; ++t) st.budgets[t] = BudgetsFor(st, t);
+  st.budgets_dirty = false;
+}
+
+std::vector<BlockKey> CakePolicy::SelectVictims(
+    Tier tier, uint64_t bytes_to_free, const std::function<bool(const BlockKey&)>& eligible) {
+  std::vector<BlockKey> victims;
+  if (bytes_to_free == 0) return victims;
+  const int t = TierIndex(tier);
+  // One cursor per (namespace, layer) queue; a max-heap picks the queue most
+  // over its budget (ties: the lower front priority, i.e. the older block).
+  struct Cursor {
+    int64_t over;
+    double front;
+    std::set<Item>::const_iterator it, end;
+  };
+  std::vector<Cursor> cursors;
+  for (auto& [id, st] : ns_) {
+    ComputeBudgets(st);
+    const std::vector<int64_t>& budgets = st.budgets[t];
+    for (size_t l = 0; l < st.layers.size(); ++l) {
+      const auto& order = st.layers[l][t].order;
+      if (order.empty()) continue;
+      // Without budgets (capacity unknown) every queue competes on priority.
+      const int64_t over = budgets.empty() ? 0 : static_cast<int64_t>(order.size()) - budgets[l];
+      cursors.push_back(Cursor{over, order.begin()->priority, order.begin(), order.end()});
+    }
+  }
+  auto worse = [&](size_t a, size_t b) {
+    const Cursor& x = cursors[a];
+    const Cursor& y = cursors[b];
+    return std::tie(x.over, y.front) < std::tie(y.over, x.front);
+  };
+  std::priority_queue<size_t, std::vector<size_t>, decltype(worse)> heap(worse);
+  for (size_t i = 0; i < cursors.size(); ++i) heap.push(i);
+  uint64_t freed = 0;
+  while (freed < bytes_to_free && !heap.empty()) {
+    const size_t i = heap.top();
+    heap.pop();
+    Cursor& c = cursors[i];
+    while (c.it != c.end && !eligible(c.it->key)) ++c.it;
+    if (c.it == c.end) continue;
+    victims.push_back(c.it->key);
+    freed += entries_.at(c.it->key).bytes;
+    ++c.it;
+    --c.over;
+    if (c.it != c.end) {
+      c.front = c.it->priority;
+      heap.push(i);
+    }
+  }
+  return victims;
+}
+
+bool CakePolicy::Admit(const BlockKey& key, Tier to) {
+  if (to != Tier::kSsd) return true;
+  const NsState* st = FindNs(key.ns);
+  if (st != nullptr && st->has_stats) return true;  // the cascade keeps everything it can
+  auto it = entries_.find(key);
+  return it != entries_.end() && it->second.hits >= options_.ssd_admission_hits;
+}
+
+std::vector<BlockKey> CakePolicy::SelectPromotions(Tier tier, uint64_t bytes_available) {
+  std::vector<BlockKey> out;
+  const int t = TierIndex(tier);
+  if (t + 1 >= kNumLocalTiers || bytes_available == 0) return out;
+  struct Candidate {
+    float score;
+    uint64_t seq;
+    BlockKey key;
+    uint64_t bytes;
+  };
+  std::vector<Candidate> candidates;
+  for (auto& [id, st] : ns_) {
+    if (!st.has_stats) continue;
+    ComputeBudgets(st);
+    const std::vector<int64_t>& budgets = st.budgets[t];
+    if (budgets.empty()) continue;
+    for (size_t l = 0; l < st.layers.size(); ++l) {
+      int64_t room = budgets[l] - static_cast<int64_t>(st.layers[l][t].order.size());
+      const auto& below = st.layers[l][t + 1].order;
+      for (auto it = below.rbegin(); it != below.rend() && room > 0; ++it, --room) {
+        const Entry& e = entries_.at(it->key);
+        candidates.push_back(Candidate{e.score, e.seq, it->key, e.bytes});
+      }
+    }
+  }
+  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+    return a.score != b.score ? a.score > b.score : a.seq > b.seq;
+  });
+  uint64_t used = 0;
+  for (const Candidate& c : candidates) {
+    if (used + c.bytes > bytes_available) continue;
+    used += c.bytes;
+    out.push_back(c.key);
+  }
+  return out;
+}
+
+void CakePolicy::ReportLayerSignal(uint64_t ns, const LayerSignal& signal) {
+  const size_t n = std::min(signal.block_hashes.size(), signal.block_scores.size());
+  NsState& st = Ns(ns, signal.layer + 1);
+  st.has_stats = true;
+  if (std::isfinite(signal.preference) && signal.preference >= 0) {
+    double& p = st.preference[signal.layer];
+    p = p < 0 ? signal.preference
+              : options_.preference_ema * signal.preference + (1 - options_.preference_ema) * p;
+  }
+  st.budgets_dirty = true;
+  if (n == 0) return;
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += std::max(0.0, signal.block_scores[i]);
+  if (!(sum > 0) || !std::isfinite(sum)) return;
+  const double mean = sum / static_cast<double>(n);
+  double top = 0;
+  for (size_t i = 0; i < n; ++i) top = std::max(top, signal.block_scores[i] / mean);
+  // Needle guard: up to needle_reserve of the layer's device budget.
+  ComputeBudgets(st);
+  const auto& dev = st.budgets[0];
+  const size_t needle_cap =
+      dev.empty()
+          ? signal.needle_blocks.size()
+          : static_cast<size_t>(options_.needle_reserve * static_cast<double>(dev[signal.layer]));
+  std::vector<bool> guarded(n, false);
+  for (size_t j = 0; j < signal.needle_blocks.size() && j < needle_cap; ++j) {
+    if (signal.needle_blocks[j] < n) guarded[signal.needle_blocks[j]] = true;
+  }
+  const size_t window = std::min<size_t>(n, std::max<uint32_t>(signal.window_blocks, 1));
+  guarded[0] = true;
+  for (size_t i = n - window; i < n; ++i) guarded[i] = true;
+  const double a = options_.score_ema;
+  for (size_t i = 0; i < n; ++i) {
+    const BlockKey key{ns, signal.block_hashes[i], signal.layer};
+    auto it = entries_.find(key);
+    if (it == entries_.end()) continue;
+    Entry& e = it->second;
+    double s = std::max(0.0, signal.block_scores[i]) / mean;
+    if (guarded[i]) s = top;
+    const double rolled = a * s + (1 - a) * static_cast<double>(e.score);
+    Dequeue(st, key, e, /*inflate=*/false);
+    e.score = static_cast<float>(rolled);
+    Enqueue(st, key, e);
+  }
+}
+
+std::vector<int64_t> CakePolicy::LayerBudgets(uint64_t ns, Tier tier) const {
+  auto it = ns_.find(ns);
+  if (it == ns_.end()) return {};
+  return BudgetsFor(it->second, TierIndex(tier));
+}
+
+bool CakePolicy::HasStatistics(uint64_t ns) const {
+  const NsState* st = FindNs(ns);
+  return st != nullptr && st->has_stats;
+}
+
+size_t CakePolicy::Size(Tier tier) const { return size_[TierIndex(tier)]; }
+
+double CakePolicy::Score(const BlockKey& key) const {
+  auto it = entries_.find(key);
+  return it == entries_.end() ? -1.0 : static_cast<double>(it->second.score);
+}
+
+}  // namespace kvcake::policy

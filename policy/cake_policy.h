@@ -1,0 +1,130 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/block_key.h"
+#include "common/status.h"
+#include "common/tier.h"
+#include "policy/policy.h"
+
+namespace kvcake::policy {
+
+struct CakePolicyOptions {
+  // Priority of a block in its (namespace, layer, tier) queue is
+  // GreedyDual's L + score_weight * s, with s its rolling normalised score
+  // (1.0 = an average block of its prompt; blocks never scored count as 1.0).
+  // 0 turns the queue into plain LRU. >= 0.
+  double score_weight = 1.0;
+  // Weight of the newest report in a block's rolling score (the decode-time
+  // score window: s = a * s_new + (1 - a) * s_old). In (0, 1].
+  double score_ema = 0.5;
+  // Weight of the newest report in a layer's rolling preference P_l. (0, 1].
+  double preference_ema = 0.2;
+  // Share of each layer's budget reserved for needle blocks (the block that
+  // holds a KV head's top token): up to this many are raised to the prompt's
+  // top score. [0, 1].
+  double needle_reserve = 0.1;
+  // Ablation "cake_uniform": CAKE scores, but equal layer preferences.
+  bool uniform_budgets = false;
+  // Namespaces that never reported statistics: a block leaving host memory is
+  // admitted to SSD after this many hits (2 = second-hit admission). >= 1.
+  uint32_t ssd_admission_hits = 2;
+
+  // INVALID_ARGUMENT when a field is out of range.
+  Status Validate() const;
+};
+
+// CakePolicy: CAKE-guided cascading tier policy (DESIGN.md §4).
+//
+// Per namespace and tier, the tier's capacity in layer-blocks is water-filled
+// over the layers by their rolling preference P_l (WaterFillBudgets; equal
+// preferences for namespaces without statistics or with uniform_budgets).
+// SelectVictims takes blocks from the layers most over their budget, lowest
+// priority first; SelectPromotions offers the best blocks of the tier below
+// to layers under their budget (blocks climb back when their rolling score
+// rises). Within a layer, blocks are ordered by GreedyDual priority
+// L + w * s: recency through the inflation value L (raised to the priority
+// of each demoted block), importance through the normalised score s from
+// ReportLayerSignal. Pinned blocks of a report (block 0, the tail block and
+// the window blocks) and the needle-guard blocks get the prompt's top score.
+// A namespace that never reported statistics behaves as LRU with second-hit
+// SSD admission.
+//
+// Thread-safety: not thread-safe; the owner serialises all calls.
+class CakePolicy final : public Policy {
+ public:
+  explicit CakePolicy(CakePolicyOptions options = {});
+
+  std::string_view name() const override;
+  void SetTierCapacity(Tier tier, uint64_t bytes) override;
+  void RegisterNamespace(uint64_t ns, uint32_t num_layers, uint64_t layer_block_bytes) override;
+  void OnInsert(const BlockKey& key, Tier tier, uint64_t bytes, uint64_t tick) override;
+  void OnAccess(const BlockKey& key, Tier tier, uint64_t tick) override;
+  void OnMove(const BlockKey& key, Tier from, Tier to, uint64_t tick) override;
+  void OnRemove(const BlockKey& key, Tier tier) override;
+  std::vector<BlockKey> SelectVictims(
+      Tier tier, uint64_t bytes_to_free,
+      const std::function<bool(const BlockKey&)>& eligible) override;
+  bool Admit(const BlockKey& key, Tier to) override;
+  std::vector<BlockKey> SelectPromotions(Tier tier, uint64_t bytes_available) override;
+  void ReportLayerSignal(uint64_t ns, const LayerSignal& signal) override;
+  std::vector<int64_t> LayerBudgets(uint64_t ns, Tier tier) const override;
+
+  // True once `ns` reported statistics.
+  bool HasStatistics(uint64_t ns) const;
+  // Number of blocks tracked in `tier` (all namespaces).
+  size_t Size(Tier tier) const;
+  // Rolling normalised score of `key` (1.0 if never scored, -1 if unknown).
+  double Score(const BlockKey& key) const;
+
+ private:
+  struct Item {
+    double priority;
+    uint64_t seq;
+    BlockKey key;
+    friend bool operator<(const Item& a, const Item& b) {
+      return a.priority != b.priority ? a.priority < b.priority : a.seq < b.seq;
+    }
+  };
+  struct Entry {
+    double priority = 0;
+    uint64_t seq = 0;
+    uint64_t bytes = 0;
+    float score = 1.0f;
+    uint32_t hits = 0;
+    Tier tier = Tier::kDevice;
+  };
+  struct LayerTier {
+    std::set<Item> order;  // ascending priority: begin() is the first victim
+    double inflation = 0;  // GreedyDual L
+  };
+  struct NsState {
+    uint64_t layer_block_bytes = 0;
+    bool has_stats = false;
+    std::vector<double> preference;  // rolling P_l; < 0: not reported yet
+    std::vector<std::array<LayerTier, kNumLocalTiers>> layers;
+    std::array<std::vector<int64_t>, kNumLocalTiers> budgets;
+    bool budgets_dirty = true;
+  };
+
+  NsState& Ns(uint64_t ns, uint32_t min_layers);
+  const NsState* FindNs(uint64_t ns) const;
+  void Enqueue(NsState& st, const BlockKey& key, Entry& e);
+  void Dequeue(NsState& st, const BlockKey& key, const Entry& e, bool inflate);
+  void ComputeBudgets(NsState& st) const;
+  std::vector<int64_t> BudgetsFor(const NsState& st, int tier) const;
+
+  CakePolicyOptions options_;
+  std::array<uint64_t, kNumLocalTiers> capacity_{};
+  std::array<size_t, kNumLocalTiers> size_{};
+  std::unordered_map<BlockKey, Entry, BlockKeyHash> entries_;
+  std::unordered_map<uint64_t, NsState> ns_;
+  uint64_t next_seq_ = 0;
+};
+
+}  // namespace kvcake::policy
