@@ -23,7 +23,7 @@
 #define KVCAKE_WITH_ADMIN 1
 #endif
 
-DEFINE_string(listen, "127.0.0.1:7420", "UCX listener HOST:PORT (port 0: ephemeral)");
+DEFINE_string(listen, "127.0.0.1:18515", "UCX listener HOST:PORT (port 0: ephemeral)");
 DEFINE_int32(io_threads, 2, "I/O threads (one UCX worker each)");
 DEFINE_string(ucx_tls, "shm", "UCX transports: tcp | shm (posix/sysv/cma + tcp)");
 DEFINE_string(gpu_bytes, "0", "device tier bytes (0: none; emulated on host without CUDA)");

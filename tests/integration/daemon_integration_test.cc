@@ -1,0 +1,504 @@
+// Integration tests: the real kvcaked (started as a child process on an
+// ephemeral port) and the real client library over UCX on loopback.
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kvcake/client.h"
+#include "tests/integration/daemon_process.h"
+#include "transport/messages.h"
+#include "transport/rpc_client.h"
+
+namespace kvcake {
+namespace {
+
+using testing::DaemonProcess;
+using testing::TempDir;
+
+constexpr uint64_t kValueBytes = 64 * 1024;
+constexpr uint32_t kLayers = 4;
+
+// The bytes of value (hash, layer): deterministic, so any client can verify.
+std::vector<char> ValueOf(uint64_t hash, uint32_t layer, uint64_t size = kValueBytes) {
+  std::vector<char> v(size);
+  std::mt19937_64 rng(hash * 1315423911u + layer);
+  for (size_t i = 0; i < size; i += 8) {
+    uint64_t x = rng();
+    std::memcpy(v.data() + i, &x, std::min<size_t>(8, size - i));
+  }
+  return v;
+}
+
+std::vector<std::string> SmallDaemonFlags(const TempDir& dir) {
+  return {"--ssd_path=" + dir.path() + "/ssd", "--host_bytes=64M", "--slot_bytes=1M",
+          "--ssd_bytes=1G", "--io_threads=2", "--log_level=warning"};
+}
+
+NamespaceGeometry Geometry() {
+  NamespaceGeometry g;
+  g.num_layers = kLayers;
+  g.block_tokens = 16;
+  g.layer_block_bytes = kValueBytes;
+  g.kv_dtype = "fp16";
+  return g;
+}
+
+std::unique_ptr<Client> ConnectOrDie(const std::string& address, const std::string& tls,
+                                     bool mapped, const std::string& ns = "it-model",
+                                     const std::string& token = "") {
+  ClientOptions o;
+  o.address = address;
+  o.namespace_name = ns;
+  o.ucx_tls = tls;
+  o.use_mapped_path = mapped;
+  o.token = token;
+  o.timeout = std::chrono::milliseconds(20000);
+  Result<std::unique_ptr<Client>> c = Client::Connect(o);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  if (!c.ok()) return nullptr;
+  Status s = (*c)->RegisterNamespace(Geometry());
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return std::move(c).value();
+}
+
+std::vector<uint64_t> Chain(Client& c, uint32_t first_token, size_t blocks) {
+  std::vector<uint32_t> tokens(blocks * 16);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = first_token + static_cast<uint32_t>(i);
+  return c.HashTokens(tokens);
+}
+
+// Puts every layer of `hashes` and checks the result.
+void PutAll(Client& c, const std::vector<uint64_t>& hashes) {
+  std::vector<std::vector<char>> values;
+  std::vector<PutBlock> blocks;
+  for (uint64_t h : hashes) {
+    for (uint32_t l = 0; l < kLayers; ++l) values.push_back(ValueOf(h, l));
+  }
+  size_t k = 0;
+  for (uint64_t h : hashes) {
+    for (uint32_t l = 0; l < kLayers; ++l) blocks.push_back(PutBlock{h, l, values[k++].data()});
+  }
+  std::vector<Status> per;
+  Status s = c.Put(blocks, &per);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+}
+
+// Gets every layer of `hashes`; expects all found and byte-identical.
+void GetAndVerify(Client& c, const std::vector<uint64_t>& hashes) {
+  std::vector<std::vector<char>> bufs(hashes.size() * kLayers, std::vector<char>(kValueBytes));
+  std::vector<GetBlock> blocks;
+  size_t k = 0;
+  for (uint64_t h : hashes) {
+    for (uint32_t l = 0; l < kLayers; ++l) blocks.push_back(GetBlock{h, l, bufs[k++].data()});
+  }
+  std::vector<bool> found;
+  Status s = c.Get(blocks, &found);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    ASSERT_TRUE(found[i]) << "value " << i << " missing";
+    ASSERT_TRUE(bufs[i] == ValueOf(blocks[i].hash, blocks[i].layer)) << "value " << i << " differs";
+  }
+}
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void StartDaemon(std::vector<std::string> extra = {}) {
+    auto flags = SmallDaemonFlags(dir_);
+    flags.insert(flags.end(), extra.begin(), extra.end());
+    Result<std::unique_ptr<DaemonProcess>> d = DaemonProcess::Start(flags);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    daemon_ = std::move(d).value();
+  }
+  void TearDown() override {
+    if (daemon_ && daemon_->Alive()) {
+      Result<int> rc = daemon_->Stop();
+      EXPECT_TRUE(rc.ok() && *rc == 0) << "kvcaked did not exit cleanly";
+    }
+  }
+
+  TempDir dir_;
+  std::unique_ptr<DaemonProcess> daemon_;
+};
+
+void RoundTrip(const std::string& address, const std::string& tls, bool mapped) {
+  auto c = ConnectOrDie(address, tls, mapped);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->mapped_path(), mapped);
+  std::vector<uint64_t> chain = Chain(*c, 1000, 8);
+  ASSERT_EQ(chain.size(), 8u);
+  // Nothing cached yet.
+  Result<uint32_t> n = c->LookupPrefix(chain, 0);
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 0u);
+  // Cache the first 5 blocks (all layers).
+  std::vector<uint64_t> first5(chain.begin(), chain.begin() + 5);
+  PutAll(*c, first5);
+  n = c->LookupPrefix(chain, 0);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 5u);
+  n = c->LookupPrefix(chain, kLayers - 1);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 5u);
+  GetAndVerify(*c, first5);
+  // A put of an existing value is fine (already exists = success).
+  PutAll(*c, {chain[0]});
+  // Misses mixed with hits: found flags are exact and hits land in the right buffers.
+  std::vector<std::vector<char>> bufs(4, std::vector<char>(kValueBytes, 0));
+  std::vector<GetBlock> blocks = {{chain[6], 1, bufs[0].data()},
+                                  {chain[1], 1, bufs[1].data()},
+                                  {chain[7], 2, bufs[2].data()},
+                                  {chain[3], 2, bufs[3].data()}};
+  std::vector<bool> found;
+  ASSERT_TRUE(c->Get(blocks, &found).ok());
+  EXPECT_EQ(found, (std::vector<bool>{false, true, false, true}));
+  EXPECT_TRUE(bufs[1] == ValueOf(chain[1], 1));
+  EXPECT_TRUE(bufs[3] == ValueOf(chain[3], 2));
+  // Delete one block's layer 0: the prefix for layer 0 shrinks, layer 1 not.
+  std::vector<PutBlock> del = {{chain[2], 0, nullptr}};
+  Result<uint32_t> deleted = c->Delete(del);
+  ASSERT_TRUE(deleted.ok()) << deleted.status().ToString();
+  EXPECT_EQ(*deleted, 1u);
+  EXPECT_EQ(*c->LookupPrefix(chain, 0), 2u);
+  EXPECT_EQ(*c->LookupPrefix(chain, 1), 5u);
+}
+
+TEST_F(DaemonTest, PutGetLookupOverUcxTcp) {
+  StartDaemon();
+  RoundTrip(daemon_->address(), "tcp", false);
+}
+
+TEST_F(DaemonTest, PutGetLookupOverUcxSharedMemory) {
+  StartDaemon();
+  RoundTrip(daemon_->address(), "shm", false);
+}
+
+TEST_F(DaemonTest, PutGetLookupOverMappedHostSegment) {
+  StartDaemon();
+  RoundTrip(daemon_->address(), "tcp", true);
+  // What one path wrote, the other reads.
+  auto mapped = ConnectOrDie(daemon_->address(), "tcp", true);
+  auto remote = ConnectOrDie(daemon_->address(), "tcp", false);
+  ASSERT_TRUE(mapped && remote);
+  ASSERT_TRUE(mapped->mapped_path());
+  std::vector<uint64_t> a = Chain(*mapped, 50000, 3);
+  std::vector<uint64_t> b = Chain(*mapped, 60000, 3);
+  PutAll(*mapped, a);
+  GetAndVerify(*remote, a);
+  PutAll(*remote, b);
+  GetAndVerify(*mapped, b);
+}
+
+TEST_F(DaemonTest, EightConcurrentClientsMixedOpsEveryByteVerified) {
+  StartDaemon();
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      auto c = ConnectOrDie(daemon_->address(), t % 2 ? "shm" : "tcp", t % 4 == 0);
+      if (!c) {
+        ++failures;
+        return;
+      }
+      std::mt19937 rng(t);
+      // Shared chains (all clients) and private ones.
+      for (int round = 0; round < 6; ++round) {
+        uint32_t base = (rng() % 2) ? 7 * 100000 : (t + 1) * 1000000 + round * 1000;
+        std::vector<uint64_t> chain = Chain(*c, base, 4);
+        Result<uint32_t> n = c->LookupPrefix(chain, 0);
+        if (!n.ok()) {
+          ++failures;
+          continue;
+        }
+        PutAll(*c, chain);
+        GetAndVerify(*c, chain);
+        if (::testing::Test::HasFailure()) ++failures;
+        Result<uint32_t> m = c->LookupPrefix(chain, kLayers - 1);
+        if (!m.ok() || *m != chain.size()) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+}
+
+TEST_F(DaemonTest, LayerwiseGetCompletesPerLayer) {
+  StartDaemon();
+  for (bool mapped : {false, true}) {
+    auto c = ConnectOrDie(daemon_->address(), "tcp", mapped);
+    ASSERT_NE(c, nullptr);
+    std::vector<uint64_t> chain = Chain(*c, mapped ? 9000 : 8000, 6);
+    PutAll(*c, chain);
+    std::vector<std::vector<std::vector<char>>> bufs(
+        kLayers, std::vector<std::vector<char>>(chain.size(), std::vector<char>(kValueBytes)));
+    std::vector<std::vector<GetBlock>> groups(kLayers);
+    for (uint32_t l = 0; l < kLayers; ++l) {
+      for (size_t b = 0; b < chain.size(); ++b) {
+        groups[l].push_back(GetBlock{chain[b], l, bufs[l][b].data()});
+      }
+    }
+    Result<std::unique_ptr<PendingGet>> pending = c->GetAsync(groups);
+    ASSERT_TRUE(pending.ok()) << pending.status().ToString();
+    ASSERT_EQ((*pending)->size(), kLayers);
+    for (uint32_t l = 0; l < kLayers; ++l) {
+      Status s = (*pending)->Wait(l, std::chrono::milliseconds(20000));
+      ASSERT_TRUE(s.ok()) << "layer " << l << ": " << s.ToString();
+      const std::vector<bool>& found = (*pending)->found(l);
+      for (size_t b = 0; b < chain.size(); ++b) {
+        ASSERT_TRUE(found[b]);
+        ASSERT_TRUE(bufs[l][b] == ValueOf(chain[b], l)) << "layer " << l << " block " << b;
+      }
+    }
+    EXPECT_TRUE((*pending)->WaitAll(std::chrono::milliseconds(1000)).ok());
+  }
+}
+
+TEST_F(DaemonTest, RestartServesBlocksFromSsd) {
+  StartDaemon();
+  std::vector<uint64_t> chain;
+  {
+    auto c = ConnectOrDie(daemon_->address(), "tcp", false);
+    ASSERT_NE(c, nullptr);
+    chain = Chain(*c, 424242, 6);
+    PutAll(*c, chain);
+  }
+  Result<int> rc = daemon_->Stop();
+  ASSERT_TRUE(rc.ok()) << rc.status().ToString();
+  ASSERT_EQ(*rc, 0);
+  StartDaemon();  // same SSD directory
+  auto c = ConnectOrDie(daemon_->address(), "tcp", false);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(*c->LookupPrefix(chain, 0), chain.size());
+  GetAndVerify(*c, chain);
+}
+
+// Sends one raw request; returns the reply status.
+transport::RpcReply RawCall(transport::RpcClient& rpc, transport::RpcOp op,
+                            const std::string& meta, std::span<const transport::ConstBuffer> payload = {}) {
+  transport::CallRequest call;
+  call.opcode = static_cast<uint16_t>(op);
+  call.meta = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(meta.data()), meta.size());
+  call.payload = payload;
+  call.timeout = std::chrono::milliseconds(20000);
+  return rpc.Call(call);
+}
+
+TEST_F(DaemonTest, ClientKilledMidPutLeavesNoReservationBehind) {
+  StartDaemon({"--lease_ms=500"});
+  const uint64_t ns = NamespaceSeed("it-model");
+  std::vector<uint32_t> tokens(8 * 16);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = 777000 + static_cast<uint32_t>(i);
+  std::vector<uint64_t> chain = HashChain::Compute(tokens, ns, 16);
+
+  // The child is forked before this process uses UCX.
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Reserve slots for every layer of `chain` over a raw connection and
+    // die before committing.
+    transport::RpcClientOptions ro;
+    auto rpc = transport::RpcClient::Connect(daemon_->address(), ro);
+    if (!rpc.ok()) ::_exit(2);
+    transport::RegisterNamespaceRequest reg{"it-model", "", kLayers, 16, kValueBytes, "fp16", "", 0};
+    auto r = RawCall(**rpc, transport::RpcOp::kRegisterNamespace, transport::Encode(reg));
+    if (!r.status.ok()) ::_exit(3);
+    transport::RegisterNamespaceResponse rr;
+    if (!transport::Decode(std::string_view(reinterpret_cast<const char*>(r.meta.data()),
+                                            r.meta.size()),
+                           &rr)
+             .ok())
+      ::_exit(4);
+    transport::KeyedRequest req{ns, rr.fingerprint, {}};
+    for (uint64_t h : chain) {
+      for (uint32_t l = 0; l < kLayers; ++l) req.keys.push_back({h, l});
+    }
+    auto res = RawCall(**rpc, transport::RpcOp::kPutReserve, transport::Encode(req));
+    if (!res.status.ok()) ::_exit(5);
+    ::raise(SIGKILL);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child exit " << WEXITSTATUS(status);
+  ASSERT_EQ(WTERMSIG(status), SIGKILL);
+  auto c = ConnectOrDie(daemon_->address(), "tcp", false);
+  ASSERT_NE(c, nullptr);
+  // While the lease runs the keys are reserved; once it has expired they are
+  // writable again and the slots are back.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  Status last;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    std::vector<std::vector<char>> values;
+    std::vector<PutBlock> blocks;
+    for (uint64_t h : chain) {
+      for (uint32_t l = 0; l < kLayers; ++l) values.push_back(ValueOf(h, l));
+    }
+    size_t k = 0;
+    for (uint64_t h : chain) {
+      for (uint32_t l = 0; l < kLayers; ++l) blocks.push_back(PutBlock{h, l, values[k++].data()});
+    }
+    last = c->Put(blocks);
+    if (last.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(last.ok()) << last.ToString();
+  GetAndVerify(*c, chain);
+}
+
+TEST_F(DaemonTest, BadInputGetsErrorsAndNothingCommittedIsLost) {
+  TempDir tokdir;
+  std::string tokfile = tokdir.path() + "/token";
+  std::ofstream(tokfile) << "s3cret\n";
+  StartDaemon({"--token_file=" + tokfile});
+  auto c = ConnectOrDie(daemon_->address(), "tcp", false, "it-model", "s3cret");
+  ASSERT_NE(c, nullptr);
+  std::vector<uint64_t> chain = Chain(*c, 31337, 3);
+  PutAll(*c, chain);
+
+  // Garbage bytes on the listening port.
+  for (int i = 0; i < 3; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(daemon_->port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+      std::string junk(4096, '\0');
+      std::mt19937 rng(i);
+      for (char& ch : junk) ch = static_cast<char>(rng());
+      (void)!::write(fd, junk.data(), junk.size());
+    }
+    ::close(fd);
+  }
+
+  // Bad token / no token.
+  {
+    ClientOptions o;
+    o.address = daemon_->address();
+    o.namespace_name = "intruder";
+    o.token = "wrong";
+    auto bad = Client::Connect(o);
+    ASSERT_TRUE(bad.ok()) << bad.status().ToString();
+    EXPECT_EQ((*bad)->RegisterNamespace(Geometry()).code(), StatusCode::kPermissionDenied);
+    o.token = "";
+    auto none = Client::Connect(o);
+    ASSERT_TRUE(none.ok());
+    EXPECT_EQ((*none)->RegisterNamespace(Geometry()).code(), StatusCode::kUnauthenticated);
+  }
+  // Same namespace, different layout.
+  {
+    ClientOptions o;
+    o.address = daemon_->address();
+    o.namespace_name = "it-model";
+    o.token = "s3cret";
+    auto other = Client::Connect(o);
+    ASSERT_TRUE(other.ok());
+    NamespaceGeometry g = Geometry();
+    g.layer_block_bytes *= 2;
+    EXPECT_EQ((*other)->RegisterNamespace(g).code(), StatusCode::kFailedPrecondition);
+  }
+
+  transport::RpcClientOptions ro;
+  auto rpc = transport::RpcClient::Connect(daemon_->address(), ro);
+  ASSERT_TRUE(rpc.ok()) << rpc.status().ToString();
+  transport::RpcClient& raw = **rpc;
+  // Malformed meta for every op.
+  for (uint16_t op = 1; op <= transport::kMaxRpcOp; ++op) {
+    auto r = RawCall(raw, static_cast<transport::RpcOp>(op), std::string("\x01\x02\x03", 3));
+    EXPECT_EQ(r.status.code(), StatusCode::kInvalidArgument)
+        << transport::RpcOpName(op) << ": " << r.status.ToString();
+  }
+  // Unknown opcode.
+  EXPECT_EQ(RawCall(raw, static_cast<transport::RpcOp>(77), "").status.code(),
+            StatusCode::kUnimplemented);
+  // Unknown namespace.
+  transport::KeyedRequest unknown{12345, 678, {{chain[0], 0}}};
+  EXPECT_EQ(RawCall(raw, transport::RpcOp::kGet, transport::Encode(unknown)).status.code(),
+            StatusCode::kNotFound);
+  // Wrong fingerprint.
+  transport::KeyedRequest wrongfp{c->seed(), 678, {{chain[0], 0}}};
+  EXPECT_EQ(RawCall(raw, transport::RpcOp::kGet, transport::Encode(wrongfp)).status.code(),
+            StatusCode::kFailedPrecondition);
+  // Get a real fingerprint through a raw registration.
+  transport::RegisterNamespaceRequest reg{"it-model", "s3cret", kLayers, 16, kValueBytes,
+                                          "fp16", "", 0};
+  auto rr = RawCall(raw, transport::RpcOp::kRegisterNamespace, transport::Encode(reg));
+  ASSERT_TRUE(rr.status.ok()) << rr.status.ToString();
+  auto reg_resp = transport::DecodeAs<transport::RegisterNamespaceResponse>(std::string_view(
+      reinterpret_cast<const char*>(rr.meta.data()), rr.meta.size()));
+  ASSERT_TRUE(reg_resp.ok());
+  const uint64_t fp = reg_resp->fingerprint;
+  // Wrong value sizes: short, long, and overwriting existing keys with junk.
+  std::vector<char> junk(kValueBytes + 100, 'x');
+  for (uint64_t sz : {kValueBytes - 1, kValueBytes + 1}) {
+    transport::ConstBuffer buf{junk.data(), sz};
+    transport::KeyedRequest put{c->seed(), fp, {{chain[0], 0}}};
+    auto r = RawCall(raw, transport::RpcOp::kPut, transport::Encode(put), {&buf, 1});
+    EXPECT_EQ(r.status.code(), StatusCode::kInvalidArgument) << r.status.ToString();
+  }
+  // Layer beyond the namespace.
+  transport::KeyedRequest badlayer{c->seed(), fp, {{chain[0], kLayers}}};
+  EXPECT_EQ(RawCall(raw, transport::RpcOp::kGet, transport::Encode(badlayer)).status.code(),
+            StatusCode::kInvalidArgument);
+  // Oversized batch (the encoder does not check; the daemon must).
+  transport::KeyedRequest huge{c->seed(), fp, {}};
+  huge.keys.assign(transport::kMaxBatchBlocks + 1, {chain[0], 0});
+  EXPECT_EQ(RawCall(raw, transport::RpcOp::kGet, transport::Encode(huge)).status.code(),
+            StatusCode::kInvalidArgument);
+  // Releasing a lease that does not exist.
+  EXPECT_EQ(RawCall(raw, transport::RpcOp::kRelease, transport::Encode(transport::ReleaseRequest{99}))
+                .status.code(),
+            StatusCode::kAborted);
+
+  // The daemon still serves, and everything committed before is intact.
+  EXPECT_TRUE(c->Ping().ok());
+  GetAndVerify(*c, chain);
+  auto fresh = ConnectOrDie(daemon_->address(), "tcp", false, "it-model", "s3cret");
+  ASSERT_NE(fresh, nullptr);
+  GetAndVerify(*fresh, chain);
+}
+
+TEST_F(DaemonTest, SigtermWhileClientsWorkExitsCleanlyAndKeepsCommittedData) {
+  StartDaemon();
+  std::vector<uint64_t> chain;
+  {
+    auto c = ConnectOrDie(daemon_->address(), "tcp", false);
+    ASSERT_NE(c, nullptr);
+    chain = Chain(*c, 5555, 4);
+    PutAll(*c, chain);
+    std::atomic<bool> stop{false};
+    std::thread load([&] {
+      std::vector<char> buf(kValueBytes);
+      while (!stop) {
+        std::vector<GetBlock> b = {{chain[0], 0, buf.data()}};
+        std::vector<bool> f;
+        if (!c->Get(b, &f).ok()) break;  // the daemon went away: expected
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    Result<int> rc = daemon_->Stop();
+    stop = true;
+    load.join();
+    ASSERT_TRUE(rc.ok()) << rc.status().ToString();
+    EXPECT_EQ(*rc, 0);
+  }
+  StartDaemon();
+  auto c = ConnectOrDie(daemon_->address(), "tcp", false);
+  ASSERT_NE(c, nullptr);
+  GetAndVerify(*c, chain);
+}
+
+}  // namespace
+}  // namespace kvcake
