@@ -187,6 +187,13 @@ Status SsdTier::ForEachHeader(const std::function<void(const BlockKey&, const Ss
   return FromRocksStatus(it->status(), "ssd tier: scan");
 }
 
+Status SsdTier::FlushMemtables() {
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs = {data_cf_, meta_cf_};
+  return FromRocksStatus(db_->Flush(fo, cfs), "ssd tier: flush");
+}
+
 Status SsdTier::Resume() { return FromRocksStatus(db_->Resume(), "ssd tier: resume"); }
 
 uint64_t SsdTier::DiskBytes() const {

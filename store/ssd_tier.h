@@ -93,6 +93,9 @@ class SsdTier {
   Status ForEachHeader(const std::function<void(const BlockKey&, const SsdHeader&)>& fn,
                        const std::function<void(std::string_view key)>& bad = nullptr) const;
 
+  // Flushes memtables of both column families to SST / blob files (the WAL
+  // already makes writes crash-safe; this bounds recovery work).
+  Status FlushMemtables();
   // Tries to clear a background error (e.g. after disk full) so writes resume.
   Status Resume();
   // Bytes of SST + blob files on disk (approximate).

@@ -104,7 +104,7 @@ class TierManager::Impl {
   Status Evict(const BlockKey& key, Tier to);
   Status SetAdminPin(const BlockKey& key, bool pinned);
   Status Drain(const DrainProgress& progress);
-  void Flush();
+  Status Flush();
   std::vector<BlockInfo> ListBlocks(const BlockFilter& filter) const;
   StoreStats GetStats() const;
   Status SetCapacity(Tier tier, uint64_t bytes);
@@ -975,13 +975,15 @@ Status TierManager::Impl::Drain(const DrainProgress& progress) {
   return req->status;
 }
 
-void TierManager::Impl::Flush() {
+Status TierManager::Impl::Flush() {
   std::unique_lock<std::mutex> lk(mu_);
   mover_work_ = true;
   mover_cv_.notify_one();
   space_cv_.wait(lk, [&] {
     return stop_ || (!ssd_busy_ && forced_.empty() && (ssd_deletes_.empty() || ssd_error_));
   });
+  lk.unlock();
+  return ssd_ ? ssd_->FlushMemtables() : Status::Ok();
 }
 
 std::vector<BlockInfo> TierManager::Impl::ListBlocks(const BlockFilter& filter) const {
@@ -1412,7 +1414,7 @@ Status TierManager::Evict(const BlockKey& key, Tier to) { return impl_->Evict(ke
 Status TierManager::AdminPin(const BlockKey& key) { return impl_->SetAdminPin(key, true); }
 Status TierManager::AdminUnpin(const BlockKey& key) { return impl_->SetAdminPin(key, false); }
 Status TierManager::Drain(const DrainProgress& progress) { return impl_->Drain(progress); }
-void TierManager::Flush() { impl_->Flush(); }
+Status TierManager::Flush() { return impl_->Flush(); }
 std::vector<BlockInfo> TierManager::ListBlocks(const BlockFilter& filter) const {
   return impl_->ListBlocks(filter);
 }

@@ -216,8 +216,9 @@ class TierManager {
   // Demotes every unpinned block in device/host to SSD and waits (progress
   // callback optional). UNAVAILABLE without SSD tier; first error otherwise.
   Status Drain(const DrainProgress& progress = nullptr);
-  // Waits until queued SSD writes are done (does not demote anything).
-  void Flush();
+  // Waits until queued SSD writes are done (does not demote anything), then
+  // flushes RocksDB memtables to SST/blob files. Returns the flush status.
+  Status Flush();
 
   std::vector<BlockInfo> ListBlocks(const BlockFilter& filter) const;
   StoreStats GetStats() const;

@@ -1,0 +1,147 @@
+// Unit tests of the store's building blocks: SlotPool, BlockIndex,
+// NamespaceConfig, HostTier, DeviceTier (emulated), checksum.
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+
+#include <cstring>
+#include <set>
+
+#include "store/block_index.h"
+#include "store/checksum.h"
+#include "store/device_tier.h"
+#include "store/host_tier.h"
+#include "store/namespace_config.h"
+#include "store/slot_pool.h"
+#include "tests/store/store_test_util.h"
+
+namespace kvcake::store {
+namespace {
+
+TEST(SlotPoolTest, AllocatesEverySlotOnceAndRefcounts) {
+  SlotPool pool(4);
+  std::set<int32_t> got;
+  for (int i = 0; i < 4; ++i) got.insert(pool.Allocate());
+  EXPECT_EQ(got, (std::set<int32_t>{0, 1, 2, 3}));
+  EXPECT_EQ(pool.Allocate(), -1);
+  pool.Ref(2);
+  EXPECT_FALSE(pool.Unref(2));  // still referenced
+  EXPECT_EQ(pool.Allocate(), -1);
+  EXPECT_TRUE(pool.Unref(2));
+  EXPECT_EQ(pool.used(), 3u);
+  EXPECT_EQ(pool.Allocate(), 2);
+}
+
+TEST(SlotPoolTest, UsableCapsAllocation) {
+  SlotPool pool(4);
+  pool.set_usable(2);
+  EXPECT_GE(pool.Allocate(), 0);
+  EXPECT_GE(pool.Allocate(), 0);
+  EXPECT_EQ(pool.Allocate(), -1);
+  EXPECT_EQ(pool.free_usable(), 0u);
+  pool.set_usable(100);  // clamped
+  EXPECT_EQ(pool.usable(), 4u);
+  EXPECT_GE(pool.Allocate(), 0);
+}
+
+TEST(BlockIndexTest, InsertFindEraseAndNamespaceBytes) {
+  BlockIndex index;
+  BlockRecord r;
+  r.size = 100;
+  BlockRecord* a = index.Insert(BlockKey{1, 1, 0}, r);
+  ASSERT_NE(a, nullptr);
+  BlockRecord* b = index.Insert(BlockKey{1, 2, 0}, r);
+  ASSERT_NE(b, nullptr);
+  EXPECT_NE(a->generation, b->generation);
+  EXPECT_EQ(index.Insert(BlockKey{1, 1, 0}, r), nullptr);  // duplicate
+  index.Insert(BlockKey{2, 1, 0}, r);
+  EXPECT_EQ(index.NamespaceBytes(1), 200u);
+  EXPECT_EQ(index.NamespaceBytes(2), 100u);
+  EXPECT_TRUE(index.Erase(BlockKey{1, 1, 0}));
+  EXPECT_FALSE(index.Erase(BlockKey{1, 1, 0}));
+  EXPECT_EQ(index.NamespaceBytes(1), 100u);
+  EXPECT_EQ(index.Find(BlockKey{1, 1, 0}), nullptr);
+  EXPECT_NE(index.Find(BlockKey{1, 2, 0}), nullptr);
+  EXPECT_EQ(index.size(), 2u);
+}
+
+TEST(BlockStateTest, ReadableStates) {
+  BlockRecord r;
+  r.state = BlockState::kReserved;
+  EXPECT_FALSE(r.readable());
+  r.state = BlockState::kDemoting;
+  EXPECT_TRUE(r.readable());
+  EXPECT_TRUE(r.in_flight());
+  EXPECT_STREQ(BlockStateName(BlockState::kPromoting), "promoting");
+}
+
+TEST(NamespaceConfigTest, ValidateAndFingerprint) {
+  NamespaceConfig c = testing::TestNamespace();
+  EXPECT_TRUE(c.Validate().ok());
+  uint64_t fp = c.Fingerprint();
+  NamespaceConfig d = c;
+  d.quota_bytes = 123;
+  d.name = "renamed";
+  EXPECT_EQ(d.Fingerprint(), fp);  // quota and name are not layout
+  d.kv_dtype = "bf16";
+  EXPECT_NE(d.Fingerprint(), fp);
+  d = c;
+  d.layer_block_bytes *= 2;
+  EXPECT_NE(d.Fingerprint(), fp);
+  d = c;
+  d.num_layers = 0;
+  EXPECT_EQ(d.Validate().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(ChecksumTest, DetectsAFlippedBit) {
+  std::vector<char> v = testing::Payload(BlockKey{1, 2, 3}, 4096);
+  uint64_t c = BlockChecksum(v.data(), v.size());
+  v[1000] ^= 1;
+  EXPECT_NE(BlockChecksum(v.data(), v.size()), c);
+}
+
+TEST(HostTierTest, SegmentIsSharedThroughItsFd) {
+  HostTier::Options o;
+  o.name = "kvcake-test";
+  o.num_slots = 8;
+  o.slot_bytes = 64 << 10;
+  auto t = HostTier::Open(o);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  HostTier& h = **t;
+  EXPECT_GE(h.size(), 8u * (64 << 10));
+  EXPECT_EQ(h.SlotOffset(3), 3u * (64 << 10));
+  std::vector<char> data = testing::Payload(BlockKey{1, 1, 1}, 64 << 10);
+  std::memcpy(h.SlotPtr(3), data.data(), data.size());
+  // A second mapping of the fd (what a same-node client does) sees the bytes.
+  void* p = mmap(nullptr, h.size(), PROT_READ, MAP_SHARED, h.fd(), 0);
+  ASSERT_NE(p, MAP_FAILED);
+  EXPECT_EQ(std::memcmp(static_cast<char*>(p) + h.SlotOffset(3), data.data(), data.size()), 0);
+  munmap(p, h.size());
+}
+
+TEST(HostTierTest, RejectsBadOptions) {
+  HostTier::Options o;
+  o.num_slots = 0;
+  o.slot_bytes = 4096;
+  EXPECT_EQ(HostTier::Open(o).status().code(), StatusCode::kInvalidArgument);
+  o.num_slots = 1;
+  o.slot_bytes = 1000;
+  EXPECT_EQ(HostTier::Open(o).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(DeviceTierTest, EmulatedRoundTrip) {
+  DeviceTier::Options o;
+  o.num_slots = 4;
+  o.slot_bytes = 4096;
+  o.allow_cuda = false;
+  auto t = DeviceTier::Open(o);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_FALSE((*t)->is_cuda());
+  std::vector<char> in = testing::Payload(BlockKey{1, 2, 0}, 4096), out(4096);
+  ASSERT_TRUE((*t)->CopyIn(2, in.data(), in.size()).ok());
+  ASSERT_TRUE((*t)->CopyOut(2, out.data(), out.size()).ok());
+  EXPECT_EQ(in, out);
+  EXPECT_EQ((*t)->CopyIn(2, in.data(), 8192).code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kvcake::store
