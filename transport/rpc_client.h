@@ -140,6 +140,10 @@ class RpcClient {
   // Lanes UCX selected for this endpoint, e.g. "am:tcp/lo" or
   // "am:posix/memory rma:cma/memory wireup:tcp/lo"; also logged at connect.
   std::string transport_info() const;
+  // Largest request meta this connection can carry (frame header + meta must
+  // fit one UCX AM header; see UcxOptions::am_segment_bytes). Larger meta
+  // fails the call with INVALID_ARGUMENT.
+  size_t max_meta_bytes() const;
   // Server-reported info from the hello (its wire version, io_threads).
   std::string server_info() const;
   RpcClientStats stats() const;

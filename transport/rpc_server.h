@@ -121,6 +121,7 @@ class ServerCall {
 
  private:
   friend class ServerConnection;
+  friend class RpcServerImpl;
   ServerCall(std::shared_ptr<ServerConnection> conn, const FrameHeader& header,
              std::span<const uint8_t> meta);
 

@@ -36,6 +36,11 @@ struct UcxOptions {
   // payload is received straight into the destination buffer). 0 = UCX's own
   // choice ("auto"). Default 64 KiB.
   size_t rndv_threshold = 64 * 1024;
+  // UCX eager segment size for tcp and the shared-memory transports
+  // (TCP_TX_SEG_SIZE, POSIX_SEG_SIZE, SYSV_SEG_SIZE); it bounds the largest AM
+  // header, i.e. frame header + meta (see RpcClient::max_meta_bytes()).
+  // 0 = UCX default (8 KiB). Default 64 KiB.
+  size_t am_segment_bytes = 64 * 1024;
   // Extra "NAME", "VALUE" pairs applied with ucp_config_modify() (names
   // without the UCX_ prefix, e.g. {"TCP_SNDBUF", "4m"}). Default none. The
   // process environment (UCX_*) still applies underneath.

@@ -1,0 +1,643 @@
+#include "transport/rpc_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/logging.h"
+#include "transport/am_message.h"
+#include "transport/ucx.h"
+#include "transport/worker_loop.h"
+
+namespace kvcake::transport {
+
+using internal::kAmIdRequest;
+using internal::kAmIdResponse;
+using Clock = std::chrono::steady_clock;
+
+Status RpcServerOptions::Validate() const {
+  sockaddr_storage ss;
+  size_t len = 0;
+  RETURN_IF_ERROR(ParseHostPort(listen, &ss, &len).WithContext("RpcServerOptions.listen"));
+  if (io_threads < 1 || io_threads > 64) {
+    return InvalidArgumentError("RpcServerOptions.io_threads must be in 1..64");
+  }
+  RETURN_IF_ERROR(ucx.Validate());
+  RETURN_IF_ERROR(limits.Validate());
+  if (idle_timeout.count() <= 0) {
+    return InvalidArgumentError("RpcServerOptions.idle_timeout must be > 0");
+  }
+  if (send_timeout.count() <= 0) {
+    return InvalidArgumentError("RpcServerOptions.send_timeout must be > 0");
+  }
+  return Status::Ok();
+}
+
+Status RpcHandler::AcceptPayload(ServerCall& call, std::vector<MutableBuffer>* target) {
+  return UnimplementedError("this server accepts no request payloads");
+}
+
+namespace {
+
+struct Counters {
+  std::atomic<uint64_t> connections_accepted{0};
+  std::atomic<uint64_t> connections_open{0};
+  std::atomic<uint64_t> connections_closed_idle{0};
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> control_frames{0};
+  std::atomic<uint64_t> replies_ok{0};
+  std::atomic<uint64_t> replies_error{0};
+  std::atomic<uint64_t> payloads_refused{0};
+  std::atomic<uint64_t> malformed_frames{0};
+  std::atomic<uint64_t> bytes_received{0};
+  std::atomic<uint64_t> bytes_sent{0};
+  std::atomic<uint64_t> send_errors{0};
+};
+
+void Inc(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
+
+}  // namespace
+
+// Per-I/O-thread state. `loop` is guarded by `mu` for posting from other
+// threads; it is nulled at Stop() before the loop is destroyed.
+struct LoopSlot {
+  int index = 0;
+  std::mutex mu;
+  WorkerLoop* loop = nullptr;
+  // Loop-thread only:
+  std::unordered_map<ucp_ep_h, std::shared_ptr<ServerConnection>> conns;
+};
+
+// One reply being sent.
+struct OutgoingReply {
+  std::shared_ptr<ServerConnection> conn;
+  std::vector<uint8_t> head;
+  std::vector<ConstBuffer> payload;
+  std::vector<ucp_dt_iov_t> iov;
+  SendDoneCallback on_sent;
+  Clock::time_point started;
+  bool ok_status = true;
+};
+
+// One request payload being received by rendezvous.
+struct InboundRecv {
+  std::unique_ptr<ServerCall> call;
+  std::vector<ucp_dt_iov_t> iov;
+};
+
+class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
+ public:
+  ServerConnection(RpcServerImpl* server, LoopSlot* slot, uint64_t id, std::string peer)
+      : server_(server), slot_(slot), id_(id), peer_(std::move(peer)) {}
+
+  uint64_t id() const { return id_; }
+  const std::string& peer() const { return peer_; }
+  LoopSlot* slot() const { return slot_; }
+  RpcServerImpl* server() const { return server_; }
+
+  // Loop thread only below.
+  void SetEndpoint(std::unique_ptr<UcxEndpoint> ep) { ep_ = std::move(ep); }
+  ucp_ep_h ep() const { return ep_ ? ep_->get() : nullptr; }
+  void Touch() { last_activity_ = Clock::now(); }
+  Clock::time_point last_activity() const { return last_activity_; }
+  void SendReply(std::unique_ptr<OutgoingReply> r);
+  void OnReplySent(OutgoingReply* r, ucs_status_t st);
+  // Closes the endpoint (force); in-flight sends/receives complete with errors.
+  void Close(const char* why);
+  bool closed() const { return ep_ == nullptr; }
+  bool SendTimedOut(Clock::time_point now, std::chrono::milliseconds limit) const {
+    for (const auto* r : inflight_) {
+      if (now - r->started > limit) return true;
+    }
+    return false;
+  }
+  std::string transport;  // filled on first request (loop thread); read under info_mu
+  std::mutex info_mu;
+
+  // Posts `fn` to this connection's loop; false if the server is stopped.
+  bool PostToLoop(std::function<void()> fn) {
+    std::lock_guard<std::mutex> lock(slot_->mu);
+    if (slot_->loop == nullptr) return false;
+    slot_->loop->Post(std::move(fn));
+    return true;
+  }
+  bool InLoopThread() {
+    std::lock_guard<std::mutex> lock(slot_->mu);
+    return slot_->loop != nullptr && slot_->loop->InLoopThread();
+  }
+
+ private:
+  RpcServerImpl* server_;
+  LoopSlot* slot_;
+  uint64_t id_;
+  std::string peer_;
+  std::unique_ptr<UcxEndpoint> ep_;
+  Clock::time_point last_activity_ = Clock::now();
+  std::unordered_set<OutgoingReply*> inflight_;
+};
+
+class RpcServerImpl {
+ public:
+  RpcServerImpl(const RpcServerOptions& o, RpcHandler* h) : options_(o), handler_(h) {}
+  ~RpcServerImpl() { Stop(); }
+
+  Status Init();
+  void Stop();
+
+  static void OnConnRequest(ucp_conn_request_h req, void* arg);
+  static ucs_status_t OnRequestAm(void* arg, const void* header, size_t header_length, void* data,
+                                  size_t length, const ucp_am_recv_param_t* param);
+  static void OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status);
+  static void OnPayloadReceived(void* request, ucs_status_t status, size_t length, void* user_data);
+
+  void Accept(LoopSlot* slot, ucp_conn_request_h req, std::string peer);
+  ucs_status_t HandleRequest(LoopSlot* slot, std::span<const uint8_t> head, void* data,
+                             size_t length, const ucp_am_recv_param_t* param);
+  void HandleControl(const std::shared_ptr<ServerConnection>& conn, const FrameHeader& h);
+  void RemoveConnection(ServerConnection* conn, const char* why);
+  void Sweep(LoopSlot* slot);
+
+  RpcServerOptions options_;
+  RpcHandler* handler_;
+  Counters counters_;
+  std::unique_ptr<UcxContext> context_;
+  std::vector<std::unique_ptr<LoopSlot>> slots_;
+  std::vector<std::unique_ptr<WorkerLoop>> loops_;
+  std::unique_ptr<UcxListener> listener_;  // on loops_[0]
+  std::atomic<uint64_t> next_conn_id_{1};
+  std::atomic<uint64_t> next_loop_{0};
+  std::string host_;
+  uint16_t port_ = 0;
+  bool stopped_ = false;
+};
+
+// ---------------------------------------------------------------------------
+// ServerCall
+
+ServerCall::ServerCall(std::shared_ptr<ServerConnection> conn, const FrameHeader& header,
+                       std::span<const uint8_t> meta)
+    : conn_(std::move(conn)), header_(header), meta_(meta.begin(), meta.end()) {}
+
+ServerCall::~ServerCall() {
+  if (!replied()) Reply(InternalError("request dropped by the handler without a reply"));
+}
+
+uint64_t ServerCall::connection_id() const { return conn_->id(); }
+const std::string& ServerCall::peer() const { return conn_->peer(); }
+
+void ServerCall::Reply(const Status& status, std::span<const uint8_t> meta,
+                       std::span<const ConstBuffer> payload, SendDoneCallback on_sent) {
+  if (replied_.exchange(true, std::memory_order_acq_rel)) {
+    KVCAKE_LOG(WARNING) << "ServerCall::Reply called twice for request " << header_.request_id;
+    return;
+  }
+  auto r = std::make_unique<OutgoingReply>();
+  r->conn = conn_;
+  FrameHeader h;
+  h.opcode = header_.opcode;
+  h.flags = kFlagResponse | (header_.flags & kFlagControl);
+  h.request_id = header_.request_id;
+  h.status = status.code();
+  r->ok_status = status.ok();
+  if (status.ok()) {
+    r->payload.assign(payload.begin(), payload.end());
+    h.payload_size = TotalSize(payload);
+    r->head = internal::BuildHead(h, meta);
+  } else {
+    const std::string_view msg = status.message();
+    r->head = internal::BuildHead(
+        h, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(msg.data()), msg.size()));
+  }
+  r->on_sent = std::move(on_sent);
+  ServerConnection* c = conn_.get();
+  if (c->InLoopThread()) {
+    c->SendReply(std::move(r));
+    return;
+  }
+  OutgoingReply* raw = r.release();
+  if (!c->PostToLoop([raw] {
+        std::unique_ptr<OutgoingReply> owned(raw);
+        owned->conn->SendReply(std::move(owned));
+      })) {
+    std::unique_ptr<OutgoingReply> owned(raw);
+    if (owned->on_sent) owned->on_sent(UnavailableError("server stopped"));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// ServerConnection
+
+namespace {
+void ReplySentCallback(void* request, ucs_status_t st, void* user_data) {
+  auto* r = static_cast<OutgoingReply*>(user_data);
+  ucp_request_free(request);
+  r->conn->OnReplySent(r, st);
+}
+}  // namespace
+
+void ServerConnection::SendReply(std::unique_ptr<OutgoingReply> r) {
+  Counters& c = server_->counters_;
+  if (ep_ == nullptr) {
+    Inc(c.send_errors);
+    if (r->on_sent) r->on_sent(UnavailableError("connection closed before the reply was sent"));
+    return;
+  }
+  internal::DataDesc d = internal::DescribeSend(r->payload, &r->iov);
+  ucp_request_param_t param{};
+  param.op_attr_mask =
+      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_DATATYPE;
+  param.cb.send = ReplySentCallback;
+  param.user_data = r.get();
+  param.datatype = d.datatype;
+  r->started = Clock::now();
+  ucs_status_ptr_t req = ucp_am_send_nbx(ep_->get(), kAmIdResponse, r->head.data(), r->head.size(),
+                                         d.buffer, d.count, &param);
+  if (req == nullptr) {
+    OnReplySent(r.release(), UCS_OK);
+  } else if (UCS_PTR_IS_ERR(req)) {
+    OnReplySent(r.release(), UCS_PTR_STATUS(req));
+  } else {
+    inflight_.insert(r.release());
+  }
+}
+
+void ServerConnection::OnReplySent(OutgoingReply* raw, ucs_status_t st) {
+  std::unique_ptr<OutgoingReply> r(raw);
+  inflight_.erase(raw);
+  Counters& c = server_->counters_;
+  Status status = UcsToStatus(st, "sending reply");
+  if (status.ok()) {
+    Inc(r->ok_status ? c.replies_ok : c.replies_error);
+    Inc(c.bytes_sent, TotalSize(r->payload));
+  } else {
+    Inc(c.send_errors);
+  }
+  if (r->on_sent) r->on_sent(status);
+}
+
+void ServerConnection::Close(const char* why) {
+  if (ep_ == nullptr) return;
+  KVCAKE_LOG(DEBUG) << "closing connection " << id_ << " from " << peer_ << ": " << why;
+  std::unique_ptr<UcxEndpoint> ep = std::move(ep_);
+  ep->Close(/*force=*/true);  // cancels in-flight sends: OnReplySent runs for each
+  // Anything UCX did not complete is failed here.
+  while (!inflight_.empty()) OnReplySent(*inflight_.begin(), UCS_ERR_CANCELED);
+}
+
+// ---------------------------------------------------------------------------
+// RpcServerImpl
+
+Status RpcServerImpl::Init() {
+  RETURN_IF_ERROR(options_.Validate());
+  if (handler_ == nullptr) return InvalidArgumentError("RpcServer needs a handler");
+  ASSIGN_OR_RETURN(context_, UcxContext::Create(options_.ucx));
+  const auto tick = std::clamp(std::min(options_.idle_timeout, options_.send_timeout) / 4,
+                               std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+  for (int i = 0; i < options_.io_threads; ++i) {
+    ASSIGN_OR_RETURN(auto worker, UcxWorker::Create(*context_));
+    auto slot = std::make_unique<LoopSlot>();
+    slot->index = i;
+    ucp_am_handler_param_t ap{};
+    ap.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
+                    UCP_AM_HANDLER_PARAM_FIELD_ARG | UCP_AM_HANDLER_PARAM_FIELD_FLAGS;
+    ap.id = kAmIdRequest;
+    ap.cb = &RpcServerImpl::OnRequestAm;
+    ap.arg = slot.get();
+    ap.flags = UCP_AM_FLAG_WHOLE_MSG;
+    ucs_status_t st = ucp_worker_set_am_recv_handler(worker->get(), &ap);
+    if (st != UCS_OK) return UcsToStatus(st, "ucp_worker_set_am_recv_handler");
+    auto loop =
+        std::make_unique<WorkerLoop>(std::move(worker), "rpc-server-io" + std::to_string(i));
+    LoopSlot* sp = slot.get();
+    loop->AddTicker(tick, [this, sp] { Sweep(sp); });
+    slot->loop = loop.get();
+    slots_.push_back(std::move(slot));
+    loops_.push_back(std::move(loop));
+  }
+  ASSIGN_OR_RETURN(listener_, UcxListener::Create(loops_[0]->worker(), options_.listen,
+                                                  &RpcServerImpl::OnConnRequest, this));
+  port_ = listener_->port();
+  host_ = options_.listen.substr(0, options_.listen.rfind(':'));
+  for (auto& l : loops_) l->Start();
+  KVCAKE_LOG(INFO) << "rpc server listening on " << host_ << ":" << port_
+                   << " (UCX_TLS=" << context_->options().Tls()
+                   << ", io_threads=" << options_.io_threads << ", error handling "
+                   << (context_->err_mode() == UCP_ERR_HANDLING_MODE_PEER ? "peer" : "none") << ")";
+  return Status::Ok();
+}
+
+void RpcServerImpl::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (!loops_.empty()) {
+    loops_[0]->RunSync([this] { listener_.reset(); });
+  }
+  for (size_t i = 0; i < loops_.size(); ++i) {
+    LoopSlot* slot = slots_[i].get();
+    loops_[i]->RunSync([slot] {
+      auto conns = std::move(slot->conns);
+      slot->conns.clear();
+      for (auto& [ep, conn] : conns) conn->Close("server stopping");
+    });
+  }
+  for (auto& slot : slots_) {
+    std::lock_guard<std::mutex> lock(slot->mu);
+    slot->loop = nullptr;
+  }
+  for (auto& l : loops_) l->Stop();
+  // Handlers still queued in the io_contexts are destroyed with the loops.
+  loops_.clear();
+  listener_.reset();
+}
+
+void RpcServerImpl::OnConnRequest(ucp_conn_request_h req, void* arg) {
+  auto* self = static_cast<RpcServerImpl*>(arg);
+  std::string peer = "unknown";
+  ucp_conn_request_attr_t attr{};
+  attr.field_mask = UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR;
+  if (ucp_conn_request_query(req, &attr) == UCS_OK && attr.client_address.ss_family == AF_INET) {
+    const auto* sin = reinterpret_cast<const sockaddr_in*>(&attr.client_address);
+    char buf[INET_ADDRSTRLEN] = {0};
+    inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf));
+    peer = std::string(buf) + ":" + std::to_string(ntohs(sin->sin_port));
+  }
+  const size_t i = self->next_loop_.fetch_add(1) % self->slots_.size();
+  LoopSlot* slot = self->slots_[i].get();
+  std::lock_guard<std::mutex> lock(slot->mu);
+  if (slot->loop == nullptr) {
+    ucp_listener_reject(self->listener_->get(), req);
+    return;
+  }
+  slot->loop->Post([self, slot, req, peer] { self->Accept(slot, req, peer); });
+}
+
+void RpcServerImpl::Accept(LoopSlot* slot, ucp_conn_request_h req, std::string peer) {
+  auto conn = std::make_shared<ServerConnection>(this, slot, next_conn_id_.fetch_add(1), peer);
+  ucp_ep_params_t p{};
+  p.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                 UCP_EP_PARAM_FIELD_ERR_HANDLER;
+  p.conn_request = req;
+  p.err_mode = context_->err_mode();
+  p.err_handler.cb = &RpcServerImpl::OnEpError;
+  p.err_handler.arg = conn.get();
+  ucp_ep_h ep = nullptr;
+  ucs_status_t st = ucp_ep_create(slot->loop->worker(), &p, &ep);
+  if (st != UCS_OK) {
+    KVCAKE_LOG(WARNING) << "rejecting connection from " << peer << ": " << ucs_status_string(st);
+    return;
+  }
+  conn->SetEndpoint(std::make_unique<UcxEndpoint>(slot->loop->worker(), ep));
+  slot->conns.emplace(ep, conn);
+  Inc(counters_.connections_accepted);
+  Inc(counters_.connections_open);
+  KVCAKE_LOG(DEBUG) << "accepted connection " << conn->id() << " from " << peer << " on io thread "
+                    << slot->index;
+}
+
+void RpcServerImpl::OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status) {
+  auto* conn = static_cast<ServerConnection*>(arg);
+  KVCAKE_LOG(DEBUG) << "connection " << conn->id() << " from " << conn->peer()
+                    << " failed: " << ucs_status_string(status);
+  // Not from inside the UCX callback: post the close.
+  RpcServerImpl* self = conn->server();
+  LoopSlot* slot = conn->slot();
+  slot->loop->Post([self, slot, ep] {
+    auto it = slot->conns.find(ep);
+    if (it != slot->conns.end()) self->RemoveConnection(it->second.get(), "peer failed");
+  });
+}
+
+void RpcServerImpl::RemoveConnection(ServerConnection* conn, const char* why) {
+  LoopSlot* slot = conn->slot();
+  auto it = slot->conns.find(conn->ep());
+  if (it == slot->conns.end()) return;
+  std::shared_ptr<ServerConnection> keep = it->second;
+  slot->conns.erase(it);
+  keep->Close(why);
+  counters_.connections_open.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void RpcServerImpl::Sweep(LoopSlot* slot) {
+  const auto now = Clock::now();
+  std::vector<std::shared_ptr<ServerConnection>> dead;
+  for (auto& [ep, conn] : slot->conns) {
+    if (now - conn->last_activity() > options_.idle_timeout ||
+        conn->SendTimedOut(now, options_.send_timeout)) {
+      dead.push_back(conn);
+    }
+  }
+  for (auto& c : dead) {
+    Inc(counters_.connections_closed_idle);
+    KVCAKE_LOG(INFO) << "closing connection " << c->id() << " from " << c->peer()
+                     << ": idle or send timeout";
+    RemoveConnection(c.get(), "idle or send timeout");
+  }
+}
+
+ucs_status_t RpcServerImpl::OnRequestAm(void* arg, const void* header, size_t header_length,
+                                        void* data, size_t length,
+                                        const ucp_am_recv_param_t* param) {
+  auto* slot = static_cast<LoopSlot*>(arg);
+  RpcServerImpl* self = nullptr;
+  // Find the server through any connection's back pointer: every slot belongs
+  // to one server, and the reply ep identifies the connection.
+  auto it = (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) ? slot->conns.find(param->reply_ep)
+                                                                 : slot->conns.end();
+  if (it == slot->conns.end()) {
+    // Unknown sender (no reply ep): nothing to answer to. Drop the data.
+    return (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) ? UCS_ERR_REJECTED : UCS_OK;
+  }
+  self = it->second->server();
+  return self->HandleRequest(
+      slot, std::span<const uint8_t>(static_cast<const uint8_t*>(header), header_length), data,
+      length, param);
+}
+
+void RpcServerImpl::HandleControl(const std::shared_ptr<ServerConnection>& conn,
+                                  const FrameHeader& h) {
+  Inc(counters_.control_frames);
+  std::unique_ptr<ServerCall> call(new ServerCall(conn, h, {}));
+  if (h.opcode == kControlOpHello) {
+    const std::string info = "kvcake-transport wire=" + std::to_string(kWireVersion) +
+                             " io_threads=" + std::to_string(options_.io_threads) +
+                             " tls=" + context_->options().Tls();
+    call->Reply(Status::Ok(), std::span<const uint8_t>(
+                                  reinterpret_cast<const uint8_t*>(info.data()), info.size()));
+  } else {
+    call->Reply(Status::Ok());
+  }
+}
+
+ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_t> head, void* data,
+                                          size_t length, const ucp_am_recv_param_t* param) {
+  const bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
+  auto it = slot->conns.find(param->reply_ep);
+  std::shared_ptr<ServerConnection> conn = it->second;
+  conn->Touch();
+  {
+    std::lock_guard<std::mutex> lock(conn->info_mu);
+    if (conn->transport.empty()) {
+      conn->transport = DescribeEndpointTransports(conn->ep());
+      KVCAKE_LOG(INFO) << "connection " << conn->id() << " from " << conn->peer()
+                       << " uses UCX lanes: " << conn->transport;
+    }
+  }
+
+  Result<FrameHeader> decoded = DecodeFrameHead(head, options_.limits);
+  Status bad;
+  if (!decoded.ok()) {
+    bad = decoded.status();
+  } else if (decoded->is_response()) {
+    bad = InvalidArgumentError("response frame sent to the server");
+  } else if (decoded->payload_size != length) {
+    bad = InvalidArgumentError("frame payload_size " + std::to_string(decoded->payload_size) +
+                               " but " + std::to_string(length) + " bytes of data arrived");
+  }
+  if (!bad.ok()) {
+    Inc(counters_.malformed_frames);
+    uint64_t id = 0;
+    uint32_t flags = 0;
+    if (internal::PeekRequestId(head, &id, &flags)) {
+      KVCAKE_LOG(WARNING) << "malformed frame from " << conn->peer() << ": " << bad.ToString();
+      FrameHeader h;
+      h.opcode = 1;
+      h.request_id = id;
+      h.flags = flags & kFlagControl;
+      std::unique_ptr<ServerCall> call(new ServerCall(conn, h, {}));
+      call->Reply(bad);
+    } else {
+      KVCAKE_LOG(WARNING) << "unreadable frame from " << conn->peer() << " (" << bad.ToString()
+                          << "); closing the connection";
+      // Not from inside the AM callback (closing progresses the worker).
+      slot->loop->Post([this, conn] { RemoveConnection(conn.get(), "unreadable frame"); });
+    }
+    return rndv ? UCS_ERR_INVALID_PARAM : UCS_OK;
+  }
+  const FrameHeader& h = *decoded;
+  if (h.is_control()) {
+    HandleControl(conn, h);
+    return rndv ? UCS_ERR_INVALID_PARAM : UCS_OK;
+  }
+  Inc(counters_.requests);
+  std::unique_ptr<ServerCall> call(
+      new ServerCall(conn, h, head.subspan(kFrameHeaderSize, h.meta_size)));
+  if (h.payload_size == 0) {
+    handler_->OnRequest(std::move(call));
+    return UCS_OK;
+  }
+  Status accepted = handler_->AcceptPayload(*call, &call->payload_buffers_);
+  if (accepted.ok() && TotalSize(call->payload_buffers_) != h.payload_size) {
+    accepted = InternalError("handler gave " + std::to_string(TotalSize(call->payload_buffers_)) +
+                             " bytes of buffers for a " + std::to_string(h.payload_size) +
+                             "-byte payload");
+  }
+  if (!accepted.ok()) {
+    Inc(counters_.payloads_refused);
+    call->payload_buffers_.clear();
+    call->Reply(accepted);
+    // Backpressure: for rendezvous the sender's send completes with this
+    // status and no bytes move.
+    return rndv ? UCS_ERR_NO_RESOURCE : UCS_OK;
+  }
+  if (!rndv) {
+    internal::ScatterCopy(data, length, call->payload_buffers_);
+    Inc(counters_.bytes_received, length);
+    handler_->OnRequest(std::move(call));
+    return UCS_OK;
+  }
+  auto recv = std::make_unique<InboundRecv>();
+  internal::DataDesc d = internal::DescribeRecv(call->payload_buffers_, length, &recv->iov);
+  recv->call = std::move(call);
+  ucp_request_param_t rp{};
+  rp.op_attr_mask =
+      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_DATATYPE;
+  rp.cb.recv_am = &RpcServerImpl::OnPayloadReceived;
+  rp.user_data = recv.get();
+  rp.datatype = d.datatype;
+  ucs_status_ptr_t req = ucp_am_recv_data_nbx(slot->loop->worker(), data, d.buffer, d.count, &rp);
+  if (req == nullptr) {
+    OnPayloadReceived(nullptr, UCS_OK, length, recv.release());
+  } else if (UCS_PTR_IS_ERR(req)) {
+    OnPayloadReceived(nullptr, UCS_PTR_STATUS(req), 0, recv.release());
+  } else {
+    recv.release();  // owned by the UCX request until OnPayloadReceived
+  }
+  return UCS_INPROGRESS;
+}
+
+void RpcServerImpl::OnPayloadReceived(void* request, ucs_status_t status, size_t length,
+                                      void* user_data) {
+  std::unique_ptr<InboundRecv> recv(static_cast<InboundRecv*>(user_data));
+  if (request != nullptr) ucp_request_free(request);
+  std::unique_ptr<ServerCall> call = std::move(recv->call);
+  RpcServerImpl* self = call->conn_->server();
+  if (status == UCS_OK) {
+    Inc(self->counters_.bytes_received, length);
+  } else {
+    call->payload_status_ = UcsToStatus(status, "receiving request payload");
+  }
+  self->handler_->OnRequest(std::move(call));
+}
+
+// ---------------------------------------------------------------------------
+// RpcServer
+
+RpcServer::RpcServer(std::unique_ptr<RpcServerImpl> impl) : impl_(std::move(impl)) {}
+RpcServer::~RpcServer() { Stop(); }
+
+Result<std::unique_ptr<RpcServer>> RpcServer::Start(const RpcServerOptions& options,
+                                                    RpcHandler* handler) {
+  auto impl = std::make_unique<RpcServerImpl>(options, handler);
+  RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<RpcServer>(new RpcServer(std::move(impl)));
+}
+
+void RpcServer::Stop() { impl_->Stop(); }
+uint16_t RpcServer::bound_port() const { return impl_->port_; }
+std::string RpcServer::address() const { return impl_->host_ + ":" + std::to_string(impl_->port_); }
+const RpcServerOptions& RpcServer::options() const { return impl_->options_; }
+
+RpcServerStats RpcServer::stats() const {
+  const Counters& c = impl_->counters_;
+  RpcServerStats s;
+  s.connections_accepted = c.connections_accepted.load();
+  s.connections_open = c.connections_open.load();
+  s.connections_closed_idle = c.connections_closed_idle.load();
+  s.requests = c.requests.load();
+  s.control_frames = c.control_frames.load();
+  s.replies_ok = c.replies_ok.load();
+  s.replies_error = c.replies_error.load();
+  s.payloads_refused = c.payloads_refused.load();
+  s.malformed_frames = c.malformed_frames.load();
+  s.bytes_received = c.bytes_received.load();
+  s.bytes_sent = c.bytes_sent.load();
+  s.send_errors = c.send_errors.load();
+  return s;
+}
+
+std::vector<ConnectionInfo> RpcServer::Connections() const {
+  std::vector<ConnectionInfo> out;
+  for (size_t i = 0; i < impl_->loops_.size(); ++i) {
+    LoopSlot* slot = impl_->slots_[i].get();
+    impl_->loops_[i]->RunSync([&] {
+      for (auto& [ep, conn] : slot->conns) {
+        ConnectionInfo ci;
+        ci.id = conn->id();
+        ci.peer = conn->peer();
+        {
+          std::lock_guard<std::mutex> lock(conn->info_mu);
+          ci.transport = conn->transport.empty() ? DescribeEndpointTransports(ep) : conn->transport;
+        }
+        ci.io_thread = slot->index;
+        out.push_back(std::move(ci));
+      }
+    });
+  }
+  return out;
+}
+
+}  // namespace kvcake::transport

@@ -1,0 +1,128 @@
+#include "transport/worker_loop.h"
+
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <future>
+
+#include "common/logging.h"
+
+namespace kvcake::transport {
+
+WorkerLoop::WorkerLoop(std::unique_ptr<UcxWorker> worker, std::string name,
+                       std::chrono::microseconds poll_interval)
+    : worker_(std::move(worker)),
+      name_(std::move(name)),
+      poll_interval_(poll_interval),
+      efd_(io_),
+      poll_timer_(io_) {
+  // The descriptor object closes what it holds: give it a dup of UCX's fd.
+  const int fd = ::dup(worker_->event_fd());
+  if (fd >= 0) {
+    boost::system::error_code ec;
+    efd_.assign(fd, ec);
+    if (ec) {
+      ::close(fd);
+      KVCAKE_LOG(ERROR) << name_ << ": cannot watch the UCX event fd: " << ec.message()
+                        << " (falling back to timer polling)";
+    }
+  }
+}
+
+WorkerLoop::~WorkerLoop() { Stop(); }
+
+void WorkerLoop::Start() {
+  running_ = true;
+  thread_ = std::thread([this] {
+    thread_id_ = std::this_thread::get_id();
+    auto guard = boost::asio::make_work_guard(io_);
+    Progress();
+    SchedulePoll();
+    for (auto& t : tickers_) ScheduleTicker(t.get());
+    io_.run();
+    thread_id_ = std::thread::id();
+  });
+}
+
+void WorkerLoop::Stop() {
+  if (!thread_.joinable()) return;
+  io_.stop();
+  thread_.join();
+  running_ = false;
+}
+
+void WorkerLoop::Post(std::function<void()> fn) {
+  boost::asio::post(io_, [this, fn = std::move(fn)] {
+    fn();
+    Progress();
+  });
+}
+
+void WorkerLoop::RunSync(const std::function<void()>& fn) {
+  if (InLoopThread() || !running_ || io_.stopped()) {
+    fn();
+    return;
+  }
+  std::promise<void> done;
+  auto fut = done.get_future();
+  Post([&] {
+    fn();
+    done.set_value();
+  });
+  fut.wait();
+}
+
+void WorkerLoop::AddTicker(std::chrono::milliseconds period, std::function<void()> fn) {
+  auto t = std::make_unique<Ticker>();
+  t->period = period;
+  t->fn = std::move(fn);
+  t->timer = std::make_unique<boost::asio::steady_timer>(io_);
+  tickers_.push_back(std::move(t));
+}
+
+void WorkerLoop::ScheduleTicker(Ticker* t) {
+  t->timer->expires_after(t->period);
+  t->timer->async_wait([this, t](const boost::system::error_code& ec) {
+    if (ec) return;
+    t->fn();
+    Progress();
+    ScheduleTicker(t);
+  });
+}
+
+void WorkerLoop::SchedulePoll() {
+  poll_timer_.expires_after(poll_interval_);
+  poll_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    Progress();
+    SchedulePoll();
+  });
+}
+
+void WorkerLoop::Progress() {
+  ucp_worker_h w = worker_->get();
+  for (;;) {
+    while (ucp_worker_progress(w) != 0) {
+    }
+    const ucs_status_t st = ucp_worker_arm(w);
+    if (st == UCS_ERR_BUSY) continue;  // events arrived meanwhile: drain again
+    if (st != UCS_OK) {
+      KVCAKE_LOG(ERROR) << name_ << ": ucp_worker_arm: " << ucs_status_string(st);
+    }
+    break;
+  }
+  WaitFd();
+}
+
+void WorkerLoop::WaitFd() {
+  if (fd_wait_pending_ || !efd_.is_open()) return;
+  fd_wait_pending_ = true;
+  efd_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                  [this](const boost::system::error_code& ec) {
+                    fd_wait_pending_ = false;
+                    if (ec) return;
+                    Progress();
+                  });
+}
+
+}  // namespace kvcake::transport

@@ -1,0 +1,85 @@
+#pragma once
+
+// WorkerLoop: one I/O thread = one Boost.Asio io_context driving one UCX
+// worker (UCS_THREAD_MODE_SINGLE). Progress is event driven: drain
+// ucp_worker_progress(), ucp_worker_arm(), then wait asynchronously on the
+// worker's event fd (asio::posix::stream_descriptor), with a periodic timer
+// (default 1 ms) as a fallback for missed wakeups.
+//
+// Thread-safety: Post()/RunSync()/InLoopThread() are thread-safe; everything
+// that touches the UCX worker must run on the loop thread (inside Post()ed
+// functions, tickers, or UCX callbacks fired by Progress()).
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "transport/ucx.h"
+
+namespace kvcake::transport {
+
+class WorkerLoop {
+ public:
+  WorkerLoop(std::unique_ptr<UcxWorker> worker, std::string name,
+             std::chrono::microseconds poll_interval = std::chrono::microseconds(1000));
+  // Stops the thread if still running.
+  ~WorkerLoop();
+  WorkerLoop(const WorkerLoop&) = delete;
+  WorkerLoop& operator=(const WorkerLoop&) = delete;
+
+  // Starts the I/O thread.
+  void Start();
+  // Stops the io_context and joins the thread. Idempotent. Not from the loop.
+  void Stop();
+
+  // Runs `fn` on the loop thread, then progresses the worker.
+  void Post(std::function<void()> fn);
+  // Runs `fn` on the loop thread and waits for it (or runs it inline when
+  // already on the loop thread or when the loop is not running).
+  void RunSync(const std::function<void()>& fn);
+  bool InLoopThread() const { return std::this_thread::get_id() == thread_id_.load(); }
+  bool running() const { return running_.load(); }
+
+  // Calls `fn` on the loop every `period` (first call after one period).
+  // Must be called before Start().
+  void AddTicker(std::chrono::milliseconds period, std::function<void()> fn);
+
+  // Drains the worker's progress and re-arms the event fd wait. Loop thread.
+  void Progress();
+
+  ucp_worker_h worker() const { return worker_->get(); }
+  const UcxWorker& ucx_worker() const { return *worker_; }
+  boost::asio::io_context& io() { return io_; }
+
+ private:
+  struct Ticker {
+    std::chrono::milliseconds period;
+    std::function<void()> fn;
+    std::unique_ptr<boost::asio::steady_timer> timer;
+  };
+  void WaitFd();
+  void SchedulePoll();
+  void ScheduleTicker(Ticker* t);
+
+  std::unique_ptr<UcxWorker> worker_;
+  std::string name_;
+  std::chrono::microseconds poll_interval_;
+  boost::asio::io_context io_;
+  boost::asio::posix::stream_descriptor efd_;
+  boost::asio::steady_timer poll_timer_;
+  std::vector<std::unique_ptr<Ticker>> tickers_;
+  bool fd_wait_pending_ = false;
+  std::thread thread_;
+  std::atomic<std::thread::id> thread_id_{};
+  std::atomic<bool> running_{false};
+};
+
+}  // namespace kvcake::transport
