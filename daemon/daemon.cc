@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/logging.h"
+#include "policy/policy_factory.h"
 
 namespace kvcake::daemon {
 
@@ -13,8 +14,9 @@ Status DaemonOptions::Validate() const {
   RETURN_IF_ERROR(store.Validate().WithContext("store options"));
   RETURN_IF_ERROR(rpc.Validate().WithContext("rpc options"));
   RETURN_IF_ERROR(service.Validate().WithContext("service options"));
-  if (policy != "lru") {
-    return InvalidArgumentError("--policy: unknown policy '" + policy + "' (available: lru)");
+  if (policy != "lru" && policy != "cake" && policy != "cake_uniform" && policy != "adaptive") {
+    return InvalidArgumentError("--policy: unknown policy '" + policy +
+                                "' (available: lru, cake, cake_uniform, adaptive)");
   }
   if (drain_timeout_ms == 0) return InvalidArgumentError("drain_timeout_ms must be > 0");
   return Status::Ok();
@@ -43,7 +45,8 @@ std::string DaemonOptions::ToString() const {
 Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   RETURN_IF_ERROR(options.Validate());
   std::unique_ptr<Daemon> d(new Daemon(std::move(options)));
-  ASSIGN_OR_RETURN(d->store_, store::TierManager::Open(d->options_.store, nullptr));
+  ASSIGN_OR_RETURN(std::unique_ptr<policy::Policy> pol, policy::MakePolicy(d->options_.policy));
+  ASSIGN_OR_RETURN(d->store_, store::TierManager::Open(d->options_.store, std::move(pol)));
   ServiceOptions sopts = d->options_.service;
   if (d->options_.expose_host_segment) {
     store::HostSegmentInfo seg = d->store_->host_segment();

@@ -22,7 +22,7 @@ struct DaemonOptions {
   store::TierManagerOptions store;     // tiers, leases, mover
   transport::RpcServerOptions rpc;     // --listen, --io_threads, --ucx_tls
   ServiceOptions service;              // token, quotas, leases, batch limits
-  std::string policy = "lru";          // "lru" (the store's default policy)
+  std::string policy = "adaptive";     // lru | cake | cake_uniform | adaptive
   bool drain_on_exit = true;           // SIGTERM demotes host blocks to SSD first
   uint64_t drain_timeout_ms = 30'000;  // bound on waiting for in-flight requests
   bool expose_host_segment = true;     // same-node clients may map the host tier

@@ -25,7 +25,8 @@
 
 DEFINE_string(listen, "127.0.0.1:18515", "UCX listener HOST:PORT (port 0: ephemeral)");
 DEFINE_int32(io_threads, 2, "I/O threads (one UCX worker each)");
-DEFINE_string(ucx_tls, "shm", "UCX transports: tcp | shm (posix/sysv/cma + tcp)");
+DEFINE_string(ucx_tls, "tcp",
+              "UCX transports: tcp | shm (posix/sysv/cma + tcp; clients must use the same)");
 DEFINE_string(gpu_bytes, "0", "device tier bytes (0: none; emulated on host without CUDA)");
 DEFINE_string(host_bytes, "1G", "host tier bytes (shared-memory segment)");
 DEFINE_string(slot_bytes, "4M", "slot size: the largest value (layer block) the daemon holds");
@@ -38,7 +39,9 @@ DEFINE_string(default_quota_bytes, "0", "quota of a namespace that asks for none
 DEFINE_string(max_quota_bytes, "0", "largest quota a namespace may have (0: no limit)");
 DEFINE_string(admin_listen, "", "admin HTTP HOST:PORT (empty: no admin server)");
 DEFINE_string(admin_token_file, "", "file holding the admin API bearer token (empty: none)");
-DEFINE_string(policy, "lru", "tier policy: lru");
+DEFINE_string(policy, "adaptive",
+              "tier policy: lru | cake | cake_uniform | adaptive (CAKE where engines report "
+              "statistics, LRU otherwise)");
 DEFINE_bool(drain_on_exit, true, "on SIGTERM, demote host-tier blocks to SSD before exiting");
 DEFINE_bool(expose_host_segment, true, "let same-node clients map the host tier");
 DEFINE_string(log_level, "info", "debug | info | warning | error");

@@ -17,8 +17,8 @@ namespace kvcake::testing {
 
 TempDir::TempDir() {
   std::random_device rd;
-  std::string tmpl = "/tmp/kvcake-it-" + std::to_string(::getpid()) + "-" +
-                     std::to_string(rd()) + "-XXXXXX";
+  std::string tmpl =
+      "/tmp/kvcake-it-" + std::to_string(::getpid()) + "-" + std::to_string(rd()) + "-XXXXXX";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   char* p = ::mkdtemp(buf.data());
@@ -35,8 +35,7 @@ std::string KvcakedPath() {
   return std::string(dir ? dir : "./build/release/bin") + "/kvcaked";
 }
 
-Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(
-    const std::vector<std::string>& flags) {
+Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const std::vector<std::string>& flags) {
   std::string bin = KvcakedPath();
   if (::access(bin.c_str(), X_OK) != 0) return NotFoundError("kvcaked not found at " + bin);
   int pipefd[2];
