@@ -1,0 +1,235 @@
+// kvcake-replay: replays a Mooncake-format trace through the real policy
+// classes (policy/) and a tier-accounting model of one node, with a seeded
+// attention layer-profile model generating the engines' CAKE signals, and
+// prints hit shares, attention share served from GPU, bytes moved and
+// modelled reload time per policy. See docs/policy.md.
+#include <gflags/gflags.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "policy/belady_policy.h"
+#include "policy/policy_factory.h"
+#include "tests/replay/attention_model.h"
+#include "tests/replay/tier_sim.h"
+#include "tests/replay/trace.h"
+
+DEFINE_string(trace, "../shared/traces/conversation_trace.jsonl", "Mooncake JSONL trace");
+DEFINE_bool(json, false, "print JSON instead of a table");
+DEFINE_string(policies, "cake,lru,belady,cake_uniform",
+              "comma-separated: cake, lru, belady, cake_uniform, adaptive");
+DEFINE_uint64(max_requests, 0, "replay only the first N requests (0 = all)");
+DEFINE_uint32(layers, 32, "model layers");
+DEFINE_uint64(layer_block_bytes, 2ULL << 20,
+              "bytes of one layer of one 512-token block (K+V); default 2 MiB = "
+              "512 tokens x 8 KV heads x 128 dims x 2 (K,V) x 2 bytes");
+DEFINE_double(gpu_fraction, 0.05, "GPU capacity as a fraction of the distinct layer-blocks");
+DEFINE_double(host_fraction, 0.25, "host capacity as a fraction of the distinct layer-blocks");
+DEFINE_double(ssd_fraction, 1.0, "SSD capacity as a fraction of the distinct layer-blocks");
+DEFINE_double(host_to_gpu_gbps, 50, "host->GPU bandwidth, GB/s");
+DEFINE_double(ssd_to_host_gbps, 7, "SSD->host bandwidth, GB/s");
+DEFINE_uint64(seed, 1, "attention model seed");
+DEFINE_double(broad_fraction, 0.35, "attention model: share of broad layers");
+DEFINE_double(hot_probability, 0.15, "attention model: P(block hot in a layer group)");
+DEFINE_double(shift_probability, 0.3, "attention model: P(hot set reshuffles on a turn)");
+
+namespace {
+
+using kvcake::replay::AttentionModel;
+using kvcake::replay::AttentionModelOptions;
+using kvcake::replay::TierSim;
+using kvcake::replay::TierSimOptions;
+using kvcake::replay::TierSimStats;
+using kvcake::replay::TraceRequest;
+using nlohmann::json;
+
+std::vector<std::string> Split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5));
+  return v[i];
+}
+
+json ToJson(const TierSimStats& s, uint64_t block_bytes, double wall_s) {
+  const double acc = std::max<double>(1, static_cast<double>(s.accesses));
+  const double b = static_cast<double>(block_bytes);
+  json j;
+  j["requests"] = s.requests;
+  j["layer_block_accesses"] = s.accesses;
+  const char* names[4] = {"gpu", "host", "ssd", "miss"};
+  for (int t = 0; t < 4; ++t) {
+    j["hits"][names[t]] = s.hits[t];
+    j["hit_share"][names[t]] = s.hits[t] / acc;
+    j["hit_bytes"][names[t]] = s.hits[t] * b;
+    j["hit_bytes_share"][names[t]] = s.hits[t] / acc;  // equal-size layer-blocks
+  }
+  j["gpu_attention_share"] = s.attention_total > 0 ? s.attention_gpu / s.attention_total : 0.0;
+  j["bytes_moved"]["gpu_to_host"] = s.gpu_to_host * b;
+  j["bytes_moved"]["host_to_ssd"] = s.host_to_ssd * b;
+  j["bytes_moved"]["ssd_to_host"] = s.ssd_to_host * b;
+  j["bytes_moved"]["host_to_gpu"] = s.host_to_gpu * b;
+  j["bytes_moved"]["dropped"] = s.dropped * b;
+  double sum = 0;
+  for (double x : s.reload_seconds) sum += x;
+  const double n = std::max<double>(1, static_cast<double>(s.reload_seconds.size()));
+  j["reload_ms_per_request"]["mean"] = 1e3 * sum / n;
+  j["reload_ms_per_request"]["p50"] = 1e3 * Percentile(s.reload_seconds, 0.5);
+  j["reload_ms_per_request"]["p99"] = 1e3 * Percentile(s.reload_seconds, 0.99);
+  j["wall_s"] = wall_s;
+  return j;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage("kvcake-replay --trace FILE [--json] [--gpu_fraction F] ...");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+
+  auto trace = kvcake::replay::ReadMooncakeTrace(FLAGS_trace, FLAGS_max_requests);
+  if (!trace.ok()) {
+    std::cerr << "kvcake-replay: " << trace.status().ToString() << "\n";
+    return 2;
+  }
+  // Trace ids are small remapped integers; real block keys carry chained
+  // 64-bit xxh3 hashes, so map each id to a well-mixed 64-bit value.
+  std::vector<TraceRequest>& reqs = *trace;
+  for (TraceRequest& r : reqs) {
+    for (uint64_t& h : r.hash_ids) h = kvcake::replay::Mix64(h);
+  }
+  if (FLAGS_layers < 1 || FLAGS_layer_block_bytes < 1 || !(FLAGS_gpu_fraction > 0) ||
+      !(FLAGS_host_fraction >= 0) || !(FLAGS_ssd_fraction >= 0) || !(FLAGS_host_to_gpu_gbps > 0) ||
+      !(FLAGS_ssd_to_host_gbps > 0)) {
+    std::cerr << "kvcake-replay: invalid capacity, geometry or bandwidth flags\n";
+    return 2;
+  }
+  // Distinct blocks and, for Belady, every block's access ticks (the future).
+  std::unordered_map<uint64_t, std::vector<uint64_t>> ticks;
+  uint64_t refs = 0;
+  for (uint64_t r = 0; r < reqs.size(); ++r) {
+    for (uint64_t h : reqs[r].hash_ids) ticks[h].push_back(r);
+    refs += reqs[r].hash_ids.size();
+  }
+  const uint64_t distinct_layer_blocks = ticks.size() * FLAGS_layers;
+  TierSimOptions sim;
+  sim.num_layers = FLAGS_layers;
+  sim.layer_block_bytes = FLAGS_layer_block_bytes;
+  auto blocks = [&](double f) {
+    return static_cast<uint64_t>(std::floor(f * static_cast<double>(distinct_layer_blocks)));
+  };
+  sim.gpu_blocks = std::max<uint64_t>(1, blocks(FLAGS_gpu_fraction));
+  sim.host_blocks = blocks(FLAGS_host_fraction);
+  sim.ssd_blocks = blocks(FLAGS_ssd_fraction);
+  sim.host_to_gpu_gbps = FLAGS_host_to_gpu_gbps;
+  sim.ssd_to_host_gbps = FLAGS_ssd_to_host_gbps;
+
+  AttentionModelOptions model;
+  model.num_layers = FLAGS_layers;
+  model.seed = FLAGS_seed;
+  model.broad_fraction = FLAGS_broad_fraction;
+  model.hot_probability = FLAGS_hot_probability;
+  model.shift_probability = FLAGS_shift_probability;
+  model.cake.pool_kernel = 1;  // block granularity: token pooling is inside a block
+  if (auto st = model.Validate(); !st.ok()) {
+    std::cerr << "kvcake-replay: " << st.ToString() << "\n";
+    return 2;
+  }
+
+  json out;
+  out["config"] = {{"trace", FLAGS_trace},
+                   {"requests", reqs.size()},
+                   {"block_references", refs},
+                   {"distinct_blocks", ticks.size()},
+                   {"layers", FLAGS_layers},
+                   {"layer_block_bytes", FLAGS_layer_block_bytes},
+                   {"gpu_layer_blocks", sim.gpu_blocks},
+                   {"host_layer_blocks", sim.host_blocks},
+                   {"ssd_layer_blocks", sim.ssd_blocks},
+                   {"gpu_fraction", FLAGS_gpu_fraction},
+                   {"host_fraction", FLAGS_host_fraction},
+                   {"ssd_fraction", FLAGS_ssd_fraction},
+                   {"host_to_gpu_gbps", FLAGS_host_to_gpu_gbps},
+                   {"ssd_to_host_gbps", FLAGS_ssd_to_host_gbps},
+                   {"seed", FLAGS_seed}};
+  std::vector<std::string> order;
+  for (const std::string& name : Split(FLAGS_policies)) {
+    std::unique_ptr<kvcake::policy::Policy> policy;
+    if (name == "belady") {
+      policy = std::make_unique<kvcake::policy::BeladyPolicy>(ticks);
+    } else {
+      auto made = kvcake::policy::MakePolicy(name);
+      if (!made.ok()) {
+        std::cerr << "kvcake-replay: " << made.status().ToString() << "\n";
+        return 2;
+      }
+      policy = std::move(made).value();
+    }
+    const auto start = std::chrono::steady_clock::now();
+    AttentionModel attention(model);  // same seed: every policy sees the same attention
+    TierSim tiers(policy.get(), sim);
+    for (uint64_t r = 0; r < reqs.size(); ++r) {
+      tiers.Run(r, reqs[r].hash_ids, attention.Next(reqs[r].hash_ids));
+    }
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    out["policies"][name] = ToJson(tiers.stats(), FLAGS_layer_block_bytes, wall);
+    order.push_back(name);
+  }
+
+  if (FLAGS_json) {
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  const auto& c = out["config"];
+  std::printf("trace %s: %llu requests, %llu block refs, %llu distinct blocks x %u layers\n",
+              FLAGS_trace.c_str(), static_cast<unsigned long long>(reqs.size()),
+              static_cast<unsigned long long>(refs), static_cast<unsigned long long>(ticks.size()),
+              FLAGS_layers);
+  std::printf("capacity (layer-blocks): gpu %llu (%.3g), host %llu (%.3g), ssd %llu (%.3g)\n",
+              c["gpu_layer_blocks"].get<unsigned long long>(), FLAGS_gpu_fraction,
+              c["host_layer_blocks"].get<unsigned long long>(), FLAGS_host_fraction,
+              c["ssd_layer_blocks"].get<unsigned long long>(), FLAGS_ssd_fraction);
+  std::printf("%-13s %8s %8s %8s %8s %9s %10s %10s %10s %10s %9s %7s\n", "policy", "gpu_hit",
+              "host_hit", "ssd_hit", "miss", "gpu_attn", "g->h GB", "h->s GB", "s->h GB", "h->g GB",
+              "reload_ms", "wall_s");
+  for (const std::string& name : order) {
+    const auto& p = out["policies"][name];
+    std::printf("%-13s %8.4f %8.4f %8.4f %8.4f %9.4f %10.1f %10.1f %10.1f %10.1f %9.3f %7.2f\n",
+                name.c_str(), p["hit_share"]["gpu"].get<double>(),
+                p["hit_share"]["host"].get<double>(), p["hit_share"]["ssd"].get<double>(),
+                p["hit_share"]["miss"].get<double>(), p["gpu_attention_share"].get<double>(),
+                p["bytes_moved"]["gpu_to_host"].get<double>() / 1e9,
+                p["bytes_moved"]["host_to_ssd"].get<double>() / 1e9,
+                p["bytes_moved"]["ssd_to_host"].get<double>() / 1e9,
+                p["bytes_moved"]["host_to_gpu"].get<double>() / 1e9,
+                p["reload_ms_per_request"]["mean"].get<double>(), p["wall_s"].get<double>());
+  }
+  if (out["policies"].contains("cake") && out["policies"].contains("lru") &&
+      out["policies"].contains("belady")) {
+    const double cake = out["policies"]["cake"]["gpu_attention_share"].get<double>();
+    const double lru = out["policies"]["lru"]["gpu_attention_share"].get<double>();
+    const double belady = out["policies"]["belady"]["gpu_attention_share"].get<double>();
+    std::printf("gpu_attention_share: cake/lru %.3f, cake/belady %.3f\n", lru > 0 ? cake / lru : 0,
+                belady > 0 ? cake / belady : 0);
+  }
+  return 0;
+}

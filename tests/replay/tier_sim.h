@@ -1,0 +1,74 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "common/tier.h"
+#include "policy/policy.h"
+#include "tests/replay/attention_model.h"
+
+namespace kvcake::replay {
+
+// Capacities (in layer-blocks) and bandwidths of the modelled node.
+struct TierSimOptions {
+  uint64_t ns = 1;
+  uint32_t num_layers = 32;
+  uint64_t layer_block_bytes = 2 << 20;
+  uint64_t gpu_blocks = 0;
+  uint64_t host_blocks = 0;
+  uint64_t ssd_blocks = 0;
+  double host_to_gpu_gbps = 50;  // GB/s (1e9 bytes/s)
+  double ssd_to_host_gbps = 7;
+};
+
+// Figures of one replay.
+struct TierSimStats {
+  uint64_t requests = 0;
+  uint64_t accesses = 0;           // layer-blocks referenced
+  std::array<uint64_t, 4> hits{};  // gpu, host, ssd, miss
+  double attention_total = 0;      // sum of per-layer masses (= requests * layers)
+  double attention_gpu = 0;        // mass of GPU-resident layer-blocks
+  uint64_t gpu_to_host = 0, host_to_ssd = 0, ssd_to_host = 0, host_to_gpu = 0;  // blocks
+  uint64_t dropped = 0;                                                         // blocks
+  std::vector<double> reload_seconds;                                           // per request
+};
+
+// TierSim: the tier accounting of a node, driving a real policy::Policy the
+// way store::TierManager does (OnInsert / OnAccess / OnMove / OnRemove,
+// SelectVictims with an eligibility filter, Admit on demotion), without
+// payloads. Each request needs all of its layer-blocks on the GPU: hits stay,
+// host and SSD blocks are reloaded (SSD via host), misses are recomputed and
+// inserted. Room is made before the request's blocks are placed, and the
+// request's own blocks are never victims. Tiers are exclusive.
+// Thread-safety: not thread-safe.
+class TierSim {
+ public:
+  TierSim(policy::Policy* policy, TierSimOptions options);
+
+  // Replays one request at logical time `tick`.
+  void Run(uint64_t tick, const std::vector<uint64_t>& hashes, const RequestAttention& attention);
+
+  const TierSimStats& stats() const { return stats_; }
+  uint64_t used(Tier t) const { return used_[static_cast<int>(t)]; }
+
+ private:
+  static constexpr uint8_t kAbsent = 255;
+  uint64_t Cap(int t) const { return cap_[t]; }
+  uint8_t Where(const BlockKey& key) const;
+  // Frees `blocks` slots in tier t (cascading down); returns slots freed.
+  uint64_t MakeRoom(int t, uint64_t blocks, uint64_t tick);
+  void Drop(const BlockKey& key, int t);
+
+  policy::Policy* policy_;
+  TierSimOptions options_;
+  std::array<uint64_t, kNumLocalTiers> cap_{};
+  std::array<uint64_t, kNumLocalTiers> used_{};
+  std::unordered_map<BlockKey, uint8_t, BlockKeyHash> where_;
+  std::unordered_set<uint64_t> current_;  // hashes of the request in flight
+  TierSimStats stats_;
+};
+
+}  // namespace kvcake::replay
