@@ -5,7 +5,10 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "common/logging.h"
@@ -25,6 +28,26 @@ void PutU32(char* p, uint32_t v) {
 void PutU64(char* p, uint64_t v) {
   for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
 }
+// RocksDB's info log routed into kvcake's log (warnings and up). Keeps
+// RocksDB from writing a LOG file on the SSD tier's own disk, which fails
+// (and trips assertions in some RocksDB builds) exactly when the disk is full.
+class RocksLogger final : public rocksdb::Logger {
+ public:
+  RocksLogger() : rocksdb::Logger(rocksdb::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override { Logv(rocksdb::INFO_LEVEL, format, ap); }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel()) return;
+    char buf[1024];
+    std::vsnprintf(buf, sizeof(buf), format, ap);
+    if (level >= rocksdb::ERROR_LEVEL) {
+      KVCAKE_LOG(ERROR) << "rocksdb: " << buf;
+    } else {
+      KVCAKE_LOG(WARNING) << "rocksdb: " << buf;
+    }
+  }
+};
+
 uint64_t GetLE(const char* p, int n) {
   uint64_t v = 0;
   for (int i = n - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
@@ -90,7 +113,7 @@ rocksdb::Options SsdTier::MakeDbOptions(const Options& o) {
   opts.compression = rocksdb::kNoCompression;  // KV tensors do not compress
   opts.blob_compression_type = rocksdb::kNoCompression;
   opts.info_log_level = rocksdb::WARN_LEVEL;
-  opts.keep_log_file_num = 2;
+  opts.info_log = std::make_shared<RocksLogger>();
   return opts;
 }
 
