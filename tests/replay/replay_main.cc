@@ -39,6 +39,7 @@ DEFINE_double(ssd_fraction, 1.0, "SSD capacity as a fraction of the distinct lay
 DEFINE_double(host_to_gpu_gbps, 50, "host->GPU bandwidth, GB/s");
 DEFINE_double(ssd_to_host_gbps, 7, "SSD->host bandwidth, GB/s");
 DEFINE_uint64(seed, 1, "attention model seed");
+DEFINE_double(gamma, 200, "CAKE gamma at token level (scaled by 1/512 for block-level signals)");
 DEFINE_double(broad_fraction, 0.35, "attention model: share of broad layers");
 DEFINE_double(hot_probability, 0.15, "attention model: P(block hot in a layer group)");
 DEFINE_double(shift_probability, 0.3, "attention model: P(hot set reshuffles on a turn)");
@@ -113,8 +114,13 @@ int main(int argc, char** argv) {
   // Trace ids are small remapped integers; real block keys carry chained
   // 64-bit xxh3 hashes, so map each id to a well-mixed 64-bit value.
   std::vector<TraceRequest>& reqs = *trace;
-  for (TraceRequest& r : reqs) {
-    for (uint64_t& h : r.hash_ids) h = kvcake::replay::Mix64(h);
+  std::vector<std::vector<uint64_t>> dense(reqs.size());
+  std::unordered_map<uint64_t, uint64_t> dense_of;
+  for (size_t r = 0; r < reqs.size(); ++r) {
+    for (uint64_t& h : reqs[r].hash_ids) {
+      dense[r].push_back(dense_of.emplace(h, dense_of.size()).first->second);
+      h = kvcake::replay::Mix64(h);
+    }
   }
   if (FLAGS_layers < 1 || FLAGS_layer_block_bytes < 1 || !(FLAGS_gpu_fraction > 0) ||
       !(FLAGS_host_fraction >= 0) || !(FLAGS_ssd_fraction >= 0) || !(FLAGS_host_to_gpu_gbps > 0) ||
@@ -141,6 +147,7 @@ int main(int argc, char** argv) {
   sim.ssd_blocks = blocks(FLAGS_ssd_fraction);
   sim.host_to_gpu_gbps = FLAGS_host_to_gpu_gbps;
   sim.ssd_to_host_gbps = FLAGS_ssd_to_host_gbps;
+  sim.max_ids = dense_of.size();
 
   AttentionModelOptions model;
   model.num_layers = FLAGS_layers;
@@ -148,7 +155,11 @@ int main(int argc, char** argv) {
   model.broad_fraction = FLAGS_broad_fraction;
   model.hot_probability = FLAGS_hot_probability;
   model.shift_probability = FLAGS_shift_probability;
-  model.cake.pool_kernel = 1;  // block granularity: token pooling is inside a block
+  // Block granularity: token pooling happens inside a block, and a block's
+  // summed token variances are ~1/block_tokens of the block-level variance
+  // (docs/policy.md), so gamma is scaled by 1/512.
+  model.cake.pool_kernel = 1;
+  model.cake.gamma = FLAGS_gamma / 512.0;
   if (auto st = model.Validate(); !st.ok()) {
     std::cerr << "kvcake-replay: " << st.ToString() << "\n";
     return 2;
@@ -187,7 +198,7 @@ int main(int argc, char** argv) {
     AttentionModel attention(model);  // same seed: every policy sees the same attention
     TierSim tiers(policy.get(), sim);
     for (uint64_t r = 0; r < reqs.size(); ++r) {
-      tiers.Run(r, reqs[r].hash_ids, attention.Next(reqs[r].hash_ids));
+      tiers.Run(r, dense[r], reqs[r].hash_ids, attention.Next(reqs[r].hash_ids));
     }
     const double wall =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -9,16 +9,12 @@ TierSim::TierSim(policy::Policy* policy, TierSimOptions options)
     policy_->SetTierCapacity(static_cast<Tier>(t), cap_[t] * options.layer_block_bytes);
   }
   policy_->RegisterNamespace(options.ns, options.num_layers, options.layer_block_bytes);
-}
-
-uint8_t TierSim::Where(const BlockKey& key) const {
-  auto it = where_.find(key);
-  return it == where_.end() ? kAbsent : it->second;
+  where_.assign(options.max_ids * options.num_layers, kAbsent);
 }
 
 void TierSim::Drop(const BlockKey& key, int t) {
   policy_->OnRemove(key, static_cast<Tier>(t));
-  where_.erase(key);
+  WhereKey(key) = kAbsent;
   --used_[t];
   ++stats_.dropped;
 }
@@ -52,7 +48,7 @@ uint64_t TierSim::MakeRoom(int t, uint64_t blocks, uint64_t tick) {
     }
     --room;
     policy_->OnMove(k, static_cast<Tier>(t), static_cast<Tier>(to), tick);
-    where_[k] = static_cast<uint8_t>(to);
+    WhereKey(k) = static_cast<uint8_t>(to);
     --used_[t];
     ++used_[to];
     if (t == 0) {
@@ -64,19 +60,20 @@ uint64_t TierSim::MakeRoom(int t, uint64_t blocks, uint64_t tick) {
   return victims.size();
 }
 
-void TierSim::Run(uint64_t tick, const std::vector<uint64_t>& hashes,
-                  const RequestAttention& attention) {
+void TierSim::Run(uint64_t tick, const std::vector<uint64_t>& ids,
+                  const std::vector<uint64_t>& hashes, const RequestAttention& attention) {
   const uint32_t layers = options_.num_layers;
   const size_t n = hashes.size();
   ++stats_.requests;
   current_.clear();
   current_.insert(hashes.begin(), hashes.end());
+  for (size_t b = 0; b < n; ++b) id_of_.emplace(hashes[b], ids[b]);
   // 1. Where is everything (before this request moves anything)?
   std::vector<uint8_t> loc(n * layers);
   uint64_t not_on_gpu = 0;
   for (size_t b = 0; b < n; ++b) {
     for (uint32_t l = 0; l < layers; ++l) {
-      const uint8_t w = Where(BlockKey{options_.ns, hashes[b], l});
+      const uint8_t w = Where(ids[b], l);
       loc[b * layers + l] = w;
       ++stats_.accesses;
       ++stats_.hits[w == kAbsent ? 3 : w];
@@ -105,7 +102,7 @@ void TierSim::Run(uint64_t tick, const std::vector<uint64_t>& hashes,
       } else if (w == kAbsent) {
         if (gpu_room) {
           policy_->OnInsert(key, Tier::kDevice, options_.layer_block_bytes, tick);
-          where_[key] = 0;
+          Where(ids[b], l) = 0;
           ++used_[0];
         }
       } else {
@@ -115,7 +112,7 @@ void TierSim::Run(uint64_t tick, const std::vector<uint64_t>& hashes,
         if (gpu_room) {
           policy_->OnMove(key, static_cast<Tier>(w), Tier::kDevice, tick);
           policy_->OnAccess(key, Tier::kDevice, tick);
-          where_[key] = 0;
+          Where(ids[b], l) = 0;
           --used_[w];
           ++used_[0];
         } else {

@@ -20,6 +20,7 @@ struct TierSimOptions {
   uint64_t gpu_blocks = 0;
   uint64_t host_blocks = 0;
   uint64_t ssd_blocks = 0;
+  uint64_t max_ids = 0;          // dense block ids are < max_ids
   double host_to_gpu_gbps = 50;  // GB/s (1e9 bytes/s)
   double ssd_to_host_gbps = 7;
 };
@@ -48,8 +49,10 @@ class TierSim {
  public:
   TierSim(policy::Policy* policy, TierSimOptions options);
 
-  // Replays one request at logical time `tick`.
-  void Run(uint64_t tick, const std::vector<uint64_t>& hashes, const RequestAttention& attention);
+  // Replays one request at logical time `tick`. `ids[b]` is a dense index
+  // (< max_ids) of block b, `hashes[b]` its block hash.
+  void Run(uint64_t tick, const std::vector<uint64_t>& ids, const std::vector<uint64_t>& hashes,
+           const RequestAttention& attention);
 
   const TierSimStats& stats() const { return stats_; }
   uint64_t used(Tier t) const { return used_[static_cast<int>(t)]; }
@@ -57,17 +60,19 @@ class TierSim {
  private:
   static constexpr uint8_t kAbsent = 255;
   uint64_t Cap(int t) const { return cap_[t]; }
-  uint8_t Where(const BlockKey& key) const;
+  uint8_t& Where(uint64_t id, uint32_t layer) { return where_[id * options_.num_layers + layer]; }
   // Frees `blocks` slots in tier t (cascading down); returns slots freed.
   uint64_t MakeRoom(int t, uint64_t blocks, uint64_t tick);
   void Drop(const BlockKey& key, int t);
+  uint8_t& WhereKey(const BlockKey& key) { return Where(id_of_.at(key.hash), key.layer); }
 
   policy::Policy* policy_;
   TierSimOptions options_;
   std::array<uint64_t, kNumLocalTiers> cap_{};
   std::array<uint64_t, kNumLocalTiers> used_{};
-  std::unordered_map<BlockKey, uint8_t, BlockKeyHash> where_;
-  std::unordered_set<uint64_t> current_;  // hashes of the request in flight
+  std::vector<uint8_t> where_;                    // [id * layers + layer]: tier or kAbsent
+  std::unordered_map<uint64_t, uint64_t> id_of_;  // block hash -> dense id
+  std::unordered_set<uint64_t> current_;          // hashes of the request in flight
   TierSimStats stats_;
 };
 

@@ -1,0 +1,167 @@
+#include "policy/cake_policy.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+#include "policy/policy_factory.h"
+
+namespace kvcake::policy {
+namespace {
+
+constexpr uint64_t kNs = 7;
+constexpr uint64_t kBytes = 100;
+
+auto AnyKey = [](const BlockKey&) { return true; };
+
+BlockKey Key(uint64_t hash, uint32_t layer = 0) { return BlockKey{kNs, hash, layer}; }
+
+LayerSignal Signal(uint32_t layer, double preference, std::vector<uint64_t> hashes,
+                   std::vector<double> scores) {
+  LayerSignal s;
+  s.layer = layer;
+  s.preference = preference;
+  s.block_hashes = std::move(hashes);
+  s.block_scores = std::move(scores);
+  s.window_blocks = 1;
+  return s;
+}
+
+TEST(CakePolicy, WithoutStatisticsItIsLruWithSecondHitAdmission) {
+  CakePolicy p;
+  p.SetTierCapacity(Tier::kDevice, 5 * kBytes);
+  p.RegisterNamespace(kNs, 1, kBytes);
+  for (uint64_t h = 1; h <= 5; ++h) p.OnInsert(Key(h), Tier::kDevice, kBytes, h);
+  p.OnAccess(Key(1), Tier::kDevice, 6);
+  EXPECT_FALSE(p.HasStatistics(kNs));
+  EXPECT_EQ(p.SelectVictims(Tier::kDevice, 2 * kBytes, AnyKey),
+            (std::vector<BlockKey>{Key(2), Key(3)}));
+  // The eligibility filter is honoured.
+  auto not_two = [](const BlockKey& k) { return k.hash != 2; };
+  EXPECT_EQ(p.SelectVictims(Tier::kDevice, 2 * kBytes, not_two),
+            (std::vector<BlockKey>{Key(3), Key(4)}));
+  EXPECT_FALSE(p.Admit(Key(2), Tier::kSsd));  // one hit
+  EXPECT_TRUE(p.Admit(Key(1), Tier::kSsd));   // two hits
+  EXPECT_TRUE(p.Admit(Key(2), Tier::kHost));
+  EXPECT_TRUE(p.LayerBudgets(kNs, Tier::kDevice) == std::vector<int64_t>{5});
+}
+
+TEST(CakePolicy, BudgetsFollowPreferenceAndSumToCapacity) {
+  CakePolicy p;
+  p.SetTierCapacity(Tier::kDevice, 8 * kBytes);
+  p.RegisterNamespace(kNs, 2, kBytes);
+  std::vector<uint64_t> hashes = {1, 2, 3, 4, 5, 6};
+  for (uint32_t l = 0; l < 2; ++l)
+    for (uint64_t h : hashes) p.OnInsert(Key(h, l), Tier::kDevice, kBytes, 0);
+  p.ReportLayerSignal(kNs, Signal(0, 3.0, hashes, {1, 1, 1, 1, 1, 1}));
+  p.ReportLayerSignal(kNs, Signal(1, 1.0, hashes, {1, 1, 1, 1, 1, 1}));
+  EXPECT_TRUE(p.HasStatistics(kNs));
+  EXPECT_EQ(p.LayerBudgets(kNs, Tier::kDevice), (std::vector<int64_t>{6, 2}));
+  // Layer 1 is 4 over its budget, layer 0 at it: all victims come from layer 1.
+  auto v = p.SelectVictims(Tier::kDevice, 4 * kBytes, AnyKey);
+  ASSERT_EQ(v.size(), 4u);
+  for (const BlockKey& k : v) EXPECT_EQ(k.layer, 1u);
+
+  CakePolicyOptions uniform;
+  uniform.uniform_budgets = true;
+  CakePolicy u(uniform);
+  EXPECT_EQ(u.name(), "cake_uniform");
+  u.SetTierCapacity(Tier::kDevice, 8 * kBytes);
+  u.RegisterNamespace(kNs, 2, kBytes);
+  for (uint32_t l = 0; l < 2; ++l)
+    for (uint64_t h : hashes) u.OnInsert(Key(h, l), Tier::kDevice, kBytes, 0);
+  u.ReportLayerSignal(kNs, Signal(0, 3.0, hashes, {1, 1, 1, 1, 1, 1}));
+  EXPECT_EQ(u.LayerBudgets(kNs, Tier::kDevice), (std::vector<int64_t>{4, 4}));
+}
+
+TEST(CakePolicy, LowestScoresGoFirstAndPinnedBlocksStay) {
+  CakePolicy p;
+  p.SetTierCapacity(Tier::kDevice, 6 * kBytes);
+  p.RegisterNamespace(kNs, 1, kBytes);
+  std::vector<uint64_t> hashes = {10, 11, 12, 13, 14, 15};
+  for (uint64_t h : hashes) p.OnInsert(Key(h), Tier::kDevice, kBytes, 0);
+  // Block 0 and the tail (window) block score low but are pinned.
+  p.ReportLayerSignal(kNs, Signal(0, 1.0, hashes, {0.01, 0.2, 3.0, 0.1, 2.0, 0.01}));
+  EXPECT_GT(p.Score(Key(10)), p.Score(Key(12)) - 1e-6);
+  auto v = p.SelectVictims(Tier::kDevice, 3 * kBytes, AnyKey);
+  EXPECT_EQ(v, (std::vector<BlockKey>{Key(13), Key(11), Key(14)}));
+}
+
+TEST(CakePolicy, NeedleGuardProtectsTheTopTokenBlockWithinItsReserve) {
+  CakePolicyOptions o;
+  o.needle_reserve = 0.5;
+  CakePolicy p(o);
+  p.SetTierCapacity(Tier::kDevice, 4 * kBytes);
+  p.RegisterNamespace(kNs, 1, kBytes);
+  std::vector<uint64_t> hashes = {1, 2, 3, 4, 5, 6};
+  for (uint64_t h : hashes) p.OnInsert(Key(h), Tier::kDevice, kBytes, 0);
+  LayerSignal s = Signal(0, 1.0, hashes, {1, 0.1, 0.2, 0.3, 0.4, 1});
+  s.needle_blocks = {1};  // a single needle token diluted in block 1
+  p.ReportLayerSignal(kNs, s);
+  auto v = p.SelectVictims(Tier::kDevice, 2 * kBytes, AnyKey);
+  EXPECT_EQ(v, (std::vector<BlockKey>{Key(3), Key(4)}));
+}
+
+TEST(CakePolicy, BlocksClimbBackWhenTheirScoreRises) {
+  CakePolicy p;
+  p.SetTierCapacity(Tier::kDevice, 3 * kBytes);
+  p.SetTierCapacity(Tier::kHost, 10 * kBytes);
+  p.RegisterNamespace(kNs, 1, kBytes);
+  std::vector<uint64_t> hashes = {1, 2, 3, 4, 5};
+  for (uint64_t h : {1, 2, 3}) p.OnInsert(Key(h), Tier::kDevice, kBytes, 0);
+  for (uint64_t h : {4, 5}) p.OnInsert(Key(h), Tier::kHost, kBytes, 0);
+  p.ReportLayerSignal(kNs, Signal(0, 1.0, hashes, {1, 1, 1, 0.1, 5}));
+  // The device tier is full: nothing to promote.
+  EXPECT_TRUE(p.SelectPromotions(Tier::kDevice, 10 * kBytes).empty());
+  // A device block is demoted: the best host block climbs back.
+  p.OnMove(Key(2), Tier::kDevice, Tier::kHost, 1);
+  EXPECT_EQ(p.SelectPromotions(Tier::kDevice, 10 * kBytes), (std::vector<BlockKey>{Key(5)}));
+  EXPECT_TRUE(p.SelectPromotions(Tier::kDevice, kBytes / 2).empty());  // does not fit
+}
+
+TEST(CakePolicy, RemoveAndMoveKeepCountsConsistent) {
+  CakePolicy p;
+  p.RegisterNamespace(kNs, 2, kBytes);
+  p.OnInsert(Key(1, 0), Tier::kDevice, kBytes, 0);
+  p.OnInsert(Key(1, 1), Tier::kDevice, kBytes, 0);
+  p.OnMove(Key(1, 0), Tier::kDevice, Tier::kHost, 1);
+  p.OnMove(Key(1, 0), Tier::kHost, Tier::kSsd, 2);
+  EXPECT_EQ(p.Size(Tier::kDevice), 1u);
+  EXPECT_EQ(p.Size(Tier::kSsd), 1u);
+  EXPECT_TRUE(p.Admit(Key(1, 0), Tier::kHost));
+  p.OnRemove(Key(1, 0), Tier::kSsd);
+  p.OnRemove(Key(1, 0), Tier::kSsd);  // unknown: ignored
+  EXPECT_EQ(p.Size(Tier::kSsd), 0u);
+  EXPECT_EQ(p.Score(Key(1, 0)), -1.0);
+  EXPECT_EQ(p.SelectVictims(Tier::kSsd, kBytes, AnyKey), std::vector<BlockKey>{});
+}
+
+TEST(CakePolicy, OptionsValidate) {
+  EXPECT_TRUE(CakePolicyOptions{}.Validate().ok());
+  CakePolicyOptions o;
+  o.score_ema = 0;
+  EXPECT_EQ(o.Validate().code(), StatusCode::kInvalidArgument);
+  o = {};
+  o.needle_reserve = 1.5;
+  EXPECT_EQ(o.Validate().code(), StatusCode::kInvalidArgument);
+  o = {};
+  o.score_weight = -1;
+  EXPECT_EQ(o.Validate().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(PolicyFactory, MakesEveryNamedPolicy) {
+  for (const char* name : {"lru", "cake", "cake_uniform", "adaptive"}) {
+    auto p = MakePolicy(name);
+    ASSERT_TRUE(p.ok()) << name;
+    EXPECT_EQ((*p)->name(), name);
+  }
+  EXPECT_EQ(MakePolicy("fifo").status().code(), StatusCode::kInvalidArgument);
+  PolicyOptions bad;
+  bad.cake.preference_ema = 2;
+  EXPECT_EQ(MakePolicy("cake", bad).status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kvcake::policy
