@@ -282,7 +282,8 @@ TEST_F(AdminServerTest, ConfigGetAndSet) {
   EXPECT_EQ(Do("POST", "/v1/config", R"({"policy.gamma": [1]})").status, 400);
   EXPECT_EQ(Do("POST", "/v1/config", R"({})").status, 400);
   EXPECT_EQ(Do("POST", "/v1/config", "not json").status, 400);
-  for (const auto& e : Json(Do("GET", "/v1/config"))["config"]) {
+  json final_config = Json(Do("GET", "/v1/config"));
+  for (const auto& e : final_config["config"]) {
     if (e["name"] == "policy.gamma") {
       EXPECT_EQ(e["value"], "150");
     }
