@@ -8,6 +8,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -127,6 +128,8 @@ Result<std::unique_ptr<SsdTier>> SsdTier::Open(const Options& options) {
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(opts)},
       {kMetaCf, meta_opts}};
+  std::error_code ec;
+  std::filesystem::create_directories(options.path, ec);  // RocksDB creates only the leaf
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::Status s =
       rocksdb::DB::Open(rocksdb::DBOptions(opts), options.path, cfs, &handles, &t->db_);

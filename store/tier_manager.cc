@@ -734,7 +734,7 @@ Result<uint64_t> TierManager::Impl::Get(const BlockKey& key, void* dst, uint64_t
   const uint64_t tick = NextTick();
   Tier tier;
   int32_t slot;
-  uint64_t size, gen;
+  uint64_t size;
   {
     std::lock_guard<std::mutex> lk(mu_);
     const NamespaceEntry* ns = nullptr;
@@ -759,13 +759,12 @@ Result<uint64_t> TierManager::Impl::Get(const BlockKey& key, void* dst, uint64_t
                              " bytes does not fit in " + std::to_string(dst_size));
     }
     if (rec->slot >= 0) {
-      // In-process pin without a lease: slot reference + record pin.
+      // In-process pin without a lease: a slot reference keeps the bytes
+      // alive even if the block is demoted or deleted during the copy.
       tier = rec->tier;
       slot = rec->slot;
       size = rec->size;
-      gen = rec->generation;
       Pool(tier)->Ref(slot);
-      ++rec->pins;
       rec->last_access_tick = tick;
       ++stats_.tiers[Idx(tier)].hits;
       policy_->OnAccess(key, tier, tick);
@@ -786,10 +785,10 @@ Result<uint64_t> TierManager::Impl::Get(const BlockKey& key, void* dst, uint64_t
     return ReadSsdDirect(key, dst, dst_size);
   }
   Status cs = CopyFromSlot(tier, slot, dst, size);
-  std::lock_guard<std::mutex> lk(mu_);
-  BlockRecord* rec = index_.Find(key);
-  if (rec != nullptr && rec->generation == gen && rec->pins > 0) --rec->pins;
-  UnrefSlotLocked(tier, slot);
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    UnrefSlotLocked(tier, slot);
+  }
   if (!cs.ok()) return cs;
   return size;
 }
