@@ -110,7 +110,8 @@ void Daemon::Shutdown() {
       Status s = store_->Drain();
       if (!s.ok()) KVCAKE_LOG(WARNING) << "drain to SSD on exit: " << s.ToString();
     }
-    store_->Flush();
+    Status s = store_->Flush();
+    if (!s.ok()) KVCAKE_LOG(WARNING) << "flush on exit: " << s.ToString();
   }
   server_.reset();
   KVCAKE_LOG(INFO) << "kvcaked stopped";

@@ -116,7 +116,11 @@ Status DaemonRpcHandler::AcceptPayload(transport::ServerCall& call,
     return put.status();
   }
   state->put = std::move(put).value();
-  target->insert(target->end(), state->put->targets.begin(), state->put->targets.end());
+  if (state->put->staging) {
+    target->push_back(transport::MutableBuffer{state->put->staging.get(), call.payload_size()});
+  } else {
+    target->insert(target->end(), state->put->targets.begin(), state->put->targets.end());
+  }
   call.set_user_data(state);
   return Status::Ok();
 }

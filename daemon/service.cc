@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <new>
 
 #include "common/block_hash.h"
 #include "common/logging.h"
@@ -297,6 +298,7 @@ Result<std::unique_ptr<Service::PutState>> Service::BeginPut(std::string_view he
   }
   auto state = std::make_unique<PutState>();
   state->ns_id = req.ns_id;
+  state->value_bytes = size;
   state->codes.resize(req.keys.size());
   state->reservations.resize(req.keys.size());
   state->targets.resize(req.keys.size());
@@ -317,6 +319,14 @@ Result<std::unique_ptr<Service::PutState>> Service::BeginPut(std::string_view he
       state->targets[i] = transport::MutableBuffer{state->scratch.get(), size};
     }
   }
+  if (req.keys.size() > 1) {
+    state->staging.reset(new (std::nothrow) char[payload_size]);
+    if (!state->staging) {
+      AbortPut(*state);
+      return fail(ResourceExhaustedError("no memory to stage a put of " +
+                                         std::to_string(payload_size) + " bytes"));
+    }
+  }
   return state;
 }
 
@@ -334,6 +344,10 @@ Result<std::string> Service::FinishPut(PutState& state, const Status& payload_st
   resp.codes = state.codes;
   for (size_t i = 0; i < state.codes.size(); ++i) {
     if (state.codes[i] != 0) continue;
+    if (state.staging) {
+      std::memcpy(state.targets[i].data, state.staging.get() + i * state.value_bytes,
+                  state.value_bytes);
+    }
     Status s = store_->Commit(state.reservations[i]);
     if (s.ok()) puts_.fetch_add(1, std::memory_order_relaxed);
     resp.codes[i] = CodeOf(s);
@@ -443,6 +457,7 @@ Result<std::string> Service::PutReserve(std::string_view header) {
   }
   std::lock_guard<std::mutex> lock(mu_);
   resp.lease_id = next_lease_id_++;
+  resp.lease_us = options_.lease_ms * 1000;
   leases_.emplace(resp.lease_id, std::move(lease));
   return transport::Encode(resp);
 }
@@ -521,6 +536,7 @@ Result<std::string> Service::GetPin(std::string_view header) {
   }
   std::lock_guard<std::mutex> lock(mu_);
   resp.lease_id = next_lease_id_++;
+  resp.lease_us = options_.lease_ms * 1000;
   leases_.emplace(resp.lease_id, std::move(lease));
   return transport::Encode(resp);
 }

@@ -82,6 +82,12 @@ class Service {
     std::vector<store::Reservation> reservations;   // per key (valid where codes[i] == 0)
     std::vector<transport::MutableBuffer> targets;  // where the payload lands, in key order
     std::unique_ptr<char[]> scratch;                // sink for keys that could not be reserved
+    // Multi-value payloads land in one contiguous staging buffer and are
+    // copied into the slots at FinishPut (UCX 1.13 cannot receive a
+    // rendezvous payload into several buffers safely); a single value lands
+    // straight in its slot.
+    std::unique_ptr<char[]> staging;
+    uint64_t value_bytes = 0;
     bool finished = false;
   };
   // Decodes and checks a put, reserves one slot per key and fills

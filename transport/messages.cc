@@ -398,13 +398,15 @@ Status Decode(std::string_view bytes, EmptyResponse*) {
 std::string Encode(const SlotsResponse& m) {
   Writer w;
   w.U64(m.lease_id);
+  w.U64(m.lease_us);
   w.Codes(m.codes);
   w.U64s(m.offsets);
   return w.Take();
 }
 Status Decode(std::string_view bytes, SlotsResponse* out) {
   Reader r(bytes, "SlotsResponse");
-  r.U64("lease_id", &out->lease_id) && r.Codes("codes", kMaxBatchBlocks, &out->codes) &&
+  r.U64("lease_id", &out->lease_id) && r.U64("lease_us", &out->lease_us) &&
+      r.Codes("codes", kMaxBatchBlocks, &out->codes) &&
       r.U64s("offsets", 0, kMaxBatchBlocks, &out->offsets) &&
       (out->offsets.size() == out->codes.size() || r.Fail("offsets", "length differs from codes"));
   return r.Finish();

@@ -157,6 +157,7 @@ struct DeleteResponse {
 using PutReserveRequest = PutRequest;  // no data
 struct SlotsResponse {
   uint64_t lease_id = 0;
+  uint64_t lease_us = 0;          // lease length: the slots stay valid this long after the request
   std::vector<KeyCode> codes;     // per key: OK or the reason
   std::vector<uint64_t> offsets;  // per key: offset in the host segment (valid if OK)
   friend bool operator==(const SlotsResponse&, const SlotsResponse&) = default;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -56,7 +57,8 @@ class MappedSegment {
       return FailedPreconditionError("host segment " + path +
                                      " is not the daemon's (inode/size differ)");
     }
-    void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    // MAP_POPULATE: fault the mapping in now, not on the first copy of each page.
+    void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     int err = errno;
     ::close(fd);
     if (base == MAP_FAILED) return ErrnoToStatus(err, "mmap host segment");
@@ -77,23 +79,6 @@ class MappedSegment {
   char* base_;
   uint64_t size_;
 };
-
-// Moves found values to their own buffers after a UCX get: the reply payload
-// fills the buffers in order with only the found values.
-void ScatterFound(std::span<const GetBlock> blocks, const std::vector<transport::KeyCode>& codes,
-                  uint64_t size) {
-  size_t found = 0;
-  for (auto c : codes) found += (c == 0);
-  if (found == codes.size()) return;
-  // Value j (j-th found) sits in buffer j and belongs in buffer idx_j >= j;
-  // moving from the last found value down never overwrites an unmoved one.
-  size_t j = found;
-  for (size_t i = codes.size(); i-- > 0;) {
-    if (codes[i] != 0) continue;
-    --j;
-    if (j != i) std::memcpy(blocks[i].data, blocks[j].data, size);
-  }
-}
 
 class ClientImpl;
 
@@ -244,6 +229,25 @@ class ClientImpl final : public Client {
         if (first.ok()) first = s;
         codes.assign(part.size(), s);
       }
+      // ABORTED: another writer holds the key's reservation (e.g. two
+      // engines saving the same prefix). Retry those keys a few times: the
+      // other writer usually commits, and the retry then sees ALREADY_EXISTS.
+      for (int attempt = 1; s.ok() && attempt <= 5; ++attempt) {
+        std::vector<PutBlock> retry;
+        std::vector<size_t> where;
+        for (size_t i = 0; i < part.size(); ++i) {
+          if (codes[i].code() == StatusCode::kAborted) {
+            retry.push_back(part[i]);
+            where.push_back(i);
+          }
+        }
+        if (retry.empty()) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2 * attempt));
+        std::vector<Status> again;
+        Status rs = segment_ ? PutMapped(retry, &again) : PutUcx(retry, &again);
+        if (!rs.ok()) break;
+        for (size_t k = 0; k < where.size(); ++k) codes[where[k]] = again[k];
+      }
       for (size_t i = 0; i < part.size(); ++i) {
         if (per_value) (*per_value)[pos + i] = codes[i];
         if (!codes[i].ok() && first.ok()) first = codes[i];
@@ -290,27 +294,12 @@ class ClientImpl final : public Client {
       });
       return std::unique_ptr<PendingGet>(std::move(pending));
     }
-    const uint64_t size = geometry_.layer_block_bytes;
     for (size_t gi = 0; gi < groups.size(); ++gi) {
-      auto keys = std::make_shared<std::vector<GetBlock>>(std::move(groups[gi]));
-      transport::GetRequest req{ns_id_, fingerprint_, {}};
-      auto bufs = std::make_shared<std::vector<transport::MutableBuffer>>();
-      for (const GetBlock& b : *keys) {
-        req.keys.push_back(BlockRef{b.hash, b.layer});
-        bufs->push_back(transport::MutableBuffer{b.data, size});
-      }
-      std::string meta = transport::Encode(req);
-      transport::CallRequest call;
-      call.opcode = static_cast<uint16_t>(RpcOp::kGet);
-      call.meta = AsBytes(meta);
-      call.reply_buffers = *bufs;
-      call.timeout = options_.timeout;
       std::shared_ptr<GroupState> state = pending->groups_[gi];
-      rpc_->CallAsync(call, [state, keys, bufs, size](transport::RpcReply&& reply) {
-        std::vector<bool> found;
-        Status s = FinishGet(reply, *keys, size, &found);
-        Complete(*state, s, std::move(found));
-      });
+      StartGetUcx(std::make_shared<std::vector<GetBlock>>(std::move(groups[gi])),
+                  [state](Status s, std::vector<bool> found) {
+                    Complete(*state, std::move(s), std::move(found));
+                  });
     }
     return std::unique_ptr<PendingGet>(std::move(pending));
   }
@@ -397,40 +386,168 @@ class ClientImpl final : public Client {
     return std::move(reply.meta);
   }
 
-  static Status FinishGet(transport::RpcReply& reply, std::span<const GetBlock> blocks,
-                          uint64_t size, std::vector<bool>* found) {
-    if (!reply.status.ok()) return reply.status.WithContext("kvcake GET");
-    transport::KeyCodesResponse resp;
-    RETURN_IF_ERROR(transport::Decode(AsView(reply.meta), &resp));
-    if (resp.codes.size() != blocks.size()) return InternalError("GET: wrong number of codes");
-    size_t hits = 0;
-    for (auto c : resp.codes) hits += (c == 0);
-    if (reply.payload_size != hits * size) {
-      return InternalError("GET: payload of " + std::to_string(reply.payload_size) + " bytes for " +
-                           std::to_string(hits) + " values");
+  // Values of at least this size travel one per request (several requests
+  // in flight), straight from/into the caller's buffer; smaller ones are
+  // grouped up to this many bytes per request.
+  static constexpr uint64_t kSingleValueBytes = 64 * 1024;
+
+  std::vector<std::pair<size_t, size_t>> Chunks(size_t n) const {
+    const uint64_t size = geometry_.layer_block_bytes;
+    size_t per =
+        size >= kSingleValueBytes ? 1 : static_cast<size_t>((kSingleValueBytes - 1) / size);
+    per = std::max<size_t>(1, per);
+    std::vector<std::pair<size_t, size_t>> out;
+    for (size_t b = 0; b < n; b += per) out.emplace_back(b, std::min(n, b + per));
+    return out;
+  }
+
+  // State shared by the sub-requests of one multi-request operation.
+  struct MultiOp {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t remaining = 0;
+    Status first;
+    std::vector<bool> found;                              // gets
+    std::vector<transport::KeyCode> codes;                // puts
+    std::function<void(Status, std::vector<bool>)> done;  // gets (async)
+    bool finished = false;
+    void Fail(const Status& s) {
+      if (first.ok()) first = s;
     }
-    ScatterFound(blocks, resp.codes, size);
-    found->resize(blocks.size());
-    for (size_t i = 0; i < blocks.size(); ++i) (*found)[i] = resp.codes[i] == 0;
-    return Status::Ok();
+  };
+  struct SubRequest {
+    std::string meta;
+    std::vector<transport::ConstBuffer> payload;
+    std::vector<transport::MutableBuffer> reply;
+    std::unique_ptr<char[]> staging;
+  };
+
+  // Finishes one sub-request of a get covering blocks [b, e).
+  static void FinishSubGet(MultiOp& op, const std::vector<GetBlock>& blocks, size_t b, size_t e,
+                           SubRequest& sub, uint64_t size, transport::RpcReply& reply) {
+    Status s;
+    transport::KeyCodesResponse resp;
+    if (!reply.status.ok()) {
+      s = reply.status.WithContext("kvcake GET");
+    } else {
+      s = transport::Decode(AsView(reply.meta), &resp);
+      if (s.ok() && resp.codes.size() != e - b) s = InternalError("GET: wrong number of codes");
+    }
+    size_t hits = 0;
+    if (s.ok()) {
+      for (auto c : resp.codes) hits += (c == 0);
+      if (reply.payload_size != hits * size) {
+        s = InternalError("GET: payload of " + std::to_string(reply.payload_size) + " bytes for " +
+                          std::to_string(hits) + " values");
+      }
+    }
+    std::lock_guard<std::mutex> lock(op.mu);
+    if (!s.ok()) {
+      op.Fail(s);
+    } else {
+      size_t k = 0;
+      for (size_t i = b; i < e; ++i) {
+        if (resp.codes[i - b] != 0) continue;
+        if (sub.staging) std::memcpy(blocks[i].data, sub.staging.get() + k * size, size);
+        ++k;
+        op.found[i] = true;
+      }
+    }
+  }
+
+  // Starts a UCX get of `blocks`; `done` runs once (on an I/O thread) when
+  // every sub-request has finished.
+  void StartGetUcx(std::shared_ptr<std::vector<GetBlock>> blocks,
+                   std::function<void(Status, std::vector<bool>)> done) {
+    const uint64_t size = geometry_.layer_block_bytes;
+    auto op = std::make_shared<MultiOp>();
+    op->found.assign(blocks->size(), false);
+    op->done = std::move(done);
+    auto chunks = Chunks(blocks->size());
+    op->remaining = chunks.size();
+    if (chunks.empty()) {
+      op->done(Status::Ok(), {});
+      return;
+    }
+    for (auto [b, e] : chunks) {
+      auto sub = std::make_shared<SubRequest>();
+      transport::GetRequest req{ns_id_, fingerprint_, {}};
+      for (size_t i = b; i < e; ++i)
+        req.keys.push_back(BlockRef{(*blocks)[i].hash, (*blocks)[i].layer});
+      sub->meta = transport::Encode(req);
+      if (e - b == 1) {
+        sub->reply.push_back(transport::MutableBuffer{(*blocks)[b].data, size});
+      } else {
+        sub->staging = std::make_unique<char[]>((e - b) * size);
+        sub->reply.push_back(transport::MutableBuffer{sub->staging.get(), (e - b) * size});
+      }
+      transport::CallRequest call;
+      call.opcode = static_cast<uint16_t>(RpcOp::kGet);
+      call.meta = AsBytes(sub->meta);
+      call.reply_buffers = sub->reply;
+      call.timeout = options_.timeout;
+      rpc_->CallAsync(call, [op, blocks, sub, b = b, e = e, size](transport::RpcReply&& reply) {
+        FinishSubGet(*op, *blocks, b, e, *sub, size, reply);
+        bool last;
+        {
+          std::lock_guard<std::mutex> lock(op->mu);
+          last = --op->remaining == 0;
+        }
+        if (last) op->done(op->first, op->first.ok() ? op->found : std::vector<bool>());
+      });
+    }
   }
 
   Status PutUcx(std::span<const PutBlock> blocks, std::vector<Status>* codes) {
     const uint64_t size = geometry_.layer_block_bytes;
-    transport::PutRequest req{ns_id_, fingerprint_, {}};
-    std::vector<transport::ConstBuffer> payload;
     for (const PutBlock& b : blocks) {
       if (!b.data) return InvalidArgumentError("null buffer");
-      req.keys.push_back(BlockRef{b.hash, b.layer});
-      payload.push_back(transport::ConstBuffer{b.data, size});
     }
-    ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
-                     Call(RpcOp::kPut, transport::Encode(req), payload, {}, nullptr));
-    transport::KeyCodesResponse resp;
-    RETURN_IF_ERROR(transport::Decode(AsView(meta), &resp));
-    if (resp.codes.size() != blocks.size()) return InternalError("PUT: wrong number of codes");
+    auto op = std::make_shared<MultiOp>();
+    op->codes.assign(blocks.size(), static_cast<transport::KeyCode>(StatusCode::kUnknown));
+    auto chunks = Chunks(blocks.size());
+    op->remaining = chunks.size();
+    for (auto [b, e] : chunks) {
+      auto sub = std::make_shared<SubRequest>();
+      transport::PutRequest req{ns_id_, fingerprint_, {}};
+      for (size_t i = b; i < e; ++i) {
+        req.keys.push_back(BlockRef{blocks[i].hash, blocks[i].layer});
+        sub->payload.push_back(transport::ConstBuffer{blocks[i].data, size});
+      }
+      sub->meta = transport::Encode(req);
+      transport::CallRequest call;
+      call.opcode = static_cast<uint16_t>(RpcOp::kPut);
+      call.meta = AsBytes(sub->meta);
+      call.payload = sub->payload;
+      call.timeout = options_.timeout;
+      rpc_->CallAsync(call, [op, sub, b = b, e = e](transport::RpcReply&& reply) {
+        std::lock_guard<std::mutex> lock(op->mu);
+        transport::KeyCodesResponse resp;
+        Status s = reply.status.ok() ? transport::Decode(AsView(reply.meta), &resp)
+                                     : reply.status.WithContext("kvcake PUT");
+        if (s.ok() && resp.codes.size() != e - b) s = InternalError("PUT: wrong number of codes");
+        if (!s.ok()) {
+          op->Fail(s);
+        } else {
+          std::copy(resp.codes.begin(), resp.codes.end(), op->codes.begin() + b);
+        }
+        if (--op->remaining == 0) {
+          op->finished = true;
+          op->cv.notify_all();
+        }
+      });
+    }
+    {
+      std::unique_lock<std::mutex> lock(op->mu);
+      // Every call has its own deadline, so this wait ends; the bound is a safety net.
+      if (!op->cv.wait_for(lock, options_.timeout + std::chrono::seconds(10),
+                           [&] { return op->finished; })) {
+        return DeadlineExceededError("kvcake PUT: no reply");
+      }
+      RETURN_IF_ERROR(op->first);
+    }
     codes->clear();
-    for (auto c : resp.codes) {
+    for (auto c : op->codes) {
       codes->push_back(c == static_cast<uint8_t>(StatusCode::kAlreadyExists)
                            ? Status::Ok()
                            : KeyStatus(c, "put refused by the daemon"));
@@ -490,22 +607,33 @@ class ClientImpl final : public Client {
   }
 
   Status GetUcx(std::span<const GetBlock> blocks, std::vector<bool>* found) {
-    const uint64_t size = geometry_.layer_block_bytes;
-    transport::GetRequest req{ns_id_, fingerprint_, {}};
-    std::vector<transport::MutableBuffer> bufs;
     for (const GetBlock& b : blocks) {
       if (!b.data) return InvalidArgumentError("null buffer");
-      req.keys.push_back(BlockRef{b.hash, b.layer});
-      bufs.push_back(transport::MutableBuffer{b.data, size});
     }
-    std::string meta = transport::Encode(req);
-    transport::CallRequest call;
-    call.opcode = static_cast<uint16_t>(RpcOp::kGet);
-    call.meta = AsBytes(meta);
-    call.reply_buffers = bufs;
-    call.timeout = options_.timeout;
-    transport::RpcReply reply = rpc_->Call(call);
-    return FinishGet(reply, blocks, size, found);
+    struct Wait {
+      std::mutex mu;
+      std::condition_variable cv;
+      bool done = false;
+      Status status;
+      std::vector<bool> found;
+    };
+    auto w = std::make_shared<Wait>();
+    StartGetUcx(std::make_shared<std::vector<GetBlock>>(blocks.begin(), blocks.end()),
+                [w](Status s, std::vector<bool> f) {
+                  std::lock_guard<std::mutex> lock(w->mu);
+                  w->status = std::move(s);
+                  w->found = std::move(f);
+                  w->done = true;
+                  w->cv.notify_all();
+                });
+    std::unique_lock<std::mutex> lock(w->mu);
+    if (!w->cv.wait_for(lock, options_.timeout + std::chrono::seconds(10),
+                        [&] { return w->done; })) {
+      return DeadlineExceededError("kvcake GET: no reply");
+    }
+    RETURN_IF_ERROR(w->status);
+    *found = std::move(w->found);
+    return Status::Ok();
   }
 
   Status GetMapped(std::span<const GetBlock> blocks, std::vector<bool>* found) {
@@ -515,6 +643,7 @@ class ClientImpl final : public Client {
       if (!b.data) return InvalidArgumentError("null buffer");
       req.keys.push_back(BlockRef{b.hash, b.layer});
     }
+    const auto t0 = std::chrono::steady_clock::now();
     ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
                      Call(RpcOp::kGetPin, transport::Encode(req), {}, {}, nullptr));
     transport::SlotsResponse slots;
@@ -528,10 +657,28 @@ class ClientImpl final : public Client {
       std::memcpy(blocks[i].data, src, size);
       (*found)[i] = true;
     }
-    // The release confirms the pins were still valid while we copied; if a
-    // lease expired meanwhile the bytes may be stale: report misses instead.
+    // The pins were valid while we copied if the copy finished well inside
+    // the lease (measured from before the request): release without waiting.
+    // Otherwise the release confirms it; if the lease had expired the bytes
+    // may be stale and are reported as misses.
     transport::ReleaseRequest rel{slots.lease_id};
-    Result<std::vector<uint8_t>> r = Call(RpcOp::kRelease, transport::Encode(rel), {}, {}, nullptr);
+    std::string rel_meta = transport::Encode(rel);
+    auto elapsed_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    if (static_cast<uint64_t>(elapsed_us) < slots.lease_us / 2) {
+      transport::CallRequest call;
+      call.opcode = static_cast<uint16_t>(RpcOp::kRelease);
+      call.meta = AsBytes(rel_meta);
+      call.timeout = options_.timeout;
+      rpc_->CallAsync(call, [](transport::RpcReply&& reply) {
+        if (!reply.status.ok()) {
+          KVCAKE_LOG(DEBUG) << "kvcake client: release failed: " << reply.status.ToString();
+        }
+      });
+      return Status::Ok();
+    }
+    Result<std::vector<uint8_t>> r = Call(RpcOp::kRelease, rel_meta, {}, {}, nullptr);
     if (!r.ok()) {
       if (r.status().code() == StatusCode::kAborted) {
         found->assign(blocks.size(), false);
