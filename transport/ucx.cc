@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -64,6 +65,17 @@ bool TlsHasSharedMemory(const std::string& tls) {
   return false;
 }
 
+constexpr size_t kMaxMmSegmentBytes = 32 * 1024;
+
+bool TlsHasTcp(const std::string& tls) {
+  std::stringstream ss(tls);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) {
+    if (tok == "tcp" || tok == "all") return true;
+  }
+  return false;
+}
+
 struct ConfigDeleter {
   void operator()(ucp_config_t* c) const { ucp_config_release(c); }
 };
@@ -87,11 +99,19 @@ Result<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions& options
     RETURN_IF_ERROR(modify("RNDV_THRESH", std::to_string(options.rndv_threshold)));
   }
   if (options.am_segment_bytes > 0) {
+    // Cached keys apply to the transports' own configs; set only the ones a
+    // transport in `tls` uses (UCX warns about unused keys).
     const std::string seg = std::to_string(options.am_segment_bytes);
-    RETURN_IF_ERROR(modify("TCP_TX_SEG_SIZE", seg));
-    if (options.am_segment_bytes > 64 * 1024) RETURN_IF_ERROR(modify("TCP_RX_SEG_SIZE", seg));
-    RETURN_IF_ERROR(modify("POSIX_SEG_SIZE", seg));
-    RETURN_IF_ERROR(modify("SYSV_SEG_SIZE", seg));
+    if (TlsHasTcp(tls)) {
+      RETURN_IF_ERROR(modify("TX_SEG_SIZE", seg));
+      if (options.am_segment_bytes > 64 * 1024) RETURN_IF_ERROR(modify("RX_SEG_SIZE", seg));
+    }
+    if (TlsHasSharedMemory(tls)) {
+      // The mm FIFO element stores lengths in 16 bits: 64 KiB segments break
+      // rendezvous fragments in UCX 1.13 (assertion in ucp_rndv_data_handler).
+      const size_t mm = std::min<size_t>(options.am_segment_bytes, kMaxMmSegmentBytes);
+      RETURN_IF_ERROR(modify("MM_SEG_SIZE", std::to_string(mm)));
+    }
   }
   for (const auto& [name, value] : options.extra_config) RETURN_IF_ERROR(modify(name, value));
 

@@ -203,7 +203,7 @@ TEST_P(RpcTest, ConnectReportsTransport) {
   }
   EXPECT_NE(c->server_info().find("wire=1"), std::string::npos) << c->server_info();
   EXPECT_TRUE(c->Ping(5s).ok());
-  EXPECT_GT(c->max_meta_bytes(), 8000u);
+  EXPECT_GT(c->max_meta_bytes(), 30000u);  // am_segment_bytes applied (shm: 32 KiB cap)
   auto conns = server_->Connections();
   ASSERT_EQ(conns.size(), 1u);
   EXPECT_NE(conns[0].transport.find("am:"), std::string::npos);
