@@ -240,6 +240,9 @@ class TierManager::Impl {
   // Prepares a committed memory-tier record for a move: state demoting, mover ref.
   MoveItem StartMoveLocked(const BlockKey& key, BlockRecord* rec, ForcedRequest* req);
   void ProcessForcedLocked(std::unique_lock<std::mutex>& lk);
+  // Carries out Policy::SelectPromotions while a tier is below its low
+  // watermark: SSD -> host (verified read) and host -> device.
+  void PromoteLocked(std::unique_lock<std::mutex>& lk);
   static void FailRequest(ForcedRequest* req, const Status& s) {
     if (req != nullptr && req->status.ok() && !s.ok()) req->status = s;
   }
@@ -1263,6 +1266,80 @@ void TierManager::Impl::ProcessForcedLocked(std::unique_lock<std::mutex>& lk) {
   }
 }
 
+void TierManager::Impl::PromoteLocked(std::unique_lock<std::mutex>& lk) {
+  struct Promo {
+    BlockKey key;
+    int32_t from_slot;  // host slot (host -> device); -1 for SSD
+    int32_t to_slot;
+    uint64_t generation;
+    uint64_t checksum;
+    uint64_t size;
+    Status status;
+  };
+  for (Tier to : {Tier::kHost, Tier::kDevice}) {
+    SlotPool* pool = Pool(to);
+    if (pool == nullptr || (to == Tier::kHost && !ssd_)) continue;
+    const uint64_t low = static_cast<uint64_t>(opts_.low_watermark * pool->usable());
+    if (pool->used() >= low) continue;
+    const uint64_t room = std::min<uint64_t>(low - pool->used(), opts_.mover_batch_blocks);
+    std::vector<BlockKey> keys = policy_->SelectPromotions(to, room * opts_.slot_bytes);
+    const Tier from = to == Tier::kHost ? Tier::kSsd : Tier::kHost;
+    std::vector<Promo> work;
+    for (const BlockKey& k : keys) {
+      if (work.size() >= room) break;
+      BlockRecord* rec = index_.Find(k);
+      if (rec == nullptr || rec->state != BlockState::kCommitted || rec->tier != from ||
+          rec->pins > 0 || rec->admin_pinned) {
+        continue;
+      }
+      int32_t slot = pool->Allocate();
+      if (slot < 0) break;
+      rec->state = BlockState::kPromoting;
+      if (from == Tier::kHost) Pool(from)->Ref(rec->slot);  // the mover's reference
+      work.push_back({k, from == Tier::kHost ? rec->slot : -1, slot, rec->generation, rec->checksum,
+                      rec->size, Status::Ok()});
+    }
+    if (work.empty()) continue;
+    lk.unlock();
+    for (Promo& w : work) {
+      if (to == Tier::kHost) {
+        Result<SsdHeader> h = ssd_->Read(w.key, host_->SlotPtr(w.to_slot), opts_.slot_bytes);
+        if (h.ok() && h->checksum != w.checksum) {
+          h = DataLossError("promotion of " + w.key.ToString() + ": SSD copy does not match");
+        }
+        w.status = h.status();
+      } else {
+        w.status = device_->CopyIn(w.to_slot, host_->SlotPtr(w.from_slot), w.size);
+      }
+    }
+    lk.lock();
+    const uint64_t tick = tick_.load(std::memory_order_relaxed);
+    for (Promo& w : work) {
+      BlockRecord* rec = index_.Find(w.key);
+      const bool same =
+          rec != nullptr && rec->generation == w.generation && rec->state == BlockState::kPromoting;
+      if (same) rec->state = BlockState::kCommitted;
+      if (!w.status.ok() || !same) {
+        UnrefSlotLocked(to, w.to_slot);
+        if (!w.status.ok() && to == Tier::kHost)
+          OnSsdReadErrorLocked(w.key, w.generation, w.status);
+      } else {
+        if (from == Tier::kHost) {
+          RemoveFromTierLocked(Tier::kHost, rec->size);
+          UnrefSlotLocked(Tier::kHost, rec->slot);  // the index's host reference
+        }
+        rec->tier = to;
+        rec->slot = w.to_slot;
+        AddToTierLocked(to, rec->size);
+        ++stats_.moves[Idx(from)][Idx(to)];
+        stats_.bytes_moved[Idx(from)][Idx(to)] += rec->size;
+        policy_->OnMove(w.key, from, to, tick);
+      }
+      if (w.from_slot >= 0) UnrefSlotLocked(Tier::kHost, w.from_slot);  // the mover's
+    }
+  }
+}
+
 bool TierManager::Impl::MoverPassLocked(std::unique_lock<std::mutex>& lk) {
   bool again = false;
   SweepLocked(Now());
@@ -1357,6 +1434,7 @@ bool TierManager::Impl::MoverPassLocked(std::unique_lock<std::mutex>& lk) {
       if (!WriteToSsdLocked(items, lk).ok()) again = false;
     }
   }
+  if (!again && !stop_) PromoteLocked(lk);
   if (!ssd_deletes_.empty() && ssd_ && !ssd_error_) {
     std::vector<MoveItem> none;
     WriteToSsdLocked(none, lk).IgnoreError();  // retried next pass

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include "policy/lru_policy.h"
@@ -515,6 +517,14 @@ TEST(TierManagerTest, NoSsdTierDropsOnOverflow) {
 class RecordingPolicy final : public policy::Policy {
  public:
   explicit RecordingPolicy(std::vector<uint32_t>* layers) : layers_(layers) {}
+  // Keys SelectPromotions returns for each tier (thread-safe: guarded by the
+  // TierManager's lock on its side, by `mu` on the test's side).
+  std::mutex mu;
+  std::map<Tier, std::vector<BlockKey>> promote;
+  std::vector<BlockKey> SelectPromotions(Tier t, uint64_t bytes) override {
+    std::lock_guard<std::mutex> lk(mu);
+    return promote[t];
+  }
   std::string_view name() const override { return "recording"; }
   void SetTierCapacity(Tier t, uint64_t b) override { lru_.SetTierCapacity(t, b); }
   void OnInsert(const BlockKey& k, Tier t, uint64_t b, uint64_t tick) override {
@@ -550,6 +560,42 @@ TEST(TierManagerTest, ReportLayerSignalReachesPolicy) {
   tm->ReportLayerSignal(42, sig);
   EXPECT_EQ(tm->policy_name(), "recording");
   EXPECT_EQ(layers, std::vector<uint32_t>{3});
+}
+
+TEST(TierManagerTest, MoverCarriesOutPolicyPromotions) {
+  TempDir dir;
+  std::vector<uint32_t> layers;
+  auto policy = std::make_unique<RecordingPolicy>(&layers);
+  RecordingPolicy* pol = policy.get();
+  auto tm = OpenOrDie(SmallOptions(dir, 8, 4), std::move(policy));
+  ASSERT_TRUE(tm);
+  for (uint64_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE(tm->Put(K(i), Payload(K(i), 5000).data(), 5000).ok());
+    ASSERT_TRUE(tm->Evict(K(i), Tier::kSsd).ok());
+  }
+  {
+    std::lock_guard<std::mutex> lk(pol->mu);
+    pol->promote[Tier::kHost] = {K(1), K(2)};
+  }
+  auto tier_of = [&](const BlockKey& k) {
+    for (const BlockInfo& b : tm->ListBlocks({})) {
+      if (b.key == k) return b.tier;
+    }
+    return Tier::kRemote;
+  };
+  ASSERT_TRUE(
+      WaitFor([&] { return tier_of(K(1)) == Tier::kHost && tier_of(K(2)) == Tier::kHost; }));
+  EXPECT_EQ(tier_of(K(0)), Tier::kSsd);
+  {
+    std::lock_guard<std::mutex> lk(pol->mu);
+    pol->promote[Tier::kHost].clear();
+    pol->promote[Tier::kDevice] = {K(2)};
+  }
+  ASSERT_TRUE(WaitFor([&] { return tier_of(K(2)) == Tier::kDevice; }));
+  StoreStats s = tm->GetStats();
+  EXPECT_EQ(s.moves[2][1], 2u);
+  EXPECT_EQ(s.moves[1][0], 1u);
+  for (uint64_t i = 0; i < 3; ++i) ExpectBlock(*tm, K(i), 5000);
 }
 
 }  // namespace
