@@ -49,6 +49,7 @@ CakePolicy::NsState& CakePolicy::Ns(uint64_t ns, uint32_t min_layers) {
   if (st.layers.size() < min_layers) {
     st.layers.resize(min_layers);
     st.preference.resize(min_layers, -1.0);
+    st.pinned.resize(min_layers);
     st.budgets_dirty = true;
   }
   return st;
@@ -209,7 +210,7 @@ std::vector<BlockKey> CakePolicy::SelectVictims(
     const size_t i = heap.top();
     heap.pop();
     Cursor& c = cursors[i];
-    while (c.it != c.end && !eligible(c.it->key)) ++c.it;
+    while (c.it != c.end && (!eligible(c.it->key) || IsPinned(c.it->key))) ++c.it;
     if (c.it == c.end) continue;
     victims.push_back(c.it->key);
     freed += entries_.at(c.it->key).bytes;
@@ -221,6 +222,13 @@ std::vector<BlockKey> CakePolicy::SelectVictims(
     }
   }
   return victims;
+}
+
+bool CakePolicy::IsPinned(const BlockKey& key) const {
+  const NsState* st = FindNs(key.ns);
+  if (st == nullptr || key.layer >= st->pinned.size()) return false;
+  const auto& p = st->pinned[key.layer];
+  return std::find(p.begin(), p.end(), key.hash) != p.end();
 }
 
 bool CakePolicy::Admit(const BlockKey& key, Tier to) {
@@ -297,8 +305,14 @@ void CakePolicy::ReportLayerSignal(uint64_t ns, const LayerSignal& signal) {
     if (signal.needle_blocks[j] < n) guarded[signal.needle_blocks[j]] = true;
   }
   const size_t window = std::min<size_t>(n, std::max<uint32_t>(signal.window_blocks, 1));
-  guarded[0] = true;
-  for (size_t i = n - window; i < n; ++i) guarded[i] = true;
+  std::vector<uint64_t>& pinned = st.pinned[signal.layer];
+  pinned.clear();
+  pinned.push_back(signal.block_hashes[0]);
+  for (size_t i = n - window; i < n; ++i) pinned.push_back(signal.block_hashes[i]);
+  if (options_.boost_pinned) {
+    guarded[0] = true;
+    for (size_t i = n - window; i < n; ++i) guarded[i] = true;
+  }
   const double a = options_.score_ema;
   for (size_t i = 0; i < n; ++i) {
     const BlockKey key{ns, signal.block_hashes[i], signal.layer};
@@ -307,7 +321,8 @@ void CakePolicy::ReportLayerSignal(uint64_t ns, const LayerSignal& signal) {
     Entry& e = it->second;
     double s = std::max(0.0, signal.block_scores[i]) / mean;
     if (guarded[i]) s = top;
-    const double rolled = a * s + (1 - a) * static_cast<double>(e.score);
+    const double old = static_cast<double>(e.score);
+    const double rolled = options_.accumulate_scores ? (1 - a) * old + s : a * s + (1 - a) * old;
     Dequeue(st, key, e, /*inflate=*/false);
     e.score = static_cast<float>(rolled);
     Enqueue(st, key, e);

@@ -18,11 +18,22 @@ struct CakePolicyOptions {
   // Priority of a block in its (namespace, layer, tier) queue is
   // GreedyDual's L + score_weight * s, with s its rolling normalised score
   // (1.0 = an average block of its prompt; blocks never scored count as 1.0).
-  // 0 turns the queue into plain LRU. >= 0.
+  // 0 turns the queue into plain LRU; any positive value orders the same
+  // (GreedyDual is scale-invariant), so it is an on/off switch. >= 0.
   double score_weight = 1.0;
-  // Weight of the newest report in a block's rolling score (the decode-time
-  // score window: s = a * s_new + (1 - a) * s_old). In (0, 1].
-  double score_ema = 0.5;
+  // Weight a of the newest report in a block's rolling score (the decode-time
+  // score window; see accumulate_scores). In (0, 1].
+  double score_ema = 0.2;
+  // true: rolling-window sum s = (1 - a) * s_old + s_new, so a block that
+  // keeps drawing attention turn after turn accumulates credit
+  // (GreedyDual-Size-Frequency style, up to s_new / a); false: rolling
+  // average s = a * s_new + (1 - a) * s_old.
+  bool accumulate_scores = true;
+  // Pinned blocks of the latest report of a layer (block 0, the tail block,
+  // the window blocks) are never victims until the layer's next report. With
+  // boost_pinned they also get the prompt's top score (they then outlive the
+  // pin); without, they keep their own score.
+  bool boost_pinned = false;
   // Weight of the newest report in a layer's rolling preference P_l. (0, 1].
   double preference_ema = 0.2;
   // Share of each layer's budget reserved for needle blocks (the block that
@@ -50,8 +61,9 @@ struct CakePolicyOptions {
 // rises). Within a layer, blocks are ordered by GreedyDual priority
 // L + w * s: recency through the inflation value L (raised to the priority
 // of each demoted block), importance through the normalised score s from
-// ReportLayerSignal. Pinned blocks of a report (block 0, the tail block and
-// the window blocks) and the needle-guard blocks get the prompt's top score.
+// ReportLayerSignal. Pinned blocks of a layer's latest report (block 0, the
+// tail block and the window blocks) are not victims until its next report;
+// needle-guard blocks get the prompt's top score.
 // A namespace that never reported statistics behaves as LRU with second-hit
 // SSD admission.
 //
@@ -109,11 +121,13 @@ class CakePolicy final : public Policy {
     std::vector<double> preference;  // rolling P_l; < 0: not reported yet
     std::vector<std::array<LayerTier, kNumLocalTiers>> layers;
     std::array<std::vector<int64_t>, kNumLocalTiers> budgets;
+    std::vector<std::vector<uint64_t>> pinned;  // [layer]: hashes pinned by the latest report
     bool budgets_dirty = true;
   };
 
   NsState& Ns(uint64_t ns, uint32_t min_layers);
   const NsState* FindNs(uint64_t ns) const;
+  bool IsPinned(const BlockKey& key) const;
   void Enqueue(NsState& st, const BlockKey& key, Entry& e);
   void Dequeue(NsState& st, const BlockKey& key, const Entry& e, bool inflate);
   void ComputeBudgets(NsState& st) const;

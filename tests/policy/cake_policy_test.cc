@@ -84,9 +84,30 @@ TEST(CakePolicy, LowestScoresGoFirstAndPinnedBlocksStay) {
   for (uint64_t h : hashes) p.OnInsert(Key(h), Tier::kDevice, kBytes, 0);
   // Block 0 and the tail (window) block score low but are pinned.
   p.ReportLayerSignal(kNs, Signal(0, 1.0, hashes, {0.01, 0.2, 3.0, 0.1, 2.0, 0.01}));
-  EXPECT_GT(p.Score(Key(10)), p.Score(Key(12)) - 1e-6);
   auto v = p.SelectVictims(Tier::kDevice, 3 * kBytes, AnyKey);
   EXPECT_EQ(v, (std::vector<BlockKey>{Key(13), Key(11), Key(14)}));
+  v = p.SelectVictims(Tier::kDevice, 6 * kBytes, AnyKey);
+  EXPECT_EQ(v.size(), 4u);  // 10 and 15 are pinned
+  // The pin lasts until the layer's next report.
+  p.OnInsert(Key(16), Tier::kDevice, kBytes, 1);
+  p.ReportLayerSignal(kNs, Signal(0, 1.0, {12, 16}, {1.0, 1.0}));
+  v = p.SelectVictims(Tier::kDevice, 7 * kBytes, AnyKey);
+  EXPECT_EQ(v.size(), 5u);
+  EXPECT_EQ(v.front(), Key(10));  // lowest rolling score, no longer pinned
+  EXPECT_EQ(std::count(v.begin(), v.end(), Key(12)), 0);
+  EXPECT_EQ(std::count(v.begin(), v.end(), Key(16)), 0);
+}
+
+TEST(CakePolicy, BoostedPinsTakeTheTopScore) {
+  CakePolicyOptions o;
+  o.boost_pinned = true;
+  CakePolicy p(o);
+  p.RegisterNamespace(kNs, 1, kBytes);
+  std::vector<uint64_t> hashes = {10, 11, 12};
+  for (uint64_t h : hashes) p.OnInsert(Key(h), Tier::kDevice, kBytes, 0);
+  p.ReportLayerSignal(kNs, Signal(0, 1.0, hashes, {0.01, 3.0, 0.01}));
+  EXPECT_NEAR(p.Score(Key(10)), p.Score(Key(11)), 1e-6);
+  EXPECT_NEAR(p.Score(Key(12)), p.Score(Key(11)), 1e-6);
 }
 
 TEST(CakePolicy, NeedleGuardProtectsTheTopTokenBlockWithinItsReserve) {

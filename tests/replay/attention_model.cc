@@ -57,9 +57,15 @@ RequestAttention AttentionModel::Next(const std::vector<uint64_t>& hashes) {
   const int w = options_.window;
   const int seq = n + w;
   RequestAttention out;
-  out.mass.assign(options_.num_layers, std::vector<double>(static_cast<size_t>(n), 0.0));
-  out.signals.resize(options_.num_layers);
+  out.layers = options_.num_layers;
+  out.blocks = static_cast<uint32_t>(n);
+  out.mass.assign(size_t{out.layers} * n, 0.0f);
+  out.scores.assign(size_t{out.layers} * n, 0.0f);
+  out.preference.assign(out.layers, 0.0);
+  out.needles.resize(out.layers);
   if (n == 0) return out;
+  std::vector<double> m(static_cast<size_t>(n));
+  std::vector<double> block_scores(static_cast<size_t>(n));
   // Turn state: a block's hot set reshuffles with shift_probability per turn.
   std::vector<uint32_t> epoch(static_cast<size_t>(n));
   for (int j = 0; j < n; ++j) {
@@ -85,10 +91,14 @@ RequestAttention AttentionModel::Next(const std::vector<uint64_t>& hashes) {
     std::fill(att.begin(), att.end(), 0.0f);
     for (int h = 0; h < heads; ++h) {
       for (int i = 0; i < w; ++i) {
-        // Background: near-uniform with per-(head, block) jitter.
+        // Background: near-uniform, with a per-(head, block) tilt that
+        // persists across turns and per-query noise (every query's
+        // distribution differs a little, as real attention rows do).
         double bg_sum = 0;
         for (int j = 0; j < n; ++j) {
-          row[j] = 0.6 + 0.8 * Unit(options_.seed, hashes[j], l, 0xb9ULL + h);
+          row[j] =
+              (0.6 + 0.8 * Unit(options_.seed, hashes[j], l, 0xb9ULL + h)) *
+              (0.5 + Unit(options_.seed, req, (uint64_t{l} << 32) | j, 0xc1ULL + (h << 8) + i));
           bg_sum += row[j];
         }
         for (int j = 0; j < n; ++j) row[j] *= (1 - kappa) / bg_sum;
@@ -122,26 +132,33 @@ RequestAttention AttentionModel::Next(const std::vector<uint64_t>& hashes) {
       }
     }
     // True per-block mass: mean over heads and queries, normalised.
-    std::vector<double>& m = out.mass[l];
+    std::fill(m.begin(), m.end(), 0.0);
     double total = 0;
     for (int h = 0; h < heads; ++h)
       for (int i = 0; i < w; ++i)
         for (int j = 0; j < n; ++j) m[j] += att[(static_cast<size_t>(h) * w + i) * seq + j];
     for (double x : m) total += x;
-    for (double& x : m) x /= total;
+    for (int j = 0; j < n; ++j) out.mass[size_t{l} * n + j] = static_cast<float>(m[j] / total);
     // The engine-side signal, from the real CAKE statistics code.
-    policy::LayerSignal& sig = out.signals[l];
-    sig.layer = l;
-    sig.block_hashes = hashes;
-    sig.window_blocks = 1;
     auto stats = policy::ComputeLayerStats(att, shape, options_.cake);
     if (!stats.ok()) continue;  // options are validated up front; defensive
-    sig.preference = stats->preference;
-    sig.block_scores.assign(static_cast<size_t>(n), 0.0);
-    policy::ComputeBlockScores<double>(stats->indicator, 1, n, 1, sig.block_scores).IgnoreError();
-    sig.needle_blocks = policy::NeedleBlocks(stats->indicator, 1, n, 1);
+    out.preference[l] = stats->preference;
+    policy::ComputeBlockScores<double>(stats->indicator, 1, n, 1, block_scores).IgnoreError();
+    for (int j = 0; j < n; ++j) out.scores[size_t{l} * n + j] = static_cast<float>(block_scores[j]);
+    out.needles[l] = policy::NeedleBlocks(stats->indicator, 1, n, 1);
   }
   return out;
+}
+
+void RequestAttention::FillSignal(uint32_t l, const std::vector<uint64_t>& hashes,
+                                  policy::LayerSignal* out) const {
+  out->layer = l;
+  out->preference = preference[l];
+  out->block_hashes = hashes;
+  out->block_scores.assign(scores.begin() + size_t{l} * blocks,
+                           scores.begin() + size_t{l + 1} * blocks);
+  out->window_blocks = 1;
+  out->needle_blocks = needles[l];
 }
 
 }  // namespace kvcake::replay

@@ -31,13 +31,21 @@ struct AttentionModelOptions {
   Status Validate() const;
 };
 
-// Output for one request: per layer, the attention mass of each prefix block
-// (sums to 1; what a GPU-resident block is worth in gpu_attention_share) and
-// the CAKE signal computed from the synthetic attention by the real
-// policy::ComputeLayerStats (block granularity).
+// Output for one request, compact ([layer][block] row-major, float): per
+// layer, the attention mass of each prefix block (sums to 1; what a
+// GPU-resident block is worth in gpu_attention_share), and the CAKE signal
+// (P_l, block scores, needle blocks) computed from the synthetic attention by
+// the real policy::ComputeLayerStats / ComputeBlockScores / NeedleBlocks.
 struct RequestAttention {
-  std::vector<std::vector<double>> mass;     // [layer][block]
-  std::vector<policy::LayerSignal> signals;  // [layer]
+  uint32_t layers = 0;
+  uint32_t blocks = 0;
+  std::vector<float> mass;                     // [layer][block]
+  std::vector<float> scores;                   // [layer][block]
+  std::vector<double> preference;              // [layer]
+  std::vector<std::vector<uint32_t>> needles;  // [layer]
+  double Mass(uint32_t l, uint32_t b) const { return mass[size_t{l} * blocks + b]; }
+  // The LayerSignal an engine would report for layer `l`.
+  void FillSignal(uint32_t l, const std::vector<uint64_t>& hashes, policy::LayerSignal* out) const;
 };
 
 // AttentionModel: seeded generator of per-request block-level attention.

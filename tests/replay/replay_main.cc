@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "policy/belady_policy.h"
+#include "policy/cake_math.h"
 #include "policy/policy_factory.h"
 #include "tests/replay/attention_model.h"
 #include "tests/replay/tier_sim.h"
@@ -40,6 +41,18 @@ DEFINE_double(host_to_gpu_gbps, 50, "host->GPU bandwidth, GB/s");
 DEFINE_double(ssd_to_host_gbps, 7, "SSD->host bandwidth, GB/s");
 DEFINE_uint64(seed, 1, "attention model seed");
 DEFINE_double(gamma, 200, "CAKE gamma at token level (scaled by 1/512 for block-level signals)");
+// CakePolicy knobs; defaults are CakePolicyOptions' defaults.
+DEFINE_double(cake_score_weight, kvcake::policy::CakePolicyOptions{}.score_weight,
+              "CakePolicyOptions::score_weight");
+DEFINE_double(cake_score_ema, kvcake::policy::CakePolicyOptions{}.score_ema,
+              "CakePolicyOptions::score_ema");
+DEFINE_bool(cake_accumulate, kvcake::policy::CakePolicyOptions{}.accumulate_scores,
+            "CakePolicyOptions::accumulate_scores");
+DEFINE_bool(cake_boost_pinned, kvcake::policy::CakePolicyOptions{}.boost_pinned,
+            "CakePolicyOptions::boost_pinned");
+DEFINE_double(cake_needle_reserve, kvcake::policy::CakePolicyOptions{}.needle_reserve,
+              "CakePolicyOptions::needle_reserve");
+DEFINE_bool(dump_layers, false, "print the attention model's layer profile and mean H, V, P");
 DEFINE_double(broad_fraction, 0.35, "attention model: share of broad layers");
 DEFINE_double(hot_probability, 0.15, "attention model: P(block hot in a layer group)");
 DEFINE_double(shift_probability, 0.3, "attention model: P(hot set reshuffles on a turn)");
@@ -165,6 +178,33 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (FLAGS_dump_layers) {
+    AttentionModel probe(model);
+    const uint64_t n = std::min<uint64_t>(reqs.size(), 500);
+    std::vector<double> p(FLAGS_layers, 0.0), gpu_share(FLAGS_layers, 0.0);
+    for (uint64_t r = 0; r < n; ++r) {
+      auto a = probe.Next(reqs[r].hash_ids);
+      for (uint32_t l = 0; l < FLAGS_layers; ++l) {
+        p[l] += a.preference[l] / n;
+        // Mass share of the top 20% blocks by this request's mass.
+        std::vector<double> m(a.mass.begin() + size_t{l} * a.blocks,
+                              a.mass.begin() + size_t{l + 1} * a.blocks);
+        std::sort(m.rbegin(), m.rend());
+        double top = 0;
+        for (size_t i = 0; i < std::max<size_t>(1, m.size() / 5); ++i) top += m[i];
+        gpu_share[l] += top / n;
+      }
+    }
+    std::vector<int64_t> caps(FLAGS_layers, 1000000);
+    auto budgets = kvcake::policy::WaterFillBudgets(p, caps, 1000LL * FLAGS_layers);
+    for (uint32_t l = 0; l < FLAGS_layers; ++l) {
+      std::printf(
+          "layer %2u %-5s focus %.2f  mean P %10.4f  budget/1000 %6lld  top20%% mass %.3f\n", l,
+          probe.IsBroad(l) ? "broad" : "conc", probe.Focus(l), p[l],
+          budgets.ok() ? static_cast<long long>((*budgets)[l]) : -1LL, gpu_share[l]);
+    }
+    return 0;
+  }
   json out;
   out["config"] = {{"trace", FLAGS_trace},
                    {"requests", reqs.size()},
@@ -181,13 +221,26 @@ int main(int argc, char** argv) {
                    {"host_to_gpu_gbps", FLAGS_host_to_gpu_gbps},
                    {"ssd_to_host_gbps", FLAGS_ssd_to_host_gbps},
                    {"seed", FLAGS_seed}};
+  // The attention every policy sees: generated once (same seed, same order).
+  std::vector<kvcake::replay::RequestAttention> attention;
+  attention.reserve(reqs.size());
+  {
+    AttentionModel model_state(model);
+    for (const TraceRequest& r : reqs) attention.push_back(model_state.Next(r.hash_ids));
+  }
   std::vector<std::string> order;
   for (const std::string& name : Split(FLAGS_policies)) {
     std::unique_ptr<kvcake::policy::Policy> policy;
     if (name == "belady") {
       policy = std::make_unique<kvcake::policy::BeladyPolicy>(ticks);
     } else {
-      auto made = kvcake::policy::MakePolicy(name);
+      kvcake::policy::PolicyOptions po;
+      po.cake.score_weight = FLAGS_cake_score_weight;
+      po.cake.score_ema = FLAGS_cake_score_ema;
+      po.cake.accumulate_scores = FLAGS_cake_accumulate;
+      po.cake.boost_pinned = FLAGS_cake_boost_pinned;
+      po.cake.needle_reserve = FLAGS_cake_needle_reserve;
+      auto made = kvcake::policy::MakePolicy(name, po);
       if (!made.ok()) {
         std::cerr << "kvcake-replay: " << made.status().ToString() << "\n";
         return 2;
@@ -195,10 +248,9 @@ int main(int argc, char** argv) {
       policy = std::move(made).value();
     }
     const auto start = std::chrono::steady_clock::now();
-    AttentionModel attention(model);  // same seed: every policy sees the same attention
     TierSim tiers(policy.get(), sim);
     for (uint64_t r = 0; r < reqs.size(); ++r) {
-      tiers.Run(r, dense[r], reqs[r].hash_ids, attention.Next(reqs[r].hash_ids));
+      tiers.Run(r, dense[r], reqs[r].hash_ids, attention[r]);
     }
     const double wall =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

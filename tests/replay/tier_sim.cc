@@ -77,7 +77,7 @@ void TierSim::Run(uint64_t tick, const std::vector<uint64_t>& ids,
       loc[b * layers + l] = w;
       ++stats_.accesses;
       ++stats_.hits[w == kAbsent ? 3 : w];
-      const double mass = attention.mass[l][b];
+      const double mass = attention.Mass(l, static_cast<uint32_t>(b));
       stats_.attention_total += mass;
       if (w == 0) {
         stats_.attention_gpu += mass;
@@ -127,8 +127,9 @@ void TierSim::Run(uint64_t tick, const std::vector<uint64_t>& ids,
   stats_.reload_seconds.push_back(h2g * bytes / (options_.host_to_gpu_gbps * 1e9) +
                                   s2h * bytes / (options_.ssd_to_host_gbps * 1e9));
   // 4. The engine reports this prompt's CAKE signals.
-  for (const policy::LayerSignal& sig : attention.signals) {
-    policy_->ReportLayerSignal(options_.ns, sig);
+  for (uint32_t l = 0; l < attention.layers; ++l) {
+    attention.FillSignal(l, hashes, &signal_);
+    policy_->ReportLayerSignal(options_.ns, signal_);
   }
   current_.clear();
 }

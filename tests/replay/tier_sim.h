@@ -74,6 +74,7 @@ class TierSim {
   std::unordered_map<uint64_t, uint64_t> id_of_;  // block hash -> dense id
   std::unordered_set<uint64_t> current_;          // hashes of the request in flight
   TierSimStats stats_;
+  policy::LayerSignal signal_;  // reused buffer
 };
 
 }  // namespace kvcake::replay
