@@ -19,11 +19,12 @@ namespace kvcake::transport::internal {
 inline constexpr unsigned kAmIdRequest = 0x4b01;   // client -> server
 inline constexpr unsigned kAmIdResponse = 0x4b02;  // server -> client
 
-// Frame header + meta in one buffer (the AM header).
+// Frame header + meta in one buffer (the AM header). With kFlagMetaInData in
+// h.flags, `meta` must be empty and h.meta_size is kept as given.
 inline std::vector<uint8_t> BuildHead(const FrameHeader& h, std::span<const uint8_t> meta) {
   std::vector<uint8_t> head(kFrameHeaderSize + meta.size());
   FrameHeader hh = h;
-  hh.meta_size = static_cast<uint32_t>(meta.size());
+  if (!hh.meta_in_data()) hh.meta_size = static_cast<uint32_t>(meta.size());
   EncodeFrameHeader(hh, head.data());
   if (!meta.empty()) std::memcpy(head.data() + kFrameHeaderSize, meta.data(), meta.size());
   return head;

@@ -122,10 +122,11 @@ Result<FrameHeader> DecodeFrameHeader(std::span<const uint8_t> bytes, const Fram
 
 Result<FrameHeader> DecodeFrameHead(std::span<const uint8_t> head, const FrameLimits& limits) {
   ASSIGN_OR_RETURN(FrameHeader h, DecodeFrameHeader(head, limits));
-  if (head.size() != kFrameHeaderSize + static_cast<size_t>(h.meta_size)) {
+  const size_t inline_meta = h.meta_in_data() ? 0 : h.meta_size;
+  if (head.size() != kFrameHeaderSize + inline_meta) {
     return InvalidArgumentError("frame head is " + std::to_string(head.size()) +
                                 " bytes, header says " +
-                                std::to_string(kFrameHeaderSize + h.meta_size));
+                                std::to_string(kFrameHeaderSize + inline_meta));
   }
   return h;
 }

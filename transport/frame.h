@@ -49,7 +49,10 @@ inline constexpr uint16_t kMaxControlOpcode = 2;
 enum FrameFlags : uint32_t {
   kFlagResponse = 1u << 0,  // a response to request_id (else a request)
   kFlagControl = 1u << 1,   // transport-internal frame
-  kKnownFrameFlags = kFlagResponse | kFlagControl,
+  // The meta does not travel in the AM header (too large for it) but as the
+  // first meta_size bytes of the AM data, before the payload.
+  kFlagMetaInData = 1u << 2,
+  kKnownFrameFlags = kFlagResponse | kFlagControl | kFlagMetaInData,
 };
 
 // Upper bounds the decoder enforces. Defaults are the protocol maxima; a
@@ -72,6 +75,10 @@ struct FrameHeader {
 
   bool is_response() const { return (flags & kFlagResponse) != 0; }
   bool is_control() const { return (flags & kFlagControl) != 0; }
+  bool meta_in_data() const { return (flags & kFlagMetaInData) != 0; }
+  // Bytes of AM data that follow the AM header: payload, plus the meta when
+  // it travels in the data.
+  uint64_t data_size() const { return payload_size + (meta_in_data() ? meta_size : 0); }
   friend bool operator==(const FrameHeader&, const FrameHeader&) = default;
 };
 
@@ -98,8 +105,9 @@ struct FrameView {
 };
 
 // Decodes a message whose header and meta are in `head` (exactly
-// kFrameHeaderSize + meta_size bytes; this is the UCX AM header) — the payload
-// travels separately. Returns the header; meta is head.subspan(kFrameHeaderSize).
+// kFrameHeaderSize + meta_size bytes, or exactly kFrameHeaderSize with
+// kFlagMetaInData; this is the UCX AM header) — the payload travels
+// separately. Returns the header; inline meta is head.subspan(kFrameHeaderSize).
 Result<FrameHeader> DecodeFrameHead(std::span<const uint8_t> head,
                                     const FrameLimits& limits = FrameLimits());
 

@@ -45,9 +45,11 @@ struct PendingCall {
   bool control = false;
   CallCallback done;
   std::vector<uint8_t> head;
-  std::vector<ConstBuffer> payload;
+  std::vector<uint8_t> meta_data;    // oversized meta, sent as the first AM data bytes
+  std::vector<ConstBuffer> payload;  // AM data: [meta_data] + the caller's payload
   std::vector<ucp_dt_iov_t> send_iov;
   std::vector<MutableBuffer> reply_buffers;
+  std::vector<MutableBuffer> recv_targets;  // [reply meta] + reply_buffers
   std::vector<ucp_dt_iov_t> recv_iov;
   uint64_t payload_bytes = 0;
   Clock::time_point deadline;
@@ -107,7 +109,7 @@ class RpcClientImpl {
   std::unordered_map<uint64_t, PendingCall*> pending_;
   std::vector<std::unique_ptr<PendingCall>> orphans_;  // completed, UCX op never returned
   std::atomic<uint64_t> next_id_{1};
-  size_t max_meta_ = 0;
+  size_t max_inline_meta_ = 0;  // larger meta travels in the AM data
   Clock::time_point last_activity_ = Clock::now();
   bool ping_inflight_ = false;
 
@@ -128,10 +130,8 @@ Status RpcClientImpl::Init() {
   RETURN_IF_ERROR(ParseHostPort(address_, &ss, &len));
   ASSIGN_OR_RETURN(context_, UcxContext::Create(options_.ucx));
   ASSIGN_OR_RETURN(auto worker, UcxWorker::Create(*context_));
-  max_meta_ = worker->max_am_header() > kFrameHeaderSize
-                  ? std::min<size_t>(worker->max_am_header() - kFrameHeaderSize,
-                                     options_.limits.max_meta_bytes)
-                  : 0;
+  max_inline_meta_ =
+      worker->max_am_header() > kFrameHeaderSize ? worker->max_am_header() - kFrameHeaderSize : 0;
   ucp_am_handler_param_t ap{};
   ap.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
                   UCP_AM_HANDLER_PARAM_FIELD_ARG | UCP_AM_HANDLER_PARAM_FIELD_FLAGS;
@@ -211,12 +211,17 @@ void RpcClientImpl::CallAsync(const CallRequest& request, CallCallback done, boo
   Status bad;
   if (!control && (request.opcode == 0 || request.opcode > kMaxOpcode)) {
     bad = InvalidArgumentError("opcode " + std::to_string(request.opcode) + " out of range");
-  } else if (request.meta.size() > max_meta_) {
+  } else if (request.meta.size() > options_.limits.max_meta_bytes) {
     bad = InvalidArgumentError("request meta of " + std::to_string(request.meta.size()) +
-                               " bytes exceeds this connection's limit of " +
-                               std::to_string(max_meta_));
+                               " bytes exceeds the limit of " +
+                               std::to_string(options_.limits.max_meta_bytes));
   }
-  p->payload.assign(request.payload.begin(), request.payload.end());
+  const bool meta_in_data = request.meta.size() > max_inline_meta_;
+  if (meta_in_data && bad.ok()) {
+    p->meta_data.assign(request.meta.begin(), request.meta.end());
+    p->payload.push_back({p->meta_data.data(), p->meta_data.size()});
+  }
+  p->payload.insert(p->payload.end(), request.payload.begin(), request.payload.end());
   p->payload_bytes = TotalSize(request.payload);
   if (bad.ok() && p->payload_bytes > options_.limits.max_payload_bytes) {
     bad = InvalidArgumentError("request payload too large");
@@ -231,7 +236,13 @@ void RpcClientImpl::CallAsync(const CallRequest& request, CallCallback done, boo
     h.flags = control ? static_cast<uint32_t>(kFlagControl) : 0u;
     h.request_id = p->id;
     h.payload_size = p->payload_bytes;
-    p->head = internal::BuildHead(h, request.meta);
+    if (meta_in_data) {
+      h.flags |= kFlagMetaInData;
+      h.meta_size = static_cast<uint32_t>(request.meta.size());
+      p->head = internal::BuildHead(h, {});
+    } else {
+      p->head = internal::BuildHead(h, request.meta);
+    }
   } else {
     p->have_result = true;
     p->reply.status = bad;
@@ -367,7 +378,7 @@ ucs_status_t RpcClientImpl::HandleResponse(std::span<const uint8_t> head, void* 
   const bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
   last_activity_ = Clock::now();
   Result<FrameHeader> decoded = DecodeFrameHead(head, options_.limits);
-  if (!decoded.ok() || !decoded->is_response() || decoded->payload_size != length) {
+  if (!decoded.ok() || !decoded->is_response() || decoded->data_size() != length) {
     Status why = !decoded.ok() ? decoded.status()
                                : InvalidArgumentError("bad response frame from the server");
     KVCAKE_LOG(WARNING) << "malformed response from " << address_ << ": " << why.ToString();
@@ -393,32 +404,52 @@ ucs_status_t RpcClientImpl::HandleResponse(std::span<const uint8_t> head, void* 
   PendingCall* p = it->second;
   if (p->have_result) return rndv ? UCS_ERR_CANCELED : UCS_OK;
   p->have_result = true;
-  auto meta = head.subspan(kFrameHeaderSize, h.meta_size);
+  // Meta in the AM header, or (oversized) at the front of the data.
+  const size_t meta_off = h.meta_in_data() ? h.meta_size : 0;
+  std::span<const uint8_t> meta;
+  if (!h.meta_in_data()) {
+    meta = head.subspan(kFrameHeaderSize, h.meta_size);
+  } else if (!rndv) {
+    meta = std::span<const uint8_t>(static_cast<const uint8_t*>(data), h.meta_size);
+  }
   if (h.status != StatusCode::kOk) {
     p->reply.status =
-        Status(h.status, std::string_view(reinterpret_cast<const char*>(meta.data()), meta.size()));
+        h.meta_in_data() && rndv
+            ? Status(h.status, "(error message too large to deliver)")
+            : Status(h.status,
+                     std::string_view(reinterpret_cast<const char*>(meta.data()), meta.size()));
     MaybeComplete(p);
     return rndv ? UCS_ERR_CANCELED : UCS_OK;
   }
-  p->reply.meta.assign(meta.begin(), meta.end());
-  if (length > TotalSize(p->reply_buffers)) {
+  const size_t payload_len = length - meta_off;
+  if (payload_len > TotalSize(p->reply_buffers)) {
     p->reply.status =
-        OutOfRangeError("reply payload of " + std::to_string(length) + " bytes exceeds the " +
+        OutOfRangeError("reply payload of " + std::to_string(payload_len) + " bytes exceeds the " +
                         std::to_string(TotalSize(p->reply_buffers)) + " bytes of receive buffers");
     MaybeComplete(p);
     return rndv ? UCS_ERR_CANCELED : UCS_OK;
   }
-  p->reply.payload_size = length;
-  if (length == 0) {
-    MaybeComplete(p);
-    return UCS_OK;
-  }
+  p->reply.payload_size = payload_len;
   if (!rndv) {
-    internal::ScatterCopy(data, length, p->reply_buffers);
+    p->reply.meta.assign(meta.begin(), meta.end());
+    if (payload_len > 0) {
+      internal::ScatterCopy(static_cast<const uint8_t*>(data) + meta_off, payload_len,
+                            p->reply_buffers);
+    }
     MaybeComplete(p);
     return UCS_OK;
   }
-  internal::DataDesc d = internal::DescribeRecv(p->reply_buffers, length, &p->recv_iov);
+  // Rendezvous: straight into the caller's buffers (and the meta vector).
+  std::span<const MutableBuffer> targets = p->reply_buffers;
+  if (h.meta_in_data()) {
+    p->reply.meta.resize(h.meta_size);
+    p->recv_targets.push_back({p->reply.meta.data(), p->reply.meta.size()});
+    p->recv_targets.insert(p->recv_targets.end(), p->reply_buffers.begin(), p->reply_buffers.end());
+    targets = p->recv_targets;
+  } else {
+    p->reply.meta.assign(meta.begin(), meta.end());
+  }
+  internal::DataDesc d = internal::DescribeRecv(targets, length, &p->recv_iov);
   ucp_request_param_t rp{};
   rp.op_attr_mask =
       UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_DATATYPE;
@@ -587,7 +618,8 @@ std::string RpcClient::server_info() const {
   return impl_->server_info_;
 }
 const std::string& RpcClient::address() const { return impl_->address_; }
-size_t RpcClient::max_meta_bytes() const { return impl_->max_meta_; }
+size_t RpcClient::max_meta_bytes() const { return impl_->options_.limits.max_meta_bytes; }
+size_t RpcClient::max_inline_meta_bytes() const { return impl_->max_inline_meta_; }
 
 RpcClientStats RpcClient::stats() const {
   const Counters& c = impl_->counters_;

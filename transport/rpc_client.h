@@ -140,10 +140,16 @@ class RpcClient {
   // Lanes UCX selected for this endpoint, e.g. "am:tcp/lo" or
   // "am:posix/memory rma:cma/memory wireup:tcp/lo"; also logged at connect.
   std::string transport_info() const;
-  // Largest request meta this connection can carry (frame header + meta must
-  // fit one UCX AM header; see UcxOptions::am_segment_bytes). Larger meta
-  // fails the call with INVALID_ARGUMENT.
+  // Largest request meta a call may carry (RpcClientOptions::limits; larger
+  // fails the call with INVALID_ARGUMENT).
   size_t max_meta_bytes() const;
+  // Largest meta that fits the UCX AM header next to the frame header (about
+  // 64 KiB over tcp, 32 KiB over shm; see UcxOptions::am_segment_bytes).
+  // Larger meta still works: it travels at the front of the AM data. Only when
+  // such a request ALSO carries a rendezvous-sized payload does the server
+  // stage it (one extra payload copy), so keep meta below this bound on the
+  // bulk path.
+  size_t max_inline_meta_bytes() const;
   // Server-reported info from the hello (its wire version, io_threads).
   std::string server_info() const;
   RpcClientStats stats() const;

@@ -76,11 +76,21 @@ struct LoopSlot {
 struct OutgoingReply {
   std::shared_ptr<ServerConnection> conn;
   std::vector<uint8_t> head;
-  std::vector<ConstBuffer> payload;
+  std::vector<uint8_t> meta_data;      // meta sent in the data (oversized meta)
+  std::vector<ConstBuffer> payload;    // the handler's payload
+  std::vector<ConstBuffer> send_bufs;  // what goes out as AM data
   std::vector<ucp_dt_iov_t> iov;
   SendDoneCallback on_sent;
   Clock::time_point started;
   bool ok_status = true;
+};
+
+// A request with meta in its data, received by rendezvous into a staging
+// buffer.
+struct StagedRecv {
+  std::shared_ptr<ServerConnection> conn;
+  FrameHeader header;
+  std::vector<uint8_t> bytes;
 };
 
 // One request payload being received by rendezvous.
@@ -91,8 +101,16 @@ struct InboundRecv {
 
 class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
  public:
-  ServerConnection(RpcServerImpl* server, LoopSlot* slot, uint64_t id, std::string peer)
-      : server_(server), slot_(slot), id_(id), peer_(std::move(peer)) {}
+  ServerConnection(RpcServerImpl* server, LoopSlot* slot, uint64_t id, std::string peer,
+                   size_t max_inline_meta)
+      : server_(server),
+        slot_(slot),
+        id_(id),
+        peer_(std::move(peer)),
+        max_inline_meta_(max_inline_meta) {}
+
+  // Largest meta that fits the AM header (immutable).
+  size_t max_inline_meta() const { return max_inline_meta_; }
 
   uint64_t id() const { return id_; }
   const std::string& peer() const { return peer_; }
@@ -135,6 +153,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   LoopSlot* slot_;
   uint64_t id_;
   std::string peer_;
+  size_t max_inline_meta_;
   std::unique_ptr<UcxEndpoint> ep_;
   Clock::time_point last_activity_ = Clock::now();
   std::unordered_set<OutgoingReply*> inflight_;
@@ -153,6 +172,12 @@ class RpcServerImpl {
                                   size_t length, const ucp_am_recv_param_t* param);
   static void OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status);
   static void OnPayloadReceived(void* request, ucs_status_t status, size_t length, void* user_data);
+  static void OnStagedReceived(void* request, ucs_status_t status, size_t length, void* user_data);
+  // Runs AcceptPayload and checks the buffers; on refusal replies the error.
+  Status AcceptInto(ServerCall& call);
+  // Builds the call for a payload already in memory and delivers it.
+  void DeliverEager(const std::shared_ptr<ServerConnection>& conn, const FrameHeader& h,
+                    std::span<const uint8_t> meta, const uint8_t* payload, size_t payload_size);
 
   void Accept(LoopSlot* slot, ucp_conn_request_h req, std::string peer);
   ucs_status_t HandleRequest(LoopSlot* slot, std::span<const uint8_t> head, void* data,
@@ -206,7 +231,16 @@ void ServerCall::Reply(const Status& status, std::span<const uint8_t> meta,
   if (status.ok()) {
     r->payload.assign(payload.begin(), payload.end());
     h.payload_size = TotalSize(payload);
-    r->head = internal::BuildHead(h, meta);
+    if (meta.size() > conn_->max_inline_meta()) {
+      h.flags |= kFlagMetaInData;
+      h.meta_size = static_cast<uint32_t>(meta.size());
+      r->meta_data.assign(meta.begin(), meta.end());
+      r->head = internal::BuildHead(h, {});
+      r->send_bufs.push_back({r->meta_data.data(), r->meta_data.size()});
+    } else {
+      r->head = internal::BuildHead(h, meta);
+    }
+    r->send_bufs.insert(r->send_bufs.end(), payload.begin(), payload.end());
   } else {
     const std::string_view msg = status.message();
     r->head = internal::BuildHead(
@@ -246,7 +280,7 @@ void ServerConnection::SendReply(std::unique_ptr<OutgoingReply> r) {
     if (r->on_sent) r->on_sent(UnavailableError("connection closed before the reply was sent"));
     return;
   }
-  internal::DataDesc d = internal::DescribeSend(r->payload, &r->iov);
+  internal::DataDesc d = internal::DescribeSend(r->send_bufs, &r->iov);
   ucp_request_param_t param{};
   param.op_attr_mask =
       UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_DATATYPE;
@@ -376,7 +410,10 @@ void RpcServerImpl::OnConnRequest(ucp_conn_request_h req, void* arg) {
 }
 
 void RpcServerImpl::Accept(LoopSlot* slot, ucp_conn_request_h req, std::string peer) {
-  auto conn = std::make_shared<ServerConnection>(this, slot, next_conn_id_.fetch_add(1), peer);
+  const size_t max_hdr = slot->loop->ucx_worker().max_am_header();
+  auto conn = std::make_shared<ServerConnection>(
+      this, slot, next_conn_id_.fetch_add(1), peer,
+      max_hdr > kFrameHeaderSize ? max_hdr - kFrameHeaderSize : 0);
   ucp_ep_params_t p{};
   p.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                  UCP_EP_PARAM_FIELD_ERR_HANDLER;
@@ -493,9 +530,9 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
     bad = decoded.status();
   } else if (decoded->is_response()) {
     bad = InvalidArgumentError("response frame sent to the server");
-  } else if (decoded->payload_size != length) {
-    bad = InvalidArgumentError("frame payload_size " + std::to_string(decoded->payload_size) +
-                               " but " + std::to_string(length) + " bytes of data arrived");
+  } else if (decoded->data_size() != length) {
+    bad = InvalidArgumentError("frame announces " + std::to_string(decoded->data_size()) +
+                               " bytes of data but " + std::to_string(length) + " arrived");
   }
   if (!bad.ok()) {
     Inc(counters_.malformed_frames);
@@ -523,31 +560,48 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
     return rndv ? UCS_ERR_INVALID_PARAM : UCS_OK;
   }
   Inc(counters_.requests);
-  std::unique_ptr<ServerCall> call(
-      new ServerCall(conn, h, head.subspan(kFrameHeaderSize, h.meta_size)));
-  if (h.payload_size == 0) {
-    handler_->OnRequest(std::move(call));
-    return UCS_OK;
-  }
-  Status accepted = handler_->AcceptPayload(*call, &call->payload_buffers_);
-  if (accepted.ok() && TotalSize(call->payload_buffers_) != h.payload_size) {
-    accepted = InternalError("handler gave " + std::to_string(TotalSize(call->payload_buffers_)) +
-                             " bytes of buffers for a " + std::to_string(h.payload_size) +
-                             "-byte payload");
-  }
-  if (!accepted.ok()) {
-    Inc(counters_.payloads_refused);
-    call->payload_buffers_.clear();
-    call->Reply(accepted);
-    // Backpressure: for rendezvous the sender's send completes with this
-    // status and no bytes move.
-    return rndv ? UCS_ERR_NO_RESOURCE : UCS_OK;
+  if (h.meta_in_data()) {
+    const auto* bytes = static_cast<const uint8_t*>(data);
+    if (!rndv) {
+      DeliverEager(conn, h, std::span<const uint8_t>(bytes, h.meta_size), bytes + h.meta_size,
+                   h.payload_size);
+      return UCS_OK;
+    }
+    // Slow path for oversized meta with a large payload: stage meta+payload,
+    // then deliver as if eager (one extra copy of the payload).
+    auto staged = std::make_unique<StagedRecv>();
+    staged->conn = conn;
+    staged->header = h;
+    staged->bytes.resize(length);
+    ucp_request_param_t rp{};
+    rp.op_attr_mask =
+        UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_DATATYPE;
+    rp.cb.recv_am = &RpcServerImpl::OnStagedReceived;
+    rp.user_data = staged.get();
+    rp.datatype = ucp_dt_make_contig(1);
+    ucs_status_ptr_t req =
+        ucp_am_recv_data_nbx(slot->loop->worker(), data, staged->bytes.data(), length, &rp);
+    if (req == nullptr) {
+      OnStagedReceived(nullptr, UCS_OK, length, staged.release());
+    } else if (UCS_PTR_IS_ERR(req)) {
+      OnStagedReceived(nullptr, UCS_PTR_STATUS(req), 0, staged.release());
+    } else {
+      staged.release();  // owned by the UCX request
+    }
+    return UCS_INPROGRESS;
   }
   if (!rndv) {
-    internal::ScatterCopy(data, length, call->payload_buffers_);
-    Inc(counters_.bytes_received, length);
-    handler_->OnRequest(std::move(call));
+    DeliverEager(conn, h, head.subspan(kFrameHeaderSize, h.meta_size),
+                 static_cast<const uint8_t*>(data), length);
     return UCS_OK;
+  }
+  std::unique_ptr<ServerCall> call(
+      new ServerCall(conn, h, head.subspan(kFrameHeaderSize, h.meta_size)));
+  Status accepted = AcceptInto(*call);
+  if (!accepted.ok()) {
+    // Backpressure: the sender's rendezvous send completes with this status
+    // and no bytes move.
+    return UCS_ERR_NO_RESOURCE;
   }
   auto recv = std::make_unique<InboundRecv>();
   internal::DataDesc d = internal::DescribeRecv(call->payload_buffers_, length, &recv->iov);
@@ -567,6 +621,48 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
     recv.release();  // owned by the UCX request until OnPayloadReceived
   }
   return UCS_INPROGRESS;
+}
+
+Status RpcServerImpl::AcceptInto(ServerCall& call) {
+  Status accepted = handler_->AcceptPayload(call, &call.payload_buffers_);
+  if (accepted.ok() && TotalSize(call.payload_buffers_) != call.payload_size()) {
+    accepted = InternalError("handler gave " + std::to_string(TotalSize(call.payload_buffers_)) +
+                             " bytes of buffers for a " + std::to_string(call.payload_size()) +
+                             "-byte payload");
+  }
+  if (!accepted.ok()) {
+    Inc(counters_.payloads_refused);
+    call.payload_buffers_.clear();
+    call.Reply(accepted);
+  }
+  return accepted;
+}
+
+void RpcServerImpl::DeliverEager(const std::shared_ptr<ServerConnection>& conn,
+                                 const FrameHeader& h, std::span<const uint8_t> meta,
+                                 const uint8_t* payload, size_t payload_size) {
+  std::unique_ptr<ServerCall> call(new ServerCall(conn, h, meta));
+  if (payload_size > 0) {
+    if (!AcceptInto(*call).ok()) return;  // refused: already answered
+    internal::ScatterCopy(payload, payload_size, call->payload_buffers_);
+    Inc(counters_.bytes_received, payload_size);
+  }
+  handler_->OnRequest(std::move(call));
+}
+
+void RpcServerImpl::OnStagedReceived(void* request, ucs_status_t status, size_t length,
+                                     void* user_data) {
+  std::unique_ptr<StagedRecv> staged(static_cast<StagedRecv*>(user_data));
+  if (request != nullptr) ucp_request_free(request);
+  RpcServerImpl* self = staged->conn->server();
+  const FrameHeader& h = staged->header;
+  if (status != UCS_OK) {
+    std::unique_ptr<ServerCall> call(new ServerCall(staged->conn, h, {}));
+    call->Reply(UcsToStatus(status, "receiving request"));
+    return;
+  }
+  self->DeliverEager(staged->conn, h, std::span<const uint8_t>(staged->bytes.data(), h.meta_size),
+                     staged->bytes.data() + h.meta_size, h.payload_size);
 }
 
 void RpcServerImpl::OnPayloadReceived(void* request, ucs_status_t status, size_t length,

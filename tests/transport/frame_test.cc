@@ -207,6 +207,22 @@ TEST(FrameTest, FrameHeadMustMatchMetaSize) {
   EXPECT_FALSE(DecodeFrameHead(head).ok());
 }
 
+TEST(FrameTest, MetaInDataHeadIsHeaderOnly) {
+  FrameHeader h;
+  h.opcode = 4;
+  h.flags = kFlagMetaInData;
+  h.meta_size = 100000;
+  h.payload_size = 7;
+  std::vector<uint8_t> head(kFrameHeaderSize);
+  EncodeFrameHeader(h, head.data());
+  auto d = DecodeFrameHead(head);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_TRUE(d->meta_in_data());
+  EXPECT_EQ(d->data_size(), 100007u);
+  head.push_back(0);  // inline bytes are not allowed with the flag
+  EXPECT_FALSE(DecodeFrameHead(head).ok());
+}
+
 TEST(FrameTest, LimitsValidate) {
   FrameLimits l;
   EXPECT_TRUE(l.Validate().ok());

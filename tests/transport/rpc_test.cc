@@ -163,7 +163,7 @@ class RpcTest : public ::testing::TestWithParam<Param> {
   }
 
   // Echo of `size` bytes sent as 3 pieces and received into 2 buffers.
-  void Echo(RpcClient& client, size_t size, uint32_t seed) {
+  void Echo(RpcClient& client, size_t size, uint32_t seed, size_t meta_size = 4) {
     auto data = Pattern(size, seed);
     const size_t a = size / 3, b = size / 3;
     ConstBuffer send[3] = {
@@ -171,7 +171,7 @@ class RpcTest : public ::testing::TestWithParam<Param> {
     std::vector<uint8_t> out(size + 16, 0xee);
     MutableBuffer recv[2] = {{out.data(), size / 2},
                              {out.data() + size / 2, out.size() - size / 2}};
-    const uint8_t meta[4] = {1, 2, 3, static_cast<uint8_t>(seed)};
+    const std::vector<uint8_t> meta = Pattern(meta_size, seed + 77);
     CallRequest req;
     req.opcode = kEcho;
     req.meta = meta;
@@ -180,7 +180,7 @@ class RpcTest : public ::testing::TestWithParam<Param> {
     RpcReply r = client.Call(req);
     ASSERT_TRUE(r.status.ok()) << r.status.ToString();
     ASSERT_EQ(r.payload_size, size);
-    ASSERT_EQ(r.meta, std::vector<uint8_t>(meta, meta + 4));
+    ASSERT_EQ(r.meta, meta);
     ASSERT_EQ(0, std::memcmp(out.data(), data.data(), size)) << "payload bytes differ";
     EXPECT_EQ(out[size], 0xee) << "wrote past the reply";
   }
@@ -203,7 +203,7 @@ TEST_P(RpcTest, ConnectReportsTransport) {
   }
   EXPECT_NE(c->server_info().find("wire=1"), std::string::npos) << c->server_info();
   EXPECT_TRUE(c->Ping(5s).ok());
-  EXPECT_GT(c->max_meta_bytes(), 30000u);  // am_segment_bytes applied (shm: 32 KiB cap)
+  EXPECT_GT(c->max_inline_meta_bytes(), 30000u);  // am_segment_bytes applied (shm: 32 KiB cap)
   auto conns = server_->Connections();
   ASSERT_EQ(conns.size(), 1u);
   EXPECT_NE(conns[0].transport.find("am:"), std::string::npos);
@@ -416,11 +416,18 @@ TEST_P(RpcTest, BadCallArgumentsFailFast) {
   req.opcode = kEcho;
   req.meta = big_meta;
   EXPECT_EQ(c->Call(req).status.code(), StatusCode::kInvalidArgument);
-  std::vector<uint8_t> ok_meta(c->max_meta_bytes());
-  req.meta = ok_meta;
-  RpcReply r = c->Call(req);
-  EXPECT_TRUE(r.status.ok()) << r.status.ToString();
-  EXPECT_EQ(r.meta.size(), ok_meta.size());
+}
+
+TEST_P(RpcTest, MetaLargerThanTheAmHeaderTravelsInTheData) {
+  auto c = MakeClient();
+  ASSERT_TRUE(c);
+  const size_t big = c->max_inline_meta_bytes() + 1000;
+  Echo(*c, 0, 21, big);                           // meta only (eager data)
+  Echo(*c, 3000, 22, big);                        // meta + small payload
+  Echo(*c, 4 << 20, 23, big);                     // meta + rendezvous payload (server stages)
+  Echo(*c, 4 << 20, 24, 200 * 1024);              // meta itself rendezvous-sized
+  Echo(*c, 100, 25, c->max_inline_meta_bytes());  // exactly inline
+  EXPECT_EQ(server_->stats().malformed_frames, 0u);
 }
 
 // Sends raw bytes to the listening port with a plain TCP socket.
