@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,6 +46,8 @@ Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const std::vector<st
   pid_t pid = ::fork();
   if (pid < 0) return ErrnoToStatus(errno, "fork");
   if (pid == 0) {
+    // The daemon dies with the test (or bench) process, even on a crash.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     ::dup2(pipefd[1], STDOUT_FILENO);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
