@@ -8,10 +8,11 @@
 #
 #   scripts/demo.sh               build (release preset) if needed, run the demo
 #   KVCAKE_SKIP_DEPS=1 ...        do not check Debian packages
+#   KVCAKE_BIN_DIR=<dir> ...      use kvcaked / kvcake-bench from <dir>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-BIN=$ROOT/build/release/bin
+BIN=${KVCAKE_BIN_DIR:-$ROOT/build/release/bin}  # override to use another build tree
 
 step() { echo; echo "=== $*"; }
 
