@@ -1,0 +1,450 @@
+// The admin API and kvcakectl against the real daemon: bin/kvcaked started as
+// a child process with --admin_listen=127.0.0.1:0, real traffic from the real
+// client library (libkvcake over UCX on loopback), kvcakectl output read
+// through --json, the real /metrics checked by promtool.
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "client/kvcakectl/http_client.h"
+#include "kvcake/client.h"
+
+namespace kvcake {
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+std::string BinDir() {
+  const char* dir = std::getenv("KVCAKE_BIN_DIR");
+  return dir != nullptr ? dir : "build/release/bin";
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A kvcaked child process; stdout+stderr go to a log file that is scanned for
+// the UCX and admin addresses. SIGTERM (then SIGKILL) on destruction.
+class Kvcaked {
+ public:
+  explicit Kvcaked(const std::string& dir) : dir_(dir), log_(dir + "/kvcaked.log") {}
+  ~Kvcaked() { Stop(); }
+
+  // Starts and waits up to 60 s for both listening lines (or the exit).
+  Status Start(const std::vector<std::string>& flags) {
+    std::vector<std::string> argv = {BinDir() + "/kvcaked"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    pid_ = fork();
+    if (pid_ < 0) return ErrnoToStatus(errno, "fork");
+    if (pid_ == 0) {
+      int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+      }
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    static const std::regex kUcx(R"(kvcaked listening on (\S+))");
+    static const std::regex kAdmin(R"(admin API listening on http://(\S+):(\d+))");
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::string log = ReadFile(log_);
+      std::smatch m;
+      if (std::regex_search(log, m, kAdmin)) admin_port_ = std::stoi(m[2]);
+      if (std::regex_search(log, m, kUcx)) ucx_address_ = m[1];
+      if (admin_port_ != 0 && !ucx_address_.empty()) return Status::Ok();
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        return UnavailableError("kvcaked exited (" + std::to_string(exit_code_) + "): " + log);
+      }
+      if (!ucx_address_.empty() && admin_port_ == 0 &&
+          log.find("no admin server") != std::string::npos) {
+        return UnimplementedError("kvcaked built without the admin server");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return DeadlineExceededError("kvcaked did not come up: " + ReadFile(log_));
+  }
+
+  // Waits for the process to exit by itself (for start-refusal tests).
+  int WaitExit(int timeout_s) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    while (pid_ > 0 && std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return exit_code_;
+  }
+
+  void Stop() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGTERM);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        pid_ = -1;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+  int admin_port() const { return admin_port_; }
+  const std::string& ucx_address() const { return ucx_address_; }
+  std::string log() const { return ReadFile(log_); }
+
+ private:
+  std::string dir_, log_;
+  pid_t pid_ = -1;
+  int exit_code_ = -1;
+  int admin_port_ = 0;
+  std::string ucx_address_;
+};
+
+struct Ran {
+  int exit = -1;
+  std::string out, err;
+};
+
+class KvcakedAdminTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (access((BinDir() + "/kvcaked").c_str(), X_OK) != 0 ||
+        access((BinDir() + "/kvcakectl").c_str(), X_OK) != 0) {
+      GTEST_SKIP() << "kvcaked/kvcakectl not built in " << BinDir();
+    }
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = "/tmp/kvcaked_admin_" + std::to_string(getpid()) + "_" + info->name();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    token_file_ = dir_ + "/admin.token";
+    std::ofstream(token_file_) << "admin-" << getpid() << "\n";
+    daemon_ = std::make_unique<Kvcaked>(dir_);
+  }
+  void TearDown() override {
+    daemon_.reset();
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+
+  // Starts kvcaked with a small emulated GPU tier, host tier and SSD tier.
+  void StartDaemon(std::vector<std::string> extra = {}) {
+    std::vector<std::string> flags = {"--listen=127.0.0.1:0",
+                                      "--admin_listen=127.0.0.1:0",
+                                      "--admin_token_file=" + token_file_,
+                                      "--gpu_bytes=1M",
+                                      "--host_bytes=4M",
+                                      "--slot_bytes=64K",
+                                      "--ssd_path=" + dir_ + "/ssd",
+                                      "--ssd_bytes=256M",
+                                      "--io_threads=1"};
+    flags.insert(flags.end(), extra.begin(), extra.end());
+    Status s = daemon_->Start(flags);
+    if (s.code() == StatusCode::kUnimplemented) GTEST_SKIP() << s.message();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+
+  ctl::HttpClient Http(bool with_token = true) {
+    ctl::HttpClientOptions o;
+    o.port = static_cast<uint16_t>(daemon_->admin_port());
+    if (with_token) o.token = "admin-" + std::to_string(getpid());
+    return ctl::HttpClient(o);
+  }
+
+  json GetJson(const std::string& target) {
+    auto r = Http().Get(target);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (!r.ok()) return json();
+    EXPECT_EQ(r->status, 200) << target << ": " << r->body;
+    return json::parse(r->body, nullptr, false);
+  }
+
+  std::string Metrics() {
+    auto r = Http(false).Get("/metrics");
+    EXPECT_TRUE(r.ok() && r->status == 200);
+    return r.ok() ? r->body : "";
+  }
+
+  Ran Ctl(const std::string& args) {
+    std::string base = dir_ + "/ctl";
+    std::string cmd = "env -u KVCAKE_ADMIN -u KVCAKE_ADMIN_TOKEN_FILE " + BinDir() +
+                      "/kvcakectl --admin=127.0.0.1:" + std::to_string(daemon_->admin_port()) +
+                      " --token_file=" + token_file_ + " " + args + " >" + base + ".out 2>" + base +
+                      ".err";
+    int rc = std::system(cmd.c_str());
+    Ran r;
+    r.exit = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    r.out = ReadFile(base + ".out");
+    r.err = ReadFile(base + ".err");
+    return r;
+  }
+
+  json CtlJson(const std::string& args) {
+    Ran r = Ctl("--json " + args);
+    EXPECT_EQ(r.exit, 0) << args << ": " << r.err;
+    json j = json::parse(r.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << args << ": " << r.out;
+    return j;
+  }
+
+  // Connects a real client, registers `ns` and puts `blocks` x `layers`
+  // values of 16 KiB; then gets them all back once.
+  void Traffic(const std::string& ns, int blocks, int layers) {
+    ClientOptions o;
+    o.address = daemon_->ucx_address();
+    o.namespace_name = ns;
+    o.timeout = std::chrono::milliseconds(20000);
+    auto client = Client::Connect(o);
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    NamespaceGeometry g;
+    g.num_layers = static_cast<uint32_t>(layers);
+    g.block_tokens = 16;
+    g.layer_block_bytes = 16 << 10;
+    g.kv_dtype = "fp16";
+    ASSERT_TRUE((*client)->RegisterNamespace(g).ok());
+    std::vector<uint32_t> tokens(static_cast<size_t>(blocks) * 16);
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint32_t>(i * 7 + 1);
+    hashes_ = (*client)->HashTokens(tokens);
+    ASSERT_EQ(hashes_.size(), static_cast<size_t>(blocks));
+    std::vector<std::vector<char>> data;
+    std::vector<PutBlock> puts;
+    for (int b = 0; b < blocks; ++b) {
+      for (int l = 0; l < layers; ++l) {
+        data.emplace_back(g.layer_block_bytes, static_cast<char>(b * 31 + l));
+      }
+    }
+    size_t k = 0;
+    for (int b = 0; b < blocks; ++b) {
+      for (int l = 0; l < layers; ++l) {
+        puts.push_back({hashes_[b], static_cast<uint32_t>(l), data[k++].data()});
+      }
+    }
+    Status put = (*client)->Put(puts);
+    ASSERT_TRUE(put.ok()) << put.ToString();
+    std::vector<std::vector<char>> out(puts.size(), std::vector<char>(g.layer_block_bytes));
+    std::vector<GetBlock> gets;
+    for (size_t i = 0; i < puts.size(); ++i)
+      gets.push_back({puts[i].hash, puts[i].layer, out[i].data()});
+    std::vector<bool> found;
+    ASSERT_TRUE((*client)->Get(gets, &found).ok());
+    for (size_t i = 0; i < found.size(); ++i) {
+      EXPECT_TRUE(found[i]) << i;
+      if (found[i]) EXPECT_EQ(out[i], data[i]) << i;
+    }
+  }
+
+  // Value of the sample `name{labels}` in an exposition (-1 if absent).
+  static double Sample(const std::string& text, const std::string& series) {
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+    }
+    return -1;
+  }
+
+  std::string dir_, token_file_;
+  std::unique_ptr<Kvcaked> daemon_;
+  std::vector<uint64_t> hashes_;
+};
+
+TEST_F(KvcakedAdminTest, EndpointsAuthAndPromtool) {
+  StartDaemon();
+  if (IsSkipped() || HasFatalFailure()) return;
+  auto health = Http(false).Get("/healthz");
+  ASSERT_TRUE(health.ok()) << health.status().ToString();
+  EXPECT_EQ(health->status, 200);
+  auto unauth = Http(false).Get("/v1/status");
+  ASSERT_TRUE(unauth.ok());
+  EXPECT_EQ(unauth->status, 401);
+  EXPECT_EQ(json::parse(unauth->body)["code"], "UNAUTHENTICATED");
+  EXPECT_EQ(Http().Get("/v1/nope")->status, 404);
+
+  json st = GetJson("/v1/status");
+  EXPECT_FALSE(st["version"].get<std::string>().empty());
+  EXPECT_FALSE(st["policy"].get<std::string>().empty());
+  ASSERT_TRUE(st["tiers"].is_array());
+  EXPECT_GE(st["tiers"].size(), 2u);
+  bool host_seen = false;
+  for (const auto& t : st["tiers"]) {
+    if (t["tier"] == "host") {
+      host_seen = true;
+      EXPECT_GT(t["capacity_bytes"].get<uint64_t>(), 0u);
+    }
+  }
+  EXPECT_TRUE(host_seen) << st.dump();
+  EXPECT_TRUE(GetJson("/v1/stats").is_object());
+  EXPECT_TRUE(GetJson("/v1/namespaces")["namespaces"].is_array());
+  EXPECT_TRUE(GetJson("/v1/config")["config"].is_array());
+  EXPECT_TRUE(GetJson("/v1/drain").is_object());
+
+  // The daemon's real exposition passes promtool.
+  if (access("/usr/bin/promtool", X_OK) == 0) {
+    std::string path = dir_ + "/metrics.prom";
+    std::ofstream(path) << Metrics();
+    std::string cmd =
+        "/usr/bin/promtool check metrics < " + path + " > " + dir_ + "/promtool.out 2>&1";
+    int rc = std::system(cmd.c_str());
+    EXPECT_EQ(rc, 0) << ReadFile(dir_ + "/promtool.out");
+    EXPECT_EQ(ReadFile(dir_ + "/promtool.out"), "");
+  }
+}
+
+TEST_F(KvcakedAdminTest, TrafficShowsInApiAndMetrics) {
+  StartDaemon();
+  if (IsSkipped() || HasFatalFailure()) return;
+  std::string before = Metrics();
+  Traffic("admin-traffic", 6, 2);
+  if (HasFatalFailure()) return;
+  // The API sees the namespace and its 12 values.
+  json ns = GetJson("/v1/namespaces");
+  json mine;
+  for (const auto& n : ns["namespaces"]) {
+    if (n["name"] == "admin-traffic") mine = n;
+  }
+  ASSERT_TRUE(mine.is_object()) << ns.dump();
+  EXPECT_EQ(mine["num_layers"], 2);
+  EXPECT_EQ(mine["blocks"], 12);
+  json blocks = GetJson("/v1/blocks?ns=admin-traffic&limit=100");
+  EXPECT_EQ(blocks["count"], 12) << blocks.dump();
+  json layer1 = GetJson("/v1/blocks?ns=admin-traffic&layer=1");
+  EXPECT_EQ(layer1["count"], 6);
+  json stats = GetJson("/v1/stats");
+  EXPECT_GE(stats["puts"].get<uint64_t>(), 12u) << stats.dump();
+
+  // Metric names present and values moving after traffic.
+  std::string after = Metrics();
+  for (const char* name :
+       {"kvcake_tier_capacity_bytes", "kvcake_tier_used_bytes", "kvcake_tier_blocks",
+        "kvcake_hits_total", "kvcake_misses_total", "kvcake_requests_total",
+        "kvcake_request_duration_seconds", "kvcake_errors_total", "kvcake_leases_expired_total",
+        "kvcake_promotions_total", "kvcake_demotions_total", "kvcake_moved_bytes_total"}) {
+    EXPECT_NE(after.find("# TYPE " + std::string(name) + " "), std::string::npos) << name;
+  }
+  double used = 0;
+  for (const char* tier : {"gpu", "host", "ssd"}) {
+    used +=
+        std::max(0.0, Sample(after, "kvcake_tier_used_bytes{tier=\"" + std::string(tier) + "\"}"));
+  }
+  EXPECT_GE(used, 12.0 * (16 << 10)) << after;
+  double puts_before = std::max(0.0, Sample(before, "kvcake_requests_total{op=\"put\"}"));
+  double puts_after = Sample(after, "kvcake_requests_total{op=\"put\"}");
+  EXPECT_GT(puts_after, puts_before) << after;
+  double lat = Sample(after, "kvcake_request_duration_seconds_count{op=\"put\"}");
+  EXPECT_GE(lat, 1.0);
+}
+
+TEST_F(KvcakedAdminTest, KvcakectlDrivesTheDaemon) {
+  StartDaemon();
+  if (IsSkipped() || HasFatalFailure()) return;
+  Traffic("admin-ctl", 4, 2);
+  if (HasFatalFailure()) return;
+  json st = CtlJson("status");
+  EXPECT_TRUE(st["tiers"].is_array());
+  Ran table = Ctl("status");
+  ASSERT_EQ(table.exit, 0) << table.err;
+  EXPECT_NE(table.out.find("TIER"), std::string::npos) << table.out;
+  EXPECT_TRUE(CtlJson("stats").is_object());
+  json ns = CtlJson("ns");
+  EXPECT_EQ(ns["namespaces"].size(), 1u);
+  EXPECT_EQ(CtlJson("ls --ns=admin-ctl")["count"], 8);
+
+  // Pin one block (both layers), evict the namespace: only the pinned stay.
+  char hash[32];
+  std::snprintf(hash, sizeof(hash), "0x%llx", static_cast<unsigned long long>(hashes_[0]));
+  json pinned = CtlJson(std::string("pin --ns=admin-ctl --hash=") + hash);
+  EXPECT_EQ(pinned["pinned"], 2) << pinned.dump();
+  json evicted = CtlJson("evict --ns=admin-ctl");
+  EXPECT_EQ(evicted["evicted"], 6) << evicted.dump();
+  EXPECT_EQ(CtlJson("ls --ns=admin-ctl")["count"], 2);
+  json unpinned = CtlJson(std::string("unpin --ns=admin-ctl --hash=") + hash);
+  EXPECT_EQ(unpinned["unpinned"], 2);
+
+  // Drain: everything ends on SSD.
+  Traffic("admin-ctl", 4, 2);
+  if (HasFatalFailure()) return;
+  json drain = CtlJson("drain --interval_ms=50");
+  EXPECT_TRUE(drain["done"].get<bool>()) << drain.dump();
+  EXPECT_FALSE(drain.contains("error")) << drain.dump();
+  json on_ssd = CtlJson("ls --ns=admin-ctl --tier=ssd");
+  json all = CtlJson("ls --ns=admin-ctl");
+  EXPECT_EQ(on_ssd["count"], all["count"]) << all.dump();
+
+  // Config: read every knob, set one to a new value and read it back.
+  json cfg = CtlJson("config get");
+  ASSERT_FALSE(cfg["config"].empty());
+  std::string knob, value;
+  for (const auto& e : cfg["config"]) {
+    if (e["name"] == "tier.host.capacity_bytes") {
+      knob = e["name"];
+      value = e["value"];
+    }
+  }
+  if (!knob.empty()) {
+    std::string new_value = std::to_string(std::stoull(value) / 2);
+    CtlJson("config set " + knob + "=" + new_value);
+    json got = CtlJson("config get " + knob);
+    EXPECT_EQ(got["config"][0]["value"].get<std::string>(), new_value);
+  }
+  EXPECT_EQ(Ctl("config set no.such.knob=1").exit, 4);
+
+  // top for scripts.
+  Ran top = Ctl("--json top --iterations=2 --interval_ms=50");
+  EXPECT_EQ(top.exit, 0) << top.err;
+  EXPECT_EQ(std::count(top.out.begin(), top.out.end(), '\n'), 2) << top.out;
+
+  // Wrong token → exit 3.
+  std::string bad = dir_ + "/bad.token";
+  std::ofstream(bad) << "nope\n";
+  std::string cmd = BinDir() +
+                    "/kvcakectl --admin=127.0.0.1:" + std::to_string(daemon_->admin_port()) +
+                    " --token_file=" + bad + " status >/dev/null 2>&1";
+  int rc = std::system(cmd.c_str());
+  EXPECT_EQ(WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, 3);
+}
+
+TEST_F(KvcakedAdminTest, RefusesNonLoopbackAdminWithoutToken) {
+  std::vector<std::string> flags = {"--listen=127.0.0.1:0", "--admin_listen=0.0.0.0:0",
+                                    "--host_bytes=4M",      "--slot_bytes=64K",
+                                    "--ssd_path=",          "--io_threads=1"};
+  Status s = daemon_->Start(flags);
+  if (s.code() == StatusCode::kUnimplemented) GTEST_SKIP() << s.message();
+  EXPECT_FALSE(s.ok()) << "kvcaked started with a non-loopback admin address and no token";
+  EXPECT_NE(daemon_->WaitExit(30), 0);
+  EXPECT_NE(daemon_->log().find("admin_token_file"), std::string::npos) << daemon_->log();
+}
+
+}  // namespace
+}  // namespace kvcake
