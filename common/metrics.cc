@@ -202,7 +202,7 @@ bool FamilyBase::BadArity(size_t n) const {
 template <>
 void Family<Counter>::Render(std::string* out) const {
   RenderHeader(out);
-  std::lock_guard<std::mutex> lock(mu_);
+  std::shared_lock<std::shared_mutex> lock(mu_);
   for (const auto& [values, child] : children_) {
     *out += name_ + FormatLabels(values, "") + " " + std::to_string(child->Value()) + "\n";
   }
@@ -211,7 +211,7 @@ void Family<Counter>::Render(std::string* out) const {
 template <>
 void Family<Gauge>::Render(std::string* out) const {
   RenderHeader(out);
-  std::lock_guard<std::mutex> lock(mu_);
+  std::shared_lock<std::shared_mutex> lock(mu_);
   for (const auto& [values, child] : children_) {
     *out += name_ + FormatLabels(values, "") + " " + FormatDouble(child->Value()) + "\n";
   }
@@ -220,7 +220,7 @@ void Family<Gauge>::Render(std::string* out) const {
 template <>
 void Family<Histogram>::Render(std::string* out) const {
   RenderHeader(out);
-  std::lock_guard<std::mutex> lock(mu_);
+  std::shared_lock<std::shared_mutex> lock(mu_);
   for (const auto& [values, child] : children_) {
     Histogram::Snapshot s = child->Take();
     for (size_t i = 0; i <= s.bounds.size(); ++i) {

@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -172,7 +173,9 @@ class Family : public FamilyBase {
 
  private:
   friend class Registry;
-  mutable std::mutex mu_;
+  // Readers (lookups of existing children, rendering) share; inserts and
+  // Clear are exclusive.
+  mutable std::shared_mutex mu_;
   std::map<std::vector<std::string>, T*> children_;  // guarded by mu_
   std::vector<std::unique_ptr<T>> owned_;            // guarded by mu_; never shrinks
   std::unique_ptr<T> detached_;                      // guarded by mu_
@@ -258,7 +261,12 @@ class Registry {
 
 template <typename T>
 T* Family<T>::WithLabels(const std::vector<std::string>& values) {
-  std::lock_guard<std::mutex> lock(mu_);
+  if (values.size() == label_names_.size()) {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    auto it = children_.find(values);
+    if (it != children_.end()) return it->second;
+  }
+  std::unique_lock<std::shared_mutex> lock(mu_);
   if (BadArity(values.size())) {
     if (!detached_) detached_ = NewChild();
     return detached_.get();
@@ -273,7 +281,7 @@ T* Family<T>::WithLabels(const std::vector<std::string>& values) {
 
 template <typename T>
 void Family<T>::Clear() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::shared_mutex> lock(mu_);
   children_.clear();
 }
 
