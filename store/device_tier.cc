@@ -71,6 +71,18 @@ DeviceTier::~DeviceTier() {
   std::free(base_);
 }
 
+Result<std::string> DeviceTier::IpcHandle() const {
+#if defined(KVCAKE_HAVE_CUDA)
+  if (is_cuda_) {
+    cudaIpcMemHandle_t h;
+    cudaError_t err = cudaIpcGetMemHandle(&h, base_);
+    if (err != cudaSuccess) return CudaToStatus(err, "device tier: cudaIpcGetMemHandle");
+    return std::string(reinterpret_cast<const char*>(&h), sizeof(h));
+  }
+#endif
+  return UnimplementedError("device tier: emulated device has no CUDA IPC handle");
+}
+
 Status DeviceTier::CopyIn(int32_t slot, const void* src, uint64_t n) const {
   if (n > slot_bytes_) return InvalidArgumentError("device tier: copy larger than a slot");
 #if defined(KVCAKE_HAVE_CUDA)

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "common/result.h"
 
@@ -39,7 +40,12 @@ class DeviceTier {
   Status CopyIn(int32_t slot, const void* src, uint64_t n) const;
   Status CopyOut(int32_t slot, void* dst, uint64_t n) const;
 
+  // CUDA IPC handle of the arena (cudaIpcMemHandle_t bytes) for same-node
+  // engines to open once; UNIMPLEMENTED for the emulated device.
+  Result<std::string> IpcHandle() const;
+
   bool is_cuda() const { return is_cuda_; }
+  int cuda_device() const { return cuda_device_; }
   uint64_t slot_bytes() const { return slot_bytes_; }
   uint64_t num_slots() const { return num_slots_; }
   uint64_t size() const { return slot_bytes_ * num_slots_; }

@@ -110,6 +110,7 @@ class TierManager::Impl {
   Status SetCapacity(Tier tier, uint64_t bytes);
   void ReportLayerSignal(uint64_t ns, const policy::LayerSignal& signal);
   HostSegmentInfo host_segment() const;
+  DeviceSegmentInfo device_segment() const;
 
   const TierManagerOptions& options() const { return opts_; }
   bool device_is_cuda() const { return device_ && device_->is_cuda(); }
@@ -1076,6 +1077,26 @@ HostSegmentInfo TierManager::Impl::host_segment() const {
   return h;
 }
 
+DeviceSegmentInfo TierManager::Impl::device_segment() const {
+  DeviceSegmentInfo d;
+  if (!device_) return d;
+  d.present = true;
+  d.cuda = device_->is_cuda();
+  d.cuda_device = device_->cuda_device();
+  d.size = device_->size();
+  d.slot_bytes = device_->slot_bytes();
+  d.num_slots = device_->num_slots();
+  if (d.cuda) {
+    Result<std::string> h = device_->IpcHandle();
+    if (h.ok()) {
+      d.ipc_handle = *h;
+    } else {
+      KVCAKE_LOG(WARNING) << h.status().ToString();
+    }
+  }
+  return d;
+}
+
 // --- mover ------------------------------------------------------------------
 
 void TierManager::Impl::MoverLoop() {
@@ -1503,6 +1524,7 @@ void TierManager::ReportLayerSignal(uint64_t ns, const policy::LayerSignal& sign
   impl_->ReportLayerSignal(ns, signal);
 }
 HostSegmentInfo TierManager::host_segment() const { return impl_->host_segment(); }
+DeviceSegmentInfo TierManager::device_segment() const { return impl_->device_segment(); }
 bool TierManager::device_is_cuda() const { return impl_->device_is_cuda(); }
 bool TierManager::has_device_tier() const { return impl_->has_device_tier(); }
 bool TierManager::has_ssd_tier() const { return impl_->has_ssd_tier(); }

@@ -126,6 +126,19 @@ struct HostSegmentInfo {
   bool huge_pages = false;
 };
 
+// The device tier's arena, for same-node engines. Same slot layout as the
+// host segment (slot i at i * slot_bytes). `ipc_handle` holds the
+// cudaIpcMemHandle_t bytes when `cuda`; empty for the emulated device.
+struct DeviceSegmentInfo {
+  bool present = false;
+  bool cuda = false;
+  int cuda_device = 0;
+  uint64_t size = 0;
+  uint64_t slot_bytes = 0;
+  uint64_t num_slots = 0;
+  std::string ipc_handle;
+};
+
 // Progress of Drain(): blocks done out of total.
 using DrainProgress = std::function<void(uint64_t done, uint64_t total)>;
 
@@ -232,6 +245,8 @@ class TierManager {
 
   // Shared host segment (see HostSegmentInfo for the slot layout).
   HostSegmentInfo host_segment() const;
+  // Device arena description (present = false without a device tier).
+  DeviceSegmentInfo device_segment() const;
   // True when the device tier is a real CUDA arena (false: emulated/absent).
   bool device_is_cuda() const;
   bool has_device_tier() const;

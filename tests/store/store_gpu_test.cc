@@ -40,6 +40,9 @@ TEST(StoreGpuTest, CudaArenaRoundTrip) {
   ASSERT_TRUE((*t)->CopyIn(3, in.data(), in.size()).ok());
   ASSERT_TRUE((*t)->CopyOut(3, out.data(), out.size()).ok());
   EXPECT_EQ(in, out);
+  auto h = (*t)->IpcHandle();
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  EXPECT_EQ(h->size(), sizeof(cudaIpcMemHandle_t));
 }
 
 TEST(StoreGpuTest, HostSegmentIsRegistered) {

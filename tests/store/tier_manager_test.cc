@@ -93,6 +93,11 @@ TEST(TierManagerTest, PutGetHostAndDevice) {
   ASSERT_TRUE(tm);
   EXPECT_TRUE(tm->has_device_tier());
   EXPECT_FALSE(tm->device_is_cuda());
+  DeviceSegmentInfo dev = tm->device_segment();
+  EXPECT_TRUE(dev.present);
+  EXPECT_FALSE(dev.cuda);
+  EXPECT_EQ(dev.num_slots, 4u);
+  EXPECT_TRUE(dev.ipc_handle.empty());
   ASSERT_TRUE(tm->Put(K(1), Payload(K(1), 5000).data(), 5000, Tier::kHost).ok());
   ASSERT_TRUE(tm->Put(K(2), Payload(K(2), kSlot).data(), kSlot, Tier::kDevice).ok());
   ExpectBlock(*tm, K(1), 5000);
