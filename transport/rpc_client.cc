@@ -479,6 +479,7 @@ void RpcClientImpl::OnRecvDone(void* request, ucs_status_t status, size_t length
 
 void RpcClientImpl::OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status) {
   auto* self = static_cast<RpcClientImpl*>(arg);
+  if (self->loop_ == nullptr || self->destroyed_) return;
   Status why = UnavailableError(std::string("connection to ") + self->address_ +
                                 " failed: " + ucs_status_string(status));
   self->loop_->Post([self, why] { self->BreakConnection(why); });

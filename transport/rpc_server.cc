@@ -66,6 +66,7 @@ void Inc(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_
 // threads; it is nulled at Stop() before the loop is destroyed.
 struct LoopSlot {
   int index = 0;
+  RpcServerImpl* server = nullptr;  // set at Init
   std::mutex mu;
   WorkerLoop* loop = nullptr;
   // Loop-thread only:
@@ -101,10 +102,10 @@ struct InboundRecv {
 
 class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
  public:
-  ServerConnection(RpcServerImpl* server, LoopSlot* slot, uint64_t id, std::string peer,
-                   size_t max_inline_meta)
+  ServerConnection(RpcServerImpl* server, std::shared_ptr<LoopSlot> slot, uint64_t id,
+                   std::string peer, size_t max_inline_meta)
       : server_(server),
-        slot_(slot),
+        slot_(std::move(slot)),
         id_(id),
         peer_(std::move(peer)),
         max_inline_meta_(max_inline_meta) {}
@@ -114,7 +115,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   uint64_t id() const { return id_; }
   const std::string& peer() const { return peer_; }
-  LoopSlot* slot() const { return slot_; }
+  LoopSlot* slot() const { return slot_.get(); }
   RpcServerImpl* server() const { return server_; }
 
   // Loop thread only below.
@@ -150,7 +151,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
  private:
   RpcServerImpl* server_;
-  LoopSlot* slot_;
+  std::shared_ptr<LoopSlot> slot_;  // outlives the server while calls are held
   uint64_t id_;
   std::string peer_;
   size_t max_inline_meta_;
@@ -190,7 +191,7 @@ class RpcServerImpl {
   RpcHandler* handler_;
   Counters counters_;
   std::unique_ptr<UcxContext> context_;
-  std::vector<std::unique_ptr<LoopSlot>> slots_;
+  std::vector<std::shared_ptr<LoopSlot>> slots_;
   std::vector<std::unique_ptr<WorkerLoop>> loops_;
   std::unique_ptr<UcxListener> listener_;  // on loops_[0]
   std::atomic<uint64_t> next_conn_id_{1};
@@ -333,8 +334,9 @@ Status RpcServerImpl::Init() {
                                std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
   for (int i = 0; i < options_.io_threads; ++i) {
     ASSIGN_OR_RETURN(auto worker, UcxWorker::Create(*context_));
-    auto slot = std::make_unique<LoopSlot>();
+    auto slot = std::make_shared<LoopSlot>();
     slot->index = i;
+    slot->server = this;
     ucp_am_handler_param_t ap{};
     ap.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
                     UCP_AM_HANDLER_PARAM_FIELD_ARG | UCP_AM_HANDLER_PARAM_FIELD_FLAGS;
@@ -412,7 +414,7 @@ void RpcServerImpl::OnConnRequest(ucp_conn_request_h req, void* arg) {
 void RpcServerImpl::Accept(LoopSlot* slot, ucp_conn_request_h req, std::string peer) {
   const size_t max_hdr = slot->loop->ucx_worker().max_am_header();
   auto conn = std::make_shared<ServerConnection>(
-      this, slot, next_conn_id_.fetch_add(1), peer,
+      this, slots_[slot->index], next_conn_id_.fetch_add(1), peer,
       max_hdr > kFrameHeaderSize ? max_hdr - kFrameHeaderSize : 0);
   ucp_ep_params_t p{};
   p.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
@@ -420,7 +422,9 @@ void RpcServerImpl::Accept(LoopSlot* slot, ucp_conn_request_h req, std::string p
   p.conn_request = req;
   p.err_mode = context_->err_mode();
   p.err_handler.cb = &RpcServerImpl::OnEpError;
-  p.err_handler.arg = conn.get();
+  // The slot, not the connection: UCX may report an error for an endpoint
+  // whose connection object is already gone; the lookup by ep then misses.
+  p.err_handler.arg = slot;
   ucp_ep_h ep = nullptr;
   ucs_status_t st = ucp_ep_create(slot->loop->worker(), &p, &ep);
   if (st != UCS_OK) {
@@ -436,12 +440,10 @@ void RpcServerImpl::Accept(LoopSlot* slot, ucp_conn_request_h req, std::string p
 }
 
 void RpcServerImpl::OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status) {
-  auto* conn = static_cast<ServerConnection*>(arg);
-  KVCAKE_LOG(DEBUG) << "connection " << conn->id() << " from " << conn->peer()
-                    << " failed: " << ucs_status_string(status);
+  auto* slot = static_cast<LoopSlot*>(arg);
+  RpcServerImpl* self = slot->server;
+  KVCAKE_LOG(DEBUG) << "server endpoint failed: " << ucs_status_string(status);
   // Not from inside the UCX callback: post the close.
-  RpcServerImpl* self = conn->server();
-  LoopSlot* slot = conn->slot();
   slot->loop->Post([self, slot, ep] {
     auto it = slot->conns.find(ep);
     if (it != slot->conns.end()) self->RemoveConnection(it->second.get(), "peer failed");
