@@ -163,6 +163,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     admin_server = std::move(started).value();
+    std::printf("kvcaked admin listening on %s\n", admin_server->address().c_str());
   }
 #else
   if (!FLAGS_admin_listen.empty()) {

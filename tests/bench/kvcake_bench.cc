@@ -42,7 +42,9 @@ DEFINE_bool(json, false, "print one JSON object on stdout (human table on stderr
 DEFINE_string(address, "", "use this running kvcaked (tcp); empty: start our own");
 DEFINE_string(sizes, "256K,1M,4M", "value sizes");
 DEFINE_string(clients, "1,4", "client counts");
-DEFINE_int32(batch, 16, "values per put/get call in the throughput runs (an engine loads a layer's blocks in one call)");
+DEFINE_int32(batch, 16,
+             "values per put/get call in the throughput runs (an engine loads a layer's blocks in "
+             "one call)");
 DEFINE_int32(keys, 32, "distinct keys per client");
 DEFINE_int32(get_rounds, 0, "get passes over the keys (0: 10, quick: 4)");
 DEFINE_int32(put_rounds, 0, "put passes (delete in between; 0: 4, quick: 2)");
@@ -280,8 +282,9 @@ double LookupP50(const std::string& address, const std::string& tls, int iters) 
     Result<uint32_t> n = (*cl)->LookupPrefix(chain, 0);
     st.lat_us.push_back(Seconds(Clock::now() - t0) * 1e6);
     if (!n.ok() || *n != chain.size()) {
-      Log() << "  lookup: " << (n.ok() ? std::to_string(*n) + " of " + std::to_string(chain.size())
-                                       : n.status().ToString())
+      Log() << "  lookup: "
+            << (n.ok() ? std::to_string(*n) + " of " + std::to_string(chain.size())
+                       : n.status().ToString())
             << "\n";
       return -1;
     }
@@ -736,9 +739,9 @@ int Main(int argc, char** argv) {
   double lookup_tcp = -1, lookup_shm = -1;
   {
     for (const std::string tls : {"tcp", "shm"}) {
-      auto d = testing::DaemonProcess::Start(
-          {"--ucx_tls=" + tls, "--host_bytes=64M", "--slot_bytes=4K", "--ssd_path=",
-           "--io_threads=1", "--log_level=warning"});
+      auto d =
+          testing::DaemonProcess::Start({"--ucx_tls=" + tls, "--host_bytes=64M", "--slot_bytes=4K",
+                                         "--ssd_path=", "--io_threads=1", "--log_level=warning"});
       if (!d.ok()) continue;
       (tls == "tcp" ? lookup_tcp : lookup_shm) = LookupP50((*d)->address(), tls, lookup_iters);
       (void)(*d)->Stop();

@@ -511,5 +511,46 @@ TEST_F(DaemonTest, SigtermWhileClientsWorkExitsCleanlyAndKeepsCommittedData) {
   GetAndVerify(*c, chain);
 }
 
+// Plain HTTP/1.0 GET against the admin API; the whole response.
+std::string HttpGet(const std::string& hostport, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(hostport.substr(hostport.rfind(':') + 1))));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    std::string req = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    (void)!::write(fd, req.data(), req.size());
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+TEST_F(DaemonTest, AdminApiReportsTheDataPath) {
+  StartDaemon({"--admin_listen=127.0.0.1:0"});
+  ASSERT_FALSE(daemon_->admin_address().empty());
+  auto c = ConnectOrDie(daemon_->address(), "tcp", false);
+  ASSERT_NE(c, nullptr);
+  std::vector<uint64_t> chain = Chain(*c, 2024, 3);
+  PutAll(*c, chain);
+  GetAndVerify(*c, chain);
+  std::string stats = HttpGet(daemon_->admin_address(), "/v1/stats");
+  EXPECT_NE(stats.find("200 OK"), std::string::npos) << stats;
+  EXPECT_NE(stats.find("\"puts\":" + std::to_string(chain.size() * kLayers)), std::string::npos)
+      << stats;
+  std::string ns = HttpGet(daemon_->admin_address(), "/v1/namespaces");
+  EXPECT_NE(ns.find("it-model"), std::string::npos) << ns;
+  std::string metrics = HttpGet(daemon_->admin_address(), "/metrics");
+  EXPECT_NE(metrics.find("kvcake_request_duration_seconds_count{op=\"put\"}"), std::string::npos)
+      << metrics.substr(0, 2000);
+  EXPECT_NE(metrics.find("kvcake_tier_used_bytes{tier=\"host\"} " +
+                         std::to_string(chain.size() * kLayers * kValueBytes)),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace kvcake

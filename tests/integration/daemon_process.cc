@@ -74,6 +74,12 @@ Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const std::vector<st
       size_t nl = at == std::string::npos ? std::string::npos : out.find('\n', at);
       if (nl != std::string::npos) {
         d->address_ = out.substr(at + marker.size(), nl - at - marker.size());
+        const std::string admin = "kvcaked admin listening on ";
+        size_t a = out.find(admin);
+        size_t anl = a == std::string::npos ? a : out.find('\n', a);
+        if (anl != std::string::npos) {
+          d->admin_address_ = out.substr(a + admin.size(), anl - a - admin.size());
+        }
         return d;
       }
     }

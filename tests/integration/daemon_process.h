@@ -34,6 +34,8 @@ class DaemonProcess {
   ~DaemonProcess();
 
   const std::string& address() const { return address_; }
+  // The admin HTTP address when started with --admin_listen, else "".
+  const std::string& admin_address() const { return admin_address_; }
   uint16_t port() const;
   pid_t pid() const { return pid_; }
   // SIGTERM and wait (up to `timeout_s`); the exit status (0 = clean).
@@ -46,6 +48,7 @@ class DaemonProcess {
   pid_t pid_ = -1;
   int stdout_fd_ = -1;
   std::string address_;
+  std::string admin_address_;
 };
 
 // The kvcaked binary ($KVCAKE_BIN_DIR/kvcaked, else ./build/release/bin).

@@ -1,0 +1,288 @@
+#include "daemon/admin_backend.h"
+
+#include <ctime>
+#include <map>
+
+#include "common/logging.h"
+#include "common/metrics_catalog.h"
+#include "daemon/daemon.h"
+
+namespace kvcake::daemon {
+namespace {
+
+constexpr Tier kLocalTiers[] = {Tier::kDevice, Tier::kHost, Tier::kSsd};
+
+Result<uint64_t> ParseU64(const std::string& name, const std::string& value) {
+  if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos) {
+    return InvalidArgumentError(name + ": not a non-negative integer: '" + value + "'");
+  }
+  try {
+    return static_cast<uint64_t>(std::stoull(value));
+  } catch (...) {
+    return InvalidArgumentError(name + ": out of range: '" + value + "'");
+  }
+}
+
+}  // namespace
+
+DaemonAdminBackend::DaemonAdminBackend(Daemon* daemon)
+    : daemon_(daemon), start_(std::chrono::steady_clock::now()) {
+  auto& cat = metrics::Catalog::Default();
+  cat.build_info.WithLabels({"0.1.0"})->Set(1);
+  cat.start_time.Get()->Set(static_cast<double>(std::time(nullptr)));
+  hook_id_ = cat.registry().AddCollectHook([this] { RefreshMetrics(); });
+}
+
+DaemonAdminBackend::~DaemonAdminBackend() {
+  if (hook_id_ >= 0) metrics::Catalog::Default().registry().RemoveCollectHook(hook_id_);
+  std::thread t;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    t = std::move(drain_thread_);
+  }
+  if (t.joinable()) t.join();
+}
+
+void DaemonAdminBackend::RefreshMetrics() {
+  auto& cat = metrics::Catalog::Default();
+  store::StoreStats st = daemon_->store()->GetStats();
+  for (Tier t : kLocalTiers) {
+    const store::TierStats& ts = st.tiers[static_cast<size_t>(t)];
+    std::string name(TierName(t));
+    cat.tier_capacity_bytes.WithLabels({name})->Set(static_cast<double>(ts.capacity_bytes));
+    cat.tier_used_bytes.WithLabels({name})->Set(static_cast<double>(ts.used_bytes));
+    cat.tier_blocks.WithLabels({name})->Set(static_cast<double>(ts.blocks));
+  }
+  if (daemon_->rpc_server()) {
+    for (const transport::ConnectionInfo& c : daemon_->rpc_server()->Connections()) {
+      cat.transport_selected.WithLabels({c.peer, c.transport})->Set(1);
+    }
+  }
+}
+
+Result<admin::DaemonStatus> DaemonAdminBackend::GetStatus() {
+  admin::DaemonStatus s;
+  s.version = "0.1.0";
+  s.node_id = daemon_->address();
+  s.uptime_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  store::StoreStats st = daemon_->store()->GetStats();
+  for (Tier t : kLocalTiers) {
+    if (t == Tier::kDevice && !daemon_->store()->has_device_tier()) continue;
+    if (t == Tier::kSsd && !daemon_->store()->has_ssd_tier()) continue;
+    const store::TierStats& ts = st.tiers[static_cast<size_t>(t)];
+    s.tiers.push_back({t, ts.capacity_bytes, ts.used_bytes, ts.blocks});
+  }
+  s.policy = std::string(daemon_->store()->policy_name());
+  s.transports.push_back("ucx:" + daemon_->options().rpc.ucx.Tls() + "@" + daemon_->address());
+  if (!daemon_->service()->options().host_segment_path.empty())
+    s.transports.push_back("shm-mapped");
+  if (daemon_->rpc_server()) {
+    for (const transport::ConnectionInfo& c : daemon_->rpc_server()->Connections()) {
+      s.peers.push_back({c.peer, c.transport});
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s.draining = daemon_->draining() || drain_.active;
+  }
+  return s;
+}
+
+Result<admin::DaemonStats> DaemonAdminBackend::GetStats() {
+  admin::DaemonStats s;
+  store::StoreStats st = daemon_->store()->GetStats();
+  ServiceStats sv = daemon_->service()->stats();
+  s.puts = st.puts;
+  s.gets = sv.get_hits + sv.get_misses;
+  s.errors = sv.errors;
+  s.leases_expired = st.leases_expired;
+  for (Tier t : kLocalTiers) {
+    size_t i = static_cast<size_t>(t);
+    s.tiers.push_back({t, st.tiers[i].hits, t == Tier::kHost ? st.misses : 0, st.drops[i]});
+  }
+  for (Tier from : kLocalTiers) {
+    for (Tier to : kLocalTiers) {
+      size_t f = static_cast<size_t>(from), d = static_cast<size_t>(to);
+      if (f == d || st.moves[f][d] == 0) continue;
+      admin::PathStats p{from, to, st.moves[f][d], st.bytes_moved[f][d]};
+      (d < f ? s.promotions : s.demotions).push_back(p);
+    }
+  }
+  return s;
+}
+
+Result<std::vector<admin::NamespaceInfo>> DaemonAdminBackend::ListNamespaces() {
+  std::vector<admin::NamespaceInfo> out;
+  for (const store::NamespaceConfig& c : daemon_->store()->ListNamespaces()) {
+    admin::NamespaceInfo n;
+    n.name = c.name;
+    n.id = c.id;
+    n.model = c.layout;
+    n.dtype = c.kv_dtype;
+    n.num_layers = c.num_layers;
+    n.block_tokens = c.block_tokens;
+    n.layer_block_bytes = c.layer_block_bytes;
+    n.bytes = daemon_->store()->NamespaceUsedBytes(c.id);
+    n.blocks = c.layer_block_bytes ? n.bytes / c.layer_block_bytes : 0;
+    out.push_back(std::move(n));
+  }
+  return out;
+}
+
+std::vector<BlockKey> DaemonAdminBackend::Matching(const admin::BlockFilter& filter,
+                                                   size_t limit) const {
+  store::BlockFilter f;
+  f.ns = filter.ns;
+  f.layer = filter.layer;
+  f.tier = filter.tier;
+  f.limit = filter.hash ? SIZE_MAX : limit;
+  std::vector<BlockKey> out;
+  for (const store::BlockInfo& b : daemon_->store()->ListBlocks(f)) {
+    if (filter.hash && b.key.hash != *filter.hash) continue;
+    out.push_back(b.key);
+    if (out.size() >= limit) break;
+  }
+  return out;
+}
+
+Result<std::vector<admin::BlockInfo>> DaemonAdminBackend::ListBlocks(
+    const admin::BlockFilter& filter) {
+  store::BlockFilter f;
+  f.ns = filter.ns;
+  f.layer = filter.layer;
+  f.tier = filter.tier;
+  f.limit = filter.hash ? SIZE_MAX : filter.limit;
+  std::vector<admin::BlockInfo> out;
+  for (const store::BlockInfo& b : daemon_->store()->ListBlocks(f)) {
+    if (filter.hash && b.key.hash != *filter.hash) continue;
+    admin::BlockInfo i;
+    i.key = b.key;
+    i.tier = b.tier;
+    i.size_bytes = b.size;
+    i.state = "committed";
+    i.pin_count = b.pins;
+    i.last_access = b.last_access_tick;
+    out.push_back(std::move(i));
+    if (out.size() >= filter.limit) break;
+  }
+  return out;
+}
+
+Result<uint64_t> DaemonAdminBackend::Evict(const admin::BlockFilter& filter) {
+  if (!filter.ns) return InvalidArgumentError("evict needs a namespace (ns=...)");
+  uint64_t n = 0;
+  for (const BlockKey& k : Matching(filter, SIZE_MAX)) {
+    // From one tier: demote out of it (host -> ssd, ssd -> dropped); else remove.
+    Status s = filter.tier ? daemon_->store()->Evict(
+                                 k, *filter.tier == Tier::kSsd ? Tier::kRemote : Tier::kSsd)
+                           : daemon_->store()->Delete(k);
+    if (s.ok()) ++n;
+  }
+  return n;
+}
+
+Result<uint64_t> DaemonAdminBackend::Pin(const admin::BlockFilter& filter) {
+  if (!filter.ns) return InvalidArgumentError("pin needs a namespace (ns=...)");
+  uint64_t n = 0;
+  for (const BlockKey& k : Matching(filter, SIZE_MAX)) n += daemon_->store()->AdminPin(k).ok();
+  return n;
+}
+
+Result<uint64_t> DaemonAdminBackend::Unpin(const admin::BlockFilter& filter) {
+  if (!filter.ns) return InvalidArgumentError("unpin needs a namespace (ns=...)");
+  uint64_t n = 0;
+  for (const BlockKey& k : Matching(filter, SIZE_MAX)) n += daemon_->store()->AdminUnpin(k).ok();
+  return n;
+}
+
+Status DaemonAdminBackend::StartDrain() {
+  if (!daemon_->store()->has_ssd_tier()) return UnavailableError("no SSD tier to drain to");
+  std::lock_guard<std::mutex> lock(mu_);
+  if (drain_.active) return Status::Ok();
+  if (drain_thread_.joinable()) drain_thread_.join();  // a finished earlier drain
+  drain_ = admin::DrainProgress{};
+  drain_.active = true;
+  drain_thread_ = std::thread([this] {
+    Status s = daemon_->store()->Drain([this](uint64_t done, uint64_t total) {
+      std::lock_guard<std::mutex> l(mu_);
+      drain_.moved_blocks = done;
+      drain_.total_blocks = total;
+    });
+    std::lock_guard<std::mutex> l(mu_);
+    drain_.active = false;
+    drain_.done = true;
+    if (!s.ok()) drain_.error = s.ToString();
+    KVCAKE_LOG(INFO) << "admin drain finished: " << s.ToString();
+  });
+  return Status::Ok();
+}
+
+Result<admin::DrainProgress> DaemonAdminBackend::GetDrain() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return drain_;
+}
+
+Result<std::vector<admin::ConfigEntry>> DaemonAdminBackend::GetConfig() {
+  store::StoreStats st = daemon_->store()->GetStats();
+  std::vector<admin::ConfigEntry> out;
+  out.push_back({"tier.gpu.capacity_bytes", std::to_string(st.tiers[0].capacity_bytes),
+                 "device tier capacity (bytes, rounded down to slots)"});
+  out.push_back({"tier.host.capacity_bytes", std::to_string(st.tiers[1].capacity_bytes),
+                 "host tier capacity (bytes, rounded down to slots; <= the segment)"});
+  out.push_back({"tier.ssd.capacity_bytes", std::to_string(st.tiers[2].capacity_bytes),
+                 "SSD tier capacity (payload bytes)"});
+  return out;
+}
+
+Status DaemonAdminBackend::SetConfig(
+    const std::vector<std::pair<std::string, std::string>>& updates) {
+  std::vector<std::pair<Tier, uint64_t>> parsed;
+  for (const auto& [name, value] : updates) {
+    Tier t;
+    if (name == "tier.gpu.capacity_bytes") {
+      t = Tier::kDevice;
+    } else if (name == "tier.host.capacity_bytes") {
+      t = Tier::kHost;
+    } else if (name == "tier.ssd.capacity_bytes") {
+      t = Tier::kSsd;
+    } else {
+      return NotFoundError("unknown config knob '" + name + "'");
+    }
+    ASSIGN_OR_RETURN(uint64_t v, ParseU64(name, value));
+    parsed.emplace_back(t, v);
+  }
+  // Check everything first (all or nothing): a device/host capacity may not
+  // exceed its physical segment.
+  store::StoreStats st = daemon_->store()->GetStats();
+  for (const auto& [t, v] : parsed) {
+    if (t == Tier::kSsd) continue;
+    const store::TierStats& ts = st.tiers[static_cast<size_t>(t)];
+    uint64_t physical = ts.total_slots * daemon_->store()->options().slot_bytes;
+    if (v > physical) {
+      return InvalidArgumentError(std::string(TierName(t)) + " capacity " + std::to_string(v) +
+                                  " exceeds its segment of " + std::to_string(physical) + " bytes");
+    }
+  }
+  for (const auto& [t, v] : parsed) RETURN_IF_ERROR(daemon_->store()->SetCapacity(t, v));
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<admin::AdminServer>> StartAdmin(
+    Daemon* daemon, const std::string& listen, const std::string& token_file,
+    std::unique_ptr<DaemonAdminBackend>* backend) {
+  admin::AdminServerOptions o;
+  o.listen = listen;
+  o.token_file = token_file;
+  RETURN_IF_ERROR(admin::ValidateAdminOptions(o));
+  *backend = std::make_unique<DaemonAdminBackend>(daemon);
+  Result<std::unique_ptr<admin::AdminServer>> server = admin::AdminServer::Start(o, backend->get());
+  if (!server.ok()) {
+    backend->reset();
+    return server.status();
+  }
+  KVCAKE_LOG(INFO) << "admin API on http://" << (*server)->address();
+  return server;
+}
+
+}  // namespace kvcake::daemon
