@@ -275,6 +275,17 @@ class KvcakedAdminTest : public ::testing::Test {
     return -1;
   }
 
+  // Sum of every sample whose series starts with `prefix`.
+  static double SumSamples(const std::string& text, const std::string& prefix) {
+    std::istringstream in(text);
+    std::string line;
+    double sum = 0;
+    while (std::getline(in, line)) {
+      if (line.rfind(prefix, 0) == 0) sum += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+    return sum;
+  }
+
   std::string dir_, token_file_;
   std::unique_ptr<Kvcaked> daemon_;
   std::vector<uint64_t> hashes_;
@@ -359,11 +370,13 @@ TEST_F(KvcakedAdminTest, TrafficShowsInApiAndMetrics) {
         std::max(0.0, Sample(after, "kvcake_tier_used_bytes{tier=\"" + std::string(tier) + "\"}"));
   }
   EXPECT_GE(used, 12.0 * (16 << 10)) << after;
-  double puts_before = std::max(0.0, Sample(before, "kvcake_requests_total{op=\"put\"}"));
-  double puts_after = Sample(after, "kvcake_requests_total{op=\"put\"}");
-  EXPECT_GT(puts_after, puts_before) << after;
-  double lat = Sample(after, "kvcake_request_duration_seconds_count{op=\"put\"}");
-  EXPECT_GE(lat, 1.0);
+  // Requests are counted per operation (put/get over UCX, reserve/commit/pin/
+  // release on the same-node mapped path) and timed.
+  EXPECT_GT(SumSamples(after, "kvcake_requests_total{"),
+            SumSamples(before, "kvcake_requests_total{"))
+      << after;
+  EXPECT_GT(SumSamples(after, "kvcake_request_duration_seconds_count{"),
+            SumSamples(before, "kvcake_request_duration_seconds_count{"));
 }
 
 TEST_F(KvcakedAdminTest, KvcakectlDrivesTheDaemon) {
