@@ -1,0 +1,282 @@
+// Unit tests of the daemon's request service over a real TierManager
+// (host tier in a memfd, no SSD), without the network.
+
+#include "daemon/service.h"
+
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "common/block_hash.h"
+#include "store/checksum.h"
+
+namespace kvcake::daemon {
+namespace {
+
+using transport::BlockRef;
+using transport::RpcOp;
+
+constexpr uint64_t kBytes = 16 * 1024;
+
+std::unique_ptr<store::TierManager> OpenStore(uint64_t lease_us = 30'000'000) {
+  store::TierManagerOptions o;
+  o.host_capacity_bytes = 8 << 20;
+  o.slot_bytes = kBytes;
+  o.ssd_path = "";
+  o.host_segment_name = "kvcake-service-test";
+  o.host_huge_pages = false;
+  o.pin_lease_us = lease_us;
+  o.reservation_lease_us = lease_us;
+  o.reserve_wait_us = 1000;
+  auto tm = store::TierManager::Open(o, nullptr);
+  EXPECT_TRUE(tm.ok()) << tm.status().ToString();
+  return tm.ok() ? std::move(tm).value() : nullptr;
+}
+
+uint16_t Op(RpcOp op) { return static_cast<uint16_t>(op); }
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Make({}); }
+  void Make(ServiceOptions o, uint64_t lease_us = 30'000'000) {
+    service_.reset();
+    store_ = OpenStore(lease_us);
+    ASSERT_NE(store_, nullptr);
+    o.host_segment_path = "/proc/self/fd/0";  // only its presence matters here
+    service_ = std::make_unique<Service>(o, store_.get());
+  }
+  Result<std::string> Call(RpcOp op, const std::string& header, std::string_view data = {},
+                           std::string* out = nullptr) {
+    std::string sink;
+    return service_->Handle(Op(op), header, data, out ? out : &sink);
+  }
+  transport::RegisterNamespaceResponse Register(const std::string& token = "") {
+    transport::RegisterNamespaceRequest r{"svc", token, 2, 16, kBytes, "fp16", "", 0};
+    auto res = Call(RpcOp::kRegisterNamespace, transport::Encode(r));
+    EXPECT_TRUE(res.ok()) << res.status().ToString();
+    transport::RegisterNamespaceResponse resp;
+    if (res.ok()) EXPECT_TRUE(transport::Decode(*res, &resp).ok());
+    return resp;
+  }
+  std::vector<transport::KeyCode> Codes(const Result<std::string>& r) {
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    transport::KeyCodesResponse resp;
+    if (r.ok()) EXPECT_TRUE(transport::Decode(*r, &resp).ok());
+    return resp.codes;
+  }
+
+  std::unique_ptr<store::TierManager> store_;
+  std::unique_ptr<Service> service_;
+};
+
+std::string Value(uint64_t hash, uint32_t layer) {
+  std::string v(kBytes, '\0');
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = static_cast<char>((hash * 31 + layer * 7 + i) & 0xff);
+  return v;
+}
+
+TEST_F(ServiceTest, RegisterChecksTokenAndLayout) {
+  ServiceOptions o;
+  o.token = "tok";
+  Make(o);
+  transport::RegisterNamespaceRequest r{"svc", "", 2, 16, kBytes, "fp16", "", 0};
+  EXPECT_EQ(Call(RpcOp::kRegisterNamespace, transport::Encode(r)).status().code(),
+            StatusCode::kUnauthenticated);
+  r.token = "tox";
+  EXPECT_EQ(Call(RpcOp::kRegisterNamespace, transport::Encode(r)).status().code(),
+            StatusCode::kPermissionDenied);
+  r.token = "tok";
+  auto first = Register("tok");
+  EXPECT_EQ(first.ns_id, NamespaceSeed("svc"));
+  EXPECT_EQ(first.created, 1);
+  EXPECT_EQ(Register("tok").created, 0);
+  r.kv_dtype = "bf16";
+  EXPECT_EQ(Call(RpcOp::kRegisterNamespace, transport::Encode(r)).status().code(),
+            StatusCode::kFailedPrecondition);
+  r.kv_dtype = "fp16";
+  r.name = "big";
+  r.layer_block_bytes = kBytes + 1;
+  EXPECT_EQ(Call(RpcOp::kRegisterNamespace, transport::Encode(r)).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST_F(ServiceTest, PutGetLookupDeleteThroughHandle) {
+  auto ns = Register();
+  transport::KeyedRequest put{ns.ns_id, ns.fingerprint, {{1, 0}, {2, 0}, {1, 1}}};
+  std::string data = Value(1, 0) + Value(2, 0) + Value(1, 1);
+  EXPECT_EQ(Codes(Call(RpcOp::kPut, transport::Encode(put), data)),
+            (std::vector<transport::KeyCode>{0, 0, 0}));
+  // Again: already exists.
+  EXPECT_EQ(Codes(Call(RpcOp::kPut, transport::Encode(put), data)),
+            (std::vector<transport::KeyCode>(3, static_cast<uint8_t>(StatusCode::kAlreadyExists))));
+  // Wrong data size for the whole request.
+  EXPECT_EQ(Call(RpcOp::kPut, transport::Encode(put), data.substr(1)).status().code(),
+            StatusCode::kInvalidArgument);
+  // Data on an op that carries none.
+  transport::KeyedRequest get{ns.ns_id, ns.fingerprint, {{2, 0}, {3, 0}, {1, 1}}};
+  EXPECT_EQ(Call(RpcOp::kGet, transport::Encode(get), "x").status().code(),
+            StatusCode::kInvalidArgument);
+  std::string out;
+  EXPECT_EQ(Codes(Call(RpcOp::kGet, transport::Encode(get), {}, &out)),
+            (std::vector<transport::KeyCode>{0, static_cast<uint8_t>(StatusCode::kNotFound), 0}));
+  EXPECT_EQ(out, Value(2, 0) + Value(1, 1));
+
+  transport::LookupPrefixRequest lk{ns.ns_id, ns.fingerprint, 0, {1, 2, 3}};
+  auto lr = transport::DecodeAs<transport::LookupPrefixResponse>(
+      *Call(RpcOp::kLookupPrefix, transport::Encode(lk)));
+  ASSERT_TRUE(lr.ok());
+  EXPECT_EQ(lr->prefix_len, 2u);
+  transport::KeyedRequest del{ns.ns_id, ns.fingerprint, {{1, 0}, {9, 0}}};
+  auto dr =
+      transport::DecodeAs<transport::DeleteResponse>(*Call(RpcOp::kDelete, transport::Encode(del)));
+  ASSERT_TRUE(dr.ok());
+  EXPECT_EQ(dr->deleted, 1u);
+  lr = transport::DecodeAs<transport::LookupPrefixResponse>(
+      *Call(RpcOp::kLookupPrefix, transport::Encode(lk)));
+  EXPECT_EQ(lr->prefix_len, 0u);
+  // Bad layer, wrong fingerprint, unknown namespace.
+  transport::KeyedRequest bad{ns.ns_id, ns.fingerprint, {{1, 2}}};
+  EXPECT_EQ(Call(RpcOp::kGet, transport::Encode(bad)).status().code(),
+            StatusCode::kInvalidArgument);
+  bad = {ns.ns_id, ns.fingerprint + 1, {{1, 0}}};
+  EXPECT_EQ(Call(RpcOp::kGet, transport::Encode(bad)).status().code(),
+            StatusCode::kFailedPrecondition);
+  bad = {ns.ns_id + 1, ns.fingerprint, {{1, 0}}};
+  EXPECT_EQ(Call(RpcOp::kGet, transport::Encode(bad)).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(service_->Handle(999, "", {}, &out).status().code(), StatusCode::kUnimplemented);
+  EXPECT_GE(service_->stats().errors, 5u);
+}
+
+TEST_F(ServiceTest, ZeroCopyPutStagesSeveralValuesAndAbortsOnPayloadFailure) {
+  auto ns = Register();
+  transport::KeyedRequest put{ns.ns_id, ns.fingerprint, {{5, 0}, {6, 0}}};
+  auto st = service_->BeginPut(transport::Encode(put), 2 * kBytes);
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  ASSERT_NE((*st)->staging, nullptr);
+  std::string data = Value(5, 0) + Value(6, 0);
+  std::memcpy((*st)->staging.get(), data.data(), data.size());
+  EXPECT_EQ(Codes(service_->FinishPut(**st, Status::Ok())),
+            (std::vector<transport::KeyCode>{0, 0}));
+  std::string out;
+  transport::KeyedRequest get{ns.ns_id, ns.fingerprint, {{5, 0}, {6, 0}}};
+  Codes(Call(RpcOp::kGet, transport::Encode(get), {}, &out));
+  EXPECT_EQ(out, data);
+
+  // One value: straight into the slot. A failed payload aborts the reservation.
+  transport::KeyedRequest one{ns.ns_id, ns.fingerprint, {{7, 0}}};
+  st = service_->BeginPut(transport::Encode(one), kBytes);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ((*st)->staging, nullptr);
+  EXPECT_FALSE(service_->FinishPut(**st, UnavailableError("peer gone")).ok());
+  EXPECT_EQ(service_->BeginPut(transport::Encode(one), kBytes - 1).status().code(),
+            StatusCode::kInvalidArgument);
+  st = service_->BeginPut(transport::Encode(one), kBytes);  // the key is free again
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ((*st)->codes[0], 0);
+  service_->AbortPut(**st);
+}
+
+TEST_F(ServiceTest, SameNodeReserveCommitPinReleaseWithChecksums) {
+  auto ns = Register();
+  store::HostSegmentInfo seg = store_->host_segment();
+  ASSERT_GE(seg.fd, 0);
+  void* base = ::mmap(nullptr, seg.size, PROT_READ | PROT_WRITE, MAP_SHARED, seg.fd, 0);
+  ASSERT_NE(base, MAP_FAILED);
+  char* mem = static_cast<char*>(base);
+
+  transport::KeyedRequest req{ns.ns_id, ns.fingerprint, {{10, 0}, {11, 1}}};
+  auto slots = transport::DecodeAs<transport::SlotsResponse>(
+      *Call(RpcOp::kPutReserve, transport::Encode(req)));
+  ASSERT_TRUE(slots.ok());
+  ASSERT_EQ(slots->codes, (std::vector<transport::KeyCode>{0, 0}));
+  EXPECT_GT(slots->lease_us, 0u);
+  std::string v0 = Value(10, 0), v1 = Value(11, 1);
+  std::memcpy(mem + slots->offsets[0], v0.data(), kBytes);
+  std::memcpy(mem + slots->offsets[1], v1.data(), kBytes);
+  transport::PutCommitRequest commit{
+      ns.ns_id,
+      ns.fingerprint,
+      slots->lease_id,
+      req.keys,
+      {store::BlockChecksum(v0.data(), kBytes), store::BlockChecksum(v1.data(), kBytes) ^ 1}};
+  EXPECT_EQ(Codes(Call(RpcOp::kPutCommit, transport::Encode(commit))),
+            (std::vector<transport::KeyCode>{0, static_cast<uint8_t>(StatusCode::kDataLoss)}));
+  // The lease is gone once committed.
+  EXPECT_EQ(Call(RpcOp::kPutCommit, transport::Encode(commit)).status().code(),
+            StatusCode::kAborted);
+
+  auto pins =
+      transport::DecodeAs<transport::SlotsResponse>(*Call(RpcOp::kGetPin, transport::Encode(req)));
+  ASSERT_TRUE(pins.ok());
+  ASSERT_EQ(pins->codes[0], 0);
+  EXPECT_EQ(pins->codes[1], static_cast<uint8_t>(StatusCode::kNotFound));  // checksum refused
+  EXPECT_EQ(std::string(mem + pins->offsets[0], kBytes), v0);
+  EXPECT_EQ(service_->stats().open_leases, 1u);
+  EXPECT_TRUE(
+      Call(RpcOp::kRelease, transport::Encode(transport::ReleaseRequest{pins->lease_id})).ok());
+  EXPECT_EQ(service_->stats().open_leases, 0u);
+  ::munmap(base, seg.size);
+}
+
+TEST_F(ServiceTest, ExpiredSameNodeLeasesAreReclaimed) {
+  ServiceOptions o;
+  o.lease_ms = 20;
+  Make(o, 20'000);
+  auto ns = Register();
+  transport::KeyedRequest req{ns.ns_id, ns.fingerprint, {{20, 0}}};
+  auto slots = transport::DecodeAs<transport::SlotsResponse>(
+      *Call(RpcOp::kPutReserve, transport::Encode(req)));
+  ASSERT_TRUE(slots.ok());
+  ASSERT_EQ(slots->codes[0], 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  EXPECT_EQ(service_->ExpireLeases(), 1u);
+  transport::PutCommitRequest commit{ns.ns_id, ns.fingerprint, slots->lease_id, req.keys, {1}};
+  EXPECT_EQ(Call(RpcOp::kPutCommit, transport::Encode(commit)).status().code(),
+            StatusCode::kAborted);
+  // The key can be written again.
+  std::string data = Value(20, 0);
+  EXPECT_EQ(Codes(Call(RpcOp::kPut, transport::Encode(req), data)),
+            (std::vector<transport::KeyCode>{0}));
+}
+
+TEST_F(ServiceTest, ConcurrentHandlersKeepEveryValueIntact) {
+  auto ns = Register();
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        uint64_t h = (i % 5 == 0) ? 1000 + i : (t + 1) * 100000 + i;  // some shared keys
+        transport::KeyedRequest put{ns.ns_id, ns.fingerprint, {{h, 0}}};
+        std::string sink;
+        auto r = service_->Handle(Op(RpcOp::kPut), transport::Encode(put), Value(h, 0), &sink);
+        if (!r.ok()) ++bad;
+        std::string out;
+        auto g = service_->Handle(Op(RpcOp::kGet), transport::Encode(put), {}, &out);
+        transport::KeyCodesResponse codes;
+        if (!g.ok() || !transport::Decode(*g, &codes).ok()) {
+          ++bad;
+          continue;
+        }
+        // A shared key may still be reserved by another thread's put.
+        if (codes.codes[0] == 0 && out != Value(h, 0)) ++bad;
+        transport::LookupPrefixRequest lk{ns.ns_id, ns.fingerprint, 0, {h}};
+        if (!service_->Handle(Op(RpcOp::kLookupPrefix), transport::Encode(lk), {}, &sink).ok()) {
+          ++bad;
+        }
+        if (i % 10 == 0) service_->ExpireLeases();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(service_->stats().errors, 0u);
+}
+
+}  // namespace
+}  // namespace kvcake::daemon
