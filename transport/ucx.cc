@@ -84,6 +84,7 @@ struct ConfigDeleter {
 
 Result<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions& options) {
   RETURN_IF_ERROR(options.Validate());
+
   ucp_config_t* raw = nullptr;
   ucs_status_t st = ucp_config_read(nullptr, nullptr, &raw);
   if (st != UCS_OK) return UcsToStatus(st, "ucp_config_read");

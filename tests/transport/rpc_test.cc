@@ -14,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <random>
@@ -24,6 +25,23 @@
 
 #include "transport/rpc_client.h"
 #include "transport/rpc_server.h"
+
+#if defined(__SANITIZE_THREAD__)
+// UCX's memory-event hooks (UCM) crash under TSan's interceptors, and UCM
+// reads its configuration when the library loads. A TSan build of this test
+// therefore re-executes itself once with UCX_MEM_EVENTS=no.
+__attribute__((constructor)) static void DisableUcxMemEventsUnderTsan() {
+  if (getenv("UCX_MEM_EVENTS") != nullptr) return;
+  setenv("UCX_MEM_EVENTS", "no", 1);
+  std::vector<char*> args;
+  std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
+  static std::vector<std::string> storage;
+  for (std::string a; std::getline(cmdline, a, '\0');) storage.push_back(a);
+  for (auto& a : storage) args.push_back(a.data());
+  args.push_back(nullptr);
+  execv("/proc/self/exe", args.data());
+}
+#endif
 
 namespace kvcake::transport {
 namespace {
