@@ -278,5 +278,26 @@ TEST_F(ServiceTest, ConcurrentHandlersKeepEveryValueIntact) {
   EXPECT_EQ(service_->stats().errors, 0u);
 }
 
+TEST_F(ServiceTest, QuotaAndReportStats) {
+  transport::RegisterNamespaceRequest r{"small", "", 1, 16, kBytes, "fp16", "", 2 * kBytes};
+  auto reg = transport::DecodeAs<transport::RegisterNamespaceResponse>(
+      *Call(RpcOp::kRegisterNamespace, transport::Encode(r)));
+  ASSERT_TRUE(reg.ok());
+  transport::KeyedRequest put{reg->ns_id, reg->fingerprint, {{1, 0}, {2, 0}, {3, 0}}};
+  std::string data = Value(1, 0) + Value(2, 0) + Value(3, 0);
+  auto codes = Codes(Call(RpcOp::kPut, transport::Encode(put), data));
+  ASSERT_EQ(codes.size(), 3u);
+  EXPECT_EQ(codes[0], 0);
+  EXPECT_EQ(codes[1], 0);
+  EXPECT_EQ(codes[2], static_cast<uint8_t>(StatusCode::kResourceExhausted));
+
+  transport::ReportStatsRequest rs{reg->ns_id, reg->fingerprint, 0, 2.5, {1, 2}, {0.5, 0.25}, 1};
+  auto ok = Call(RpcOp::kReportStats, transport::Encode(rs));
+  EXPECT_TRUE(ok.ok()) << ok.status().ToString();
+  rs.layer = 1;  // the namespace has one layer
+  EXPECT_EQ(Call(RpcOp::kReportStats, transport::Encode(rs)).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace kvcake::daemon

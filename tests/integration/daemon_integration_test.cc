@@ -178,6 +178,14 @@ void RoundTrip(const std::string& address, const std::string& tls, bool mapped) 
   EXPECT_EQ(*deleted, 1u);
   EXPECT_EQ(*c->LookupPrefix(chain, 0), 2u);
   EXPECT_EQ(*c->LookupPrefix(chain, 1), 5u);
+  // CAKE statistics reach the daemon; malformed ones are refused.
+  std::vector<double> scores = {5, 4, 3, 2, 1, 0.5, 0.25, 0.125};
+  Status st = c->ReportLayerStats(1, 0.75, chain, scores, 1);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(c->ReportLayerStats(1, 0.75, chain, std::span<const double>(scores).first(3), 1).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(c->ReportLayerStats(kLayers, 0.75, chain, scores, 1).code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST_F(DaemonTest, PutGetLookupOverUcxTcp) {
