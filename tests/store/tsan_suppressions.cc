@@ -7,6 +7,10 @@
 extern "C" const char* __tsan_default_suppressions() {
   return "race:rocksdb::MemTable::Add\n"
          "race:rocksdb::(anonymous namespace)::BytewiseComparatorImpl::Compare\n"
-         "race:rocksdb::InlineSkipList\n";
+         "race:rocksdb::InlineSkipList\n"
+         // WAL writer buffers, handed between RocksDB's write and flush threads.
+         "race:rocksdb::log::Writer\n"
+         "race:rocksdb::PosixWritableFile\n"
+         "race:rocksdb::WritableFileWriter\n";
 }
 #endif
