@@ -52,6 +52,10 @@ class Counter {
  public:
   void Increment(uint64_t n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
   uint64_t Value() const { return value_.load(std::memory_order_relaxed); }
+  // Mirrors a monotonic count kept elsewhere (e.g. a component's stats
+  // snapshot, copied in a collect hook). The source must never decrease;
+  // don't mix with Increment on the same child.
+  void Set(uint64_t v) { value_.store(v, std::memory_order_relaxed); }
 
  private:
   std::atomic<uint64_t> value_{0};

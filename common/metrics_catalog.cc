@@ -43,7 +43,10 @@ Catalog::Catalog(Registry& r)
     std::string ti(TierName(static_cast<Tier>(i)));
     hit_[i] = hits.WithLabels({ti});
     miss_[i] = misses.WithLabels({ti});
-    for (size_t j = 0; j < kTiers; ++j) {
+    if (i >= static_cast<size_t>(kNumLocalTiers)) continue;
+    // Paths between local tiers are pre-resolved (and exported from the
+    // start); paths involving a peer appear when first used.
+    for (size_t j = 0; j < static_cast<size_t>(kNumLocalTiers); ++j) {
       if (i == j) continue;
       std::string tj(TierName(static_cast<Tier>(j)));
       // Promotions go to a faster (lower-numbered) tier, demotions to a slower one.
@@ -59,27 +62,43 @@ Catalog& Catalog::Default() {
   return *catalog;
 }
 
+Counter* Catalog::Promotion(Tier from, Tier to) const {
+  Counter* c = promotion_[Index(from)][Index(to)];
+  return c != nullptr
+             ? c
+             : promotions.WithLabels({std::string(TierName(from)), std::string(TierName(to))});
+}
+
+Counter* Catalog::Demotion(Tier from, Tier to) const {
+  Counter* c = demotion_[Index(from)][Index(to)];
+  return c != nullptr
+             ? c
+             : demotions.WithLabels({std::string(TierName(from)), std::string(TierName(to))});
+}
+
+Counter* Catalog::MovedBytes(Tier from, Tier to) const {
+  Counter* c = moved_[Index(from)][Index(to)];
+  return c != nullptr
+             ? c
+             : moved_bytes.WithLabels({std::string(TierName(from)), std::string(TierName(to))});
+}
+
+Counter* Catalog::Drop(Tier tier, std::string_view reason) const {
+  return drops.WithLabels({std::string(TierName(tier)), std::string(reason)});
+}
+
 void Catalog::RecordPromotion(Tier from, Tier to, uint64_t bytes) const {
-  size_t f = Index(from), t = Index(to);
-  Counter* c =
-      promotion_[f][t]
-          ? promotion_[f][t]
-          : promotions.WithLabels({std::string(TierName(from)), std::string(TierName(to))});
-  c->Increment();
-  if (moved_[f][t] != nullptr) moved_[f][t]->Increment(bytes);
+  Promotion(from, to)->Increment();
+  MovedBytes(from, to)->Increment(bytes);
 }
 
 void Catalog::RecordDemotion(Tier from, Tier to, uint64_t bytes) const {
-  size_t f = Index(from), t = Index(to);
-  Counter* c = demotion_[f][t]
-                   ? demotion_[f][t]
-                   : demotions.WithLabels({std::string(TierName(from)), std::string(TierName(to))});
-  c->Increment();
-  if (moved_[f][t] != nullptr) moved_[f][t]->Increment(bytes);
+  Demotion(from, to)->Increment();
+  MovedBytes(from, to)->Increment(bytes);
 }
 
 void Catalog::RecordDrop(Tier tier, std::string_view reason) const {
-  drops.WithLabels({std::string(TierName(tier)), std::string(reason)})->Increment();
+  Drop(tier, reason)->Increment();
 }
 
 void Catalog::RecordError(std::string_view op, StatusCode code) const {

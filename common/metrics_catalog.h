@@ -67,6 +67,13 @@ class Catalog {
   // ---- pre-resolved children (hot path, no lookup) ----
   Counter* Hit(Tier t) const { return hit_[Index(t)]; }
   Counter* Miss(Tier t) const { return miss_[Index(t)]; }
+  // Children for one path (pre-resolved between local tiers, looked up
+  // otherwise); for components that mirror their own counters in a collect
+  // hook with Counter::Set.
+  Counter* Promotion(Tier from, Tier to) const;
+  Counter* Demotion(Tier from, Tier to) const;
+  Counter* MovedBytes(Tier from, Tier to) const;
+  Counter* Drop(Tier tier, std::string_view reason) const;
   void RecordPromotion(Tier from, Tier to, uint64_t bytes) const;
   void RecordDemotion(Tier from, Tier to, uint64_t bytes) const;
   // Looks the child up (a map lookup under a mutex): not for per-byte paths.

@@ -183,6 +183,30 @@ TEST(MetricsTest, CatalogRecordsIntoFamilies) {
   EXPECT_TRUE(Contains(text, "kvcake_request_duration_seconds_count{op=\"get\"} 1\n")) << text;
 }
 
+TEST(MetricsTest, CatalogMirrorsSnapshotsAndKeepsPeerPathsLazy) {
+  Registry r;
+  Catalog cat(r);
+  std::string text = r.Expose();
+  EXPECT_TRUE(Contains(text, "kvcake_demotions_total{from=\"host\",to=\"ssd\"} 0\n")) << text;
+  EXPECT_FALSE(Contains(text, "to=\"remote\"")) << text;
+  // A collect hook mirrors counters kept by another component.
+  uint64_t store_demotions = 0;
+  r.AddCollectHook([&] {
+    cat.Demotion(Tier::kHost, Tier::kSsd)->Set(store_demotions);
+    cat.MovedBytes(Tier::kHost, Tier::kSsd)->Set(store_demotions * 4096);
+  });
+  store_demotions = 7;
+  text = r.Expose();
+  EXPECT_TRUE(Contains(text, "kvcake_demotions_total{from=\"host\",to=\"ssd\"} 7\n")) << text;
+  EXPECT_TRUE(Contains(text, "kvcake_moved_bytes_total{from=\"host\",to=\"ssd\"} 28672\n"));
+  // Peer paths appear once used.
+  cat.RecordPromotion(Tier::kRemote, Tier::kHost, 10);
+  text = r.Expose();
+  EXPECT_TRUE(Contains(text, "kvcake_promotions_total{from=\"remote\",to=\"host\"} 1\n")) << text;
+  EXPECT_TRUE(Contains(text, "kvcake_moved_bytes_total{from=\"remote\",to=\"host\"} 10\n"));
+  EXPECT_EQ(cat.Drop(Tier::kSsd, "corrupt"), cat.drops.WithLabels({"ssd", "corrupt"}));
+}
+
 // The exposition of the full catalog (every family with samples) passes
 // `promtool check metrics` (Prometheus' own linter for names, types, units).
 TEST(MetricsTest, PromtoolAcceptsCatalogExposition) {
