@@ -7,6 +7,7 @@
 // buffer, empty reply. Prints GB/s for both. Compare with
 //   ucx_perftest -t tag_bw -s <value_bytes> (UCX_TLS=tcp or posix,sysv,cma).
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -127,5 +128,21 @@ int main(int argc, char** argv) {
   const double get = Run(**client, 1, n, seconds, window);
   const double put = Run(**client, 2, n, seconds, window);
   std::printf("get %.2f GB/s  put %.2f GB/s\n", get, put);
+  // Small synchronous round trips (latency).
+  std::vector<double> us;
+  const uint8_t meta[64] = {};
+  for (int i = 0; i < 2000; ++i) {
+    CallRequest req;
+    req.opcode = 2;
+    req.meta = meta;
+    const auto t0 = std::chrono::steady_clock::now();
+    RpcReply r = (*client)->Call(req);
+    us.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    if (!r.status.ok()) return 1;
+  }
+  std::sort(us.begin(), us.end());
+  std::printf("small sync call: p50 %.1f us  p99 %.1f us\n", us[us.size() / 2],
+              us[us.size() * 99 / 100]);
   return 0;
 }
