@@ -106,6 +106,7 @@ class TierManager::Impl {
   Status Drain(const DrainProgress& progress);
   Status Flush();
   std::vector<BlockInfo> ListBlocks(const BlockFilter& filter) const;
+  Result<BlockInfo> Describe(const BlockKey& key) const;
   StoreStats GetStats() const;
   Status SetCapacity(Tier tier, uint64_t bytes);
   void ReportLayerSignal(uint64_t ns, const policy::LayerSignal& signal);
@@ -989,6 +990,28 @@ Status TierManager::Impl::Flush() {
   return ssd_ ? ssd_->FlushMemtables() : Status::Ok();
 }
 
+namespace {
+BlockInfo MakeInfo(const BlockKey& k, const BlockRecord& r) {
+  BlockInfo b;
+  b.key = k;
+  b.tier = r.tier;
+  b.on_ssd = r.on_ssd;
+  b.size = r.size;
+  b.checksum = r.checksum;
+  b.pins = r.pins + (r.admin_pinned ? 1 : 0);
+  b.admin_pinned = r.admin_pinned;
+  b.last_access_tick = r.last_access_tick;
+  return b;
+}
+}  // namespace
+
+Result<BlockInfo> TierManager::Impl::Describe(const BlockKey& key) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  const BlockRecord* r = index_.Find(key);
+  if (r == nullptr || !r->readable()) return NotFoundError(key.ToString() + " not found");
+  return MakeInfo(key, *r);
+}
+
 std::vector<BlockInfo> TierManager::Impl::ListBlocks(const BlockFilter& filter) const {
   std::vector<BlockInfo> out;
   std::lock_guard<std::mutex> lk(mu_);
@@ -997,16 +1020,7 @@ std::vector<BlockInfo> TierManager::Impl::ListBlocks(const BlockFilter& filter) 
     if (filter.ns && *filter.ns != k.ns) return;
     if (filter.layer && *filter.layer != k.layer) return;
     if (filter.tier && *filter.tier != r.tier && !(*filter.tier == Tier::kSsd && r.on_ssd)) return;
-    BlockInfo b;
-    b.key = k;
-    b.tier = r.tier;
-    b.on_ssd = r.on_ssd;
-    b.size = r.size;
-    b.checksum = r.checksum;
-    b.pins = r.pins + (r.admin_pinned ? 1 : 0);
-    b.admin_pinned = r.admin_pinned;
-    b.last_access_tick = r.last_access_tick;
-    out.push_back(b);
+    out.push_back(MakeInfo(k, r));
   });
   std::sort(out.begin(), out.end(),
             [](const BlockInfo& a, const BlockInfo& b) { return a.key < b.key; });
@@ -1516,6 +1530,7 @@ Status TierManager::Flush() { return impl_->Flush(); }
 std::vector<BlockInfo> TierManager::ListBlocks(const BlockFilter& filter) const {
   return impl_->ListBlocks(filter);
 }
+Result<BlockInfo> TierManager::Describe(const BlockKey& key) const { return impl_->Describe(key); }
 StoreStats TierManager::GetStats() const { return impl_->GetStats(); }
 Status TierManager::SetCapacity(Tier tier, uint64_t bytes) {
   return impl_->SetCapacity(tier, bytes);

@@ -233,7 +233,10 @@ class TierManager {
   // flushes RocksDB memtables to SST/blob files. Returns the flush status.
   Status Flush();
 
+  // Blocks matching `filter`, sorted by key, at most filter.limit.
   std::vector<BlockInfo> ListBlocks(const BlockFilter& filter) const;
+  // One block's description; NOT_FOUND unless committed.
+  Result<BlockInfo> Describe(const BlockKey& key) const;
   StoreStats GetStats() const;
   // Hot capacity change. For device/host, bytes are rounded down to slots and
   // clamped to the physical segment (INVALID_ARGUMENT above it); lowering

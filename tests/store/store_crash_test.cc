@@ -35,7 +35,9 @@ TEST(StoreCrashTest, SigkillAtRandomPointsNeverLosesCommittedOrReturnsCorrupt) {
   ASSERT_TRUE(std::filesystem::exists(child)) << child;
   testing::TempDir dir;
   const std::string ssd = dir.Sub("ssd");
-  std::mt19937 rng(std::random_device{}());
+  const unsigned seed = std::random_device{}();
+  std::printf("crash test seed %u\n", seed);
+  std::mt19937 rng(seed);
   std::set<uint64_t> durable;  // hashes reported durable, all rounds
   uint64_t verified_total = 0;
   constexpr int kRounds = 20;

@@ -261,6 +261,8 @@ TEST(TierManagerTest, EvictAdminPinAndDelete) {
   ASSERT_TRUE(tm->Evict(K(1), Tier::kHost).ok());
   EXPECT_EQ(tm->ListBlocks({})[0].tier, Tier::kHost);
   ASSERT_TRUE(tm->AdminPin(K(1)).ok());
+  EXPECT_TRUE(tm->Describe(K(1))->admin_pinned);
+  EXPECT_EQ(tm->Describe(K(9)).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(tm->Evict(K(1), Tier::kSsd).code(), StatusCode::kFailedPrecondition);
   ASSERT_TRUE(tm->AdminUnpin(K(1)).ok());
   ASSERT_TRUE(tm->Evict(K(1), Tier::kSsd).ok());
@@ -583,10 +585,8 @@ TEST(TierManagerTest, MoverCarriesOutPolicyPromotions) {
     pol->promote[Tier::kHost] = {K(1), K(2)};
   }
   auto tier_of = [&](const BlockKey& k) {
-    for (const BlockInfo& b : tm->ListBlocks({})) {
-      if (b.key == k) return b.tier;
-    }
-    return Tier::kRemote;
+    auto b = tm->Describe(k);
+    return b.ok() ? b->tier : Tier::kRemote;
   };
   ASSERT_TRUE(
       WaitFor([&] { return tier_of(K(1)) == Tier::kHost && tier_of(K(2)) == Tier::kHost; }));
