@@ -181,6 +181,17 @@ class ClientImpl final : public Client {
     transport::RegisterNamespaceResponse resp;
     RETURN_IF_ERROR(transport::Decode(AsView(meta), &resp));
     std::lock_guard<std::mutex> lock(mu_);
+    // The namespace fields are written once; later registrations (the daemon
+    // accepted the same fingerprint) leave them alone, so calls running
+    // concurrently never see them change.
+    if (registered_) {
+      if (resp.fingerprint != fingerprint_) {
+        return FailedPreconditionError(
+            "this client is registered with another geometry; "
+            "create a new client for a new namespace layout");
+      }
+      return Status::Ok();
+    }
     geometry_ = g;
     ns_id_ = resp.ns_id;
     fingerprint_ = resp.fingerprint;
@@ -188,10 +199,17 @@ class ClientImpl final : public Client {
     return Status::Ok();
   }
 
-  const NamespaceGeometry& geometry() const override { return geometry_; }
+  const NamespaceGeometry& geometry() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return geometry_;
+  }
   uint64_t seed() const override { return seed_; }
   std::vector<uint64_t> HashTokens(std::span<const uint32_t> tokens) const override {
-    uint32_t bt = geometry_.block_tokens ? geometry_.block_tokens : 16;
+    uint32_t bt;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      bt = geometry_.block_tokens ? geometry_.block_tokens : 16;
+    }
     return HashChain::Compute(tokens, seed_, bt);
   }
 
@@ -694,7 +712,9 @@ class ClientImpl final : public Client {
   const uint64_t seed_;
   std::unique_ptr<MappedSegment> segment_;
   mutable std::mutex mu_;
-  NamespaceGeometry geometry_;  // written once by RegisterNamespace
+  // Written once by the first successful RegisterNamespace under mu_, before
+  // registered_ is set; read after CheckRegistered() (which takes mu_).
+  NamespaceGeometry geometry_;
   uint64_t ns_id_ = 0;
   uint64_t fingerprint_ = 0;
   bool registered_ = false;  // guarded by mu_
