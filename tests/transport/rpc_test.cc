@@ -23,8 +23,10 @@
 #include <thread>
 #include <vector>
 
+#include "transport/am_message.h"
 #include "transport/rpc_client.h"
 #include "transport/rpc_server.h"
+#include "transport/ucx.h"
 
 #if defined(__SANITIZE_THREAD__)
 // UCX's memory-event hooks (UCM) crash under TSan's interceptors, and UCM
@@ -478,6 +480,138 @@ TEST_P(RpcTest, GarbageBytesOnTheListeningPort) {
   auto c = MakeClient();
   ASSERT_TRUE(c);
   Echo(*c, 4 << 20, 12);
+}
+
+// A raw UCX peer that sends hand-made frames to the server's AM handler.
+class RawPeer {
+ public:
+  static ucs_status_t OnResponse(void* arg, const void* header, size_t header_length, void* data,
+                                 size_t length, const ucp_am_recv_param_t* param) {
+    auto* self = static_cast<RawPeer*>(arg);
+    auto h = DecodeFrameHead(
+        std::span<const uint8_t>(static_cast<const uint8_t*>(header), header_length));
+    if (h.ok()) {
+      self->last_ = *h;
+      const auto* m = static_cast<const uint8_t*>(header) + kFrameHeaderSize;
+      self->last_message_.assign(reinterpret_cast<const char*>(m), h->meta_size);
+    }
+    self->responses_++;
+    return UCS_OK;
+  }
+
+  Status Connect(const std::string& address, UcxTransport t) {
+    UcxOptions o;
+    o.transport = t;
+    ASSIGN_OR_RETURN(ctx_, UcxContext::Create(o));
+    ASSIGN_OR_RETURN(worker_, UcxWorker::Create(*ctx_));
+    ucp_am_handler_param_t ap{};
+    ap.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
+                    UCP_AM_HANDLER_PARAM_FIELD_ARG;
+    ap.id = internal::kAmIdResponse;
+    ap.cb = &RawPeer::OnResponse;
+    ap.arg = this;
+    if (ucp_worker_set_am_recv_handler(worker_->get(), &ap) != UCS_OK) {
+      return InternalError("am handler");
+    }
+    sockaddr_storage ss;
+    size_t len = 0;
+    RETURN_IF_ERROR(ParseHostPort(address, &ss, &len));
+    ucp_ep_params_t p{};
+    p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR |
+                   UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+    p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
+    p.sockaddr.addr = reinterpret_cast<const sockaddr*>(&ss);
+    p.sockaddr.addrlen = static_cast<socklen_t>(len);
+    p.err_mode = ctx_->err_mode();
+    ucp_ep_h ep;
+    if (ucp_ep_create(worker_->get(), &p, &ep) != UCS_OK) return InternalError("ep");
+    ep_ = std::make_unique<UcxEndpoint>(worker_->get(), ep);
+    return Status::Ok();
+  }
+
+  // Sends `head` (+ `data`) and progresses until a response arrives or
+  // `wait` passes. Returns whether one arrived.
+  bool SendAndWait(const std::vector<uint8_t>& head, const std::vector<uint8_t>& data,
+                   std::chrono::milliseconds wait) {
+    const int before = responses_;
+    ucp_request_param_t rp{};
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    rp.flags = UCP_AM_SEND_FLAG_REPLY;
+    ucs_status_ptr_t req = ucp_am_send_nbx(ep_->get(), internal::kAmIdRequest, head.data(),
+                                           head.size(), data.data(), data.size(), &rp);
+    const auto deadline = std::chrono::steady_clock::now() + wait;
+    while (std::chrono::steady_clock::now() < deadline && responses_ == before) {
+      ucp_worker_progress(worker_->get());
+    }
+    if (UCS_PTR_IS_PTR(req)) {
+      while (ucp_request_check_status(req) == UCS_INPROGRESS &&
+             std::chrono::steady_clock::now() < deadline + 1s) {
+        ucp_worker_progress(worker_->get());
+      }
+      ucp_request_free(req);
+    }
+    return responses_ > before;
+  }
+
+  ~RawPeer() { ep_.reset(); }
+
+  FrameHeader last_;
+  std::string last_message_;
+  int responses_ = 0;
+
+ private:
+  std::unique_ptr<UcxContext> ctx_;
+  std::unique_ptr<UcxWorker> worker_;
+  std::unique_ptr<UcxEndpoint> ep_;
+};
+
+std::vector<uint8_t> Head(FrameHeader h) {
+  std::vector<uint8_t> b(kFrameHeaderSize);
+  EncodeFrameHeader(h, b.data());
+  return b;
+}
+
+TEST_P(RpcTest, MalformedFramesGetErrorsAndTheServerKeepsServing) {
+  RawPeer peer;
+  ASSERT_TRUE(peer.Connect(server_->address(), GetParam().transport).ok());
+  // Wrong wire version: refused with a clear message, addressed by request id.
+  FrameHeader h;
+  h.opcode = kEcho;
+  h.request_id = 77;
+  h.version = 9;
+  ASSERT_TRUE(peer.SendAndWait(Head(h), {}, 10s));
+  EXPECT_EQ(peer.last_.request_id, 77u);
+  EXPECT_TRUE(peer.last_.is_response());
+  EXPECT_EQ(peer.last_.status, StatusCode::kUnimplemented);
+  EXPECT_EQ(peer.last_message_, "unsupported wire version 9 (this build speaks 1)");
+  // Payload size disagreeing with the data that arrived.
+  h.version = kWireVersion;
+  h.request_id = 78;
+  h.payload_size = 10;
+  ASSERT_TRUE(peer.SendAndWait(Head(h), std::vector<uint8_t>(3, 1), 10s));
+  EXPECT_EQ(peer.last_.request_id, 78u);
+  EXPECT_EQ(peer.last_.status, StatusCode::kInvalidArgument);
+  // A corrupted header checksum (request id still readable).
+  h.payload_size = 0;
+  h.request_id = 79;
+  auto bad = Head(h);
+  bad[38] ^= 0xff;
+  ASSERT_TRUE(peer.SendAndWait(bad, {}, 10s));
+  EXPECT_EQ(peer.last_.request_id, 79u);
+  EXPECT_EQ(peer.last_.status, StatusCode::kInvalidArgument);
+  // A response frame sent to the server.
+  h.request_id = 80;
+  h.flags = kFlagResponse;
+  ASSERT_TRUE(peer.SendAndWait(Head(h), {}, 10s));
+  EXPECT_EQ(peer.last_.status, StatusCode::kInvalidArgument);
+  // Unreadable bytes (no magic): no answer possible; the server drops the
+  // connection instead.
+  EXPECT_FALSE(peer.SendAndWait(std::vector<uint8_t>(13, 0x42), {}, 300ms));
+  EXPECT_GE(server_->stats().malformed_frames, 5u);
+  // Other clients are still served.
+  auto c = MakeClient();
+  ASSERT_TRUE(c);
+  Echo(*c, 4 << 20, 30);
 }
 
 TEST_P(RpcTest, UnreachableServerFailsBounded) {
