@@ -169,6 +169,7 @@ int Main() {
   const uint64_t ssd_bytes = (FLAGS_quick ? std::min<uint64_t>(FLAGS_ssd_mb, 128) : FLAGS_ssd_mb)
                              << 20;
   const int reps = FLAGS_quick ? 3 : 5;
+  const int mem_reps = FLAGS_quick ? 9 : 15;
   const uint64_t max_size = *std::max_element(sizes.begin(), sizes.end());
   const std::string base =
       FLAGS_dir + "/kvcake-store-bench-" + std::to_string(static_cast<long>(getpid()));
@@ -189,15 +190,14 @@ int Main() {
     std::vector<char> value(size);
     Fill(value, size);
 
-    // memcpy baseline: src rotates over nblocks * size bytes (> LLC).
-    res.m["memcpy"] = Best(reps, [&] {
+    // memcpy baseline: src rotates over nblocks * size bytes (> LLC). It is
+    // measured interleaved with the tier gets below, so drift hits both.
+    auto memcpy_run = [&] {
       return Run(nblocks, size, [&](uint64_t i) {
         std::memcpy(dst[i % ndst].data(), src_pool.data() + (i % nblocks) * size, size);
         return true;
       });
-    });
-    src_pool.clear();
-    src_pool.shrink_to_fit();
+    };
 
     // Host (and device) tiers through the TierManager.
     {
@@ -226,23 +226,33 @@ int Main() {
       for (Tier t : {Tier::kHost, Tier::kDevice}) {
         const uint32_t layer = t == Tier::kHost ? 0 : 1;
         const std::string tn(TierName(t) == "gpu" ? "device" : "host");
-        uint64_t gen = 0;
         res.m[tn + "_put"] = Best(reps, [&] {
           for (uint64_t i = 0; i < nblocks; ++i) tm.Delete(BlockKey{1, i, layer}).IgnoreError();
-          ++gen;
           return Run(nblocks, size, [&](uint64_t i) {
             return tm.Put(BlockKey{1, i, layer}, value.data(), size, t).ok();
           });
         });
-        res.m[tn + "_get"] = Best(reps, [&] {
-          return Run(nblocks, size, [&](uint64_t i) {
-            auto r = tm.Get(BlockKey{1, i, layer}, dst[i % ndst].data(), size);
-            return r.ok() && *r == size;
-          });
-        });
-        for (uint64_t i = 0; i < nblocks; ++i) tm.Delete(BlockKey{1, i, layer}).IgnoreError();
       }
+      // Gets, interleaved with the memcpy baseline (memory runs are cheap: more reps).
+      Measure best_memcpy, best_get[2];
+      for (int r = 0; r < mem_reps; ++r) {
+        Measure m = memcpy_run();
+        if (m.gbps_p50 > best_memcpy.gbps_p50) best_memcpy = m;
+        for (int t = 0; t < 2; ++t) {
+          const uint32_t layer = static_cast<uint32_t>(t);
+          Measure g = Run(nblocks, size, [&](uint64_t i) {
+            auto got = tm.Get(BlockKey{1, i, layer}, dst[i % ndst].data(), size);
+            return got.ok() && *got == size;
+          });
+          if (g.gbps_p50 > best_get[t].gbps_p50) best_get[t] = g;
+        }
+      }
+      res.m["memcpy"] = best_memcpy;
+      res.m["host_get"] = best_get[0];
+      res.m["device_get"] = best_get[1];
     }
+    src_pool.clear();
+    src_pool.shrink_to_fit();
 
     // SSD tier vs raw RocksDB (same options, same values, same directory).
     {
