@@ -556,9 +556,10 @@ void RpcClientImpl::Sweep() {
     BreakConnection(DeadlineExceededError("a call timed out with data in flight; connection to " +
                                           address_ + " closed"));
   }
-  // Keepalive.
+  // Keepalive, only while no call is in flight (calls carry their own
+  // deadlines; a ping queued behind a long transfer would misfire).
   if (options_.keepalive_interval.count() > 0 && connected_.load() && !ping_inflight_ &&
-      now - last_activity_ > options_.keepalive_interval) {
+      pending_.empty() && now - last_activity_ > options_.keepalive_interval) {
     ping_inflight_ = true;
     last_activity_ = now;
     CallRequest ping;

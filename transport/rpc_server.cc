@@ -110,6 +110,9 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         peer_(std::move(peer)),
         max_inline_meta_(max_inline_meta) {}
 
+  // Requests handed to the handler and not yet replied (any thread).
+  std::atomic<int64_t> unreplied{0};
+
   // Largest meta that fits the AM header (immutable).
   size_t max_inline_meta() const { return max_inline_meta_; }
 
@@ -206,7 +209,9 @@ class RpcServerImpl {
 
 ServerCall::ServerCall(std::shared_ptr<ServerConnection> conn, const FrameHeader& header,
                        std::span<const uint8_t> meta)
-    : conn_(std::move(conn)), header_(header), meta_(meta.begin(), meta.end()) {}
+    : conn_(std::move(conn)), header_(header), meta_(meta.begin(), meta.end()) {
+  conn_->unreplied.fetch_add(1, std::memory_order_relaxed);
+}
 
 ServerCall::~ServerCall() {
   if (!replied()) Reply(InternalError("request dropped by the handler without a reply"));
@@ -221,6 +226,7 @@ void ServerCall::Reply(const Status& status, std::span<const uint8_t> meta,
     KVCAKE_LOG(WARNING) << "ServerCall::Reply called twice for request " << header_.request_id;
     return;
   }
+  conn_->unreplied.fetch_sub(1, std::memory_order_relaxed);
   auto r = std::make_unique<OutgoingReply>();
   r->conn = conn_;
   FrameHeader h;
@@ -464,8 +470,11 @@ void RpcServerImpl::Sweep(LoopSlot* slot) {
   const auto now = Clock::now();
   std::vector<std::shared_ptr<ServerConnection>> dead;
   for (auto& [ep, conn] : slot->conns) {
-    if (now - conn->last_activity() > options_.idle_timeout ||
-        conn->SendTimedOut(now, options_.send_timeout)) {
+    // Idle = nothing received for idle_timeout and no request the handler is
+    // still working on (a slow request is not a dead peer).
+    const bool idle = now - conn->last_activity() > options_.idle_timeout &&
+                      conn->unreplied.load(std::memory_order_relaxed) == 0;
+    if (idle || conn->SendTimedOut(now, options_.send_timeout)) {
       dead.push_back(conn);
     }
   }

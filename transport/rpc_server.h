@@ -20,11 +20,13 @@
 // server itself. Malformed frames are counted and answered with
 // INVALID_ARGUMENT when the request id is readable (else the endpoint is
 // closed); the server keeps serving. Connections that show no traffic for
-// `idle_timeout` (clients send keepalives) are closed, so a vanished client
-// costs a bounded amount of time and memory.
+// `idle_timeout` while no request of theirs awaits a reply (idle clients send
+// keepalives) are closed, as are those whose reply send is stuck for
+// `send_timeout`, so a vanished client costs bounded time and memory.
 //
 // Thread-safety: Start/Stop/destructor from one owning thread; stats(),
-// bound_port(), Connections() from any thread. Handler methods run on I/O
+// bound_port() from any thread; Connections() from any thread except the
+// server's I/O threads (it waits on each of them). Handler methods run on I/O
 // threads. ServerCall::Reply is thread-safe.
 
 #include <atomic>

@@ -109,7 +109,7 @@ class TestHandler : public RpcHandler {
         return;
       }
       case kLater: {
-        const int ms = call->meta().empty() ? 10 : call->meta()[0];
+        const int ms = call->meta().empty() ? 10 : call->meta()[0] * 10;
         std::lock_guard<std::mutex> lock(mu_);
         threads_.emplace_back([c = std::shared_ptr<ServerCall>(std::move(call)), ms] {
           std::this_thread::sleep_for(std::chrono::milliseconds(ms));
@@ -400,7 +400,7 @@ TEST_P(RpcTest, SeveralClientsAcrossIoThreads) {
 TEST_P(RpcTest, ReplyFromAnotherThread) {
   auto c = MakeClient();
   ASSERT_TRUE(c);
-  const uint8_t meta[1] = {20};
+  const uint8_t meta[1] = {2};
   CallRequest req;
   req.opcode = kLater;
   req.meta = meta;
@@ -653,6 +653,17 @@ TEST_P(RpcTest, IdleConnectionsAreClosedByTheServer) {
   }
   EXPECT_EQ(server_->stats().connections_closed_idle, 1u);
   EXPECT_EQ(server_->stats().connections_open, 0u);
+  // A silent client whose request the server works on for longer than the
+  // idle timeout is not cut off.
+  auto slow = RpcClient::Connect(server_->address(), co);
+  ASSERT_TRUE(slow.ok()) << slow.status().ToString();
+  const uint8_t delay[1] = {80};  // 800 ms
+  CallRequest later;
+  later.opcode = kLater;
+  later.meta = delay;
+  RpcReply lr = (*slow)->Call(later);
+  EXPECT_TRUE(lr.status.ok()) << lr.status.ToString();
+  EXPECT_EQ(server_->stats().connections_closed_idle, 1u);
   // A client with keepalive stays connected past the idle timeout.
   auto c2 = RpcClient::Connect(server_->address(), [&] {
     RpcClientOptions o = ClientOptions();
