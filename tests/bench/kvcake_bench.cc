@@ -679,7 +679,8 @@ int Main(int argc, char** argv) {
       }
       for (const Mode& m : modes) {
         KvResult r = RunKvcake(m.addr, m.tls, m.mapped, size, clients, m.name);
-        std::string label = "kvcake " + m.name + " x" + std::to_string(clients);
+        std::string label = "kvcake " + m.name + " x" + std::to_string(clients) + " (" +
+                            std::to_string(std::min(FLAGS_batch, FLAGS_keys)) + "/call)";
         if (!r.error.empty()) Log() << "  " << label << ": ERROR " << r.error << "\n";
         Row(label + " put", r.put);
         Row(label + " get", r.get);
@@ -703,7 +704,7 @@ int Main(int argc, char** argv) {
       }
       if (redis) {
         KvResult r = RunRedis(redis->port, size, clients);
-        std::string label = "redis x" + std::to_string(clients);
+        std::string label = "redis x" + std::to_string(clients) + " (1/call)";
         if (!r.error.empty()) Log() << "  " << label << ": ERROR " << r.error << "\n";
         Row(label + " SET", r.put);
         Row(label + " GET", r.get);
