@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -27,9 +28,14 @@ struct Ran {
   std::string out, err;
 };
 
+// $KVCAKE_BIN_DIR, else the directory of this test binary (<build>/bin, where
+// kvcaked and kvcakectl are built too).
 std::string BinDir() {
   const char* dir = std::getenv("KVCAKE_BIN_DIR");
-  return dir != nullptr ? dir : "build/release/bin";
+  if (dir != nullptr && *dir != '\0') return dir;
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? "build/release/bin" : self.parent_path().string();
 }
 
 std::string ReadAll(const std::string& path) {

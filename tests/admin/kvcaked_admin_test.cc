@@ -30,9 +30,14 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
+// $KVCAKE_BIN_DIR, else the directory of this test binary (<build>/bin, where
+// kvcaked and kvcakectl are built too).
 std::string BinDir() {
   const char* dir = std::getenv("KVCAKE_BIN_DIR");
-  return dir != nullptr ? dir : "build/release/bin";
+  if (dir != nullptr && *dir != '\0') return dir;
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? "build/release/bin" : self.parent_path().string();
 }
 
 std::string ReadFile(const std::string& path) {
