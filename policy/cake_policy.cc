@@ -70,12 +70,14 @@ void CakePolicy::Enqueue(NsState& st, const BlockKey& key, Entry& e) {
   LayerTier& lt = st.layers[key.layer][TierIndex(e.tier)];
   e.priority = lt.inflation + options_.score_weight * static_cast<double>(e.score);
   e.seq = next_seq_++;
-  lt.order.insert(Item{e.priority, e.seq, key});
+  // New priorities are often the queue's largest: hint the end (falls back
+  // to a normal insert when wrong).
+  e.pos = lt.order.emplace_hint(lt.order.end(), Item{e.priority, e.seq, key});
 }
 
 void CakePolicy::Dequeue(NsState& st, const BlockKey& key, const Entry& e, bool inflate) {
   LayerTier& lt = st.layers[key.layer][TierIndex(e.tier)];
-  lt.order.erase(Item{e.priority, e.seq, key});
+  lt.order.erase(e.pos);
   if (inflate) lt.inflation = std::max(lt.inflation, e.priority);
 }
 
@@ -293,11 +295,12 @@ void CakePolicy::ReportLayerSignal(uint64_t ns, const LayerSignal& signal) {
   const double mean = sum / static_cast<double>(n);
   double top = 0;
   for (size_t i = 0; i < n; ++i) top = std::max(top, signal.block_scores[i] / mean);
-  // Needle guard: up to needle_reserve of the layer's device budget.
-  ComputeBudgets(st);
+  // Needle guard: up to needle_reserve of the layer's device budget (as of
+  // the last victim selection; computed now only if there is none yet).
+  if (!signal.needle_blocks.empty() && st.budgets[0].size() <= signal.layer) ComputeBudgets(st);
   const auto& dev = st.budgets[0];
   const size_t needle_cap =
-      dev.empty()
+      dev.size() <= signal.layer
           ? signal.needle_blocks.size()
           : static_cast<size_t>(options_.needle_reserve * static_cast<double>(dev[signal.layer]));
   std::vector<bool> guarded(n, false);

@@ -104,6 +104,7 @@ class CakePolicy final : public Policy {
     }
   };
   struct Entry {
+    std::set<Item>::iterator pos;  // in its (namespace, layer, tier) queue
     double priority = 0;
     uint64_t seq = 0;
     uint64_t bytes = 0;
