@@ -36,10 +36,11 @@ class UcxContext {
 
   ucp_context_h get() const { return ctx_; }
   const UcxOptions& options() const { return options_; }
-  // Error-handling mode endpoints of this context use: PEER when only tcp is
-  // in play (UCX detects dead peers), NONE when shared-memory transports are
-  // enabled (PEER would make UCX 1.13 drop the posix/sysv/cma lanes); with
-  // NONE, dead peers are found by the RPC layer's timeouts and keepalives.
+  // Error-handling mode endpoints of this context use: NONE by default (PEER
+  // would make UCX 1.13 drop the posix/sysv/cma lanes, and both ends must
+  // agree, so tcp-only and shm peers could not talk); dead peers are then
+  // found by the RPC layer's timeouts and keepalives. PEER with
+  // UcxOptions::peer_error_handling.
   ucp_err_handling_mode_t err_mode() const { return err_mode_; }
 
  private:

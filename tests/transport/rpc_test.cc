@@ -614,6 +614,17 @@ TEST_P(RpcTest, MalformedFramesGetErrorsAndTheServerKeepsServing) {
   Echo(*c, 4 << 20, 30);
 }
 
+TEST_P(RpcTest, ClientsWithTheOtherTransportSettingInteroperate) {
+  RpcClientOptions co = ClientOptions();
+  co.ucx.transport =
+      GetParam().transport == UcxTransport::kTcp ? UcxTransport::kSharedMemory : UcxTransport::kTcp;
+  auto c = RpcClient::Connect(server_->address(), co);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  // Only tcp is common to both sides.
+  EXPECT_NE((*c)->transport_info().find("am:tcp"), std::string::npos) << (*c)->transport_info();
+  Echo(**c, 4 << 20, 31);
+}
+
 TEST_P(RpcTest, UnreachableServerFailsBounded) {
   // A port with nothing listening: bind a socket, read its port, close it.
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -759,6 +770,26 @@ TEST(RpcOptionsTest, Validation) {
   EXPECT_FALSE(u.Validate().ok());
   u.custom_tls = "tcp";
   EXPECT_TRUE(u.Validate().ok());
+}
+
+TEST(RpcPeerModeTest, PeerErrorHandlingMustMatchOnBothEnds) {
+  TestHandler handler;
+  RpcServerOptions so;
+  so.ucx.peer_error_handling = true;
+  auto s = RpcServer::Start(so, &handler);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  RpcClientOptions co;
+  co.connect_timeout = 5s;
+  co.ucx.peer_error_handling = true;
+  auto c = RpcClient::Connect((*s)->address(), co);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE((*c)->Ping(5s).ok());
+  co.ucx.peer_error_handling = false;  // UCX refuses the asymmetric pair
+  auto bad = RpcClient::Connect((*s)->address(), co);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(bad.status().code() == StatusCode::kUnavailable ||
+              bad.status().code() == StatusCode::kDeadlineExceeded)
+      << bad.status().ToString();
 }
 
 TEST(RpcOptionsTest, BadAddressIsInvalidArgument) {
