@@ -56,6 +56,9 @@ struct Counters {
   std::atomic<uint64_t> bytes_received{0};
   std::atomic<uint64_t> bytes_sent{0};
   std::atomic<uint64_t> send_errors{0};
+  std::atomic<uint64_t> connections_tcp{0};
+  std::atomic<uint64_t> connections_shm{0};
+  std::atomic<uint64_t> connections_other{0};
 };
 
 void Inc(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
@@ -530,6 +533,16 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
     std::lock_guard<std::mutex> lock(conn->info_mu);
     if (conn->transport.empty()) {
       conn->transport = DescribeEndpointTransports(conn->ep());
+      const std::string& t = conn->transport;
+      const size_t am = t.find("am:");
+      const std::string am_tl = am == std::string::npos ? "" : t.substr(am + 3, 5);
+      if (am_tl.rfind("tcp", 0) == 0) {
+        Inc(counters_.connections_tcp);
+      } else if (am_tl.rfind("posix", 0) == 0 || am_tl.rfind("sysv", 0) == 0) {
+        Inc(counters_.connections_shm);
+      } else {
+        Inc(counters_.connections_other);
+      }
       KVCAKE_LOG(INFO) << "connection " << conn->id() << " from " << conn->peer()
                        << " uses UCX lanes: " << conn->transport;
     }
@@ -723,6 +736,9 @@ RpcServerStats RpcServer::stats() const {
   s.bytes_received = c.bytes_received.load();
   s.bytes_sent = c.bytes_sent.load();
   s.send_errors = c.send_errors.load();
+  s.connections_tcp = c.connections_tcp.load();
+  s.connections_shm = c.connections_shm.load();
+  s.connections_other = c.connections_other.load();
   return s;
 }
 

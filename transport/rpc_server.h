@@ -172,6 +172,10 @@ struct RpcServerStats {
   uint64_t bytes_received = 0;  // request payload bytes
   uint64_t bytes_sent = 0;      // reply payload bytes
   uint64_t send_errors = 0;
+  // Connections by the transport of their AM lane (counted at first request).
+  uint64_t connections_tcp = 0;
+  uint64_t connections_shm = 0;  // posix / sysv
+  uint64_t connections_other = 0;
 };
 
 // One live connection as seen by the server.

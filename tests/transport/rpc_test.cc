@@ -228,6 +228,14 @@ TEST_P(RpcTest, ConnectReportsTransport) {
   auto conns = server_->Connections();
   ASSERT_EQ(conns.size(), 1u);
   EXPECT_NE(conns[0].transport.find("am:"), std::string::npos);
+  const RpcServerStats st = server_->stats();
+  if (GetParam().transport == UcxTransport::kSharedMemory) {
+    EXPECT_EQ(st.connections_shm, 1u);
+    EXPECT_EQ(st.connections_tcp, 0u);
+  } else {
+    EXPECT_EQ(st.connections_tcp, 1u);
+    EXPECT_EQ(st.connections_shm, 0u);
+  }
 }
 
 TEST_P(RpcTest, EchoSmallAndEmpty) {
