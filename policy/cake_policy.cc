@@ -73,12 +73,24 @@ void CakePolicy::Enqueue(NsState& st, const BlockKey& key, Entry& e) {
   // New priorities are often the queue's largest: hint the end (falls back
   // to a normal insert when wrong).
   e.pos = lt.order.emplace_hint(lt.order.end(), Item{e.priority, e.seq, key});
+  e.queued = true;
 }
 
-void CakePolicy::Dequeue(NsState& st, const BlockKey& key, const Entry& e, bool inflate) {
+void CakePolicy::Dequeue(NsState& st, const BlockKey& key, Entry& e, bool inflate) {
+  if (!e.queued) return;
   LayerTier& lt = st.layers[key.layer][TierIndex(e.tier)];
   lt.order.erase(e.pos);
+  e.queued = false;
   if (inflate) lt.inflation = std::max(lt.inflation, e.priority);
+}
+
+void CakePolicy::Flush() {
+  for (const BlockKey& key : pending_) {
+    auto it = entries_.find(key);
+    if (it == entries_.end() || it->second.queued) continue;
+    Enqueue(ns_[key.ns], key, it->second);
+  }
+  pending_.clear();
 }
 
 void CakePolicy::OnInsert(const BlockKey& key, Tier tier, uint64_t bytes, uint64_t tick) {
@@ -89,11 +101,13 @@ void CakePolicy::OnInsert(const BlockKey& key, Tier tier, uint64_t bytes, uint64
   if (!inserted) {
     Dequeue(st, key, e, /*inflate=*/false);
     --size_[TierIndex(e.tier)];
+    --st.layers[key.layer][TierIndex(e.tier)].count;
   }
   e.bytes = bytes;
   e.tier = tier;
   ++e.hits;
   ++size_[TierIndex(tier)];
+  ++st.layers[key.layer][TierIndex(tier)].count;
   Enqueue(st, key, e);
   st.budgets_dirty = true;
 }
@@ -103,9 +117,11 @@ void CakePolicy::OnAccess(const BlockKey& key, Tier tier, uint64_t tick) {
   if (it == entries_.end()) return;
   NsState& st = ns_[key.ns];
   Entry& e = it->second;
-  Dequeue(st, key, e, /*inflate=*/false);
+  if (e.queued) {
+    Dequeue(st, key, e, /*inflate=*/false);
+    pending_.push_back(key);
+  }
   ++e.hits;
-  Enqueue(st, key, e);
 }
 
 void CakePolicy::OnMove(const BlockKey& key, Tier from, Tier to, uint64_t tick) {
@@ -116,8 +132,10 @@ void CakePolicy::OnMove(const BlockKey& key, Tier from, Tier to, uint64_t tick) 
   // Leaving downwards is GreedyDual's eviction: it raises that queue's L.
   Dequeue(st, key, e, /*inflate=*/TierIndex(to) > TierIndex(e.tier));
   --size_[TierIndex(e.tier)];
+  --st.layers[key.layer][TierIndex(e.tier)].count;
   e.tier = to;
   ++size_[TierIndex(to)];
+  ++st.layers[key.layer][TierIndex(to)].count;
   Enqueue(st, key, e);
   st.budgets_dirty = true;
 }
@@ -128,6 +146,7 @@ void CakePolicy::OnRemove(const BlockKey& key, Tier tier) {
   NsState& st = ns_[key.ns];
   Dequeue(st, key, it->second, /*inflate=*/true);
   --size_[TierIndex(it->second.tier)];
+  --st.layers[key.layer][TierIndex(it->second.tier)].count;
   entries_.erase(it);
   st.budgets_dirty = true;
 }
@@ -140,7 +159,7 @@ std::vector<int64_t> CakePolicy::BudgetsFor(const NsState& st, int tier) const {
   std::vector<int64_t> caps(n, 0);
   for (size_t l = 0; l < n; ++l) {
     for (int t = tier; t < kNumLocalTiers; ++t) {
-      caps[l] += static_cast<int64_t>(st.layers[l][t].order.size());
+      caps[l] += st.layers[l][t].count;
     }
   }
   std::vector<double> pref(n, 1.0);
@@ -180,6 +199,7 @@ std::vector<BlockKey> CakePolicy::SelectVictims(
     Tier tier, uint64_t bytes_to_free, const std::function<bool(const BlockKey&)>& eligible) {
   std::vector<BlockKey> victims;
   if (bytes_to_free == 0) return victims;
+  Flush();
   const int t = TierIndex(tier);
   // One cursor per (namespace, layer) queue; a max-heap picks the queue most
   // over its budget (ties: the lower front priority, i.e. the older block).
@@ -196,7 +216,7 @@ std::vector<BlockKey> CakePolicy::SelectVictims(
       const auto& order = st.layers[l][t].order;
       if (order.empty()) continue;
       // Without budgets (capacity unknown) every queue competes on priority.
-      const int64_t over = budgets.empty() ? 0 : static_cast<int64_t>(order.size()) - budgets[l];
+      const int64_t over = budgets.empty() ? 0 : st.layers[l][t].count - budgets[l];
       cursors.push_back(Cursor{over, order.begin()->priority, order.begin(), order.end()});
     }
   }
@@ -245,6 +265,7 @@ std::vector<BlockKey> CakePolicy::SelectPromotions(Tier tier, uint64_t bytes_ava
   std::vector<BlockKey> out;
   const int t = TierIndex(tier);
   if (t + 1 >= kNumLocalTiers || bytes_available == 0) return out;
+  Flush();
   struct Candidate {
     float score;
     uint64_t seq;
@@ -258,7 +279,7 @@ std::vector<BlockKey> CakePolicy::SelectPromotions(Tier tier, uint64_t bytes_ava
     const std::vector<int64_t>& budgets = st.budgets[t];
     if (budgets.empty()) continue;
     for (size_t l = 0; l < st.layers.size(); ++l) {
-      int64_t room = budgets[l] - static_cast<int64_t>(st.layers[l][t].order.size());
+      int64_t room = budgets[l] - st.layers[l][t].count;
       const auto& below = st.layers[l][t + 1].order;
       for (auto it = below.rbegin(); it != below.rend() && room > 0; ++it, --room) {
         const Entry& e = entries_.at(it->key);

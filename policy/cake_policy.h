@@ -111,10 +111,12 @@ class CakePolicy final : public Policy {
     float score = 1.0f;
     uint32_t hits = 0;
     Tier tier = Tier::kDevice;
+    bool queued = false;  // in its queue; false: in pending_ (accessed, not re-queued yet)
   };
   struct LayerTier {
     std::set<Item> order;  // ascending priority: begin() is the first victim
     double inflation = 0;  // GreedyDual L
+    int64_t count = 0;     // blocks of this layer in this tier (queued or pending)
   };
   struct NsState {
     uint64_t layer_block_bytes = 0;
@@ -130,8 +132,12 @@ class CakePolicy final : public Policy {
   const NsState* FindNs(uint64_t ns) const;
   bool IsPinned(const BlockKey& key) const;
   void Enqueue(NsState& st, const BlockKey& key, Entry& e);
-  void Dequeue(NsState& st, const BlockKey& key, const Entry& e, bool inflate);
+  void Dequeue(NsState& st, const BlockKey& key, Entry& e, bool inflate);
   void ComputeBudgets(NsState& st) const;
+  // Re-queues blocks accessed since the last decision (OnAccess defers the
+  // re-queue so that an access followed by its prompt's report costs one
+  // queue insertion, not two).
+  void Flush();
   std::vector<int64_t> BudgetsFor(const NsState& st, int tier) const;
 
   CakePolicyOptions options_;
@@ -140,6 +146,7 @@ class CakePolicy final : public Policy {
   std::unordered_map<BlockKey, Entry, BlockKeyHash> entries_;
   std::unordered_map<uint64_t, NsState> ns_;
   uint64_t next_seq_ = 0;
+  std::vector<BlockKey> pending_;
 };
 
 }  // namespace kvcake::policy

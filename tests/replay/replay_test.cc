@@ -25,7 +25,7 @@ std::string BinDir() {
   return bin ? bin : "build/bin";
 }
 
-// A trace slice: the first 300 requests of the shared trace, else synthetic
+// A trace slice: the first 200 requests of the shared trace, else synthetic
 // multi-turn conversations over a shared system-prompt block.
 fs::path MakeTrace() {
   const fs::path dir =
@@ -40,13 +40,13 @@ fs::path MakeTrace() {
   std::ifstream in(shared);
   if (in) {
     std::string line;
-    for (int i = 0; i < 300 && std::getline(in, line); ++i) o << line << "\n";
+    for (int i = 0; i < 200 && std::getline(in, line); ++i) o << line << "\n";
     return out;
   }
   std::mt19937_64 rng(3);
   std::vector<std::vector<uint64_t>> convs(40);
   uint64_t next = 1;
-  for (int r = 0; r < 300; ++r) {
+  for (int r = 0; r < 200; ++r) {
     auto& c = convs[rng() % convs.size()];
     if (c.empty()) c.push_back(0);
     for (int k = 0; k < 1 + static_cast<int>(rng() % 4); ++k) c.push_back(next++);
@@ -61,7 +61,7 @@ fs::path MakeTrace() {
 
 json RunReplay(const fs::path& trace, const std::string& extra) {
   const std::string cmd =
-      BinDir() + "/kvcake-replay --json --layers 8 --trace " + trace.string() + " " + extra;
+      BinDir() + "/kvcake-replay --json --layers 4 --trace " + trace.string() + " " + extra;
   FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return json();
   std::string out;
