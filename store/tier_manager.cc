@@ -1420,8 +1420,7 @@ bool TierManager::Impl::MoverPassLocked(std::unique_lock<std::mutex>& lk) {
         int32_t hs = host_pool_->Allocate();
         if (hs < 0 && FreeCleanLocked(Tier::kHost, 1) > 0) hs = host_pool_->Allocate();
         if (hs < 0) {
-          again = false;  // host must drain first; it is handled below
-          break;
+          break;  // host must drain first; it is handled below
         }
         items.push_back(StartMoveLocked(k, r, nullptr));
         host_slots.push_back(hs);
@@ -1465,8 +1464,8 @@ bool TierManager::Impl::MoverPassLocked(std::unique_lock<std::mutex>& lk) {
           if (++freed >= slots) break;
         }
       }
-      if (freed > 0) again = true;
-      if (!WriteToSsdLocked(items, lk).ok()) again = false;
+      // On a failed SSD write the mover backs off for an interval (ssd_error_).
+      if (WriteToSsdLocked(items, lk).ok() && freed > 0) again = true;
     }
   }
   if (!again && !stop_) PromoteLocked(lk);
