@@ -20,9 +20,13 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+// kvcake-replay is built next to this test binary (<build>/bin).
 std::string BinDir() {
   const char* bin = std::getenv("KVCAKE_BIN_DIR");
-  return bin ? bin : "build/bin";
+  if (bin != nullptr && fs::exists(fs::path(bin) / "kvcake-replay")) return bin;
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? "build/bin" : self.parent_path().string();
 }
 
 // A trace slice: the first 200 requests of the shared trace, else synthetic
