@@ -173,6 +173,9 @@ Result<uint64_t> DaemonAdminBackend::Evict(const admin::BlockFilter& filter) {
   if (!filter.ns) return InvalidArgumentError("evict needs a namespace (ns=...)");
   uint64_t n = 0;
   for (const BlockKey& k : Matching(filter, SIZE_MAX)) {
+    // Operator-pinned blocks are never evicted (AdminBackend::Evict contract).
+    Result<store::BlockInfo> info = daemon_->store()->Describe(k);
+    if (info.ok() && info->admin_pinned) continue;
     // From one tier: demote out of it (host -> ssd, ssd -> dropped); else remove.
     Status s = filter.tier ? daemon_->store()->Evict(
                                  k, *filter.tier == Tier::kSsd ? Tier::kRemote : Tier::kSsd)
