@@ -36,15 +36,19 @@ Result<BlockKey> DecodeBlockKey(std::string_view bytes);
 std::string EncodeNamespacePrefix(uint64_t ns);
 
 struct BlockKeyHash {
+  // Every field is multiplied by its own odd constant before mixing, so keys
+  // that differ only by a permutation of small values (hash 2 layer 0 vs
+  // hash 0 layer 1) do not collide.
   size_t operator()(const BlockKey& k) const noexcept {
-    uint64_t h = k.hash ^ (k.ns * 0x9e3779b97f4a7c15ULL) ^ (uint64_t{k.layer} << 1);
+    uint64_t h = k.hash * 0x9e3779b97f4a7c15ULL;
+    h ^= k.ns * 0xc2b2ae3d27d4eb4fULL;
+    h ^= (uint64_t{k.layer} + 1) * 0x165667b19e3779f9ULL;
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;
     return static_cast<size_t>(h);
   }
 };
-
 }  // namespace kvcake
 
 template <>

@@ -36,6 +36,13 @@ TEST(BlockKeyTest, OrderPreserving) {
   }
 }
 
+TEST(BlockKeyTest, HashSeparatesPermutedSmallFields) {
+  BlockKeyHash h;
+  EXPECT_NE(h(BlockKey{0, 2, 0}), h(BlockKey{0, 0, 1}));
+  EXPECT_NE(h(BlockKey{1, 0, 0}), h(BlockKey{0, 1, 0}));
+  EXPECT_NE(h(BlockKey{0, 1, 0}), h(BlockKey{0, 0, 1}));
+}
+
 TEST(BlockKeyTest, WrongSizeRejected) {
   EXPECT_EQ(DecodeBlockKey("short").status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(DecodeBlockKey(std::string(21, 'x')).status().code(), StatusCode::kInvalidArgument);
