@@ -52,7 +52,20 @@ void DaemonAdminBackend::RefreshMetrics() {
     cat.tier_capacity_bytes.WithLabels({name})->Set(static_cast<double>(ts.capacity_bytes));
     cat.tier_used_bytes.WithLabels({name})->Set(static_cast<double>(ts.used_bytes));
     cat.tier_blocks.WithLabels({name})->Set(static_cast<double>(ts.blocks));
+    // Store counters mirrored into the catalog (monotonic; added by operators).
+    size_t i = static_cast<size_t>(t);
+    cat.Hit(t)->Set(ts.hits);
+    cat.Drop(t, "capacity")->Set(st.drops[i]);
+    for (Tier to : kLocalTiers) {
+      size_t d = static_cast<size_t>(to);
+      if (d == i) continue;
+      (d < i ? cat.Promotion(t, to) : cat.Demotion(t, to))->Set(st.moves[i][d]);
+      cat.MovedBytes(t, to)->Set(st.bytes_moved[i][d]);
+    }
   }
+  cat.Miss(Tier::kHost)->Set(st.misses);  // node-wide misses, as in /v1/stats
+  cat.Drop(Tier::kSsd, "corrupt")->Set(st.checksum_failures);
+  cat.leases_expired.Get()->Set(st.leases_expired);
   if (daemon_->rpc_server()) {
     for (const transport::ConnectionInfo& c : daemon_->rpc_server()->Connections()) {
       cat.transport_selected.WithLabels({c.peer, c.transport})->Set(1);

@@ -392,6 +392,10 @@ TEST_F(KvcakedAdminTest, TrafficShowsInApiAndMetrics) {
       << after;
   EXPECT_GT(SumSamples(after, "kvcake_request_duration_seconds_count{"),
             SumSamples(before, "kvcake_request_duration_seconds_count{"));
+  // Every value was read back once: the store's hits reach the catalog.
+  EXPECT_GE(SumSamples(after, "kvcake_hits_total{") - SumSamples(before, "kvcake_hits_total{"),
+            12.0)
+      << after;
 }
 
 TEST_F(KvcakedAdminTest, KvcakectlDrivesTheDaemon) {
@@ -429,6 +433,13 @@ TEST_F(KvcakedAdminTest, KvcakectlDrivesTheDaemon) {
   json on_ssd = CtlJson("ls --ns=admin-ctl --tier=ssd");
   json all = CtlJson("ls --ns=admin-ctl");
   EXPECT_EQ(on_ssd["count"], all["count"]) << all.dump();
+  // The drain shows up as demotions and bytes moved to SSD in /metrics.
+  std::string m = Metrics();
+  EXPECT_GE(Sample(m, "kvcake_demotions_total{from=\"host\",to=\"ssd\"}") +
+                Sample(m, "kvcake_demotions_total{from=\"gpu\",to=\"ssd\"}"),
+            all["count"].get<double>())
+      << m;
+  EXPECT_GT(Sample(m, "kvcake_moved_bytes_total{from=\"host\",to=\"ssd\"}"), 0) << m;
 
   // Config: read every knob, set one to a new value and read it back.
   json cfg = CtlJson("config get");
