@@ -14,6 +14,9 @@
 #include <thread>
 
 #include "common/logging.h"
+#ifdef KVCAKE_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
 #include "transport/messages.h"
 #include "transport/rpc_client.h"
 
@@ -139,7 +142,34 @@ class ClientImpl final : public Client {
         rpc_(std::move(rpc)),
         seed_(NamespaceSeed(options_.namespace_name)) {}
 
+#ifdef KVCAKE_HAVE_CUDA
+  // True for CUDA device (or managed) memory. Without a usable device every
+  // pointer is host memory.
+  bool IsDevicePointer(const void* p) const {
+    if (!cuda_available_) return false;
+    cudaPointerAttributes a{};
+    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return false;
+    }
+    return a.type == cudaMemoryTypeDevice;
+  }
+  template <typename Block>
+  bool AnyDevice(std::span<const Block> blocks) const {
+    if (!cuda_available_) return false;
+    for (const Block& b : blocks) {
+      if (IsDevicePointer(b.data)) return true;
+    }
+    return false;
+  }
+#endif
+
   Status Init() {
+#ifdef KVCAKE_HAVE_CUDA
+    int devices = 0;
+    cuda_available_ = cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0;
+    if (!cuda_available_) (void)cudaGetLastError();
+#endif
     transport::PingRequest ping{0x6b7663616b65};
     ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
                      Call(RpcOp::kPing, transport::Encode(ping), {}, {}, nullptr));
@@ -236,6 +266,28 @@ class ClientImpl final : public Client {
 
   Status Put(std::span<const PutBlock> blocks, std::vector<Status>* per_value) override {
     RETURN_IF_ERROR(CheckRegistered());
+#ifdef KVCAKE_HAVE_CUDA
+    // CUDA buffers are staged through host memory (UCX here has no CUDA lanes).
+    if (AnyDevice(blocks)) {
+      const uint64_t size = geometry_.layer_block_bytes;
+      std::vector<std::unique_ptr<char[]>> staged;
+      std::vector<PutBlock> host(blocks.begin(), blocks.end());
+      for (PutBlock& b : host) {
+        if (!IsDevicePointer(b.data)) continue;
+        staged.push_back(std::make_unique<char[]>(size));
+        if (cudaMemcpy(staged.back().get(), b.data, size, cudaMemcpyDeviceToHost) != cudaSuccess) {
+          return InternalError(std::string("cudaMemcpy D2H: ") +
+                               cudaGetErrorString(cudaGetLastError()));
+        }
+        b.data = staged.back().get();
+      }
+      return PutHost(host, per_value);
+    }
+#endif
+    return PutHost(blocks, per_value);
+  }
+
+  Status PutHost(std::span<const PutBlock> blocks, std::vector<Status>* per_value) {
     if (per_value) per_value->assign(blocks.size(), Status::Ok());
     Status first;
     const size_t batch = BatchSize();
@@ -276,6 +328,33 @@ class ClientImpl final : public Client {
 
   Status Get(std::span<const GetBlock> blocks, std::vector<bool>* found) override {
     RETURN_IF_ERROR(CheckRegistered());
+#ifdef KVCAKE_HAVE_CUDA
+    if (AnyDevice(blocks)) {
+      const uint64_t size = geometry_.layer_block_bytes;
+      std::vector<std::unique_ptr<char[]>> staged;
+      std::vector<GetBlock> host(blocks.begin(), blocks.end());
+      std::vector<size_t> device_index;
+      for (size_t i = 0; i < host.size(); ++i) {
+        if (!IsDevicePointer(host[i].data)) continue;
+        staged.push_back(std::make_unique<char[]>(size));
+        host[i].data = staged.back().get();
+        device_index.push_back(i);
+      }
+      RETURN_IF_ERROR(GetHost(host, found));
+      for (size_t i : device_index) {
+        if (!(*found)[i]) continue;
+        if (cudaMemcpy(blocks[i].data, host[i].data, size, cudaMemcpyHostToDevice) != cudaSuccess) {
+          return InternalError(std::string("cudaMemcpy H2D: ") +
+                               cudaGetErrorString(cudaGetLastError()));
+        }
+      }
+      return Status::Ok();
+    }
+#endif
+    return GetHost(blocks, found);
+  }
+
+  Status GetHost(std::span<const GetBlock> blocks, std::vector<bool>* found) {
     found->assign(blocks.size(), false);
     const size_t batch = BatchSize();
     for (size_t pos = 0; pos < blocks.size(); pos += batch) {
@@ -297,6 +376,11 @@ class ClientImpl final : public Client {
       for (const GetBlock& b : g) {
         if (!b.data) return InvalidArgumentError("null buffer");
       }
+#ifdef KVCAKE_HAVE_CUDA
+      if (AnyDevice(std::span<const GetBlock>(g))) {
+        return UnimplementedError("GetAsync takes host buffers; use Get for CUDA buffers");
+      }
+#endif
     }
     auto pending = std::make_unique<PendingGetImpl>(groups.size(), options_.timeout);
     if (segment_) {
@@ -711,6 +795,7 @@ class ClientImpl final : public Client {
   std::unique_ptr<transport::RpcClient> rpc_;
   const uint64_t seed_;
   std::unique_ptr<MappedSegment> segment_;
+  bool cuda_available_ = false;  // set once by Init
   mutable std::mutex mu_;
   // Written once by the first successful RegisterNamespace under mu_, before
   // registered_ is set; read after CheckRegistered() (which takes mu_).

@@ -13,11 +13,14 @@
 //   auto n = (*client)->LookupPrefix(chain, /*layer=*/0);    // blocks already cached
 //   (*client)->Put(blocks);  (*client)->Get(blocks, &found);
 //
+// Buffers may be host memory or, in CUDA builds, CUDA device memory (staged
+// through host memory by Put/Get; GetAsync takes host buffers).
+//
 // Data paths: over UCX (tcp, or shared-memory lanes) the values travel as
 // active-message payloads straight from/into the caller's buffers; when the
 // daemon runs on the same machine and exposes its host segment, the client
 // maps it and copies values itself with memcpy (the daemon only reserves,
-// commits, pins and releases). Buffers are host memory.
+// commits, pins and releases).
 //
 // Every call returns Status / Result with a message that says what failed;
 // every wait is bounded by ClientOptions::timeout (or the call's own).
