@@ -66,29 +66,60 @@ void CakePolicy::RegisterNamespace(uint64_t ns, uint32_t num_layers, uint64_t la
   st.budgets_dirty = true;
 }
 
-void CakePolicy::Enqueue(NsState& st, const BlockKey& key, Entry& e) {
-  LayerTier& lt = st.layers[key.layer][TierIndex(e.tier)];
-  e.priority = lt.inflation + options_.score_weight * static_cast<double>(e.score);
-  e.seq = next_seq_++;
-  // New priorities are often the queue's largest: hint the end (falls back
-  // to a normal insert when wrong).
-  e.pos = lt.order.emplace_hint(lt.order.end(), Item{e.priority, e.seq, key});
-  e.queued = true;
+CakePolicy::Entry* CakePolicy::Find(const BlockKey& key) {
+  auto it = index_.find(key);
+  return it == index_.end() ? nullptr : &pool_[it->second];
 }
 
-void CakePolicy::Dequeue(NsState& st, const BlockKey& key, Entry& e, bool inflate) {
+const CakePolicy::Entry* CakePolicy::Find(const BlockKey& key) const {
+  auto it = index_.find(key);
+  return it == index_.end() ? nullptr : &pool_[it->second];
+}
+
+double& CakePolicy::Inflation(NsState& st, uint32_t layer, int tier) {
+  return options_.global_ranking ? st.tier_inflation[tier] : st.layers[layer][tier].inflation;
+}
+
+void CakePolicy::PruneTop(LayerTier& lt) {
+  while (!lt.heap.empty() && !Valid(lt.heap.front())) {
+    std::pop_heap(lt.heap.begin(), lt.heap.end(), ItemAfter{});
+    lt.heap.pop_back();
+  }
+}
+
+void CakePolicy::Enqueue(NsState& st, uint32_t idx) {
+  Entry& e = pool_[idx];
+  const int t = TierIndex(e.tier);
+  LayerTier& lt = st.layers[e.key.layer][t];
+  e.priority = Inflation(st, e.key.layer, t) + options_.score_weight * static_cast<double>(e.score);
+  e.seq = next_seq_++;
+  e.queued = true;
+  ++lt.queued;
+  // Compact when stale items dominate (keeps the heap O(live)).
+  if (lt.heap.size() >= 64 && lt.heap.size() > 2 * static_cast<size_t>(lt.queued)) {
+    std::erase_if(lt.heap, [&](const Item& item) { return !Valid(item); });
+    std::make_heap(lt.heap.begin(), lt.heap.end(), ItemAfter{});
+  }
+  lt.heap.push_back(Item{e.priority, e.seq, idx});
+  std::push_heap(lt.heap.begin(), lt.heap.end(), ItemAfter{});
+}
+
+void CakePolicy::Dequeue(NsState& st, Entry& e, bool inflate) {
   if (!e.queued) return;
-  LayerTier& lt = st.layers[key.layer][TierIndex(e.tier)];
-  lt.order.erase(e.pos);
-  e.queued = false;
-  if (inflate) lt.inflation = std::max(lt.inflation, e.priority);
+  const int t = TierIndex(e.tier);
+  e.queued = false;  // its heap item is now stale
+  --st.layers[e.key.layer][t].queued;
+  if (inflate) {
+    double& l = Inflation(st, e.key.layer, t);
+    l = std::max(l, e.priority);
+  }
 }
 
 void CakePolicy::Flush() {
-  for (const BlockKey& key : pending_) {
-    auto it = entries_.find(key);
-    if (it == entries_.end() || it->second.queued) continue;
-    Enqueue(ns_[key.ns], key, it->second);
+  for (uint32_t idx : pending_) {
+    const Entry& e = pool_[idx];
+    if (!e.live || e.queued) continue;
+    Enqueue(ns_[e.key.ns], idx);
   }
   pending_.clear();
 }
@@ -96,58 +127,74 @@ void CakePolicy::Flush() {
 void CakePolicy::OnInsert(const BlockKey& key, Tier tier, uint64_t bytes, uint64_t tick) {
   NsState& st = Ns(key.ns, key.layer + 1);
   if (st.layer_block_bytes == 0) st.layer_block_bytes = bytes;
-  auto [it, inserted] = entries_.try_emplace(key);
-  Entry& e = it->second;
-  if (!inserted) {
-    Dequeue(st, key, e, /*inflate=*/false);
+  auto [it, inserted] = index_.try_emplace(key, 0);
+  if (inserted) {
+    if (free_.empty()) {
+      it->second = static_cast<uint32_t>(pool_.size());
+      pool_.emplace_back();
+    } else {
+      it->second = free_.back();
+      free_.pop_back();
+    }
+    Entry& e = pool_[it->second];
+    e = Entry{};
+    e.key = key;
+    e.live = true;
+    e.score = options_.absolute_scores ? 0.0f : 1.0f;
+  } else {
+    Entry& e = pool_[it->second];
+    Dequeue(st, e, /*inflate=*/false);
     --size_[TierIndex(e.tier)];
     --st.layers[key.layer][TierIndex(e.tier)].count;
   }
+  Entry& e = pool_[it->second];
   e.bytes = bytes;
   e.tier = tier;
   ++e.hits;
   ++size_[TierIndex(tier)];
   ++st.layers[key.layer][TierIndex(tier)].count;
-  Enqueue(st, key, e);
+  Enqueue(st, it->second);
   st.budgets_dirty = true;
 }
 
 void CakePolicy::OnAccess(const BlockKey& key, Tier tier, uint64_t tick) {
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return;
-  NsState& st = ns_[key.ns];
-  Entry& e = it->second;
+  auto it = index_.find(key);
+  if (it == index_.end()) return;
+  Entry& e = pool_[it->second];
   if (e.queued) {
-    Dequeue(st, key, e, /*inflate=*/false);
-    pending_.push_back(key);
+    Dequeue(ns_[key.ns], e, /*inflate=*/false);
+    pending_.push_back(it->second);
   }
   ++e.hits;
 }
 
 void CakePolicy::OnMove(const BlockKey& key, Tier from, Tier to, uint64_t tick) {
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return;
+  auto it = index_.find(key);
+  if (it == index_.end()) return;
   NsState& st = ns_[key.ns];
-  Entry& e = it->second;
+  Entry& e = pool_[it->second];
   // Leaving downwards is GreedyDual's eviction: it raises that queue's L.
-  Dequeue(st, key, e, /*inflate=*/TierIndex(to) > TierIndex(e.tier));
+  Dequeue(st, e, /*inflate=*/TierIndex(to) > TierIndex(e.tier));
   --size_[TierIndex(e.tier)];
   --st.layers[key.layer][TierIndex(e.tier)].count;
   e.tier = to;
   ++size_[TierIndex(to)];
   ++st.layers[key.layer][TierIndex(to)].count;
-  Enqueue(st, key, e);
+  Enqueue(st, it->second);
   st.budgets_dirty = true;
 }
 
 void CakePolicy::OnRemove(const BlockKey& key, Tier tier) {
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return;
+  auto it = index_.find(key);
+  if (it == index_.end()) return;
   NsState& st = ns_[key.ns];
-  Dequeue(st, key, it->second, /*inflate=*/true);
-  --size_[TierIndex(it->second.tier)];
-  --st.layers[key.layer][TierIndex(it->second.tier)].count;
-  entries_.erase(it);
+  Entry& e = pool_[it->second];
+  Dequeue(st, e, /*inflate=*/true);
+  --size_[TierIndex(e.tier)];
+  --st.layers[key.layer][TierIndex(e.tier)].count;
+  e.live = false;
+  free_.push_back(it->second);
+  index_.erase(it);
   st.budgets_dirty = true;
 }
 
@@ -202,22 +249,26 @@ std::vector<BlockKey> CakePolicy::SelectVictims(
   Flush();
   const int t = TierIndex(tier);
   // One cursor per (namespace, layer) queue; a max-heap picks the queue most
-  // over its budget (ties: the lower front priority, i.e. the older block).
+  // over its budget (ties, and always with global_ranking: the lower front
+  // priority, i.e. the older block). Items taken off a queue's heap while
+  // walking it are pushed back afterwards (victims stay queued until the
+  // caller moves them).
   struct Cursor {
     int64_t over;
     double front;
-    std::set<Item>::const_iterator it, end;
+    LayerTier* lt;
   };
   std::vector<Cursor> cursors;
   for (auto& [id, st] : ns_) {
     ComputeBudgets(st);
     const std::vector<int64_t>& budgets = st.budgets[t];
     for (size_t l = 0; l < st.layers.size(); ++l) {
-      const auto& order = st.layers[l][t].order;
-      if (order.empty()) continue;
+      LayerTier& lt = st.layers[l][t];
+      PruneTop(lt);
+      if (lt.heap.empty()) continue;
       // Without budgets (capacity unknown) every queue competes on priority.
-      const int64_t over = budgets.empty() ? 0 : st.layers[l][t].count - budgets[l];
-      cursors.push_back(Cursor{over, order.begin()->priority, order.begin(), order.end()});
+      const int64_t over = budgets.empty() || options_.global_ranking ? 0 : lt.count - budgets[l];
+      cursors.push_back(Cursor{over, lt.heap.front().priority, &lt});
     }
   }
   auto worse = [&](size_t a, size_t b) {
@@ -227,21 +278,38 @@ std::vector<BlockKey> CakePolicy::SelectVictims(
   };
   std::priority_queue<size_t, std::vector<size_t>, decltype(worse)> heap(worse);
   for (size_t i = 0; i < cursors.size(); ++i) heap.push(i);
+  std::vector<std::pair<LayerTier*, Item>> taken;
+  auto take = [&](LayerTier& lt) {
+    std::pop_heap(lt.heap.begin(), lt.heap.end(), ItemAfter{});
+    taken.emplace_back(&lt, lt.heap.back());
+    lt.heap.pop_back();
+    PruneTop(lt);
+  };
   uint64_t freed = 0;
   while (freed < bytes_to_free && !heap.empty()) {
     const size_t i = heap.top();
     heap.pop();
     Cursor& c = cursors[i];
-    while (c.it != c.end && (!eligible(c.it->key) || IsPinned(c.it->key))) ++c.it;
-    if (c.it == c.end) continue;
-    victims.push_back(c.it->key);
-    freed += entries_.at(c.it->key).bytes;
-    ++c.it;
+    LayerTier& lt = *c.lt;
+    while (!lt.heap.empty()) {
+      const Entry& e = pool_[lt.heap.front().idx];
+      if (eligible(e.key) && !IsPinned(e.key)) break;
+      take(lt);
+    }
+    if (lt.heap.empty()) continue;
+    const Entry& e = pool_[lt.heap.front().idx];
+    victims.push_back(e.key);
+    freed += e.bytes;
+    take(lt);
     --c.over;
-    if (c.it != c.end) {
-      c.front = c.it->priority;
+    if (!lt.heap.empty()) {
+      c.front = lt.heap.front().priority;
       heap.push(i);
     }
+  }
+  for (auto& [lt, item] : taken) {
+    lt->heap.push_back(item);
+    std::push_heap(lt->heap.begin(), lt->heap.end(), ItemAfter{});
   }
   return victims;
 }
@@ -257,8 +325,8 @@ bool CakePolicy::Admit(const BlockKey& key, Tier to) {
   if (to != Tier::kSsd) return true;
   const NsState* st = FindNs(key.ns);
   if (st != nullptr && st->has_stats) return true;  // the cascade keeps everything it can
-  auto it = entries_.find(key);
-  return it != entries_.end() && it->second.hits >= options_.ssd_admission_hits;
+  const Entry* e = Find(key);
+  return e != nullptr && e->hits >= options_.ssd_admission_hits;
 }
 
 std::vector<BlockKey> CakePolicy::SelectPromotions(Tier tier, uint64_t bytes_available) {
@@ -280,10 +348,18 @@ std::vector<BlockKey> CakePolicy::SelectPromotions(Tier tier, uint64_t bytes_ava
     if (budgets.empty()) continue;
     for (size_t l = 0; l < st.layers.size(); ++l) {
       int64_t room = budgets[l] - st.layers[l][t].count;
-      const auto& below = st.layers[l][t + 1].order;
-      for (auto it = below.rbegin(); it != below.rend() && room > 0; ++it, --room) {
-        const Entry& e = entries_.at(it->key);
-        candidates.push_back(Candidate{e.score, e.seq, it->key, e.bytes});
+      if (room <= 0) continue;
+      // The layer's `room` highest-priority blocks of the tier below.
+      std::vector<Item> below;
+      for (const Item& item : st.layers[l][t + 1].heap) {
+        if (Valid(item)) below.push_back(item);
+      }
+      const size_t k = std::min(below.size(), static_cast<size_t>(room));
+      std::partial_sort(below.begin(), below.begin() + k, below.end(),
+                        [](const Item& a, const Item& b) { return ItemAfter{}(a, b); });
+      for (size_t j = 0; j < k; ++j) {
+        const Entry& e = pool_[below[j].idx];
+        candidates.push_back(Candidate{e.score, e.seq, e.key, e.bytes});
       }
     }
   }
@@ -313,9 +389,9 @@ void CakePolicy::ReportLayerSignal(uint64_t ns, const LayerSignal& signal) {
   double sum = 0;
   for (size_t i = 0; i < n; ++i) sum += std::max(0.0, signal.block_scores[i]);
   if (!(sum > 0) || !std::isfinite(sum)) return;
-  const double mean = sum / static_cast<double>(n);
+  const double norm = options_.absolute_scores ? sum : sum / static_cast<double>(n);
   double top = 0;
-  for (size_t i = 0; i < n; ++i) top = std::max(top, signal.block_scores[i] / mean);
+  for (size_t i = 0; i < n; ++i) top = std::max(top, signal.block_scores[i] / norm);
   // Needle guard: up to needle_reserve of the layer's device budget (as of
   // the last victim selection; computed now only if there is none yet).
   if (!signal.needle_blocks.empty() && st.budgets[0].size() <= signal.layer) ComputeBudgets(st);
@@ -340,16 +416,16 @@ void CakePolicy::ReportLayerSignal(uint64_t ns, const LayerSignal& signal) {
   const double a = options_.score_ema;
   for (size_t i = 0; i < n; ++i) {
     const BlockKey key{ns, signal.block_hashes[i], signal.layer};
-    auto it = entries_.find(key);
-    if (it == entries_.end()) continue;
-    Entry& e = it->second;
-    double s = std::max(0.0, signal.block_scores[i]) / mean;
+    auto it = index_.find(key);
+    if (it == index_.end()) continue;
+    Entry& e = pool_[it->second];
+    double s = std::max(0.0, signal.block_scores[i]) / norm;
     if (guarded[i]) s = top;
     const double old = static_cast<double>(e.score);
     const double rolled = options_.accumulate_scores ? (1 - a) * old + s : a * s + (1 - a) * old;
-    Dequeue(st, key, e, /*inflate=*/false);
     e.score = static_cast<float>(rolled);
-    Enqueue(st, key, e);
+    Dequeue(st, e, /*inflate=*/false);
+    Enqueue(st, it->second);
   }
 }
 
@@ -367,8 +443,8 @@ bool CakePolicy::HasStatistics(uint64_t ns) const {
 size_t CakePolicy::Size(Tier tier) const { return size_[TierIndex(tier)]; }
 
 double CakePolicy::Score(const BlockKey& key) const {
-  auto it = entries_.find(key);
-  return it == entries_.end() ? -1.0 : static_cast<double>(it->second.score);
+  const Entry* e = Find(key);
+  return e == nullptr ? -1.0 : static_cast<double>(e->score);
 }
 
 }  // namespace kvcake::policy

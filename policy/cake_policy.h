@@ -2,7 +2,6 @@
 
 #include <array>
 #include <cstdint>
-#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -42,6 +41,19 @@ struct CakePolicyOptions {
   double needle_reserve = 0.1;
   // Ablation "cake_uniform": CAKE scores, but equal layer preferences.
   bool uniform_budgets = false;
+  // Score meaning. false: a report's block scores are divided by the prompt's
+  // mean (1.0 = an average block of its prompt; unscored blocks count 1.0).
+  // true: divided by their sum, so a block's score is its share of the
+  // layer's prefix attention, i.e. the attention mass it serves when its
+  // prefix is reused (blocks of short prompts are worth more per block);
+  // unscored blocks count 0.
+  bool absolute_scores = false;
+  // true: victims of a tier are the lowest-priority blocks over all layers of
+  // a namespace (one GreedyDual L per namespace and tier), so the layers'
+  // shares follow the blocks' values; the water-filled budgets are then only
+  // exported (LayerBudgets) and steer promotions. false: the layer most over
+  // its budget gives up its lowest-priority block first (hard budgets).
+  bool global_ranking = false;
   // Namespaces that never reported statistics: a block leaving host memory is
   // admitted to SSD after this many hits (2 = second-hit admission). >= 1.
   uint32_t ssd_admission_hits = 2;
@@ -95,44 +107,60 @@ class CakePolicy final : public Policy {
   double Score(const BlockKey& key) const;
 
  private:
+  // A queue entry; stale (lazily deleted) when the entry's seq moved on.
   struct Item {
     double priority;
     uint64_t seq;
-    BlockKey key;
-    friend bool operator<(const Item& a, const Item& b) {
-      return a.priority != b.priority ? a.priority < b.priority : a.seq < b.seq;
+    uint32_t idx;  // into pool_
+  };
+  // Min-heap order: lowest priority (then oldest) on top.
+  struct ItemAfter {
+    bool operator()(const Item& a, const Item& b) const {
+      return a.priority != b.priority ? a.priority > b.priority : a.seq > b.seq;
     }
   };
   struct Entry {
-    std::set<Item>::iterator pos;  // in its (namespace, layer, tier) queue
+    BlockKey key;
     double priority = 0;
     uint64_t seq = 0;
     uint64_t bytes = 0;
     float score = 1.0f;
     uint32_t hits = 0;
     Tier tier = Tier::kDevice;
+    bool live = false;    // slot in use
     bool queued = false;  // in its queue; false: in pending_ (accessed, not re-queued yet)
   };
   struct LayerTier {
-    std::set<Item> order;  // ascending priority: begin() is the first victim
-    double inflation = 0;  // GreedyDual L
-    int64_t count = 0;     // blocks of this layer in this tier (queued or pending)
+    std::vector<Item> heap;  // lazy-deletion binary min-heap (ItemAfter)
+    int64_t queued = 0;      // live items in heap
+    double inflation = 0;    // GreedyDual L (per layer unless global_ranking)
+    int64_t count = 0;       // blocks of this layer in this tier (queued or pending)
   };
   struct NsState {
     uint64_t layer_block_bytes = 0;
     bool has_stats = false;
     std::vector<double> preference;  // rolling P_l; < 0: not reported yet
     std::vector<std::array<LayerTier, kNumLocalTiers>> layers;
+    std::array<double, kNumLocalTiers> tier_inflation{};  // L with global_ranking
     std::array<std::vector<int64_t>, kNumLocalTiers> budgets;
     std::vector<std::vector<uint64_t>> pinned;  // [layer]: hashes pinned by the latest report
     bool budgets_dirty = true;
   };
 
+  bool Valid(const Item& item) const {
+    const Entry& e = pool_[item.idx];
+    return e.queued && e.seq == item.seq;
+  }
+  // Pops stale items off the top of `lt`'s heap.
+  void PruneTop(LayerTier& lt);
+  double& Inflation(NsState& st, uint32_t layer, int tier);
+  Entry* Find(const BlockKey& key);
+  const Entry* Find(const BlockKey& key) const;
   NsState& Ns(uint64_t ns, uint32_t min_layers);
   const NsState* FindNs(uint64_t ns) const;
   bool IsPinned(const BlockKey& key) const;
-  void Enqueue(NsState& st, const BlockKey& key, Entry& e);
-  void Dequeue(NsState& st, const BlockKey& key, Entry& e, bool inflate);
+  void Enqueue(NsState& st, uint32_t idx);
+  void Dequeue(NsState& st, Entry& e, bool inflate);
   void ComputeBudgets(NsState& st) const;
   // Re-queues blocks accessed since the last decision (OnAccess defers the
   // re-queue so that an access followed by its prompt's report costs one
@@ -143,10 +171,12 @@ class CakePolicy final : public Policy {
   CakePolicyOptions options_;
   std::array<uint64_t, kNumLocalTiers> capacity_{};
   std::array<size_t, kNumLocalTiers> size_{};
-  std::unordered_map<BlockKey, Entry, BlockKeyHash> entries_;
+  std::vector<Entry> pool_;                                     // dense entries
+  std::vector<uint32_t> free_;                                  // free pool_ slots
+  std::unordered_map<BlockKey, uint32_t, BlockKeyHash> index_;  // key -> pool_ slot
   std::unordered_map<uint64_t, NsState> ns_;
   uint64_t next_seq_ = 0;
-  std::vector<BlockKey> pending_;
+  std::vector<uint32_t> pending_;  // pool_ slots
 };
 
 }  // namespace kvcake::policy
