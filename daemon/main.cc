@@ -37,7 +37,9 @@ DEFINE_uint64(reserve_wait_ms, 100, "how long a put waits for the mover to free 
 DEFINE_string(token_file, "", "file holding the token clients must present (empty: none)");
 DEFINE_string(default_quota_bytes, "0", "quota of a namespace that asks for none (0: unlimited)");
 DEFINE_string(max_quota_bytes, "0", "largest quota a namespace may have (0: no limit)");
-DEFINE_string(admin_listen, "", "admin HTTP HOST:PORT (empty: no admin server)");
+DEFINE_string(
+    admin_listen, "127.0.0.1:18516",
+    "admin HTTP HOST:PORT (loopback by default; port 0: ephemeral; empty: no admin server)");
 DEFINE_string(admin_token_file, "", "file holding the admin API bearer token (empty: none)");
 DEFINE_string(policy, "adaptive",
               "tier policy: lru | cake | cake_uniform | adaptive (CAKE where engines report "

@@ -21,10 +21,10 @@ if [[ -z "${KVCAKE_SKIP_DEPS:-}" ]]; then
   scripts/install-deps.sh
 fi
 
-if [[ ! -x $BIN/kvcaked || ! -x $BIN/kvcake-bench ]]; then
-  step "build (release preset): kvcaked, kvcake-bench"
+if [[ ! -x $BIN/kvcaked || ! -x $BIN/kvcake-bench || ! -x $BIN/kvcakectl ]]; then
+  step "build (release preset): kvcaked, kvcake-bench, kvcakectl"
   cmake --preset release >/dev/null
-  cmake --build --preset release -j "$(nproc)" --target kvcaked kvcake-bench
+  cmake --build --preset release -j "$(nproc)" --target kvcaked kvcake-bench kvcakectl
 fi
 
 RUN=$(mktemp -d /tmp/kvcake-demo.XXXXXX)
@@ -34,6 +34,10 @@ LISTEN_ARGS=()
 if (exec 3<>/dev/tcp/127.0.0.1/18515) 2>/dev/null; then
   echo "port 18515 is busy; using an ephemeral port instead"
   LISTEN_ARGS=(--listen=127.0.0.1:0)
+fi
+if (exec 3<>/dev/tcp/127.0.0.1/18516) 2>/dev/null; then
+  echo "port 18516 is busy; using an ephemeral admin port instead"
+  LISTEN_ARGS+=(--admin_listen=127.0.0.1:0)
 fi
 "$BIN/kvcaked" "${LISTEN_ARGS[@]}" >"$RUN/kvcaked.out" 2>"$RUN/kvcaked.log" &
 PID=$!
@@ -53,12 +57,17 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 if [[ -z "$ADDR" ]]; then echo "kvcaked did not start within 30 s"; cat "$RUN/kvcaked.log"; exit 1; fi
-echo "kvcaked (pid $PID) listening on $ADDR"
+ADMIN=$(sed -n 's/^kvcaked admin listening on //p' "$RUN/kvcaked.out" | head -n1)
+echo "kvcaked (pid $PID) listening on $ADDR (UCX), admin API on $ADMIN"
 grep -E "starting with options|^(listen|host_bytes|slot_bytes|ssd_path|policy) =" \
   "$RUN/kvcaked.log" | sed 's/^/  /'
 
 step "serve: kvcake-bench --quick against it (1 MiB values, 1 and 4 clients)"
 "$BIN/kvcake-bench" --quick --address="$ADDR" --sizes=1M --clients=1,4 2> >(grep -v "UCX  WARN" >&2)
+
+step "operate: kvcakectl status, and an excerpt of /metrics"
+"$BIN/kvcakectl" --admin="$ADMIN" status
+curl -s "http://$ADMIN/metrics" | grep -E '^kvcake_(hits_total|requests_total|tier_used_bytes|demotions_total)' | head -n 12
 
 step "stop: SIGTERM (refuse new requests, finish in-flight ones, demote to SSD, flush)"
 kill -TERM "$PID"

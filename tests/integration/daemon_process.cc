@@ -41,7 +41,9 @@ Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const std::vector<st
   if (::access(bin.c_str(), X_OK) != 0) return NotFoundError("kvcaked not found at " + bin);
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return ErrnoToStatus(errno, "pipe");
-  std::vector<std::string> args = {bin, "--listen=127.0.0.1:0"};
+  // Ephemeral ports for both listeners so daemons of parallel tests never collide;
+  // `flags` come later and override them.
+  std::vector<std::string> args = {bin, "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0"};
   args.insert(args.end(), flags.begin(), flags.end());
   pid_t pid = ::fork();
   if (pid < 0) return ErrnoToStatus(errno, "fork");
