@@ -64,6 +64,19 @@ void DaemonAdminBackend::RefreshMetrics() {
     }
   }
   cat.Miss(Tier::kHost)->Set(st.misses);  // node-wide misses, as in /v1/stats
+  // CAKE layer budgets of the namespaces the policy governs by statistics;
+  // cleared first so namespaces that stop reporting disappear.
+  cat.layer_budget_blocks.Clear();
+  for (const store::NamespaceConfig& ns : daemon_->store()->ListNamespaces()) {
+    for (Tier t : kLocalTiers) {
+      std::vector<int64_t> budgets = daemon_->store()->LayerBudgets(ns.id, t);
+      for (size_t layer = 0; layer < budgets.size(); ++layer) {
+        cat.layer_budget_blocks
+            .WithLabels({ns.name, std::string(TierName(t)), std::to_string(layer)})
+            ->Set(static_cast<double>(budgets[layer]));
+      }
+    }
+  }
   cat.Drop(Tier::kSsd, "corrupt")->Set(st.checksum_failures);
   cat.leases_expired.Get()->Set(st.leases_expired);
   if (daemon_->rpc_server()) {

@@ -110,6 +110,7 @@ class TierManager::Impl {
   StoreStats GetStats() const;
   Status SetCapacity(Tier tier, uint64_t bytes);
   void ReportLayerSignal(uint64_t ns, const policy::LayerSignal& signal);
+  std::vector<int64_t> LayerBudgets(uint64_t ns, Tier tier) const;
   HostSegmentInfo host_segment() const;
   DeviceSegmentInfo device_segment() const;
 
@@ -1080,6 +1081,11 @@ void TierManager::Impl::ReportLayerSignal(uint64_t ns, const policy::LayerSignal
   mover_cv_.notify_one();
 }
 
+std::vector<int64_t> TierManager::Impl::LayerBudgets(uint64_t ns, Tier tier) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return policy_->LayerBudgets(ns, tier);
+}
+
 HostSegmentInfo TierManager::Impl::host_segment() const {
   HostSegmentInfo h;
   h.fd = host_->fd();
@@ -1536,6 +1542,9 @@ Status TierManager::SetCapacity(Tier tier, uint64_t bytes) {
 }
 void TierManager::ReportLayerSignal(uint64_t ns, const policy::LayerSignal& signal) {
   impl_->ReportLayerSignal(ns, signal);
+}
+std::vector<int64_t> TierManager::LayerBudgets(uint64_t ns, Tier tier) const {
+  return impl_->LayerBudgets(ns, tier);
 }
 HostSegmentInfo TierManager::host_segment() const { return impl_->host_segment(); }
 DeviceSegmentInfo TierManager::device_segment() const { return impl_->device_segment(); }

@@ -245,6 +245,10 @@ class TierManager {
 
   // CAKE signals, forwarded to the policy under the lock; wakes the mover.
   void ReportLayerSignal(uint64_t ns, const policy::LayerSignal& signal);
+  // The policy's current per-layer budgets in blocks of `ns` in `tier`
+  // (Policy::LayerBudgets); empty when the policy keeps none (LRU, or a
+  // namespace that reported no statistics).
+  std::vector<int64_t> LayerBudgets(uint64_t ns, Tier tier) const;
 
   // Shared host segment (see HostSegmentInfo for the slot layout).
   HostSegmentInfo host_segment() const;

@@ -474,6 +474,45 @@ TEST_F(KvcakedAdminTest, KvcakectlDrivesTheDaemon) {
   EXPECT_EQ(WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, 3);
 }
 
+// An engine that reports CAKE statistics gets per-layer budgets from the
+// (default, adaptive) policy, and /metrics exports them per namespace, tier
+// and layer.
+TEST_F(KvcakedAdminTest, CakeLayerBudgetsAreExported) {
+  StartDaemon({"--gpu_bytes=256K", "--slot_bytes=16K"});
+  if (IsSkipped() || HasFatalFailure()) return;
+  // 12 blocks x 2 layers = 24 layer-blocks; the emulated GPU tier holds 16.
+  Traffic("cake-ns", 12, 2);
+  if (HasFatalFailure()) return;
+  EXPECT_EQ(SumSamples(Metrics(), "kvcake_cake_layer_budget_blocks{namespace=\"cake-ns\""), 0)
+      << "no statistics reported yet: the namespace is governed by LRU";
+
+  ClientOptions o;
+  o.address = daemon_->ucx_address();
+  o.namespace_name = "cake-ns";
+  auto client = Client::Connect(o);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  NamespaceGeometry g;
+  g.num_layers = 2;
+  g.block_tokens = 16;
+  g.layer_block_bytes = 16 << 10;
+  g.kv_dtype = "fp16";
+  ASSERT_TRUE((*client)->RegisterNamespace(g).ok());
+  // Layer 1 prefers far more budget (P) than layer 0.
+  std::vector<double> scores(hashes_.size());
+  for (size_t i = 0; i < scores.size(); ++i) scores[i] = 1.0 + static_cast<double>(i % 3);
+  ASSERT_TRUE((*client)->ReportLayerStats(0, 1.0, hashes_, scores, 1).ok());
+  ASSERT_TRUE((*client)->ReportLayerStats(1, 9.0, hashes_, scores, 1).ok());
+
+  std::string m = Metrics();
+  const std::string series = "kvcake_cake_layer_budget_blocks{namespace=\"cake-ns\",tier=\"";
+  double l0 = Sample(m, series + "gpu\",layer=\"0\"}");
+  double l1 = Sample(m, series + "gpu\",layer=\"1\"}");
+  ASSERT_GE(l0, 1) << m;
+  ASSERT_GE(l1, 1) << m;
+  EXPECT_LE(l0 + l1, 16) << "budgets fit the GPU tier (256 KiB / 16 KiB)";
+  EXPECT_GT(l1, l0) << "the layer with the larger preference gets more GPU blocks";
+}
+
 TEST_F(KvcakedAdminTest, RefusesNonLoopbackAdminWithoutToken) {
   std::vector<std::string> flags = {"--listen=127.0.0.1:0", "--admin_listen=0.0.0.0:0",
                                     "--host_bytes=4M",      "--slot_bytes=64K",
