@@ -87,13 +87,17 @@ void CakePolicy::PruneTop(LayerTier& lt) {
   }
 }
 
-void CakePolicy::Enqueue(NsState& st, uint32_t idx) {
+void CakePolicy::Enqueue(NsState& st, uint32_t idx, bool keep_priority) {
   Entry& e = pool_[idx];
   const int t = TierIndex(e.tier);
   LayerTier& lt = st.layers[e.key.layer][t];
-  e.priority = Inflation(st, e.key.layer, t) + options_.score_weight * static_cast<double>(e.score);
-  e.seq = next_seq_++;
+  if (!keep_priority) {
+    e.priority =
+        Inflation(st, e.key.layer, t) + options_.score_weight * static_cast<double>(e.score);
+    e.seq = next_seq_++;
+  }
   e.queued = true;
+  e.selected = false;
   ++lt.queued;
   // Compact when stale items dominate (keeps the heap O(live)).
   if (lt.heap.size() >= 64 && lt.heap.size() > 2 * static_cast<size_t>(lt.queued)) {
@@ -105,10 +109,13 @@ void CakePolicy::Enqueue(NsState& st, uint32_t idx) {
 }
 
 void CakePolicy::Dequeue(NsState& st, Entry& e, bool inflate) {
-  if (!e.queued) return;
+  if (!e.queued && !e.selected) return;
   const int t = TierIndex(e.tier);
-  e.queued = false;  // its heap item is now stale
-  --st.layers[e.key.layer][t].queued;
+  if (e.queued) {
+    e.queued = false;  // its heap item is now stale
+    --st.layers[e.key.layer][t].queued;
+  }
+  e.selected = false;
   if (inflate) {
     double& l = Inflation(st, e.key.layer, t);
     l = std::max(l, e.priority);
@@ -119,7 +126,7 @@ void CakePolicy::Flush() {
   for (uint32_t idx : pending_) {
     const Entry& e = pool_[idx];
     if (!e.live || e.queued) continue;
-    Enqueue(ns_[e.key.ns], idx);
+    Enqueue(ns_[e.key.ns], idx, /*keep_priority=*/e.selected);
   }
   pending_.clear();
 }
@@ -165,6 +172,7 @@ void CakePolicy::OnAccess(const BlockKey& key, Tier tier, uint64_t tick) {
     Dequeue(ns_[key.ns], e, /*inflate=*/false);
     pending_.push_back(it->second);
   }
+  e.selected = false;
   ++e.hits;
 }
 
@@ -250,9 +258,8 @@ std::vector<BlockKey> CakePolicy::SelectVictims(
   const int t = TierIndex(tier);
   // One cursor per (namespace, layer) queue; a max-heap picks the queue most
   // over its budget (ties, and always with global_ranking: the lower front
-  // priority, i.e. the older block). Items taken off a queue's heap while
-  // walking it are pushed back afterwards (victims stay queued until the
-  // caller moves them).
+  // priority, i.e. the older block). Ineligible items taken off a queue's
+  // heap while walking it are pushed back afterwards.
   struct Cursor {
     int64_t over;
     double front;
@@ -297,10 +304,19 @@ std::vector<BlockKey> CakePolicy::SelectVictims(
       take(lt);
     }
     if (lt.heap.empty()) continue;
-    const Entry& e = pool_[lt.heap.front().idx];
+    // The victim leaves its queue now (the caller normally moves or removes
+    // it next); if it is not moved, the next Flush re-queues it.
+    const uint32_t idx = lt.heap.front().idx;
+    Entry& e = pool_[idx];
     victims.push_back(e.key);
     freed += e.bytes;
-    take(lt);
+    std::pop_heap(lt.heap.begin(), lt.heap.end(), ItemAfter{});
+    lt.heap.pop_back();
+    e.queued = false;
+    e.selected = true;
+    --lt.queued;
+    pending_.push_back(idx);
+    PruneTop(lt);
     --c.over;
     if (!lt.heap.empty()) {
       c.front = lt.heap.front().priority;
@@ -407,8 +423,10 @@ void CakePolicy::ReportLayerSignal(uint64_t ns, const LayerSignal& signal) {
   const size_t window = std::min<size_t>(n, std::max<uint32_t>(signal.window_blocks, 1));
   std::vector<uint64_t>& pinned = st.pinned[signal.layer];
   pinned.clear();
-  pinned.push_back(signal.block_hashes[0]);
-  for (size_t i = n - window; i < n; ++i) pinned.push_back(signal.block_hashes[i]);
+  if (options_.pin_reported) {
+    pinned.push_back(signal.block_hashes[0]);
+    for (size_t i = n - window; i < n; ++i) pinned.push_back(signal.block_hashes[i]);
+  }
   if (options_.boost_pinned) {
     guarded[0] = true;
     for (size_t i = n - window; i < n; ++i) guarded[i] = true;

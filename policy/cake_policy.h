@@ -33,6 +33,9 @@ struct CakePolicyOptions {
   // boost_pinned they also get the prompt's top score (they then outlive the
   // pin); without, they keep their own score.
   bool boost_pinned = false;
+  // false: no report pins at all (the owner's eligibility filter already
+  // protects the blocks of requests in flight).
+  bool pin_reported = true;
   // Weight of the newest report in a layer's rolling preference P_l. (0, 1].
   double preference_ema = 0.2;
   // Share of each layer's budget reserved for needle blocks (the block that
@@ -47,7 +50,7 @@ struct CakePolicyOptions {
   // layer's prefix attention, i.e. the attention mass it serves when its
   // prefix is reused (blocks of short prompts are worth more per block);
   // unscored blocks count 0.
-  bool absolute_scores = false;
+  bool absolute_scores = true;
   // true: victims of a tier are the lowest-priority blocks over all layers of
   // a namespace (one GreedyDual L per namespace and tier), so the layers'
   // shares follow the blocks' values; the water-filled budgets are then only
@@ -129,6 +132,9 @@ class CakePolicy final : public Policy {
     Tier tier = Tier::kDevice;
     bool live = false;    // slot in use
     bool queued = false;  // in its queue; false: in pending_ (accessed, not re-queued yet)
+    // Returned by SelectVictims (taken off its queue, in pending_ in case the
+    // owner does not move it); a later Dequeue still applies its priority to L.
+    bool selected = false;
   };
   struct LayerTier {
     std::vector<Item> heap;  // lazy-deletion binary min-heap (ItemAfter)
@@ -159,7 +165,9 @@ class CakePolicy final : public Policy {
   NsState& Ns(uint64_t ns, uint32_t min_layers);
   const NsState* FindNs(uint64_t ns) const;
   bool IsPinned(const BlockKey& key) const;
-  void Enqueue(NsState& st, uint32_t idx);
+  // Queues pool_[idx] at L + w * score, or at its previous (priority, seq) when
+  // keep_priority (a victim the owner did not move goes back where it was).
+  void Enqueue(NsState& st, uint32_t idx, bool keep_priority = false);
   void Dequeue(NsState& st, Entry& e, bool inflate);
   void ComputeBudgets(NsState& st) const;
   // Re-queues blocks accessed since the last decision (OnAccess defers the

@@ -53,6 +53,12 @@ DEFINE_bool(cake_boost_pinned, kvcake::policy::CakePolicyOptions{}.boost_pinned,
             "CakePolicyOptions::boost_pinned");
 DEFINE_double(cake_needle_reserve, kvcake::policy::CakePolicyOptions{}.needle_reserve,
               "CakePolicyOptions::needle_reserve");
+DEFINE_bool(cake_absolute, kvcake::policy::CakePolicyOptions{}.absolute_scores,
+            "CakePolicyOptions::absolute_scores");
+DEFINE_bool(cake_global, kvcake::policy::CakePolicyOptions{}.global_ranking,
+            "CakePolicyOptions::global_ranking");
+DEFINE_bool(cake_pin, kvcake::policy::CakePolicyOptions{}.pin_reported,
+            "CakePolicyOptions::pin_reported");
 DEFINE_bool(dump_layers, false, "print the attention model's layer profile and mean H, V, P");
 DEFINE_double(broad_fraction, 0.35, "attention model: share of broad layers");
 DEFINE_double(hot_probability, 0.15, "attention model: P(block hot in a layer group)");
@@ -248,6 +254,9 @@ int main(int argc, char** argv) {
       po.cake.accumulate_scores = FLAGS_cake_accumulate;
       po.cake.boost_pinned = FLAGS_cake_boost_pinned;
       po.cake.needle_reserve = FLAGS_cake_needle_reserve;
+      po.cake.absolute_scores = FLAGS_cake_absolute;
+      po.cake.global_ranking = FLAGS_cake_global;
+      po.cake.pin_reported = FLAGS_cake_pin;
       auto made = kvcake::policy::MakePolicy(name, po);
       if (!made.ok()) {
         std::cerr << "kvcake-replay: " << made.status().ToString() << "\n";
