@@ -66,14 +66,68 @@ void CakePolicy::RegisterNamespace(uint64_t ns, uint32_t num_layers, uint64_t la
   st.budgets_dirty = true;
 }
 
+size_t CakePolicy::Home(const BlockKey& key) const {
+  uint64_t h = BlockKeyHash{}(key);
+  h ^= h >> 33;  // finaliser: the low bits pick the slot
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  return static_cast<size_t>(h) & (index_.size() - 1);
+}
+
+uint32_t CakePolicy::Lookup(const BlockKey& key) const {
+  if (index_.empty()) return kNone;
+  const size_t mask = index_.size() - 1;
+  for (size_t i = Home(key);; i = (i + 1) & mask) {
+    const uint32_t idx = index_[i];
+    if (idx == kNone || pool_[idx].key == key) return idx;
+  }
+}
+
+void CakePolicy::IndexInsert(const BlockKey& key, uint32_t idx) {
+  if (2 * (index_size_ + 1) > index_.size()) {
+    std::vector<uint32_t> old = std::move(index_);
+    index_.assign(std::max<size_t>(64, 2 * old.size()), kNone);
+    const size_t mask = index_.size() - 1;
+    for (uint32_t j : old) {
+      if (j == kNone) continue;
+      size_t i = Home(pool_[j].key);
+      while (index_[i] != kNone) i = (i + 1) & mask;
+      index_[i] = j;
+    }
+  }
+  const size_t mask = index_.size() - 1;
+  size_t i = Home(key);
+  while (index_[i] != kNone) i = (i + 1) & mask;
+  index_[i] = idx;
+  ++index_size_;
+}
+
+void CakePolicy::IndexErase(const BlockKey& key) {
+  const size_t mask = index_.size() - 1;
+  size_t i = Home(key);
+  while (pool_[index_[i]].key != key) i = (i + 1) & mask;
+  // Backward-shift: move later members of the probe run into the hole.
+  for (size_t j = (i + 1) & mask; index_[j] != kNone; j = (j + 1) & mask) {
+    const size_t home = Home(pool_[index_[j]].key);
+    // index_[j] may fill hole i if its home is not in the cyclic range (i, j].
+    const bool movable = i <= j ? (home <= i || home > j) : (home <= i && home > j);
+    if (movable) {
+      index_[i] = index_[j];
+      i = j;
+    }
+  }
+  index_[i] = kNone;
+  --index_size_;
+}
+
 CakePolicy::Entry* CakePolicy::Find(const BlockKey& key) {
-  auto it = index_.find(key);
-  return it == index_.end() ? nullptr : &pool_[it->second];
+  const uint32_t idx = Lookup(key);
+  return idx == kNone ? nullptr : &pool_[idx];
 }
 
 const CakePolicy::Entry* CakePolicy::Find(const BlockKey& key) const {
-  auto it = index_.find(key);
-  return it == index_.end() ? nullptr : &pool_[it->second];
+  const uint32_t idx = Lookup(key);
+  return idx == kNone ? nullptr : &pool_[idx];
 }
 
 double& CakePolicy::Inflation(NsState& st, uint32_t layer, int tier) {
@@ -134,53 +188,54 @@ void CakePolicy::Flush() {
 void CakePolicy::OnInsert(const BlockKey& key, Tier tier, uint64_t bytes, uint64_t tick) {
   NsState& st = Ns(key.ns, key.layer + 1);
   if (st.layer_block_bytes == 0) st.layer_block_bytes = bytes;
-  auto [it, inserted] = index_.try_emplace(key, 0);
-  if (inserted) {
+  uint32_t idx = Lookup(key);
+  if (idx == kNone) {
     if (free_.empty()) {
-      it->second = static_cast<uint32_t>(pool_.size());
+      idx = static_cast<uint32_t>(pool_.size());
       pool_.emplace_back();
     } else {
-      it->second = free_.back();
+      idx = free_.back();
       free_.pop_back();
     }
-    Entry& e = pool_[it->second];
+    Entry& e = pool_[idx];
     e = Entry{};
     e.key = key;
     e.live = true;
     e.score = options_.absolute_scores ? 0.0f : 1.0f;
+    IndexInsert(key, idx);
   } else {
-    Entry& e = pool_[it->second];
+    Entry& e = pool_[idx];
     Dequeue(st, e, /*inflate=*/false);
     --size_[TierIndex(e.tier)];
     --st.layers[key.layer][TierIndex(e.tier)].count;
   }
-  Entry& e = pool_[it->second];
+  Entry& e = pool_[idx];
   e.bytes = bytes;
   e.tier = tier;
   ++e.hits;
   ++size_[TierIndex(tier)];
   ++st.layers[key.layer][TierIndex(tier)].count;
-  Enqueue(st, it->second);
+  Enqueue(st, idx);
   st.budgets_dirty = true;
 }
 
 void CakePolicy::OnAccess(const BlockKey& key, Tier tier, uint64_t tick) {
-  auto it = index_.find(key);
-  if (it == index_.end()) return;
-  Entry& e = pool_[it->second];
+  const uint32_t idx = Lookup(key);
+  if (idx == kNone) return;
+  Entry& e = pool_[idx];
   if (e.queued) {
     Dequeue(ns_[key.ns], e, /*inflate=*/false);
-    pending_.push_back(it->second);
+    pending_.push_back(idx);
   }
   e.selected = false;
   ++e.hits;
 }
 
 void CakePolicy::OnMove(const BlockKey& key, Tier from, Tier to, uint64_t tick) {
-  auto it = index_.find(key);
-  if (it == index_.end()) return;
+  const uint32_t idx = Lookup(key);
+  if (idx == kNone) return;
   NsState& st = ns_[key.ns];
-  Entry& e = pool_[it->second];
+  Entry& e = pool_[idx];
   // Leaving downwards is GreedyDual's eviction: it raises that queue's L.
   Dequeue(st, e, /*inflate=*/TierIndex(to) > TierIndex(e.tier));
   --size_[TierIndex(e.tier)];
@@ -188,21 +243,21 @@ void CakePolicy::OnMove(const BlockKey& key, Tier from, Tier to, uint64_t tick) 
   e.tier = to;
   ++size_[TierIndex(to)];
   ++st.layers[key.layer][TierIndex(to)].count;
-  Enqueue(st, it->second);
+  Enqueue(st, idx);
   st.budgets_dirty = true;
 }
 
 void CakePolicy::OnRemove(const BlockKey& key, Tier tier) {
-  auto it = index_.find(key);
-  if (it == index_.end()) return;
+  const uint32_t idx = Lookup(key);
+  if (idx == kNone) return;
   NsState& st = ns_[key.ns];
-  Entry& e = pool_[it->second];
+  Entry& e = pool_[idx];
   Dequeue(st, e, /*inflate=*/true);
   --size_[TierIndex(e.tier)];
   --st.layers[key.layer][TierIndex(e.tier)].count;
   e.live = false;
-  free_.push_back(it->second);
-  index_.erase(it);
+  IndexErase(key);
+  free_.push_back(idx);
   st.budgets_dirty = true;
 }
 
@@ -434,16 +489,16 @@ void CakePolicy::ReportLayerSignal(uint64_t ns, const LayerSignal& signal) {
   const double a = options_.score_ema;
   for (size_t i = 0; i < n; ++i) {
     const BlockKey key{ns, signal.block_hashes[i], signal.layer};
-    auto it = index_.find(key);
-    if (it == index_.end()) continue;
-    Entry& e = pool_[it->second];
+    const uint32_t idx = Lookup(key);
+    if (idx == kNone) continue;
+    Entry& e = pool_[idx];
     double s = std::max(0.0, signal.block_scores[i]) / norm;
     if (guarded[i]) s = top;
     const double old = static_cast<double>(e.score);
     const double rolled = options_.accumulate_scores ? (1 - a) * old + s : a * s + (1 - a) * old;
     e.score = static_cast<float>(rolled);
     Dequeue(st, e, /*inflate=*/false);
-    Enqueue(st, it->second);
+    Enqueue(st, idx);
   }
 }
 

@@ -160,6 +160,14 @@ class CakePolicy final : public Policy {
   // Pops stale items off the top of `lt`'s heap.
   void PruneTop(LayerTier& lt);
   double& Inflation(NsState& st, uint32_t layer, int tier);
+  static constexpr uint32_t kNone = 0xffffffffu;
+  size_t Home(const BlockKey& key) const;
+  // Pool slot of `key`, or kNone.
+  uint32_t Lookup(const BlockKey& key) const;
+  // Adds key -> idx (key absent).
+  void IndexInsert(const BlockKey& key, uint32_t idx);
+  // Removes `key` (present).
+  void IndexErase(const BlockKey& key);
   Entry* Find(const BlockKey& key);
   const Entry* Find(const BlockKey& key) const;
   NsState& Ns(uint64_t ns, uint32_t min_layers);
@@ -179,9 +187,12 @@ class CakePolicy final : public Policy {
   CakePolicyOptions options_;
   std::array<uint64_t, kNumLocalTiers> capacity_{};
   std::array<size_t, kNumLocalTiers> size_{};
-  std::vector<Entry> pool_;                                     // dense entries
-  std::vector<uint32_t> free_;                                  // free pool_ slots
-  std::unordered_map<BlockKey, uint32_t, BlockKeyHash> index_;  // key -> pool_ slot
+  std::vector<Entry> pool_;     // dense entries
+  std::vector<uint32_t> free_;  // free pool_ slots
+  // Open-addressing (linear probing) index key -> pool_ slot: each slot holds
+  // a pool_ index or kNone; load factor <= 1/2; backward-shift deletion.
+  std::vector<uint32_t> index_;
+  size_t index_size_ = 0;
   std::unordered_map<uint64_t, NsState> ns_;
   uint64_t next_seq_ = 0;
   std::vector<uint32_t> pending_;  // pool_ slots
