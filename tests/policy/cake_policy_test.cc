@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
+#include <map>
 #include <numeric>
 #include <vector>
 
@@ -157,6 +159,92 @@ TEST(CakePolicy, RemoveAndMoveKeepCountsConsistent) {
   EXPECT_EQ(p.Size(Tier::kSsd), 0u);
   EXPECT_EQ(p.Score(Key(1, 0)), -1.0);
   EXPECT_EQ(p.SelectVictims(Tier::kSsd, kBytes, AnyKey), std::vector<BlockKey>{});
+}
+
+TEST(CakePolicy, AbsoluteScoresAreTheBlocksShareOfAttention) {
+  CakePolicy p;  // absolute_scores is the default
+  p.RegisterNamespace(kNs, 1, kBytes);
+  for (uint64_t h : {1, 2, 3}) p.OnInsert(Key(h), Tier::kDevice, kBytes, 0);
+  EXPECT_EQ(p.Score(Key(1)), 0.0);  // never scored
+  p.ReportLayerSignal(kNs, Signal(0, 1.0, {1, 2, 3}, {1, 3, 4}));
+  EXPECT_NEAR(p.Score(Key(1)), 0.125, 1e-6);
+  EXPECT_NEAR(p.Score(Key(2)), 0.375, 1e-6);
+  // Rolling window: s = (1 - 0.2) * s_old + s_new.
+  p.ReportLayerSignal(kNs, Signal(0, 1.0, {1, 2}, {1, 1}));
+  EXPECT_NEAR(p.Score(Key(1)), 0.8 * 0.125 + 0.5, 1e-6);
+  CakePolicyOptions o;
+  o.absolute_scores = false;
+  CakePolicy q(o);
+  q.RegisterNamespace(kNs, 1, kBytes);
+  for (uint64_t h : {1, 2, 3}) q.OnInsert(Key(h), Tier::kDevice, kBytes, 0);
+  EXPECT_EQ(q.Score(Key(1)), 1.0);
+  q.ReportLayerSignal(kNs, Signal(0, 1.0, {1, 2, 3}, {1, 3, 4}));
+  EXPECT_NEAR(q.Score(Key(1)), 0.8 + 1.0 / (8.0 / 3.0), 1e-6);
+}
+
+TEST(CakePolicy, UnmovedVictimsKeepTheirPlace) {
+  CakePolicy p;
+  p.SetTierCapacity(Tier::kDevice, 4 * kBytes);
+  p.RegisterNamespace(kNs, 1, kBytes);
+  for (uint64_t h = 1; h <= 4; ++h) p.OnInsert(Key(h), Tier::kDevice, kBytes, h);
+  p.ReportLayerSignal(kNs, Signal(0, 1.0, {9, 1, 2, 3, 4, 9}, {1, 4, 1, 2, 3, 1}));
+  EXPECT_EQ(p.SelectVictims(Tier::kDevice, 2 * kBytes, AnyKey),
+            (std::vector<BlockKey>{Key(2), Key(3)}));
+  // Nothing was moved: the same blocks come first again.
+  EXPECT_EQ(p.SelectVictims(Tier::kDevice, 3 * kBytes, AnyKey),
+            (std::vector<BlockKey>{Key(2), Key(3), Key(4)}));
+}
+
+// Many inserts, moves and removes (index growth, backward-shift deletion,
+// heap compaction): sizes, scores and victim order stay those of a simple
+// reference model (single layer, no statistics: LRU by last insert/move).
+TEST(CakePolicy, IndexAndHeapsMatchAReferenceModelUnderChurn) {
+  CakePolicy p;
+  p.RegisterNamespace(kNs, 1, kBytes);
+  std::map<uint64_t, int> tier_of;    // hash -> tier
+  std::map<uint64_t, uint64_t> last;  // hash -> order of its last insert/move
+  uint64_t clock = 0;
+  uint64_t x = 12345;
+  auto next = [&] {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    return x >> 33;
+  };
+  for (int step = 0; step < 20000; ++step) {
+    const uint64_t h = next() % 3000;
+    const int op = static_cast<int>(next() % 4);
+    auto it = tier_of.find(h);
+    if (it == tier_of.end()) {
+      p.OnInsert(Key(h), Tier::kDevice, kBytes, 0);
+      tier_of[h] = 0;
+      last[h] = clock++;
+    } else if (op == 0) {
+      p.OnRemove(Key(h), static_cast<Tier>(it->second));
+      tier_of.erase(it);
+      last.erase(h);
+    } else if (op == 1 && it->second < 2) {
+      p.OnMove(Key(h), static_cast<Tier>(it->second), static_cast<Tier>(it->second + 1), 0);
+      ++it->second;
+      last[h] = clock++;
+    }
+  }
+  std::array<size_t, 3> sizes{};
+  for (const auto& [h, t] : tier_of) ++sizes[t];
+  for (int t = 0; t < 3; ++t) EXPECT_EQ(p.Size(static_cast<Tier>(t)), sizes[t]);
+  for (uint64_t h = 0; h < 3000; ++h) {
+    EXPECT_EQ(p.Score(Key(h)) >= 0, tier_of.count(h) == 1) << h;
+  }
+  // Victims of each tier: oldest insert/move first (all scores equal).
+  for (int t = 0; t < 3; ++t) {
+    std::vector<std::pair<uint64_t, uint64_t>> expect;  // (order, hash)
+    for (const auto& [h, tt] : tier_of) {
+      if (tt == t) expect.emplace_back(last[h], h);
+    }
+    std::sort(expect.begin(), expect.end());
+    const size_t n = std::min<size_t>(expect.size(), 50);
+    auto v = p.SelectVictims(static_cast<Tier>(t), n * kBytes, AnyKey);
+    ASSERT_EQ(v.size(), n);
+    for (size_t i = 0; i < n; ++i) EXPECT_EQ(v[i], Key(expect[i].second)) << t << " " << i;
+  }
 }
 
 TEST(CakePolicy, OptionsValidate) {
