@@ -176,12 +176,20 @@ void CakePolicy::Dequeue(NsState& st, Entry& e, bool inflate) {
   }
 }
 
+void CakePolicy::Defer(uint32_t idx) {
+  pool_[idx].pend = static_cast<uint32_t>(pending_.size());
+  pending_.push_back(idx);
+}
+
 void CakePolicy::Flush() {
-  for (uint32_t idx : pending_) {
-    const Entry& e = pool_[idx];
-    if (!e.live || e.queued) continue;
+  for (size_t i = 0; i < pending_.size(); ++i) {
+    const uint32_t idx = pending_[i];
+    Entry& e = pool_[idx];
+    // Only an entry's latest push counts (it was accessed again later).
+    if (!e.live || e.queued || e.pend != i) continue;
     Enqueue(ns_[e.key.ns], idx, /*keep_priority=*/e.selected);
   }
+  for (uint32_t idx : pending_) pool_[idx].pend = kNone;
   pending_.clear();
 }
 
@@ -215,7 +223,7 @@ void CakePolicy::OnInsert(const BlockKey& key, Tier tier, uint64_t bytes, uint64
   ++e.hits;
   ++size_[TierIndex(tier)];
   ++st.layers[key.layer][TierIndex(tier)].count;
-  Enqueue(st, idx);
+  Defer(idx);
   st.budgets_dirty = true;
 }
 
@@ -223,11 +231,8 @@ void CakePolicy::OnAccess(const BlockKey& key, Tier tier, uint64_t tick) {
   const uint32_t idx = Lookup(key);
   if (idx == kNone) return;
   Entry& e = pool_[idx];
-  if (e.queued) {
-    Dequeue(ns_[key.ns], e, /*inflate=*/false);
-    pending_.push_back(idx);
-  }
-  e.selected = false;
+  Dequeue(ns_[key.ns], e, /*inflate=*/false);  // also clears `selected`
+  Defer(idx);
   ++e.hits;
 }
 
@@ -236,6 +241,7 @@ void CakePolicy::OnMove(const BlockKey& key, Tier from, Tier to, uint64_t tick) 
   if (idx == kNone) return;
   NsState& st = ns_[key.ns];
   Entry& e = pool_[idx];
+  const Tier from_tier = e.tier;
   // Leaving downwards is GreedyDual's eviction: it raises that queue's L.
   Dequeue(st, e, /*inflate=*/TierIndex(to) > TierIndex(e.tier));
   --size_[TierIndex(e.tier)];
@@ -243,7 +249,11 @@ void CakePolicy::OnMove(const BlockKey& key, Tier from, Tier to, uint64_t tick) 
   e.tier = to;
   ++size_[TierIndex(to)];
   ++st.layers[key.layer][TierIndex(to)].count;
-  Enqueue(st, idx);
+  if (TierIndex(to) < TierIndex(from_tier)) {
+    Defer(idx);  // a reload: its access and report follow
+  } else {
+    Enqueue(st, idx);
+  }
   st.budgets_dirty = true;
 }
 
@@ -370,7 +380,7 @@ std::vector<BlockKey> CakePolicy::SelectVictims(
     e.queued = false;
     e.selected = true;
     --lt.queued;
-    pending_.push_back(idx);
+    Defer(idx);
     PruneTop(lt);
     --c.over;
     if (!lt.heap.empty()) {

@@ -131,10 +131,11 @@ class CakePolicy final : public Policy {
     uint32_t hits = 0;
     Tier tier = Tier::kDevice;
     bool live = false;    // slot in use
-    bool queued = false;  // in its queue; false: in pending_ (accessed, not re-queued yet)
+    bool queued = false;  // in its queue; false: in pending_ (not (re-)queued yet)
     // Returned by SelectVictims (taken off its queue, in pending_ in case the
     // owner does not move it); a later Dequeue still applies its priority to L.
     bool selected = false;
+    uint32_t pend = 0xffffffffu;  // index of its latest push in pending_
   };
   struct LayerTier {
     std::vector<Item> heap;  // lazy-deletion binary min-heap (ItemAfter)
@@ -177,6 +178,10 @@ class CakePolicy final : public Policy {
   // keep_priority (a victim the owner did not move goes back where it was).
   void Enqueue(NsState& st, uint32_t idx, bool keep_priority = false);
   void Dequeue(NsState& st, Entry& e, bool inflate);
+  // Defers the (re-)queueing of pool_[idx] (not queued) to the next Flush, at
+  // the end of pending_: inserts, reloads and accesses are usually followed by
+  // their prompt's report, which queues the block once.
+  void Defer(uint32_t idx);
   void ComputeBudgets(NsState& st) const;
   // Re-queues blocks accessed since the last decision (OnAccess defers the
   // re-queue so that an access followed by its prompt's report costs one
@@ -195,7 +200,7 @@ class CakePolicy final : public Policy {
   size_t index_size_ = 0;
   std::unordered_map<uint64_t, NsState> ns_;
   uint64_t next_seq_ = 0;
-  std::vector<uint32_t> pending_;  // pool_ slots
+  std::vector<uint32_t> pending_;  // pool_ slots to (re-)queue at the next Flush
 };
 
 }  // namespace kvcake::policy
