@@ -667,7 +667,11 @@ TEST_P(RpcTest, IdleConnectionsAreClosedByTheServer) {
   co.keepalive_interval = 0ms;  // silent client
   auto c = RpcClient::Connect(server_->address(), co);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  for (int i = 0; i < 200 && server_->stats().connections_closed_idle == 0; ++i) {
+  // The two counters are updated one after the other on the I/O thread:
+  // wait for both.
+  for (int i = 0; i < 200 && (server_->stats().connections_closed_idle == 0 ||
+                              server_->stats().connections_open != 0);
+       ++i) {
     std::this_thread::sleep_for(20ms);
   }
   EXPECT_EQ(server_->stats().connections_closed_idle, 1u);
