@@ -101,6 +101,20 @@ void WorkerLoop::SchedulePoll() {
 
 void WorkerLoop::Progress() {
   ucp_worker_h w = worker_->get();
+  bool progressed = false;
+  while (ucp_worker_progress(w) != 0) progressed = true;
+  const auto now = std::chrono::steady_clock::now();
+  if (progressed) spin_deadline_ = now + kSpinWindow;
+  if (now < spin_deadline_) {
+    if (!spin_posted_) {
+      spin_posted_ = true;
+      boost::asio::post(io_, [this] {
+        spin_posted_ = false;
+        Progress();
+      });
+    }
+    return;
+  }
   for (;;) {
     while (ucp_worker_progress(w) != 0) {
     }
