@@ -284,6 +284,10 @@ void ReplySentCallback(void* request, ucs_status_t st, void* user_data) {
 }  // namespace
 
 void ServerConnection::SendReply(std::unique_ptr<OutgoingReply> r) {
+  // A reply is activity too: the idle clock of a connection whose request took
+  // longer than the idle timeout starts when the reply leaves, not when the
+  // request arrived.
+  Touch();
   Counters& c = server_->counters_;
   if (ep_ == nullptr) {
     Inc(c.send_errors);
@@ -473,8 +477,8 @@ void RpcServerImpl::Sweep(LoopSlot* slot) {
   const auto now = Clock::now();
   std::vector<std::shared_ptr<ServerConnection>> dead;
   for (auto& [ep, conn] : slot->conns) {
-    // Idle = nothing received for idle_timeout and no request the handler is
-    // still working on (a slow request is not a dead peer).
+    // Idle = nothing received or replied for idle_timeout and no request the
+    // handler is still working on (a slow request is not a dead peer).
     const bool idle = now - conn->last_activity() > options_.idle_timeout &&
                       conn->unreplied.load(std::memory_order_relaxed) == 0;
     if (idle || conn->SendTimedOut(now, options_.send_timeout)) {
