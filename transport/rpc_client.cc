@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <future>
 #include <mutex>
 #include <unordered_map>
@@ -159,7 +160,11 @@ Status RpcClientImpl::Init() {
   connected_ = true;
 
   const auto tick = std::chrono::milliseconds(5);
-  loop_ = std::make_unique<WorkerLoop>(std::move(worker), "rpc-client-io");
+  loop_ = std::make_unique<WorkerLoop>(std::move(worker), "rpc-client-io",
+                                       std::chrono::microseconds(1000), options_.ucx.busy_poll);
+  // A reply that is on its way is worth polling for: sleeping would add a
+  // wake-up to its latency.
+  if (options_.poll_while_waiting) loop_->SetBusyWhile([this] { return !pending_.empty(); });
   loop_->AddTicker(tick, [this] { Sweep(); });
   loop_->Start();
 
@@ -262,11 +267,34 @@ RpcReply RpcClientImpl::CallSync(const CallRequest& request, bool control) {
     r.status = FailedPreconditionError("RpcClient::Call from the client's I/O thread");
     return r;
   }
-  auto promise = std::make_shared<std::promise<RpcReply>>();
-  auto fut = promise->get_future();
+  // The caller spins for up to caller_spin before it blocks: a reply that
+  // comes back within the window costs no thread wake-up.
+  struct Waiter {
+    std::atomic<bool> done{false};
+    std::mutex mu;
+    std::condition_variable cv;
+    RpcReply reply;
+  };
+  auto w = std::make_shared<Waiter>();
   CallAsync(
-      request, [promise](RpcReply&& r) { promise->set_value(std::move(r)); }, control);
-  return fut.get();
+      request,
+      [w](RpcReply&& r) {
+        std::lock_guard<std::mutex> lock(w->mu);
+        w->reply = std::move(r);
+        w->done.store(true, std::memory_order_release);
+        w->cv.notify_one();
+      },
+      control);
+  const auto spin_until = Clock::now() + options_.caller_spin;
+  while (!w->done.load(std::memory_order_acquire) && Clock::now() < spin_until) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+  }
+  std::unique_lock<std::mutex> lock(w->mu);
+  // Every call completes (its deadline is enforced by the loop), so this ends.
+  w->cv.wait(lock, [&] { return w->done.load(std::memory_order_relaxed); });
+  return std::move(w->reply);
 }
 
 void RpcClientImpl::StartCall(PendingCall* p) {

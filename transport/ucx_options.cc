@@ -39,6 +39,9 @@ Status UcxOptions::Validate() const {
   if (transport == UcxTransport::kCustom && custom_tls.empty()) {
     return InvalidArgumentError("UcxOptions.custom_tls must be set when transport is custom");
   }
+  if (busy_poll.count() < 0 || busy_poll > std::chrono::seconds(1)) {
+    return InvalidArgumentError("UcxOptions.busy_poll must be 0..1 s");
+  }
   for (const auto& [name, value] : extra_config) {
     if (name.empty()) return InvalidArgumentError("UcxOptions.extra_config has an empty name");
     if (name.rfind("UCX_", 0) == 0) {

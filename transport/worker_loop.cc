@@ -10,12 +10,13 @@
 namespace kvcake::transport {
 
 WorkerLoop::WorkerLoop(std::unique_ptr<UcxWorker> worker, std::string name,
-                       std::chrono::microseconds poll_interval)
+                       std::chrono::microseconds poll_interval, std::chrono::microseconds busy_poll)
     : worker_(std::move(worker)),
       name_(std::move(name)),
       poll_interval_(poll_interval),
       efd_(io_),
-      poll_timer_(io_) {
+      poll_timer_(io_),
+      busy_poll_(busy_poll) {
   // The descriptor object closes what it holds: give it a dup of UCX's fd.
   const int fd = ::dup(worker_->event_fd());
   if (fd >= 0) {
@@ -104,8 +105,8 @@ void WorkerLoop::Progress() {
   bool progressed = false;
   while (ucp_worker_progress(w) != 0) progressed = true;
   const auto now = std::chrono::steady_clock::now();
-  if (progressed) spin_deadline_ = now + kSpinWindow;
-  if (now < spin_deadline_) {
+  if (progressed) spin_deadline_ = now + busy_poll_;
+  if (now < spin_deadline_ || (busy_while_ && busy_while_())) {
     if (!spin_posted_) {
       spin_posted_ = true;
       boost::asio::post(io_, [this] {

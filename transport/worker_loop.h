@@ -28,8 +28,12 @@ namespace kvcake::transport {
 
 class WorkerLoop {
  public:
+  // `busy_poll`: after the worker made progress, keep progressing for this
+  // long before arming the event fd and sleeping (0: sleep at once).
   WorkerLoop(std::unique_ptr<UcxWorker> worker, std::string name,
-             std::chrono::microseconds poll_interval = std::chrono::microseconds(1000));
+             std::chrono::microseconds poll_interval = std::chrono::microseconds(1000),
+             std::chrono::microseconds busy_poll = kDefaultBusyPoll);
+  static constexpr std::chrono::microseconds kDefaultBusyPoll{100};
   // Stops the thread if still running.
   ~WorkerLoop();
   WorkerLoop(const WorkerLoop&) = delete;
@@ -51,6 +55,12 @@ class WorkerLoop {
   // Calls `fn` on the loop every `period` (first call after one period).
   // Must be called before Start().
   void AddTicker(std::chrono::milliseconds period, std::function<void()> fn);
+
+  // While `busy()` returns true (asked on the loop thread after each
+  // progress), the loop keeps polling instead of sleeping, whatever the
+  // busy-poll window: e.g. a client with replies outstanding. Must be called
+  // before Start().
+  void SetBusyWhile(std::function<bool()> busy) { busy_while_ = std::move(busy); }
 
   // Drains the worker's progress and re-arms the event fd wait. Loop thread.
   void Progress();
@@ -79,10 +89,11 @@ class WorkerLoop {
   bool fd_wait_pending_ = false;
   // Busy-poll window: after the worker made progress, keep progressing (as
   // self-posted handlers, so work posted by other threads interleaves) for up
-  // to kSpinWindow before arming the event fd and sleeping. A request that
+  // to busy_poll_ before arming the event fd and sleeping. A request that
   // follows its predecessor closely then costs no fd wake-up, which on a
   // virtual machine is tens of microseconds. Loop thread only.
-  static constexpr std::chrono::microseconds kSpinWindow{100};
+  const std::chrono::microseconds busy_poll_;
+  std::function<bool()> busy_while_;
   std::chrono::steady_clock::time_point spin_deadline_{};
   bool spin_posted_ = false;
   std::thread thread_;

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/bulk_copy.h"
 #include "common/logging.h"
 #ifdef KVCAKE_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -513,10 +514,36 @@ class ClientImpl final : public Client {
     std::vector<transport::KeyCode> codes;                // puts
     std::function<void(Status, std::vector<bool>)> done;  // gets (async)
     bool finished = false;
+    // Sub-requests not started yet (started in order as earlier ones finish,
+    // at most ClientOptions::max_inflight_requests at a time).
+    std::vector<std::function<void()>> starts;
+    size_t next_start = 0;
     void Fail(const Status& s) {
       if (first.ok()) first = s;
     }
   };
+
+  // Starts the first `window` sub-requests of `op`; each completion calls
+  // StartNext(op) to keep the window full.
+  static void StartWindow(MultiOp& op, int window) {
+    std::vector<std::function<void()>*> now;
+    {
+      std::lock_guard<std::mutex> lock(op.mu);
+      while (op.next_start < op.starts.size() && now.size() < static_cast<size_t>(window)) {
+        now.push_back(&op.starts[op.next_start++]);
+      }
+    }
+    for (auto* f : now) (*f)();
+  }
+  // Starts the next pending sub-request of `op`, if any. Call without op.mu.
+  static void StartNext(MultiOp& op) {
+    std::function<void()>* f = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(op.mu);
+      if (op.next_start < op.starts.size()) f = &op.starts[op.next_start++];
+    }
+    if (f) (*f)();
+  }
   struct SubRequest {
     std::string meta;
     std::vector<transport::ConstBuffer> payload;
@@ -588,16 +615,24 @@ class ClientImpl final : public Client {
       call.meta = AsBytes(sub->meta);
       call.reply_buffers = sub->reply;
       call.timeout = options_.timeout;
-      rpc_->CallAsync(call, [op, blocks, sub, b = b, e = e, size](transport::RpcReply&& reply) {
-        FinishSubGet(*op, *blocks, b, e, *sub, size, reply);
-        bool last;
-        {
-          std::lock_guard<std::mutex> lock(op->mu);
-          last = --op->remaining == 0;
-        }
-        if (last) op->done(op->first, op->first.ok() ? op->found : std::vector<bool>());
+      // `op` owns the start closures, so they hold it weakly (no cycle).
+      std::weak_ptr<MultiOp> weak = op;
+      op->starts.push_back([this, weak, call, blocks, sub, b = b, e = e, size] {
+        auto op = weak.lock();
+        if (!op) return;
+        rpc_->CallAsync(call, [op, blocks, sub, b, e, size](transport::RpcReply&& reply) {
+          FinishSubGet(*op, *blocks, b, e, *sub, size, reply);
+          StartNext(*op);
+          bool last;
+          {
+            std::lock_guard<std::mutex> lock(op->mu);
+            last = --op->remaining == 0;
+          }
+          if (last) op->done(op->first, op->first.ok() ? op->found : std::vector<bool>());
+        });
       });
     }
+    StartWindow(*op, options_.max_inflight_requests);
   }
 
   Status PutUcx(std::span<const PutBlock> blocks, std::vector<Status>* codes) {
@@ -622,23 +657,32 @@ class ClientImpl final : public Client {
       call.meta = AsBytes(sub->meta);
       call.payload = sub->payload;
       call.timeout = options_.timeout;
-      rpc_->CallAsync(call, [op, sub, b = b, e = e](transport::RpcReply&& reply) {
-        std::lock_guard<std::mutex> lock(op->mu);
-        transport::KeyCodesResponse resp;
-        Status s = reply.status.ok() ? transport::Decode(AsView(reply.meta), &resp)
-                                     : reply.status.WithContext("kvcake PUT");
-        if (s.ok() && resp.codes.size() != e - b) s = InternalError("PUT: wrong number of codes");
-        if (!s.ok()) {
-          op->Fail(s);
-        } else {
-          std::copy(resp.codes.begin(), resp.codes.end(), op->codes.begin() + b);
-        }
-        if (--op->remaining == 0) {
-          op->finished = true;
-          op->cv.notify_all();
-        }
+      std::weak_ptr<MultiOp> weak = op;
+      op->starts.push_back([this, weak, call, sub, b = b, e = e] {
+        auto op = weak.lock();
+        if (!op) return;
+        rpc_->CallAsync(call, [op, sub, b, e](transport::RpcReply&& reply) {
+          StartNext(*op);
+          std::lock_guard<std::mutex> lock(op->mu);
+          transport::KeyCodesResponse resp;
+          Status s = reply.status.ok() ? transport::Decode(AsView(reply.meta), &resp)
+                                       : reply.status.WithContext("kvcake PUT");
+          if (s.ok() && resp.codes.size() != e - b) {
+            s = InternalError("PUT: wrong number of codes");
+          }
+          if (!s.ok()) {
+            op->Fail(s);
+          } else {
+            std::copy(resp.codes.begin(), resp.codes.end(), op->codes.begin() + b);
+          }
+          if (--op->remaining == 0) {
+            op->finished = true;
+            op->cv.notify_all();
+          }
+        });
       });
     }
+    StartWindow(*op, options_.max_inflight_requests);
     {
       std::unique_lock<std::mutex> lock(op->mu);
       // Every call has its own deadline, so this wait ends; the bound is a safety net.
@@ -756,7 +800,7 @@ class ClientImpl final : public Client {
       if (slots.codes[i] != 0) continue;
       const char* src = segment_->At(slots.offsets[i], size);
       if (!src) continue;
-      std::memcpy(blocks[i].data, src, size);
+      BulkCopy(blocks[i].data, src, size);
       (*found)[i] = true;
     }
     // The pins were valid while we copied if the copy finished well inside
@@ -817,6 +861,13 @@ Status ClientOptions::Validate() const {
   }
   if (token.size() > transport::kMaxTokenBytes) return InvalidArgumentError("token too long");
   if (timeout.count() <= 0) return InvalidArgumentError("timeout must be > 0");
+  if (busy_poll.count() < 0 || busy_poll > std::chrono::seconds(1)) {
+    return InvalidArgumentError("busy_poll must be 0..1 s");
+  }
+  if (spin_wait.count() < 0 || spin_wait > std::chrono::seconds(1)) {
+    return InvalidArgumentError("spin_wait must be 0..1 s");
+  }
+  if (max_inflight_requests < 1) return InvalidArgumentError("max_inflight_requests must be >= 1");
   if (!transport::ParseUcxTransport(ucx_tls).ok()) {
     return InvalidArgumentError("ucx_tls must be 'tcp' or 'shm', got '" + ucx_tls + "'");
   }
@@ -839,6 +890,8 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
   ASSIGN_OR_RETURN(ropts.ucx.transport, transport::ParseUcxTransport(options.ucx_tls));
   ropts.connect_timeout = options.timeout;
   ropts.default_timeout = options.timeout;
+  ropts.ucx.busy_poll = options.busy_poll;
+  ropts.caller_spin = options.spin_wait;
   Result<std::unique_ptr<transport::RpcClient>> rpc =
       transport::RpcClient::Connect(options.address, ropts);
   if (!rpc.ok()) return rpc.status().WithContext("kvcake connect " + options.address);

@@ -1,10 +1,11 @@
 // transport_bench: quick throughput check of the RPC layer on loopback.
 //
-//   transport_bench [tcp|shm] [value_bytes] [seconds] [window]
+//   transport_bench [tcp|shm] [value_bytes] [seconds] [window] [values]
 //
 // "get": small request, `value_bytes` reply received into the caller's
 // buffer; "put": `value_bytes` request payload received into a handler
-// buffer, empty reply. Prints GB/s for both. Compare with
+// buffer, empty reply. Gets cycle over `values` distinct server-side values
+// (default 1: cache-hot, as ucx_perftest's single buffer). Prints GB/s for both. Compare with
 //   ucx_perftest -t tag_bw -s <value_bytes> (UCX_TLS=tcp or posix,sysv,cma).
 
 #include <algorithm>
@@ -28,14 +29,15 @@ namespace {
 
 class BenchHandler : public RpcHandler {
  public:
-  explicit BenchHandler(size_t n) : value_(n, 0xab), sink_(n) {}
+  BenchHandler(size_t n, int values) : values_(values, std::vector<uint8_t>(n, 0xab)), sink_(n) {}
   Status AcceptPayload(ServerCall& call, std::vector<MutableBuffer>* target) override {
     target->push_back({sink_.data(), call.payload_size()});  // concurrent puts overwrite: fine
     return Status::Ok();
   }
   void OnRequest(std::unique_ptr<ServerCall> call) override {
     if (call->opcode() == 1) {
-      ConstBuffer b{value_.data(), value_.size()};
+      const auto& v = values_[next_++ % values_.size()];  // loop thread only
+      ConstBuffer b{v.data(), v.size()};
       call->Reply(Status::Ok(), {}, {&b, 1}, [](const Status&) {});
     } else {
       call->Reply(Status::Ok());
@@ -43,7 +45,8 @@ class BenchHandler : public RpcHandler {
   }
 
  private:
-  std::vector<uint8_t> value_;
+  std::vector<std::vector<uint8_t>> values_;
+  size_t next_ = 0;
   std::vector<uint8_t> sink_;
 };
 
@@ -103,12 +106,13 @@ int main(int argc, char** argv) {
   const size_t n = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : (1 << 20);
   const double seconds = argc > 3 ? std::atof(argv[3]) : 3.0;
   const int window = argc > 4 ? std::atoi(argv[4]) : 8;
+  const int values = argc > 5 ? std::max(1, std::atoi(argv[5])) : 1;
   auto t = ParseUcxTransport(tls);
   if (!t.ok()) {
     std::fprintf(stderr, "%s\n", t.status().ToString().c_str());
     return 2;
   }
-  BenchHandler handler(n);
+  BenchHandler handler(n, values);
   RpcServerOptions so;
   so.ucx.transport = *t;
   auto server = RpcServer::Start(so, &handler);
