@@ -428,20 +428,48 @@ void Service::EndGet(GetState& state) {
 
 // ---- same-node path ----------------------------------------------------------
 
-Result<std::string> Service::PutReserve(std::string_view header) {
-  transport::PutRequest req;
-  RETURN_IF_ERROR(transport::Decode(header, &req));
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(req.ns_id, req.fingerprint));
-  RETURN_IF_ERROR(CheckKeys(ns, req.keys));
+template <typename Request>
+Result<store::NamespaceConfig> Service::BeginSameNode(std::string_view header, Request* req,
+                                                      Lease* lease,
+                                                      transport::SlotsResponse* resp) {
+  RETURN_IF_ERROR(transport::Decode(header, req));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(req->ns_id, req->fingerprint));
+  RETURN_IF_ERROR(CheckKeys(ns, req->keys));
   if (options_.host_segment_path.empty()) {
     return FailedPreconditionError("this daemon exposes no host segment (same-node path off)");
   }
   ExpireLeases();
+  lease->deadline_us = NowUs() + options_.lease_ms * 1000;
+  resp->codes.resize(req->keys.size());
+  resp->offsets.resize(req->keys.size());
+  return ns;
+}
+
+std::string Service::GrantLease(Lease lease, transport::SlotsResponse* resp) {
+  std::lock_guard<std::mutex> lock(mu_);
+  resp->lease_id = next_lease_id_++;
+  resp->lease_us = options_.lease_ms * 1000;
+  leases_.emplace(resp->lease_id, std::move(lease));
+  return transport::Encode(*resp);
+}
+
+Result<Service::Lease> Service::TakeLease(uint64_t lease_id, std::string_view what) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end()) {
+    return AbortedError("lease " + std::to_string(lease_id) + " unknown or expired" +
+                        std::string(what));
+  }
+  Lease lease = std::move(it->second);
+  leases_.erase(it);
+  return lease;
+}
+
+Result<std::string> Service::PutReserve(std::string_view header) {
+  transport::PutRequest req;
   Lease lease;
-  lease.deadline_us = NowUs() + options_.lease_ms * 1000;
   transport::SlotsResponse resp;
-  resp.codes.resize(req.keys.size());
-  resp.offsets.resize(req.keys.size());
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, BeginSameNode(header, &req, &lease, &resp));
   for (size_t i = 0; i < req.keys.size(); ++i) {
     BlockKey key{req.ns_id, req.keys[i].hash, req.keys[i].layer};
     Result<store::Reservation> r = store_->Reserve(key, ns.layer_block_bytes, Tier::kHost);
@@ -455,11 +483,7 @@ Result<std::string> Service::PutReserve(std::string_view header) {
       lease.reservations.push_back(*r);
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  resp.lease_id = next_lease_id_++;
-  resp.lease_us = options_.lease_ms * 1000;
-  leases_.emplace(resp.lease_id, std::move(lease));
-  return transport::Encode(resp);
+  return GrantLease(std::move(lease), &resp);
 }
 
 Result<std::string> Service::PutCommit(std::string_view header) {
@@ -467,16 +491,7 @@ Result<std::string> Service::PutCommit(std::string_view header) {
   RETURN_IF_ERROR(transport::Decode(header, &req));
   ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(req.ns_id, req.fingerprint));
   RETURN_IF_ERROR(CheckKeys(ns, req.keys));
-  Lease lease;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = leases_.find(req.lease_id);
-    if (it == leases_.end()) {
-      return AbortedError("lease " + std::to_string(req.lease_id) + " unknown or expired");
-    }
-    lease = std::move(it->second);
-    leases_.erase(it);
-  }
+  ASSIGN_OR_RETURN(Lease lease, TakeLease(req.lease_id, ""));
   transport::KeyCodesResponse resp;
   resp.codes.resize(req.keys.size(), static_cast<KeyCode>(StatusCode::kNotFound));
   std::vector<bool> used(lease.reservations.size(), false);
@@ -500,18 +515,9 @@ Result<std::string> Service::PutCommit(std::string_view header) {
 
 Result<std::string> Service::GetPin(std::string_view header) {
   transport::GetRequest req;
-  RETURN_IF_ERROR(transport::Decode(header, &req));
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(req.ns_id, req.fingerprint));
-  RETURN_IF_ERROR(CheckKeys(ns, req.keys));
-  if (options_.host_segment_path.empty()) {
-    return FailedPreconditionError("this daemon exposes no host segment (same-node path off)");
-  }
-  ExpireLeases();
   Lease lease;
-  lease.deadline_us = NowUs() + options_.lease_ms * 1000;
   transport::SlotsResponse resp;
-  resp.codes.resize(req.keys.size());
-  resp.offsets.resize(req.keys.size());
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, BeginSameNode(header, &req, &lease, &resp));
   for (size_t i = 0; i < req.keys.size(); ++i) {
     BlockKey key{req.ns_id, req.keys[i].hash, req.keys[i].layer};
     Result<store::PinnedBlock> p = store_->Pin(key);
@@ -534,27 +540,13 @@ Result<std::string> Service::GetPin(std::string_view header) {
       get_misses_.fetch_add(1, std::memory_order_relaxed);
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  resp.lease_id = next_lease_id_++;
-  resp.lease_us = options_.lease_ms * 1000;
-  leases_.emplace(resp.lease_id, std::move(lease));
-  return transport::Encode(resp);
+  return GrantLease(std::move(lease), &resp);
 }
 
 Result<std::string> Service::Release(std::string_view header) {
   transport::ReleaseRequest req;
   RETURN_IF_ERROR(transport::Decode(header, &req));
-  Lease lease;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = leases_.find(req.lease_id);
-    if (it == leases_.end()) {
-      return AbortedError("lease " + std::to_string(req.lease_id) +
-                          " unknown or expired: discard what was read");
-    }
-    lease = std::move(it->second);
-    leases_.erase(it);
-  }
+  ASSIGN_OR_RETURN(Lease lease, TakeLease(req.lease_id, ": discard what was read"));
   Status first;
   for (const store::PinnedBlock& p : lease.pins) {
     Status s = store_->Release(p);

@@ -140,6 +140,17 @@ class Service {
   Result<std::string> Get(std::string_view header, std::string* response_data);
   Result<std::string> ReportStats(std::string_view header);
   Result<std::string> Delete(std::string_view header);
+  // Same-node requests: decodes `header` into `req`, checks namespace, keys
+  // and that a host segment is exposed; starts `lease` and sizes `resp`.
+  template <typename Request>
+  Result<store::NamespaceConfig> BeginSameNode(std::string_view header, Request* req, Lease* lease,
+                                               transport::SlotsResponse* resp);
+  // Registers `lease` under a new id (written into `resp`); returns the
+  // encoded response.
+  std::string GrantLease(Lease lease, transport::SlotsResponse* resp);
+  // Removes and returns lease `lease_id`; ABORTED ("unknown or expired" +
+  // `what`) when there is none.
+  Result<Lease> TakeLease(uint64_t lease_id, std::string_view what);
   Result<std::string> PutReserve(std::string_view header);
   Result<std::string> PutCommit(std::string_view header);
   Result<std::string> GetPin(std::string_view header);

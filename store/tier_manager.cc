@@ -226,6 +226,9 @@ class TierManager::Impl {
   void SweepLocked(uint64_t now);
   void ExpireReservationLocked(const BlockKey& key, BlockRecord* rec, uint64_t now);
   Status ValidateKeyLocked(const BlockKey& key, const NamespaceEntry** ns_out) const;
+  // Validates `key` and finds its readable, layout-matching record; counts a
+  // miss (and a layout mismatch) otherwise. Requires mu_.
+  Result<BlockRecord*> FindReadableLocked(const BlockKey& key);
   // Handles an SSD read failure for `key` (generation `gen`).
   void OnSsdReadErrorLocked(const BlockKey& key, uint64_t gen, const Status& s);
   Result<uint64_t> ReadSsdDirect(const BlockKey& key, void* dst, uint64_t dst_size);
@@ -582,9 +585,7 @@ void TierManager::Impl::OnSsdReadErrorLocked(const BlockKey& key, uint64_t gen, 
   ++stats_.drops[Idx(Tier::kSsd)];
 }
 
-Result<PinnedBlock> TierManager::Impl::Pin(const BlockKey& key) {
-  const uint64_t tick = NextTick();
-  std::unique_lock<std::mutex> lk(mu_);
+Result<BlockRecord*> TierManager::Impl::FindReadableLocked(const BlockKey& key) {
   const NamespaceEntry* ns = nullptr;
   Status s = ValidateKeyLocked(key, &ns);
   if (!s.ok()) {
@@ -602,6 +603,13 @@ Result<PinnedBlock> TierManager::Impl::Pin(const BlockKey& key) {
     return FailedPreconditionError(key.ToString() +
                                    ": stored with another namespace geometry/layout");
   }
+  return rec;
+}
+
+Result<PinnedBlock> TierManager::Impl::Pin(const BlockKey& key) {
+  const uint64_t tick = NextTick();
+  std::unique_lock<std::mutex> lk(mu_);
+  ASSIGN_OR_RETURN(BlockRecord * rec, FindReadableLocked(key));
   const uint64_t now = Now();
   PinnedBlock out;
   out.key = key;
@@ -743,23 +751,7 @@ Result<uint64_t> TierManager::Impl::Get(const BlockKey& key, void* dst, uint64_t
   uint64_t size;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    const NamespaceEntry* ns = nullptr;
-    Status s = ValidateKeyLocked(key, &ns);
-    if (!s.ok()) {
-      ++stats_.misses;
-      return s;
-    }
-    BlockRecord* rec = index_.Find(key);
-    if (rec == nullptr || !rec->readable()) {
-      ++stats_.misses;
-      return NotFoundError(key.ToString() + " not found");
-    }
-    if (rec->fingerprint != ns->fingerprint) {
-      ++stats_.misses;
-      ++stats_.layout_mismatches;
-      return FailedPreconditionError(key.ToString() +
-                                     ": stored with another namespace geometry/layout");
-    }
+    ASSIGN_OR_RETURN(BlockRecord * rec, FindReadableLocked(key));
     if (rec->size > dst_size) {
       return OutOfRangeError("Get " + key.ToString() + ": block of " + std::to_string(rec->size) +
                              " bytes does not fit in " + std::to_string(dst_size));
