@@ -30,6 +30,14 @@ Status CakePolicyOptions::Validate() const {
     return InvalidArgumentError("needle_reserve must be in [0, 1]");
   }
   if (ssd_admission_hits < 1) return InvalidArgumentError("ssd_admission_hits must be >= 1");
+  if (reuse_buckets < 1 || reuse_position_buckets < 1 ||
+      reuse_buckets * reuse_position_buckets > 255) {
+    return InvalidArgumentError(
+        "reuse_buckets and reuse_position_buckets must be >= 1, their product <= 255");
+  }
+  if (!std::isfinite(reuse_prior) || reuse_prior < 0) {
+    return InvalidArgumentError("reuse_prior must be finite and >= 0");
+  }
   return Status::Ok();
 }
 
@@ -146,8 +154,9 @@ void CakePolicy::Enqueue(NsState& st, uint32_t idx, bool keep_priority) {
   const int t = TierIndex(e.tier);
   LayerTier& lt = st.layers[e.key.layer][t];
   if (!keep_priority) {
-    e.priority =
-        Inflation(st, e.key.layer, t) + options_.score_weight * static_cast<double>(e.score);
+    e.priority = Inflation(st, e.key.layer, t) + options_.score_weight *
+                                                     static_cast<double>(e.score) *
+                                                     static_cast<double>(e.reuse);
     e.seq = next_seq_++;
   }
   e.queued = true;
@@ -269,6 +278,68 @@ void CakePolicy::OnRemove(const BlockKey& key, Tier tier) {
   IndexErase(key);
   free_.push_back(idx);
   st.budgets_dirty = true;
+}
+
+uint8_t CakePolicy::ReuseClass(uint32_t hits, uint32_t from_end) const {
+  const uint32_t k = std::clamp<uint32_t>(hits, 1, options_.reuse_buckets);
+  const uint32_t d = std::min<uint32_t>(from_end, options_.reuse_position_buckets - 1);
+  return static_cast<uint8_t>(d * options_.reuse_buckets + (k - 1));
+}
+
+double CakePolicy::ReuseEstimate(const ReuseStats& rs, uint8_t cls) const {
+  const double w = options_.reuse_prior;
+  const double trials = cls < rs.trials.size() ? rs.trials[cls] : 0.0;
+  if (options_.reuse_gain) {
+    // Served score at the next access per unit of reported score. The pooled
+    // ratio starts at 1 (scores taken at face value), the classes at the
+    // pooled ratio, each prior weighing w reports of the mean reported score.
+    const double mean_basis =
+        rs.total_trials > 0 && rs.total_basis > 0 ? rs.total_basis / rs.total_trials : 1.0;
+    const double pooled_den = rs.total_basis + w * mean_basis;
+    const double pooled = pooled_den > 0 ? (rs.total_served + w * mean_basis) / pooled_den : 1.0;
+    const double basis = cls < rs.basis.size() ? rs.basis[cls] : 0.0;
+    const double served = cls < rs.served.size() ? rs.served[cls] : 0.0;
+    const double den = basis + w * mean_basis;
+    return den > 0 ? (served + w * mean_basis * pooled) / den : pooled;
+  }
+  // Pooled rate with a uniform Beta(1, 1) prior, then the class's rate shrunk
+  // towards it with reuse_prior pseudo-trials.
+  const double pooled = (rs.total_reused + 1) / (rs.total_trials + 2);
+  const double reused = cls < rs.reused.size() ? rs.reused[cls] : 0.0;
+  return trials + w > 0 ? (reused + w * pooled) / (trials + w) : pooled;
+}
+
+void CakePolicy::LearnReuse(ReuseStats& rs, Entry& e, uint32_t from_end, double share,
+                            double rolled) {
+  if (rs.trials.empty()) {
+    const size_t classes = size_t{options_.reuse_buckets} * options_.reuse_position_buckets;
+    rs.trials.assign(classes, 0.0);
+    rs.reused.assign(classes, 0.0);
+    rs.basis.assign(classes, 0.0);
+    rs.served.assign(classes, 0.0);
+  }
+  if (e.reuse_class == kNoClass || e.hits != e.reported_hits) {
+    // Accessed since its previous report: that report's class was right to
+    // expect it back, and this report's share is what it served.
+    if (e.reuse_class != kNoClass) {
+      rs.reused[e.reuse_class] += 1;
+      rs.total_reused += 1;
+      rs.served[e.reuse_class] += share;
+      rs.total_served += share;
+    }
+    e.reuse_class = ReuseClass(e.hits, from_end);
+    e.reported_hits = e.hits;
+    rs.trials[e.reuse_class] += 1;
+    rs.total_trials += 1;
+    rs.basis[e.reuse_class] += rolled;
+    rs.total_basis += rolled;
+  }
+}
+
+double CakePolicy::ReuseProbability(uint64_t ns, uint32_t hits, uint32_t from_end) const {
+  const NsState* st = FindNs(ns);
+  const ReuseStats empty;
+  return ReuseEstimate(st != nullptr ? st->reuse : empty, ReuseClass(hits, from_end));
 }
 
 std::vector<int64_t> CakePolicy::BudgetsFor(const NsState& st, int tier) const {
@@ -497,6 +568,9 @@ void CakePolicy::ReportLayerSignal(uint64_t ns, const LayerSignal& signal) {
     for (size_t i = n - window; i < n; ++i) guarded[i] = true;
   }
   const double a = options_.score_ema;
+  // Pass 1: roll the scores and update the reuse statistics; pass 2 prices
+  // every block of the report with the same estimates and queues it.
+  report_slots_.clear();
   for (size_t i = 0; i < n; ++i) {
     const BlockKey key{ns, signal.block_hashes[i], signal.layer};
     const uint32_t idx = Lookup(key);
@@ -506,7 +580,15 @@ void CakePolicy::ReportLayerSignal(uint64_t ns, const LayerSignal& signal) {
     if (guarded[i]) s = top;
     const double old = static_cast<double>(e.score);
     const double rolled = options_.accumulate_scores ? (1 - a) * old + s : a * s + (1 - a) * old;
+    if (options_.learn_reuse) {
+      LearnReuse(st.reuse, e, static_cast<uint32_t>(n - 1 - i), s, rolled);
+    }
     e.score = static_cast<float>(rolled);
+    report_slots_.push_back(idx);
+  }
+  for (uint32_t idx : report_slots_) {
+    Entry& e = pool_[idx];
+    if (options_.learn_reuse) e.reuse = static_cast<float>(ReuseEstimate(st.reuse, e.reuse_class));
     Dequeue(st, e, /*inflate=*/false);
     Enqueue(st, idx);
   }

@@ -57,6 +57,25 @@ struct CakePolicyOptions {
   // exported (LayerBudgets) and steer promotions. false: the layer most over
   // its budget gives up its lowest-priority block first (hard budgets).
   bool global_ranking = false;
+  // Tier-cache adaptation of CAKE's indicator: a block's score says how much
+  // attention it draws *if its prefix is used again*; what it is worth in a
+  // tier is that times the chance that the prefix comes back. With
+  // learn_reuse, each namespace learns online, per class (the block's access
+  // count 1..reuse_buckets, the last bucket meaning "or more", times its
+  // distance from its prompt's end, 0..reuse_position_buckets - 1, the last
+  // meaning "or more": the tail block is usually partial and never recurs),
+  // and a block's priority uses score * estimate(class):
+  //  - reuse_gain (default): the share reported at the blocks' next access
+  //    per unit of rolling score at their report (0 when never accessed
+  //    again), i.e. the expected attention served per unit of score;
+  //  - otherwise: the fraction of the class's blocks that were accessed again.
+  // Classes start at (and sparse classes shrink towards) the namespace's
+  // pooled estimate with weight reuse_prior (in reports).
+  bool learn_reuse = true;
+  uint32_t reuse_buckets = 8;           // >= 1
+  uint32_t reuse_position_buckets = 2;  // >= 1; buckets * position buckets <= 255
+  bool reuse_gain = true;
+  double reuse_prior = 16;  // >= 0
   // Namespaces that never reported statistics: a block leaving host memory is
   // admitted to SSD after this many hits (2 = second-hit admission). >= 1.
   uint32_t ssd_admission_hits = 2;
@@ -108,6 +127,9 @@ class CakePolicy final : public Policy {
   size_t Size(Tier tier) const;
   // Rolling normalised score of `key` (1.0 if never scored, -1 if unknown).
   double Score(const BlockKey& key) const;
+  // The learned estimate (see learn_reuse) for a block of `ns` reported with
+  // `hits` accesses so far, `from_end` blocks before its prompt's last one.
+  double ReuseProbability(uint64_t ns, uint32_t hits, uint32_t from_end) const;
 
  private:
   // A queue entry; stale (lazily deleted) when the entry's seq moved on.
@@ -136,6 +158,20 @@ class CakePolicy final : public Policy {
     // owner does not move it); a later Dequeue still applies its priority to L.
     bool selected = false;
     uint32_t pend = 0xffffffffu;  // index of its latest push in pending_
+    uint32_t reported_hits = 0;   // hits at its latest report
+    float reuse = 1.0f;           // learned P(reuse) of its class at its latest report
+    uint8_t reuse_class = 0xff;   // class of its latest report (0xff: none)
+  };
+  // Online reuse statistics per class (learn_reuse).
+  struct ReuseStats {
+    std::vector<double> trials;  // blocks reported in the class
+    std::vector<double> reused;  // ... of which were accessed again later
+    std::vector<double> basis;   // sum of their rolling scores when reported
+    std::vector<double> served;  // sum of the shares reported at their next access
+    double total_trials = 0;
+    double total_reused = 0;
+    double total_basis = 0;
+    double total_served = 0;
   };
   struct LayerTier {
     std::vector<Item> heap;  // lazy-deletion binary min-heap (ItemAfter)
@@ -152,6 +188,7 @@ class CakePolicy final : public Policy {
     std::array<std::vector<int64_t>, kNumLocalTiers> budgets;
     std::vector<std::vector<uint64_t>> pinned;  // [layer]: hashes pinned by the latest report
     bool budgets_dirty = true;
+    ReuseStats reuse;
   };
 
   bool Valid(const Item& item) const {
@@ -162,6 +199,7 @@ class CakePolicy final : public Policy {
   void PruneTop(LayerTier& lt);
   double& Inflation(NsState& st, uint32_t layer, int tier);
   static constexpr uint32_t kNone = 0xffffffffu;
+  static constexpr uint8_t kNoClass = 0xff;
   size_t Home(const BlockKey& key) const;
   // Pool slot of `key`, or kNone.
   uint32_t Lookup(const BlockKey& key) const;
@@ -188,6 +226,12 @@ class CakePolicy final : public Policy {
   // queue insertion, not two).
   void Flush();
   std::vector<int64_t> BudgetsFor(const NsState& st, int tier) const;
+  uint8_t ReuseClass(uint32_t hits, uint32_t from_end) const;
+  double ReuseEstimate(const ReuseStats& rs, uint8_t cls) const;
+  // On a report of `e` (new share `share`, rolling score `rolled`): if it was
+  // accessed since its previous report, that report's class scores a reuse
+  // that served `share`; then `e` enters its new class.
+  void LearnReuse(ReuseStats& rs, Entry& e, uint32_t from_end, double share, double rolled);
 
   CakePolicyOptions options_;
   std::array<uint64_t, kNumLocalTiers> capacity_{};
@@ -200,7 +244,8 @@ class CakePolicy final : public Policy {
   size_t index_size_ = 0;
   std::unordered_map<uint64_t, NsState> ns_;
   uint64_t next_seq_ = 0;
-  std::vector<uint32_t> pending_;  // pool_ slots to (re-)queue at the next Flush
+  std::vector<uint32_t> pending_;       // pool_ slots to (re-)queue at the next Flush
+  std::vector<uint32_t> report_slots_;  // ReportLayerSignal's scratch
 };
 
 }  // namespace kvcake::policy

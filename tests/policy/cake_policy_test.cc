@@ -182,6 +182,53 @@ TEST(CakePolicy, AbsoluteScoresAreTheBlocksShareOfAttention) {
   EXPECT_NEAR(q.Score(Key(1)), 0.8 + 1.0 / (8.0 / 3.0), 1e-6);
 }
 
+// A conversation: each turn reuses the previous turn's blocks and adds one
+// new block and a new tail block (a partial block that never recurs). The
+// policy learns that new non-tail blocks come back and tails do not, so of
+// two fresh blocks with equal scores the tail goes first (without learning,
+// the older queue entry, the non-tail block, would).
+TEST(CakePolicy, LearnsThatTailBlocksDoNotComeBack) {
+  for (bool gain : {true, false}) {
+    for (bool learn : {true, false}) {
+      CakePolicyOptions o;
+      o.learn_reuse = learn;
+      o.reuse_gain = gain;
+      o.pin_reported = false;
+      CakePolicy p(o);
+      p.SetTierCapacity(Tier::kDevice, 1000 * kBytes);
+      p.RegisterNamespace(kNs, 1, kBytes);
+      std::vector<uint64_t> prompt = {100};
+      uint64_t tick = 0;
+      uint64_t fresh = 0;
+      uint64_t tail = 0;
+      for (uint64_t turn = 0; turn < 20; ++turn) {
+        for (uint64_t h : prompt) p.OnAccess(Key(h), Tier::kDevice, ++tick);
+        fresh = 1000 + turn;
+        tail = 2000 + turn;
+        std::vector<uint64_t> hashes = prompt;
+        hashes.push_back(fresh);
+        hashes.push_back(tail);
+        p.OnInsert(Key(fresh), Tier::kDevice, kBytes, ++tick);
+        p.OnInsert(Key(tail), Tier::kDevice, kBytes, tick);
+        if (turn == 0) p.OnInsert(Key(100), Tier::kDevice, kBytes, tick);
+        std::vector<double> scores(hashes.size(), 10.0);
+        scores[scores.size() - 2] = 1.0;  // the fresh block
+        scores.back() = 1.0;              // the tail block
+        p.ReportLayerSignal(kNs, Signal(0, 1.0, hashes, scores));
+        prompt.push_back(fresh);
+      }
+      auto v = p.SelectVictims(Tier::kDevice, kBytes, AnyKey);
+      ASSERT_EQ(v.size(), 1u);
+      EXPECT_EQ(v[0], Key(learn ? tail : fresh)) << "gain " << gain << " learn " << learn;
+      if (learn) {
+        EXPECT_GT(p.ReuseProbability(kNs, 1, 1), 2 * p.ReuseProbability(kNs, 1, 0));
+      }
+    }
+  }
+  CakePolicy q;  // before any report: every class at the prior
+  EXPECT_EQ(q.ReuseProbability(kNs, 1, 0), q.ReuseProbability(kNs, 9, 3));
+}
+
 TEST(CakePolicy, UnmovedVictimsKeepTheirPlace) {
   CakePolicy p;
   p.SetTierCapacity(Tier::kDevice, 4 * kBytes);
@@ -257,6 +304,16 @@ TEST(CakePolicy, OptionsValidate) {
   EXPECT_EQ(o.Validate().code(), StatusCode::kInvalidArgument);
   o = {};
   o.score_weight = -1;
+  EXPECT_EQ(o.Validate().code(), StatusCode::kInvalidArgument);
+  o = {};
+  o.reuse_buckets = 0;
+  EXPECT_EQ(o.Validate().code(), StatusCode::kInvalidArgument);
+  o = {};
+  o.reuse_buckets = 64;
+  o.reuse_position_buckets = 4;
+  EXPECT_EQ(o.Validate().code(), StatusCode::kInvalidArgument);
+  o = {};
+  o.reuse_prior = -1;
   EXPECT_EQ(o.Validate().code(), StatusCode::kInvalidArgument);
 }
 

@@ -59,6 +59,17 @@ DEFINE_bool(cake_global, kvcake::policy::CakePolicyOptions{}.global_ranking,
             "CakePolicyOptions::global_ranking");
 DEFINE_bool(cake_pin, kvcake::policy::CakePolicyOptions{}.pin_reported,
             "CakePolicyOptions::pin_reported");
+DEFINE_bool(cake_reuse, kvcake::policy::CakePolicyOptions{}.learn_reuse,
+            "CakePolicyOptions::learn_reuse");
+DEFINE_uint32(cake_reuse_buckets, kvcake::policy::CakePolicyOptions{}.reuse_buckets,
+              "CakePolicyOptions::reuse_buckets");
+DEFINE_uint32(cake_reuse_position_buckets,
+              kvcake::policy::CakePolicyOptions{}.reuse_position_buckets,
+              "CakePolicyOptions::reuse_position_buckets");
+DEFINE_bool(cake_reuse_gain, kvcake::policy::CakePolicyOptions{}.reuse_gain,
+            "CakePolicyOptions::reuse_gain");
+DEFINE_double(cake_reuse_prior, kvcake::policy::CakePolicyOptions{}.reuse_prior,
+              "CakePolicyOptions::reuse_prior");
 DEFINE_bool(dump_layers, false, "print the attention model's layer profile and mean H, V, P");
 DEFINE_double(broad_fraction, 0.35, "attention model: share of broad layers");
 DEFINE_double(hot_probability, 0.15, "attention model: P(block hot in a layer group)");
@@ -257,6 +268,11 @@ int main(int argc, char** argv) {
       po.cake.absolute_scores = FLAGS_cake_absolute;
       po.cake.global_ranking = FLAGS_cake_global;
       po.cake.pin_reported = FLAGS_cake_pin;
+      po.cake.learn_reuse = FLAGS_cake_reuse;
+      po.cake.reuse_buckets = FLAGS_cake_reuse_buckets;
+      po.cake.reuse_prior = FLAGS_cake_reuse_prior;
+      po.cake.reuse_position_buckets = FLAGS_cake_reuse_position_buckets;
+      po.cake.reuse_gain = FLAGS_cake_reuse_gain;
       auto made = kvcake::policy::MakePolicy(name, po);
       if (!made.ok()) {
         std::cerr << "kvcake-replay: " << made.status().ToString() << "\n";
