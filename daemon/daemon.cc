@@ -28,6 +28,7 @@ std::string DaemonOptions::ToString() const {
     << "io_threads = " << rpc.io_threads << "\n"
     << "ucx_tls = " << rpc.ucx.Tls() << "\n"
     << "busy_poll_us = " << rpc.ucx.busy_poll.count() << "\n"
+    << "busy_poll_yield = " << rpc.ucx.busy_poll_yield << "\n"
     << "gpu_bytes = " << store.device_capacity_bytes << "\n"
     << "host_bytes = " << store.host_capacity_bytes << "\n"
     << "slot_bytes = " << store.slot_bytes << "\n"

@@ -30,6 +30,9 @@ DEFINE_string(ucx_tls, "tcp",
 DEFINE_uint32(busy_poll_us, 100,
               "I/O threads keep polling this long after a request before sleeping (0: sleep "
               "at once; more: lower latency on VMs where wake-ups are slow, more idle CPU)");
+DEFINE_bool(busy_poll_yield, true,
+            "idle polling rounds call sched_yield() (hands the core to the thread that will "
+            "produce the next event on boxes with few cores)");
 DEFINE_string(gpu_bytes, "0", "device tier bytes (0: none; emulated on host without CUDA)");
 DEFINE_string(host_bytes, "1G", "host tier bytes (shared-memory segment)");
 DEFINE_string(slot_bytes, "4M", "slot size: the largest value (layer block) the daemon holds");
@@ -104,6 +107,7 @@ Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
   o.rpc.io_threads = FLAGS_io_threads;
   ASSIGN_OR_RETURN(o.rpc.ucx.transport, kvcake::transport::ParseUcxTransport(FLAGS_ucx_tls));
   o.rpc.ucx.busy_poll = std::chrono::microseconds(FLAGS_busy_poll_us);
+  o.rpc.ucx.busy_poll_yield = FLAGS_busy_poll_yield;
   ASSIGN_OR_RETURN(o.store.device_capacity_bytes, ParseBytes("gpu_bytes", FLAGS_gpu_bytes));
   ASSIGN_OR_RETURN(o.store.host_capacity_bytes, ParseBytes("host_bytes", FLAGS_host_bytes));
   ASSIGN_OR_RETURN(o.store.slot_bytes, ParseBytes("slot_bytes", FLAGS_slot_bytes));

@@ -1,6 +1,8 @@
 #include "transport/rpc_client.h"
 
+#include <sched.h>
 #include <algorithm>
+
 #include <atomic>
 #include <condition_variable>
 #include <future>
@@ -161,7 +163,8 @@ Status RpcClientImpl::Init() {
 
   const auto tick = std::chrono::milliseconds(5);
   loop_ = std::make_unique<WorkerLoop>(std::move(worker), "rpc-client-io",
-                                       std::chrono::microseconds(1000), options_.ucx.busy_poll);
+                                       std::chrono::microseconds(1000), options_.ucx.busy_poll,
+                                       options_.ucx.busy_poll_yield);
   // A reply that is on its way is worth polling for: sleeping would add a
   // wake-up to its latency.
   if (options_.poll_while_waiting) loop_->SetBusyWhile([this] { return !pending_.empty(); });
@@ -287,9 +290,13 @@ RpcReply RpcClientImpl::CallSync(const CallRequest& request, bool control) {
       control);
   const auto spin_until = Clock::now() + options_.caller_spin;
   while (!w->done.load(std::memory_order_acquire) && Clock::now() < spin_until) {
+    if (options_.ucx.busy_poll_yield) {
+      sched_yield();
+    } else {
 #if defined(__x86_64__)
-    __builtin_ia32_pause();
+      __builtin_ia32_pause();
 #endif
+    }
   }
   std::unique_lock<std::mutex> lock(w->mu);
   // Every call completes (its deadline is enforced by the loop), so this ends.

@@ -1,5 +1,6 @@
 #include "transport/worker_loop.h"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <boost/asio/post.hpp>
@@ -10,13 +11,15 @@
 namespace kvcake::transport {
 
 WorkerLoop::WorkerLoop(std::unique_ptr<UcxWorker> worker, std::string name,
-                       std::chrono::microseconds poll_interval, std::chrono::microseconds busy_poll)
+                       std::chrono::microseconds poll_interval, std::chrono::microseconds busy_poll,
+                       bool yield_when_idle)
     : worker_(std::move(worker)),
       name_(std::move(name)),
       poll_interval_(poll_interval),
       efd_(io_),
       poll_timer_(io_),
-      busy_poll_(busy_poll) {
+      busy_poll_(busy_poll),
+      yield_when_idle_(yield_when_idle) {
   // The descriptor object closes what it holds: give it a dup of UCX's fd.
   const int fd = ::dup(worker_->event_fd());
   if (fd >= 0) {
@@ -107,6 +110,10 @@ void WorkerLoop::Progress() {
   const auto now = std::chrono::steady_clock::now();
   if (progressed) spin_deadline_ = now + busy_poll_;
   if (now < spin_deadline_ || (busy_while_ && busy_while_())) {
+    // An idle spin gives the core away for a moment: on a small box the
+    // thread that will produce the next event (the caller, the peer) may be
+    // waiting for this very core.
+    if (!progressed && yield_when_idle_) sched_yield();
     if (!spin_posted_) {
       spin_posted_ = true;
       boost::asio::post(io_, [this] {

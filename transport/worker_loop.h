@@ -30,9 +30,11 @@ class WorkerLoop {
  public:
   // `busy_poll`: after the worker made progress, keep progressing for this
   // long before arming the event fd and sleeping (0: sleep at once).
+  // `yield_when_idle`: a polling round that found nothing calls
+  // sched_yield() (see UcxOptions::busy_poll_yield).
   WorkerLoop(std::unique_ptr<UcxWorker> worker, std::string name,
              std::chrono::microseconds poll_interval = std::chrono::microseconds(1000),
-             std::chrono::microseconds busy_poll = kDefaultBusyPoll);
+             std::chrono::microseconds busy_poll = kDefaultBusyPoll, bool yield_when_idle = true);
   static constexpr std::chrono::microseconds kDefaultBusyPoll{100};
   // Stops the thread if still running.
   ~WorkerLoop();
@@ -94,6 +96,7 @@ class WorkerLoop {
   // virtual machine is tens of microseconds. Loop thread only.
   const std::chrono::microseconds busy_poll_;
   std::function<bool()> busy_while_;
+  const bool yield_when_idle_;
   std::chrono::steady_clock::time_point spin_deadline_{};
   bool spin_posted_ = false;
   std::thread thread_;

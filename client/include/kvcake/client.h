@@ -65,18 +65,16 @@ struct KVCAKE_API ClientOptions {
   // socket-buffer locality. Default 16, >= 1.
   int max_inflight_requests = 16;
   // Thread wake-ups cost tens to hundreds of microseconds on virtual
-  // machines (a halted vCPU is woken by the host); spinning saves them but
-  // takes a core, which on a small box the caller's own work (a mapped get's
-  // copy) or the daemon needs. Measured with kvcake-bench on a 2-vCPU VM
-  // (docs/daemon.md "Polling and wake-ups").
+  // machines (a halted vCPU is woken by the host); polling saves them. Idle
+  // polling rounds yield the core (UcxOptions::busy_poll_yield), so polling
+  // threads stay cheap on small boxes. Measured with kvcake-bench on a
+  // 2-vCPU VM (docs/daemon.md "Polling and wake-ups").
   // busy_poll: the client's I/O thread keeps polling this long after traffic
-  // before it sleeps (it then catches a quick reply without a wake-up).
-  // Default 100 us.
+  // before it sleeps. Default 100 us.
   std::chrono::microseconds busy_poll{100};
-  // spin_wait: a caller waiting for a reply spins this long before it
-  // blocks. Default 0 (with the I/O thread polling, a spinning caller is a
-  // third spinner on two cores: lookup p50 rose from ~40 to ~80 us).
-  std::chrono::microseconds spin_wait{0};
+  // spin_wait: a caller waiting for a reply polls (yielding) this long
+  // before it blocks. Default 100 us.
+  std::chrono::microseconds spin_wait{100};
 
   Status Validate() const;
 };
