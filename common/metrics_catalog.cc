@@ -10,7 +10,10 @@ Catalog::Catalog(Registry& r)
       tier_used_bytes(r.AddGauge("kvcake_tier_used_bytes", "Bytes held in a tier.", {"tier"})),
       tier_blocks(r.AddGauge("kvcake_tier_blocks", "Blocks held in a tier.", {"tier"})),
       hits(r.AddCounter("kvcake_hits_total", "Lookups served from a tier.", {"tier"})),
-      misses(r.AddCounter("kvcake_misses_total", "Lookups not found in a tier.", {"tier"})),
+      misses(r.AddCounter("kvcake_misses_total",
+                          "Gets that looked in a tier and did not find the block there (tiers are "
+                          "searched gpu, host, ssd).",
+                          {"tier"})),
       promotions(r.AddCounter("kvcake_promotions_total", "Blocks moved to a faster tier, by path.",
                               {"from", "to"})),
       demotions(r.AddCounter("kvcake_demotions_total", "Blocks moved to a slower tier, by path.",

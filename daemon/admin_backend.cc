@@ -55,6 +55,7 @@ void DaemonAdminBackend::RefreshMetrics() {
     // Store counters mirrored into the catalog (monotonic; added by operators).
     size_t i = static_cast<size_t>(t);
     cat.Hit(t)->Set(ts.hits);
+    cat.Miss(t)->Set(ts.misses);
     cat.Drop(t, "capacity")->Set(st.drops[i]);
     for (Tier to : kLocalTiers) {
       size_t d = static_cast<size_t>(to);
@@ -63,7 +64,6 @@ void DaemonAdminBackend::RefreshMetrics() {
       cat.MovedBytes(t, to)->Set(st.bytes_moved[i][d]);
     }
   }
-  cat.Miss(Tier::kHost)->Set(st.misses);  // node-wide misses, as in /v1/stats
   // CAKE layer budgets of the namespaces the policy governs by statistics;
   // cleared first so namespaces that stop reporting disappear.
   cat.layer_budget_blocks.Clear();
@@ -125,7 +125,7 @@ Result<admin::DaemonStats> DaemonAdminBackend::GetStats() {
   s.leases_expired = st.leases_expired;
   for (Tier t : kLocalTiers) {
     size_t i = static_cast<size_t>(t);
-    s.tiers.push_back({t, st.tiers[i].hits, t == Tier::kHost ? st.misses : 0, st.drops[i]});
+    s.tiers.push_back({t, st.tiers[i].hits, st.tiers[i].misses, st.drops[i]});
   }
   for (Tier from : kLocalTiers) {
     for (Tier to : kLocalTiers) {

@@ -15,6 +15,11 @@ struct TierStats {
   uint64_t total_slots = 0;     // physical slots (device/host; 0 for ssd)
   uint64_t blocks = 0;          // blocks resident in this tier
   uint64_t hits = 0;            // gets served from this tier
+  // Gets that looked in this tier and did not find the block there: tiers are
+  // searched GPU -> host -> SSD (a block lives in one), so a get served from
+  // SSD is a miss in the GPU and host tiers, and a get found nowhere is a
+  // miss in every tier. hits / (hits + misses) is the tier's hit ratio.
+  uint64_t misses = 0;
 };
 
 // Snapshot of the store's counters (TierManager::GetStats). Paths are indexed

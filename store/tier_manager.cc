@@ -226,6 +226,24 @@ class TierManager::Impl {
   void SweepLocked(uint64_t now);
   void ExpireReservationLocked(const BlockKey& key, BlockRecord* rec, uint64_t now);
   Status ValidateKeyLocked(const BlockKey& key, const NamespaceEntry** ns_out) const;
+  // Counts a get served from tier `t`: a hit there, a miss in each tier above
+  // it that exists. Requires mu_.
+  void CountHitLocked(Tier t) {
+    ++stats_.tiers[Idx(t)].hits;
+    for (size_t u = 0; u < Idx(t); ++u) {
+      if (HasTier(static_cast<Tier>(u))) ++stats_.tiers[u].misses;
+    }
+  }
+  // Counts a get found nowhere: a miss in every tier that exists. Requires mu_.
+  void CountMissLocked() {
+    ++stats_.misses;
+    for (int u = 0; u < kNumLocalTiers; ++u) {
+      if (HasTier(static_cast<Tier>(u))) ++stats_.tiers[u].misses;
+    }
+  }
+  bool HasTier(Tier t) const {
+    return t == Tier::kHost || (t == Tier::kDevice && device_) || (t == Tier::kSsd && ssd_);
+  }
   // Validates `key` and finds its readable, layout-matching record; counts a
   // miss (and a layout mismatch) otherwise. Requires mu_.
   Result<BlockRecord*> FindReadableLocked(const BlockKey& key);
@@ -565,7 +583,7 @@ Status TierManager::Impl::Put(const BlockKey& key, const void* src, uint64_t siz
 // --- get --------------------------------------------------------------------
 
 void TierManager::Impl::OnSsdReadErrorLocked(const BlockKey& key, uint64_t gen, const Status& s) {
-  ++stats_.misses;
+  CountMissLocked();
   if (s.code() == StatusCode::kDataLoss) ++stats_.checksum_failures;
   if (s.code() != StatusCode::kDataLoss && s.code() != StatusCode::kNotFound) return;
   // The SSD copy is corrupt or gone: forget the block (a miss from now on).
@@ -589,16 +607,16 @@ Result<BlockRecord*> TierManager::Impl::FindReadableLocked(const BlockKey& key) 
   const NamespaceEntry* ns = nullptr;
   Status s = ValidateKeyLocked(key, &ns);
   if (!s.ok()) {
-    ++stats_.misses;
+    CountMissLocked();
     return s;
   }
   BlockRecord* rec = index_.Find(key);
   if (rec == nullptr || !rec->readable()) {
-    ++stats_.misses;
+    CountMissLocked();
     return NotFoundError(key.ToString() + " not found");
   }
   if (rec->fingerprint != ns->fingerprint) {
-    ++stats_.misses;
+    CountMissLocked();
     ++stats_.layout_mismatches;
     return FailedPreconditionError(key.ToString() +
                                    ": stored with another namespace geometry/layout");
@@ -626,7 +644,7 @@ Result<PinnedBlock> TierManager::Impl::Pin(const BlockKey& key) {
     out.offset = SlotOffset(rec->tier, rec->slot);
     pins_.emplace(out.id,
                   PinEntry{key, rec->tier, rec->slot, out.lease_expiry_us, rec->generation, true});
-    ++stats_.tiers[Idx(rec->tier)].hits;
+    CountHitLocked(rec->tier);
     policy_->OnAccess(key, rec->tier, tick);
     return out;
   }
@@ -658,7 +676,7 @@ Result<PinnedBlock> TierManager::Impl::Pin(const BlockKey& key) {
   out.tier = Tier::kHost;
   out.data = host_->SlotPtr(slot);
   out.offset = SlotOffset(Tier::kHost, slot);
-  ++stats_.tiers[Idx(Tier::kSsd)].hits;
+  CountHitLocked(Tier::kSsd);
   if (install && rec != nullptr && rec->generation == gen && rec->state == BlockState::kPromoting) {
     rec->state = BlockState::kCommitted;
     rec->tier = Tier::kHost;
@@ -718,11 +736,11 @@ Result<uint64_t> TierManager::Impl::ReadSsdDirect(const BlockKey& key, void* dst
     RETURN_IF_ERROR(ValidateKeyLocked(key, &ns));
     BlockRecord* rec = index_.Find(key);
     if (rec == nullptr || !rec->readable() || !rec->on_ssd) {
-      ++stats_.misses;
+      CountMissLocked();
       return NotFoundError(key.ToString() + " not found");
     }
     if (rec->fingerprint != ns->fingerprint) {
-      ++stats_.misses;
+      CountMissLocked();
       ++stats_.layout_mismatches;
       return FailedPreconditionError(key.ToString() +
                                      ": stored with another namespace geometry/layout");
@@ -740,7 +758,7 @@ Result<uint64_t> TierManager::Impl::ReadSsdDirect(const BlockKey& key, void* dst
       OnSsdReadErrorLocked(key, gen, hdr.status());
     return hdr.status();
   }
-  ++stats_.tiers[Idx(Tier::kSsd)].hits;
+  CountHitLocked(Tier::kSsd);
   return hdr->size;
 }
 
@@ -764,7 +782,7 @@ Result<uint64_t> TierManager::Impl::Get(const BlockKey& key, void* dst, uint64_t
       size = rec->size;
       Pool(tier)->Ref(slot);
       rec->last_access_tick = tick;
-      ++stats_.tiers[Idx(tier)].hits;
+      CountHitLocked(tier);
       policy_->OnAccess(key, tier, tick);
     } else {
       slot = -1;

@@ -119,6 +119,42 @@ TEST(TierManagerTest, PutGetHostAndDevice) {
   EXPECT_EQ(tm->GetStats().misses, 1u);
 }
 
+// Tiers are searched GPU -> host -> SSD: a get served from a tier is a miss
+// in each tier above it; a get found nowhere is a miss in every tier that
+// exists (a store without a GPU tier counts none there).
+TEST(TierManagerTest, MissesCountPerTierInSearchOrder) {
+  TempDir dir;
+  auto tm = OpenOrDie(SmallOptions(dir, 8, 4));
+  ASSERT_TRUE(tm);
+  ASSERT_TRUE(tm->Put(K(1), Payload(K(1), 5000).data(), 5000, Tier::kHost).ok());
+  ASSERT_TRUE(tm->Put(K(2), Payload(K(2), kSlot).data(), kSlot, Tier::kDevice).ok());
+  ExpectBlock(*tm, K(1), 5000);   // host hit: GPU miss
+  ExpectBlock(*tm, K(2), kSlot);  // GPU hit
+  std::vector<char> buf(kSlot);
+  EXPECT_EQ(tm->Get(K(3), buf.data(), buf.size()).status().code(), StatusCode::kNotFound);
+  StoreStats s = tm->GetStats();
+  EXPECT_EQ(s.tiers[0].hits, 1u);
+  EXPECT_EQ(s.tiers[1].hits, 1u);
+  EXPECT_EQ(s.tiers[2].hits, 0u);
+  EXPECT_EQ(s.tiers[0].misses, 2u);
+  EXPECT_EQ(s.tiers[1].misses, 1u);
+  EXPECT_EQ(s.tiers[2].misses, 1u);
+  EXPECT_EQ(s.misses, 1u);
+
+  TempDir dir2;
+  auto no_gpu = OpenOrDie(SmallOptions(dir2));
+  ASSERT_TRUE(no_gpu);
+  ASSERT_FALSE(no_gpu->has_device_tier());
+  ASSERT_TRUE(no_gpu->Put(K(1), Payload(K(1), 5000).data(), 5000, Tier::kHost).ok());
+  ExpectBlock(*no_gpu, K(1), 5000);
+  EXPECT_EQ(no_gpu->Get(K(3), buf.data(), buf.size()).status().code(), StatusCode::kNotFound);
+  s = no_gpu->GetStats();
+  EXPECT_EQ(s.tiers[0].misses, 0u);
+  EXPECT_EQ(s.tiers[1].hits, 1u);
+  EXPECT_EQ(s.tiers[1].misses, 1u);
+  EXPECT_EQ(s.tiers[2].misses, 1u);
+}
+
 TEST(TierManagerTest, TwoPhasePutVisibilityAndConflicts) {
   TempDir dir;
   auto tm = OpenOrDie(SmallOptions(dir));
