@@ -10,6 +10,28 @@ TierSim::TierSim(policy::Policy* policy, TierSimOptions options)
   }
   policy_->RegisterNamespace(options.ns, options.num_layers, options.layer_block_bytes);
   where_.assign(options.max_ids * options.num_layers, kAbsent);
+  current_.assign(options.max_ids, 0);
+  size_t n = 64;
+  while (n < 2 * options.max_ids) n *= 2;
+  slots_.assign(n, Slot{0, kNoId});
+}
+
+uint64_t TierSim::IdOf(uint64_t hash) const {
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    if (slots_[i].id == kNoId || slots_[i].hash == hash) return slots_[i].id;
+  }
+}
+
+void TierSim::AddId(uint64_t hash, uint64_t id) {
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    if (slots_[i].id == kNoId) {
+      slots_[i] = Slot{hash, id};
+      return;
+    }
+    if (slots_[i].hash == hash) return;
+  }
 }
 
 void TierSim::Drop(const BlockKey& key, int t) {
@@ -22,7 +44,8 @@ void TierSim::Drop(const BlockKey& key, int t) {
 uint64_t TierSim::MakeRoom(int t, uint64_t blocks, uint64_t tick) {
   if (blocks == 0) return 0;
   const uint64_t bytes = blocks * options_.layer_block_bytes;
-  auto eligible = [&](const BlockKey& k) { return current_.count(k.hash) == 0; };
+  const uint64_t now = stats_.requests;  // 1 + the request in flight
+  auto eligible = [&](const BlockKey& k) { return current_[IdOf(k.hash)] != now; };
   std::vector<BlockKey> victims = policy_->SelectVictims(static_cast<Tier>(t), bytes, eligible);
   if (victims.size() > blocks) victims.resize(blocks);
   if (t + 1 >= kNumLocalTiers) {
@@ -65,9 +88,10 @@ void TierSim::Run(uint64_t tick, const std::vector<uint64_t>& ids,
   const uint32_t layers = options_.num_layers;
   const size_t n = hashes.size();
   ++stats_.requests;
-  current_.clear();
-  current_.insert(hashes.begin(), hashes.end());
-  for (size_t b = 0; b < n; ++b) id_of_.emplace(hashes[b], ids[b]);
+  for (size_t b = 0; b < n; ++b) {
+    AddId(hashes[b], ids[b]);
+    current_[ids[b]] = stats_.requests;
+  }
   // 1. Where is everything (before this request moves anything)?
   std::vector<uint8_t> loc(n * layers);
   uint64_t not_on_gpu = 0;
@@ -131,7 +155,6 @@ void TierSim::Run(uint64_t tick, const std::vector<uint64_t>& ids,
     attention.FillSignal(l, hashes, &signal_);
     policy_->ReportLayerSignal(options_.ns, signal_);
   }
-  current_.clear();
 }
 
 }  // namespace kvcake::replay

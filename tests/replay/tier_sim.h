@@ -2,8 +2,6 @@
 
 #include <array>
 #include <cstdint>
-#include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "common/tier.h"
@@ -64,15 +62,25 @@ class TierSim {
   // Frees `blocks` slots in tier t (cascading down); returns slots freed.
   uint64_t MakeRoom(int t, uint64_t blocks, uint64_t tick);
   void Drop(const BlockKey& key, int t);
-  uint8_t& WhereKey(const BlockKey& key) { return Where(id_of_.at(key.hash), key.layer); }
+  uint8_t& WhereKey(const BlockKey& key) { return Where(IdOf(key.hash), key.layer); }
+  // Dense id of a block hash seen in a request (open addressing: the hashes
+  // are well mixed, so their low bits pick the slot).
+  uint64_t IdOf(uint64_t hash) const;
+  void AddId(uint64_t hash, uint64_t id);
 
   policy::Policy* policy_;
   TierSimOptions options_;
   std::array<uint64_t, kNumLocalTiers> cap_{};
   std::array<uint64_t, kNumLocalTiers> used_{};
-  std::vector<uint8_t> where_;                    // [id * layers + layer]: tier or kAbsent
-  std::unordered_map<uint64_t, uint64_t> id_of_;  // block hash -> dense id
-  std::unordered_set<uint64_t> current_;          // hashes of the request in flight
+  std::vector<uint8_t> where_;  // [id * layers + layer]: tier or kAbsent
+  // block hash -> dense id: linear probing, slots_ a power of two, load <= 1/2.
+  struct Slot {
+    uint64_t hash;
+    uint64_t id;  // kNoId: empty
+  };
+  static constexpr uint64_t kNoId = ~uint64_t{0};
+  std::vector<Slot> slots_;
+  std::vector<uint64_t> current_;  // [id]: 1 + the request in flight that uses it
   TierSimStats stats_;
   policy::LayerSignal signal_;  // reused buffer
 };
