@@ -57,12 +57,27 @@ Result<std::string> Service::Handle(uint16_t op, std::string_view header, std::s
   requests_.fetch_add(1, std::memory_order_relaxed);
   Result<std::string> r = Dispatch(op, header, data, response_data);
   if (!r.ok()) {
-    errors_.fetch_add(1, std::memory_order_relaxed);
-    int code = static_cast<int>(r.status().code());
-    if (code >= 0 && code < 17) errors_by_code_[code].fetch_add(1, std::memory_order_relaxed);
+    CountError(r.status()).IgnoreError();
     KVCAKE_LOG(DEBUG) << transport::RpcOpName(op) << " failed: " << r.status().ToString();
   }
   return r;
+}
+
+Status Service::CountError(Status s) {
+  errors_.fetch_add(1, std::memory_order_relaxed);
+  const int code = static_cast<int>(s.code());
+  if (code >= 0 && code < static_cast<int>(std::size(errors_by_code_))) {
+    errors_by_code_[code].fetch_add(1, std::memory_order_relaxed);
+  }
+  return s;
+}
+
+template <typename Request>
+Result<store::NamespaceConfig> Service::DecodeKeyed(std::string_view header, Request* req) {
+  RETURN_IF_ERROR(transport::Decode(header, req));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(req->ns_id, req->fingerprint));
+  RETURN_IF_ERROR(CheckKeys(ns, req->keys));
+  return ns;
 }
 
 Result<std::string> Service::Dispatch(uint16_t op, std::string_view header, std::string_view data,
@@ -197,9 +212,7 @@ Result<std::string> Service::LookupPrefix(std::string_view header) {
 
 Result<std::string> Service::Put(std::string_view header, std::string_view data) {
   transport::PutRequest req;
-  RETURN_IF_ERROR(transport::Decode(header, &req));
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(req.ns_id, req.fingerprint));
-  RETURN_IF_ERROR(CheckKeys(ns, req.keys));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(header, &req));
   const uint64_t size = ns.layer_block_bytes;
   if (data.size() != size * req.keys.size()) {
     return InvalidArgumentError("put data is " + std::to_string(data.size()) + " bytes, expected " +
@@ -218,9 +231,7 @@ Result<std::string> Service::Put(std::string_view header, std::string_view data)
 
 Result<std::string> Service::Get(std::string_view header, std::string* response_data) {
   transport::GetRequest req;
-  RETURN_IF_ERROR(transport::Decode(header, &req));
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(req.ns_id, req.fingerprint));
-  RETURN_IF_ERROR(CheckKeys(ns, req.keys));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(header, &req));
   const uint64_t size = ns.layer_block_bytes;
   transport::KeyCodesResponse resp;
   resp.codes.resize(req.keys.size());
@@ -263,9 +274,7 @@ Result<std::string> Service::ReportStats(std::string_view header) {
 
 Result<std::string> Service::Delete(std::string_view header) {
   transport::DeleteRequest req;
-  RETURN_IF_ERROR(transport::Decode(header, &req));
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(req.ns_id, req.fingerprint));
-  RETURN_IF_ERROR(CheckKeys(ns, req.keys));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(header, &req));
   transport::DeleteResponse resp;
   for (const BlockRef& k : req.keys) {
     if (store_->Delete(BlockKey{req.ns_id, k.hash, k.layer}).ok()) ++resp.deleted;
@@ -278,18 +287,10 @@ Result<std::string> Service::Delete(std::string_view header) {
 Result<std::unique_ptr<Service::PutState>> Service::BeginPut(std::string_view header,
                                                              uint64_t payload_size) {
   requests_.fetch_add(1, std::memory_order_relaxed);
-  auto fail = [this](Status s) {
-    errors_.fetch_add(1, std::memory_order_relaxed);
-    errors_by_code_[static_cast<int>(s.code())].fetch_add(1, std::memory_order_relaxed);
-    return s;
-  };
+  auto fail = [this](Status s) { return CountError(std::move(s)); };
   transport::PutRequest req;
-  Status st = transport::Decode(header, &req);
-  if (!st.ok()) return fail(st);
-  Result<store::NamespaceConfig> ns = CheckNamespace(req.ns_id, req.fingerprint);
+  Result<store::NamespaceConfig> ns = DecodeKeyed(header, &req);
   if (!ns.ok()) return fail(ns.status());
-  st = CheckKeys(*ns, req.keys);
-  if (!st.ok()) return fail(st);
   const uint64_t size = ns->layer_block_bytes;
   if (payload_size != size * req.keys.size()) {
     return fail(InvalidArgumentError("put data is " + std::to_string(payload_size) +
@@ -365,18 +366,10 @@ void Service::AbortPut(PutState& state) {
 
 Result<std::unique_ptr<Service::GetState>> Service::BeginGet(std::string_view header) {
   requests_.fetch_add(1, std::memory_order_relaxed);
-  auto fail = [this](Status s) {
-    errors_.fetch_add(1, std::memory_order_relaxed);
-    errors_by_code_[static_cast<int>(s.code())].fetch_add(1, std::memory_order_relaxed);
-    return s;
-  };
+  auto fail = [this](Status s) { return CountError(std::move(s)); };
   transport::GetRequest req;
-  Status st = transport::Decode(header, &req);
-  if (!st.ok()) return fail(st);
-  Result<store::NamespaceConfig> ns = CheckNamespace(req.ns_id, req.fingerprint);
+  Result<store::NamespaceConfig> ns = DecodeKeyed(header, &req);
   if (!ns.ok()) return fail(ns.status());
-  st = CheckKeys(*ns, req.keys);
-  if (!st.ok()) return fail(st);
   const uint64_t size = ns->layer_block_bytes;
   auto state = std::make_unique<GetState>();
   transport::KeyCodesResponse resp;
@@ -432,9 +425,7 @@ template <typename Request>
 Result<store::NamespaceConfig> Service::BeginSameNode(std::string_view header, Request* req,
                                                       Lease* lease,
                                                       transport::SlotsResponse* resp) {
-  RETURN_IF_ERROR(transport::Decode(header, req));
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(req->ns_id, req->fingerprint));
-  RETURN_IF_ERROR(CheckKeys(ns, req->keys));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(header, req));
   if (options_.host_segment_path.empty()) {
     return FailedPreconditionError("this daemon exposes no host segment (same-node path off)");
   }
@@ -488,9 +479,7 @@ Result<std::string> Service::PutReserve(std::string_view header) {
 
 Result<std::string> Service::PutCommit(std::string_view header) {
   transport::PutCommitRequest req;
-  RETURN_IF_ERROR(transport::Decode(header, &req));
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(req.ns_id, req.fingerprint));
-  RETURN_IF_ERROR(CheckKeys(ns, req.keys));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(header, &req));
   ASSIGN_OR_RETURN(Lease lease, TakeLease(req.lease_id, ""));
   transport::KeyCodesResponse resp;
   resp.codes.resize(req.keys.size(), static_cast<KeyCode>(StatusCode::kNotFound));

@@ -140,6 +140,12 @@ class Service {
   Result<std::string> Get(std::string_view header, std::string* response_data);
   Result<std::string> ReportStats(std::string_view header);
   Result<std::string> Delete(std::string_view header);
+  // Counts a failed request (errors_, errors_by_code_); returns `s`.
+  Status CountError(Status s);
+  // Decodes a keyed request (ns_id, fingerprint, keys) and checks its
+  // namespace and keys; returns the namespace.
+  template <typename Request>
+  Result<store::NamespaceConfig> DecodeKeyed(std::string_view header, Request* req);
   // Same-node requests: decodes `header` into `req`, checks namespace, keys
   // and that a host segment is exposed; starts `lease` and sizes `resp`.
   template <typename Request>
