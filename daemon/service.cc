@@ -511,8 +511,8 @@ Result<std::string> Service::GetPin(std::string_view header) {
     BlockKey key{req.ns_id, req.keys[i].hash, req.keys[i].layer};
     Result<store::PinnedBlock> p = store_->Pin(key);
     if (p.ok() && p->tier != Tier::kHost) {
-      // Device-tier blocks are not in the host segment: serve them as a miss
-      // on this path (the client falls back to a UCX get).
+      // Device-tier blocks are not in the host segment: UNAVAILABLE tells
+      // the client to fetch them over UCX (Client GetMapped does).
       store_->Release(*p).IgnoreError();
       p = UnavailableError("block is in the device tier");
     }

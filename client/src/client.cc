@@ -782,7 +782,24 @@ class ClientImpl final : public Client {
     return Status::Ok();
   }
 
+  // Same-node get: pin + copy out of the mapped host segment. Blocks the
+  // daemon holds outside the host segment (the GPU tier) come through UCX.
   Status GetMapped(std::span<const GetBlock> blocks, std::vector<bool>* found) {
+    std::vector<size_t> elsewhere;
+    RETURN_IF_ERROR(GetMappedHost(blocks, found, &elsewhere));
+    if (elsewhere.empty()) return Status::Ok();
+    std::vector<GetBlock> rest;
+    for (size_t i : elsewhere) rest.push_back(blocks[i]);
+    std::vector<bool> f;
+    RETURN_IF_ERROR(GetUcx(rest, &f));
+    for (size_t k = 0; k < elsewhere.size(); ++k) (*found)[elsewhere[k]] = f[k];
+    return Status::Ok();
+  }
+
+  // The host-segment part of GetMapped; `elsewhere` gets the indices of the
+  // blocks the daemon has but not in the host segment (code UNAVAILABLE).
+  Status GetMappedHost(std::span<const GetBlock> blocks, std::vector<bool>* found,
+                       std::vector<size_t>* elsewhere) {
     const uint64_t size = geometry_.layer_block_bytes;
     transport::GetPinRequest req{ns_id_, fingerprint_, {}};
     for (const GetBlock& b : blocks) {
@@ -797,6 +814,9 @@ class ClientImpl final : public Client {
     if (slots.codes.size() != blocks.size()) return InternalError("PIN: wrong code count");
     found->assign(blocks.size(), false);
     for (size_t i = 0; i < blocks.size(); ++i) {
+      if (slots.codes[i] == static_cast<transport::KeyCode>(StatusCode::kUnavailable)) {
+        elsewhere->push_back(i);
+      }
       if (slots.codes[i] != 0) continue;
       const char* src = segment_->At(slots.offsets[i], size);
       if (!src) continue;

@@ -29,6 +29,9 @@ using testing::DaemonProcess;
 using testing::TempDir;
 
 constexpr uint64_t kValueBytes = 64 * 1024;
+
+// GET http://hostport/path; the raw response ("" on error). Defined below.
+std::string HttpGet(const std::string& hostport, const std::string& path);
 constexpr uint32_t kLayers = 4;
 
 // The bytes of value (hash, layer): deterministic, so any client can verify.
@@ -213,6 +216,34 @@ TEST_F(DaemonTest, PutGetLookupOverMappedHostSegment) {
   GetAndVerify(*remote, a);
   PutAll(*remote, b);
   GetAndVerify(*mapped, b);
+}
+
+// With a GPU tier (the emulated device here), the daemon promotes blocks out
+// of the host segment; a mapped client must still get every one of them (they
+// come over UCX) with the right bytes.
+TEST_F(DaemonTest, MappedGetServesBlocksPromotedToTheGpuTier) {
+  StartDaemon({"--admin_listen=127.0.0.1:0", "--gpu_bytes=1M"});
+  auto c = ConnectOrDie(daemon_->address(), "tcp", true);
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->mapped_path());
+  std::vector<uint64_t> chain = Chain(*c, 70000, 6);
+  PutAll(*c, chain);
+  // CAKE governs namespaces that report statistics; it promotes host -> GPU
+  // (on the mover, in the background) for layers under their GPU budget.
+  std::vector<double> scores(chain.size(), 1.0);
+  for (uint32_t layer = 0; layer < kLayers; ++layer) {
+    ASSERT_TRUE(c->ReportLayerStats(layer, 1.0 + layer, chain, scores, 1).ok());
+  }
+  const std::string gpu_blocks = "kvcake_tier_blocks{tier=\"gpu\"} ";
+  bool promoted = false;
+  for (int i = 0; i < 200 && !promoted; ++i) {
+    std::string m = HttpGet(daemon_->admin_address(), "/metrics");
+    size_t at = m.find(gpu_blocks);
+    promoted = at != std::string::npos && m.compare(at + gpu_blocks.size(), 2, "0\n") != 0;
+    if (!promoted) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(promoted) << "no block reached the GPU tier";
+  GetAndVerify(*c, chain);
 }
 
 TEST_F(DaemonTest, EightConcurrentClientsMixedOpsEveryByteVerified) {
