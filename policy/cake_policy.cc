@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "policy/cake_math.h"
+#include "policy/dary_heap.h"
 
 namespace kvcake::policy {
 namespace {
@@ -144,8 +145,7 @@ double& CakePolicy::Inflation(NsState& st, uint32_t layer, int tier) {
 
 void CakePolicy::PruneTop(LayerTier& lt) {
   while (!lt.heap.empty() && !Valid(lt.heap.front())) {
-    std::pop_heap(lt.heap.begin(), lt.heap.end(), ItemAfter{});
-    lt.heap.pop_back();
+    HeapPop(lt.heap, ItemAfter{});
   }
 }
 
@@ -165,10 +165,9 @@ void CakePolicy::Enqueue(NsState& st, uint32_t idx, bool keep_priority) {
   // Compact when stale items dominate (keeps the heap O(live)).
   if (lt.heap.size() >= 64 && lt.heap.size() > 2 * static_cast<size_t>(lt.queued)) {
     std::erase_if(lt.heap, [&](const Item& item) { return !Valid(item); });
-    std::make_heap(lt.heap.begin(), lt.heap.end(), ItemAfter{});
+    HeapMake(lt.heap, ItemAfter{});
   }
-  lt.heap.push_back(Item{e.priority, e.seq, idx});
-  std::push_heap(lt.heap.begin(), lt.heap.end(), ItemAfter{});
+  HeapPush(lt.heap, Item{e.priority, e.seq, idx}, ItemAfter{});
 }
 
 void CakePolicy::Dequeue(NsState& st, Entry& e, bool inflate) {
@@ -423,9 +422,8 @@ std::vector<BlockKey> CakePolicy::SelectVictims(
   for (size_t i = 0; i < cursors.size(); ++i) heap.push(i);
   std::vector<std::pair<LayerTier*, Item>> taken;
   auto take = [&](LayerTier& lt) {
-    std::pop_heap(lt.heap.begin(), lt.heap.end(), ItemAfter{});
-    taken.emplace_back(&lt, lt.heap.back());
-    lt.heap.pop_back();
+    taken.emplace_back(&lt, lt.heap.front());
+    HeapPop(lt.heap, ItemAfter{});
     PruneTop(lt);
   };
   uint64_t freed = 0;
@@ -446,8 +444,7 @@ std::vector<BlockKey> CakePolicy::SelectVictims(
     Entry& e = pool_[idx];
     victims.push_back(e.key);
     freed += e.bytes;
-    std::pop_heap(lt.heap.begin(), lt.heap.end(), ItemAfter{});
-    lt.heap.pop_back();
+    HeapPop(lt.heap, ItemAfter{});
     e.queued = false;
     e.selected = true;
     --lt.queued;
@@ -460,8 +457,7 @@ std::vector<BlockKey> CakePolicy::SelectVictims(
     }
   }
   for (auto& [lt, item] : taken) {
-    lt->heap.push_back(item);
-    std::push_heap(lt->heap.begin(), lt->heap.end(), ItemAfter{});
+    HeapPush(lt->heap, item, ItemAfter{});
   }
   return victims;
 }
