@@ -40,7 +40,8 @@ std::string DaemonOptions::ToString() const {
     << "max_quota_bytes = " << service.max_quota_bytes << "\n"
     << "policy = " << policy << "\n"
     << "drain_on_exit = " << (drain_on_exit ? "true" : "false") << "\n"
-    << "expose_host_segment = " << (expose_host_segment ? "true" : "false");
+    << "expose_host_segment = " << (expose_host_segment ? "true" : "false") << "\n"
+    << "expose_gpu_arena = " << (expose_gpu_arena ? "true" : "false");
   return o.str();
 }
 
@@ -61,6 +62,21 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
         sopts.host_segment_inode = static_cast<uint64_t>(st.st_ino);
       }
     }
+    store::DeviceSegmentInfo dev = d->store_->device_segment();
+    if (d->options_.expose_gpu_arena && !sopts.host_segment_path.empty() && dev.present) {
+      struct stat st;
+      if (dev.cuda && !dev.ipc_handle.empty()) {
+        sopts.device_segment_kind = 2;
+        sopts.device_segment = dev.ipc_handle;
+        sopts.device_segment_bytes = dev.size;
+      } else if (!dev.cuda && dev.emulated_fd >= 0 && ::fstat(dev.emulated_fd, &st) == 0) {
+        sopts.device_segment_kind = 1;
+        sopts.device_segment =
+            "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(dev.emulated_fd);
+        sopts.device_segment_bytes = static_cast<uint64_t>(st.st_size);
+        sopts.device_segment_inode = static_cast<uint64_t>(st.st_ino);
+      }
+    }
   }
   d->service_ = std::make_unique<Service>(sopts, d->store_.get());
   d->handler_ = std::make_unique<DaemonRpcHandler>(d->service_.get());
@@ -69,6 +85,10 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   KVCAKE_LOG(INFO) << "kvcaked serving on " << d->server_->address() << " (policy "
                    << d->store_->policy_name() << ", host segment "
                    << (sopts.host_segment_path.empty() ? "not exposed" : sopts.host_segment_path)
+                   << ", GPU arena "
+                   << (sopts.device_segment_kind == 2   ? "by CUDA IPC handle"
+                       : sopts.device_segment_kind == 1 ? sopts.device_segment
+                                                        : "not exposed")
                    << ")";
   return d;
 }

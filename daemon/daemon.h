@@ -26,6 +26,7 @@ struct DaemonOptions {
   bool drain_on_exit = true;           // SIGTERM demotes host blocks to SSD first
   uint64_t drain_timeout_ms = 30'000;  // bound on waiting for in-flight requests
   bool expose_host_segment = true;     // same-node clients may map the host tier
+  bool expose_gpu_arena = true;        // ... and read the GPU tier's arena
 
   // INVALID_ARGUMENT naming the bad option.
   Status Validate() const;

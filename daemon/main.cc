@@ -52,6 +52,9 @@ DEFINE_string(policy, "adaptive",
               "statistics, LRU otherwise)");
 DEFINE_bool(drain_on_exit, true, "on SIGTERM, demote host-tier blocks to SSD before exiting");
 DEFINE_bool(expose_host_segment, true, "let same-node clients map the host tier");
+DEFINE_bool(expose_gpu_arena, true,
+            "let same-node clients read the GPU tier's arena (CUDA IPC handle, or the emulated "
+            "device's memfd); needs --expose_host_segment");
 DEFINE_string(log_level, "info", "debug | info | warning | error");
 
 namespace {
@@ -124,6 +127,7 @@ Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
   o.policy = FLAGS_policy;
   o.drain_on_exit = FLAGS_drain_on_exit;
   o.expose_host_segment = FLAGS_expose_host_segment;
+  o.expose_gpu_arena = FLAGS_expose_gpu_arena;
   RETURN_IF_ERROR(o.Validate());
   return o;
 }

@@ -124,6 +124,10 @@ Result<std::string> Service::Ping(std::string_view header) {
     resp.host_segment = options_.host_segment_path;
     resp.host_segment_bytes = store_->host_segment().size;
     resp.host_segment_inode = options_.host_segment_inode;
+    resp.device_segment_kind = options_.device_segment_kind;
+    resp.device_segment = options_.device_segment;
+    resp.device_segment_bytes = options_.device_segment_bytes;
+    resp.device_segment_inode = options_.device_segment_inode;
   }
   return transport::Encode(resp);
 }
@@ -433,6 +437,7 @@ Result<store::NamespaceConfig> Service::BeginSameNode(std::string_view header, R
   lease->deadline_us = NowUs() + options_.lease_ms * 1000;
   resp->codes.resize(req->keys.size());
   resp->offsets.resize(req->keys.size());
+  resp->tiers.assign(req->keys.size(), static_cast<uint8_t>(Tier::kHost));
   return ns;
 }
 
@@ -510,11 +515,12 @@ Result<std::string> Service::GetPin(std::string_view header) {
   for (size_t i = 0; i < req.keys.size(); ++i) {
     BlockKey key{req.ns_id, req.keys[i].hash, req.keys[i].layer};
     Result<store::PinnedBlock> p = store_->Pin(key);
-    if (p.ok() && p->tier != Tier::kHost) {
-      // Device-tier blocks are not in the host segment: UNAVAILABLE tells
-      // the client to fetch them over UCX (Client GetMapped does).
+    if (p.ok() && p->tier != Tier::kHost &&
+        !(p->tier == Tier::kDevice && options_.device_segment_kind != 0)) {
+      // A block in no segment this daemon exposes: UNAVAILABLE tells the
+      // client to fetch it over UCX (Client GetMapped does).
       store_->Release(*p).IgnoreError();
-      p = UnavailableError("block is in the device tier");
+      p = UnavailableError("block is in the device tier, which is not exposed");
     }
     if (p.ok() && p->size != ns.layer_block_bytes) {
       store_->Release(*p).IgnoreError();
@@ -523,6 +529,7 @@ Result<std::string> Service::GetPin(std::string_view header) {
     resp.codes[i] = p.ok() ? 0 : CodeOf(p.status());
     if (p.ok()) {
       resp.offsets[i] = p->offset;
+      resp.tiers[i] = static_cast<uint8_t>(p->tier);
       lease.pins.push_back(*p);
       get_hits_.fetch_add(1, std::memory_order_relaxed);
     } else {

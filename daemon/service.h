@@ -31,6 +31,13 @@ struct ServiceOptions {
   // Path a same-node client opens to map the host segment (empty: none).
   std::string host_segment_path;
   uint64_t host_segment_inode = 0;  // st_ino of the segment (clients verify it)
+  // The GPU tier's arena for same-node clients (transport::PingResponse):
+  // kind 0 none, 1 emulated (path + inode, like the host segment), 2 CUDA
+  // (cudaIpcMemHandle_t bytes). Only with a host segment exposed.
+  uint32_t device_segment_kind = 0;
+  std::string device_segment;
+  uint64_t device_segment_bytes = 0;
+  uint64_t device_segment_inode = 0;
   std::string server_version = "0.1.0";
 
   // INVALID_ARGUMENT on out-of-range values.

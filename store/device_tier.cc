@@ -1,5 +1,9 @@
 #include "store/device_tier.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -52,10 +56,29 @@ Result<std::unique_ptr<DeviceTier>> DeviceTier::Open(const Options& options) {
     KVCAKE_LOG(INFO) << "device tier: no CUDA device at runtime, using the emulated device";
   }
 #endif
-  void* p = std::aligned_alloc(4096, (bytes + 4095) / 4096 * 4096);
-  if (p == nullptr) return ResourceExhaustedError("device tier: emulated arena allocation failed");
-  t->base_ = static_cast<char*>(p);
-  KVCAKE_LOG(INFO) << "device tier: emulated device (host memory), " << t->num_slots_
+  // Emulated: host memory in a memfd, so same-node clients can map the arena
+  // the way a CUDA client opens the real one by IPC handle.
+  const uint64_t rounded = (bytes + 4095) / 4096 * 4096;
+  const int fd = ::memfd_create("kvcake-gpu-emulated", MFD_CLOEXEC);
+  if (fd >= 0 && ::ftruncate(fd, static_cast<off_t>(rounded)) == 0) {
+    void* p = ::mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    if (p != MAP_FAILED) {
+      t->base_ = static_cast<char*>(p);
+      t->emulated_fd_ = fd;
+      t->mapped_bytes_ = rounded;
+    }
+  }
+  if (t->base_ == nullptr) {
+    if (fd >= 0) ::close(fd);
+    KVCAKE_LOG(WARNING) << "device tier: emulated arena: memfd unavailable ("
+                        << std::strerror(errno) << "), same-node clients cannot map it";
+    void* p = std::aligned_alloc(4096, rounded);
+    if (p == nullptr)
+      return ResourceExhaustedError("device tier: emulated arena allocation failed");
+    t->base_ = static_cast<char*>(p);
+  }
+  KVCAKE_LOG(INFO) << "device tier: emulated device (host memory"
+                   << (t->emulated_fd_ >= 0 ? ", memfd" : "") << "), " << t->num_slots_
                    << " slots of " << t->slot_bytes_ << " bytes";
   return t;
 }
@@ -68,6 +91,11 @@ DeviceTier::~DeviceTier() {
     return;
   }
 #endif
+  if (mapped_bytes_ > 0) {
+    ::munmap(base_, mapped_bytes_);
+    ::close(emulated_fd_);
+    return;
+  }
   std::free(base_);
 }
 

@@ -45,6 +45,9 @@ class DeviceTier {
   Result<std::string> IpcHandle() const;
 
   bool is_cuda() const { return is_cuda_; }
+  // The memfd behind the emulated arena (same-node clients map it, as they
+  // map the host segment), or -1 (CUDA arena, or memfd unavailable).
+  int emulated_fd() const { return emulated_fd_; }
   int cuda_device() const { return cuda_device_; }
   uint64_t slot_bytes() const { return slot_bytes_; }
   uint64_t num_slots() const { return num_slots_; }
@@ -58,6 +61,8 @@ class DeviceTier {
   uint64_t num_slots_ = 0;
   bool is_cuda_ = false;
   int cuda_device_ = 0;
+  int emulated_fd_ = -1;
+  uint64_t mapped_bytes_ = 0;  // of the memfd mapping; 0 = aligned_alloc
 };
 
 }  // namespace kvcake::store

@@ -1116,6 +1116,7 @@ DeviceSegmentInfo TierManager::Impl::device_segment() const {
   d.size = device_->size();
   d.slot_bytes = device_->slot_bytes();
   d.num_slots = device_->num_slots();
+  d.emulated_fd = device_->emulated_fd();
   if (d.cuda) {
     Result<std::string> h = device_->IpcHandle();
     if (h.ok()) {

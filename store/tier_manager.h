@@ -136,7 +136,8 @@ struct DeviceSegmentInfo {
   uint64_t size = 0;
   uint64_t slot_bytes = 0;
   uint64_t num_slots = 0;
-  std::string ipc_handle;
+  std::string ipc_handle;  // CUDA arena: cudaIpcMemHandle_t bytes
+  int emulated_fd = -1;    // emulated arena: its memfd (owned by the store), or -1
 };
 
 // Progress of Drain(): blocks done out of total.

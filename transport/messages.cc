@@ -1,8 +1,11 @@
 #include "transport/messages.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
+
+#include "common/tier.h"
 
 namespace kvcake::transport {
 namespace {
@@ -222,6 +225,10 @@ std::string Encode(const PingResponse& m) {
   w.Str(m.host_segment);
   w.U64(m.host_segment_bytes);
   w.U64(m.host_segment_inode);
+  w.U32(m.device_segment_kind);
+  w.Str(m.device_segment);
+  w.U64(m.device_segment_bytes);
+  w.U64(m.device_segment_inode);
   return w.Take();
 }
 Status Decode(std::string_view bytes, PingResponse* out) {
@@ -229,7 +236,12 @@ Status Decode(std::string_view bytes, PingResponse* out) {
   r.U64("nonce", &out->nonce) && r.Str("server_version", 256, &out->server_version) &&
       r.Str("host_segment", 256, &out->host_segment) &&
       r.U64("host_segment_bytes", &out->host_segment_bytes) &&
-      r.U64("host_segment_inode", &out->host_segment_inode);
+      r.U64("host_segment_inode", &out->host_segment_inode) &&
+      r.U32("device_segment_kind", &out->device_segment_kind) &&
+      CheckRange(r, "device_segment_kind", out->device_segment_kind, 0, 2) &&
+      r.Str("device_segment", 256, &out->device_segment) &&
+      r.U64("device_segment_bytes", &out->device_segment_bytes) &&
+      r.U64("device_segment_inode", &out->device_segment_inode);
   return r.Finish();
 }
 
@@ -401,6 +413,7 @@ std::string Encode(const SlotsResponse& m) {
   w.U64(m.lease_us);
   w.Codes(m.codes);
   w.U64s(m.offsets);
+  w.Codes(m.tiers);
   return w.Take();
 }
 Status Decode(std::string_view bytes, SlotsResponse* out) {
@@ -408,7 +421,14 @@ Status Decode(std::string_view bytes, SlotsResponse* out) {
   r.U64("lease_id", &out->lease_id) && r.U64("lease_us", &out->lease_us) &&
       r.Codes("codes", kMaxBatchBlocks, &out->codes) &&
       r.U64s("offsets", 0, kMaxBatchBlocks, &out->offsets) &&
-      (out->offsets.size() == out->codes.size() || r.Fail("offsets", "length differs from codes"));
+      (out->offsets.size() == out->codes.size() ||
+       r.Fail("offsets", "length differs from codes")) &&
+      r.Codes("tiers", kMaxBatchBlocks, &out->tiers) &&
+      (out->tiers.size() == out->codes.size() || r.Fail("tiers", "length differs from codes")) &&
+      std::all_of(out->tiers.begin(), out->tiers.end(), [&](uint8_t t) {
+        return t == static_cast<uint8_t>(Tier::kHost) || t == static_cast<uint8_t>(Tier::kDevice) ||
+               r.Fail("tiers", "not host or device");
+      });
   return r.Finish();
 }
 

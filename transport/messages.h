@@ -73,6 +73,13 @@ struct PingResponse {
   // st_ino of the segment: a client checks it after opening the path, so it
   // never maps some other file (e.g. when the daemon is on another machine).
   uint64_t host_segment_inode = 0;
+  // The GPU tier's arena for the same-node path: kind 0 none, 1 an emulated
+  // device (host memory: device_segment is a path like host_segment, checked
+  // by inode), 2 a CUDA arena (device_segment is its cudaIpcMemHandle_t).
+  uint32_t device_segment_kind = 0;
+  std::string device_segment;
+  uint64_t device_segment_bytes = 0;
+  uint64_t device_segment_inode = 0;
   friend bool operator==(const PingResponse&, const PingResponse&) = default;
 };
 
@@ -159,7 +166,10 @@ struct SlotsResponse {
   uint64_t lease_id = 0;
   uint64_t lease_us = 0;          // lease length: the slots stay valid this long after the request
   std::vector<KeyCode> codes;     // per key: OK or the reason
-  std::vector<uint64_t> offsets;  // per key: offset in the host segment (valid if OK)
+  std::vector<uint64_t> offsets;  // per key: offset in its segment (valid if OK)
+  // Per key: the segment `offsets` refers to, a Tier value (kHost, or kDevice
+  // for the GPU tier's arena, see PingResponse::device_segment_kind).
+  std::vector<uint8_t> tiers;
   friend bool operator==(const SlotsResponse&, const SlotsResponse&) = default;
 };
 struct PutCommitRequest {

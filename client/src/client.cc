@@ -15,6 +15,7 @@
 
 #include "common/bulk_copy.h"
 #include "common/logging.h"
+#include "common/tier.h"
 #ifdef KVCAKE_HAVE_CUDA
 #include <cuda_runtime_api.h>
 #endif
@@ -43,29 +44,30 @@ bool IsLoopback(const std::string& address) {
   return address.rfind("127.", 0) == 0 || address.rfind("localhost:", 0) == 0;
 }
 
-// RAII mapping of the daemon's host segment (same-node path).
+// RAII mapping of one of the daemon's segments (same-node path): the host
+// segment, or the emulated GPU tier's arena.
 class MappedSegment {
  public:
   static Result<std::unique_ptr<MappedSegment>> Open(const std::string& path, uint64_t size,
                                                      uint64_t inode) {
     int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) return ErrnoToStatus(errno, "open host segment " + path);
+    if (fd < 0) return ErrnoToStatus(errno, "open segment " + path);
     struct stat st;
     if (::fstat(fd, &st) != 0) {
-      Status s = ErrnoToStatus(errno, "fstat host segment");
+      Status s = ErrnoToStatus(errno, "fstat segment");
       ::close(fd);
       return s;
     }
     if (static_cast<uint64_t>(st.st_ino) != inode || static_cast<uint64_t>(st.st_size) < size) {
       ::close(fd);
-      return FailedPreconditionError("host segment " + path +
+      return FailedPreconditionError("segment " + path +
                                      " is not the daemon's (inode/size differ)");
     }
     // MAP_POPULATE: fault the mapping in now, not on the first copy of each page.
     void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     int err = errno;
     ::close(fd);
-    if (base == MAP_FAILED) return ErrnoToStatus(err, "mmap host segment");
+    if (base == MAP_FAILED) return ErrnoToStatus(err, "mmap segment");
     return std::unique_ptr<MappedSegment>(new MappedSegment(static_cast<char*>(base), size));
   }
   ~MappedSegment() { ::munmap(base_, size_); }
@@ -142,6 +144,11 @@ class ClientImpl final : public Client {
       : options_(std::move(options)),
         rpc_(std::move(rpc)),
         seed_(NamespaceSeed(options_.namespace_name)) {}
+  ~ClientImpl() override {
+#ifdef KVCAKE_HAVE_CUDA
+    if (device_ipc_base_ != nullptr) (void)cudaIpcCloseMemHandle(device_ipc_base_);
+#endif
+  }
 
 #ifdef KVCAKE_HAVE_CUDA
   // True for CUDA device (or managed) memory. Without a usable device every
@@ -189,7 +196,60 @@ class ClientImpl final : public Client {
                          << "); using UCX for data";
       }
     }
+    if (segment_) OpenDeviceSegment(pong);
     return Status::Ok();
+  }
+
+  // Opens the daemon's GPU-tier arena for the same-node path: the emulated
+  // device's memfd, or the CUDA arena by IPC handle. Without it, GPU-tier
+  // blocks come over UCX.
+  void OpenDeviceSegment(const transport::PingResponse& pong) {
+    if (pong.device_segment_kind == 1) {
+      Result<std::unique_ptr<MappedSegment>> seg = MappedSegment::Open(
+          pong.device_segment, pong.device_segment_bytes, pong.device_segment_inode);
+      if (seg.ok()) {
+        device_segment_ = std::move(seg).value();
+      } else {
+        KVCAKE_LOG(INFO) << "kvcake client: GPU-tier arena not mapped (" << seg.status().ToString()
+                         << "); its blocks come over UCX";
+      }
+      return;
+    }
+#ifdef KVCAKE_HAVE_CUDA
+    if (pong.device_segment_kind == 2 && cuda_available_ &&
+        pong.device_segment.size() == sizeof(cudaIpcMemHandle_t)) {
+      cudaIpcMemHandle_t h;
+      std::memcpy(&h, pong.device_segment.data(), sizeof h);
+      void* base = nullptr;
+      cudaError_t err = cudaIpcOpenMemHandle(&base, h, cudaIpcMemLazyEnablePeerAccess);
+      if (err == cudaSuccess) {
+        device_ipc_base_ = static_cast<char*>(base);
+        device_ipc_bytes_ = pong.device_segment_bytes;
+      } else {
+        (void)cudaGetLastError();
+        KVCAKE_LOG(INFO) << "kvcake client: cudaIpcOpenMemHandle: " << cudaGetErrorString(err)
+                         << "; GPU-tier blocks come over UCX";
+      }
+    }
+#endif
+  }
+
+  // Copies a pinned block of the GPU-tier arena at `offset` into `dst`;
+  // false if this client cannot read that arena.
+  bool CopyFromDeviceSegment(uint64_t offset, void* dst, uint64_t size) {
+    if (device_segment_) {
+      const char* src = device_segment_->At(offset, size);
+      if (src == nullptr) return false;
+      BulkCopy(dst, src, size);
+      return true;
+    }
+#ifdef KVCAKE_HAVE_CUDA
+    if (device_ipc_base_ != nullptr && offset <= device_ipc_bytes_ &&
+        size <= device_ipc_bytes_ - offset) {
+      return cudaMemcpy(dst, device_ipc_base_ + offset, size, cudaMemcpyDefault) == cudaSuccess;
+    }
+#endif
+    return false;
   }
 
   Status RegisterNamespace(const NamespaceGeometry& g) override {
@@ -818,6 +878,14 @@ class ClientImpl final : public Client {
         elsewhere->push_back(i);
       }
       if (slots.codes[i] != 0) continue;
+      if (slots.tiers[i] == static_cast<uint8_t>(kvcake::Tier::kDevice)) {
+        if (CopyFromDeviceSegment(slots.offsets[i], blocks[i].data, size)) {
+          (*found)[i] = true;
+        } else {
+          elsewhere->push_back(i);  // pinned in an arena we cannot read: over UCX
+        }
+        continue;
+      }
       const char* src = segment_->At(slots.offsets[i], size);
       if (!src) continue;
       BulkCopy(blocks[i].data, src, size);
@@ -859,6 +927,11 @@ class ClientImpl final : public Client {
   std::unique_ptr<transport::RpcClient> rpc_;
   const uint64_t seed_;
   std::unique_ptr<MappedSegment> segment_;
+  std::unique_ptr<MappedSegment> device_segment_;  // emulated GPU-tier arena
+#ifdef KVCAKE_HAVE_CUDA
+  char* device_ipc_base_ = nullptr;  // CUDA GPU-tier arena opened by IPC handle
+  uint64_t device_ipc_bytes_ = 0;
+#endif
   bool cuda_available_ = false;  // set once by Init
   mutable std::mutex mu_;
   // Written once by the first successful RegisterNamespace under mu_, before

@@ -49,8 +49,10 @@ RegisterNamespaceRequest SampleRegister() {
 
 TEST(MessagesTest, RoundTripsEveryMessage) {
   EXPECT_EQ(RoundTrip(PingRequest{42}), PingRequest{42});
-  PingResponse pong{7, "0.1.0", "/proc/1/fd/3", 1 << 20, 77};
+  PingResponse pong{7, "0.1.0", "/proc/1/fd/3", 1 << 20, 77, 1, "/proc/1/fd/4", 1 << 21, 78};
   EXPECT_EQ(RoundTrip(pong), pong);
+  PingResponse cuda{7, "0.1.0", "", 0, 0, 2, std::string(64, '\0'), 1 << 30, 0};
+  EXPECT_EQ(RoundTrip(cuda), cuda);
   EXPECT_EQ(RoundTrip(SampleRegister()), SampleRegister());
   RegisterNamespaceResponse rr{1, 2, 1};
   EXPECT_EQ(RoundTrip(rr), rr);
@@ -64,7 +66,7 @@ TEST(MessagesTest, RoundTripsEveryMessage) {
   ReportStatsRequest rs{5, 6, 2, 1.5, {1, 2}, {0.25, 3.0}, 1};
   EXPECT_EQ(RoundTrip(rs), rs);
   EXPECT_EQ(RoundTrip(DeleteResponse{2}), DeleteResponse{2});
-  SlotsResponse slots{9, 30000000, {0, 5}, {4096, 0}};
+  SlotsResponse slots{9, 30000000, {0, 5}, {4096, 0}, {0, 1}};
   EXPECT_EQ(RoundTrip(slots), slots);
   PutCommitRequest pc{5, 6, 9, {{11, 0}}, {0xabcdef}};
   EXPECT_EQ(RoundTrip(pc), pc);
@@ -79,9 +81,9 @@ TEST(MessagesTest, TruncatedOrExtendedMessagesAreRefused) {
   ExpectTruncationsRefused(LookupPrefixRequest{5, 6, 3, {1, 2, 3}});
   ExpectTruncationsRefused(KeyedRequest{5, 6, {{11, 0}, {12, 1}}});
   ExpectTruncationsRefused(ReportStatsRequest{5, 6, 2, 1.5, {1, 2}, {0.25, 3.0}, 1});
-  ExpectTruncationsRefused(SlotsResponse{9, 1000, {0, 5}, {4096, 0}});
+  ExpectTruncationsRefused(SlotsResponse{9, 1000, {0, 5}, {4096, 0}, {1, 1}});
   ExpectTruncationsRefused(PutCommitRequest{5, 6, 9, {{11, 0}}, {1}});
-  ExpectTruncationsRefused(PingResponse{7, "v", "seg", 1, 2});
+  ExpectTruncationsRefused(PingResponse{7, "v", "seg", 1, 2, 1, "dev", 3, 4});
 }
 
 TEST(MessagesTest, FieldLimitsAreEnforced) {
@@ -135,9 +137,16 @@ TEST(MessagesTest, FieldLimitsAreEnforced) {
   PutCommitRequest pc{5, 6, 9, {{11, 0}, {12, 0}}, {1}};
   PutCommitRequest pcout;
   EXPECT_EQ(Decode(Encode(pc), &pcout).code(), StatusCode::kInvalidArgument);
-  SlotsResponse sr{9, 1000, {0, 0}, {1}};
+  SlotsResponse sr{9, 1000, {0, 0}, {1}, {1, 1}};
   SlotsResponse srout;
   EXPECT_EQ(Decode(Encode(sr), &srout).code(), StatusCode::kInvalidArgument);
+  sr = SlotsResponse{9, 1000, {0, 0}, {1, 2}, {1}};  // tiers too short
+  EXPECT_EQ(Decode(Encode(sr), &srout).code(), StatusCode::kInvalidArgument);
+  sr = SlotsResponse{9, 1000, {0, 0}, {1, 2}, {1, 2}};  // SSD is no segment
+  EXPECT_EQ(Decode(Encode(sr), &srout).code(), StatusCode::kInvalidArgument);
+  PingResponse bad_kind{7, "v", "", 0, 0, 3, "", 0, 0};
+  PingResponse pong_out;
+  EXPECT_EQ(Decode(Encode(bad_kind), &pong_out).code(), StatusCode::kInvalidArgument);
   // Unknown per-key status code.
   KeyCodesResponse kc{{200}};
   KeyCodesResponse kcout;

@@ -218,32 +218,59 @@ TEST_F(DaemonTest, PutGetLookupOverMappedHostSegment) {
   GetAndVerify(*mapped, b);
 }
 
-// With a GPU tier (the emulated device here), the daemon promotes blocks out
-// of the host segment; a mapped client must still get every one of them (they
-// come over UCX) with the right bytes.
-TEST_F(DaemonTest, MappedGetServesBlocksPromotedToTheGpuTier) {
+// Count of `name{labels}` in a /metrics page (0 when absent).
+uint64_t MetricValue(const std::string& metrics, const std::string& series) {
+  size_t at = metrics.find("\n" + series + " ");
+  if (at == std::string::npos) return 0;
+  return std::stoull(metrics.substr(at + series.size() + 2));
+}
+
+// Puts a chain through a mapped client, reports CAKE statistics (CAKE
+// promotes host -> GPU on the mover for layers under their GPU budget) and
+// waits until some blocks are in the GPU tier.
+std::vector<uint64_t> PutAndPromoteToGpu(Client& c, const std::string& admin) {
+  std::vector<uint64_t> chain = Chain(c, 70000, 6);
+  PutAll(c, chain);
+  std::vector<double> scores(chain.size(), 1.0);
+  for (uint32_t layer = 0; layer < kLayers; ++layer) {
+    EXPECT_TRUE(c.ReportLayerStats(layer, 1.0 + layer, chain, scores, 1).ok());
+  }
+  for (int i = 0; i < 200; ++i) {
+    if (MetricValue(HttpGet(admin, "/metrics"), "kvcake_tier_blocks{tier=\"gpu\"}") > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GT(MetricValue(HttpGet(admin, "/metrics"), "kvcake_tier_blocks{tier=\"gpu\"}"), 0u)
+      << "no block reached the GPU tier";
+  return chain;
+}
+
+// A mapped client reads GPU-tier blocks straight from the arena the daemon
+// exposes (the emulated device's memfd here; a CUDA IPC handle on a GPU):
+// every byte right, and no UCX get at all.
+TEST_F(DaemonTest, MappedGetReadsTheGpuTierArena) {
   StartDaemon({"--admin_listen=127.0.0.1:0", "--gpu_bytes=1M"});
   auto c = ConnectOrDie(daemon_->address(), "tcp", true);
   ASSERT_NE(c, nullptr);
   ASSERT_TRUE(c->mapped_path());
-  std::vector<uint64_t> chain = Chain(*c, 70000, 6);
-  PutAll(*c, chain);
-  // CAKE governs namespaces that report statistics; it promotes host -> GPU
-  // (on the mover, in the background) for layers under their GPU budget.
-  std::vector<double> scores(chain.size(), 1.0);
-  for (uint32_t layer = 0; layer < kLayers; ++layer) {
-    ASSERT_TRUE(c->ReportLayerStats(layer, 1.0 + layer, chain, scores, 1).ok());
-  }
-  const std::string gpu_blocks = "kvcake_tier_blocks{tier=\"gpu\"} ";
-  bool promoted = false;
-  for (int i = 0; i < 200 && !promoted; ++i) {
-    std::string m = HttpGet(daemon_->admin_address(), "/metrics");
-    size_t at = m.find(gpu_blocks);
-    promoted = at != std::string::npos && m.compare(at + gpu_blocks.size(), 2, "0\n") != 0;
-    if (!promoted) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_TRUE(promoted) << "no block reached the GPU tier";
+  std::vector<uint64_t> chain = PutAndPromoteToGpu(*c, daemon_->admin_address());
   GetAndVerify(*c, chain);
+  std::string m = HttpGet(daemon_->admin_address(), "/metrics");
+  EXPECT_GT(MetricValue(m, "kvcake_requests_total{op=\"pin\"}"), 0u);
+  EXPECT_EQ(MetricValue(m, "kvcake_requests_total{op=\"get\"}"), 0u);
+}
+
+// Without the arena exposed, a mapped client still gets every GPU-tier block:
+// those come over UCX.
+TEST_F(DaemonTest, MappedGetFetchesGpuTierBlocksOverUcxWithoutTheArena) {
+  StartDaemon({"--admin_listen=127.0.0.1:0", "--gpu_bytes=1M", "--expose_gpu_arena=false"});
+  auto c = ConnectOrDie(daemon_->address(), "tcp", true);
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->mapped_path());
+  std::vector<uint64_t> chain = PutAndPromoteToGpu(*c, daemon_->admin_address());
+  GetAndVerify(*c, chain);
+  EXPECT_GT(MetricValue(HttpGet(daemon_->admin_address(), "/metrics"),
+                        "kvcake_requests_total{op=\"get\"}"),
+            0u);
 }
 
 TEST_F(DaemonTest, EightConcurrentClientsMixedOpsEveryByteVerified) {
