@@ -27,6 +27,9 @@ struct BlockRecord {
   int32_t slot = -1;        // slot in `tier` when kDevice/kHost; -1 when SSD-only
   bool on_ssd = false;      // a verified copy exists on SSD (clean in memory)
   bool admin_pinned = false;
+  // False after a commit without a caller checksum: `checksum` is computed
+  // off the request path, when the block is first written to SSD.
+  bool checksum_known = true;
   uint32_t pins = 0;  // live lease pins
   uint64_t size = 0;
   uint64_t checksum = 0;

@@ -155,6 +155,7 @@ class TierManager::Impl {
     int32_t slot;
     uint64_t size;
     uint64_t checksum;
+    bool checksum_known;  // else computed from the slot before the SSD write
     uint64_t fingerprint;
     uint64_t generation;
     ForcedRequest* req;         // nullable
@@ -518,7 +519,11 @@ Status TierManager::Impl::Commit(const Reservation& r, std::optional<uint64_t> c
     slot = rec->slot;
     size = rec->size;
   }
-  Result<uint64_t> actual = ChecksumSlot(tier, slot, size);
+  // A caller's checksum is verified now (the caller wrote the slot itself);
+  // otherwise the checksum is only needed once the block goes to SSD, and the
+  // mover computes it then, off the request path.
+  Result<uint64_t> actual = uint64_t{0};
+  if (checksum.has_value()) actual = ChecksumSlot(tier, slot, size);
   if (!actual.ok()) return actual.status();
   const uint64_t tick = NextTick();
   std::lock_guard<std::mutex> lk(mu_);
@@ -543,6 +548,7 @@ Status TierManager::Impl::Commit(const Reservation& r, std::optional<uint64_t> c
   reservations_.erase(rec->reservation_id);
   rec->state = BlockState::kCommitted;
   rec->checksum = *actual;
+  rec->checksum_known = checksum.has_value();
   rec->reservation_id = 0;
   rec->last_access_tick = tick;
   AddToTierLocked(rec->tier, rec->size);
@@ -1151,9 +1157,16 @@ TierManager::Impl::MoveItem TierManager::Impl::StartMoveLocked(const BlockKey& k
                                                                ForcedRequest* req) {
   rec->state = BlockState::kDemoting;
   Pool(rec->tier)->Ref(rec->slot);
-  return MoveItem{
-      key, rec->tier, rec->slot, rec->size, rec->checksum, rec->fingerprint, rec->generation,
-      req, {}};
+  return MoveItem{key,
+                  rec->tier,
+                  rec->slot,
+                  rec->size,
+                  rec->checksum,
+                  rec->checksum_known,
+                  rec->fingerprint,
+                  rec->generation,
+                  req,
+                  {}};
 }
 
 Status TierManager::Impl::WriteToSsdLocked(std::vector<MoveItem>& items,
@@ -1173,6 +1186,10 @@ Status TierManager::Impl::WriteToSsdLocked(std::vector<MoveItem>& items,
       s = device_->CopyOut(it.slot, it.staging.data(), it.size);
       if (!s.ok()) break;
       data = it.staging.data();
+    }
+    if (!it.checksum_known) {
+      it.checksum = BlockChecksum(data, it.size);
+      it.checksum_known = true;
     }
     writes.push_back({it.key, data, it.size, it.checksum, it.fingerprint});
   }
@@ -1203,6 +1220,8 @@ Status TierManager::Impl::WriteToSsdLocked(std::vector<MoveItem>& items,
     } else if (same) {
       rec->state = BlockState::kCommitted;
       rec->on_ssd = true;
+      rec->checksum = it.checksum;
+      rec->checksum_known = true;
       AddToTierLocked(Tier::kSsd, rec->size);
       ++stats_.moves[Idx(it.from)][Idx(Tier::kSsd)];
       stats_.bytes_moved[Idx(it.from)][Idx(Tier::kSsd)] += rec->size;

@@ -186,8 +186,11 @@ class TierManager {
   // RESOURCE_EXHAUSTED quota or no slot freed within reserve_wait_us.
   Result<Reservation> Reserve(const BlockKey& key, uint64_t size, Tier tier = Tier::kHost);
   // Publishes the written block. With `checksum`, verifies it against the
-  // slot (mismatch: DATA_LOSS, reservation aborted, counter). ABORTED if the
-  // reservation's lease expired (nothing published).
+  // slot (mismatch: DATA_LOSS, reservation aborted, counter); without, the
+  // block's checksum is computed by the mover when it first writes the block
+  // to SSD (the data reached the slot through a reliable path; the request
+  // does not pay for hashing it). ABORTED if the reservation's lease expired
+  // (nothing published).
   Status Commit(const Reservation& reservation, std::optional<uint64_t> checksum = std::nullopt);
   // Drops a reservation. NOT_FOUND if unknown/expired.
   Status Abort(const Reservation& reservation);
