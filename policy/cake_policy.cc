@@ -75,60 +75,6 @@ void CakePolicy::RegisterNamespace(uint64_t ns, uint32_t num_layers, uint64_t la
   st.budgets_dirty = true;
 }
 
-size_t CakePolicy::Home(const BlockKey& key) const {
-  uint64_t h = BlockKeyHash{}(key);
-  h ^= h >> 33;  // finaliser: the low bits pick the slot
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  return static_cast<size_t>(h) & (index_.size() - 1);
-}
-
-uint32_t CakePolicy::Lookup(const BlockKey& key) const {
-  if (index_.empty()) return kNone;
-  const size_t mask = index_.size() - 1;
-  for (size_t i = Home(key);; i = (i + 1) & mask) {
-    const uint32_t idx = index_[i];
-    if (idx == kNone || pool_[idx].key == key) return idx;
-  }
-}
-
-void CakePolicy::IndexInsert(const BlockKey& key, uint32_t idx) {
-  if (2 * (index_size_ + 1) > index_.size()) {
-    std::vector<uint32_t> old = std::move(index_);
-    index_.assign(std::max<size_t>(64, 2 * old.size()), kNone);
-    const size_t mask = index_.size() - 1;
-    for (uint32_t j : old) {
-      if (j == kNone) continue;
-      size_t i = Home(pool_[j].key);
-      while (index_[i] != kNone) i = (i + 1) & mask;
-      index_[i] = j;
-    }
-  }
-  const size_t mask = index_.size() - 1;
-  size_t i = Home(key);
-  while (index_[i] != kNone) i = (i + 1) & mask;
-  index_[i] = idx;
-  ++index_size_;
-}
-
-void CakePolicy::IndexErase(const BlockKey& key) {
-  const size_t mask = index_.size() - 1;
-  size_t i = Home(key);
-  while (pool_[index_[i]].key != key) i = (i + 1) & mask;
-  // Backward-shift: move later members of the probe run into the hole.
-  for (size_t j = (i + 1) & mask; index_[j] != kNone; j = (j + 1) & mask) {
-    const size_t home = Home(pool_[index_[j]].key);
-    // index_[j] may fill hole i if its home is not in the cyclic range (i, j].
-    const bool movable = i <= j ? (home <= i || home > j) : (home <= i && home > j);
-    if (movable) {
-      index_[i] = index_[j];
-      i = j;
-    }
-  }
-  index_[i] = kNone;
-  --index_size_;
-}
-
 CakePolicy::Entry* CakePolicy::Find(const BlockKey& key) {
   const uint32_t idx = Lookup(key);
   return idx == kNone ? nullptr : &pool_[idx];
@@ -218,7 +164,7 @@ void CakePolicy::OnInsert(const BlockKey& key, Tier tier, uint64_t bytes, uint64
     e.key = key;
     e.live = true;
     e.score = options_.absolute_scores ? 0.0f : 1.0f;
-    IndexInsert(key, idx);
+    index_.Insert(key, idx);
   } else {
     Entry& e = pool_[idx];
     Dequeue(st, e, /*inflate=*/false);
@@ -274,7 +220,7 @@ void CakePolicy::OnRemove(const BlockKey& key, Tier tier) {
   --size_[TierIndex(e.tier)];
   --st.layers[key.layer][TierIndex(e.tier)].count;
   e.live = false;
-  IndexErase(key);
+  index_.Erase(key);
   free_.push_back(idx);
   st.budgets_dirty = true;
 }

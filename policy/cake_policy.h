@@ -9,6 +9,7 @@
 #include "common/block_key.h"
 #include "common/status.h"
 #include "common/tier.h"
+#include "policy/key_index.h"
 #include "policy/policy.h"
 
 namespace kvcake::policy {
@@ -105,6 +106,8 @@ struct CakePolicyOptions {
 class CakePolicy final : public Policy {
  public:
   explicit CakePolicy(CakePolicyOptions options = {});
+  CakePolicy(const CakePolicy&) = delete;  // index_ points into pool_
+  CakePolicy& operator=(const CakePolicy&) = delete;
 
   std::string_view name() const override;
   void SetTierCapacity(Tier tier, uint64_t bytes) override;
@@ -200,13 +203,8 @@ class CakePolicy final : public Policy {
   double& Inflation(NsState& st, uint32_t layer, int tier);
   static constexpr uint32_t kNone = 0xffffffffu;
   static constexpr uint8_t kNoClass = 0xff;
-  size_t Home(const BlockKey& key) const;
   // Pool slot of `key`, or kNone.
-  uint32_t Lookup(const BlockKey& key) const;
-  // Adds key -> idx (key absent).
-  void IndexInsert(const BlockKey& key, uint32_t idx);
-  // Removes `key` (present).
-  void IndexErase(const BlockKey& key);
+  uint32_t Lookup(const BlockKey& key) const { return index_.Find(key); }
   Entry* Find(const BlockKey& key);
   const Entry* Find(const BlockKey& key) const;
   NsState& Ns(uint64_t ns, uint32_t min_layers);
@@ -238,10 +236,12 @@ class CakePolicy final : public Policy {
   std::array<size_t, kNumLocalTiers> size_{};
   std::vector<Entry> pool_;     // dense entries
   std::vector<uint32_t> free_;  // free pool_ slots
-  // Open-addressing (linear probing) index key -> pool_ slot: each slot holds
-  // a pool_ index or kNone; load factor <= 1/2; backward-shift deletion.
-  std::vector<uint32_t> index_;
-  size_t index_size_ = 0;
+  // key -> pool_ slot.
+  struct PoolKey {
+    const std::vector<Entry>* pool;
+    const BlockKey& operator()(uint32_t idx) const { return (*pool)[idx].key; }
+  };
+  KeyIndex<PoolKey> index_{PoolKey{&pool_}};
   std::unordered_map<uint64_t, NsState> ns_;
   uint64_t next_seq_ = 0;
   std::vector<uint32_t> pending_;       // pool_ slots to (re-)queue at the next Flush

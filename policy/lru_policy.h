@@ -2,13 +2,11 @@
 
 #include <array>
 #include <cstdint>
-#include <deque>
-#include <list>
-#include <unordered_map>
-#include <unordered_set>
+#include <vector>
 
 #include "common/block_key.h"
 #include "common/tier.h"
+#include "policy/key_index.h"
 #include "policy/policy.h"
 
 namespace kvcake::policy {
@@ -27,10 +25,17 @@ struct LruPolicyOptions {
 // least recently inserted/accessed blocks; a block leaving host memory is
 // admitted to SSD only on its second hit, otherwise dropped.
 //
+// Layout: entries live in a dense pool, linked into one intrusive
+// doubly-linked list per tier and found through an open-addressing KeyIndex;
+// the ghost keys are a ring buffer indexed the same way (no per-key heap
+// nodes: the store's block tables hold millions of layer-blocks).
+//
 // Thread-safety: not thread-safe (the TierManager serialises calls).
 class LruPolicy final : public Policy {
  public:
   explicit LruPolicy(LruPolicyOptions options = {});
+  LruPolicy(const LruPolicy&) = delete;  // the indexes point into the pools
+  LruPolicy& operator=(const LruPolicy&) = delete;
 
   std::string_view name() const override { return "lru"; }
   void SetTierCapacity(Tier tier, uint64_t bytes) override;
@@ -47,19 +52,45 @@ class LruPolicy final : public Policy {
   size_t Size(Tier tier) const;
 
  private:
+  static constexpr uint32_t kNil = 0xffffffffu;
   struct Entry {
-    Tier tier;
-    uint64_t bytes;
-    uint32_t hits;
-    std::list<BlockKey>::iterator pos;  // in lru_[tier]; front = most recent
+    BlockKey key;
+    uint64_t bytes = 0;
+    uint32_t hits = 0;
+    uint32_t prev = kNil;  // towards the list's head (more recent)
+    uint32_t next = kNil;  // towards its tail (less recent)
+    uint8_t tier = 0;
   };
+  struct List {
+    uint32_t head = kNil;  // most recent
+    uint32_t tail = kNil;  // least recent
+    size_t size = 0;
+  };
+  struct PoolKey {
+    const std::vector<Entry>* pool;
+    const BlockKey& operator()(uint32_t i) const { return (*pool)[i].key; }
+  };
+  struct RingKey {
+    const std::vector<BlockKey>* ring;
+    const BlockKey& operator()(uint32_t i) const { return (*ring)[i]; }
+  };
+
+  void PushFront(List& l, uint32_t i);
+  void Unlink(List& l, uint32_t i);
   void Remember(const BlockKey& key);
+  void Forget(const BlockKey& key);  // drops `key` from the ghost set if there
 
   LruPolicyOptions options_;
-  std::array<std::list<BlockKey>, kNumLocalTiers> lru_;
-  std::unordered_map<BlockKey, Entry, BlockKeyHash> entries_;
-  std::unordered_set<BlockKey, BlockKeyHash> ghosts_;
-  std::deque<BlockKey> ghost_order_;
+  std::array<List, kNumLocalTiers> lru_;
+  std::vector<Entry> pool_;
+  std::vector<uint32_t> free_;
+  KeyIndex<PoolKey> entries_{PoolKey{&pool_}};
+  // Ghosts: a set of keys (index into ghost_ring_) plus their FIFO order; a
+  // key leaving the set early (re-inserted) keeps its place in the order,
+  // and popping that place drops whatever entry the key has then.
+  std::vector<BlockKey> ghost_ring_;  // ghost_entries + 1 slots
+  size_t ghost_front_ = 0, ghost_count_ = 0;
+  KeyIndex<RingKey> ghosts_{RingKey{&ghost_ring_}};
 };
 
 }  // namespace kvcake::policy

@@ -42,6 +42,8 @@ DEFINE_double(host_to_gpu_gbps, 50, "host->GPU bandwidth, GB/s");
 DEFINE_double(ssd_to_host_gbps, 7, "SSD->host bandwidth, GB/s");
 DEFINE_uint64(seed, 1, "attention model seed");
 DEFINE_double(gamma, 200, "CAKE gamma at token level (scaled by 1/512 for block-level signals)");
+DEFINE_double(tau1, 1, "CAKE tau1: preference P = H^(1/tau1) * V^(1/tau2)");
+DEFINE_double(tau2, 1, "CAKE tau2: preference P = H^(1/tau1) * V^(1/tau2)");
 // CakePolicy knobs; defaults are CakePolicyOptions' defaults.
 DEFINE_double(cake_score_weight, kvcake::policy::CakePolicyOptions{}.score_weight,
               "CakePolicyOptions::score_weight");
@@ -198,6 +200,8 @@ int main(int argc, char** argv) {
   // (docs/policy.md), so gamma is scaled by 1/512.
   model.cake.pool_kernel = 1;
   model.cake.gamma = FLAGS_gamma / 512.0;
+  model.cake.tau1 = FLAGS_tau1;
+  model.cake.tau2 = FLAGS_tau2;
   if (auto st = model.Validate(); !st.ok()) {
     std::cerr << "kvcake-replay: " << st.ToString() << "\n";
     return 2;
