@@ -271,7 +271,9 @@ class KvcakedAdminTest : public ::testing::Test {
     ASSERT_TRUE((*client)->Get(gets, &found).ok());
     for (size_t i = 0; i < found.size(); ++i) {
       EXPECT_TRUE(found[i]) << i;
-      if (found[i]) EXPECT_EQ(out[i], data[i]) << i;
+      if (found[i]) {
+        EXPECT_EQ(out[i], data[i]) << i;
+      }
     }
   }
 

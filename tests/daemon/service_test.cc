@@ -59,13 +59,17 @@ class ServiceTest : public ::testing::Test {
     auto res = Call(RpcOp::kRegisterNamespace, transport::Encode(r));
     EXPECT_TRUE(res.ok()) << res.status().ToString();
     transport::RegisterNamespaceResponse resp;
-    if (res.ok()) EXPECT_TRUE(transport::Decode(*res, &resp).ok());
+    if (res.ok()) {
+      EXPECT_TRUE(transport::Decode(*res, &resp).ok());
+    }
     return resp;
   }
   std::vector<transport::KeyCode> Codes(const Result<std::string>& r) {
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     transport::KeyCodesResponse resp;
-    if (r.ok()) EXPECT_TRUE(transport::Decode(*r, &resp).ok());
+    if (r.ok()) {
+      EXPECT_TRUE(transport::Decode(*r, &resp).ok());
+    }
     return resp.codes;
   }
 

@@ -201,8 +201,9 @@ class RpcTest : public ::testing::TestWithParam<Param> {
     ASSERT_TRUE(r.status.ok()) << r.status.ToString();
     ASSERT_EQ(r.payload_size, size);
     ASSERT_EQ(r.meta, meta);
-    if (size > 0)
+    if (size > 0) {
       ASSERT_EQ(0, std::memcmp(out.data(), data.data(), size)) << "payload bytes differ";
+    }
     EXPECT_EQ(out[size], 0xee) << "wrote past the reply";
   }
 
