@@ -62,12 +62,15 @@ if has_stage tsan; then
 fi
 
 if has_stage fuzz && [[ -f tests/fuzz/CMakeLists.txt ]]; then
-  stage "fuzz: short libFuzzer run of the wire decoder"
+  stage "fuzz: short libFuzzer runs of the wire-frame and op-message decoders"
   cmake --preset fuzz >/dev/null
-  cmake --build --preset fuzz -j "$JOBS" --target frame_fuzzer
+  cmake --build --preset fuzz -j "$JOBS" --target frame_fuzzer messages_fuzzer
   # New inputs go to a scratch corpus (the first directory); the checked-in seeds stay as they are.
   scratch=$(mktemp -d)
   ./build/fuzz/bin/frame_fuzzer -max_total_time=30 -timeout=5 "$scratch" tests/fuzz/corpus
+  rm -rf "$scratch"
+  scratch=$(mktemp -d)
+  ./build/fuzz/bin/messages_fuzzer -max_total_time=20 -timeout=5 "$scratch"
   rm -rf "$scratch"
 fi
 
