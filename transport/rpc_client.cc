@@ -165,9 +165,6 @@ Status RpcClientImpl::Init() {
   loop_ = std::make_unique<WorkerLoop>(std::move(worker), "rpc-client-io",
                                        std::chrono::microseconds(1000), options_.ucx.busy_poll,
                                        options_.ucx.busy_poll_yield);
-  // A reply that is on its way is worth polling for: sleeping would add a
-  // wake-up to its latency.
-  if (options_.poll_while_waiting) loop_->SetBusyWhile([this] { return !pending_.empty(); });
   loop_->AddTicker(tick, [this] { Sweep(); });
   loop_->Start();
 

@@ -52,11 +52,6 @@ struct RpcClientOptions {
   // Call() spins this long for the reply before it blocks (saves a thread
   // wake-up when the reply is quick). Default 0.
   std::chrono::microseconds caller_spin{0};
-  // The I/O thread keeps polling while calls are outstanding (instead of
-  // sleeping until the reply's event), whatever ucx.busy_poll says. Off by
-  // default: measured on a 2-vCPU VM it takes the core that a caller's own
-  // work (a mapped get's copy) needs. Default false.
-  bool poll_while_waiting = false;
   // A ping is sent after this much idle time; 0 disables keepalive.
   // Default 1 s. Keep it well below the server's idle_timeout.
   std::chrono::milliseconds keepalive_interval{1000};

@@ -109,7 +109,7 @@ void WorkerLoop::Progress() {
   while (ucp_worker_progress(w) != 0) progressed = true;
   const auto now = std::chrono::steady_clock::now();
   if (progressed) spin_deadline_ = now + busy_poll_;
-  if (now < spin_deadline_ || (busy_while_ && busy_while_())) {
+  if (now < spin_deadline_) {
     // An idle spin gives the core away for a moment: on a small box the
     // thread that will produce the next event (the caller, the peer) may be
     // waiting for this very core.

@@ -58,12 +58,6 @@ class WorkerLoop {
   // Must be called before Start().
   void AddTicker(std::chrono::milliseconds period, std::function<void()> fn);
 
-  // While `busy()` returns true (asked on the loop thread after each
-  // progress), the loop keeps polling instead of sleeping, whatever the
-  // busy-poll window: e.g. a client with replies outstanding. Must be called
-  // before Start().
-  void SetBusyWhile(std::function<bool()> busy) { busy_while_ = std::move(busy); }
-
   // Drains the worker's progress and re-arms the event fd wait. Loop thread.
   void Progress();
 
@@ -95,7 +89,6 @@ class WorkerLoop {
   // follows its predecessor closely then costs no fd wake-up, which on a
   // virtual machine is tens of microseconds. Loop thread only.
   const std::chrono::microseconds busy_poll_;
-  std::function<bool()> busy_while_;
   const bool yield_when_idle_;
   std::chrono::steady_clock::time_point spin_deadline_{};
   bool spin_posted_ = false;
