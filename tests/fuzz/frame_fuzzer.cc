@@ -32,7 +32,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (h->payload_size > limits.max_payload_bytes) std::abort();
     }
     auto head = DecodeFrameHead(bytes, limits);
-    if (head.ok() && size != kFrameHeaderSize + head->meta_size) std::abort();
+    // A head is the header plus the inline meta (none when the meta travels
+    // in the message data, flag meta_in_data).
+    if (head.ok() &&
+        size != kFrameHeaderSize + (head->meta_in_data() ? 0 : uint64_t{head->meta_size})) {
+      std::abort();
+    }
     auto frame = DecodeFrame(bytes, limits);
     if (frame.ok()) {
       const auto& v = *frame;
