@@ -46,10 +46,17 @@ class KeyIndex {
   }
 
   // Removes `key`, which must be present.
-  void Erase(const BlockKey& key) {
+  void Erase(const BlockKey& key) { (void)EraseIfPresent(key); }
+
+  // Removes `key` if present (one probe run); returns whether it was.
+  bool EraseIfPresent(const BlockKey& key) {
+    if (table_.empty()) return false;
     const size_t mask = table_.size() - 1;
     size_t i = Home(key);
-    while (key_of_(table_[i]) != key) i = (i + 1) & mask;
+    for (;; i = (i + 1) & mask) {
+      if (table_[i] == kNone) return false;
+      if (key_of_(table_[i]) == key) break;
+    }
     // Backward shift: move later members of the probe run into the hole.
     for (size_t j = (i + 1) & mask; table_[j] != kNone; j = (j + 1) & mask) {
       const size_t home = Home(key_of_(table_[j]));
@@ -62,6 +69,7 @@ class KeyIndex {
     }
     table_[i] = kNone;
     --size_;
+    return true;
   }
 
   size_t size() const { return size_; }

@@ -38,10 +38,7 @@ void LruPolicy::OnInsert(const BlockKey& key, Tier tier, uint64_t bytes, uint64_
     hits = pool_[i].hits + 1;
     Unlink(lru_[pool_[i].tier], i);
   } else {
-    if (ghosts_.Find(key) != kNil) {
-      ghosts_.Erase(key);
-      hits = 2;  // seen before: this is at least its second hit
-    }
+    if (ghosts_.EraseIfPresent(key)) hits = 2;  // seen before: at least its second hit
     if (!free_.empty()) {
       i = free_.back();
       free_.pop_back();
@@ -96,14 +93,10 @@ void LruPolicy::Remember(const BlockKey& key) {
     ghosts_.Insert(key, static_cast<uint32_t>(slot));
   }
   while (ghost_count_ > options_.ghost_entries) {
-    Forget(ghost_ring_[ghost_front_]);
+    ghosts_.EraseIfPresent(ghost_ring_[ghost_front_]);
     ghost_front_ = (ghost_front_ + 1) % ghost_ring_.size();
     --ghost_count_;
   }
-}
-
-void LruPolicy::Forget(const BlockKey& key) {
-  if (ghosts_.Find(key) != kNil) ghosts_.Erase(key);
 }
 
 std::vector<BlockKey> LruPolicy::SelectVictims(

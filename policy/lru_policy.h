@@ -78,7 +78,6 @@ class LruPolicy final : public Policy {
   void PushFront(List& l, uint32_t i);
   void Unlink(List& l, uint32_t i);
   void Remember(const BlockKey& key);
-  void Forget(const BlockKey& key);  // drops `key` from the ghost set if there
 
   LruPolicyOptions options_;
   std::array<List, kNumLocalTiers> lru_;
