@@ -162,9 +162,8 @@ Status RpcClientImpl::Init() {
   connected_ = true;
 
   const auto tick = std::chrono::milliseconds(5);
-  loop_ = std::make_unique<WorkerLoop>(std::move(worker), "rpc-client-io",
-                                       std::chrono::microseconds(1000), options_.ucx.busy_poll,
-                                       options_.ucx.busy_poll_yield);
+  loop_ = std::make_unique<WorkerLoop>(std::move(worker), "rpc-client-io", WorkerLoop::kSafetyPoll,
+                                       options_.ucx.busy_poll, options_.ucx.busy_poll_yield);
   loop_->AddTicker(tick, [this] { Sweep(); });
   loop_->Start();
 

@@ -360,8 +360,8 @@ Status RpcServerImpl::Init() {
     ucs_status_t st = ucp_worker_set_am_recv_handler(worker->get(), &ap);
     if (st != UCS_OK) return UcsToStatus(st, "ucp_worker_set_am_recv_handler");
     auto loop = std::make_unique<WorkerLoop>(std::move(worker), "rpc-server-io" + std::to_string(i),
-                                             std::chrono::microseconds(1000),
-                                             options_.ucx.busy_poll, options_.ucx.busy_poll_yield);
+                                             WorkerLoop::kSafetyPoll, options_.ucx.busy_poll,
+                                             options_.ucx.busy_poll_yield);
     LoopSlot* sp = slot.get();
     loop->AddTicker(tick, [this, sp] { Sweep(sp); });
     slot->loop = loop.get();

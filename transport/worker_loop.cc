@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <future>
 
@@ -31,6 +32,7 @@ WorkerLoop::WorkerLoop(std::unique_ptr<UcxWorker> worker, std::string name,
                         << " (falling back to timer polling)";
     }
   }
+  if (!efd_.is_open()) poll_interval_ = std::min(poll_interval_, kFallbackPoll);
 }
 
 WorkerLoop::~WorkerLoop() { Stop(); }
