@@ -1,7 +1,14 @@
 #include "transport/rpc_client.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include <atomic>
 #include <condition_variable>
@@ -15,6 +22,34 @@
 #include "transport/worker_loop.h"
 
 namespace kvcake::transport {
+namespace {
+
+// A plain TCP connect to `addr`, bounded by `timeout`: 0 when something
+// accepts, else the errno (ETIMEDOUT when the bound passed). UCX reports a
+// refused sockaddr connection as "Endpoint timeout"; this tells the caller
+// what actually happened.
+int ProbeTcpConnect(const sockaddr_storage& addr, size_t len, std::chrono::milliseconds timeout) {
+  const int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  int err = 0;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), static_cast<socklen_t>(len)) != 0) {
+    err = errno;
+    if (err == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      const int n = ::poll(&p, 1, static_cast<int>(timeout.count()));
+      if (n <= 0) {
+        err = n == 0 ? ETIMEDOUT : errno;
+      } else {
+        socklen_t l = sizeof(err);
+        if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0) err = errno;
+      }
+    }
+  }
+  ::close(fd);
+  return err;
+}
+
+}  // namespace
 
 using internal::kAmIdRequest;
 using internal::kAmIdResponse;
@@ -178,7 +213,14 @@ Status RpcClientImpl::Init() {
       s = DeadlineExceededError("connecting to " + address_ + ": no answer within " +
                                 std::to_string(options_.connect_timeout.count()) + " ms");
     } else if (s.code() != StatusCode::kUnimplemented) {
-      s = UnavailableError("connecting to " + address_ + ": " + std::string(s.message()));
+      std::string why(s.message());
+      const int err = ProbeTcpConnect(ss, len, std::chrono::milliseconds(500));
+      if (err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH) {
+        why = std::string(std::strerror(err)) +
+              (err == ECONNREFUSED ? " (nothing listens there: is kvcaked running?)" : "") +
+              "; UCX: " + why;
+      }
+      s = UnavailableError("connecting to " + address_ + ": " + why);
     }
     return s;
   }
