@@ -984,6 +984,7 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
   ropts.connect_timeout = options.timeout;
   ropts.default_timeout = options.timeout;
   ropts.ucx.busy_poll = options.busy_poll;
+  ropts.ucx.busy_poll_yield = options.busy_poll_yield;
   ropts.caller_spin = options.spin_wait;
   Result<std::unique_ptr<transport::RpcClient>> rpc =
       transport::RpcClient::Connect(options.address, ropts);

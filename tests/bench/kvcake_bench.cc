@@ -50,6 +50,9 @@ DEFINE_int32(keys, 32, "distinct keys per client");
 DEFINE_int32(inflight, 0, "ClientOptions::max_inflight_requests (0: the library default)");
 DEFINE_int32(client_busy_poll_us, -1, "ClientOptions::busy_poll (-1: the library default)");
 DEFINE_int32(client_spin_us, -1, "ClientOptions::spin_wait (-1: the library default)");
+DEFINE_bool(busy_poll_yield, true,
+            "idle polling rounds yield, in the bench's clients and its daemons "
+            "(ClientOptions::busy_poll_yield, kvcaked --busy_poll_yield)");
 DEFINE_int32(daemon_busy_poll_us, -1, "kvcaked --busy_poll_us (-1: the daemon's default)");
 DEFINE_int32(get_rounds, 0, "get passes over the keys (0: 40, quick: 16)");
 DEFINE_int32(put_rounds, 0, "put passes (delete in between; 0: 10, quick: 4)");
@@ -147,6 +150,7 @@ ClientOptions BenchClientOptions(const std::string& address, const std::string& 
     o.busy_poll = std::chrono::microseconds(FLAGS_client_busy_poll_us);
   }
   if (FLAGS_client_spin_us >= 0) o.spin_wait = std::chrono::microseconds(FLAGS_client_spin_us);
+  o.busy_poll_yield = FLAGS_busy_poll_yield;
   return o;
 }
 
@@ -669,6 +673,7 @@ int Main(int argc, char** argv) {
   std::unique_ptr<testing::DaemonProcess> tcp_daemon, shm_daemon;
   std::string tcp_addr = FLAGS_address, shm_addr;
   auto daemon_extra = [](std::vector<std::string> f) {
+    f.push_back(std::string("--busy_poll_yield=") + (FLAGS_busy_poll_yield ? "true" : "false"));
     if (FLAGS_daemon_busy_poll_us >= 0) {
       f.push_back("--busy_poll_us=" + std::to_string(FLAGS_daemon_busy_poll_us));
     }

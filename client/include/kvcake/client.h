@@ -75,6 +75,9 @@ struct KVCAKE_API ClientOptions {
   // spin_wait: a caller waiting for a reply polls (yielding) this long
   // before it blocks. Default 100 us.
   std::chrono::microseconds spin_wait{100};
+  // Idle polling rounds of the I/O thread call sched_yield() (see
+  // UcxOptions::busy_poll_yield). Default true.
+  bool busy_poll_yield = true;
 
   Status Validate() const;
 };
