@@ -4,7 +4,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -14,6 +13,7 @@
 #include <thread>
 
 #include "common/bulk_copy.h"
+#include "common/copy_and_hash.h"
 #include "common/logging.h"
 #include "common/tier.h"
 #ifdef KVCAKE_HAVE_CUDA
@@ -788,9 +788,8 @@ class ClientImpl final : public Client {
         (*codes)[i] = InternalError("reserved slot outside the mapped segment");
         continue;
       }
-      std::memcpy(dst, blocks[i].data, size);
       commit.keys.push_back(req.keys[i]);
-      commit.checksums.push_back(XXH3_64bits(dst, size));
+      commit.checksums.push_back(CopyAndHash(dst, blocks[i].data, size));
       committed_index.push_back(i);
     }
     if (commit.keys.empty()) {

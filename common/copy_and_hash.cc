@@ -1,0 +1,34 @@
+#include "common/copy_and_hash.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+namespace kvcake {
+
+uint64_t CopyAndHash(void* dst, const void* src, size_t n) {
+  constexpr size_t kChunk = 64 * 1024;
+  auto* d = static_cast<char*>(dst);
+  const auto* s = static_cast<const char*>(src);
+  if (n <= kChunk) {
+    std::memcpy(d, s, n);
+    return XXH3_64bits(d, n);
+  }
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(),
+                                                                 &XXH3_freeState);
+  if (!state) {  // no memory for the 600-byte state: copy, then hash the copy
+    std::memcpy(d, s, n);
+    return XXH3_64bits(d, n);
+  }
+  XXH3_64bits_reset(state.get());
+  for (size_t off = 0; off < n; off += kChunk) {
+    const size_t len = std::min(kChunk, n - off);
+    XXH3_64bits_update(state.get(), s + off, len);
+    std::memcpy(d + off, s + off, len);
+  }
+  return XXH3_64bits_digest(state.get());
+}
+
+}  // namespace kvcake
