@@ -12,6 +12,7 @@ uint64_t CopyAndHash(void* dst, const void* src, size_t n) {
   constexpr size_t kChunk = 64 * 1024;
   auto* d = static_cast<char*>(dst);
   const auto* s = static_cast<const char*>(src);
+  if (n == 0) return XXH3_64bits(src, 0);  // memcpy must not see a null pointer
   if (n <= kChunk) {
     std::memcpy(d, s, n);
     return XXH3_64bits(d, n);
