@@ -707,6 +707,10 @@ int Main(int argc, char** argv) {
   nlohmann::json results = nlohmann::json::array();
   auto redis = StartRedis();
   std::map<std::string, double> at1m;  // key figures for the ratios
+  const std::vector<std::string> paths = Split(FLAGS_paths);
+  auto wanted = [&](const std::string& path) {
+    return std::find(paths.begin(), paths.end(), path) != paths.end();
+  };
 
   for (uint64_t size : sizes) {
     Log() << "\n== value size " << SizeName(size) << "\n";
@@ -733,8 +737,7 @@ int Main(int argc, char** argv) {
         modes.push_back({"mapped", tcp_addr, "tcp", true});
       }
       for (const Mode& m : modes) {
-        const auto wanted = Split(FLAGS_paths);
-        if (std::find(wanted.begin(), wanted.end(), m.name) == wanted.end()) continue;
+        if (!wanted(m.name)) continue;
         KvResult r = RunKvcake(m.addr, m.tls, m.mapped, size, clients, m.name);
         if (m.mapped && clients == 1) {
           // Memory bandwidth on a shared host drifts within a run: measure
@@ -825,7 +828,9 @@ int Main(int argc, char** argv) {
       auto it = at1m.find(k);
       return it == at1m.end() ? 0.0 : it->second;
     };
-    auto hot = RunKvcake(tcp_addr, "tcp", false, mib, 1, "ucx_tcp_hot", FLAGS_hot_keys);
+    const bool tcp = wanted("ucx_tcp"), local = wanted("mapped");
+    KvResult hot;
+    if (tcp) hot = RunKvcake(tcp_addr, "tcp", false, mib, 1, "ucx_tcp_hot", FLAGS_hot_keys);
     add("remote_get_vs_ucx_perftest", at("ucx_tcp_get"), at("perftest_tcp"));
     add("remote_get_hot_vs_ucx_perftest", hot.ok ? hot.get.GBps() : 0, at("perftest_tcp"));
     add("remote_get_vs_redis", at("ucx_tcp_get"), at("redis_get"));
@@ -836,18 +841,24 @@ int Main(int argc, char** argv) {
     const std::string& mapped_addr = shm_addr.empty() ? tcp_addr : shm_addr;
     const std::string mapped_tls = shm_addr.empty() ? "tcp" : "shm";
     const int rounds = std::max(0, FLAGS_ratio_rounds);
-    Log() << "\n== remote paths vs baselines, 1 MiB, 1 client, back to back (" << rounds + 1
+    Log() << "\n== 1 MiB ratios, 1 client, kvcake and baselines back to back (" << rounds + 1
           << " rounds)\n";
     for (int r = 1; r <= rounds; ++r) {
-      const double pt = FLAGS_ucx_perftest.empty() ? 0 : UcxPerftestOnce(mib, "tcp") / 1e9;
-      auto cold = RunKvcake(tcp_addr, "tcp", false, mib, 1, "ucx_tcp");
-      hot = RunKvcake(tcp_addr, "tcp", false, mib, 1, "ucx_tcp_hot", FLAGS_hot_keys);
-      KvResult rd;
-      if (redis) rd = RunRedis(redis->port, mib, 1);
-      // The copy baselines bracket the mapped run (mean of before and after).
-      const double mc0 = MemcpyGBps(mib), bc0 = MemcpyGBps(mib, true);
-      auto mapped = RunKvcake(mapped_addr, mapped_tls, true, mib, 1, "mapped");
-      const double mc = (mc0 + MemcpyGBps(mib)) / 2, bc = (bc0 + MemcpyGBps(mib, true)) / 2;
+      double pt = 0, mc = 0, bc = 0;
+      KvResult cold, rd, mapped;
+      if (tcp) {
+        if (!FLAGS_ucx_perftest.empty()) pt = UcxPerftestOnce(mib, "tcp") / 1e9;
+        cold = RunKvcake(tcp_addr, "tcp", false, mib, 1, "ucx_tcp");
+        hot = RunKvcake(tcp_addr, "tcp", false, mib, 1, "ucx_tcp_hot", FLAGS_hot_keys);
+        if (redis) rd = RunRedis(redis->port, mib, 1);
+      }
+      if (local) {
+        // The copy baselines bracket the mapped run (mean of before and after).
+        const double mc0 = MemcpyGBps(mib), bc0 = MemcpyGBps(mib, true);
+        mapped = RunKvcake(mapped_addr, mapped_tls, true, mib, 1, "mapped");
+        mc = (mc0 + MemcpyGBps(mib)) / 2;
+        bc = (bc0 + MemcpyGBps(mib, true)) / 2;
+      }
       const double mget = mapped.ok ? mapped.get.GBps() : 0;
       const double get = cold.ok ? cold.get.GBps() : 0, put = cold.ok ? cold.put.GBps() : 0;
       const double hot_get = hot.ok ? hot.get.GBps() : 0;
