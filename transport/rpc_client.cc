@@ -143,6 +143,9 @@ class RpcClientImpl {
   std::unique_ptr<WorkerLoop> loop_;
   std::unique_ptr<UcxEndpoint> ep_;  // loop thread
   std::unordered_map<uint64_t, PendingCall*> pending_;
+  size_t sweep_ticker_ = 0;  // WorkerLoop ticker id of Sweep()
+  static constexpr std::chrono::milliseconds kSweepTick{5};
+  static constexpr std::chrono::milliseconds kIdleSweepTick{250};
   std::vector<std::unique_ptr<PendingCall>> orphans_;  // completed, UCX op never returned
   std::atomic<uint64_t> next_id_{1};
   size_t max_inline_meta_ = 0;  // larger meta travels in the AM data
@@ -194,10 +197,19 @@ Status RpcClientImpl::Init() {
   ep_ = std::make_unique<UcxEndpoint>(wh, ep);
   connected_ = true;
 
-  const auto tick = std::chrono::milliseconds(5);
   loop_ = std::make_unique<WorkerLoop>(std::move(worker), "rpc-client-io", WorkerLoop::kSafetyPoll,
                                        options_.ucx.busy_poll, options_.ucx.busy_poll_yield);
-  loop_->AddTicker(tick, [this] { Sweep(); });
+  // Deadlines are checked every kSweepTick while calls are pending; an idle
+  // client only needs to notice when a keepalive is due (every 5 ms idle,
+  // the sweep alone woke an engine's client thread 200 times a second).
+  const auto idle_tick =
+      options_.keepalive_interval.count() > 0
+          ? std::clamp(options_.keepalive_interval / 4, kSweepTick, kIdleSweepTick)
+          : kIdleSweepTick;
+  sweep_ticker_ = loop_->AddAdaptiveTicker(kSweepTick, [this, idle_tick] {
+    Sweep();
+    return pending_.empty() ? idle_tick : kSweepTick;
+  });
   loop_->Start();
 
   // Hello round trip: proves the connection and the wire version.
@@ -355,6 +367,7 @@ void RpcClientImpl::StartCall(PendingCall* p) {
     return;
   }
   pending_.emplace(p->id, p);
+  loop_->HurryTicker(sweep_ticker_, kSweepTick);  // its deadline is now watched
   Inc(counters_.in_flight);
   internal::DataDesc d = internal::DescribeSend(p->payload, &p->send_iov);
   ucp_request_param_t param{};

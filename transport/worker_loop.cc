@@ -44,7 +44,7 @@ void WorkerLoop::Start() {
     auto guard = boost::asio::make_work_guard(io_);
     Progress();
     SchedulePoll();
-    for (auto& t : tickers_) ScheduleTicker(t.get());
+    for (auto& t : tickers_) ScheduleTicker(t.get(), t->first);
     io_.run();
     thread_id_ = std::thread::id();
   });
@@ -79,20 +79,37 @@ void WorkerLoop::RunSync(const std::function<void()>& fn) {
 }
 
 void WorkerLoop::AddTicker(std::chrono::milliseconds period, std::function<void()> fn) {
+  AddAdaptiveTicker(period, [period, fn = std::move(fn)] {
+    fn();
+    return period;
+  });
+}
+
+size_t WorkerLoop::AddAdaptiveTicker(std::chrono::milliseconds first,
+                                     std::function<std::chrono::milliseconds()> fn) {
   auto t = std::make_unique<Ticker>();
-  t->period = period;
+  t->first = first;
   t->fn = std::move(fn);
   t->timer = std::make_unique<boost::asio::steady_timer>(io_);
   tickers_.push_back(std::move(t));
+  return tickers_.size() - 1;
 }
 
-void WorkerLoop::ScheduleTicker(Ticker* t) {
-  t->timer->expires_after(t->period);
+void WorkerLoop::HurryTicker(size_t id, std::chrono::milliseconds delay) {
+  if (id >= tickers_.size()) return;
+  Ticker* t = tickers_[id].get();
+  if (t->due <= std::chrono::steady_clock::now() + delay) return;
+  ScheduleTicker(t, delay);  // re-arming cancels the later wait
+}
+
+void WorkerLoop::ScheduleTicker(Ticker* t, std::chrono::milliseconds delay) {
+  t->due = std::chrono::steady_clock::now() + delay;
+  t->timer->expires_after(delay);
   t->timer->async_wait([this, t](const boost::system::error_code& ec) {
-    if (ec) return;
-    t->fn();
+    if (ec) return;  // cancelled: Stop(), or re-armed by HurryTicker
+    const std::chrono::milliseconds next = t->fn();
     Progress();
-    ScheduleTicker(t);
+    ScheduleTicker(t, next);
   });
 }
 

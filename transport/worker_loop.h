@@ -64,6 +64,14 @@ class WorkerLoop {
   // Calls `fn` on the loop every `period` (first call after one period).
   // Must be called before Start().
   void AddTicker(std::chrono::milliseconds period, std::function<void()> fn);
+  // Calls `fn` on the loop after `first`, then again after whatever delay
+  // each call returns (a ticker that can slow down while there is nothing to
+  // watch). Returns an id for HurryTicker. Must be called before Start().
+  size_t AddAdaptiveTicker(std::chrono::milliseconds first,
+                           std::function<std::chrono::milliseconds()> fn);
+  // Loop thread only: ticker `id` fires within `delay` (no-op when it is
+  // already due by then).
+  void HurryTicker(size_t id, std::chrono::milliseconds delay);
 
   // Drains the worker's progress and re-arms the event fd wait. Loop thread.
   void Progress();
@@ -74,13 +82,14 @@ class WorkerLoop {
 
  private:
   struct Ticker {
-    std::chrono::milliseconds period;
-    std::function<void()> fn;
+    std::chrono::milliseconds first;
+    std::function<std::chrono::milliseconds()> fn;  // returns the next delay
     std::unique_ptr<boost::asio::steady_timer> timer;
+    std::chrono::steady_clock::time_point due{};
   };
   void WaitFd();
   void SchedulePoll();
-  void ScheduleTicker(Ticker* t);
+  void ScheduleTicker(Ticker* t, std::chrono::milliseconds delay);
 
   std::unique_ptr<UcxWorker> worker_;
   std::string name_;

@@ -27,6 +27,7 @@
 #include "transport/rpc_client.h"
 #include "transport/rpc_server.h"
 #include "transport/ucx.h"
+#include "transport/worker_loop.h"
 
 #if defined(__SANITIZE_THREAD__)
 // UCX's memory-event hooks (UCM) crash under TSan's interceptors, and UCM
@@ -809,6 +810,34 @@ TEST(RpcPeerModeTest, PeerErrorHandlingMustMatchOnBothEnds) {
   EXPECT_TRUE(bad.status().code() == StatusCode::kUnavailable ||
               bad.status().code() == StatusCode::kDeadlineExceeded)
       << bad.status().ToString();
+}
+
+// An adaptive ticker that asked for a long delay fires soon after
+// HurryTicker. The RPC client slows its deadline sweep while idle and hurries
+// it when a call starts, so the call's deadline is watched at once.
+TEST(WorkerLoopTest, HurryTickerBringsALongDelayForward) {
+  auto ctx = UcxContext::Create(UcxOptions());
+  ASSERT_TRUE(ctx.ok()) << ctx.status().ToString();
+  auto worker = UcxWorker::Create(**ctx);
+  ASSERT_TRUE(worker.ok()) << worker.status().ToString();
+  WorkerLoop loop(std::move(worker).value(), "hurry-test");
+  std::promise<void> fired;
+  std::atomic<int> calls{0};
+  const std::chrono::milliseconds an_hour = std::chrono::hours(1);
+  const size_t id = loop.AddAdaptiveTicker(an_hour, [&] {
+    if (calls.fetch_add(1) == 0) fired.set_value();
+    return an_hour;
+  });
+  loop.Start();
+  auto done = fired.get_future();
+  EXPECT_EQ(done.wait_for(200ms), std::future_status::timeout);  // not due for an hour
+  loop.Post([&] { loop.HurryTicker(id, 1ms); });
+  EXPECT_EQ(done.wait_for(30s), std::future_status::ready);
+  // A later deadline than the one it has is a no-op.
+  loop.Post([&] { loop.HurryTicker(id, 2 * an_hour); });
+  std::this_thread::sleep_for(100ms);
+  loop.Stop();
+  EXPECT_EQ(calls.load(), 1);
 }
 
 TEST(RpcOptionsTest, BadAddressIsInvalidArgument) {
