@@ -1,6 +1,12 @@
 // The connector part of the C ABI (kvcake/kvcake_c.h) over kvcake::Client.
 
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <new>
 #include <string>
@@ -14,26 +20,94 @@ struct kvcake_client {
   std::unique_ptr<kvcake::Client> client;
 };
 
+// A layer-wise get in flight; `groups` holds each group's size.
+struct kvcake_pending_get {
+  std::unique_ptr<kvcake::PendingGet> pending;
+  std::vector<int32_t> group_sizes;
+};
+
 namespace {
 
-int BadArgument(const char* what) {
+int BadArgument(const std::string& what) {
   return kvcake::StatusToCError(kvcake::InvalidArgumentError(what));
+}
+
+// Checks the parallel arrays of a keyed call (count > 0) and builds its
+// blocks. `buffers` null means a call without buffers (delete). Returns 0 or
+// a C error.
+template <typename Block, typename Ptr>
+int MakeBlocks(const uint64_t* hashes, const int32_t* layers, Ptr const* buffers, int count,
+               std::vector<Block>* out) {
+  if (!hashes || !layers) return BadArgument("null block_hashes/layers");
+  out->resize(static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) {
+    if (layers[i] < 0) return BadArgument("negative layer at " + std::to_string(i));
+    Ptr data = nullptr;
+    if (buffers) {
+      data = buffers[i];
+      if (!data) return BadArgument("null buffer at " + std::to_string(i));
+    }
+    (*out)[static_cast<size_t>(i)] = Block{hashes[i], static_cast<uint32_t>(layers[i]), data};
+  }
+  return 0;
+}
+
+void CopyFound(const std::vector<bool>& found, int32_t* out) {
+  for (size_t i = 0; i < found.size(); ++i) out[i] = found[i] ? 1 : 0;
 }
 
 }  // namespace
 
 extern "C" {
 
+void kvcake_options_init(kvcake_options* options) {
+  if (!options) return;
+  const kvcake::ClientOptions defaults;
+  std::memset(options, 0, sizeof *options);
+  options->struct_size = sizeof *options;
+  options->use_mapped_path = defaults.use_mapped_path ? 1 : 0;
+  options->timeout_ms = defaults.timeout.count();
+  options->max_inflight_requests = defaults.max_inflight_requests;
+}
+
 int kvcake_connect(const char* address, const char* namespace_name, const char* token,
                    kvcake_client** out) {
+  kvcake_options options;
+  kvcake_options_init(&options);
+  options.token = token;
+  return kvcake_connect_with_options(address, namespace_name, &options, out);
+}
+
+int kvcake_connect_with_options(const char* address, const char* namespace_name,
+                                const kvcake_options* options, kvcake_client** out) {
   if (!address || !namespace_name || !out) return BadArgument("null address/namespace/out");
   *out = nullptr;
-  kvcake::ClientOptions options;
-  options.address = address;
-  options.namespace_name = namespace_name;
-  if (token) options.token = token;
-  if (const char* tls = std::getenv("KVCAKE_UCX_TLS")) options.ucx_tls = tls;
-  kvcake::Result<std::unique_ptr<kvcake::Client>> c = kvcake::Client::Connect(options);
+  kvcake_options o;
+  kvcake_options_init(&o);
+  if (options) {
+    if (options->struct_size < offsetof(kvcake_options, token) || options->struct_size > sizeof o) {
+      return BadArgument(
+          ("kvcake_options.struct_size is " + std::to_string(options->struct_size) +
+           "; call kvcake_options_init (this library knows " + std::to_string(sizeof o) +
+           " bytes of options; a larger size means a newer kvcake_c.h than the library)")
+              .c_str());
+    }
+    std::memcpy(&o, options, options->struct_size);
+  }
+  kvcake::ClientOptions co;
+  co.address = address;
+  co.namespace_name = namespace_name;
+  if (o.token) co.token = o.token;
+  if (o.ucx_tls) {
+    co.ucx_tls = o.ucx_tls;
+  } else if (const char* tls = std::getenv("KVCAKE_UCX_TLS")) {
+    co.ucx_tls = tls;
+  }
+  co.use_mapped_path = o.use_mapped_path != 0;
+  if (o.timeout_ms <= 0) return BadArgument("timeout_ms must be > 0");
+  co.timeout = std::chrono::milliseconds(o.timeout_ms);
+  co.max_inflight_requests = o.max_inflight_requests;
+  kvcake::Result<std::unique_ptr<kvcake::Client>> c = kvcake::Client::Connect(co);
   if (!c.ok()) return kvcake::StatusToCError(c.status());
   auto* handle = new (std::nothrow) kvcake_client{std::move(c).value()};
   if (!handle) return kvcake::StatusToCError(kvcake::ResourceExhaustedError("out of memory"));
@@ -43,14 +117,25 @@ int kvcake_connect(const char* address, const char* namespace_name, const char* 
 
 int kvcake_register_namespace(kvcake_client* c, int num_layers, int block_tokens,
                               int64_t layer_block_bytes) {
+  return kvcake_register_namespace_ex(c, num_layers, block_tokens, layer_block_bytes, nullptr,
+                                      nullptr, 0);
+}
+
+int kvcake_register_namespace_ex(kvcake_client* c, int num_layers, int block_tokens,
+                                 int64_t layer_block_bytes, const char* kv_dtype,
+                                 const char* layout, int64_t quota_bytes) {
   if (!c) return BadArgument("null client");
   if (num_layers <= 0 || block_tokens <= 0 || layer_block_bytes <= 0) {
     return BadArgument("num_layers, block_tokens and layer_block_bytes must be > 0");
   }
+  if (quota_bytes < 0) return BadArgument("negative quota_bytes");
   kvcake::NamespaceGeometry g;
   g.num_layers = static_cast<uint32_t>(num_layers);
   g.block_tokens = static_cast<uint32_t>(block_tokens);
   g.layer_block_bytes = static_cast<uint64_t>(layer_block_bytes);
+  if (kv_dtype) g.kv_dtype = kv_dtype;
+  if (layout) g.layout = layout;
+  g.quota_bytes = static_cast<uint64_t>(quota_bytes);
   return kvcake::StatusToCError(c->client->RegisterNamespace(g));
 }
 
@@ -59,13 +144,9 @@ int kvcake_put(kvcake_client* c, const uint64_t* block_hashes, const int32_t* la
   if (!c) return BadArgument("null client");
   if (count < 0) return BadArgument("negative count");
   if (count == 0) return 0;
-  if (!block_hashes || !layers || !buffers) return BadArgument("null array");
-  std::vector<kvcake::PutBlock> blocks(static_cast<size_t>(count));
-  for (int i = 0; i < count; ++i) {
-    if (layers[i] < 0) return BadArgument("negative layer");
-    if (!buffers[i]) return BadArgument("null buffer");
-    blocks[i] = kvcake::PutBlock{block_hashes[i], static_cast<uint32_t>(layers[i]), buffers[i]};
-  }
+  if (!buffers) return BadArgument("null buffers");
+  std::vector<kvcake::PutBlock> blocks;
+  if (int rc = MakeBlocks(block_hashes, layers, buffers, count, &blocks); rc != 0) return rc;
   return kvcake::StatusToCError(c->client->Put(blocks));
 }
 
@@ -74,17 +155,13 @@ int kvcake_get(kvcake_client* c, const uint64_t* block_hashes, const int32_t* la
   if (!c) return BadArgument("null client");
   if (count < 0) return BadArgument("negative count");
   if (count == 0) return 0;
-  if (!block_hashes || !layers || !buffers || !out_found) return BadArgument("null array");
-  std::vector<kvcake::GetBlock> blocks(static_cast<size_t>(count));
-  for (int i = 0; i < count; ++i) {
-    if (layers[i] < 0) return BadArgument("negative layer");
-    if (!buffers[i]) return BadArgument("null buffer");
-    blocks[i] = kvcake::GetBlock{block_hashes[i], static_cast<uint32_t>(layers[i]), buffers[i]};
-  }
+  if (!buffers || !out_found) return BadArgument("null buffers/out_found");
+  std::vector<kvcake::GetBlock> blocks;
+  if (int rc = MakeBlocks(block_hashes, layers, buffers, count, &blocks); rc != 0) return rc;
   std::vector<bool> found;
   int rc = kvcake::StatusToCError(c->client->Get(blocks, &found));
   if (rc != 0) return rc;
-  for (int i = 0; i < count; ++i) out_found[i] = found[static_cast<size_t>(i)] ? 1 : 0;
+  CopyFound(found, out_found);
   return 0;
 }
 
@@ -102,5 +179,141 @@ int kvcake_lookup_prefix(kvcake_client* c, const uint64_t* block_hashes, int cou
 }
 
 void kvcake_close(kvcake_client* c) { delete c; }
+
+int kvcake_hash_tokens(kvcake_client* c, const uint32_t* tokens, int64_t num_tokens,
+                       uint64_t* out_hashes, int64_t capacity, int64_t* out_count) {
+  if (!c || !out_count) return BadArgument("null client/out_count");
+  if (num_tokens < 0 || capacity < 0) return BadArgument("negative num_tokens/capacity");
+  if (num_tokens > 0 && !tokens) return BadArgument("null tokens");
+  const uint32_t block_tokens = c->client->geometry().block_tokens;
+  if (block_tokens == 0) {
+    return kvcake::StatusToCError(kvcake::FailedPreconditionError(
+        "kvcake_hash_tokens: call kvcake_register_namespace first (block_tokens comes from the "
+        "namespace geometry)"));
+  }
+  const int64_t n = num_tokens / block_tokens;
+  *out_count = n;
+  if (n > capacity) {
+    return kvcake::StatusToCError(kvcake::OutOfRangeError(
+        "kvcake_hash_tokens: " + std::to_string(num_tokens) + " tokens make " + std::to_string(n) +
+        " blocks of " + std::to_string(block_tokens) + ", capacity is " +
+        std::to_string(capacity)));
+  }
+  if (n == 0) return 0;
+  if (!out_hashes) return BadArgument("null out_hashes");
+  std::vector<uint64_t> h =
+      c->client->HashTokens(std::span<const uint32_t>(tokens, static_cast<size_t>(num_tokens)));
+  std::copy(h.begin(), h.end(), out_hashes);
+  return 0;
+}
+
+int kvcake_get_async(kvcake_client* c, const uint64_t* block_hashes, const int32_t* layers,
+                     void* const* buffers, const int32_t* group_sizes, int num_groups,
+                     kvcake_pending_get** out) {
+  if (!c || !out) return BadArgument("null client/out");
+  *out = nullptr;
+  if (num_groups < 0) return BadArgument("negative num_groups");
+  if (num_groups > 0 && !group_sizes) return BadArgument("null group_sizes");
+  int64_t total = 0;
+  for (int g = 0; g < num_groups; ++g) {
+    if (group_sizes[g] < 0) return BadArgument("negative size of group " + std::to_string(g));
+    total += group_sizes[g];
+  }
+  if (total > INT32_MAX) return BadArgument("more than 2^31 values");
+  std::vector<kvcake::GetBlock> all;
+  if (total > 0) {
+    if (!buffers) return BadArgument("null buffers");
+    if (int rc = MakeBlocks(block_hashes, layers, buffers, static_cast<int>(total), &all);
+        rc != 0) {
+      return rc;
+    }
+  }
+  std::vector<std::vector<kvcake::GetBlock>> groups(static_cast<size_t>(num_groups));
+  size_t pos = 0;
+  for (int g = 0; g < num_groups; ++g) {
+    const size_t n = static_cast<size_t>(group_sizes[g]);
+    groups[static_cast<size_t>(g)].assign(all.begin() + static_cast<std::ptrdiff_t>(pos),
+                                          all.begin() + static_cast<std::ptrdiff_t>(pos + n));
+    pos += n;
+  }
+  auto handle = std::unique_ptr<kvcake_pending_get>(new (std::nothrow) kvcake_pending_get);
+  if (!handle) return kvcake::StatusToCError(kvcake::ResourceExhaustedError("out of memory"));
+  handle->group_sizes.assign(group_sizes, group_sizes + num_groups);
+  kvcake::Result<std::unique_ptr<kvcake::PendingGet>> p = c->client->GetAsync(std::move(groups));
+  if (!p.ok()) return kvcake::StatusToCError(p.status());
+  handle->pending = std::move(p).value();
+  *out = handle.release();
+  return 0;
+}
+
+int kvcake_pending_get_wait(kvcake_pending_get* p, int group, int64_t timeout_ms,
+                            int32_t* out_found) {
+  if (!p) return BadArgument("null pending get");
+  if (group < 0 || static_cast<size_t>(group) >= p->group_sizes.size()) {
+    return BadArgument("group " + std::to_string(group) + " out of [0, " +
+                       std::to_string(p->group_sizes.size()) + ")");
+  }
+  if (timeout_ms < 0) return BadArgument("negative timeout_ms");
+  const auto index = static_cast<size_t>(group);
+  int rc = kvcake::StatusToCError(p->pending->Wait(index, std::chrono::milliseconds(timeout_ms)));
+  if (rc != 0) return rc;
+  if (out_found) CopyFound(p->pending->found(index), out_found);
+  return 0;
+}
+
+void kvcake_pending_get_free(kvcake_pending_get* p) { delete p; }
+
+int kvcake_delete(kvcake_client* c, const uint64_t* block_hashes, const int32_t* layers, int count,
+                  int32_t* out_deleted) {
+  if (!c) return BadArgument("null client");
+  if (count < 0) return BadArgument("negative count");
+  if (out_deleted) *out_deleted = 0;
+  if (count == 0) return 0;
+  std::vector<kvcake::PutBlock> keys;
+  const void* const* no_buffers = nullptr;
+  if (int rc = MakeBlocks(block_hashes, layers, no_buffers, count, &keys); rc != 0) return rc;
+  kvcake::Result<uint32_t> n = c->client->Delete(keys);
+  if (!n.ok()) return kvcake::StatusToCError(n.status());
+  if (out_deleted) *out_deleted = static_cast<int32_t>(*n);
+  return 0;
+}
+
+int kvcake_report_layer_stats(kvcake_client* c, int32_t layer, double preference,
+                              const uint64_t* block_hashes, const double* block_scores, int count,
+                              int32_t window_blocks) {
+  if (!c) return BadArgument("null client");
+  if (layer < 0 || count < 0 || window_blocks < 0) {
+    return BadArgument("negative layer/count/window_blocks");
+  }
+  if (count > 0 && (!block_hashes || !block_scores)) {
+    return BadArgument("null block_hashes/block_scores");
+  }
+  const auto n = static_cast<size_t>(count);
+  return kvcake::StatusToCError(c->client->ReportLayerStats(
+      static_cast<uint32_t>(layer), preference, std::span<const uint64_t>(block_hashes, n),
+      std::span<const double>(block_scores, n), static_cast<uint32_t>(window_blocks)));
+}
+
+int kvcake_ping(kvcake_client* c) {
+  if (!c) return BadArgument("null client");
+  return kvcake::StatusToCError(c->client->Ping());
+}
+
+int kvcake_mapped_path(const kvcake_client* c) {
+  if (!c) return BadArgument("null client");
+  return c->client->mapped_path() ? 1 : 0;
+}
+
+int kvcake_transport_info(const kvcake_client* c, char* buf, int buf_len) {
+  if (!c) return BadArgument("null client");
+  if (buf_len < 0 || (buf_len > 0 && !buf)) return BadArgument("null buf or negative buf_len");
+  const std::string info = c->client->transport_info();
+  if (buf_len > 0) {
+    const size_t n = std::min(info.size(), static_cast<size_t>(buf_len) - 1);
+    std::memcpy(buf, info.data(), n);
+    buf[n] = '\0';
+  }
+  return static_cast<int>(std::min<size_t>(info.size(), INT32_MAX));
+}
 
 }  // extern "C"

@@ -78,6 +78,77 @@ KVCAKE_API int kvcake_lookup_prefix(kvcake_client* c, const uint64_t* block_hash
 KVCAKE_API void kvcake_close(kvcake_client* c);
 KVCAKE_API const char* kvcake_last_error(void); /* this thread's last error message */
 
+/* kvcake_put and kvcake_get also take CUDA device pointers in CUDA builds (staged through host
+   memory); kvcake_get_async takes host buffers only. */
+
+/* ---- Connector: options, hashing, layer-wise get, maintenance ------------ */
+
+/* Connection options. Call kvcake_options_init() first, then set what you need: the library
+   reads only the first struct_size bytes, so a caller built against an older header keeps
+   working when fields are added at the end. */
+typedef struct kvcake_options {
+  uint32_t struct_size;          /* sizeof(kvcake_options), set by kvcake_options_init */
+  int32_t use_mapped_path;       /* 1 (default): copy through the daemon's host segment when it
+                                    runs on this machine; 0: always over UCX */
+  const char* token;             /* daemon token, or NULL (default) */
+  const char* ucx_tls;           /* "tcp" or "shm"; NULL (default): $KVCAKE_UCX_TLS, else "tcp" */
+  int64_t timeout_ms;            /* bound on connect and on every call; default 30000 */
+  int32_t max_inflight_requests; /* requests of one batch in flight over UCX; default 16 */
+} kvcake_options;
+KVCAKE_API void kvcake_options_init(kvcake_options* options);
+/* As kvcake_connect, with options (NULL: the defaults). */
+KVCAKE_API int kvcake_connect_with_options(const char* address, const char* namespace_name,
+                                           const kvcake_options* options, kvcake_client** out);
+/* As kvcake_register_namespace, with the KV layout that is part of the namespace's identity
+   (kv_dtype e.g. "fp16", layout e.g. "NHD;tp=2;rank=0"; NULL: "") and a quota (0: the
+   daemon's default). Registering a namespace again with another geometry or layout is
+   -KVCAKE_E_FAILED_PRECONDITION. */
+KVCAKE_API int kvcake_register_namespace_ex(kvcake_client* c, int num_layers, int block_tokens,
+                                            int64_t layer_block_bytes, const char* kv_dtype,
+                                            const char* layout, int64_t quota_bytes);
+
+/* The chained hashes of the full blocks of `tokens` (DESIGN.md §2: seeded by the namespace,
+   block_tokens from the registered geometry): num_tokens / block_tokens values into
+   out_hashes. *out_count gets that number; -KVCAKE_E_OUT_OF_RANGE (nothing written) when it
+   exceeds `capacity`, -KVCAKE_E_FAILED_PRECONDITION before kvcake_register_namespace. */
+KVCAKE_API int kvcake_hash_tokens(kvcake_client* c, const uint32_t* tokens, int64_t num_tokens,
+                                  uint64_t* out_hashes, int64_t capacity, int64_t* out_count);
+
+/* Layer-wise get: one request per group (typically one layer's blocks), each completing on
+   its own, so an engine computes layer l while layer l+1 is still arriving. Group g is the
+   next group_sizes[g] entries of the arrays. Returns at once; the buffers (host memory) must
+   stay valid until kvcake_pending_get_free. A pending get is used by one thread at a time. */
+typedef struct kvcake_pending_get kvcake_pending_get;
+KVCAKE_API int kvcake_get_async(kvcake_client* c, const uint64_t* block_hashes,
+                                const int32_t* layers, void* const* buffers,
+                                const int32_t* group_sizes, int num_groups,
+                                kvcake_pending_get** out);
+/* Waits up to timeout_ms for group `group`; on 0 its buffers are filled where out_found[i]
+   (group_sizes[group] entries, may be NULL) is 1. -KVCAKE_E_DEADLINE_EXCEEDED if the group is
+   still arriving (wait again); other errors as kvcake_get. */
+KVCAKE_API int kvcake_pending_get_wait(kvcake_pending_get* p, int group, int64_t timeout_ms,
+                                       int32_t* out_found);
+/* Waits for the outstanding requests (bounded by the client's timeout), then frees. Free every
+   pending get of a client before kvcake_close of that client. */
+KVCAKE_API void kvcake_pending_get_free(kvcake_pending_get* p);
+
+/* Deletes values; *out_deleted (may be NULL) gets how many existed. */
+KVCAKE_API int kvcake_delete(kvcake_client* c, const uint64_t* block_hashes, const int32_t* layers,
+                             int count, int32_t* out_deleted);
+/* Reports a layer's CAKE signals for one prompt (DESIGN.md §4): the layer's preference and
+   each block's score (kvcake_cake_layer_stats, kvcake_cake_block_scores); window_blocks is
+   the observation window in blocks. */
+KVCAKE_API int kvcake_report_layer_stats(kvcake_client* c, int32_t layer, double preference,
+                                         const uint64_t* block_hashes, const double* block_scores,
+                                         int count, int32_t window_blocks);
+/* A round trip to the daemon: 0, or why it failed (-KVCAKE_E_UNAVAILABLE for a dead daemon). */
+KVCAKE_API int kvcake_ping(kvcake_client* c);
+/* 1 when values move through the mapped host segment, 0 when over UCX, <0 for a NULL c. */
+KVCAKE_API int kvcake_mapped_path(const kvcake_client* c);
+/* The UCX lanes of the connection (e.g. "am:tcp/lo"), NUL-terminated into buf (truncated to
+   buf_len - 1 bytes). Returns the full length without the NUL, or a negative error. */
+KVCAKE_API int kvcake_transport_info(const kvcake_client* c, char* buf, int buf_len);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -28,6 +28,38 @@ int main(int argc, char** argv) {
     return 1;
   }
   kvcake_close(c);
+
+  /* Options, token hashing and a layer-wise get, as an engine would use them. */
+  kvcake_options o;
+  kvcake_options_init(&o);
+  o.timeout_ms = 5000;
+  if (kvcake_connect_with_options(argv[1], "install-check-c2", &o, &c) != 0 ||
+      kvcake_register_namespace_ex(c, 2, 4, 1024, "fp16", "NHD", 0) != 0) {
+    fprintf(stderr, "connect/register (options): %s\n", kvcake_last_error());
+    return 1;
+  }
+  uint32_t tokens[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  uint64_t chain[2];
+  int64_t blocks = 0;
+  if (kvcake_hash_tokens(c, tokens, 8, chain, 2, &blocks) != 0 || blocks != 2) {
+    fprintf(stderr, "hash_tokens: %s\n", kvcake_last_error());
+    return 1;
+  }
+  int32_t layers[2] = {1, 1};
+  const void* srcs[2] = {in, in};
+  char out2[1024];
+  void* dsts[2] = {out, out2};
+  int32_t group_sizes[1] = {2}, hits[2] = {0, 0};
+  kvcake_pending_get* pending = NULL;
+  if (kvcake_put(c, chain, layers, srcs, 2) != 0 ||
+      kvcake_get_async(c, chain, layers, dsts, group_sizes, 1, &pending) != 0 ||
+      kvcake_pending_get_wait(pending, 0, 5000, hits) != 0 || !hits[0] || !hits[1] ||
+      memcmp(in, out2, sizeof in) != 0) {
+    fprintf(stderr, "layer-wise get: %s\n", kvcake_last_error());
+    return 1;
+  }
+  kvcake_pending_get_free(pending);
+  kvcake_close(c);
   printf("consumer_c: ok\n");
   return 0;
 }
