@@ -5,6 +5,7 @@
 #   include/kvcake/common/{status,result,block_hash}.h  they build on
 #   lib/cmake/kvcake/                          find_package(kvcake) -> kvcake::kvcake
 #   lib/pkgconfig/kvcake.pc                    pkg-config --cflags --libs kvcake
+#   share/kvcake/python/kvcake/                the Python binding (ctypes; PYTHONPATH)
 # tests/install checks that an engine builds and runs against the installed tree.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
@@ -22,6 +23,10 @@ install(FILES ${CMAKE_SOURCE_DIR}/client/include/kvcake/client.h
 install(FILES ${CMAKE_SOURCE_DIR}/common/status.h ${CMAKE_SOURCE_DIR}/common/result.h
               ${CMAKE_SOURCE_DIR}/common/block_hash.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/kvcake/common)
+
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/client/python/kvcake
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/kvcake/python FILES_MATCHING PATTERN "*.py"
+        PATTERN "__pycache__" EXCLUDE)
 
 install(EXPORT kvcakeTargets NAMESPACE kvcake:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/kvcake)
 file(WRITE ${CMAKE_BINARY_DIR}/kvcakeConfig.cmake.in

@@ -18,7 +18,7 @@ prefix=$tmp/prefix
 cmake --install "$build" --prefix "$prefix" > "$tmp/install.log"
 for f in bin/kvcaked bin/kvcakectl include/kvcake/client.h include/kvcake/kvcake_c.h \
          include/kvcake/common/status.h lib/cmake/kvcake/kvcakeConfig.cmake \
-         lib/pkgconfig/kvcake.pc; do
+         lib/pkgconfig/kvcake.pc share/kvcake/python/kvcake/__init__.py; do
   [[ -e "$prefix/$f" ]] || { echo "missing after install: $f"; exit 1; }
 done
 ls "$prefix"/lib/libkvcake.so* > /dev/null
@@ -50,4 +50,15 @@ done
 [[ -n "$addr" ]] || { echo "kvcaked did not start:"; cat "$tmp/kvcaked.log"; exit 1; }
 LD_LIBRARY_PATH=$prefix/lib "$tmp/consumer/consumer_cpp" "$addr"
 "$tmp/consumer_c" "$addr"
+# Python engine: the installed package finds the installed library by itself.
+env -u KVCAKE_LIB PYTHONPATH="$prefix/share/kvcake/python" python3 - "$addr" <<'PY'
+import sys, kvcake
+with kvcake.Client(sys.argv[1], "install-check-py") as c:
+    c.register_namespace(num_layers=1, block_tokens=4, layer_block_bytes=4096)
+    chain = c.hash_tokens(range(8))
+    c.put(chain, [0, 0], [b"a" * 4096, b"b" * 4096])
+    out = [bytearray(4096), bytearray(4096)]
+    assert c.get(chain, [0, 0], out) == [True, True] and out[1] == b"b" * 4096
+print("consumer_py: ok (libkvcake %s)" % kvcake.version())
+PY
 echo "check_install: ok ($prefix)"
