@@ -3,8 +3,8 @@
 # (UCX on 127.0.0.1:18515, 1 GiB host tier, SSD tier under ./var/kvcake), show
 # it serving with a short kvcake-bench run against it (put/get over UCX and
 # over the same-node mapped segment, ratios against memcpy / ucx_perftest /
-# Redis), then stop it with SIGTERM (graceful drain) and show that it exited
-# cleanly.
+# Redis), save and reload a prompt's blocks from Python (client/python), then
+# stop it with SIGTERM (graceful drain) and show that it exited cleanly.
 #
 #   scripts/demo.sh               build (release preset) if needed, run the demo
 #   KVCAKE_SKIP_DEPS=1 ...        do not check Debian packages
@@ -64,6 +64,28 @@ grep -E "starting with options|^(listen|host_bytes|slot_bytes|ssd_path|policy) =
 
 step "serve: kvcake-bench --quick against it (1 MiB values, 1 and 4 clients)"
 "$BIN/kvcake-bench" --quick --address="$ADDR" --sizes=1M --clients=1,4 2> >(grep -v "UCX  WARN" >&2)
+
+step "engine: the Python binding saves a prompt's KV and reloads it layer by layer"
+PYTHONPATH="$ROOT/client/python" KVCAKE_LIB="$BIN/../lib/libkvcake.so" python3 - "$ADDR" <<'PY'
+import os, sys, kvcake
+layers, block_bytes = 4, 64 << 10
+with kvcake.Client(sys.argv[1], "demo-python") as c:
+    c.register_namespace(num_layers=layers, block_tokens=16, layer_block_bytes=block_bytes)
+    chain = c.hash_tokens(range(1000, 1128))            # 128 tokens -> 8 full blocks
+    kv = [[os.urandom(block_bytes) for _ in chain] for _ in range(layers)]
+    for l in range(layers):
+        c.put(chain, [l] * len(chain), kv[l])
+    cached = c.lookup_prefix(chain, layer=0)
+    out = [[bytearray(block_bytes) for _ in chain] for _ in range(layers)]
+    with c.get_async([(chain, [l] * len(chain), out[l]) for l in range(layers)]) as pending:
+        hits = [sum(pending.wait(l)) for l in range(layers)]
+    ok = all(bytes(out[l][b]) == kv[l][b] for l in range(layers) for b in range(len(chain)))
+    print(f"  saved {layers * len(chain)} blocks ({layers * len(chain) * block_bytes >> 20} MiB), "
+          f"lookup_prefix {cached}/{len(chain)}, reloaded layer by layer: hits {hits}, "
+          f"bytes {'verified' if ok else 'DIFFER'}, path {'mapped' if c.mapped_path else 'UCX'}")
+    c.delete(chain * layers, [l for l in range(layers) for _ in chain])
+    sys.exit(0 if ok and cached == len(chain) else 1)
+PY
 
 step "operate: kvcakectl status, and an excerpt of /metrics"
 "$BIN/kvcakectl" --admin="$ADMIN" status
