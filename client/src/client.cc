@@ -128,6 +128,35 @@ class PendingGetImpl final : public PendingGet {
   std::chrono::milliseconds max_wait_;
 };
 
+// What a client's asynchronous work shares with the client, so a client can
+// be destroyed while a layer-wise get is in flight: the destructor sets
+// `closing` (requests not yet sent are cancelled instead of sent) and waits
+// for the outstanding ones. Completion callbacks touch only this, never the
+// client. Thread-safe (mu guards everything).
+struct AsyncState {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool closing = false;
+  int ucx_groups = 0;      // GetAsync groups whose UCX requests are running
+  int mapped_workers = 0;  // GetAsync mapped-path workers still running
+  bool Closing() {
+    std::lock_guard<std::mutex> lock(mu);
+    return closing;
+  }
+  // Returns false (and changes nothing) once the client is closing.
+  bool Add(int AsyncState::*counter) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (closing) return false;
+    ++(this->*counter);
+    return true;
+  }
+  void Done(int AsyncState::*counter) {
+    std::lock_guard<std::mutex> lock(mu);  // notify under the lock: the waiter
+    --(this->*counter);                    // may destroy the client right after
+    cv.notify_all();
+  }
+};
+
 void Complete(GroupState& g, Status s, std::vector<bool> found) {
   {
     std::lock_guard<std::mutex> lock(g.mu);
@@ -145,6 +174,23 @@ class ClientImpl final : public Client {
         rpc_(std::move(rpc)),
         seed_(NamespaceSeed(options_.namespace_name)) {}
   ~ClientImpl() override {
+    // In-flight layer-wise gets may outlive the client (PendingGet is the
+    // engine's): stop sending their remaining requests and wait for the ones
+    // already sent, so nothing below is used after it is gone. A mapped-path
+    // worker is waited for without a bound (each of its calls has a
+    // deadline); UCX groups up to the client timeout, after which destroying
+    // rpc_ cancels them (their callbacks touch only async_).
+    {
+      std::unique_lock<std::mutex> lock(async_->mu);
+      async_->closing = true;
+      async_->cv.wait(lock, [&] { return async_->mapped_workers == 0; });
+      if (!async_->cv.wait_for(lock, options_.timeout + std::chrono::seconds(1),
+                               [&] { return async_->ucx_groups == 0; })) {
+        KVCAKE_LOG(WARNING) << "kvcake client: " << async_->ucx_groups
+                            << " layer groups still in flight at close; cancelling them";
+      }
+    }
+    rpc_.reset();  // before the segments: cancelled callbacks must not find them gone
 #ifdef KVCAKE_HAVE_CUDA
     if (device_ipc_base_ != nullptr) (void)cudaIpcCloseMemHandle(device_ipc_base_);
 #endif
@@ -448,20 +494,33 @@ class ClientImpl final : public Client {
       // Same node: one worker copies the groups in order, completing each.
       auto shared = std::make_shared<std::vector<std::vector<GetBlock>>>(std::move(groups));
       auto states = pending->groups_;
-      pending->worker_ = std::thread([this, shared, states] {
+      if (!async_->Add(&AsyncState::mapped_workers)) return ClosingError();
+      // The client waits for this worker before it is destroyed; once it is
+      // closing, the groups not started yet are cancelled.
+      pending->worker_ = std::thread([this, shared, states, async = async_] {
         for (size_t i = 0; i < shared->size(); ++i) {
+          if (async->Closing()) {
+            Complete(*states[i], ClosingError(), {});
+            continue;
+          }
           std::vector<bool> f;
           Status s = GetMapped((*shared)[i], &f);
           Complete(*states[i], s, std::move(f));
         }
+        async->Done(&AsyncState::mapped_workers);  // last use of the client
       });
       return std::unique_ptr<PendingGet>(std::move(pending));
     }
     for (size_t gi = 0; gi < groups.size(); ++gi) {
       std::shared_ptr<GroupState> state = pending->groups_[gi];
+      if (!async_->Add(&AsyncState::ucx_groups)) {
+        Complete(*state, ClosingError(), {});
+        continue;
+      }
       StartGetUcx(std::make_shared<std::vector<GetBlock>>(std::move(groups[gi])),
-                  [state](Status s, std::vector<bool> found) {
+                  [state, async = async_](Status s, std::vector<bool> found) {
                     Complete(*state, std::move(s), std::move(found));
+                    async->Done(&AsyncState::ucx_groups);
                   });
     }
     return std::unique_ptr<PendingGet>(std::move(pending));
@@ -677,10 +736,10 @@ class ClientImpl final : public Client {
       call.timeout = options_.timeout;
       // `op` owns the start closures, so they hold it weakly (no cycle).
       std::weak_ptr<MultiOp> weak = op;
-      op->starts.push_back([this, weak, call, blocks, sub, b = b, e = e, size] {
+      op->starts.push_back([this, weak, call, blocks, sub, b = b, e = e, size, async = async_] {
         auto op = weak.lock();
         if (!op) return;
-        rpc_->CallAsync(call, [op, blocks, sub, b, e, size](transport::RpcReply&& reply) {
+        auto on_reply = [op, blocks, sub, b, e, size](transport::RpcReply&& reply) {
           FinishSubGet(*op, *blocks, b, e, *sub, size, reply);
           StartNext(*op);
           bool last;
@@ -689,7 +748,16 @@ class ClientImpl final : public Client {
             last = --op->remaining == 0;
           }
           if (last) op->done(op->first, op->first.ok() ? op->found : std::vector<bool>());
-        });
+        };
+        // Started from a completion (StartNext) while the client is being
+        // destroyed: cancel instead of touching rpc_.
+        if (async->Closing()) {
+          transport::RpcReply cancelled;
+          cancelled.status = ClosingError();
+          on_reply(std::move(cancelled));
+          return;
+        }
+        rpc_->CallAsync(call, std::move(on_reply));
       });
     }
     StartWindow(*op, options_.max_inflight_requests);
@@ -922,7 +990,10 @@ class ClientImpl final : public Client {
     return Status::Ok();
   }
 
+  static Status ClosingError() { return CancelledError("kvcake client closing"); }
+
   const ClientOptions options_;
+  const std::shared_ptr<AsyncState> async_ = std::make_shared<AsyncState>();
   std::unique_ptr<transport::RpcClient> rpc_;
   const uint64_t seed_;
   std::unique_ptr<MappedSegment> segment_;

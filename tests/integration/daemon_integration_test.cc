@@ -306,6 +306,30 @@ TEST_F(DaemonTest, EightConcurrentClientsMixedOpsEveryByteVerified) {
   EXPECT_EQ(failures.load(), 0);
 }
 
+// One buffer per (layer, block) of `chain` and the GetAsync groups (one per
+// layer) that read into them.
+struct LayerGroups {
+  explicit LayerGroups(const std::vector<uint64_t>& chain)
+      : bufs(kLayers, std::vector<std::vector<char>>(chain.size(), std::vector<char>(kValueBytes))),
+        groups(kLayers) {
+    for (uint32_t l = 0; l < kLayers; ++l) {
+      for (size_t b = 0; b < chain.size(); ++b) {
+        groups[l].push_back(GetBlock{chain[b], l, bufs[l][b].data()});
+      }
+    }
+  }
+  // Group `l` arrived: every block found with the bytes put.
+  void ExpectArrived(const PendingGet& pending, uint32_t l, const std::vector<uint64_t>& chain) {
+    const std::vector<bool>& found = pending.found(l);
+    for (size_t b = 0; b < chain.size(); ++b) {
+      ASSERT_TRUE(found[b]);
+      ASSERT_TRUE(bufs[l][b] == ValueOf(chain[b], l)) << "layer " << l << " block " << b;
+    }
+  }
+  std::vector<std::vector<std::vector<char>>> bufs;
+  std::vector<std::vector<GetBlock>> groups;
+};
+
 TEST_F(DaemonTest, LayerwiseGetCompletesPerLayer) {
   StartDaemon();
   for (bool mapped : {false, true}) {
@@ -313,28 +337,65 @@ TEST_F(DaemonTest, LayerwiseGetCompletesPerLayer) {
     ASSERT_NE(c, nullptr);
     std::vector<uint64_t> chain = Chain(*c, mapped ? 9000 : 8000, 6);
     PutAll(*c, chain);
-    std::vector<std::vector<std::vector<char>>> bufs(
-        kLayers, std::vector<std::vector<char>>(chain.size(), std::vector<char>(kValueBytes)));
-    std::vector<std::vector<GetBlock>> groups(kLayers);
-    for (uint32_t l = 0; l < kLayers; ++l) {
-      for (size_t b = 0; b < chain.size(); ++b) {
-        groups[l].push_back(GetBlock{chain[b], l, bufs[l][b].data()});
-      }
-    }
-    Result<std::unique_ptr<PendingGet>> pending = c->GetAsync(groups);
+    LayerGroups lg(chain);
+    Result<std::unique_ptr<PendingGet>> pending = c->GetAsync(lg.groups);
     ASSERT_TRUE(pending.ok()) << pending.status().ToString();
     ASSERT_EQ((*pending)->size(), kLayers);
     for (uint32_t l = 0; l < kLayers; ++l) {
       Status s = (*pending)->Wait(l, std::chrono::milliseconds(20000));
       ASSERT_TRUE(s.ok()) << "layer " << l << ": " << s.ToString();
-      const std::vector<bool>& found = (*pending)->found(l);
-      for (size_t b = 0; b < chain.size(); ++b) {
-        ASSERT_TRUE(found[b]);
-        ASSERT_TRUE(bufs[l][b] == ValueOf(chain[b], l)) << "layer " << l << " block " << b;
-      }
+      ASSERT_NO_FATAL_FAILURE(lg.ExpectArrived(**pending, l, chain));
     }
     EXPECT_TRUE((*pending)->WaitAll(std::chrono::milliseconds(1000)).ok());
   }
+}
+
+// An engine may drop its client while a layer-wise get is still arriving:
+// the client finishes or cancels what is in flight (no request touches it
+// after it is gone), and every group still completes, OK with its bytes or
+// CANCELLED/UNAVAILABLE. ASan checks the no-use-after-free part in CI.
+TEST_F(DaemonTest, ClientDestroyedWhileALayerwiseGetIsInFlight) {
+  StartDaemon();
+  std::vector<uint64_t> chain;
+  {
+    auto c = ConnectOrDie(daemon_->address(), "tcp", false);
+    ASSERT_NE(c, nullptr);
+    chain = Chain(*c, 31000, 48);
+    PutAll(*c, chain);
+  }
+  for (bool mapped : {false, true}) {
+    for (int waited : {0, 1}) {  // destroy at once, or after the first layer arrived
+      auto c = ConnectOrDie(daemon_->address(), "tcp", mapped);
+      ASSERT_NE(c, nullptr);
+      LayerGroups lg(chain);
+      Result<std::unique_ptr<PendingGet>> pending = c->GetAsync(lg.groups);
+      ASSERT_TRUE(pending.ok()) << pending.status().ToString();
+      if (waited) {
+        ASSERT_TRUE((*pending)->Wait(0, std::chrono::milliseconds(20000)).ok());
+      }
+      c.reset();
+      int completed = 0;
+      for (uint32_t l = 0; l < kLayers; ++l) {
+        Status s = (*pending)->Wait(l, std::chrono::milliseconds(20000));
+        SCOPED_TRACE("mapped " + std::to_string(mapped) + " layer " + std::to_string(l));
+        if (s.ok()) {
+          ++completed;
+          ASSERT_NO_FATAL_FAILURE(lg.ExpectArrived(**pending, l, chain));
+        } else {
+          EXPECT_TRUE(s.code() == StatusCode::kCancelled || s.code() == StatusCode::kUnavailable)
+              << s.ToString();
+        }
+      }
+      if (waited) {
+        EXPECT_GE(completed, 1);
+      }
+      pending->reset();
+    }
+  }
+  // The daemon is unharmed.
+  auto c = ConnectOrDie(daemon_->address(), "tcp", false);
+  ASSERT_NE(c, nullptr);
+  GetAndVerify(*c, chain);
 }
 
 TEST_F(DaemonTest, RestartServesBlocksFromSsd) {

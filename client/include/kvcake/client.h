@@ -159,7 +159,9 @@ class KVCAKE_API Client {
   virtual Status Get(std::span<const GetBlock> blocks, std::vector<bool>* found) = 0;
 
   // Starts one get per group (typically one group per layer) and returns at
-  // once. Buffers must stay valid until the PendingGet is destroyed.
+  // once. Buffers must stay valid until the PendingGet is destroyed. The
+  // PendingGet may outlive the client: destroying the client finishes the
+  // requests already sent and completes the other groups with CANCELLED.
   virtual Result<std::unique_ptr<PendingGet>> GetAsync(
       std::vector<std::vector<GetBlock>> groups) = 0;
 
