@@ -241,6 +241,32 @@ TEST_P(KvcakeCApiPathTest, OptionsHashingLayerwiseGetDeleteAndStats) {
   EXPECT_EQ(prefix, 3);  // layer 0 untouched
   EXPECT_EQ(kvcake_delete(c, del_hashes, nullptr, 4, &deleted), -KVCAKE_E_INVALID_ARGUMENT);
 
+  // A pending get may outlive its client: closing the client finishes or
+  // cancels each group, and the buffers hold the right bytes where it finished.
+  kvcake_client* brief = nullptr;
+  ASSERT_EQ(kvcake_connect_with_options(addr.c_str(), "c-ext", &o, &brief), 0);
+  ASSERT_EQ(
+      kvcake_register_namespace_ex(brief, 2, kBlockTokens, kBytes, "fp16", "NHD;tp=1;rank=0", 0), 0)
+      << kvcake_last_error();
+  std::vector<std::vector<char>> late(3, std::vector<char>(kBytes, 0));
+  void* late_out[3] = {late[0].data(), late[1].data(), late[2].data()};
+  const int32_t ones[3] = {1, 1, 1};
+  ASSERT_EQ(kvcake_get_async(brief, hashes, get_layers, late_out, ones, 3, &p), 0)
+      << kvcake_last_error();
+  kvcake_close(brief);
+  for (int g = 0; g < 3; ++g) {
+    int32_t hit = -1;
+    const int rc = kvcake_pending_get_wait(p, g, 20000, &hit);
+    if (rc == 0) {
+      EXPECT_EQ(hit, 1);
+      EXPECT_EQ(late[static_cast<size_t>(g)], src[static_cast<size_t>(g)]) << "group " << g;
+    } else {
+      EXPECT_TRUE(rc == -KVCAKE_E_CANCELLED || rc == -KVCAKE_E_UNAVAILABLE)
+          << rc << " " << kvcake_last_error();
+    }
+  }
+  kvcake_pending_get_free(p);
+
   // A dead daemon: ping fails, bounded, and says so.
   ASSERT_TRUE((*d)->Stop().ok());
   const int rc = kvcake_ping(c);

@@ -128,8 +128,9 @@ KVCAKE_API int kvcake_get_async(kvcake_client* c, const uint64_t* block_hashes,
    still arriving (wait again); other errors as kvcake_get. */
 KVCAKE_API int kvcake_pending_get_wait(kvcake_pending_get* p, int group, int64_t timeout_ms,
                                        int32_t* out_found);
-/* Waits for the outstanding requests (bounded by the client's timeout), then frees. Free every
-   pending get of a client before kvcake_close of that client. */
+/* Waits for the outstanding requests (bounded by the client's timeout), then frees. A pending
+   get may outlive its client: kvcake_close finishes the requests already sent and fails the
+   groups not sent yet with -KVCAKE_E_CANCELLED. */
 KVCAKE_API void kvcake_pending_get_free(kvcake_pending_get* p);
 
 /* Deletes values; *out_deleted (may be NULL) gets how many existed. */
