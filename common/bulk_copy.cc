@@ -42,7 +42,7 @@ __attribute__((target("avx2"))) void StreamCopy(char* dst, const char* src, size
   std::memcpy(dst + i, src + i, n - i);
 }
 
-bool HaveAvx2() {
+[[maybe_unused]] bool HaveAvx2() {
   static const bool have = __builtin_cpu_supports("avx2");
   return have;
 }
