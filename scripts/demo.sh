@@ -82,7 +82,8 @@ step "serve: kvcake-bench --quick against it (1 MiB values, 1 and 4 clients)"
 "$BIN/kvcake-bench" --quick --address="$ADDR" --sizes=1M --clients=1,4 2> >(grep -v "UCX  WARN" >&2)
 
 # The engine: deterministic KV per (layer, block), so a later run finds the
-# same bytes. `save` puts a prompt's blocks and reloads them layer by layer;
+# same bytes. `save` stores a prompt's blocks layer by layer through a put
+# stream and reloads them layer by layer;
 # `reload` (after a restart) finds and verifies them, then deletes them.
 cat >"$RUN/engine.py" <<'PY'
 import random, sys, kvcake
@@ -92,9 +93,11 @@ with kvcake.Client(address, "demo-python") as c:
     c.register_namespace(num_layers=layers, block_tokens=16, layer_block_bytes=block_bytes)
     chain = c.hash_tokens(range(1000, 1128))            # 128 tokens -> 8 full blocks
     kv = [[random.Random(h * 31 + l).randbytes(block_bytes) for h in chain] for l in range(layers)]
-    if mode == "save":
-        for l in range(layers):
-            c.put(chain, [l] * len(chain), kv[l])
+    if mode == "save":                                  # layer by layer, in the background
+        with c.put_stream() as saver:
+            for l in range(layers):
+                saver.submit(chain, [l] * len(chain), kv[l])
+            saver.wait_all()
     cached = c.lookup_prefix(chain, layer=layers - 1)
     out = [[bytearray(block_bytes) for _ in chain] for _ in range(layers)]
     with c.get_async([(chain, [l] * len(chain), out[l]) for l in range(layers)]) as pending:

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -88,14 +89,28 @@ class MappedSegment {
 
 class ClientImpl;
 
-// One outstanding group of a layer-wise get.
+// One outstanding group of a layer-wise get or of a put stream.
 struct GroupState {
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;
   Status status;
-  std::vector<bool> found;
+  std::vector<bool> found;        // gets
+  std::vector<Status> per_value;  // puts
 };
+
+// Waits for `groups[index]`; its status, or DEADLINE_EXCEEDED / OUT_OF_RANGE.
+Status WaitGroup(const std::vector<std::shared_ptr<GroupState>>& groups, size_t index,
+                 std::chrono::milliseconds timeout) {
+  if (index >= groups.size()) return OutOfRangeError("no such group");
+  GroupState& g = *groups[index];
+  std::unique_lock<std::mutex> lock(g.mu);
+  if (!g.cv.wait_for(lock, timeout, [&] { return g.done; })) {
+    return DeadlineExceededError("group " + std::to_string(index) + " not complete after " +
+                                 std::to_string(timeout.count()) + " ms");
+  }
+  return g.status;
+}
 
 class PendingGetImpl final : public PendingGet {
  public:
@@ -112,14 +127,7 @@ class PendingGetImpl final : public PendingGet {
   }
   size_t size() const override { return groups_.size(); }
   Status Wait(size_t index, std::chrono::milliseconds timeout) override {
-    if (index >= groups_.size()) return OutOfRangeError("no such group");
-    GroupState& g = *groups_[index];
-    std::unique_lock<std::mutex> lock(g.mu);
-    if (!g.cv.wait_for(lock, timeout, [&] { return g.done; })) {
-      return DeadlineExceededError("layer group " + std::to_string(index) + " not complete after " +
-                                   std::to_string(timeout.count()) + " ms");
-    }
-    return g.status;
+    return WaitGroup(groups_, index, timeout);
   }
   const std::vector<bool>& found(size_t index) const override { return groups_[index]->found; }
 
@@ -127,6 +135,8 @@ class PendingGetImpl final : public PendingGet {
   std::thread worker_;  // mapped path: copies groups in order
   std::chrono::milliseconds max_wait_;
 };
+
+struct PutQueue;
 
 // What a client's asynchronous work shares with the client, so a client can
 // be destroyed while a layer-wise get is in flight: the destructor sets
@@ -137,8 +147,10 @@ struct AsyncState {
   std::mutex mu;
   std::condition_variable cv;
   bool closing = false;
-  int ucx_groups = 0;      // GetAsync groups whose UCX requests are running
-  int mapped_workers = 0;  // GetAsync mapped-path workers still running
+  int ucx_groups = 0;  // GetAsync groups whose UCX requests are running
+  int workers = 0;     // GetAsync mapped-path workers and put-stream workers running
+  // Put streams' queues, told to stop when the client closes.
+  std::vector<std::weak_ptr<PutQueue>> put_queues;
   bool Closing() {
     std::lock_guard<std::mutex> lock(mu);
     return closing;
@@ -167,6 +179,105 @@ void Complete(GroupState& g, Status s, std::vector<bool> found) {
   g.cv.notify_all();
 }
 
+// What a PutStream shares with its worker thread. Thread-safe (mu).
+struct PutQueue {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::pair<std::vector<PutBlock>, std::shared_ptr<GroupState>>> items;
+  bool stop = false;  // the stream or the client is going away: drain, then exit
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      stop = true;
+    }
+    cv.notify_all();
+  }
+};
+
+class PutStreamImpl final : public PutStream {
+ public:
+  // `max_group` bounds a group's size; `is_device` tells CUDA buffers apart.
+  PutStreamImpl(size_t max_group, std::function<bool(const void*)> is_device,
+                std::shared_ptr<AsyncState> async)
+      : max_group_(max_group), is_device_(std::move(is_device)), async_(std::move(async)) {}
+  ~PutStreamImpl() override {
+    queue_->Stop();
+    if (worker_.joinable()) worker_.join();
+  }
+
+  Result<size_t> Submit(std::vector<PutBlock> group) override {
+    if (group.empty() || group.size() > max_group_) {
+      return InvalidArgumentError("a put-stream group needs 1.." + std::to_string(max_group_) +
+                                  " values, got " + std::to_string(group.size()));
+    }
+    for (size_t i = 0; i < group.size(); ++i) {
+      if (!group[i].data) return InvalidArgumentError("null buffer at " + std::to_string(i));
+      if (is_device_ && is_device_(group[i].data)) {
+        return InvalidArgumentError("put streams take host buffers; use Put for CUDA buffers");
+      }
+    }
+    auto state = std::make_shared<GroupState>();
+    {
+      // The worker exits only once `stop` is set with the queue empty, so a
+      // group queued before `stop` is always stored (or cancelled).
+      std::lock_guard<std::mutex> lock(queue_->mu);
+      if (queue_->stop) return CancelledError("kvcake client closing");
+      queue_->items.emplace_back(std::move(group), state);
+    }
+    queue_->cv.notify_one();
+    groups_.push_back(std::move(state));
+    return groups_.size() - 1;
+  }
+  size_t size() const override { return groups_.size(); }
+  Status Wait(size_t index, std::chrono::milliseconds timeout) override {
+    return WaitGroup(groups_, index, timeout);
+  }
+  const std::vector<Status>& per_value(size_t index) const override {
+    return groups_[index]->per_value;
+  }
+
+  // The worker: stores queued groups in order with `put` until told to stop
+  // with the queue empty. Once the client is closing, queued groups fail
+  // with CANCELLED instead.
+  static void Run(std::shared_ptr<PutQueue> queue, std::shared_ptr<AsyncState> async,
+                  std::function<Status(std::span<const PutBlock>, std::vector<Status>*)> put) {
+    for (;;) {
+      std::pair<std::vector<PutBlock>, std::shared_ptr<GroupState>> item;
+      {
+        std::unique_lock<std::mutex> lock(queue->mu);
+        queue->cv.wait(lock, [&] { return queue->stop || !queue->items.empty(); });
+        if (queue->items.empty()) break;
+        item = std::move(queue->items.front());
+        queue->items.pop_front();
+      }
+      GroupState& g = *item.second;
+      Status s;
+      std::vector<Status> per_value;
+      if (async->Closing()) {
+        s = CancelledError("kvcake client closing");
+      } else {
+        s = put(item.first, &per_value);
+      }
+      if (per_value.size() != item.first.size()) per_value.assign(item.first.size(), s);
+      {
+        std::lock_guard<std::mutex> lock(g.mu);
+        g.status = std::move(s);
+        g.per_value = std::move(per_value);
+        g.done = true;
+      }
+      g.cv.notify_all();
+    }
+    async->Done(&AsyncState::workers);  // the last use of the client
+  }
+
+  const size_t max_group_;
+  const std::function<bool(const void*)> is_device_;
+  const std::shared_ptr<AsyncState> async_;
+  const std::shared_ptr<PutQueue> queue_ = std::make_shared<PutQueue>();
+  std::vector<std::shared_ptr<GroupState>> groups_;
+  std::thread worker_;
+};
+
 class ClientImpl final : public Client {
  public:
   ClientImpl(ClientOptions options, std::unique_ptr<transport::RpcClient> rpc)
@@ -180,10 +291,18 @@ class ClientImpl final : public Client {
     // worker is waited for without a bound (each of its calls has a
     // deadline); UCX groups up to the client timeout, after which destroying
     // rpc_ cancels them (their callbacks touch only async_).
+    std::vector<std::weak_ptr<PutQueue>> queues;
+    {
+      std::lock_guard<std::mutex> lock(async_->mu);
+      async_->closing = true;
+      queues.swap(async_->put_queues);
+    }
+    for (const auto& weak : queues) {
+      if (auto q = weak.lock()) q->Stop();
+    }
     {
       std::unique_lock<std::mutex> lock(async_->mu);
-      async_->closing = true;
-      async_->cv.wait(lock, [&] { return async_->mapped_workers == 0; });
+      async_->cv.wait(lock, [&] { return async_->workers == 0; });
       if (!async_->cv.wait_for(lock, options_.timeout + std::chrono::seconds(1),
                                [&] { return async_->ucx_groups == 0; })) {
         KVCAKE_LOG(WARNING) << "kvcake client: " << async_->ucx_groups
@@ -199,8 +318,8 @@ class ClientImpl final : public Client {
 #ifdef KVCAKE_HAVE_CUDA
   // True for CUDA device (or managed) memory. Without a usable device every
   // pointer is host memory.
-  bool IsDevicePointer(const void* p) const {
-    if (!cuda_available_) return false;
+  bool IsDevicePointer(const void* p) const { return cuda_available_ && IsCudaDeviceMemory(p); }
+  static bool IsCudaDeviceMemory(const void* p) {
     cudaPointerAttributes a{};
     if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
       (void)cudaGetLastError();
@@ -494,7 +613,7 @@ class ClientImpl final : public Client {
       // Same node: one worker copies the groups in order, completing each.
       auto shared = std::make_shared<std::vector<std::vector<GetBlock>>>(std::move(groups));
       auto states = pending->groups_;
-      if (!async_->Add(&AsyncState::mapped_workers)) return ClosingError();
+      if (!async_->Add(&AsyncState::workers)) return ClosingError();
       // The client waits for this worker before it is destroyed; once it is
       // closing, the groups not started yet are cancelled.
       pending->worker_ = std::thread([this, shared, states, async = async_] {
@@ -507,7 +626,7 @@ class ClientImpl final : public Client {
           Status s = GetMapped((*shared)[i], &f);
           Complete(*states[i], s, std::move(f));
         }
-        async->Done(&AsyncState::mapped_workers);  // last use of the client
+        async->Done(&AsyncState::workers);  // last use of the client
       });
       return std::unique_ptr<PendingGet>(std::move(pending));
     }
@@ -524,6 +643,29 @@ class ClientImpl final : public Client {
                   });
     }
     return std::unique_ptr<PendingGet>(std::move(pending));
+  }
+
+  Result<std::unique_ptr<PutStream>> OpenPutStream() override {
+    RETURN_IF_ERROR(CheckRegistered());
+    std::function<bool(const void*)> is_device;
+#ifdef KVCAKE_HAVE_CUDA
+    if (cuda_available_) is_device = IsCudaDeviceMemory;  // the stream may outlive the client
+#endif
+    auto stream = std::make_unique<PutStreamImpl>(BatchSize(), std::move(is_device), async_);
+    {
+      std::lock_guard<std::mutex> lock(async_->mu);
+      if (async_->closing) return CancelledError("kvcake client closing");
+      ++async_->workers;  // the client waits for this worker before it is destroyed
+      auto& queues = async_->put_queues;
+      std::erase_if(queues, [](const std::weak_ptr<PutQueue>& q) { return q.expired(); });
+      queues.push_back(stream->queue_);
+    }
+    stream->worker_ =
+        std::thread(PutStreamImpl::Run, stream->queue_, async_,
+                    [this](std::span<const PutBlock> blocks, std::vector<Status>* per_value) {
+                      return PutHost(blocks, per_value);
+                    });
+    return std::unique_ptr<PutStream>(std::move(stream));
   }
 
   Status ReportLayerStats(uint32_t layer, double preference, std::span<const uint64_t> block_hashes,
@@ -1037,14 +1179,28 @@ Status ClientOptions::Validate() const {
   return Status::Ok();
 }
 
-Status PendingGet::WaitAll(std::chrono::milliseconds timeout) {
+namespace {
+
+// Waits for groups 0..size()-1 of `w` within one overall `timeout`.
+template <typename Waiter>
+Status WaitEachGroup(Waiter& w, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (size_t i = 0; i < size(); ++i) {
+  for (size_t i = 0; i < w.size(); ++i) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
-    RETURN_IF_ERROR(Wait(i, std::max(left, std::chrono::milliseconds(0))));
+    RETURN_IF_ERROR(w.Wait(i, std::max(left, std::chrono::milliseconds(0))));
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+Status PendingGet::WaitAll(std::chrono::milliseconds timeout) {
+  return WaitEachGroup(*this, timeout);
+}
+
+Status PutStream::WaitAll(std::chrono::milliseconds timeout) {
+  return WaitEachGroup(*this, timeout);
 }
 
 Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {

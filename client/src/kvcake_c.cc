@@ -26,6 +26,11 @@ struct kvcake_pending_get {
   std::vector<int32_t> group_sizes;
 };
 
+// A layer-wise save; groups are stored in submission order.
+struct kvcake_put_stream {
+  std::unique_ptr<kvcake::PutStream> stream;
+};
+
 namespace {
 
 int BadArgument(const std::string& what) {
@@ -262,6 +267,47 @@ int kvcake_pending_get_wait(kvcake_pending_get* p, int group, int64_t timeout_ms
 }
 
 void kvcake_pending_get_free(kvcake_pending_get* p) { delete p; }
+
+int kvcake_put_stream_open(kvcake_client* c, kvcake_put_stream** out) {
+  if (!c || !out) return BadArgument("null client/out");
+  *out = nullptr;
+  auto handle = std::unique_ptr<kvcake_put_stream>(new (std::nothrow) kvcake_put_stream);
+  if (!handle) return kvcake::StatusToCError(kvcake::ResourceExhaustedError("out of memory"));
+  kvcake::Result<std::unique_ptr<kvcake::PutStream>> s = c->client->OpenPutStream();
+  if (!s.ok()) return kvcake::StatusToCError(s.status());
+  handle->stream = std::move(s).value();
+  *out = handle.release();
+  return 0;
+}
+
+int kvcake_put_stream_submit(kvcake_put_stream* s, const uint64_t* block_hashes,
+                             const int32_t* layers, const void* const* buffers, int count,
+                             int32_t* out_group) {
+  if (!s) return BadArgument("null put stream");
+  if (count <= 0) return BadArgument("a group needs at least one value");
+  if (!buffers) return BadArgument("null buffers");
+  std::vector<kvcake::PutBlock> blocks;
+  if (int rc = MakeBlocks(block_hashes, layers, buffers, count, &blocks); rc != 0) return rc;
+  if (s->stream->size() >= INT32_MAX) return BadArgument("more than 2^31 groups");
+  kvcake::Result<size_t> index = s->stream->Submit(std::move(blocks));
+  if (!index.ok()) return kvcake::StatusToCError(index.status());
+  if (out_group) *out_group = static_cast<int32_t>(*index);
+  return 0;
+}
+
+int kvcake_put_stream_wait(kvcake_put_stream* s, int group, int64_t timeout_ms) {
+  if (!s) return BadArgument("null put stream");
+  if (timeout_ms < 0) return BadArgument("negative timeout_ms");
+  const auto timeout = std::chrono::milliseconds(timeout_ms);
+  if (group == -1) return kvcake::StatusToCError(s->stream->WaitAll(timeout));
+  if (group < 0 || static_cast<size_t>(group) >= s->stream->size()) {
+    return BadArgument("group " + std::to_string(group) + " out of [0, " +
+                       std::to_string(s->stream->size()) + ") (or -1 for all)");
+  }
+  return kvcake::StatusToCError(s->stream->Wait(static_cast<size_t>(group), timeout));
+}
+
+void kvcake_put_stream_free(kvcake_put_stream* s) { delete s; }
 
 int kvcake_delete(kvcake_client* c, const uint64_t* block_hashes, const int32_t* layers, int count,
                   int32_t* out_deleted) {

@@ -398,6 +398,123 @@ TEST_F(DaemonTest, ClientDestroyedWhileALayerwiseGetIsInFlight) {
   GetAndVerify(*c, chain);
 }
 
+// Submits every layer of `chain` to `stream`, one group per layer, with the
+// values kept in `kv` (per layer, per block) for as long as the stream needs them.
+void SubmitLayers(PutStream& stream, const std::vector<uint64_t>& chain,
+                  std::vector<std::vector<std::vector<char>>>* kv) {
+  kv->assign(kLayers, {});
+  for (uint32_t l = 0; l < kLayers; ++l) {
+    std::vector<PutBlock> group;
+    for (uint64_t h : chain) (*kv)[l].push_back(ValueOf(h, l));
+    for (size_t b = 0; b < chain.size(); ++b) {
+      group.push_back(PutBlock{chain[b], l, (*kv)[l][b].data()});
+    }
+    Result<size_t> index = stream.Submit(std::move(group));
+    ASSERT_TRUE(index.ok()) << index.status().ToString();
+    EXPECT_EQ(*index, l);
+  }
+}
+
+// The save side of a layer-wise engine (vLLM's save_kv_layer/wait_for_save):
+// layers are submitted one by one while earlier ones are still being stored,
+// and every one lands, in order, byte for byte.
+TEST_F(DaemonTest, PutStreamStoresLayersSubmittedOneByOne) {
+  StartDaemon();
+  for (bool mapped : {false, true}) {
+    SCOPED_TRACE(mapped ? "mapped" : "ucx");
+    auto c = ConnectOrDie(daemon_->address(), "tcp", mapped);
+    ASSERT_NE(c, nullptr);
+    ASSERT_EQ(c->mapped_path(), mapped);
+    std::vector<uint64_t> chain = Chain(*c, mapped ? 41000 : 40000, 48);
+    std::vector<std::vector<std::vector<char>>> kv;
+    Result<std::unique_ptr<PutStream>> stream = c->OpenPutStream();
+    ASSERT_TRUE(stream.ok()) << stream.status().ToString();
+    ASSERT_NO_FATAL_FAILURE(SubmitLayers(**stream, chain, &kv));
+    EXPECT_EQ((*stream)->size(), kLayers);
+    for (uint32_t l = 0; l < kLayers; ++l) {
+      Status s = (*stream)->Wait(l, std::chrono::milliseconds(20000));
+      ASSERT_TRUE(s.ok()) << "layer " << l << ": " << s.ToString();
+      ASSERT_EQ((*stream)->per_value(l).size(), chain.size());
+      for (const Status& v : (*stream)->per_value(l)) EXPECT_TRUE(v.ok()) << v.ToString();
+    }
+    EXPECT_TRUE((*stream)->WaitAll(std::chrono::milliseconds(1000)).ok());
+    EXPECT_EQ((*stream)->Wait(kLayers, std::chrono::milliseconds(10)).code(),
+              StatusCode::kOutOfRange);
+    // Saving the same prefix again is not an error (the values already exist).
+    std::vector<PutBlock> again;
+    for (size_t b = 0; b < chain.size(); ++b)
+      again.push_back(PutBlock{chain[b], 0, kv[0][b].data()});
+    Result<size_t> index = (*stream)->Submit(std::move(again));
+    ASSERT_TRUE(index.ok());
+    EXPECT_TRUE((*stream)->Wait(*index, std::chrono::milliseconds(20000)).ok());
+    // Bad groups are refused at Submit, and the stream goes on.
+    EXPECT_EQ((*stream)->Submit({}).status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ((*stream)->Submit({PutBlock{chain[0], 0, nullptr}}).status().code(),
+              StatusCode::kInvalidArgument);
+    std::vector<PutBlock> huge(transport::kMaxBatchBlocks + 1,
+                               PutBlock{chain[0], 0, kv[0][0].data()});
+    EXPECT_EQ((*stream)->Submit(std::move(huge)).status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ((*stream)->size(), kLayers + 1);
+    stream->reset();
+    Result<uint32_t> prefix = c->LookupPrefix(chain, kLayers - 1);
+    ASSERT_TRUE(prefix.ok());
+    EXPECT_EQ(*prefix, chain.size());
+    GetAndVerify(*c, chain);
+  }
+  // A stream needs a registered namespace.
+  ClientOptions o;
+  o.address = daemon_->address();
+  o.namespace_name = "it-model";
+  Result<std::unique_ptr<Client>> bare = Client::Connect(o);
+  ASSERT_TRUE(bare.ok()) << bare.status().ToString();
+  EXPECT_EQ((*bare)->OpenPutStream().status().code(), StatusCode::kFailedPrecondition);
+}
+
+// A put stream may outlive its client: destroying the client stores or
+// cancels every queued group, later submits are CANCELLED, and whatever was
+// stored is intact.
+TEST_F(DaemonTest, ClientDestroyedWithAPutStreamOpen) {
+  StartDaemon();
+  for (bool mapped : {false, true}) {
+    SCOPED_TRACE(mapped ? "mapped" : "ucx");
+    auto c = ConnectOrDie(daemon_->address(), "tcp", mapped);
+    ASSERT_NE(c, nullptr);
+    std::vector<uint64_t> chain = Chain(*c, mapped ? 43000 : 42000, 48);
+    std::vector<std::vector<std::vector<char>>> kv;
+    Result<std::unique_ptr<PutStream>> stream = c->OpenPutStream();
+    ASSERT_TRUE(stream.ok()) << stream.status().ToString();
+    ASSERT_NO_FATAL_FAILURE(SubmitLayers(**stream, chain, &kv));
+    c.reset();
+    std::vector<bool> stored(kLayers, false);
+    for (uint32_t l = 0; l < kLayers; ++l) {
+      Status s = (*stream)->Wait(l, std::chrono::milliseconds(20000));
+      if (s.ok()) {
+        stored[l] = true;
+      } else {
+        EXPECT_EQ(s.code(), StatusCode::kCancelled) << "layer " << l << ": " << s.ToString();
+      }
+    }
+    Result<size_t> late = (*stream)->Submit({PutBlock{chain[0], 0, kv[0][0].data()}});
+    EXPECT_EQ(late.status().code(), StatusCode::kCancelled);
+    stream->reset();
+    auto reader = ConnectOrDie(daemon_->address(), "tcp", false);
+    ASSERT_NE(reader, nullptr);
+    for (uint32_t l = 0; l < kLayers; ++l) {
+      if (!stored[l]) continue;
+      std::vector<std::vector<char>> bufs(chain.size(), std::vector<char>(kValueBytes));
+      std::vector<GetBlock> blocks;
+      for (size_t b = 0; b < chain.size(); ++b)
+        blocks.push_back(GetBlock{chain[b], l, bufs[b].data()});
+      std::vector<bool> found;
+      ASSERT_TRUE(reader->Get(blocks, &found).ok());
+      for (size_t b = 0; b < chain.size(); ++b) {
+        ASSERT_TRUE(found[b]) << "layer " << l << " block " << b;
+        ASSERT_TRUE(bufs[b] == kv[l][b]) << "layer " << l << " block " << b;
+      }
+    }
+  }
+}
+
 TEST_F(DaemonTest, RestartServesBlocksFromSsd) {
   StartDaemon();
   std::vector<uint64_t> chain;

@@ -126,10 +126,28 @@ class KvcakePythonTest(unittest.TestCase):
         self.assertEqual(bytes(l1[0]), srcs[2])
         self.assertEqual(bytes(l1[1]), srcs[3])
 
+        # Layer-wise save: layer 1 of blocks 2-3 (blocks 0-1 already there), then read back.
+        with c.put_stream() as saver:
+            self.assertEqual(saver.submit(chain[2:3], [1], [srcs[0]]), 0)
+            self.assertEqual(saver.submit(chain[3:], [1], [bytearray(srcs[1])]), 1)
+            self.assertEqual(len(saver), 2)
+            saver.wait(1)
+            saver.wait_all()
+            with self.assertRaises(IndexError):
+                saver.wait(2)
+            with self.assertRaises(ValueError):
+                saver.submit(chain[:1], [1], [b"short"])
+        with self.assertRaises(kvcake.KvcakeError):
+            saver.submit(chain[:1], [1], [srcs[0]])  # closed
+        self.assertEqual(c.lookup_prefix(chain, 1), 4)
+        l1 = [bytearray(VALUE) for _ in range(2)]
+        self.assertEqual(c.get(chain[2:], [1, 1], l1), [True, True])
+        self.assertEqual([bytes(b) for b in l1], [srcs[0], srcs[1]])
+
         c.report_layer_stats(0, 1.25, chain, [0.5, 0.25, 0.125, 0.0625], window_blocks=1)
         self.assertEqual(c.delete(chain + [777], [0] * 5), 4)
         self.assertEqual(c.lookup_prefix(chain, 0), 0)
-        self.assertEqual(c.lookup_prefix(chain, 1), 2)
+        self.assertEqual(c.lookup_prefix(chain, 1), 4)
 
     def test_round_trip_over_ucx(self):
         self.round_trip(mapped=False)

@@ -26,8 +26,8 @@
 // every wait is bounded by ClientOptions::timeout (or the call's own).
 //
 // Thread-safety: a Client is thread-safe; calls may run concurrently from
-// many threads (they share one UCX connection). A PendingGet is
-// thread-compatible.
+// many threads (they share one UCX connection). A PendingGet and a PutStream
+// are thread-compatible.
 
 #include <chrono>
 #include <cstdint>
@@ -127,6 +127,34 @@ class KVCAKE_API PendingGet {
   Status WaitAll(std::chrono::milliseconds timeout);
 };
 
+// An asynchronous save (Client::OpenPutStream): the engine submits groups as
+// it produces them, typically one layer at a time while it computes the next
+// (vLLM's save_kv_layer), and a background thread of the stream stores them
+// in order; Wait(i) / WaitAll bound the wait for the save (wait_for_save).
+// Thread-compatible: one thread submits and waits.
+class KVCAKE_API PutStream {
+ public:
+  // Waits for every submitted group to be stored (each request is bounded by
+  // the client timeout) so no buffer is read after it is gone.
+  virtual ~PutStream() = default;
+  // Queues `group` (1..batch-size host-memory values) and returns its index
+  // (0, 1, ...). The buffers must stay valid until Wait(index) returned
+  // (OK or not) or the stream is destroyed. INVALID_ARGUMENT (empty or
+  // oversized group, null buffer, CUDA buffer), CANCELLED (client closing).
+  virtual Result<size_t> Submit(std::vector<PutBlock> group) = 0;
+  // Number of groups submitted.
+  virtual size_t size() const = 0;
+  // Waits until group `index` has been stored. OK: every value is stored (or
+  // already was); otherwise the first error, as Client::Put. DEADLINE_EXCEEDED
+  // if `timeout` passed first (the save goes on; wait again).
+  virtual Status Wait(size_t index, std::chrono::milliseconds timeout) = 0;
+  // Per value of group `index`: its status. Valid after Wait() returned
+  // something other than DEADLINE_EXCEEDED or OUT_OF_RANGE.
+  virtual const std::vector<Status>& per_value(size_t index) const = 0;
+  // Waits for every group submitted so far; the first error.
+  Status WaitAll(std::chrono::milliseconds timeout);
+};
+
 class KVCAKE_API Client {
  public:
   // Connects (UCX handshake + ping) and, when possible, maps the daemon's
@@ -179,6 +207,14 @@ class KVCAKE_API Client {
   virtual bool mapped_path() const = 0;
   // The UCX lanes of the connection (e.g. "am:tcp/lo").
   virtual std::string transport_info() const = 0;
+
+  // Opens a stream that stores groups of values in the background, in the
+  // order they are submitted. The stream may outlive the client: destroying
+  // the client finishes the group being stored and fails the ones not
+  // started with CANCELLED. FAILED_PRECONDITION before RegisterNamespace.
+  // (Declared last so that binaries built against an older header keep
+  // their vtable slots.)
+  virtual Result<std::unique_ptr<PutStream>> OpenPutStream() = 0;
 };
 
 }  // namespace kvcake

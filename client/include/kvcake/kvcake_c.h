@@ -133,6 +133,27 @@ KVCAKE_API int kvcake_pending_get_wait(kvcake_pending_get* p, int group, int64_t
    groups not sent yet with -KVCAKE_E_CANCELLED. */
 KVCAKE_API void kvcake_pending_get_free(kvcake_pending_get* p);
 
+/* Layer-wise save: a put stream stores the groups submitted to it in order, on a thread of its
+   own, so an engine submits layer l's blocks and goes on computing layer l+1 (vLLM's
+   save_kv_layer); kvcake_put_stream_wait is its wait_for_save. A stream is used by one thread
+   at a time and may outlive its client (kvcake_close stores the group in progress and fails
+   the queued ones with -KVCAKE_E_CANCELLED). -KVCAKE_E_FAILED_PRECONDITION before
+   kvcake_register_namespace. */
+typedef struct kvcake_put_stream kvcake_put_stream;
+KVCAKE_API int kvcake_put_stream_open(kvcake_client* c, kvcake_put_stream** out);
+/* Queues `count` values (host buffers, each layer_block_bytes long, valid until the group's
+   wait returned or the stream is freed); *out_group (may be NULL) gets the group's index,
+   0, 1, ... in submission order. */
+KVCAKE_API int kvcake_put_stream_submit(kvcake_put_stream* s, const uint64_t* block_hashes,
+                                        const int32_t* layers, const void* const* buffers,
+                                        int count, int32_t* out_group);
+/* Waits up to timeout_ms for group `group` to be stored: 0 when every value is stored (or
+   already was), -KVCAKE_E_DEADLINE_EXCEEDED if it is still being stored (wait again), other
+   errors as kvcake_put. group -1 waits for every group submitted so far. */
+KVCAKE_API int kvcake_put_stream_wait(kvcake_put_stream* s, int group, int64_t timeout_ms);
+/* Stores what was submitted (each request bounded by the client's timeout), then frees. */
+KVCAKE_API void kvcake_put_stream_free(kvcake_put_stream* s);
+
 /* Deletes values; *out_deleted (may be NULL) gets how many existed. */
 KVCAKE_API int kvcake_delete(kvcake_client* c, const uint64_t* block_hashes, const int32_t* layers,
                              int count, int32_t* out_deleted);

@@ -15,6 +15,10 @@ tree (<prefix>/share/kvcake/python -> <prefix>/lib), or the loader's path.
         pending = c.get_async([(chain, [l] * len(chain), bufs[l]) for l in range(32)])
         for l in range(32):
             hits = pending.wait(l)                   # layer l has arrived
+        with c.put_stream() as saver:                # layer-wise save in the background
+            for l in range(32):
+                saver.submit(chain, [l] * len(chain), layer_bufs[l])  # as layer l is computed
+            saver.wait_all()
 
 Buffers are checked against the namespace's layer_block_bytes; a raw int
 address is the caller's promise that it points at that many bytes (in CUDA
@@ -22,7 +26,7 @@ builds put/get also take CUDA device addresses). Errors raise KvcakeError with
 the library's message and code (the canonical status codes).
 
 Thread-safety: a Client may be used from several threads at once (the
-library serialises what needs it); a PendingGet by one thread at a time.
+library serialises what needs it); a PendingGet or a PutStream by one thread at a time.
 """
 
 import ctypes
@@ -31,7 +35,7 @@ import os
 import sysconfig
 import weakref
 
-__all__ = ["Client", "PendingGet", "KvcakeError", "load_library", "version"]
+__all__ = ["Client", "PendingGet", "PutStream", "KvcakeError", "load_library", "version"]
 
 _c_int = ctypes.c_int
 _c_int32 = ctypes.c_int32
@@ -98,6 +102,11 @@ def _declare(lib):
                                       _P(_c_int32), _c_int, _P(_c_void_p)]),
         "kvcake_pending_get_wait": (_c_int, [_c_void_p, _c_int, _c_int64, _P(_c_int32)]),
         "kvcake_pending_get_free": (None, [_c_void_p]),
+        "kvcake_put_stream_open": (_c_int, [_c_void_p, _P(_c_void_p)]),
+        "kvcake_put_stream_submit": (_c_int, [_c_void_p, _P(_c_uint64), _P(_c_int32),
+                                              _P(_c_void_p), _c_int, _P(_c_int32)]),
+        "kvcake_put_stream_wait": (_c_int, [_c_void_p, _c_int, _c_int64]),
+        "kvcake_put_stream_free": (None, [_c_void_p]),
         "kvcake_delete": (_c_int, [_c_void_p, _P(_c_uint64), _P(_c_int32), _c_int,
                                    _P(_c_int32)]),
         "kvcake_report_layer_stats": (_c_int, [_c_void_p, _c_int32, _c_double, _P(_c_uint64),
@@ -253,6 +262,59 @@ class PendingGet(_Closing):
             self._keep = None
 
 
+class PutStream(_Closing):
+    """A layer-wise save (Client.put_stream): submit() queues a group and returns at once, a
+    thread of the library stores the groups in order; close() or `with` stores what was
+    submitted, then frees."""
+
+    _handle = None
+
+    def __init__(self, client, handle):
+        self._client = client
+        self._lib = client._lib
+        self._handle = handle
+        self._keep = []  # per group: its source buffers, until the group is stored
+
+    def __len__(self):
+        return len(self._keep)
+
+    def _h(self):
+        if self._handle is None:
+            raise KvcakeError("FAILED_PRECONDITION", "put stream already closed")
+        return self._handle
+
+    def submit(self, hashes, layers, buffers):
+        """Queues layer layers[i] of block hashes[i] from buffers[i] (host memory); the
+        group's index. The buffers are kept alive until the group is stored."""
+        self._client._keyed(hashes, layers, buffers)
+        bufs = _Buffers(buffers, self._client.layer_block_bytes, writable=False)
+        index = _c_int32()
+        _check(self._lib.kvcake_put_stream_submit(self._h(), _u64s(hashes), _i32s(layers),
+                                                  bufs.addrs, len(hashes), ctypes.byref(index)))
+        self._keep.append(bufs)
+        return index.value
+
+    def wait(self, group, timeout_ms=30000):
+        """Waits until group `group` is stored. KvcakeError DEADLINE_EXCEEDED if it is still
+        being stored after timeout_ms (wait again), other errors as Client.put."""
+        if not 0 <= group < len(self._keep):
+            raise IndexError(f"group {group} out of [0, {len(self._keep)})")
+        _check(self._lib.kvcake_put_stream_wait(self._h(), group, int(timeout_ms)))
+        self._keep[group] = None
+
+    def wait_all(self, timeout_ms=30000):
+        """Waits for every group submitted so far (vLLM's wait_for_save)."""
+        _check(self._lib.kvcake_put_stream_wait(self._h(), -1, int(timeout_ms)))
+        self._keep = [None] * len(self._keep)
+
+    def close(self):
+        """Stores what was submitted (each request bounded by the client's timeout), frees."""
+        if self._handle is not None:
+            self._lib.kvcake_put_stream_free(self._handle)
+            self._handle = None
+            self._keep = []
+
+
 class Client(_Closing):
     """A connection to kvcaked for one namespace (see the module docstring)."""
 
@@ -349,6 +411,15 @@ class Client(_Closing):
         self._pending.add(p)
         return p
 
+    def put_stream(self):
+        """Opens a PutStream: groups submitted one by one (typically one layer's blocks as
+        the engine computes it) are stored in order in the background."""
+        handle = _c_void_p()
+        _check(self._lib.kvcake_put_stream_open(self._h(), ctypes.byref(handle)))
+        s = PutStream(self, handle)
+        self._pending.add(s)
+        return s
+
     def delete(self, hashes, layers):
         """Deletes values; how many existed."""
         self._keyed(hashes, layers, None)
@@ -384,7 +455,8 @@ class Client(_Closing):
         return buf.value.decode()
 
     def close(self):
-        """Frees pending gets, then the connection."""
+        """Frees pending gets and put streams (storing what was submitted), then the
+        connection."""
         for p in list(self._pending):
             p.close()
         if self._handle is not None:
