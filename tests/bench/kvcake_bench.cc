@@ -32,10 +32,12 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "common/bulk_copy.h"
 #include "kvcake/client.h"
+#include "tests/bench/layerwise_save.h"
 #include "tests/integration/daemon_process.h"
 
 DEFINE_bool(quick, false, "short run (< 2 minutes)");
@@ -913,6 +915,35 @@ int Main(int argc, char** argv) {
   Log() << "\n  lookup_prefix of 1000 blocks p50: tcp " << lookup_tcp << " us, shm " << lookup_shm
         << " us\n";
 
+  // Layer-wise save: blocking Put per layer against a PutStream, with a
+  // modelled compute as long as one layer's put (32 layers x 4 blocks of
+  // 1 MiB: a 1024-token prompt in 256-token chunks of an 8B model).
+  std::map<std::string, LayerwiseSaveResult> saves;
+  {
+    const std::string& mapped_addr = shm_addr.empty() ? tcp_addr : shm_addr;
+    const std::string mapped_tls = shm_addr.empty() ? "tcp" : "shm";
+    const int save_rounds = FLAGS_quick ? 3 : 7;
+    Log() << "\n== layer-wise save, 32 layers x 4 blocks of 1 MiB, compute per layer = one "
+             "layer's blocking put (median of "
+          << save_rounds << " rounds)\n";
+    for (const auto& [path, addr, tls, mapped] :
+         {std::tuple<std::string, std::string, std::string, bool>{"ucx_tcp", tcp_addr, "tcp",
+                                                                  false},
+          {"mapped", mapped_addr, mapped_tls, true}}) {
+      if (!wanted(path)) continue;
+      LayerwiseSaveResult r = MeasureLayerwiseSave(BenchClientOptions(addr, "", tls, mapped), 32, 4,
+                                                   1 << 20, save_rounds);
+      if (!r.ok) {
+        Log() << "  " << path << ": failed: " << r.error << "\n";
+        continue;
+      }
+      Log() << "  " << path << ": one layer's put " << r.layer_put_ms << " ms; blocking "
+            << r.blocking_ms << " ms, put stream " << r.stream_ms << " ms: " << r.speedup
+            << "x faster (ideal " << r.ideal_speedup << "x)\n";
+      saves[path] = r;
+    }
+  }
+
   auto ratio = [&](const std::string& a, const std::string& b) -> nlohmann::json {
     if (!at1m.count(a) || !at1m.count(b) || at1m[b] <= 0) return nullptr;
     return at1m[a] / at1m[b];
@@ -927,6 +958,11 @@ int Main(int argc, char** argv) {
   j["local_put_vs_memcpy"] = ratio("mapped_put", "memcpy");
   j["lookup_1000_p50_us"] = lookup_shm > 0 ? lookup_shm : lookup_tcp;
   j["lookup_1000_p50_us_tcp"] = lookup_tcp;
+  for (const auto& [path, r] : saves) {
+    j["layerwise_save_stream_speedup_" + path] = r.speedup;
+    j["layerwise_save_blocking_ms_" + path] = r.blocking_ms;
+    j["layerwise_save_stream_ms_" + path] = r.stream_ms;
+  }
   j["value_bytes_for_ratios"] = 1 << 20;
   j["clients_for_ratios"] = 1;
   j["batch"] = FLAGS_batch;

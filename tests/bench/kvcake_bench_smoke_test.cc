@@ -52,6 +52,12 @@ TEST(KvcakeBenchSmokeTest, PrintsEveryRatioAndVerifiesItsData) {
   }
   ASSERT_TRUE(j["lookup_1000_p50_us"].is_number());
   EXPECT_GT(j["lookup_1000_p50_us"].get<double>(), 0);
+  // The layer-wise save ran on both paths (every put and submit succeeded).
+  for (const char* k :
+       {"layerwise_save_stream_speedup_ucx_tcp", "layerwise_save_stream_speedup_mapped"}) {
+    ASSERT_TRUE(j.contains(k) && j[k].is_number()) << k << " missing: " << out;
+    EXPECT_GT(j[k].get<double>(), 0) << k;
+  }
 
   // Every kvcake and Redis row ran and found all its bytes intact.
   int rows = 0;
