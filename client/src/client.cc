@@ -11,6 +11,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "common/bulk_copy.h"
@@ -177,6 +178,18 @@ void Complete(GroupState& g, Status s, std::vector<bool> found) {
     g.done = true;
   }
   g.cv.notify_all();
+}
+
+// Starts `fn` on `*thread`: RESOURCE_EXHAUSTED instead of the exception
+// std::thread throws when the system has no thread to give.
+template <typename Fn>
+Status StartThread(std::thread* thread, Fn&& fn) {
+  try {
+    *thread = std::thread(std::forward<Fn>(fn));
+  } catch (const std::system_error& e) {
+    return ResourceExhaustedError(std::string("kvcake client: cannot start a thread: ") + e.what());
+  }
+  return Status::Ok();
 }
 
 // What a PutStream shares with its worker thread. Thread-safe (mu).
@@ -616,7 +629,7 @@ class ClientImpl final : public Client {
       if (!async_->Add(&AsyncState::workers)) return ClosingError();
       // The client waits for this worker before it is destroyed; once it is
       // closing, the groups not started yet are cancelled.
-      pending->worker_ = std::thread([this, shared, states, async = async_] {
+      Status started = StartThread(&pending->worker_, [this, shared, states, async = async_] {
         for (size_t i = 0; i < shared->size(); ++i) {
           if (async->Closing()) {
             Complete(*states[i], ClosingError(), {});
@@ -628,6 +641,11 @@ class ClientImpl final : public Client {
         }
         async->Done(&AsyncState::workers);  // last use of the client
       });
+      if (!started.ok()) {
+        async_->Done(&AsyncState::workers);
+        for (const auto& state : states) Complete(*state, started, {});
+        return started;
+      }
       return std::unique_ptr<PendingGet>(std::move(pending));
     }
     for (size_t gi = 0; gi < groups.size(); ++gi) {
@@ -660,11 +678,17 @@ class ClientImpl final : public Client {
       std::erase_if(queues, [](const std::weak_ptr<PutQueue>& q) { return q.expired(); });
       queues.push_back(stream->queue_);
     }
-    stream->worker_ =
-        std::thread(PutStreamImpl::Run, stream->queue_, async_,
-                    [this](std::span<const PutBlock> blocks, std::vector<Status>* per_value) {
-                      return PutHost(blocks, per_value);
-                    });
+    std::function<Status(std::span<const PutBlock>, std::vector<Status>*)> put =
+        [this](std::span<const PutBlock> blocks, std::vector<Status>* per_value) {
+          return PutHost(blocks, per_value);
+        };
+    Status started = StartThread(&stream->worker_, [queue = stream->queue_, async = async_, put] {
+      PutStreamImpl::Run(queue, async, put);
+    });
+    if (!started.ok()) {
+      async_->Done(&AsyncState::workers);
+      return started;
+    }
     return std::unique_ptr<PutStream>(std::move(stream));
   }
 

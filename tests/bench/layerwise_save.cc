@@ -34,7 +34,8 @@ class Saver {
       for (int b = 0; b < blocks; ++b) {
         auto& v = kv_[static_cast<size_t>(l)][static_cast<size_t>(b)];
         for (size_t i = 0; i + 8 <= v.size(); i += 8) {
-          const uint64_t x = (static_cast<uint64_t>(l) << 40) ^ (static_cast<uint64_t>(b) << 20) ^ i;
+          const uint64_t x =
+              (static_cast<uint64_t>(l) << 40) ^ (static_cast<uint64_t>(b) << 20) ^ i;
           std::memcpy(v.data() + i, &x, 8);
         }
       }

@@ -19,11 +19,11 @@ namespace kvcake::bench {
 struct LayerwiseSaveResult {
   bool ok = false;
   std::string error;
-  double layer_put_ms = 0;    // one layer's blocking put (the modelled compute)
-  double blocking_ms = 0;     // compute + Put per layer, median over rounds
-  double stream_ms = 0;       // compute + Submit per layer, then WaitAll
-  double speedup = 0;         // median over rounds of blocking / stream
-  double ideal_speedup = 0;   // (compute + save) / max(compute, save) = 2
+  double layer_put_ms = 0;   // one layer's blocking put (the modelled compute)
+  double blocking_ms = 0;    // compute + Put per layer, median over rounds
+  double stream_ms = 0;      // compute + Submit per layer, then WaitAll
+  double speedup = 0;        // median over rounds of blocking / stream
+  double ideal_speedup = 0;  // (compute + save) / max(compute, save) = 2
 };
 
 // Connects with `options`, registers its own namespace ("bench-save") and
