@@ -66,12 +66,16 @@ void Inc(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_
 }  // namespace
 
 // Per-I/O-thread state. `loop` is guarded by `mu` for posting from other
-// threads; it is nulled at Stop() before the loop is destroyed.
+// threads; it is nulled at Stop() before the loop is stopped, so other
+// threads stop posting. Code on the loop thread itself (UCX callbacks,
+// posted handlers) uses `own_loop`, which stays valid until the loop thread
+// has stopped: UCX can still report an endpoint error between the two.
 struct LoopSlot {
   int index = 0;
   RpcServerImpl* server = nullptr;  // set at Init
   std::mutex mu;
   WorkerLoop* loop = nullptr;
+  WorkerLoop* own_loop = nullptr;  // loop thread only; set at Init, never nulled
   // Loop-thread only:
   std::unordered_map<ucp_ep_h, std::shared_ptr<ServerConnection>> conns;
 };
@@ -365,6 +369,7 @@ Status RpcServerImpl::Init() {
     LoopSlot* sp = slot.get();
     loop->AddTicker(tick, [this, sp] { Sweep(sp); });
     slot->loop = loop.get();
+    slot->own_loop = loop.get();
     slots_.push_back(std::move(slot));
     loops_.push_back(std::move(loop));
   }
@@ -426,7 +431,7 @@ void RpcServerImpl::OnConnRequest(ucp_conn_request_h req, void* arg) {
 }
 
 void RpcServerImpl::Accept(LoopSlot* slot, ucp_conn_request_h req, std::string peer) {
-  const size_t max_hdr = slot->loop->ucx_worker().max_am_header();
+  const size_t max_hdr = slot->own_loop->ucx_worker().max_am_header();
   auto conn = std::make_shared<ServerConnection>(
       this, slots_[slot->index], next_conn_id_.fetch_add(1), peer,
       max_hdr > kFrameHeaderSize ? max_hdr - kFrameHeaderSize : 0);
@@ -440,12 +445,12 @@ void RpcServerImpl::Accept(LoopSlot* slot, ucp_conn_request_h req, std::string p
   // whose connection object is already gone; the lookup by ep then misses.
   p.err_handler.arg = slot;
   ucp_ep_h ep = nullptr;
-  ucs_status_t st = ucp_ep_create(slot->loop->worker(), &p, &ep);
+  ucs_status_t st = ucp_ep_create(slot->own_loop->worker(), &p, &ep);
   if (st != UCS_OK) {
     KVCAKE_LOG(WARNING) << "rejecting connection from " << peer << ": " << ucs_status_string(st);
     return;
   }
-  conn->SetEndpoint(std::make_unique<UcxEndpoint>(slot->loop->worker(), ep));
+  conn->SetEndpoint(std::make_unique<UcxEndpoint>(slot->own_loop->worker(), ep));
   slot->conns.emplace(ep, conn);
   Inc(counters_.connections_accepted);
   Inc(counters_.connections_open);
@@ -458,7 +463,7 @@ void RpcServerImpl::OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status) {
   RpcServerImpl* self = slot->server;
   KVCAKE_LOG(DEBUG) << "server endpoint failed: " << ucs_status_string(status);
   // Not from inside the UCX callback: post the close.
-  slot->loop->Post([self, slot, ep] {
+  slot->own_loop->Post([self, slot, ep] {
     auto it = slot->conns.find(ep);
     if (it != slot->conns.end()) self->RemoveConnection(it->second.get(), "peer failed");
   });
@@ -579,7 +584,7 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
       KVCAKE_LOG(WARNING) << "unreadable frame from " << conn->peer() << " (" << bad.ToString()
                           << "); closing the connection";
       // Not from inside the AM callback (closing progresses the worker).
-      slot->loop->Post([this, conn] { RemoveConnection(conn.get(), "unreadable frame"); });
+      slot->own_loop->Post([this, conn] { RemoveConnection(conn.get(), "unreadable frame"); });
     }
     return rndv ? UCS_ERR_INVALID_PARAM : UCS_OK;
   }
@@ -609,7 +614,7 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
     rp.user_data = staged.get();
     rp.datatype = ucp_dt_make_contig(1);
     ucs_status_ptr_t req =
-        ucp_am_recv_data_nbx(slot->loop->worker(), data, staged->bytes.data(), length, &rp);
+        ucp_am_recv_data_nbx(slot->own_loop->worker(), data, staged->bytes.data(), length, &rp);
     if (req == nullptr) {
       OnStagedReceived(nullptr, UCS_OK, length, staged.release());
     } else if (UCS_PTR_IS_ERR(req)) {
@@ -641,7 +646,8 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
   rp.cb.recv_am = &RpcServerImpl::OnPayloadReceived;
   rp.user_data = recv.get();
   rp.datatype = d.datatype;
-  ucs_status_ptr_t req = ucp_am_recv_data_nbx(slot->loop->worker(), data, d.buffer, d.count, &rp);
+  ucs_status_ptr_t req =
+      ucp_am_recv_data_nbx(slot->own_loop->worker(), data, d.buffer, d.count, &rp);
   if (req == nullptr) {
     OnPayloadReceived(nullptr, UCS_OK, length, recv.release());
   } else if (UCS_PTR_IS_ERR(req)) {

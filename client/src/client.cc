@@ -226,7 +226,7 @@ class PutStreamImpl final : public PutStream {
     for (size_t i = 0; i < group.size(); ++i) {
       if (!group[i].data) return InvalidArgumentError("null buffer at " + std::to_string(i));
       if (is_device_ && is_device_(group[i].data)) {
-        return InvalidArgumentError("put streams take host buffers; use Put for CUDA buffers");
+        return UnimplementedError("put streams take host buffers; use Put for CUDA buffers");
       }
     }
     auto state = std::make_shared<GroupState>();

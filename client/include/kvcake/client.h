@@ -140,7 +140,8 @@ class KVCAKE_API PutStream {
   // Queues `group` (1..batch-size host-memory values) and returns its index
   // (0, 1, ...). The buffers must stay valid until Wait(index) returned
   // (OK or not) or the stream is destroyed. INVALID_ARGUMENT (empty or
-  // oversized group, null buffer, CUDA buffer), CANCELLED (client closing).
+  // oversized group, null buffer), UNIMPLEMENTED (a CUDA buffer, as for
+  // GetAsync), CANCELLED (client closing).
   virtual Result<size_t> Submit(std::vector<PutBlock> group) = 0;
   // Number of groups submitted.
   virtual size_t size() const = 0;
