@@ -1,6 +1,7 @@
 #include "transport/messages.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -34,7 +35,14 @@ class Writer {
   }
   void U64s(const std::vector<uint64_t>& v) {
     U32(static_cast<uint32_t>(v.size()));
-    for (uint64_t x : v) U64(x);
+    if constexpr (std::endian::native == std::endian::little) {
+      // The wire order is the host's: one copy (a lookup carries 1000 hashes).
+      if (!v.empty()) {
+        out_.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(uint64_t));
+      }
+    } else {
+      for (uint64_t x : v) U64(x);
+    }
   }
   void Codes(const std::vector<KeyCode>& v) {
     U32(static_cast<uint32_t>(v.size()));
@@ -109,8 +117,13 @@ class Reader {
   }
   bool U64s(const char* field, uint32_t min, uint32_t max, std::vector<uint64_t>* v) {
     uint32_t n;
-    if (!Count(field, min, max, 8, &n)) return false;
+    if (!Count(field, min, max, 8, &n)) return false;  // the n values are present
     v->resize(n);
+    if constexpr (std::endian::native == std::endian::little) {
+      if (n > 0) std::memcpy(v->data(), in_.data() + pos_, static_cast<size_t>(n) * 8);
+      pos_ += static_cast<size_t>(n) * 8;
+      return true;
+    }
     for (uint64_t& x : *v) {
       if (!U64(field, &x)) return false;
     }
