@@ -298,10 +298,11 @@ class ClientImpl final : public Client {
         rpc_(std::move(rpc)),
         seed_(NamespaceSeed(options_.namespace_name)) {}
   ~ClientImpl() override {
-    // In-flight layer-wise gets may outlive the client (PendingGet is the
-    // engine's): stop sending their remaining requests and wait for the ones
-    // already sent, so nothing below is used after it is gone. A mapped-path
-    // worker is waited for without a bound (each of its calls has a
+    // Layer-wise gets and put streams may outlive the client (PendingGet and
+    // PutStream are the engine's): stop sending their remaining requests,
+    // tell put streams to stop, and wait for what is already running, so
+    // nothing below is used after it is gone. Mapped-path and put-stream
+    // workers are waited for without a bound (each of their calls has a
     // deadline); UCX groups up to the client timeout, after which destroying
     // rpc_ cancels them (their callbacks touch only async_).
     std::vector<std::weak_ptr<PutQueue>> queues;
