@@ -137,6 +137,15 @@ class DaemonTest : public ::testing::Test {
     }
   }
 
+  // Stores every layer of a `blocks`-long chain starting at `first_token`
+  // through a client that is gone when this returns; the chain's hashes.
+  void SeedChain(uint32_t first_token, size_t blocks, std::vector<uint64_t>* chain) {
+    auto c = ConnectOrDie(daemon_->address(), "tcp", false);
+    ASSERT_NE(c, nullptr);
+    *chain = Chain(*c, first_token, blocks);
+    PutAll(*c, *chain);
+  }
+
   TempDir dir_;
   std::unique_ptr<DaemonProcess> daemon_;
 };
@@ -357,12 +366,7 @@ TEST_F(DaemonTest, LayerwiseGetCompletesPerLayer) {
 TEST_F(DaemonTest, ClientDestroyedWhileALayerwiseGetIsInFlight) {
   StartDaemon();
   std::vector<uint64_t> chain;
-  {
-    auto c = ConnectOrDie(daemon_->address(), "tcp", false);
-    ASSERT_NE(c, nullptr);
-    chain = Chain(*c, 31000, 48);
-    PutAll(*c, chain);
-  }
+  ASSERT_NO_FATAL_FAILURE(SeedChain(31000, 48, &chain));
   for (bool mapped : {false, true}) {
     for (int waited : {0, 1}) {  // destroy at once, or after the first layer arrived
       auto c = ConnectOrDie(daemon_->address(), "tcp", mapped);
@@ -518,12 +522,7 @@ TEST_F(DaemonTest, ClientDestroyedWithAPutStreamOpen) {
 TEST_F(DaemonTest, RestartServesBlocksFromSsd) {
   StartDaemon();
   std::vector<uint64_t> chain;
-  {
-    auto c = ConnectOrDie(daemon_->address(), "tcp", false);
-    ASSERT_NE(c, nullptr);
-    chain = Chain(*c, 424242, 6);
-    PutAll(*c, chain);
-  }
+  ASSERT_NO_FATAL_FAILURE(SeedChain(424242, 6, &chain));
   Result<int> rc = daemon_->Stop();
   ASSERT_TRUE(rc.ok()) << rc.status().ToString();
   ASSERT_EQ(*rc, 0);
