@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <new>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -34,12 +35,19 @@ Status RpcServerOptions::Validate() const {
   if (send_timeout.count() <= 0) {
     return InvalidArgumentError("RpcServerOptions.send_timeout must be > 0");
   }
+  if (max_staged_bytes == 0) {
+    return InvalidArgumentError("RpcServerOptions.max_staged_bytes must be > 0");
+  }
   return Status::Ok();
 }
 
 Status RpcHandler::AcceptPayload(ServerCall& call, std::vector<MutableBuffer>* target) {
   return UnimplementedError("this server accepts no request payloads");
 }
+
+Status RpcHandler::CheckRequestHeader(const FrameHeader& header) { return Status::Ok(); }
+
+void RpcHandler::OnConnectionClosed(uint64_t connection_id) {}
 
 namespace {
 
@@ -70,6 +78,8 @@ void Inc(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_
 // threads stop posting. Code on the loop thread itself (UCX callbacks,
 // posted handlers) uses `own_loop`, which stays valid until the loop thread
 // has stopped: UCX can still report an endpoint error between the two.
+struct OutgoingReply;
+
 struct LoopSlot {
   int index = 0;
   RpcServerImpl* server = nullptr;  // set at Init
@@ -78,6 +88,10 @@ struct LoopSlot {
   WorkerLoop* own_loop = nullptr;  // loop thread only; set at Init, never nulled
   // Loop-thread only:
   std::unordered_map<ucp_ep_h, std::shared_ptr<ServerConnection>> conns;
+  // Replies of closed connections whose send UCX has not completed yet
+  // (owned; see ServerConnection::Close). Freed by their send callback, or
+  // after the worker is gone at Stop().
+  std::unordered_set<OutgoingReply*> orphans;
 };
 
 // One reply being sent.
@@ -91,6 +105,8 @@ struct OutgoingReply {
   SendDoneCallback on_sent;
   Clock::time_point started;
   bool ok_status = true;
+  // Failed by Close() while UCX still held the send; freed by its callback.
+  bool orphaned = false;
 };
 
 // A request with meta in its data, received by rendezvous into a staging
@@ -98,7 +114,9 @@ struct OutgoingReply {
 struct StagedRecv {
   std::shared_ptr<ServerConnection> conn;
   FrameHeader header;
-  std::vector<uint8_t> bytes;
+  std::unique_ptr<uint8_t[]> bytes;  // not zero-filled
+  size_t size = 0;
+  ~StagedRecv();
 };
 
 // One request payload being received by rendezvous.
@@ -205,6 +223,7 @@ class RpcServerImpl {
   std::vector<std::unique_ptr<WorkerLoop>> loops_;
   std::unique_ptr<UcxListener> listener_;  // on loops_[0]
   std::atomic<uint64_t> next_conn_id_{1};
+  std::atomic<uint64_t> staged_bytes_{0};  // bytes held by StagedRecvs
   std::atomic<uint64_t> next_loop_{0};
   std::string host_;
   uint16_t port_ = 0;
@@ -320,6 +339,11 @@ void ServerConnection::SendReply(std::unique_ptr<OutgoingReply> r) {
 void ServerConnection::OnReplySent(OutgoingReply* raw, ucs_status_t st) {
   std::unique_ptr<OutgoingReply> r(raw);
   inflight_.erase(raw);
+  if (r->orphaned) {
+    // Close() already failed this reply; UCX has now let go of it.
+    slot_->orphans.erase(raw);
+    return;
+  }
   Counters& c = server_->counters_;
   Status status = UcsToStatus(st, "sending reply");
   if (status.ok()) {
@@ -336,8 +360,19 @@ void ServerConnection::Close(const char* why) {
   KVCAKE_LOG(DEBUG) << "closing connection " << id_ << " from " << peer_ << ": " << why;
   std::unique_ptr<UcxEndpoint> ep = std::move(ep_);
   ep->Close(/*force=*/true);  // cancels in-flight sends: OnReplySent runs for each
-  // Anything UCX did not complete is failed here.
-  while (!inflight_.empty()) OnReplySent(*inflight_.begin(), UCS_ERR_CANCELED);
+  // A send UCX has not completed yet still owns its request: UCX calls
+  // ReplySentCallback for it later (on a later progress of this worker, or
+  // when the worker is destroyed). Its handler is told now (the payload is no
+  // longer needed: the peer is gone), but the reply object lives on, parked in
+  // the slot, until that callback; freeing it here was a use-after-free.
+  for (OutgoingReply* r : inflight_) {
+    Inc(server_->counters_.send_errors);
+    r->orphaned = true;
+    SendDoneCallback cb = std::move(r->on_sent);
+    r->on_sent = nullptr;
+    if (cb) cb(UnavailableError("connection closed before the reply was sent"));
+    slot_->orphans.insert(r);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -393,10 +428,13 @@ void RpcServerImpl::Stop() {
   }
   for (size_t i = 0; i < loops_.size(); ++i) {
     LoopSlot* slot = slots_[i].get();
-    loops_[i]->RunSync([slot] {
+    loops_[i]->RunSync([this, slot] {
       auto conns = std::move(slot->conns);
       slot->conns.clear();
-      for (auto& [ep, conn] : conns) conn->Close("server stopping");
+      for (auto& [ep, conn] : conns) {
+        conn->Close("server stopping");
+        handler_->OnConnectionClosed(conn->id());
+      }
     });
   }
   for (auto& slot : slots_) {
@@ -407,6 +445,11 @@ void RpcServerImpl::Stop() {
   // Handlers still queued in the io_contexts are destroyed with the loops.
   loops_.clear();
   listener_.reset();
+  // The workers are gone: no send callback can run any more.
+  for (auto& slot : slots_) {
+    for (OutgoingReply* r : slot->orphans) delete r;
+    slot->orphans.clear();
+  }
 }
 
 void RpcServerImpl::OnConnRequest(ucp_conn_request_h req, void* arg) {
@@ -477,6 +520,7 @@ void RpcServerImpl::RemoveConnection(ServerConnection* conn, const char* why) {
   slot->conns.erase(it);
   keep->Close(why);
   counters_.connections_open.fetch_sub(1, std::memory_order_relaxed);
+  handler_->OnConnectionClosed(keep->id());
 }
 
 void RpcServerImpl::Sweep(LoopSlot* slot) {
@@ -594,6 +638,12 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
     return rndv ? UCS_ERR_INVALID_PARAM : UCS_OK;
   }
   Inc(counters_.requests);
+  if (Status admitted = handler_->CheckRequestHeader(h); !admitted.ok()) {
+    Inc(counters_.payloads_refused);
+    std::unique_ptr<ServerCall> call(new ServerCall(conn, h, {}));
+    call->Reply(admitted);
+    return rndv ? UCS_ERR_NO_RESOURCE : UCS_OK;
+  }
   if (h.meta_in_data()) {
     const auto* bytes = static_cast<const uint8_t*>(data);
     if (!rndv) {
@@ -603,10 +653,27 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
     }
     // Slow path for oversized meta with a large payload: stage meta+payload,
     // then deliver as if eager (one extra copy of the payload).
+    // Bounded: a request is refused before anything is allocated when the
+    // staged total would pass the limit, and an allocation failure is a
+    // refusal too, never an abort.
+    const uint64_t before = staged_bytes_.fetch_add(length, std::memory_order_acq_rel);
+    std::unique_ptr<uint8_t[]> staging;
+    if (before + length <= options_.max_staged_bytes) {
+      staging.reset(new (std::nothrow) uint8_t[length]);
+    }
+    if (!staging) {
+      staged_bytes_.fetch_sub(length, std::memory_order_acq_rel);
+      Inc(counters_.payloads_refused);
+      std::unique_ptr<ServerCall> call(new ServerCall(conn, h, {}));
+      call->Reply(ResourceExhaustedError("request of " + std::to_string(length) +
+                                         " bytes would pass the server's staging limit"));
+      return UCS_ERR_NO_RESOURCE;
+    }
     auto staged = std::make_unique<StagedRecv>();
     staged->conn = conn;
     staged->header = h;
-    staged->bytes.resize(length);
+    staged->bytes = std::move(staging);
+    staged->size = length;
     ucp_request_param_t rp{};
     rp.op_attr_mask =
         UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_DATATYPE;
@@ -614,7 +681,7 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
     rp.user_data = staged.get();
     rp.datatype = ucp_dt_make_contig(1);
     ucs_status_ptr_t req =
-        ucp_am_recv_data_nbx(slot->own_loop->worker(), data, staged->bytes.data(), length, &rp);
+        ucp_am_recv_data_nbx(slot->own_loop->worker(), data, staged->bytes.get(), length, &rp);
     if (req == nullptr) {
       OnStagedReceived(nullptr, UCS_OK, length, staged.release());
     } else if (UCS_PTR_IS_ERR(req)) {
@@ -685,6 +752,10 @@ void RpcServerImpl::DeliverEager(const std::shared_ptr<ServerConnection>& conn,
   handler_->OnRequest(std::move(call));
 }
 
+StagedRecv::~StagedRecv() {
+  conn->server()->staged_bytes_.fetch_sub(size, std::memory_order_acq_rel);
+}
+
 void RpcServerImpl::OnStagedReceived(void* request, ucs_status_t status, size_t length,
                                      void* user_data) {
   std::unique_ptr<StagedRecv> staged(static_cast<StagedRecv*>(user_data));
@@ -696,8 +767,8 @@ void RpcServerImpl::OnStagedReceived(void* request, ucs_status_t status, size_t 
     call->Reply(UcsToStatus(status, "receiving request"));
     return;
   }
-  self->DeliverEager(staged->conn, h, std::span<const uint8_t>(staged->bytes.data(), h.meta_size),
-                     staged->bytes.data() + h.meta_size, h.payload_size);
+  self->DeliverEager(staged->conn, h, std::span<const uint8_t>(staged->bytes.get(), h.meta_size),
+                     staged->bytes.get() + h.meta_size, h.payload_size);
 }
 
 void RpcServerImpl::OnPayloadReceived(void* request, ucs_status_t status, size_t length,

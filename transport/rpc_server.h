@@ -66,6 +66,11 @@ struct RpcServerOptions {
   // Bound on one reply's send: if it has not completed after this long, the
   // connection is considered dead and closed. Default 30 s. Must be > 0.
   std::chrono::milliseconds send_timeout{30000};
+  // Bytes of requests whose metadata travels in the data phase (oversized
+  // meta with a rendezvous payload) that may be staged in daemon memory at
+  // once, over all connections. A request beyond it is refused with
+  // RESOURCE_EXHAUSTED before anything is allocated. Default 1 GiB. > 0.
+  uint64_t max_staged_bytes = 1ull << 30;
 
   Status Validate() const;
 };
@@ -151,6 +156,20 @@ class RpcHandler {
   // and OnRequest() is NOT called. The default refuses with UNIMPLEMENTED.
   virtual Status AcceptPayload(ServerCall& call, std::vector<MutableBuffer>* target);
 
+  // Called for every application request as soon as its frame header is
+  // decoded, before its meta or payload is staged or received. A non-OK
+  // status refuses the request (the caller gets it; no byte is allocated).
+  // Lets the application bound what a request may announce (which opcodes
+  // carry payload, how large). The default admits everything.
+  virtual Status CheckRequestHeader(const FrameHeader& header);
+
+  // Called once when connection `connection_id` (ServerCall::connection_id)
+  // is closed: the peer failed or disconnected, it timed out, sent an
+  // unreadable frame, or the server stops. Calls of that connection may still
+  // be replied to (the replies are dropped). Runs on an I/O thread; the
+  // default does nothing.
+  virtual void OnConnectionClosed(uint64_t connection_id);
+
   // Called once the request is complete (payload received, or failed — see
   // call->payload_status()). The handler owns `call` and must Reply() to it,
   // now or later, from any thread.
@@ -167,7 +186,7 @@ struct RpcServerStats {
   uint64_t control_frames = 0;           // hello / keepalive
   uint64_t replies_ok = 0;
   uint64_t replies_error = 0;
-  uint64_t payloads_refused = 0;  // AcceptPayload returned an error
+  uint64_t payloads_refused = 0;  // AcceptPayload or CheckRequestHeader refused
   uint64_t malformed_frames = 0;
   uint64_t bytes_received = 0;  // request payload bytes
   uint64_t bytes_sent = 0;      // reply payload bytes
