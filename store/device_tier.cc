@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/logging.h"
+#include "store/memfd_seal.h"
 
 #if defined(KVCAKE_HAVE_CUDA)
 #include <cuda_runtime_api.h>
@@ -59,8 +60,11 @@ Result<std::unique_ptr<DeviceTier>> DeviceTier::Open(const Options& options) {
   // Emulated: host memory in a memfd, so same-node clients can map the arena
   // the way a CUDA client opens the real one by IPC handle.
   const uint64_t rounded = (bytes + 4095) / 4096 * 4096;
-  const int fd = ::memfd_create("kvcake-gpu-emulated", MFD_CLOEXEC);
+  const int fd = ::memfd_create("kvcake-gpu-emulated", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd >= 0 && ::ftruncate(fd, static_cast<off_t>(rounded)) == 0) {
+    if (Status sealed = SealSize(fd); !sealed.ok()) {
+      KVCAKE_LOG(WARNING) << "device tier: emulated arena: " << sealed.ToString();
+    }
     void* p = ::mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     if (p != MAP_FAILED) {
       t->base_ = static_cast<char*>(p);

@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "common/logging.h"
+#include "store/memfd_seal.h"
 
 #if defined(KVCAKE_HAVE_CUDA)
 #include <cuda_runtime_api.h>
@@ -19,7 +20,7 @@ constexpr uint64_t kHugePage = 2ull << 20;
 // Tries to create and map a memfd of `size` bytes; returns false (errno set)
 // on failure, cleaning up.
 bool MapSegment(const std::string& name, uint64_t size, bool huge, int* fd_out, char** base_out) {
-  unsigned flags = MFD_CLOEXEC | (huge ? MFD_HUGETLB : 0u);
+  unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING | (huge ? MFD_HUGETLB : 0u);
   int fd = memfd_create(name.c_str(), flags);
   if (fd < 0) return false;
   if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
@@ -27,6 +28,12 @@ bool MapSegment(const std::string& name, uint64_t size, bool huge, int* fd_out, 
     close(fd);
     errno = e;
     return false;
+  }
+  // Same-node clients open this file; none may shrink it (the daemon would
+  // die of SIGBUS on its next access) or grow it.
+  if (Status sealed = SealSize(fd); !sealed.ok()) {
+    KVCAKE_LOG(WARNING) << "host tier: " << sealed.ToString()
+                        << "; a process that opens the segment could resize it";
   }
   int mflags = MAP_SHARED | MAP_POPULATE;
   void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, mflags, fd, 0);

@@ -1,7 +1,11 @@
 // Unit tests of the store's building blocks: SlotPool, BlockIndex,
 // NamespaceConfig, HostTier, DeviceTier (emulated), checksum.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <cstring>
 #include <set>
@@ -116,6 +120,38 @@ TEST(HostTierTest, SegmentIsSharedThroughItsFd) {
   ASSERT_NE(p, MAP_FAILED);
   EXPECT_EQ(std::memcmp(static_cast<char*>(p) + h.SlotOffset(3), data.data(), data.size()), 0);
   munmap(p, h.size());
+}
+
+// A process that opens the segment (as every same-node client does, through
+// /proc/<pid>/fd) cannot resize it: a shrink would make the daemon's next
+// access fault with SIGBUS.
+TEST(HostTierTest, SegmentSizeIsSealed) {
+  HostTier::Options o;
+  o.name = "kvcake-test";
+  o.num_slots = 4;
+  o.slot_bytes = 64 << 10;
+  auto t = HostTier::Open(o);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  const std::string path = "/proc/self/fd/" + std::to_string((*t)->fd());
+  const int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  EXPECT_NE(::ftruncate(fd, 4096), 0) << "the segment could be shrunk";
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_NE(::ftruncate(fd, static_cast<off_t>((*t)->size()) * 2), 0) << "could be grown";
+  ::close(fd);
+  // Still fully usable.
+  std::memset((*t)->SlotPtr(3), 7, 64 << 10);
+}
+
+TEST(DeviceTierTest, EmulatedArenaSizeIsSealed) {
+  DeviceTier::Options o;
+  o.num_slots = 4;
+  o.slot_bytes = 4096;
+  o.allow_cuda = false;
+  auto t = DeviceTier::Open(o);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  ASSERT_GE((*t)->emulated_fd(), 0);
+  EXPECT_NE(::ftruncate((*t)->emulated_fd(), 0), 0) << "the arena could be shrunk";
 }
 
 TEST(HostTierTest, RejectsBadOptions) {
