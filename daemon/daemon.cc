@@ -35,9 +35,16 @@ std::string DaemonOptions::ToString() const {
     << "ssd_path = " << (store.ssd_path.empty() ? "(none)" : store.ssd_path) << "\n"
     << "ssd_bytes = " << store.ssd_capacity_bytes << "\n"
     << "lease_ms = " << service.lease_ms << "\n"
-    << "token = " << (service.token.empty() ? "(none)" : "(set)") << "\n"
+    << "tokens = "
+    << (service.token.empty() && service.grants.empty()
+            ? std::string("(none: any connection may open any namespace)")
+            : std::to_string(service.grants.size() + (service.token.empty() ? 0 : 1)) + " (set)")
+    << "\n"
     << "default_quota_bytes = " << service.default_quota_bytes << "\n"
     << "max_quota_bytes = " << service.max_quota_bytes << "\n"
+    << "max_namespaces = " << service.max_namespaces << "\n"
+    << "max_lease_bytes_per_connection = " << service.max_lease_bytes_per_connection << "\n"
+    << "max_staged_bytes = " << rpc.max_staged_bytes << "\n"
     << "policy = " << policy << "\n"
     << "drain_on_exit = " << (drain_on_exit ? "true" : "false") << "\n"
     << "expose_host_segment = " << (expose_host_segment ? "true" : "false") << "\n"

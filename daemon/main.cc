@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -40,9 +41,18 @@ DEFINE_string(ssd_path, "./var/kvcake", "SSD tier RocksDB directory (empty: no S
 DEFINE_string(ssd_bytes, "16G", "SSD tier capacity (payload bytes)");
 DEFINE_uint64(lease_ms, 30000, "lease of pins and reservations (ms)");
 DEFINE_uint64(reserve_wait_ms, 100, "how long a put waits for the mover to free a slot (ms)");
-DEFINE_string(token_file, "", "file holding the token clients must present (empty: none)");
+DEFINE_string(token_file, "",
+              "token grants: one 'TOKEN [NAMESPACE[,NAMESPACE...]]' per line, a name may end "
+              "in '*' (a bare token opens every namespace; empty: no token required)");
 DEFINE_string(default_quota_bytes, "0", "quota of a namespace that asks for none (0: unlimited)");
 DEFINE_string(max_quota_bytes, "0", "largest quota a namespace may have (0: no limit)");
+DEFINE_uint32(max_namespaces, 1024, "namespaces the daemon holds at most");
+DEFINE_string(max_lease_bytes_per_connection, "auto",
+              "bytes one connection may hold reserved or pinned on the same-node path at once "
+              "(auto: half the host tier; 0: no limit)");
+DEFINE_string(max_staged_bytes, "1G",
+              "request bytes (oversized metadata with its payload) staged in daemon memory at "
+              "once over all connections");
 DEFINE_string(
     admin_listen, "127.0.0.1:18516",
     "admin HTTP HOST:PORT (loopback by default; port 0: ephemeral; empty: no admin server)");
@@ -120,7 +130,21 @@ Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
   o.store.reservation_lease_us = FLAGS_lease_ms * 1000;
   o.store.reserve_wait_us = FLAGS_reserve_wait_ms * 1000;
   o.service.lease_ms = FLAGS_lease_ms;
-  ASSIGN_OR_RETURN(o.service.token, ReadTokenFile("token_file", FLAGS_token_file));
+  if (!FLAGS_token_file.empty()) {
+    ASSIGN_OR_RETURN(std::string text, ReadTokenFile("token_file", FLAGS_token_file));
+    Result<std::vector<kvcake::daemon::TokenGrant>> grants = kvcake::daemon::ParseTokenGrants(text);
+    if (!grants.ok()) return grants.status().WithContext("--token_file " + FLAGS_token_file);
+    o.service.grants = std::move(grants).value();
+  }
+  o.service.max_namespaces = FLAGS_max_namespaces;
+  if (FLAGS_max_lease_bytes_per_connection == "auto") {
+    o.service.max_lease_bytes_per_connection = o.store.host_capacity_bytes / 2;
+  } else {
+    ASSIGN_OR_RETURN(
+        o.service.max_lease_bytes_per_connection,
+        ParseBytes("max_lease_bytes_per_connection", FLAGS_max_lease_bytes_per_connection));
+  }
+  ASSIGN_OR_RETURN(o.rpc.max_staged_bytes, ParseBytes("max_staged_bytes", FLAGS_max_staged_bytes));
   ASSIGN_OR_RETURN(o.service.default_quota_bytes,
                    ParseBytes("default_quota_bytes", FLAGS_default_quota_bytes));
   ASSIGN_OR_RETURN(o.service.max_quota_bytes, ParseBytes("max_quota_bytes", FLAGS_max_quota_bytes));
@@ -152,6 +176,10 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // A restarted daemon binds its port at once even while connections of the
+  // previous one sit in TIME_WAIT (systemd's RestartSec=2, Kubernetes).
+  // Read when UCX initialises; an operator's own setting wins.
+  ::setenv("UCX_TCP_CM_REUSEADDR", "y", /*overwrite=*/0);
 
   Result<kvcake::daemon::DaemonOptions> options = OptionsFromFlags();
   if (!options.ok()) {

@@ -110,7 +110,7 @@ Status DaemonRpcHandler::AcceptPayload(transport::ServerCall& call,
   state->service = service_;
   state->scope = std::make_unique<RequestScope>(in_flight_, call.opcode());
   Result<std::unique_ptr<Service::PutState>> put =
-      service_->BeginPut(AsView(call.meta()), call.payload_size());
+      service_->BeginPut(call.connection_id(), AsView(call.meta()), call.payload_size());
   if (!put.ok()) {
     state->scope->set_status(put.status());
     return put.status();
@@ -125,6 +125,28 @@ Status DaemonRpcHandler::AcceptPayload(transport::ServerCall& call,
   return Status::Ok();
 }
 
+Status DaemonRpcHandler::CheckRequestHeader(const transport::FrameHeader& header) {
+  const std::string_view name = MetricOpName(header.opcode);
+  if (name == "unknown") {
+    return UnimplementedError("unknown opcode " + std::to_string(header.opcode));
+  }
+  if (header.payload_size == 0) return Status::Ok();
+  if (header.opcode != static_cast<uint16_t>(RpcOp::kPut)) {
+    return InvalidArgumentError(std::string(name) + " carries no payload, announced " +
+                                std::to_string(header.payload_size) + " bytes");
+  }
+  const uint64_t limit = service_->MaxPutPayloadBytes();
+  if (header.payload_size > limit) {
+    return InvalidArgumentError("put payload of " + std::to_string(header.payload_size) +
+                                " bytes exceeds one batch (" + std::to_string(limit) + " bytes)");
+  }
+  return Status::Ok();
+}
+
+void DaemonRpcHandler::OnConnectionClosed(uint64_t connection_id) {
+  service_->ForgetCaller(connection_id);
+}
+
 void DaemonRpcHandler::OnRequest(std::unique_ptr<transport::ServerCall> call) {
   const uint16_t op = call->opcode();
   if (op == static_cast<uint16_t>(RpcOp::kPut)) return HandlePut(std::move(call));
@@ -135,7 +157,8 @@ void DaemonRpcHandler::OnRequest(std::unique_ptr<transport::ServerCall> call) {
   if (op == static_cast<uint16_t>(RpcOp::kGet)) return HandleGet(std::move(call));
   RequestScope scope(in_flight_, op);
   std::string response_data;
-  Result<std::string> meta = service_->Handle(op, AsView(call->meta()), {}, &response_data);
+  Result<std::string> meta =
+      service_->Handle(call->connection_id(), op, AsView(call->meta()), {}, &response_data);
   if (!meta.ok()) {
     scope.set_status(meta.status());
     call->ReplyError(meta.status());
@@ -151,7 +174,8 @@ void DaemonRpcHandler::HandlePut(std::unique_ptr<transport::ServerCall> call) {
     // a put whose size was 0): answer through the copying path.
     RequestScope scope(in_flight_, call->opcode());
     std::string unused;
-    Result<std::string> meta = service_->Handle(call->opcode(), AsView(call->meta()), {}, &unused);
+    Result<std::string> meta =
+        service_->Handle(call->connection_id(), call->opcode(), AsView(call->meta()), {}, &unused);
     if (!meta.ok()) {
       scope.set_status(meta.status());
       call->ReplyError(meta.status());
@@ -171,7 +195,8 @@ void DaemonRpcHandler::HandlePut(std::unique_ptr<transport::ServerCall> call) {
 
 void DaemonRpcHandler::HandleGet(std::unique_ptr<transport::ServerCall> call) {
   auto scope = std::make_shared<RequestScope>(in_flight_, call->opcode());
-  Result<std::unique_ptr<Service::GetState>> get = service_->BeginGet(AsView(call->meta()));
+  Result<std::unique_ptr<Service::GetState>> get =
+      service_->BeginGet(call->connection_id(), AsView(call->meta()));
   if (!get.ok()) {
     scope->set_status(get.status());
     call->ReplyError(get.status());

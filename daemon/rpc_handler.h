@@ -31,6 +31,12 @@ class DaemonRpcHandler : public transport::RpcHandler {
   Status AcceptPayload(transport::ServerCall& call,
                        std::vector<transport::MutableBuffer>* target) override;
   void OnRequest(std::unique_ptr<transport::ServerCall> call) override;
+  // Admits only known opcodes; only a put carries a payload, of at most one
+  // batch of the largest value the store holds (checked again, exactly,
+  // against the namespace in BeginPut).
+  Status CheckRequestHeader(const transport::FrameHeader& header) override;
+  // The connection's namespace grants end and its leases are released.
+  void OnConnectionClosed(uint64_t connection_id) override;
 
   void BeginDrain() { draining_.store(true, std::memory_order_release); }
   bool draining() const { return draining_.load(std::memory_order_acquire); }

@@ -1,5 +1,6 @@
 #include "daemon/service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <new>
@@ -14,13 +15,16 @@ namespace {
 using transport::BlockRef;
 using transport::KeyCode;
 
-// Constant-time comparison so a token cannot be guessed byte by byte.
-bool TokenEquals(const std::string& a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
+// The daemon-wide token opens every namespace; it joins the file's grants.
+std::vector<TokenGrant> AllGrants(const ServiceOptions& o) {
+  std::vector<TokenGrant> g = o.grants;
+  if (!o.token.empty()) g.push_back(TokenGrant{o.token, {"*"}});
+  return g;
 }
+
+// Largest total of device-tier copies and SSD reads one get stages in daemon
+// memory instead of pinning in place; keys beyond it are reported missing.
+constexpr uint64_t kMaxStagedGetBytes = 256ull << 20;
 
 KeyCode CodeOf(const Status& s) { return static_cast<KeyCode>(s.code()); }
 
@@ -38,11 +42,15 @@ Status ServiceOptions::Validate() const {
   if (max_quota_bytes != 0 && default_quota_bytes > max_quota_bytes) {
     return InvalidArgumentError("default quota exceeds max quota");
   }
+  if (max_namespaces == 0) return InvalidArgumentError("max_namespaces must be > 0");
   return Status::Ok();
 }
 
 Service::Service(ServiceOptions options, store::TierManager* store)
-    : options_(std::move(options)), store_(store) {}
+    : options_(std::move(options)),
+      store_(store),
+      access_(AllGrants(options_)),
+      lease_ids_(std::random_device{}()) {}
 
 Service::~Service() { ReleaseAllLeases(); }
 
@@ -52,10 +60,14 @@ uint64_t Service::NowUs() const {
                                    .count());
 }
 
-Result<std::string> Service::Handle(uint16_t op, std::string_view header, std::string_view data,
-                                    std::string* response_data) {
+uint64_t Service::MaxPutPayloadBytes() const {
+  return static_cast<uint64_t>(options_.max_batch_blocks) * store_->options().slot_bytes;
+}
+
+Result<std::string> Service::Handle(uint64_t caller, uint16_t op, std::string_view header,
+                                    std::string_view data, std::string* response_data) {
   requests_.fetch_add(1, std::memory_order_relaxed);
-  Result<std::string> r = Dispatch(op, header, data, response_data);
+  Result<std::string> r = Dispatch(caller, op, header, data, response_data);
   if (!r.ok()) {
     CountError(r.status()).IgnoreError();
     KVCAKE_LOG(DEBUG) << transport::RpcOpName(op) << " failed: " << r.status().ToString();
@@ -72,16 +84,36 @@ Status Service::CountError(Status s) {
   return s;
 }
 
+void Service::ForgetCaller(uint64_t caller) {
+  access_.Forget(caller);
+  std::vector<Lease> owned;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = leases_.begin(); it != leases_.end();) {
+      if (it->second.owner == caller) {
+        UncountLeaseLocked(it->second);
+        owned.push_back(std::move(it->second));
+        it = leases_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    leased_bytes_.erase(caller);
+  }
+  for (Lease& l : owned) ReleaseLease(l);
+}
+
 template <typename Request>
-Result<store::NamespaceConfig> Service::DecodeKeyed(std::string_view header, Request* req) {
+Result<store::NamespaceConfig> Service::DecodeKeyed(uint64_t caller, std::string_view header,
+                                                    Request* req) {
   RETURN_IF_ERROR(transport::Decode(header, req));
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(req->ns_id, req->fingerprint));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(caller, req->ns_id, req->fingerprint));
   RETURN_IF_ERROR(CheckKeys(ns, req->keys));
   return ns;
 }
 
-Result<std::string> Service::Dispatch(uint16_t op, std::string_view header, std::string_view data,
-                                      std::string* response_data) {
+Result<std::string> Service::Dispatch(uint64_t caller, uint16_t op, std::string_view header,
+                                      std::string_view data, std::string* response_data) {
   using transport::RpcOp;
   if (!data.empty() && op != static_cast<uint16_t>(RpcOp::kPut)) {
     return InvalidArgumentError(std::string(transport::RpcOpName(op)) + " carries no data, got " +
@@ -91,25 +123,25 @@ Result<std::string> Service::Dispatch(uint16_t op, std::string_view header, std:
     case RpcOp::kPing:
       return Ping(header);
     case RpcOp::kRegisterNamespace:
-      return RegisterNamespace(header);
+      return RegisterNamespace(caller, header);
     case RpcOp::kLookupPrefix:
-      return LookupPrefix(header);
+      return LookupPrefix(caller, header);
     case RpcOp::kPut:
-      return Put(header, data);
+      return Put(caller, header, data);
     case RpcOp::kGet:
-      return Get(header, response_data);
+      return Get(caller, header, response_data);
     case RpcOp::kReportStats:
-      return ReportStats(header);
+      return ReportStats(caller, header);
     case RpcOp::kDelete:
-      return Delete(header);
+      return Delete(caller, header);
     case RpcOp::kPutReserve:
-      return PutReserve(header);
+      return PutReserve(caller, header);
     case RpcOp::kPutCommit:
-      return PutCommit(header);
+      return PutCommit(caller, header);
     case RpcOp::kGetPin:
-      return GetPin(header);
+      return GetPin(caller, header);
     case RpcOp::kRelease:
-      return Release(header);
+      return Release(caller, header);
   }
   return UnimplementedError("unknown opcode " + std::to_string(op));
 }
@@ -132,13 +164,10 @@ Result<std::string> Service::Ping(std::string_view header) {
   return transport::Encode(resp);
 }
 
-Result<std::string> Service::RegisterNamespace(std::string_view header) {
+Result<std::string> Service::RegisterNamespace(uint64_t caller, std::string_view header) {
   transport::RegisterNamespaceRequest req;
   RETURN_IF_ERROR(transport::Decode(header, &req));
-  if (!options_.token.empty()) {
-    if (req.token.empty()) return UnauthenticatedError("this daemon requires a token");
-    if (!TokenEquals(req.token, options_.token)) return PermissionDeniedError("bad token");
-  }
+  RETURN_IF_ERROR(access_.Authorize(req.token, req.name));
   store::NamespaceConfig cfg;
   cfg.id = NamespaceSeed(req.name);
   cfg.name = req.name;
@@ -160,7 +189,13 @@ Result<std::string> Service::RegisterNamespace(std::string_view header) {
                                 " (--slot_bytes)");
   }
   bool existed = store_->GetNamespace(cfg.id).ok();
+  if (!existed && store_->ListNamespaces().size() >= options_.max_namespaces) {
+    return ResourceExhaustedError("the daemon holds its maximum of " +
+                                  std::to_string(options_.max_namespaces) +
+                                  " namespaces (--max_namespaces)");
+  }
   RETURN_IF_ERROR(store_->RegisterNamespace(cfg));
+  access_.Grant(caller, cfg.id);
   transport::RegisterNamespaceResponse resp;
   resp.ns_id = cfg.id;
   resp.fingerprint = cfg.Fingerprint();
@@ -174,7 +209,12 @@ Result<std::string> Service::RegisterNamespace(std::string_view header) {
   return transport::Encode(resp);
 }
 
-Result<store::NamespaceConfig> Service::CheckNamespace(uint64_t ns_id, uint64_t fingerprint) {
+Result<store::NamespaceConfig> Service::CheckNamespace(uint64_t caller, uint64_t ns_id,
+                                                       uint64_t fingerprint) {
+  if (caller != kInProcessCaller && !access_.Granted(caller, ns_id)) {
+    return PermissionDeniedError("namespace id " + std::to_string(ns_id) +
+                                 " is not open on this connection (RegisterNamespace first)");
+  }
   Result<store::NamespaceConfig> cfg = store_->GetNamespace(ns_id);
   if (!cfg.ok()) {
     return NotFoundError("unknown namespace id " + std::to_string(ns_id) + " (register it first)");
@@ -201,10 +241,10 @@ Status Service::CheckKeys(const store::NamespaceConfig& ns, const std::vector<Bl
   return Status::Ok();
 }
 
-Result<std::string> Service::LookupPrefix(std::string_view header) {
+Result<std::string> Service::LookupPrefix(uint64_t caller, std::string_view header) {
   transport::LookupPrefixRequest req;
   RETURN_IF_ERROR(transport::Decode(header, &req));
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(req.ns_id, req.fingerprint));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(caller, req.ns_id, req.fingerprint));
   if (req.layer >= ns.num_layers) {
     return InvalidArgumentError("layer " + std::to_string(req.layer) + " >= num_layers " +
                                 std::to_string(ns.num_layers));
@@ -214,9 +254,9 @@ Result<std::string> Service::LookupPrefix(std::string_view header) {
   return transport::Encode(resp);
 }
 
-Result<std::string> Service::Put(std::string_view header, std::string_view data) {
+Result<std::string> Service::Put(uint64_t caller, std::string_view header, std::string_view data) {
   transport::PutRequest req;
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(header, &req));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(caller, header, &req));
   const uint64_t size = ns.layer_block_bytes;
   if (data.size() != size * req.keys.size()) {
     return InvalidArgumentError("put data is " + std::to_string(data.size()) + " bytes, expected " +
@@ -233,9 +273,10 @@ Result<std::string> Service::Put(std::string_view header, std::string_view data)
   return transport::Encode(resp);
 }
 
-Result<std::string> Service::Get(std::string_view header, std::string* response_data) {
+Result<std::string> Service::Get(uint64_t caller, std::string_view header,
+                                 std::string* response_data) {
   transport::GetRequest req;
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(header, &req));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(caller, header, &req));
   const uint64_t size = ns.layer_block_bytes;
   transport::KeyCodesResponse resp;
   resp.codes.resize(req.keys.size());
@@ -258,10 +299,10 @@ Result<std::string> Service::Get(std::string_view header, std::string* response_
   return transport::Encode(resp);
 }
 
-Result<std::string> Service::ReportStats(std::string_view header) {
+Result<std::string> Service::ReportStats(uint64_t caller, std::string_view header) {
   transport::ReportStatsRequest req;
   RETURN_IF_ERROR(transport::Decode(header, &req));
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(req.ns_id, req.fingerprint));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(caller, req.ns_id, req.fingerprint));
   if (req.layer >= ns.num_layers) {
     return InvalidArgumentError("layer " + std::to_string(req.layer) + " >= num_layers " +
                                 std::to_string(ns.num_layers));
@@ -276,9 +317,9 @@ Result<std::string> Service::ReportStats(std::string_view header) {
   return transport::Encode(transport::EmptyResponse{});
 }
 
-Result<std::string> Service::Delete(std::string_view header) {
+Result<std::string> Service::Delete(uint64_t caller, std::string_view header) {
   transport::DeleteRequest req;
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(header, &req));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(caller, header, &req));
   transport::DeleteResponse resp;
   for (const BlockRef& k : req.keys) {
     if (store_->Delete(BlockKey{req.ns_id, k.hash, k.layer}).ok()) ++resp.deleted;
@@ -288,12 +329,13 @@ Result<std::string> Service::Delete(std::string_view header) {
 
 // ---- zero-copy put / get -------------------------------------------------------
 
-Result<std::unique_ptr<Service::PutState>> Service::BeginPut(std::string_view header,
+Result<std::unique_ptr<Service::PutState>> Service::BeginPut(uint64_t caller,
+                                                             std::string_view header,
                                                              uint64_t payload_size) {
   requests_.fetch_add(1, std::memory_order_relaxed);
   auto fail = [this](Status s) { return CountError(std::move(s)); };
   transport::PutRequest req;
-  Result<store::NamespaceConfig> ns = DecodeKeyed(header, &req);
+  Result<store::NamespaceConfig> ns = DecodeKeyed(caller, header, &req);
   if (!ns.ok()) return fail(ns.status());
   const uint64_t size = ns->layer_block_bytes;
   if (payload_size != size * req.keys.size()) {
@@ -368,16 +410,40 @@ void Service::AbortPut(PutState& state) {
   }
 }
 
-Result<std::unique_ptr<Service::GetState>> Service::BeginGet(std::string_view header) {
+Result<std::unique_ptr<Service::GetState>> Service::BeginGet(uint64_t caller,
+                                                             std::string_view header) {
   requests_.fetch_add(1, std::memory_order_relaxed);
   auto fail = [this](Status s) { return CountError(std::move(s)); };
   transport::GetRequest req;
-  Result<store::NamespaceConfig> ns = DecodeKeyed(header, &req);
+  Result<store::NamespaceConfig> ns = DecodeKeyed(caller, header, &req);
   if (!ns.ok()) return fail(ns.status());
   const uint64_t size = ns->layer_block_bytes;
   auto state = std::make_unique<GetState>();
   transport::KeyCodesResponse resp;
   resp.codes.resize(req.keys.size());
+  uint64_t staged_bytes = 0;
+  // Copies the block into daemon memory (store_->Get reads any tier, SSD
+  // straight into the buffer); false, with the key's code set, if it cannot.
+  auto stage = [&](const BlockKey& key, size_t i) {
+    if (staged_bytes + size > kMaxStagedGetBytes) {
+      resp.codes[i] = static_cast<KeyCode>(StatusCode::kResourceExhausted);
+      return false;
+    }
+    std::unique_ptr<char[]> buf(new (std::nothrow) char[size]);
+    if (!buf) {
+      resp.codes[i] = static_cast<KeyCode>(StatusCode::kResourceExhausted);
+      return false;
+    }
+    Result<uint64_t> got = store_->Get(key, buf.get(), size);
+    if (!got.ok() || *got != size) {
+      resp.codes[i] = got.ok() ? static_cast<KeyCode>(StatusCode::kDataLoss) : CodeOf(got.status());
+      return false;
+    }
+    staged_bytes += size;
+    state->payload.push_back(transport::ConstBuffer{buf.get(), size});
+    state->staged.push_back(std::move(buf));
+    return true;
+  };
   for (size_t i = 0; i < req.keys.size(); ++i) {
     BlockKey key{req.ns_id, req.keys[i].hash, req.keys[i].layer};
     Result<store::PinnedBlock> p = store_->Pin(key);
@@ -386,7 +452,15 @@ Result<std::unique_ptr<Service::GetState>> Service::BeginGet(std::string_view he
       p = DataLossError("stored block size differs from layer_block_bytes");
     }
     if (!p.ok()) {
-      resp.codes[i] = CodeOf(p.status());
+      // A block that exists but could not be pinned in place (on SSD while
+      // the host tier has no free slot to load it into) is read directly.
+      const bool found = p.status().code() != StatusCode::kNotFound &&
+                         p.status().code() != StatusCode::kDataLoss && store_->Contains(key);
+      if (found && stage(key, i)) {
+        get_hits_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      if (!found) resp.codes[i] = CodeOf(p.status());
       get_misses_.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
@@ -394,15 +468,10 @@ Result<std::unique_ptr<Service::GetState>> Service::BeginGet(std::string_view he
     if (p->tier == Tier::kDevice && store_->device_is_cuda()) {
       // Stage real device memory through host memory (UCX has no CUDA lanes).
       store_->Release(*p).IgnoreError();
-      auto buf = std::make_unique<char[]>(size);
-      Result<uint64_t> got = store_->Get(key, buf.get(), size);
-      if (!got.ok() || *got != size) {
-        resp.codes[i] =
-            got.ok() ? static_cast<KeyCode>(StatusCode::kDataLoss) : CodeOf(got.status());
-        continue;
+      if (!stage(key, i)) {
+        get_hits_.fetch_sub(1, std::memory_order_relaxed);
+        get_misses_.fetch_add(1, std::memory_order_relaxed);
       }
-      state->payload.push_back(transport::ConstBuffer{buf.get(), size});
-      state->staged.push_back(std::move(buf));
       continue;
     }
     state->payload.push_back(transport::ConstBuffer{p->data, size});
@@ -426,14 +495,15 @@ void Service::EndGet(GetState& state) {
 // ---- same-node path ----------------------------------------------------------
 
 template <typename Request>
-Result<store::NamespaceConfig> Service::BeginSameNode(std::string_view header, Request* req,
-                                                      Lease* lease,
+Result<store::NamespaceConfig> Service::BeginSameNode(uint64_t caller, std::string_view header,
+                                                      Request* req, Lease* lease,
                                                       transport::SlotsResponse* resp) {
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(header, req));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(caller, header, req));
   if (options_.host_segment_path.empty()) {
     return FailedPreconditionError("this daemon exposes no host segment (same-node path off)");
   }
   ExpireLeases();
+  lease->owner = caller;
   lease->deadline_us = NowUs() + options_.lease_ms * 1000;
   resp->codes.resize(req->keys.size());
   resp->offsets.resize(req->keys.size());
@@ -443,31 +513,60 @@ Result<store::NamespaceConfig> Service::BeginSameNode(std::string_view header, R
 
 std::string Service::GrantLease(Lease lease, transport::SlotsResponse* resp) {
   std::lock_guard<std::mutex> lock(mu_);
-  resp->lease_id = next_lease_id_++;
+  // Unguessable ids (0 is never used): a lease is its owner's alone, and an
+  // id says nothing about other connections' leases.
+  do {
+    resp->lease_id = lease_ids_();
+  } while (resp->lease_id == 0 || leases_.contains(resp->lease_id));
   resp->lease_us = options_.lease_ms * 1000;
+  leased_bytes_[lease.owner] += lease.bytes;
   leases_.emplace(resp->lease_id, std::move(lease));
   return transport::Encode(*resp);
 }
 
-Result<Service::Lease> Service::TakeLease(uint64_t lease_id, std::string_view what) {
+void Service::UncountLeaseLocked(const Lease& lease) {
+  auto it = leased_bytes_.find(lease.owner);
+  if (it == leased_bytes_.end()) return;
+  it->second -= std::min(it->second, lease.bytes);
+  if (it->second == 0) leased_bytes_.erase(it);
+}
+
+uint64_t Service::LeaseBytesLeft(uint64_t caller) const {
+  if (options_.max_lease_bytes_per_connection == 0) return UINT64_MAX;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = leased_bytes_.find(caller);
+  const uint64_t used = it == leased_bytes_.end() ? 0 : it->second;
+  return used >= options_.max_lease_bytes_per_connection
+             ? 0
+             : options_.max_lease_bytes_per_connection - used;
+}
+
+Result<Service::Lease> Service::TakeLease(uint64_t caller, uint64_t lease_id,
+                                          std::string_view what) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = leases_.find(lease_id);
-  if (it == leases_.end()) {
+  if (it == leases_.end() || it->second.owner != caller) {
     return AbortedError("lease " + std::to_string(lease_id) + " unknown or expired" +
                         std::string(what));
   }
   Lease lease = std::move(it->second);
   leases_.erase(it);
+  UncountLeaseLocked(lease);
   return lease;
 }
 
-Result<std::string> Service::PutReserve(std::string_view header) {
+Result<std::string> Service::PutReserve(uint64_t caller, std::string_view header) {
   transport::PutRequest req;
   Lease lease;
   transport::SlotsResponse resp;
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, BeginSameNode(header, &req, &lease, &resp));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, BeginSameNode(caller, header, &req, &lease, &resp));
+  const uint64_t allowed = LeaseBytesLeft(caller);
   for (size_t i = 0; i < req.keys.size(); ++i) {
     BlockKey key{req.ns_id, req.keys[i].hash, req.keys[i].layer};
+    if (lease.bytes + ns.layer_block_bytes > allowed) {
+      resp.codes[i] = static_cast<KeyCode>(StatusCode::kResourceExhausted);
+      continue;
+    }
     Result<store::Reservation> r = store_->Reserve(key, ns.layer_block_bytes, Tier::kHost);
     if (r.ok() && r->tier != Tier::kHost) {
       store_->Abort(*r).IgnoreError();
@@ -477,15 +576,16 @@ Result<std::string> Service::PutReserve(std::string_view header) {
     if (r.ok()) {
       resp.offsets[i] = r->offset;
       lease.reservations.push_back(*r);
+      lease.bytes += ns.layer_block_bytes;
     }
   }
   return GrantLease(std::move(lease), &resp);
 }
 
-Result<std::string> Service::PutCommit(std::string_view header) {
+Result<std::string> Service::PutCommit(uint64_t caller, std::string_view header) {
   transport::PutCommitRequest req;
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(header, &req));
-  ASSIGN_OR_RETURN(Lease lease, TakeLease(req.lease_id, ""));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(caller, header, &req));
+  ASSIGN_OR_RETURN(Lease lease, TakeLease(caller, req.lease_id, ""));
   transport::KeyCodesResponse resp;
   resp.codes.resize(req.keys.size(), static_cast<KeyCode>(StatusCode::kNotFound));
   std::vector<bool> used(lease.reservations.size(), false);
@@ -507,13 +607,19 @@ Result<std::string> Service::PutCommit(std::string_view header) {
   return transport::Encode(resp);
 }
 
-Result<std::string> Service::GetPin(std::string_view header) {
+Result<std::string> Service::GetPin(uint64_t caller, std::string_view header) {
   transport::GetRequest req;
   Lease lease;
   transport::SlotsResponse resp;
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, BeginSameNode(header, &req, &lease, &resp));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, BeginSameNode(caller, header, &req, &lease, &resp));
+  const uint64_t allowed = LeaseBytesLeft(caller);
   for (size_t i = 0; i < req.keys.size(); ++i) {
     BlockKey key{req.ns_id, req.keys[i].hash, req.keys[i].layer};
+    if (lease.bytes + ns.layer_block_bytes > allowed) {
+      resp.codes[i] = static_cast<KeyCode>(StatusCode::kResourceExhausted);
+      get_misses_.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
     Result<store::PinnedBlock> p = store_->Pin(key);
     if (p.ok() && p->tier != Tier::kHost &&
         !(p->tier == Tier::kDevice && options_.device_segment_kind != 0)) {
@@ -531,6 +637,7 @@ Result<std::string> Service::GetPin(std::string_view header) {
       resp.offsets[i] = p->offset;
       resp.tiers[i] = static_cast<uint8_t>(p->tier);
       lease.pins.push_back(*p);
+      lease.bytes += ns.layer_block_bytes;
       get_hits_.fetch_add(1, std::memory_order_relaxed);
     } else {
       get_misses_.fetch_add(1, std::memory_order_relaxed);
@@ -539,10 +646,10 @@ Result<std::string> Service::GetPin(std::string_view header) {
   return GrantLease(std::move(lease), &resp);
 }
 
-Result<std::string> Service::Release(std::string_view header) {
+Result<std::string> Service::Release(uint64_t caller, std::string_view header) {
   transport::ReleaseRequest req;
   RETURN_IF_ERROR(transport::Decode(header, &req));
-  ASSIGN_OR_RETURN(Lease lease, TakeLease(req.lease_id, ": discard what was read"));
+  ASSIGN_OR_RETURN(Lease lease, TakeLease(caller, req.lease_id, ": discard what was read"));
   Status first;
   for (const store::PinnedBlock& p : lease.pins) {
     Status s = store_->Release(p);
@@ -565,6 +672,7 @@ size_t Service::ExpireLeases() {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = leases_.begin(); it != leases_.end();) {
       if (it->second.deadline_us <= now) {
+        UncountLeaseLocked(it->second);
         expired.push_back(std::move(it->second));
         it = leases_.erase(it);
       } else {
@@ -581,6 +689,7 @@ void Service::ReleaseAllLeases() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     all.swap(leases_);
+    leased_bytes_.clear();
   }
   for (auto& [id, l] : all) ReleaseLease(l);
 }

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <random>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -10,6 +11,7 @@
 
 #include "common/result.h"
 #include "common/status.h"
+#include "daemon/access_control.h"
 #include "store/tier_manager.h"
 #include "transport/buffer.h"
 #include "transport/messages.h"
@@ -18,12 +20,24 @@ namespace kvcake::daemon {
 
 // Options of the request handlers. Defaults suit a single laptop node.
 struct ServiceOptions {
-  // Token every RegisterNamespace must present; empty = no token required.
+  // A token that opens every namespace; empty = none (see `grants`).
   std::string token;
+  // Token grants (--token_file); with `token`, all must be empty for an open
+  // daemon. RegisterNamespace must present a token that covers the name.
+  std::vector<TokenGrant> grants;
   // Quota of a namespace whose registration asks for none (0 = unlimited).
   uint64_t default_quota_bytes = 0;
-  // Largest quota a client may request (0 = no limit).
+  // Largest quota a namespace may have (0 = no limit). A client asking for
+  // none or more gets this. The daemon, not the client, owns quota policy:
+  // re-registering an existing namespace never changes its quota.
   uint64_t max_quota_bytes = 0;
+  // Namespaces the daemon holds at most; registering one more is
+  // RESOURCE_EXHAUSTED (each costs policy state). Default 1024.
+  uint32_t max_namespaces = 1024;
+  // Bytes one connection may hold reserved or pinned under same-node leases
+  // at once (0 = no limit); beyond it a reserve / pin gets RESOURCE_EXHAUSTED
+  // for the remaining keys, so one client cannot hold every slot.
+  uint64_t max_lease_bytes_per_connection = 0;
   // Lease of same-node reservations / pins held for a client (milliseconds).
   uint64_t lease_ms = 30'000;
   // Keys per batch (<= transport::kMaxBatchBlocks).
@@ -55,6 +69,11 @@ struct ServiceStats {
   std::vector<uint64_t> errors_by_code;  // indexed by StatusCode
 };
 
+// The connection a request came on (transport::ServerCall::connection_id);
+// kInProcessCaller is the daemon itself (admin API, tests) and holds every
+// grant.
+inline constexpr uint64_t kInProcessCaller = 0;
+
 // Service executes decoded kvcake operations (DESIGN.md §2-3, §5) against the
 // TierManager: register namespace, lookup_prefix, put, get, report_stats,
 // delete, ping and the same-node reserve/commit/pin/release. It is independent
@@ -78,8 +97,10 @@ class Service {
   // *response_data. A non-OK result is an error for the whole request (the
   // caller sends it back as an ErrorResponse); per-key outcomes travel in the
   // response. Never throws; never crashes on any input.
-  Result<std::string> Handle(uint16_t op, std::string_view header, std::string_view data,
-                             std::string* response_data);
+  Result<std::string> Handle(uint64_t caller, uint16_t op, std::string_view header,
+                             std::string_view data, std::string* response_data);
+  // Connection `caller` closed: its grants end and its leases are released.
+  void ForgetCaller(uint64_t caller);
 
   // ---- zero-copy put / get (UCX path) -------------------------------------
   // State of one put between payload acceptance and completion.
@@ -102,7 +123,8 @@ class Service {
   // in the slots. A key that cannot be reserved (ALREADY_EXISTS, quota, full)
   // gets a scratch target and its code. Errors: the whole request is bad
   // (decode, namespace, fingerprint, payload size, batch size).
-  Result<std::unique_ptr<PutState>> BeginPut(std::string_view header, uint64_t payload_size);
+  Result<std::unique_ptr<PutState>> BeginPut(uint64_t caller, std::string_view header,
+                                             uint64_t payload_size);
   // Commits the reservations (payload_status OK) or aborts them; returns the
   // encoded KeyCodesResponse. Idempotent per state (a second call aborts nothing).
   Result<std::string> FinishPut(PutState& state, const Status& payload_status);
@@ -114,12 +136,14 @@ class Service {
     std::string meta;                             // encoded KeyCodesResponse
     std::vector<store::PinnedBlock> pins;         // released by EndGet
     std::vector<transport::ConstBuffer> payload;  // the found values, in key order
-    std::vector<std::unique_ptr<char[]>> staged;  // copies of device-tier blocks
+    // Copies of blocks that could not be pinned in place: real device memory,
+    // or blocks on SSD while the host tier has no free slot to load them.
+    std::vector<std::unique_ptr<char[]>> staged;
   };
   // Decodes and checks a get, pins every found key and points `payload` at
   // the pinned slots (no copy). The caller sends meta + payload and then
   // calls EndGet.
-  Result<std::unique_ptr<GetState>> BeginGet(std::string_view header);
+  Result<std::unique_ptr<GetState>> BeginGet(uint64_t caller, std::string_view header);
   void EndGet(GetState& state);
 
   // Releases every same-node lease whose deadline passed (also done lazily
@@ -128,51 +152,67 @@ class Service {
   // Releases every open lease (shutdown).
   void ReleaseAllLeases();
 
+  // The largest payload a put may carry: a full batch of the largest value
+  // the store accepts (max_batch_blocks x slot size).
+  uint64_t MaxPutPayloadBytes() const;
+
   ServiceStats stats() const;
   const ServiceOptions& options() const { return options_; }
 
  private:
   struct Lease {
+    uint64_t owner = 0;  // the connection that took it; only it may use it
+    uint64_t bytes = 0;  // reserved + pinned bytes (counted per connection)
     uint64_t deadline_us = 0;
     std::vector<store::Reservation> reservations;
     std::vector<store::PinnedBlock> pins;
   };
 
-  Result<std::string> Dispatch(uint16_t op, std::string_view header, std::string_view data,
-                               std::string* response_data);
+  Result<std::string> Dispatch(uint64_t caller, uint16_t op, std::string_view header,
+                               std::string_view data, std::string* response_data);
   Result<std::string> Ping(std::string_view header);
-  Result<std::string> RegisterNamespace(std::string_view header);
-  Result<std::string> LookupPrefix(std::string_view header);
-  Result<std::string> Put(std::string_view header, std::string_view data);
-  Result<std::string> Get(std::string_view header, std::string* response_data);
-  Result<std::string> ReportStats(std::string_view header);
-  Result<std::string> Delete(std::string_view header);
+  Result<std::string> RegisterNamespace(uint64_t caller, std::string_view header);
+  Result<std::string> LookupPrefix(uint64_t caller, std::string_view header);
+  Result<std::string> Put(uint64_t caller, std::string_view header, std::string_view data);
+  Result<std::string> Get(uint64_t caller, std::string_view header, std::string* response_data);
+  Result<std::string> ReportStats(uint64_t caller, std::string_view header);
+  Result<std::string> Delete(uint64_t caller, std::string_view header);
   // Counts a failed request (errors_, errors_by_code_); returns `s`.
   Status CountError(Status s);
   // Decodes a keyed request (ns_id, fingerprint, keys) and checks its
   // namespace and keys; returns the namespace.
   template <typename Request>
-  Result<store::NamespaceConfig> DecodeKeyed(std::string_view header, Request* req);
+  Result<store::NamespaceConfig> DecodeKeyed(uint64_t caller, std::string_view header,
+                                             Request* req);
   // Same-node requests: decodes `header` into `req`, checks namespace, keys
   // and that a host segment is exposed; starts `lease` and sizes `resp`.
   template <typename Request>
-  Result<store::NamespaceConfig> BeginSameNode(std::string_view header, Request* req, Lease* lease,
+  Result<store::NamespaceConfig> BeginSameNode(uint64_t caller, std::string_view header,
+                                               Request* req, Lease* lease,
                                                transport::SlotsResponse* resp);
   // Registers `lease` under a new id (written into `resp`); returns the
   // encoded response.
   std::string GrantLease(Lease lease, transport::SlotsResponse* resp);
-  // Removes and returns lease `lease_id`; ABORTED ("unknown or expired" +
-  // `what`) when there is none.
-  Result<Lease> TakeLease(uint64_t lease_id, std::string_view what);
-  Result<std::string> PutReserve(std::string_view header);
-  Result<std::string> PutCommit(std::string_view header);
-  Result<std::string> GetPin(std::string_view header);
-  Result<std::string> Release(std::string_view header);
+  // Removes and returns lease `lease_id` of `caller`; ABORTED ("unknown or
+  // expired" + `what`) when there is none, or when another connection holds
+  // it (which is not told apart, so lease ids reveal nothing).
+  Result<Lease> TakeLease(uint64_t caller, uint64_t lease_id, std::string_view what);
+  // Bytes `caller` may still lease (UINT64_MAX without a limit).
+  uint64_t LeaseBytesLeft(uint64_t caller) const;
+  Result<std::string> PutReserve(uint64_t caller, std::string_view header);
+  Result<std::string> PutCommit(uint64_t caller, std::string_view header);
+  Result<std::string> GetPin(uint64_t caller, std::string_view header);
+  Result<std::string> Release(uint64_t caller, std::string_view header);
 
-  // The namespace config if `ns_id` is registered with `fingerprint`.
-  Result<store::NamespaceConfig> CheckNamespace(uint64_t ns_id, uint64_t fingerprint);
+  // The namespace config if `caller` opened `ns_id` and it is registered
+  // with `fingerprint`. PERMISSION_DENIED if the connection did not open it
+  // (whether or not it exists), FAILED_PRECONDITION on a fingerprint mismatch.
+  Result<store::NamespaceConfig> CheckNamespace(uint64_t caller, uint64_t ns_id,
+                                                uint64_t fingerprint);
   Status CheckKeys(const store::NamespaceConfig& ns, const std::vector<transport::BlockRef>& keys);
   void ReleaseLease(Lease& lease);
+  // Removes the lease's bytes from its owner's count. Needs mu_.
+  void UncountLeaseLocked(const Lease& lease);
   uint64_t NowUs() const;
 
   const ServiceOptions options_;
@@ -184,9 +224,12 @@ class Service {
   std::atomic<uint64_t> puts_{0};
   std::atomic<uint64_t> errors_by_code_[17] = {};
 
+  AccessControl access_;
+
   mutable std::mutex mu_;
-  uint64_t next_lease_id_ = 1;                  // guarded by mu_
-  std::unordered_map<uint64_t, Lease> leases_;  // guarded by mu_
+  std::mt19937_64 lease_ids_;                            // guarded by mu_
+  std::unordered_map<uint64_t, Lease> leases_;           // guarded by mu_
+  std::unordered_map<uint64_t, uint64_t> leased_bytes_;  // by connection; guarded by mu_
 };
 
 }  // namespace kvcake::daemon

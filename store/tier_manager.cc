@@ -383,7 +383,8 @@ Status TierManager::Impl::RegisterNamespace(const NamespaceConfig& config) {
       return FailedPreconditionError("namespace " + config.name +
                                      ": already registered with another geometry/layout");
     }
-    it->second.config.quota_bytes = config.quota_bytes;
+    // The quota stays as the first registration set it: a later one (maybe
+    // another tenant's) must not change it.
     return Status::Ok();
   }
   namespaces_.emplace(config.id, NamespaceEntry{config, fp});

@@ -52,7 +52,7 @@ class ServiceTest : public ::testing::Test {
   Result<std::string> Call(RpcOp op, const std::string& header, std::string_view data = {},
                            std::string* out = nullptr) {
     std::string sink;
-    return service_->Handle(Op(op), header, data, out ? out : &sink);
+    return service_->Handle(caller_, Op(op), header, data, out ? out : &sink);
   }
   transport::RegisterNamespaceResponse Register(const std::string& token = "") {
     transport::RegisterNamespaceRequest r{"svc", token, 2, 16, kBytes, "fp16", "", 0};
@@ -75,6 +75,7 @@ class ServiceTest : public ::testing::Test {
 
   std::unique_ptr<store::TierManager> store_;
   std::unique_ptr<Service> service_;
+  uint64_t caller_ = 1;  // the connection requests come on
 };
 
 std::string Value(uint64_t hash, uint32_t layer) {
@@ -150,16 +151,22 @@ TEST_F(ServiceTest, PutGetLookupDeleteThroughHandle) {
   bad = {ns.ns_id, ns.fingerprint + 1, {{1, 0}}};
   EXPECT_EQ(Call(RpcOp::kGet, transport::Encode(bad)).status().code(),
             StatusCode::kFailedPrecondition);
+  // A namespace this connection did not open is refused whether or not it
+  // exists (ids reveal nothing); the daemon itself sees it is unknown.
   bad = {ns.ns_id + 1, ns.fingerprint, {{1, 0}}};
+  EXPECT_EQ(Call(RpcOp::kGet, transport::Encode(bad)).status().code(),
+            StatusCode::kPermissionDenied);
+  caller_ = kInProcessCaller;
   EXPECT_EQ(Call(RpcOp::kGet, transport::Encode(bad)).status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(service_->Handle(999, "", {}, &out).status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(service_->Handle(caller_, 999, "", {}, &out).status().code(),
+            StatusCode::kUnimplemented);
   EXPECT_GE(service_->stats().errors, 5u);
 }
 
 TEST_F(ServiceTest, ZeroCopyPutStagesSeveralValuesAndAbortsOnPayloadFailure) {
   auto ns = Register();
   transport::KeyedRequest put{ns.ns_id, ns.fingerprint, {{5, 0}, {6, 0}}};
-  auto st = service_->BeginPut(transport::Encode(put), 2 * kBytes);
+  auto st = service_->BeginPut(caller_, transport::Encode(put), 2 * kBytes);
   ASSERT_TRUE(st.ok()) << st.status().ToString();
   ASSERT_NE((*st)->staging, nullptr);
   std::string data = Value(5, 0) + Value(6, 0);
@@ -173,13 +180,13 @@ TEST_F(ServiceTest, ZeroCopyPutStagesSeveralValuesAndAbortsOnPayloadFailure) {
 
   // One value: straight into the slot. A failed payload aborts the reservation.
   transport::KeyedRequest one{ns.ns_id, ns.fingerprint, {{7, 0}}};
-  st = service_->BeginPut(transport::Encode(one), kBytes);
+  st = service_->BeginPut(caller_, transport::Encode(one), kBytes);
   ASSERT_TRUE(st.ok());
   EXPECT_EQ((*st)->staging, nullptr);
   EXPECT_FALSE(service_->FinishPut(**st, UnavailableError("peer gone")).ok());
-  EXPECT_EQ(service_->BeginPut(transport::Encode(one), kBytes - 1).status().code(),
+  EXPECT_EQ(service_->BeginPut(caller_, transport::Encode(one), kBytes - 1).status().code(),
             StatusCode::kInvalidArgument);
-  st = service_->BeginPut(transport::Encode(one), kBytes);  // the key is free again
+  st = service_->BeginPut(caller_, transport::Encode(one), kBytes);  // the key is free again
   ASSERT_TRUE(st.ok());
   EXPECT_EQ((*st)->codes[0], 0);
   service_->AbortPut(**st);
@@ -258,10 +265,11 @@ TEST_F(ServiceTest, ConcurrentHandlersKeepEveryValueIntact) {
         uint64_t h = (i % 5 == 0) ? 1000 + i : (t + 1) * 100000 + i;  // some shared keys
         transport::KeyedRequest put{ns.ns_id, ns.fingerprint, {{h, 0}}};
         std::string sink;
-        auto r = service_->Handle(Op(RpcOp::kPut), transport::Encode(put), Value(h, 0), &sink);
+        auto r =
+            service_->Handle(caller_, Op(RpcOp::kPut), transport::Encode(put), Value(h, 0), &sink);
         if (!r.ok()) ++bad;
         std::string out;
-        auto g = service_->Handle(Op(RpcOp::kGet), transport::Encode(put), {}, &out);
+        auto g = service_->Handle(caller_, Op(RpcOp::kGet), transport::Encode(put), {}, &out);
         transport::KeyCodesResponse codes;
         if (!g.ok() || !transport::Decode(*g, &codes).ok()) {
           ++bad;
@@ -270,7 +278,8 @@ TEST_F(ServiceTest, ConcurrentHandlersKeepEveryValueIntact) {
         // A shared key may still be reserved by another thread's put.
         if (codes.codes[0] == 0 && out != Value(h, 0)) ++bad;
         transport::LookupPrefixRequest lk{ns.ns_id, ns.fingerprint, 0, {h}};
-        if (!service_->Handle(Op(RpcOp::kLookupPrefix), transport::Encode(lk), {}, &sink).ok()) {
+        if (!service_->Handle(caller_, Op(RpcOp::kLookupPrefix), transport::Encode(lk), {}, &sink)
+                 .ok()) {
           ++bad;
         }
         if (i % 10 == 0) service_->ExpireLeases();
@@ -301,6 +310,166 @@ TEST_F(ServiceTest, QuotaAndReportStats) {
   rs.layer = 1;  // the namespace has one layer
   EXPECT_EQ(Call(RpcOp::kReportStats, transport::Encode(rs)).status().code(),
             StatusCode::kInvalidArgument);
+}
+
+// A connection uses only the namespaces it opened (RegisterNamespace on that
+// connection, with a token that covers the name when tokens are set).
+TEST_F(ServiceTest, EveryKeyedOpNeedsTheNamespaceOpenOnTheConnection) {
+  ServiceOptions o;
+  o.grants = {TokenGrant{"alice-token", {"alice"}}, TokenGrant{"bob-token-1", {"bob*"}}};
+  Make(o);
+  transport::RegisterNamespaceRequest alice{"alice", "alice-token", 2, 16, kBytes, "fp16", "", 0};
+  auto reg = transport::DecodeAs<transport::RegisterNamespaceResponse>(
+      *Call(RpcOp::kRegisterNamespace, transport::Encode(alice)));
+  ASSERT_TRUE(reg.ok());
+  transport::KeyedRequest put{reg->ns_id, reg->fingerprint, {{7, 0}}};
+  ASSERT_EQ(Codes(Call(RpcOp::kPut, transport::Encode(put), Value(7, 0))),
+            std::vector<transport::KeyCode>{0});
+
+  // Connection 2 knows the id and fingerprint but opened nothing.
+  caller_ = 2;
+  std::string out;
+  for (RpcOp op : {RpcOp::kGet, RpcOp::kDelete, RpcOp::kPutReserve, RpcOp::kGetPin}) {
+    EXPECT_EQ(Call(op, transport::Encode(put), {}, &out).status().code(),
+              StatusCode::kPermissionDenied)
+        << transport::RpcOpName(Op(op));
+  }
+  EXPECT_EQ(Call(RpcOp::kPut, transport::Encode(put), Value(7, 1)).status().code(),
+            StatusCode::kPermissionDenied);
+  EXPECT_EQ(service_->BeginPut(caller_, transport::Encode(put), kBytes).status().code(),
+            StatusCode::kPermissionDenied);
+  EXPECT_EQ(service_->BeginGet(caller_, transport::Encode(put)).status().code(),
+            StatusCode::kPermissionDenied);
+  transport::LookupPrefixRequest lk{reg->ns_id, reg->fingerprint, 0, {7}};
+  EXPECT_EQ(Call(RpcOp::kLookupPrefix, transport::Encode(lk)).status().code(),
+            StatusCode::kPermissionDenied);
+  transport::ReportStatsRequest rs{reg->ns_id, reg->fingerprint, 0, 1.0, {7}, {0.5}, 1};
+  EXPECT_EQ(Call(RpcOp::kReportStats, transport::Encode(rs)).status().code(),
+            StatusCode::kPermissionDenied);
+  // Bob's token opens bob-* namespaces, not alice's.
+  alice.token = "bob-token-1";
+  EXPECT_EQ(Call(RpcOp::kRegisterNamespace, transport::Encode(alice)).status().code(),
+            StatusCode::kPermissionDenied);
+  transport::RegisterNamespaceRequest bob{"bob-7b", "bob-token-1", 2, 16, kBytes, "fp16", "", 0};
+  EXPECT_TRUE(Call(RpcOp::kRegisterNamespace, transport::Encode(bob)).ok());
+  EXPECT_EQ(Call(RpcOp::kGet, transport::Encode(put), {}, &out).status().code(),
+            StatusCode::kPermissionDenied);
+
+  // Once connection 1 closes, its grant is gone too.
+  caller_ = 1;
+  service_->ForgetCaller(1);
+  EXPECT_EQ(Call(RpcOp::kGet, transport::Encode(put), {}, &out).status().code(),
+            StatusCode::kPermissionDenied);
+  alice.token = "alice-token";
+  ASSERT_TRUE(Call(RpcOp::kRegisterNamespace, transport::Encode(alice)).ok());
+  EXPECT_EQ(Codes(Call(RpcOp::kGet, transport::Encode(put), {}, &out)),
+            std::vector<transport::KeyCode>{0});
+  EXPECT_EQ(out, Value(7, 0));
+}
+
+TEST(TokenGrantsTest, ParsesGrantsAndRefusesBadFiles) {
+  auto g = ParseTokenGrants("# tenants\nonly-one-token\n\nteam-b-token  llama*, mistral-7b\n");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  ASSERT_EQ(g->size(), 2u);
+  EXPECT_TRUE((*g)[0].Covers("anything"));
+  EXPECT_TRUE((*g)[1].Covers("llama-3-70b"));
+  EXPECT_TRUE((*g)[1].Covers("mistral-7b"));
+  EXPECT_FALSE((*g)[1].Covers("mistral-7b-v2"));
+  EXPECT_FALSE((*g)[1].Covers("qwen"));
+  EXPECT_FALSE(ParseTokenGrants("").ok());
+  EXPECT_FALSE(ParseTokenGrants("# only a comment\n").ok());
+  EXPECT_FALSE(ParseTokenGrants("same-token-x\nsame-token-x a\n").ok());
+  EXPECT_FALSE(ParseTokenGrants("good-token-x ll*ama\n").ok());
+}
+
+// A lease belongs to the connection that took it: another connection can
+// neither commit nor release it, and the owner's close releases it.
+TEST_F(ServiceTest, LeasesBelongToTheirConnection) {
+  auto ns = Register();
+  transport::KeyedRequest req{ns.ns_id, ns.fingerprint, {{20, 0}}};
+  auto slots = transport::DecodeAs<transport::SlotsResponse>(
+      *Call(RpcOp::kPutReserve, transport::Encode(req)));
+  ASSERT_TRUE(slots.ok());
+  ASSERT_EQ(slots->codes[0], 0);
+  caller_ = 2;
+  Register();  // the same namespace, opened by connection 2
+  transport::PutCommitRequest commit{ns.ns_id, ns.fingerprint, slots->lease_id, req.keys, {0}};
+  EXPECT_EQ(Call(RpcOp::kPutCommit, transport::Encode(commit)).status().code(),
+            StatusCode::kAborted);
+  EXPECT_EQ(Call(RpcOp::kRelease, transport::Encode(transport::ReleaseRequest{slots->lease_id}))
+                .status()
+                .code(),
+            StatusCode::kAborted);
+  EXPECT_EQ(service_->stats().open_leases, 1u);
+  // Lease ids are not sequential: a second lease is not the first plus one.
+  auto other = transport::DecodeAs<transport::SlotsResponse>(
+      *Call(RpcOp::kPutReserve,
+            transport::Encode(transport::KeyedRequest{ns.ns_id, ns.fingerprint, {{21, 0}}})));
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(other->lease_id, slots->lease_id + 1);
+  service_->ForgetCaller(1);
+  EXPECT_EQ(service_->stats().open_leases, 1u);  // connection 2's lease stays
+  service_->ForgetCaller(2);
+  EXPECT_EQ(service_->stats().open_leases, 0u);
+  // The slot of the dead lease is free for anyone again.
+  caller_ = 3;
+  Register();
+  EXPECT_EQ(Codes(Call(RpcOp::kPut, transport::Encode(req), Value(20, 0))),
+            std::vector<transport::KeyCode>{0});
+}
+
+TEST_F(ServiceTest, LeaseBytesPerConnectionAreBounded) {
+  ServiceOptions o;
+  o.max_lease_bytes_per_connection = 2 * kBytes;
+  Make(o);
+  auto ns = Register();
+  transport::KeyedRequest req{ns.ns_id, ns.fingerprint, {{1, 0}, {2, 0}, {3, 0}}};
+  auto slots = transport::DecodeAs<transport::SlotsResponse>(
+      *Call(RpcOp::kPutReserve, transport::Encode(req)));
+  ASSERT_TRUE(slots.ok());
+  EXPECT_EQ(slots->codes, (std::vector<transport::KeyCode>{
+                              0, 0, static_cast<uint8_t>(StatusCode::kResourceExhausted)}));
+  // Another connection is not starved by the first one's leases.
+  caller_ = 2;
+  Register();
+  auto mine = transport::DecodeAs<transport::SlotsResponse>(*Call(
+      RpcOp::kPutReserve,
+      transport::Encode(transport::KeyedRequest{ns.ns_id, ns.fingerprint, {{4, 0}, {5, 0}}})));
+  ASSERT_TRUE(mine.ok());
+  EXPECT_EQ(mine->codes, (std::vector<transport::KeyCode>{0, 0}));
+  // Released bytes count no more.
+  caller_ = 1;
+  ASSERT_TRUE(
+      Call(RpcOp::kRelease, transport::Encode(transport::ReleaseRequest{slots->lease_id})).ok());
+  auto again = transport::DecodeAs<transport::SlotsResponse>(
+      *Call(RpcOp::kPutReserve, transport::Encode(req)));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->codes[0], 0);
+  EXPECT_EQ(again->codes[1], 0);
+}
+
+// The daemon owns quota policy: re-registering never changes a namespace's
+// quota, a client cannot ask above --max_quota_bytes, and the number of
+// namespaces is bounded.
+TEST_F(ServiceTest, QuotasAreTheDaemonsAndNamespacesAreBounded) {
+  ServiceOptions o;
+  o.max_quota_bytes = 4 * kBytes;
+  o.max_namespaces = 2;
+  Make(o);
+  transport::RegisterNamespaceRequest r{"owner", "", 1, 16, kBytes, "fp16", "", 0};
+  ASSERT_TRUE(Call(RpcOp::kRegisterNamespace, transport::Encode(r)).ok());
+  EXPECT_EQ(store_->GetNamespace(NamespaceSeed("owner"))->quota_bytes, 4 * kBytes);
+  caller_ = 2;
+  r.quota_bytes = 1;  // an attacker shrinking the owner's quota
+  ASSERT_TRUE(Call(RpcOp::kRegisterNamespace, transport::Encode(r)).ok());
+  EXPECT_EQ(store_->GetNamespace(NamespaceSeed("owner"))->quota_bytes, 4 * kBytes);
+  r.name = "greedy";
+  r.quota_bytes = 1ull << 40;
+  ASSERT_TRUE(Call(RpcOp::kRegisterNamespace, transport::Encode(r)).ok());
+  EXPECT_EQ(store_->GetNamespace(NamespaceSeed("greedy"))->quota_bytes, 4 * kBytes);
+  r.name = "third";
+  EXPECT_EQ(Call(RpcOp::kRegisterNamespace, transport::Encode(r)).status().code(),
+            StatusCode::kResourceExhausted);
 }
 
 }  // namespace

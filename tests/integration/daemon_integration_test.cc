@@ -676,19 +676,22 @@ TEST_F(DaemonTest, BadInputGetsErrorsAndNothingCommittedIsLost) {
   // Unknown opcode.
   EXPECT_EQ(RawCall(raw, static_cast<transport::RpcOp>(77), "").status.code(),
             StatusCode::kUnimplemented);
-  // Unknown namespace.
+  // A namespace this connection has not opened, known or not: refused
+  // before anything else is looked at.
   transport::KeyedRequest unknown{12345, 678, {{chain[0], 0}}};
   EXPECT_EQ(RawCall(raw, transport::RpcOp::kGet, transport::Encode(unknown)).status.code(),
-            StatusCode::kNotFound);
-  // Wrong fingerprint.
+            StatusCode::kPermissionDenied);
   transport::KeyedRequest wrongfp{c->seed(), 678, {{chain[0], 0}}};
   EXPECT_EQ(RawCall(raw, transport::RpcOp::kGet, transport::Encode(wrongfp)).status.code(),
-            StatusCode::kFailedPrecondition);
-  // Get a real fingerprint through a raw registration.
+            StatusCode::kPermissionDenied);
+  // Open it through a raw registration (which gives the real fingerprint).
   transport::RegisterNamespaceRequest reg{"it-model",  "s3cret", kLayers, 16,
                                           kValueBytes, "fp16",   "",      0};
   auto rr = RawCall(raw, transport::RpcOp::kRegisterNamespace, transport::Encode(reg));
   ASSERT_TRUE(rr.status.ok()) << rr.status.ToString();
+  // Wrong fingerprint on an open namespace.
+  EXPECT_EQ(RawCall(raw, transport::RpcOp::kGet, transport::Encode(wrongfp)).status.code(),
+            StatusCode::kFailedPrecondition);
   auto reg_resp = transport::DecodeAs<transport::RegisterNamespaceResponse>(
       std::string_view(reinterpret_cast<const char*>(rr.meta.data()), rr.meta.size()));
   ASSERT_TRUE(reg_resp.ok());
