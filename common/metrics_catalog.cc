@@ -41,6 +41,9 @@ Catalog::Catalog(Registry& r)
       admin_requests(r.AddCounter("kvcake_admin_requests_total",
                                   "Admin HTTP requests, by path and HTTP status.",
                                   {"path", "status"})),
+      ssd_quarantines(r.AddCounter(
+          "kvcake_ssd_quarantines_total",
+          "Corrupt SSD tier directories moved aside at start (the tier started empty).")),
       registry_(r) {
   for (size_t i = 0; i < kTiers; ++i) {
     std::string ti(TierName(static_cast<Tier>(i)));

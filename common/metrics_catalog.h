@@ -63,6 +63,8 @@ class Catalog {
   GaugeFamily& start_time;  // kvcake_start_time_seconds
   // Admin HTTP requests by path and HTTP status. [path, status]
   CounterFamily& admin_requests;  // kvcake_admin_requests_total
+  // Corrupt SSD tier directories moved aside at start (0 or 1 per process). []
+  CounterFamily& ssd_quarantines;  // kvcake_ssd_quarantines_total
 
   // ---- pre-resolved children (hot path, no lookup) ----
   Counter* Hit(Tier t) const { return hit_[Index(t)]; }

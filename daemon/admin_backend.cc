@@ -79,6 +79,7 @@ void DaemonAdminBackend::RefreshMetrics() {
   }
   cat.Drop(Tier::kSsd, "corrupt")->Set(st.checksum_failures);
   cat.leases_expired.Get()->Set(st.leases_expired);
+  cat.ssd_quarantines.Get()->Set(st.ssd_quarantines);
   if (daemon_->rpc_server()) {
     for (const transport::ConnectionInfo& c : daemon_->rpc_server()->Connections()) {
       cat.transport_selected.WithLabels({c.peer, c.transport})->Set(1);

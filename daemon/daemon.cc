@@ -34,6 +34,7 @@ std::string DaemonOptions::ToString() const {
     << "slot_bytes = " << store.slot_bytes << "\n"
     << "ssd_path = " << (store.ssd_path.empty() ? "(none)" : store.ssd_path) << "\n"
     << "ssd_bytes = " << store.ssd_capacity_bytes << "\n"
+    << "ssd_quarantine_corrupt = " << (store.ssd_quarantine_corrupt ? "true" : "false") << "\n"
     << "lease_ms = " << service.lease_ms << "\n"
     << "tokens = "
     << (service.token.empty() && service.grants.empty()

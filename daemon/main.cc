@@ -39,6 +39,9 @@ DEFINE_string(host_bytes, "1G", "host tier bytes (shared-memory segment)");
 DEFINE_string(slot_bytes, "4M", "slot size: the largest value (layer block) the daemon holds");
 DEFINE_string(ssd_path, "./var/kvcake", "SSD tier RocksDB directory (empty: no SSD tier)");
 DEFINE_string(ssd_bytes, "16G", "SSD tier capacity (payload bytes)");
+DEFINE_bool(ssd_quarantine_corrupt, true,
+            "when the SSD tier's RocksDB directory is corrupt at start, move it to "
+            "<ssd_path>.corrupt-<UTC time> and start with an empty SSD tier (false: exit)");
 DEFINE_uint64(lease_ms, 30000, "lease of pins and reservations (ms)");
 DEFINE_uint64(reserve_wait_ms, 100, "how long a put waits for the mover to free a slot (ms)");
 DEFINE_string(token_file, "",
@@ -126,6 +129,7 @@ Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
   ASSIGN_OR_RETURN(o.store.slot_bytes, ParseBytes("slot_bytes", FLAGS_slot_bytes));
   o.store.ssd_path = FLAGS_ssd_path;
   ASSIGN_OR_RETURN(o.store.ssd_capacity_bytes, ParseBytes("ssd_bytes", FLAGS_ssd_bytes));
+  o.store.ssd_quarantine_corrupt = FLAGS_ssd_quarantine_corrupt;
   o.store.pin_lease_us = FLAGS_lease_ms * 1000;
   o.store.reservation_lease_us = FLAGS_lease_ms * 1000;
   o.store.reserve_wait_us = FLAGS_reserve_wait_ms * 1000;

@@ -1,13 +1,16 @@
 #include "store/ssd_tier.h"
 
 #include <rocksdb/db.h>
+#include <rocksdb/metadata.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -48,6 +51,32 @@ class RocksLogger final : public rocksdb::Logger {
     }
   }
 };
+
+// `path` without a trailing separator ("/a/b/" -> "/a/b"), so that a sibling
+// name can be derived from it.
+std::filesystem::path TierDir(const std::string& path) {
+  std::filesystem::path p = std::filesystem::path(path).lexically_normal();
+  if (!p.has_filename() && p.has_parent_path()) p = p.parent_path();
+  return p;
+}
+
+// Renames the tier directory to `<dir>.corrupt-<UTC time>[-n]` and returns
+// the new name. A rename within the parent directory: no data is copied.
+Result<std::string> MoveAside(const std::string& path) {
+  std::filesystem::path dir = TierDir(path);
+  std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &utc);
+  std::string base = dir.string() + ".corrupt-" + stamp;
+  std::string target = base;
+  std::error_code ec;
+  for (int i = 1; std::filesystem::exists(target, ec); ++i) target = base + "-" + std::to_string(i);
+  std::filesystem::rename(dir, target, ec);
+  if (ec) return UnavailableError("rename " + dir.string() + " -> " + target + ": " + ec.message());
+  return target;
+}
 
 uint64_t GetLE(const char* p, int n) {
   uint64_t v = 0;
@@ -118,34 +147,107 @@ rocksdb::Options SsdTier::MakeDbOptions(const Options& o) {
   return opts;
 }
 
-Result<std::unique_ptr<SsdTier>> SsdTier::Open(const Options& options) {
-  RETURN_IF_ERROR(options.Validate());
-  std::unique_ptr<SsdTier> t(new SsdTier(options));
-  t->write_options_.sync = options.sync;
-  rocksdb::Options opts = MakeDbOptions(options);
+bool SsdTier::IsCorruptTierError(const rocksdb::Status& s, const std::string& path) {
+  if (s.IsCorruption()) return true;
+  if (!s.IsPathNotFound()) return false;
+  // A file the directory's own metadata names is gone, not the directory.
+  std::error_code ec;
+  std::string dir = TierDir(path).string();
+  return std::filesystem::is_directory(dir, ec) &&
+         s.ToString().find(dir + "/") != std::string::npos;
+}
+
+rocksdb::Status SsdTier::OpenDb() {
+  rocksdb::Options opts = MakeDbOptions(options_);
   rocksdb::ColumnFamilyOptions meta_opts;  // headers only: no blob files
   meta_opts.compression = rocksdb::kNoCompression;
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(opts)},
       {kMetaCf, meta_opts}};
   std::error_code ec;
-  std::filesystem::create_directories(options.path, ec);  // RocksDB creates only the leaf
+  std::filesystem::create_directories(options_.path, ec);  // RocksDB creates only the leaf
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::Status s =
-      rocksdb::DB::Open(rocksdb::DBOptions(opts), options.path, cfs, &handles, &t->db_);
-  if (!s.ok()) return FromRocksStatus(s, "ssd tier: open " + options.path);
-  t->data_cf_ = handles[0];
-  t->meta_cf_ = handles[1];
-  return t;
+      rocksdb::DB::Open(rocksdb::DBOptions(opts), options_.path, cfs, &handles, &db_);
+  if (!s.ok()) {
+    db_ = nullptr;
+    return s;
+  }
+  data_cf_ = handles[0];
+  meta_cf_ = handles[1];
+  return s;
 }
 
-SsdTier::~SsdTier() {
+rocksdb::Status SsdTier::VerifyFiles() const {
+  rocksdb::ReadOptions ro;
+  ro.verify_checksums = true;
+  ro.fill_cache = false;
+  rocksdb::Status s = db_->VerifyChecksum(ro);  // SST files of both column families
+  if (!s.ok()) return s;
+  for (rocksdb::ColumnFamilyHandle* cf : {data_cf_, meta_cf_}) {
+    rocksdb::ColumnFamilyMetaData md;
+    db_->GetColumnFamilyMetaData(cf, &md);
+    for (const rocksdb::BlobMetaData& b : md.blob_files) {
+      std::string name = b.blob_file_name;  // "/000012.blob" in RocksDB 7.x
+      if (!name.empty() && name.front() == '/') name.erase(0, 1);
+      std::string file = b.blob_file_path + "/" + name;
+      std::error_code ec;
+      uint64_t size = std::filesystem::file_size(file, ec);
+      if (ec) return rocksdb::Status::Corruption("blob file " + file, ec.message());
+      if (size != b.blob_file_size) {
+        return rocksdb::Status::Corruption(
+            "blob file " + file,
+            "size " + std::to_string(size) + ", expected " + std::to_string(b.blob_file_size));
+      }
+    }
+  }
+  return s;
+}
+
+void SsdTier::CloseDb() {
   if (db_ == nullptr) return;
   if (data_cf_ != nullptr) db_->DestroyColumnFamilyHandle(data_cf_).PermitUncheckedError();
   if (meta_cf_ != nullptr) db_->DestroyColumnFamilyHandle(meta_cf_).PermitUncheckedError();
   db_->Close().PermitUncheckedError();
   delete db_;
+  db_ = nullptr;
+  data_cf_ = nullptr;
+  meta_cf_ = nullptr;
 }
+
+Result<std::unique_ptr<SsdTier>> SsdTier::Open(const Options& options) {
+  RETURN_IF_ERROR(options.Validate());
+  std::unique_ptr<SsdTier> t(new SsdTier(options));
+  t->write_options_.sync = options.sync;
+  rocksdb::Status s = t->OpenDb();
+  if (s.ok() && options.quarantine_corrupt) {
+    auto start = std::chrono::steady_clock::now();
+    s = t->VerifyFiles();
+    double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    KVCAKE_LOG(INFO) << "ssd tier: " << options.path << " file check " << (s.ok() ? "ok" : "failed")
+                     << " in " << ms << " ms";
+    if (!s.ok()) t->CloseDb();
+  }
+  if (s.ok()) return t;
+  Status err = FromRocksStatus(s, "ssd tier: open " + options.path);
+  if (!options.quarantine_corrupt || !IsCorruptTierError(s, options.path)) return err;
+
+  Result<std::string> moved = MoveAside(options.path);
+  if (!moved.ok()) {
+    return Status(err.code(), std::string(err.message()) + "; moving it aside failed: " +
+                                  std::string(moved.status().message()));
+  }
+  KVCAKE_LOG(ERROR) << "ssd tier: " << options.path << " is corrupt (" << s.ToString()
+                    << "); moved it to " << *moved
+                    << " for inspection, starting with an empty SSD tier";
+  t->quarantined_path_ = *moved;
+  s = t->OpenDb();
+  if (!s.ok()) return FromRocksStatus(s, "ssd tier: open (after quarantine) " + options.path);
+  return t;
+}
+
+SsdTier::~SsdTier() { CloseDb(); }
 
 Status SsdTier::Write(std::span<const WriteItem> items, std::span<const BlockKey> deletes) {
   rocksdb::WriteBatch batch;

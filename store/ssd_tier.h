@@ -51,6 +51,14 @@ Status FromRocksStatus(const rocksdb::Status& s, std::string_view what);
 // absent after a crash. Every read verifies the payload checksum.
 // Owns the rocksdb::DB and its column family handles (RAII).
 //
+// Open quarantines a damaged directory (Options::quarantine_corrupt): when
+// RocksDB reports corruption (IsCorruptTierError) at open, or the checksum
+// pass after open finds a bad SST block or a missing / short blob file, the
+// directory is closed, renamed to `<path>.corrupt-<UTC yyyymmddThhmmssZ>`
+// (kept for inspection, never deleted) and an empty tier is opened at `path`.
+// Any other open error (LOCK held, permission denied, no space, path not a
+// directory) fails the open and moves nothing.
+//
 // Thread-safety: all methods are thread-safe (RocksDB is); the TierManager
 // issues writes from its single mover thread.
 class SsdTier {
@@ -60,6 +68,10 @@ class SsdTier {
     bool sync = false;              // fsync WAL per write batch
     uint64_t min_blob_size = 4096;  // values >= this go to blob files
     uint64_t write_buffer_bytes = 64ull << 20;
+    // Move a corrupt directory aside and start empty (see the class comment).
+    // false: a corrupt directory fails the open (DATA_LOSS / UNAVAILABLE) and
+    // no checksum pass runs after open.
+    bool quarantine_corrupt = true;
     Status Validate() const;
   };
 
@@ -67,6 +79,12 @@ class SsdTier {
   static rocksdb::Options MakeDbOptions(const Options& options);
 
   static Result<std::unique_ptr<SsdTier>> Open(const Options& options);
+  // True when `s`, returned by opening or verifying the directory at `path`,
+  // means the files are damaged: any Corruption (bad CURRENT, MANIFEST record
+  // checksum, SST footer / size / block checksum, blob file missing or short),
+  // or a "path not found" I/O error for a file inside the existing directory
+  // (CURRENT names a MANIFEST that is gone).
+  static bool IsCorruptTierError(const rocksdb::Status& s, const std::string& path);
   ~SsdTier();
   SsdTier(const SsdTier&) = delete;
   SsdTier& operator=(const SsdTier&) = delete;
@@ -101,11 +119,22 @@ class SsdTier {
   // Bytes of SST + blob files on disk (approximate).
   uint64_t DiskBytes() const;
   const std::string& path() const { return options_.path; }
+  // Where Open moved a corrupt directory; empty when it did not.
+  const std::string& quarantined_path() const { return quarantined_path_; }
+  bool quarantined() const { return !quarantined_path_.empty(); }
 
  private:
   explicit SsdTier(Options options) : options_(std::move(options)) {}
 
+  rocksdb::Status OpenDb();
+  // Verifies every live SST's block checksums and that every live blob file
+  // exists with its recorded size. Reads SST bytes only (keys, blob indexes
+  // and headers: ~100 bytes per block), not blob payloads.
+  rocksdb::Status VerifyFiles() const;
+  void CloseDb();
+
   Options options_;
+  std::string quarantined_path_;
   rocksdb::WriteOptions write_options_;
   rocksdb::DB* db_ = nullptr;
   rocksdb::ColumnFamilyHandle* data_cf_ = nullptr;

@@ -39,6 +39,7 @@ struct StoreStats {
   uint64_t layout_mismatches = 0;   // loads refused because of a fingerprint mismatch
   uint64_t ssd_write_errors = 0;    // failed SSD batch writes (e.g. disk full)
   uint64_t ssd_pending_writes = 0;  // gauge: blocks queued for demotion to SSD
+  uint64_t ssd_quarantines = 0;     // corrupt SSD directories moved aside at open
   uint64_t tick = 0;                // logical clock
 };
 

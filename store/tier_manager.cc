@@ -331,7 +331,10 @@ Status TierManager::Impl::Init() {
     s.sync = opts_.ssd_sync;
     s.min_blob_size = opts_.ssd_min_blob_size;
     s.write_buffer_bytes = opts_.ssd_write_buffer_bytes;
+    s.quarantine_corrupt = opts_.ssd_quarantine_corrupt;
     ASSIGN_OR_RETURN(ssd_, SsdTier::Open(s));
+    // A quarantined tier is a fresh, empty directory: the scan below finds nothing.
+    if (ssd_->quarantined()) ++stats_.ssd_quarantines;
     // Rebuild the index from the headers (no payload reads).
     uint64_t tick = NextTick();
     uint64_t bad = 0;

@@ -36,6 +36,10 @@ struct TierManagerOptions {
   bool ssd_sync = false;              // fsync the WAL on every batch (power-loss safety)
   uint64_t ssd_min_blob_size = 4096;  // values >= this go to blob files
   uint64_t ssd_write_buffer_bytes = 64ull << 20;
+  // A corrupt SSD directory is moved to `<ssd_path>.corrupt-<UTC time>` and
+  // the tier starts empty (SsdTier::Options::quarantine_corrupt); false: Open
+  // fails instead.
+  bool ssd_quarantine_corrupt = true;
 
   // Host segment: memfd name, and whether to try MAP_HUGETLB (falls back, logged).
   std::string host_segment_name = "kvcake-host";

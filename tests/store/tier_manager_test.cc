@@ -415,6 +415,7 @@ TEST(TierManagerTest, ReopenRebuildsIndexFromSsd) {
   auto tm = OpenOrDie(o);
   ASSERT_TRUE(tm);
   EXPECT_EQ(tm->GetStats().tiers[2].blocks, 5u);
+  EXPECT_EQ(tm->GetStats().ssd_quarantines, 0u);
   for (uint64_t i = 0; i < 5; ++i) ExpectBlock(*tm, K(i, i % 4), 777 * (i + 1));
   EXPECT_FALSE(tm->Contains(K(5, 1)));
 }
@@ -521,6 +522,46 @@ TEST(TierManagerTest, ByteFlippedInBlobFileIsDetected) {
               r.status().code() == StatusCode::kNotFound)
       << r.status().ToString();
   EXPECT_GE(tm->GetStats().checksum_failures, 1u) << r.status().ToString();
+}
+
+TEST(TierManagerTest, CorruptSsdManifestStartsWithAnEmptyTier) {
+  TempDir dir;
+  TierManagerOptions o = SmallOptions(dir, 8);
+  {
+    auto tm = OpenOrDie(o);
+    ASSERT_TRUE(tm);
+    for (uint64_t i = 0; i < 4; ++i) {
+      ASSERT_TRUE(tm->Put(K(i), Payload(K(i), 20000).data(), 20000).ok());
+    }
+    ASSERT_TRUE(tm->Drain().ok());
+    ASSERT_TRUE(tm->Flush().ok());
+  }
+  bool clobbered = false;
+  for (const auto& e : std::filesystem::directory_iterator(o.ssd_path)) {
+    if (e.path().filename().string().rfind("MANIFEST-", 0) != 0) continue;
+    std::fstream f(e.path(), std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(10);
+    f.write(std::string(40, '\xA5').data(), 40);
+    clobbered = f.good();
+  }
+  ASSERT_TRUE(clobbered);
+  auto tm = OpenOrDie(o);
+  ASSERT_TRUE(tm);
+  StoreStats s = tm->GetStats();
+  EXPECT_EQ(s.ssd_quarantines, 1u);
+  EXPECT_EQ(s.tiers[2].blocks, 0u);
+  EXPECT_EQ(s.tiers[2].used_bytes, 0u);
+  for (uint64_t i = 0; i < 4; ++i) EXPECT_FALSE(tm->Contains(K(i)));
+  size_t quarantined = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    if (e.path().filename().string().rfind("ssd.corrupt-", 0) == 0) ++quarantined;
+  }
+  EXPECT_EQ(quarantined, 1u);
+  // The fresh tier takes new blocks.
+  ASSERT_TRUE(tm->Put(K(7), Payload(K(7), 20000).data(), 20000).ok());
+  ASSERT_TRUE(tm->Drain().ok());
+  EXPECT_EQ(tm->GetStats().tiers[2].blocks, 1u);
+  ExpectBlock(*tm, K(7), 20000);
 }
 
 TEST(TierManagerTest, SetCapacityShrinksHostByDemotion) {
