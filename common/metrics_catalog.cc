@@ -44,6 +44,11 @@ Catalog::Catalog(Registry& r)
       ssd_quarantines(r.AddCounter(
           "kvcake_ssd_quarantines_total",
           "Corrupt SSD tier directories moved aside at start (the tier started empty).")),
+      admin_connections_closed(
+          r.AddCounter("kvcake_admin_connections_closed_total",
+                       "Admin HTTP connections closed by the server on a timeout or at the "
+                       "connection limit, by reason.",
+                       {"reason"})),
       registry_(r) {
   for (size_t i = 0; i < kTiers; ++i) {
     std::string ti(TierName(static_cast<Tier>(i)));

@@ -65,6 +65,10 @@ class Catalog {
   CounterFamily& admin_requests;  // kvcake_admin_requests_total
   // Corrupt SSD tier directories moved aside at start (0 or 1 per process). []
   CounterFamily& ssd_quarantines;  // kvcake_ssd_quarantines_total
+  // Admin connections closed by the server: slow peers ("header_timeout",
+  // "body_timeout", "write_timeout", "evicted" at the connection limit) and
+  // kept-alive connections left idle ("idle_timeout"). [reason]
+  CounterFamily& admin_connections_closed;  // kvcake_admin_connections_closed_total
 
   // ---- pre-resolved children (hot path, no lookup) ----
   Counter* Hit(Tier t) const { return hit_[Index(t)]; }

@@ -299,14 +299,12 @@ Status DaemonAdminBackend::SetConfig(
 }
 
 Result<std::unique_ptr<admin::AdminServer>> StartAdmin(
-    Daemon* daemon, const std::string& listen, const std::string& token_file,
+    Daemon* daemon, const admin::AdminServerOptions& options,
     std::unique_ptr<DaemonAdminBackend>* backend) {
-  admin::AdminServerOptions o;
-  o.listen = listen;
-  o.token_file = token_file;
-  RETURN_IF_ERROR(admin::ValidateAdminOptions(o));
+  RETURN_IF_ERROR(admin::ValidateAdminOptions(options));
   *backend = std::make_unique<DaemonAdminBackend>(daemon);
-  Result<std::unique_ptr<admin::AdminServer>> server = admin::AdminServer::Start(o, backend->get());
+  Result<std::unique_ptr<admin::AdminServer>> server =
+      admin::AdminServer::Start(options, backend->get());
   if (!server.ok()) {
     backend->reset();
     return server.status();

@@ -55,11 +55,11 @@ class DaemonAdminBackend final : public admin::AdminBackend {
   std::thread drain_thread_;    // guarded by mu_
 };
 
-// Starts the admin HTTP server for `daemon` on `listen` (token from
-// `token_file`, required off loopback). The backend is returned through
-// *backend and must outlive the server.
+// Starts the admin HTTP server for `daemon` with `options` (listen address,
+// token file — required off loopback —, connection limits and timeouts). The
+// backend is returned through *backend and must outlive the server.
 Result<std::unique_ptr<admin::AdminServer>> StartAdmin(
-    Daemon* daemon, const std::string& listen, const std::string& token_file,
+    Daemon* daemon, const admin::AdminServerOptions& options,
     std::unique_ptr<DaemonAdminBackend>* backend);
 
 }  // namespace kvcake::daemon

@@ -60,6 +60,12 @@ DEFINE_string(
     admin_listen, "127.0.0.1:18516",
     "admin HTTP HOST:PORT (loopback by default; port 0: ephemeral; empty: no admin server)");
 DEFINE_string(admin_token_file, "", "file holding the admin API bearer token (empty: none)");
+DEFINE_uint32(admin_max_connections, 64,
+              "open admin connections; at the limit a new connection closes the one that has "
+              "made no progress for the longest");
+DEFINE_uint32(admin_header_timeout_ms, 5000,
+              "an admin connection that has not sent a complete request header this long after "
+              "connecting (or after starting a request) is closed");
 DEFINE_string(policy, "adaptive",
               "tier policy: lru | cake | cake_uniform | adaptive (CAKE where engines report "
               "statistics, LRU otherwise)");
@@ -202,8 +208,13 @@ int main(int argc, char** argv) {
   std::unique_ptr<kvcake::daemon::DaemonAdminBackend> admin_backend;
   std::unique_ptr<kvcake::admin::AdminServer> admin_server;
   if (!FLAGS_admin_listen.empty()) {
-    Result<std::unique_ptr<kvcake::admin::AdminServer>> started = kvcake::daemon::StartAdmin(
-        daemon->get(), FLAGS_admin_listen, FLAGS_admin_token_file, &admin_backend);
+    kvcake::admin::AdminServerOptions admin_options;
+    admin_options.listen = FLAGS_admin_listen;
+    admin_options.token_file = FLAGS_admin_token_file;
+    admin_options.max_connections = FLAGS_admin_max_connections;
+    admin_options.header_timeout_ms = FLAGS_admin_header_timeout_ms;
+    Result<std::unique_ptr<kvcake::admin::AdminServer>> started =
+        kvcake::daemon::StartAdmin(daemon->get(), admin_options, &admin_backend);
     if (!started.ok()) {
       std::cerr << "kvcaked: admin server: " << started.status().ToString() << "\n";
       return 1;

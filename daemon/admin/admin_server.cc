@@ -1,5 +1,6 @@
 #include "daemon/admin/admin_server.h"
 
+#include <array>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -7,10 +8,13 @@
 #include <charconv>
 #include <chrono>
 #include <fstream>
+#include <list>
+#include <mutex>
 #include <optional>
 #include <thread>
 
 #include "common/logging.h"
+#include "common/metrics_catalog.h"
 #include "daemon/admin/admin_router.h"
 
 namespace kvcake::admin {
@@ -23,6 +27,39 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr uint32_t kHeaderLimit = 16 * 1024;
+// Bytes read at once while waiting for the next request on a kept-alive
+// connection.
+constexpr size_t kReadChunk = 4096;
+
+// Why the server closed a connection (for the counters).
+enum class CloseReason {
+  kNone,
+  kHeaderTimeout,
+  kBodyTimeout,
+  kWriteTimeout,
+  kIdleTimeout,
+  kEvicted
+};
+constexpr size_t kCloseReasons = 6;
+
+// The kvcake_admin_connections_closed_total label of a reason ("" for kNone).
+const char* CloseReasonLabel(CloseReason reason) {
+  switch (reason) {
+    case CloseReason::kNone:
+      return "";
+    case CloseReason::kHeaderTimeout:
+      return "header_timeout";
+    case CloseReason::kBodyTimeout:
+      return "body_timeout";
+    case CloseReason::kWriteTimeout:
+      return "write_timeout";
+    case CloseReason::kIdleTimeout:
+      return "idle_timeout";
+    case CloseReason::kEvicted:
+      return "evicted";
+  }
+  return "";
+}
 
 Status AsioError(const boost::system::error_code& ec, std::string_view what) {
   return UnavailableError(std::string(what) + ": " + ec.message());
@@ -88,7 +125,9 @@ Status AdminServerOptions::Validate() const {
   RETURN_IF_ERROR(ParseHostPort(listen, &host, &port).WithContext("--admin_listen"));
   if (max_body_bytes == 0) return InvalidArgumentError("max_body_bytes must be > 0");
   if (max_connections == 0) return InvalidArgumentError("max_connections must be > 0");
+  if (header_timeout_ms == 0) return InvalidArgumentError("header_timeout_ms must be > 0");
   if (idle_timeout_ms == 0) return InvalidArgumentError("idle_timeout_ms must be > 0");
+  if (write_timeout_ms == 0) return InvalidArgumentError("write_timeout_ms must be > 0");
   return Status::Ok();
 }
 
@@ -118,7 +157,13 @@ class AdminServer::Impl {
        std::string token)
       : options_(options),
         router_(backend, registry, std::move(token), options.metrics_require_token),
-        acceptor_(ioc_) {}
+        acceptor_(ioc_) {
+    metrics::Catalog catalog(*registry);
+    for (size_t i = 1; i < kCloseReasons; ++i) {
+      closed_metric_[i] = catalog.admin_connections_closed.WithLabels(
+          {CloseReasonLabel(static_cast<CloseReason>(i))});
+    }
+  }
 
   ~Impl() { Stop(); }
 
@@ -178,17 +223,55 @@ class AdminServer::Impl {
     return a + ":" + std::to_string(bound_.port());
   }
 
+  AdminServerStats stats() const {
+    AdminServerStats s;
+    s.open_connections = open_.load(std::memory_order_relaxed);
+    s.accepted = accepted_.load(std::memory_order_relaxed);
+    auto closed = [this](CloseReason r) {
+      return closed_[static_cast<size_t>(r)].load(std::memory_order_relaxed);
+    };
+    s.header_timeouts = closed(CloseReason::kHeaderTimeout);
+    s.body_timeouts = closed(CloseReason::kBodyTimeout);
+    s.write_timeouts = closed(CloseReason::kWriteTimeout);
+    s.evicted = closed(CloseReason::kEvicted);
+    s.idle_timeouts = closed(CloseReason::kIdleTimeout);
+    return s;
+  }
+
   const AdminServerOptions& options() const { return options_; }
   AdminRouter& router() { return router_; }
-  std::atomic<uint32_t>& active() { return active_; }
 
  private:
   class Session;
+
+  // Open sessions, least recently progressed first. Server thread only.
+  using SessionList = std::list<Session*>;
+  // Adds a new session at the back; returns its position.
+  SessionList::iterator Register(Session* session) {
+    open_.fetch_add(1, std::memory_order_relaxed);
+    return sessions_.insert(sessions_.end(), session);
+  }
+  // Moves a session that made progress to the back.
+  void Touch(SessionList::iterator pos) { sessions_.splice(sessions_.end(), sessions_, pos); }
+  // Removes a closing session and counts why it was closed.
+  void Unregister(SessionList::iterator pos, CloseReason reason) {
+    sessions_.erase(pos);
+    open_.fetch_sub(1, std::memory_order_relaxed);
+    if (reason != CloseReason::kNone) {
+      closed_[static_cast<size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
+      closed_metric_[static_cast<size_t>(reason)]->Increment();
+    }
+  }
+
   void Accept();
 
   const AdminServerOptions options_;
   AdminRouter router_;
-  std::atomic<uint32_t> active_{0};  // live sessions
+  std::array<metrics::Counter*, kCloseReasons> closed_metric_{};  // [kNone] unused
+  std::atomic<uint64_t> open_{0};
+  std::atomic<uint64_t> accepted_{0};
+  std::array<std::atomic<uint64_t>, kCloseReasons> closed_{};
+  SessionList sessions_;  // server thread only
   // Declared after everything sessions use, so the io_context (which owns the
   // pending handlers and thus the sessions) is destroyed first.
   asio::io_context ioc_{1};
@@ -201,30 +284,87 @@ class AdminServer::Impl {
 
 // One HTTP connection: read request → route → write reply, with keep-alive.
 // Lives in its own handlers (shared_from_this); runs on the server thread.
+// Every socket operation carries the deadline of its phase; the session sits
+// in the server's list, which orders sessions by their last progress.
 class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, Impl* server) : stream_(std::move(socket)), server_(server) {
-    server_->active().fetch_add(1);
+  Session(tcp::socket socket, Impl* server) : stream_(std::move(socket)), server_(server) {}
+  // Only unregisters: the socket closes with the stream (this may run while
+  // the io_context is being destroyed, when socket calls are off limits).
+  ~Session() {
+    if (phase_ != Phase::kClosed) server_->Unregister(pos_, CloseReason::kNone);
   }
-  ~Session() { server_->active().fetch_sub(1); }
 
-  void Start() { Read(); }
+  void Start() {
+    pos_ = server_->Register(this);
+    ReadHeader();  // the header timeout of a first request runs from accept
+  }
+
+  // Closes the connection to make room for a new one; its pending operation
+  // completes with operation_aborted.
+  void Evict() { Close(CloseReason::kEvicted); }
 
  private:
-  void Read() {
+  enum class Phase { kIdle, kHeader, kBody, kHandling, kWriting, kClosed };
+
+  void Enter(Phase phase) {
+    phase_ = phase;
+    server_->Touch(pos_);
+  }
+
+  // Kept-alive connection: waits up to idle_timeout_ms for the first bytes
+  // of the next request.
+  void WaitForRequest() {
+    if (buffer_.size() > 0) return ReadHeader();  // pipelined request already in
+    Enter(Phase::kIdle);
+    stream_.expires_after(std::chrono::milliseconds(server_->options().idle_timeout_ms));
+    stream_.async_read_some(
+        buffer_.prepare(kReadChunk),
+        beast::bind_front_handler(&Session::OnRequestBegun, shared_from_this()));
+  }
+
+  void OnRequestBegun(beast::error_code ec, size_t bytes) {
+    if (phase_ == Phase::kClosed) return;  // evicted after this completed
+    if (ec) return OnReadError(ec);
+    buffer_.commit(bytes);
+    ReadHeader();
+  }
+
+  void ReadHeader() {
     parser_.emplace();
     parser_->body_limit(server_->options().max_body_bytes);
     parser_->header_limit(kHeaderLimit);
-    stream_.expires_after(std::chrono::milliseconds(server_->options().idle_timeout_ms));
-    http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+    Enter(Phase::kHeader);
+    stream_.expires_after(std::chrono::milliseconds(server_->options().header_timeout_ms));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
   }
 
-  void OnRead(beast::error_code ec, size_t) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-        ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
-        ec == asio::error::eof) {
-      return Close();
+  void OnHeader(beast::error_code ec, size_t) {
+    if (phase_ == Phase::kClosed) return;  // evicted after this completed
+    if (ec) return OnReadError(ec);
+    if (parser_->is_done()) return Handle();
+    Enter(Phase::kBody);
+    stream_.expires_after(std::chrono::milliseconds(server_->options().idle_timeout_ms));
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+  }
+
+  void OnBody(beast::error_code ec, size_t) {
+    if (phase_ == Phase::kClosed) return;  // evicted after this completed
+    if (ec) return OnReadError(ec);
+    Handle();
+  }
+
+  void OnReadError(beast::error_code ec) {
+    if (ec == beast::error::timeout) {
+      return Close(phase_ == Phase::kIdle     ? CloseReason::kIdleTimeout
+                   : phase_ == Phase::kHeader ? CloseReason::kHeaderTimeout
+                                              : CloseReason::kBodyTimeout);
+    }
+    if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
+        ec == asio::error::connection_reset || ec == asio::error::eof) {
+      return Close(CloseReason::kNone);
     }
     if (ec == http::error::body_limit) {
       return Send(ErrorReply(InvalidArgumentError(
@@ -235,13 +375,15 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
     if (ec == http::error::header_limit) {
       return Send(ErrorReply(InvalidArgumentError("request header too large")), 431, true, false);
     }
-    if (ec) {
-      if (ec.category() == http::make_error_code(http::error::bad_target).category()) {
-        return Send(ErrorReply(InvalidArgumentError("malformed HTTP request: " + ec.message())),
-                    400, true, false);
-      }
-      return Close();
+    if (ec.category() == http::make_error_code(http::error::bad_target).category()) {
+      return Send(ErrorReply(InvalidArgumentError("malformed HTTP request: " + ec.message())), 400,
+                  true, false);
     }
+    Close(CloseReason::kNone);
+  }
+
+  void Handle() {
+    Enter(Phase::kHandling);
     const auto& req = parser_->get();
     HttpRequestView view;
     std::string method(req.method_string());
@@ -254,7 +396,7 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
     Send(std::move(reply), 0, !req.keep_alive(), req.method() == http::verb::head);
   }
 
-  // Writes `reply` (status overridden when `status` != 0), then reads the
+  // Writes `reply` (status overridden when `status` != 0), then waits for the
   // next request or closes.
   void Send(HttpReply reply, int status, bool close, bool head) {
     res_ = {};
@@ -268,19 +410,28 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
     res_.keep_alive(!close);
     res_.prepare_payload();
     close_after_write_ = close;
+    Enter(Phase::kWriting);
+    stream_.expires_after(std::chrono::milliseconds(server_->options().write_timeout_ms));
     http::async_write(stream_, res_,
                       beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
   }
 
   void OnWrite(beast::error_code ec, size_t) {
-    if (ec || close_after_write_) return Close();
-    Read();
+    if (phase_ == Phase::kClosed) return;  // evicted after this completed
+    if (ec == beast::error::timeout) return Close(CloseReason::kWriteTimeout);
+    if (ec || close_after_write_) return Close(CloseReason::kNone);
+    WaitForRequest();
   }
 
-  void Close() {
+  // Idempotent. Leaves the server's list at once, so the connection no longer
+  // counts against max_connections even while its handler is still pending.
+  void Close(CloseReason reason) {
+    if (phase_ == Phase::kClosed) return;
+    phase_ = Phase::kClosed;
+    server_->Unregister(pos_, reason);
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.socket().close(ec);
+    stream_.close();
   }
 
   beast::tcp_stream stream_;
@@ -288,18 +439,23 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
   bool close_after_write_ = false;
+  Phase phase_ = Phase::kHeader;
+  Impl::SessionList::iterator pos_;
   Impl* server_;
 };
 
+// All handlers run on the one server thread (no strands needed): the accept
+// loop and the sessions share the session list without locks.
 void AdminServer::Impl::Accept() {
-  acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket sock) {
+  acceptor_.async_accept(ioc_, [this](beast::error_code ec, tcp::socket sock) {
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
       KVCAKE_LOG(WARNING) << "admin accept: " << ec.message();
-    } else if (active_.load() >= options_.max_connections) {
-      boost::system::error_code ignored;
-      sock.close(ignored);
     } else {
+      accepted_.fetch_add(1, std::memory_order_relaxed);
+      while (!sessions_.empty() && sessions_.size() >= options_.max_connections) {
+        sessions_.front()->Evict();
+      }
       std::make_shared<Session>(std::move(sock), this)->Start();
     }
     if (acceptor_.is_open()) Accept();
@@ -332,6 +488,7 @@ Result<std::unique_ptr<AdminServer>> AdminServer::Start(const AdminServerOptions
 
 uint16_t AdminServer::port() const { return impl_->port(); }
 std::string AdminServer::address() const { return impl_->address(); }
+AdminServerStats AdminServer::stats() const { return impl_->stats(); }
 void AdminServer::Stop() { impl_->Stop(); }
 
 }  // namespace kvcake::admin

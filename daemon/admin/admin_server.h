@@ -15,7 +15,7 @@ namespace kvcake::admin {
 inline constexpr uint16_t kDefaultAdminPort = 18516;
 
 // Options of the admin HTTP server (flags: --admin_listen, --admin_token_file,
-// --admin_metrics_auth).
+// --admin_max_connections, --admin_header_timeout_ms).
 struct AdminServerOptions {
   // HOST:PORT to listen on; [v6]:PORT for IPv6. Port 0 picks a free port
   // (AdminServer::port() reports it). Default: loopback only.
@@ -30,13 +30,42 @@ struct AdminServerOptions {
   bool metrics_require_token = false;
   // Largest request body accepted (413 above it).
   uint64_t max_body_bytes = 1 << 20;
-  // Concurrent connections; further connections are closed at once.
+  // Concurrent connections. A new connection beyond the limit closes the open
+  // connection that has made no progress for the longest (see AdminServer);
+  // it is never refused.
   uint32_t max_connections = 64;
-  // A connection idle (or stuck mid-request) this long is closed.
+  // Time a connection has to deliver a complete request header: from accept
+  // for its first request, from the first byte of the request for later ones
+  // on a kept-alive connection.
+  uint32_t header_timeout_ms = 5'000;
+  // A kept-alive connection with no new request this long is closed; also the
+  // time allowed for a request body once its header is in.
   uint32_t idle_timeout_ms = 30'000;
+  // Time allowed for the peer to take one whole reply.
+  uint32_t write_timeout_ms = 10'000;
 
-  // INVALID_ARGUMENT: unparsable listen address, zero limits.
+  // INVALID_ARGUMENT: unparsable listen address, zero limits or timeouts.
   Status Validate() const;
+};
+
+// Connection counters of one AdminServer since it started. Plain value type.
+struct AdminServerStats {
+  uint64_t open_connections = 0;  // now
+  uint64_t accepted = 0;
+  // Closed by the server because the peer was slow (each also counted in
+  // kvcake_admin_connections_closed_total{reason}):
+  uint64_t header_timeouts = 0;  // no complete header within header_timeout_ms
+  uint64_t body_timeouts = 0;    // body incomplete after idle_timeout_ms
+  uint64_t write_timeouts = 0;   // reply not taken within write_timeout_ms
+  uint64_t evicted = 0;          // longest without progress when max_connections was hit
+  // Kept-alive connections closed after idle_timeout_ms without a request
+  // (routine; not in slow_closed()).
+  uint64_t idle_timeouts = 0;
+
+  // Connections closed for being slow (all of the above but idle_timeouts).
+  uint64_t slow_closed() const {
+    return header_timeouts + body_timeouts + write_timeouts + evicted;
+  }
 };
 
 // Validate() plus the security rule: a non-loopback listen address requires a
@@ -54,11 +83,30 @@ Result<std::string> ReadTokenFile(const std::string& path);
 
 // AdminServer: the admin HTTP/1.1 endpoint of kvcaked (Boost.Beast) — the
 // routes of AdminRouter plus /metrics — on its own io_context thread.
-// Keep-alive connections, bounded header (16 KiB) and body sizes, idle
-// timeouts; malformed HTTP gets 400 and a closed connection.
+// Keep-alive connections, bounded header (16 KiB) and body sizes; malformed
+// HTTP gets 400 and a closed connection.
 //
-// Thread-safety: Start/Stop/port are thread-safe. The backend is called from
-// the server's thread only.
+// Slow or silent peers (slowloris) cannot lock /healthz or /metrics out:
+//  - Every socket operation is asynchronous and has a deadline
+//    (header_timeout_ms for a request header, idle_timeout_ms between
+//    requests and for a body, write_timeout_ms for a reply), so a slow peer
+//    holds a connection slot for a bounded time and never blocks the thread.
+//    Requests are handled one at a time on the server thread, each as soon as
+//    its bytes are in, however many other connections are half-way through
+//    theirs.
+//  - At max_connections open, a new connection is admitted and the open
+//    connection that has made no progress for the longest (accepted, request
+//    begun, header complete or reply written least recently) is closed. A new
+//    connection is never refused: a probe that sends its request at once is
+//    the most recent and is served, whereas answering 503 or dropping new
+//    connections at the limit would let slow peers lock probes out. The cost
+//    is that a client idling on a kept-alive connection under such pressure
+//    may find it closed and reconnects, as HTTP/1.1 clients do anyway.
+// Closed slow connections are counted in stats() and in
+// kvcake_admin_connections_closed_total{reason}.
+//
+// Thread-safety: Start/Stop/port/address/stats are thread-safe. The backend
+// is called from the server's thread only.
 class AdminServer {
  public:
   // Validates `options` (ValidateAdminOptions), reads the token, binds and
@@ -77,6 +125,8 @@ class AdminServer {
   uint16_t port() const;
   // "host:port" actually bound.
   std::string address() const;
+  // Connection counters (each read atomically; not one snapshot).
+  AdminServerStats stats() const;
   // Idempotent; also done by the destructor.
   void Stop();
 

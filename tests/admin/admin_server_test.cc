@@ -1,7 +1,7 @@
 // The admin HTTP API over real HTTP (loopback, ephemeral port): every
-// endpoint, status codes, auth, malformed input, limits. The backend is the
-// in-memory MemoryBackend; tests against the real daemon live in
-// kvcaked_admin_test.cc.
+// endpoint, status codes, auth, malformed input, limits, slow clients. The
+// backend is the in-memory MemoryBackend; tests against the real daemon live
+// in kvcaked_admin_test.cc.
 
 #include "daemon/admin/admin_server.h"
 
@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -34,6 +36,105 @@ using ctl::HttpClientOptions;
 using ctl::HttpResponse;
 
 constexpr char kToken[] = "s3cret-token-for-tests";
+
+// A loopback TCP connection to `port` (-1 on failure), with 10 s send and
+// receive timeouts so a test never hangs on it.
+int ConnectLoopback(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// True once the peer has closed `fd` (EOF or a reset); does not block.
+bool PeerClosed(int fd) {
+  char c;
+  ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+// Slowloris: holds `count` connections to `port` from a background thread.
+// Even ones send a request header one byte per `interval` and never finish
+// it; odd ones send nothing. A connection the server closes is reopened on
+// the next round, so the pressure stays on until destruction.
+//
+// Thread-safety: the public methods are thread-safe.
+class SlowClients {
+ public:
+  SlowClients(uint16_t port, int count, std::chrono::milliseconds interval)
+      : port_(port), interval_(interval), fds_(count, -1), sent_(count, 0) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~SlowClients() {
+    stop_.store(true);
+    thread_.join();
+    for (int fd : fds_) {
+      if (fd >= 0) close(fd);
+    }
+  }
+
+  // Blocks until every connection has been opened once (false after 20 s).
+  bool WaitAllOpened() const {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!all_opened_.load()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return true;
+  }
+  // Connections the server has closed so far.
+  int closed_by_server() const { return closed_.load(); }
+
+ private:
+  void Loop() {
+    const std::string header = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    while (!stop_.load()) {
+      bool all_open = true;
+      for (size_t i = 0; i < fds_.size() && !stop_.load(); ++i) {
+        int& fd = fds_[i];
+        if (fd >= 0 && PeerClosed(fd)) {
+          close(fd);
+          fd = -1;
+          closed_.fetch_add(1);
+        }
+        if (fd < 0) {
+          fd = ConnectLoopback(port_);
+          sent_[i] = 0;
+          if (fd < 0) {
+            all_open = false;
+            continue;
+          }
+        }
+        if (i % 2 == 0) {
+          // The header, then an endless header value: never a blank line.
+          char c = sent_[i] < header.size() ? header[sent_[i]] : 'a';
+          if (send(fd, &c, 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1) ++sent_[i];
+        }
+      }
+      if (all_open) all_opened_.store(true);
+      std::this_thread::sleep_for(interval_);
+    }
+  }
+
+  const uint16_t port_;
+  const std::chrono::milliseconds interval_;
+  std::vector<int> fds_;      // used by thread_ only until it is joined
+  std::vector<size_t> sent_;  // used by thread_ only
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> all_opened_{false};
+  std::atomic<int> closed_{0};
+  std::thread thread_;
+};
 
 class AdminServerTest : public ::testing::Test {
  protected:
@@ -373,6 +474,176 @@ TEST_F(AdminServerTest, ConcurrentClients) {
   EXPECT_EQ(ok.load(), 100);
 }
 
+// More slow connections than the server admits (each sending a partial
+// header byte by byte, or nothing) must not lock /healthz or /metrics out:
+// every probe is answered, promptly, while the slow connections are held.
+TEST_F(AdminServerTest, SlowClientsDoNotStarveHealthz) {
+  server_.reset();
+  AdminServerOptions o;  // default limits and timeouts
+  o.listen = "127.0.0.1:0";
+  o.token = kToken;
+  StartServer(o);
+  const int slow_count = static_cast<int>(o.max_connections) + 16;
+  SlowClients slow(server_->port(), slow_count, std::chrono::milliseconds(50));
+  ASSERT_TRUE(slow.WaitAllOpened());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the server accept them
+  for (int i = 0; i < 10; ++i) {
+    const char* target = i % 5 == 4 ? "/metrics" : "/healthz";
+    auto start = std::chrono::steady_clock::now();
+    auto r = Client("").Get(target);
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ASSERT_TRUE(r.ok()) << "probe " << i << " " << target << " with " << slow_count
+                        << " slow connections: " << r.status().ToString() << " after " << seconds
+                        << " s";
+    EXPECT_EQ(r->status, 200) << target;
+    // Generous for a loaded machine; the failure this guards against is a
+    // probe stuck behind the slow connections for the whole idle timeout.
+    EXPECT_LT(seconds, 3.0) << "probe " << i << " " << target;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  AdminServerStats stats = server_->stats();
+  EXPECT_LE(stats.open_connections, o.max_connections);
+  EXPECT_GT(stats.slow_closed(), 0u);
+  EXPECT_GT(slow.closed_by_server(), 0);
+}
+
+// Waits up to 20 s for the server to close `fd`; returns the seconds from
+// `since` (or -1 if it stayed open). Keeps sending the bytes of `dribble`,
+// then 'a's, one per 20 ms when `dribble` is non-empty.
+double SecondsUntilClosed(int fd, std::chrono::steady_clock::time_point since,
+                          const std::string& dribble = "") {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  size_t sent = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (PeerClosed(fd)) {
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+    }
+    if (!dribble.empty()) {
+      char c = sent < dribble.size() ? dribble[sent] : 'a';
+      if (send(fd, &c, 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1) ++sent;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return -1;
+}
+
+// Polls `done` for up to 20 s.
+template <typename Pred>
+bool Eventually(Pred done) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+// A connection that has not delivered a whole request header within
+// header_timeout_ms is closed and counted, whether it trickles bytes or sends
+// nothing; the long idle timeout does not apply to it.
+TEST_F(AdminServerTest, SlowHeaderIsClosedAfterHeaderTimeout) {
+  server_.reset();
+  AdminServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.token = kToken;
+  o.header_timeout_ms = 200;
+  o.idle_timeout_ms = 60'000;
+  StartServer(o);
+  auto start = std::chrono::steady_clock::now();
+  int silent = ConnectLoopback(server_->port());
+  ASSERT_GE(silent, 0);
+  int trickle = ConnectLoopback(server_->port());
+  ASSERT_GE(trickle, 0);
+  double trickle_s =
+      SecondsUntilClosed(trickle, start, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+  double silent_s = SecondsUntilClosed(silent, start);
+  close(trickle);
+  close(silent);
+  // Upper bounds are generous for a loaded machine; the idle timeout is 60 s.
+  EXPECT_GE(trickle_s, 0.1);
+  EXPECT_LT(trickle_s, 20.0) << "a trickling header was never closed";
+  EXPECT_GE(silent_s, 0.1);
+  EXPECT_LT(silent_s, 20.0) << "a silent connection was never closed";
+  ASSERT_TRUE(Eventually([&] { return server_->stats().header_timeouts == 2; }))
+      << server_->stats().header_timeouts;
+  EXPECT_EQ(server_->stats().slow_closed(), 2u);
+  EXPECT_EQ(server_->stats().open_connections, 0u);
+  // A normal request is well within the header timeout.
+  HttpResponse r = Do("GET", "/metrics");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("kvcake_admin_connections_closed_total{reason=\"header_timeout\"} 2\n"),
+            std::string::npos)
+      << r.body;
+}
+
+// A kept-alive connection is closed after idle_timeout_ms without a new
+// request, counted as routine (not slow); one that sent a request in time
+// gets its answer.
+TEST_F(AdminServerTest, IdleKeepAliveConnectionIsClosedAfterIdleTimeout) {
+  server_.reset();
+  AdminServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.token = kToken;
+  o.idle_timeout_ms = 300;
+  StartServer(o);
+  int fd = ConnectLoopback(server_->port());
+  ASSERT_GE(fd, 0);
+  std::string req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+  std::string out;
+  char buf[4096];
+  while (out.find("\r\n\r\n") == std::string::npos || out.find("}") == std::string::npos) {
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);  // 10 s receive timeout
+    ASSERT_GT(n, 0) << out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(out.rfind("HTTP/1.1 200", 0), 0u) << out;
+  auto replied = std::chrono::steady_clock::now();
+  double idle_s = SecondsUntilClosed(fd, replied);
+  close(fd);
+  EXPECT_GE(idle_s, 0.1);
+  EXPECT_LT(idle_s, 20.0) << "an idle kept-alive connection was never closed";
+  ASSERT_TRUE(Eventually([&] { return server_->stats().idle_timeouts == 1; }));
+  EXPECT_EQ(server_->stats().slow_closed(), 0u);
+}
+
+// At max_connections a new connection is admitted and the one without
+// progress for the longest is closed, oldest first.
+TEST_F(AdminServerTest, ConnectionLimitClosesTheLongestStalled) {
+  server_.reset();
+  AdminServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.token = kToken;
+  o.max_connections = 4;
+  o.header_timeout_ms = 60'000;  // only the limit closes anything here
+  StartServer(o);
+  std::vector<int> fds;
+  for (uint64_t i = 0; i < o.max_connections; ++i) {
+    fds.push_back(ConnectLoopback(server_->port()));
+    ASSERT_GE(fds.back(), 0);
+    // One at a time, so the server's order is the connect order.
+    ASSERT_TRUE(Eventually([&] { return server_->stats().open_connections == i + 1; }));
+  }
+  for (size_t round = 0; round < 2; ++round) {
+    auto start = std::chrono::steady_clock::now();
+    HttpResponse r = Do("GET", "/healthz", "", "");
+    EXPECT_EQ(r.status, 200);
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_LT(seconds, 3.0);
+    EXPECT_EQ(server_->stats().evicted, round + 1);
+    EXPECT_GE(SecondsUntilClosed(fds[round], start), 0) << "connection " << round;
+    // Back to the limit: the probe has gone, a new stalled connection comes.
+    ASSERT_TRUE(Eventually([&] { return server_->stats().open_connections == 3; }));
+    fds.push_back(ConnectLoopback(server_->port()));
+    ASSERT_GE(fds.back(), 0);
+    ASSERT_TRUE(Eventually([&] { return server_->stats().open_connections == 4; }));
+  }
+  for (size_t i = 2; i < fds.size(); ++i) EXPECT_FALSE(PeerClosed(fds[i])) << i;
+  for (int fd : fds) close(fd);
+}
+
 TEST_F(AdminServerTest, ClientReportsDaemonDown) {
   uint16_t port = server_->port();
   server_.reset();
@@ -426,6 +697,13 @@ TEST(AdminOptionsTest, ListenParsingAndLoopbackRule) {
   o = AdminServerOptions();
   o.max_body_bytes = 0;
   EXPECT_FALSE(o.Validate().ok());
+  for (uint32_t AdminServerOptions::*field :
+       {&AdminServerOptions::max_connections, &AdminServerOptions::header_timeout_ms,
+        &AdminServerOptions::idle_timeout_ms, &AdminServerOptions::write_timeout_ms}) {
+    o = AdminServerOptions();
+    o.*field = 0;
+    EXPECT_EQ(o.Validate().code(), StatusCode::kInvalidArgument);
+  }
 }
 
 TEST(AdminOptionsTest, StartRefusesNonLoopbackWithoutToken) {
