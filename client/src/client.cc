@@ -6,10 +6,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -88,7 +90,59 @@ class MappedSegment {
   uint64_t size_;
 };
 
-class ClientImpl;
+// One connection to the daemon and what was discovered over it: the RPC
+// client and, on the same node, the mappings of the daemon's segments. A
+// client replaces its connection as a whole when it reconnects. Calls and
+// asynchronous operations hold the connection they started on, so its
+// mappings stay valid while they copy; only the client releases it for good
+// (an RpcClient must not be destroyed on its own I/O thread, where
+// completion callbacks drop their references). Thread-safe: the members are
+// set before the connection is shared, except the two flags.
+struct Connection {
+  ~Connection() {
+    rpc.reset();  // before the segments: cancelled callbacks must not find them gone
+#ifdef KVCAKE_HAVE_CUDA
+    if (device_ipc_base != nullptr) (void)cudaIpcCloseMemHandle(device_ipc_base);
+#endif
+  }
+  // False once a call on it failed with UNAVAILABLE or the RPC client lost
+  // its endpoint (the daemon went away).
+  bool Healthy() const { return !failed.load(std::memory_order_relaxed) && rpc->connected(); }
+  // Records a call's status: UNAVAILABLE marks the connection broken.
+  void Note(const Status& s) {
+    if (s.code() == StatusCode::kUnavailable) failed.store(true, std::memory_order_relaxed);
+  }
+
+  // Copies a pinned block of the GPU-tier arena at `offset` into `dst`;
+  // false if this connection cannot read that arena.
+  bool CopyFromDeviceSegment(uint64_t offset, void* dst, uint64_t size) const {
+    if (device_segment) {
+      const char* src = device_segment->At(offset, size);
+      if (src == nullptr) return false;
+      BulkCopy(dst, src, size);
+      return true;
+    }
+#ifdef KVCAKE_HAVE_CUDA
+    if (device_ipc_base != nullptr && offset <= device_ipc_bytes &&
+        size <= device_ipc_bytes - offset) {
+      return cudaMemcpy(dst, device_ipc_base + offset, size, cudaMemcpyDefault) == cudaSuccess;
+    }
+#endif
+    return false;
+  }
+
+  std::unique_ptr<transport::RpcClient> rpc;
+  std::unique_ptr<MappedSegment> segment;         // the daemon's host segment
+  std::unique_ptr<MappedSegment> device_segment;  // emulated GPU-tier arena
+#ifdef KVCAKE_HAVE_CUDA
+  char* device_ipc_base = nullptr;  // CUDA GPU-tier arena opened by IPC handle
+  uint64_t device_ipc_bytes = 0;
+#endif
+  std::atomic<bool> failed{false};
+  // The namespace is registered over this connection (the daemon authorizes
+  // each connection separately).
+  std::atomic<bool> registered{false};
+};
 
 // One outstanding group of a layer-wise get or of a put stream.
 struct GroupState {
@@ -293,10 +347,8 @@ class PutStreamImpl final : public PutStream {
 
 class ClientImpl final : public Client {
  public:
-  ClientImpl(ClientOptions options, std::unique_ptr<transport::RpcClient> rpc)
-      : options_(std::move(options)),
-        rpc_(std::move(rpc)),
-        seed_(NamespaceSeed(options_.namespace_name)) {}
+  explicit ClientImpl(ClientOptions options)
+      : options_(std::move(options)), seed_(NamespaceSeed(options_.namespace_name)) {}
   ~ClientImpl() override {
     // Layer-wise gets and put streams may outlive the client (PendingGet and
     // PutStream are the engine's): stop sending their remaining requests,
@@ -304,7 +356,8 @@ class ClientImpl final : public Client {
     // nothing below is used after it is gone. Mapped-path and put-stream
     // workers are waited for without a bound (each of their calls has a
     // deadline); UCX groups up to the client timeout, after which destroying
-    // rpc_ cancels them (their callbacks touch only async_).
+    // the RPC clients cancels them (their callbacks touch only async_ and
+    // their connection).
     std::vector<std::weak_ptr<PutQueue>> queues;
     {
       std::lock_guard<std::mutex> lock(async_->mu);
@@ -323,10 +376,15 @@ class ClientImpl final : public Client {
                             << " layer groups still in flight at close; cancelling them";
       }
     }
-    rpc_.reset();  // before the segments: cancelled callbacks must not find them gone
-#ifdef KVCAKE_HAVE_CUDA
-    if (device_ipc_base_ != nullptr) (void)cudaIpcCloseMemHandle(device_ipc_base_);
-#endif
+    std::vector<std::shared_ptr<Connection>> conns;
+    {
+      std::lock_guard<std::mutex> lock(conn_mu_);
+      conns.swap(retired_);
+      if (conn_) conns.push_back(std::move(conn_));
+    }
+    // Destroying an RPC client runs its pending callbacks (cancelled), which
+    // drop their references to the connection; the mappings go after that.
+    for (const auto& conn : conns) conn->rpc.reset();
   }
 
 #ifdef KVCAKE_HAVE_CUDA
@@ -351,15 +409,31 @@ class ClientImpl final : public Client {
   }
 #endif
 
+  // Connects and runs the discovery (see OpenConnection).
   Status Init() {
 #ifdef KVCAKE_HAVE_CUDA
     int devices = 0;
     cuda_available_ = cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0;
     if (!cuda_available_) (void)cudaGetLastError();
 #endif
+    ASSIGN_OR_RETURN(conn_, OpenConnection(options_.timeout));
+    return Status::Ok();
+  }
+
+  // Connects to the daemon (UCX handshake + ping) and, when possible, maps
+  // its host segment and GPU-tier arena. `timeout` bounds the handshake.
+  Result<std::shared_ptr<Connection>> OpenConnection(std::chrono::milliseconds timeout) const {
+    transport::RpcClientOptions ropts;
+    ASSIGN_OR_RETURN(ropts.ucx.transport, transport::ParseUcxTransport(options_.ucx_tls));
+    ropts.connect_timeout = timeout;
+    ropts.default_timeout = options_.timeout;
+    ropts.ucx.busy_poll = options_.busy_poll;
+    ropts.ucx.busy_poll_yield = options_.busy_poll_yield;
+    ropts.caller_spin = options_.spin_wait;
+    auto conn = std::make_shared<Connection>();
+    ASSIGN_OR_RETURN(conn->rpc, transport::RpcClient::Connect(options_.address, ropts));
     transport::PingRequest ping{0x6b7663616b65};
-    ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
-                     Call(RpcOp::kPing, transport::Encode(ping), {}, {}, nullptr));
+    ASSIGN_OR_RETURN(std::vector<uint8_t> meta, Call(*conn, RpcOp::kPing, transport::Encode(ping)));
     transport::PingResponse pong;
     RETURN_IF_ERROR(transport::Decode(AsView(meta), &pong));
     if (pong.nonce != ping.nonce) return InternalError("ping nonce mismatch");
@@ -367,7 +441,7 @@ class ClientImpl final : public Client {
       Result<std::unique_ptr<MappedSegment>> seg =
           MappedSegment::Open(pong.host_segment, pong.host_segment_bytes, pong.host_segment_inode);
       if (seg.ok()) {
-        segment_ = std::move(seg).value();
+        conn->segment = std::move(seg).value();
         KVCAKE_LOG(DEBUG) << "kvcake client: mapped the daemon's host segment ("
                           << pong.host_segment_bytes << " bytes)";
       } else {
@@ -375,19 +449,19 @@ class ClientImpl final : public Client {
                          << "); using UCX for data";
       }
     }
-    if (segment_) OpenDeviceSegment(pong);
-    return Status::Ok();
+    if (conn->segment) OpenDeviceSegment(pong, conn.get());
+    return conn;
   }
 
   // Opens the daemon's GPU-tier arena for the same-node path: the emulated
   // device's memfd, or the CUDA arena by IPC handle. Without it, GPU-tier
   // blocks come over UCX.
-  void OpenDeviceSegment(const transport::PingResponse& pong) {
+  void OpenDeviceSegment(const transport::PingResponse& pong, Connection* conn) const {
     if (pong.device_segment_kind == 1) {
       Result<std::unique_ptr<MappedSegment>> seg = MappedSegment::Open(
           pong.device_segment, pong.device_segment_bytes, pong.device_segment_inode);
       if (seg.ok()) {
-        device_segment_ = std::move(seg).value();
+        conn->device_segment = std::move(seg).value();
       } else {
         KVCAKE_LOG(INFO) << "kvcake client: GPU-tier arena not mapped (" << seg.status().ToString()
                          << "); its blocks come over UCX";
@@ -402,8 +476,8 @@ class ClientImpl final : public Client {
       void* base = nullptr;
       cudaError_t err = cudaIpcOpenMemHandle(&base, h, cudaIpcMemLazyEnablePeerAccess);
       if (err == cudaSuccess) {
-        device_ipc_base_ = static_cast<char*>(base);
-        device_ipc_bytes_ = pong.device_segment_bytes;
+        conn->device_ipc_base = static_cast<char*>(base);
+        conn->device_ipc_bytes = pong.device_segment_bytes;
       } else {
         (void)cudaGetLastError();
         KVCAKE_LOG(INFO) << "kvcake client: cudaIpcOpenMemHandle: " << cudaGetErrorString(err)
@@ -413,43 +487,14 @@ class ClientImpl final : public Client {
 #endif
   }
 
-  // Copies a pinned block of the GPU-tier arena at `offset` into `dst`;
-  // false if this client cannot read that arena.
-  bool CopyFromDeviceSegment(uint64_t offset, void* dst, uint64_t size) {
-    if (device_segment_) {
-      const char* src = device_segment_->At(offset, size);
-      if (src == nullptr) return false;
-      BulkCopy(dst, src, size);
-      return true;
-    }
-#ifdef KVCAKE_HAVE_CUDA
-    if (device_ipc_base_ != nullptr && offset <= device_ipc_bytes_ &&
-        size <= device_ipc_bytes_ - offset) {
-      return cudaMemcpy(dst, device_ipc_base_ + offset, size, cudaMemcpyDefault) == cudaSuccess;
-    }
-#endif
-    return false;
-  }
-
   Status RegisterNamespace(const NamespaceGeometry& g) override {
-    transport::RegisterNamespaceRequest req;
-    req.name = options_.namespace_name;
-    req.token = options_.token;
-    req.num_layers = g.num_layers;
-    req.block_tokens = g.block_tokens;
-    req.layer_block_bytes = g.layer_block_bytes;
-    req.kv_dtype = g.kv_dtype;
-    req.layout = g.layout;
-    req.quota_bytes = g.quota_bytes;
     if (g.num_layers == 0 || g.block_tokens == 0 || g.layer_block_bytes == 0) {
       return InvalidArgumentError(
           "namespace geometry: num_layers, block_tokens and "
           "layer_block_bytes must be > 0");
     }
-    ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
-                     Call(RpcOp::kRegisterNamespace, transport::Encode(req), {}, {}, nullptr));
-    transport::RegisterNamespaceResponse resp;
-    RETURN_IF_ERROR(transport::Decode(AsView(meta), &resp));
+    ASSIGN_OR_RETURN(std::shared_ptr<Connection> conn, Acquire());
+    ASSIGN_OR_RETURN(transport::RegisterNamespaceResponse resp, SendRegister(*conn, g));
     std::lock_guard<std::mutex> lock(mu_);
     // The namespace fields are written once; later registrations (the daemon
     // accepted the same fingerprint) leave them alone, so calls running
@@ -460,12 +505,14 @@ class ClientImpl final : public Client {
             "this client is registered with another geometry; "
             "create a new client for a new namespace layout");
       }
+      conn->registered = true;
       return Status::Ok();
     }
     geometry_ = g;
     ns_id_ = resp.ns_id;
     fingerprint_ = resp.fingerprint;
     registered_ = true;
+    conn->registered = true;
     return Status::Ok();
   }
 
@@ -485,6 +532,7 @@ class ClientImpl final : public Client {
 
   Result<uint32_t> LookupPrefix(std::span<const uint64_t> hashes, uint32_t layer) override {
     RETURN_IF_ERROR(CheckRegistered());
+    ASSIGN_OR_RETURN(std::shared_ptr<Connection> conn, Acquire());
     uint32_t total = 0;
     // Split very long chains; stop at the first incomplete chunk.
     for (size_t pos = 0; pos < hashes.size() || pos == 0;) {
@@ -493,7 +541,7 @@ class ClientImpl final : public Client {
           ns_id_, fingerprint_, layer,
           std::vector<uint64_t>(hashes.begin() + pos, hashes.begin() + pos + n)};
       ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
-                       Call(RpcOp::kLookupPrefix, transport::Encode(req), {}, {}, nullptr));
+                       Call(*conn, RpcOp::kLookupPrefix, transport::Encode(req)));
       transport::LookupPrefixResponse resp;
       RETURN_IF_ERROR(transport::Decode(AsView(meta), &resp));
       if (resp.prefix_len > n) return InternalError("daemon returned a prefix longer than asked");
@@ -528,13 +576,19 @@ class ClientImpl final : public Client {
   }
 
   Status PutHost(std::span<const PutBlock> blocks, std::vector<Status>* per_value) {
+    Result<std::shared_ptr<Connection>> acquired = Acquire();
+    if (!acquired.ok()) {
+      if (per_value) per_value->assign(blocks.size(), acquired.status());
+      return acquired.status();
+    }
+    const std::shared_ptr<Connection>& conn = *acquired;
     if (per_value) per_value->assign(blocks.size(), Status::Ok());
     Status first;
     const size_t batch = BatchSize();
     for (size_t pos = 0; pos < blocks.size(); pos += batch) {
       auto part = blocks.subspan(pos, std::min(batch, blocks.size() - pos));
       std::vector<Status> codes;
-      Status s = segment_ ? PutMapped(part, &codes) : PutUcx(part, &codes);
+      Status s = conn->segment ? PutMapped(conn, part, &codes) : PutUcx(conn, part, &codes);
       if (!s.ok()) {
         if (first.ok()) first = s;
         codes.assign(part.size(), s);
@@ -554,7 +608,7 @@ class ClientImpl final : public Client {
         if (retry.empty()) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(2 * attempt));
         std::vector<Status> again;
-        Status rs = segment_ ? PutMapped(retry, &again) : PutUcx(retry, &again);
+        Status rs = conn->segment ? PutMapped(conn, retry, &again) : PutUcx(conn, retry, &again);
         if (!rs.ok()) break;
         for (size_t k = 0; k < where.size(); ++k) codes[where[k]] = again[k];
       }
@@ -596,11 +650,12 @@ class ClientImpl final : public Client {
 
   Status GetHost(std::span<const GetBlock> blocks, std::vector<bool>* found) {
     found->assign(blocks.size(), false);
+    ASSIGN_OR_RETURN(std::shared_ptr<Connection> conn, Acquire());
     const size_t batch = BatchSize();
     for (size_t pos = 0; pos < blocks.size(); pos += batch) {
       auto part = blocks.subspan(pos, std::min(batch, blocks.size() - pos));
       std::vector<bool> f;
-      RETURN_IF_ERROR(segment_ ? GetMapped(part, &f) : GetUcx(part, &f));
+      RETURN_IF_ERROR(conn->segment ? GetMapped(conn, part, &f) : GetUcx(conn, part, &f));
       std::copy(f.begin(), f.end(), found->begin() + pos);
     }
     return Status::Ok();
@@ -622,26 +677,31 @@ class ClientImpl final : public Client {
       }
 #endif
     }
+    // Every group runs on the connection of this moment: if it breaks, the
+    // groups fail (UNAVAILABLE) and the next call reconnects.
+    ASSIGN_OR_RETURN(std::shared_ptr<Connection> conn, Acquire());
     auto pending = std::make_unique<PendingGetImpl>(groups.size(), options_.timeout);
-    if (segment_) {
+    if (conn->segment) {
       // Same node: one worker copies the groups in order, completing each.
       auto shared = std::make_shared<std::vector<std::vector<GetBlock>>>(std::move(groups));
       auto states = pending->groups_;
       if (!async_->Add(&AsyncState::workers)) return ClosingError();
       // The client waits for this worker before it is destroyed; once it is
       // closing, the groups not started yet are cancelled.
-      Status started = StartThread(&pending->worker_, [this, shared, states, async = async_] {
-        for (size_t i = 0; i < shared->size(); ++i) {
-          if (async->Closing()) {
-            Complete(*states[i], ClosingError(), {});
-            continue;
-          }
-          std::vector<bool> f;
-          Status s = GetMapped((*shared)[i], &f);
-          Complete(*states[i], s, std::move(f));
-        }
-        async->Done(&AsyncState::workers);  // last use of the client
-      });
+      Status started =
+          StartThread(&pending->worker_, [this, conn, shared, states, async = async_]() mutable {
+            for (size_t i = 0; i < shared->size(); ++i) {
+              if (async->Closing()) {
+                Complete(*states[i], ClosingError(), {});
+                continue;
+              }
+              std::vector<bool> f;
+              Status s = GetMapped(conn, (*shared)[i], &f);
+              Complete(*states[i], s, std::move(f));
+            }
+            conn.reset();  // the client may be destroyed once the worker is done
+            async->Done(&AsyncState::workers);  // last use of the client
+          });
       if (!started.ok()) {
         async_->Done(&AsyncState::workers);
         for (const auto& state : states) Complete(*state, started, {});
@@ -655,7 +715,7 @@ class ClientImpl final : public Client {
         Complete(*state, ClosingError(), {});
         continue;
       }
-      StartGetUcx(std::make_shared<std::vector<GetBlock>>(std::move(groups[gi])),
+      StartGetUcx(conn, std::make_shared<std::vector<GetBlock>>(std::move(groups[gi])),
                   [state, async = async_](Status s, std::vector<bool> found) {
                     Complete(*state, std::move(s), std::move(found));
                     async->Done(&AsyncState::ucx_groups);
@@ -707,13 +767,15 @@ class ClientImpl final : public Client {
     req.block_hashes.assign(block_hashes.begin(), block_hashes.end());
     req.block_scores.assign(block_scores.begin(), block_scores.end());
     req.window_blocks = window_blocks;
+    ASSIGN_OR_RETURN(std::shared_ptr<Connection> conn, Acquire());
     ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
-                     Call(RpcOp::kReportStats, transport::Encode(req), {}, {}, nullptr));
+                     Call(*conn, RpcOp::kReportStats, transport::Encode(req)));
     return Status::Ok();
   }
 
   Result<uint32_t> Delete(std::span<const PutBlock> keys) override {
     RETURN_IF_ERROR(CheckRegistered());
+    ASSIGN_OR_RETURN(std::shared_ptr<Connection> conn, Acquire());
     uint32_t deleted = 0;
     const size_t batch = BatchSize();
     for (size_t pos = 0; pos < keys.size(); pos += batch) {
@@ -722,7 +784,7 @@ class ClientImpl final : public Client {
         req.keys.push_back(BlockRef{keys[i].hash, keys[i].layer});
       }
       ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
-                       Call(RpcOp::kDelete, transport::Encode(req), {}, {}, nullptr));
+                       Call(*conn, RpcOp::kDelete, transport::Encode(req)));
       transport::DeleteResponse resp;
       RETURN_IF_ERROR(transport::Decode(AsView(meta), &resp));
       deleted += resp.deleted;
@@ -732,12 +794,13 @@ class ClientImpl final : public Client {
 
   Status Ping() override {
     transport::PingRequest ping{1};
-    ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
-                     Call(RpcOp::kPing, transport::Encode(ping), {}, {}, nullptr));
+    ASSIGN_OR_RETURN(std::shared_ptr<Connection> conn, Acquire());
+    ASSIGN_OR_RETURN(std::vector<uint8_t> meta, Call(*conn, RpcOp::kPing, transport::Encode(ping)));
     return Status::Ok();
   }
-  bool mapped_path() const override { return segment_ != nullptr; }
-  std::string transport_info() const override { return rpc_->transport_info(); }
+  bool mapped_path() const override { return Current()->segment != nullptr; }
+  std::string transport_info() const override { return Current()->rpc->transport_info(); }
+  uint64_t reconnects() const override { return reconnects_.load(std::memory_order_relaxed); }
 
  private:
   size_t BatchSize() const {
@@ -755,23 +818,189 @@ class ClientImpl final : public Client {
     return Status::Ok();
   }
 
-  // One synchronous call; the reply's meta, or its error with context.
-  Result<std::vector<uint8_t>> Call(RpcOp op, const std::string& meta,
-                                    std::span<const transport::ConstBuffer> payload,
-                                    std::span<const transport::MutableBuffer> reply_buffers,
-                                    uint64_t* reply_payload) {
+  bool Registered() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return registered_;
+  }
+
+  std::shared_ptr<Connection> Current() const {
+    std::lock_guard<std::mutex> lock(conn_mu_);
+    return conn_;
+  }
+
+  // The connection a call runs on: the current one while it works (and,
+  // once the namespace is registered, has it registered). Otherwise, with
+  // ClientOptions::reconnect, re-establishes it first: a new connection to
+  // the same address (with backoff between attempts), the discovery of
+  // Connect, and the namespace registered again, all within the call's
+  // timeout. One thread reconnects at a time; the others wait for it (up to
+  // their timeout) and then use its connection.
+  Result<std::shared_ptr<Connection>> Acquire() {
+    std::shared_ptr<Connection> conn = Current();
+    const bool need_namespace = Registered();
+    if (!options_.reconnect || (conn->Healthy() && (!need_namespace || conn->registered.load()))) {
+      return conn;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+    std::unique_lock<std::timed_mutex> lock(reconnect_mu_, std::defer_lock);
+    if (!lock.try_lock_until(deadline)) {
+      return UnavailableError("kvcake: the connection to " + options_.address +
+                              " is broken and another call's reconnect did not finish within " +
+                              std::to_string(options_.timeout.count()) + " ms");
+    }
+    conn = Current();  // another thread may have reconnected meanwhile
+    if (!conn->Healthy()) {
+      Status why = conn->rpc->connection_status();
+      conn.reset();  // a retired connection is released once unused
+      return ReconnectLocked(deadline, why);
+    }
+    if (Registered() && !conn->registered.load()) {
+      // An earlier registration on this connection was refused.
+      RETURN_IF_ERROR(RegisterAgainLocked(*conn));
+    }
+    return conn;
+  }
+
+  // Opens connections until one works or `deadline` comes; installs it as
+  // the current one. Attempts are spaced by a backoff that grows from
+  // kInitialBackoff to ClientOptions::reconnect_max_backoff and carries over
+  // between calls until an attempt succeeds. Called with reconnect_mu_ held.
+  Result<std::shared_ptr<Connection>> ReconnectLocked(
+      std::chrono::steady_clock::time_point deadline, const Status& why) {
+    for (;;) {
+      if (async_->Closing()) return ClosingError();
+      auto now = std::chrono::steady_clock::now();
+      if (next_attempt_ >= deadline || now >= deadline) {
+        return UnavailableError(
+            "kvcake: connection to " + options_.address + " lost (" +
+            (why.ok() ? std::string("a call failed") : std::string(why.message())) + "); " +
+            std::to_string(failed_attempts_) + " reconnect attempt(s) failed, the last: " +
+            last_attempt_error_.ToString() + "; retrying on a later call");
+      }
+      if (next_attempt_ > now) {
+        std::this_thread::sleep_until(next_attempt_);
+        now = std::chrono::steady_clock::now();
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+      Result<std::shared_ptr<Connection>> opened =
+          OpenConnection(std::clamp(left, std::chrono::milliseconds(1), options_.timeout));
+      if (!opened.ok()) {
+        ++failed_attempts_;
+        last_attempt_error_ = opened.status();
+        next_attempt_ = std::chrono::steady_clock::now() + backoff_;
+        backoff_ = std::min(backoff_ * 2, options_.reconnect_max_backoff);
+        KVCAKE_LOG(DEBUG) << "kvcake client: reconnect attempt " << failed_attempts_ << " to "
+                          << options_.address << " failed: " << last_attempt_error_.ToString();
+        continue;
+      }
+      std::shared_ptr<Connection> conn = std::move(opened).value();
+      Status registered;
+      if (Registered()) {
+        // Registered before it is installed, so other calls find it ready.
+        // A refusal (e.g. the daemon now holds another layout) is not a
+        // connection failure: the connection is installed and the
+        // registration retried by the next call.
+        registered = RegisterAgainLocked(*conn);
+        if (!registered.ok() && !conn->Healthy()) {
+          ++failed_attempts_;
+          last_attempt_error_ = registered;
+          next_attempt_ = std::chrono::steady_clock::now() + backoff_;
+          backoff_ = std::min(backoff_ * 2, options_.reconnect_max_backoff);
+          continue;
+        }
+      }
+      const uint64_t n = reconnects_.fetch_add(1, std::memory_order_relaxed) + 1;
+      KVCAKE_LOG(INFO) << "kvcake client: reconnected to " << options_.address << " after "
+                       << failed_attempts_ + 1 << " attempt(s) (reconnect " << n
+                       << "; data path: " << (conn->segment ? "mapped host segment" : "UCX") << ")";
+      failed_attempts_ = 0;
+      last_attempt_error_ = Status::Ok();
+      backoff_ = std::min(kInitialBackoff, options_.reconnect_max_backoff);
+      next_attempt_ = {};
+      Install(conn);
+      if (!registered.ok()) return registered;
+      return conn;
+    }
+  }
+
+  // Makes `conn` the current connection. The previous one is retired and
+  // released (its RPC client closed, its segments unmapped) by a later
+  // Install or the destructor once no call or operation uses it any more;
+  // that check runs here, on a caller's thread, never on an I/O thread.
+  void Install(std::shared_ptr<Connection> conn) {
+    std::vector<std::shared_ptr<Connection>> unused;
+    {
+      std::lock_guard<std::mutex> lock(conn_mu_);
+      retired_.push_back(std::move(conn_));
+      conn_ = std::move(conn);
+      // use_count() == 1: only retired_ holds it, and nothing can copy it
+      // from there.
+      auto idle = std::stable_partition(retired_.begin(), retired_.end(),
+                                        [](const auto& c) { return c.use_count() > 1; });
+      std::move(idle, retired_.end(), std::back_inserter(unused));
+      retired_.erase(idle, retired_.end());
+    }
+    // `unused` goes here, outside the lock.
+  }
+
+  // Sends RegisterNamespace with the client's geometry and token over
+  // `conn` (after a reconnect) and checks that the daemon agrees on the
+  // layout. Called with reconnect_mu_ held.
+  Status RegisterAgainLocked(Connection& conn) {
+    NamespaceGeometry g;
+    uint64_t ns_id, fingerprint;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      g = geometry_;
+      ns_id = ns_id_;
+      fingerprint = fingerprint_;
+    }
+    Result<transport::RegisterNamespaceResponse> resp = SendRegister(conn, g);
+    if (!resp.ok()) {
+      return resp.status().WithContext("kvcake: registering namespace '" + options_.namespace_name +
+                                       "' again after reconnecting");
+    }
+    if (resp->fingerprint != fingerprint || resp->ns_id != ns_id) {
+      return FailedPreconditionError("the daemon at " + options_.address +
+                                     " now holds namespace '" + options_.namespace_name +
+                                     "' with another layout; create a new client");
+    }
+    conn.registered = true;
+    return Status::Ok();
+  }
+
+  // One RegisterNamespace request for this client's namespace over `conn`.
+  Result<transport::RegisterNamespaceResponse> SendRegister(Connection& conn,
+                                                            const NamespaceGeometry& g) const {
+    transport::RegisterNamespaceRequest req;
+    req.name = options_.namespace_name;
+    req.token = options_.token;
+    req.num_layers = g.num_layers;
+    req.block_tokens = g.block_tokens;
+    req.layer_block_bytes = g.layer_block_bytes;
+    req.kv_dtype = g.kv_dtype;
+    req.layout = g.layout;
+    req.quota_bytes = g.quota_bytes;
+    ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
+                     Call(conn, RpcOp::kRegisterNamespace, transport::Encode(req)));
+    transport::RegisterNamespaceResponse resp;
+    RETURN_IF_ERROR(transport::Decode(AsView(meta), &resp));
+    return resp;
+  }
+
+  // One synchronous call over `conn`; the reply's meta, or its error with
+  // context. UNAVAILABLE marks the connection broken.
+  Result<std::vector<uint8_t>> Call(Connection& conn, RpcOp op, const std::string& meta) const {
     transport::CallRequest call;
     call.opcode = static_cast<uint16_t>(op);
     call.meta = AsBytes(meta);
-    call.payload = payload;
-    call.reply_buffers = reply_buffers;
     call.timeout = options_.timeout;
-    transport::RpcReply reply = rpc_->Call(call);
+    transport::RpcReply reply = conn.rpc->Call(call);
     if (!reply.status.ok()) {
+      conn.Note(reply.status);
       return reply.status.WithContext(std::string("kvcake ") +
                                       std::string(transport::RpcOpName(call.opcode)));
     }
-    if (reply_payload) *reply_payload = reply.payload_size;
     return std::move(reply.meta);
   }
 
@@ -792,6 +1021,7 @@ class ClientImpl final : public Client {
 
   // State shared by the sub-requests of one multi-request operation.
   struct MultiOp {
+    std::shared_ptr<Connection> conn;  // the requests' connection
     std::mutex mu;
     std::condition_variable cv;
     size_t remaining = 0;
@@ -870,12 +1100,14 @@ class ClientImpl final : public Client {
     }
   }
 
-  // Starts a UCX get of `blocks`; `done` runs once (on an I/O thread) when
-  // every sub-request has finished.
-  void StartGetUcx(std::shared_ptr<std::vector<GetBlock>> blocks,
+  // Starts a UCX get of `blocks` over `conn`; `done` runs once (on an I/O
+  // thread) when every sub-request has finished.
+  void StartGetUcx(const std::shared_ptr<Connection>& conn,
+                   std::shared_ptr<std::vector<GetBlock>> blocks,
                    std::function<void(Status, std::vector<bool>)> done) {
     const uint64_t size = geometry_.layer_block_bytes;
     auto op = std::make_shared<MultiOp>();
+    op->conn = conn;
     op->found.assign(blocks->size(), false);
     op->done = std::move(done);
     auto chunks = Chunks(blocks->size());
@@ -903,10 +1135,11 @@ class ClientImpl final : public Client {
       call.timeout = options_.timeout;
       // `op` owns the start closures, so they hold it weakly (no cycle).
       std::weak_ptr<MultiOp> weak = op;
-      op->starts.push_back([this, weak, call, blocks, sub, b = b, e = e, size, async = async_] {
+      op->starts.push_back([weak, call, blocks, sub, b = b, e = e, size, async = async_] {
         auto op = weak.lock();
         if (!op) return;
         auto on_reply = [op, blocks, sub, b, e, size](transport::RpcReply&& reply) {
+          op->conn->Note(reply.status);
           FinishSubGet(*op, *blocks, b, e, *sub, size, reply);
           StartNext(*op);
           bool last;
@@ -917,25 +1150,27 @@ class ClientImpl final : public Client {
           if (last) op->done(op->first, op->first.ok() ? op->found : std::vector<bool>());
         };
         // Started from a completion (StartNext) while the client is being
-        // destroyed: cancel instead of touching rpc_.
+        // destroyed: cancel instead of touching the RPC client.
         if (async->Closing()) {
           transport::RpcReply cancelled;
           cancelled.status = ClosingError();
           on_reply(std::move(cancelled));
           return;
         }
-        rpc_->CallAsync(call, std::move(on_reply));
+        op->conn->rpc->CallAsync(call, std::move(on_reply));
       });
     }
     StartWindow(*op, options_.max_inflight_requests);
   }
 
-  Status PutUcx(std::span<const PutBlock> blocks, std::vector<Status>* codes) {
+  Status PutUcx(const std::shared_ptr<Connection>& conn, std::span<const PutBlock> blocks,
+                std::vector<Status>* codes) {
     const uint64_t size = geometry_.layer_block_bytes;
     for (const PutBlock& b : blocks) {
       if (!b.data) return InvalidArgumentError("null buffer");
     }
     auto op = std::make_shared<MultiOp>();
+    op->conn = conn;
     op->codes.assign(blocks.size(), static_cast<transport::KeyCode>(StatusCode::kUnknown));
     auto chunks = Chunks(blocks.size());
     op->remaining = chunks.size();
@@ -953,10 +1188,11 @@ class ClientImpl final : public Client {
       call.payload = sub->payload;
       call.timeout = options_.timeout;
       std::weak_ptr<MultiOp> weak = op;
-      op->starts.push_back([this, weak, call, sub, b = b, e = e] {
+      op->starts.push_back([weak, call, sub, b = b, e = e] {
         auto op = weak.lock();
         if (!op) return;
-        rpc_->CallAsync(call, [op, sub, b, e](transport::RpcReply&& reply) {
+        op->conn->rpc->CallAsync(call, [op, sub, b, e](transport::RpcReply&& reply) {
+          op->conn->Note(reply.status);
           StartNext(*op);
           std::lock_guard<std::mutex> lock(op->mu);
           transport::KeyCodesResponse resp;
@@ -996,7 +1232,8 @@ class ClientImpl final : public Client {
     return Status::Ok();
   }
 
-  Status PutMapped(std::span<const PutBlock> blocks, std::vector<Status>* codes) {
+  Status PutMapped(const std::shared_ptr<Connection>& conn, std::span<const PutBlock> blocks,
+                   std::vector<Status>* codes) {
     const uint64_t size = geometry_.layer_block_bytes;
     transport::PutRequest req{ns_id_, fingerprint_, {}};
     for (const PutBlock& b : blocks) {
@@ -1004,7 +1241,7 @@ class ClientImpl final : public Client {
       req.keys.push_back(BlockRef{b.hash, b.layer});
     }
     ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
-                     Call(RpcOp::kPutReserve, transport::Encode(req), {}, {}, nullptr));
+                     Call(*conn, RpcOp::kPutReserve, transport::Encode(req)));
     transport::SlotsResponse slots;
     RETURN_IF_ERROR(transport::Decode(AsView(meta), &slots));
     if (slots.codes.size() != blocks.size()) return InternalError("RESERVE: wrong code count");
@@ -1018,7 +1255,7 @@ class ClientImpl final : public Client {
         }
         continue;
       }
-      char* dst = segment_->At(slots.offsets[i], size);
+      char* dst = conn->segment->At(slots.offsets[i], size);
       if (!dst) {
         (*codes)[i] = InternalError("reserved slot outside the mapped segment");
         continue;
@@ -1029,11 +1266,11 @@ class ClientImpl final : public Client {
     }
     if (commit.keys.empty()) {
       transport::ReleaseRequest rel{slots.lease_id};
-      (void)Call(RpcOp::kRelease, transport::Encode(rel), {}, {}, nullptr);
+      (void)Call(*conn, RpcOp::kRelease, transport::Encode(rel));
       return Status::Ok();
     }
     ASSIGN_OR_RETURN(std::vector<uint8_t> cmeta,
-                     Call(RpcOp::kPutCommit, transport::Encode(commit), {}, {}, nullptr));
+                     Call(*conn, RpcOp::kPutCommit, transport::Encode(commit)));
     transport::KeyCodesResponse resp;
     RETURN_IF_ERROR(transport::Decode(AsView(cmeta), &resp));
     if (resp.codes.size() != commit.keys.size()) return InternalError("COMMIT: wrong code count");
@@ -1046,7 +1283,8 @@ class ClientImpl final : public Client {
     return Status::Ok();
   }
 
-  Status GetUcx(std::span<const GetBlock> blocks, std::vector<bool>* found) {
+  Status GetUcx(const std::shared_ptr<Connection>& conn, std::span<const GetBlock> blocks,
+                std::vector<bool>* found) {
     for (const GetBlock& b : blocks) {
       if (!b.data) return InvalidArgumentError("null buffer");
     }
@@ -1058,7 +1296,7 @@ class ClientImpl final : public Client {
       std::vector<bool> found;
     };
     auto w = std::make_shared<Wait>();
-    StartGetUcx(std::make_shared<std::vector<GetBlock>>(blocks.begin(), blocks.end()),
+    StartGetUcx(conn, std::make_shared<std::vector<GetBlock>>(blocks.begin(), blocks.end()),
                 [w](Status s, std::vector<bool> f) {
                   std::lock_guard<std::mutex> lock(w->mu);
                   w->status = std::move(s);
@@ -1078,21 +1316,22 @@ class ClientImpl final : public Client {
 
   // Same-node get: pin + copy out of the mapped host segment. Blocks the
   // daemon holds outside the host segment (the GPU tier) come through UCX.
-  Status GetMapped(std::span<const GetBlock> blocks, std::vector<bool>* found) {
+  Status GetMapped(const std::shared_ptr<Connection>& conn, std::span<const GetBlock> blocks,
+                   std::vector<bool>* found) {
     std::vector<size_t> elsewhere;
-    RETURN_IF_ERROR(GetMappedHost(blocks, found, &elsewhere));
+    RETURN_IF_ERROR(GetMappedHost(*conn, blocks, found, &elsewhere));
     if (elsewhere.empty()) return Status::Ok();
     std::vector<GetBlock> rest;
     for (size_t i : elsewhere) rest.push_back(blocks[i]);
     std::vector<bool> f;
-    RETURN_IF_ERROR(GetUcx(rest, &f));
+    RETURN_IF_ERROR(GetUcx(conn, rest, &f));
     for (size_t k = 0; k < elsewhere.size(); ++k) (*found)[elsewhere[k]] = f[k];
     return Status::Ok();
   }
 
   // The host-segment part of GetMapped; `elsewhere` gets the indices of the
   // blocks the daemon has but not in the host segment (code UNAVAILABLE).
-  Status GetMappedHost(std::span<const GetBlock> blocks, std::vector<bool>* found,
+  Status GetMappedHost(Connection& conn, std::span<const GetBlock> blocks, std::vector<bool>* found,
                        std::vector<size_t>* elsewhere) {
     const uint64_t size = geometry_.layer_block_bytes;
     transport::GetPinRequest req{ns_id_, fingerprint_, {}};
@@ -1101,8 +1340,7 @@ class ClientImpl final : public Client {
       req.keys.push_back(BlockRef{b.hash, b.layer});
     }
     const auto t0 = std::chrono::steady_clock::now();
-    ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
-                     Call(RpcOp::kGetPin, transport::Encode(req), {}, {}, nullptr));
+    ASSIGN_OR_RETURN(std::vector<uint8_t> meta, Call(conn, RpcOp::kGetPin, transport::Encode(req)));
     transport::SlotsResponse slots;
     RETURN_IF_ERROR(transport::Decode(AsView(meta), &slots));
     if (slots.codes.size() != blocks.size()) return InternalError("PIN: wrong code count");
@@ -1113,14 +1351,14 @@ class ClientImpl final : public Client {
       }
       if (slots.codes[i] != 0) continue;
       if (slots.tiers[i] == static_cast<uint8_t>(kvcake::Tier::kDevice)) {
-        if (CopyFromDeviceSegment(slots.offsets[i], blocks[i].data, size)) {
+        if (conn.CopyFromDeviceSegment(slots.offsets[i], blocks[i].data, size)) {
           (*found)[i] = true;
         } else {
           elsewhere->push_back(i);  // pinned in an arena we cannot read: over UCX
         }
         continue;
       }
-      const char* src = segment_->At(slots.offsets[i], size);
+      const char* src = conn.segment->At(slots.offsets[i], size);
       if (!src) continue;
       BulkCopy(blocks[i].data, src, size);
       (*found)[i] = true;
@@ -1139,14 +1377,14 @@ class ClientImpl final : public Client {
       call.opcode = static_cast<uint16_t>(RpcOp::kRelease);
       call.meta = AsBytes(rel_meta);
       call.timeout = options_.timeout;
-      rpc_->CallAsync(call, [](transport::RpcReply&& reply) {
+      conn.rpc->CallAsync(call, [](transport::RpcReply&& reply) {
         if (!reply.status.ok()) {
           KVCAKE_LOG(DEBUG) << "kvcake client: release failed: " << reply.status.ToString();
         }
       });
       return Status::Ok();
     }
-    Result<std::vector<uint8_t>> r = Call(RpcOp::kRelease, rel_meta, {}, {}, nullptr);
+    Result<std::vector<uint8_t>> r = Call(conn, RpcOp::kRelease, rel_meta);
     if (!r.ok()) {
       if (r.status().code() == StatusCode::kAborted) {
         found->assign(blocks.size(), false);
@@ -1159,17 +1397,27 @@ class ClientImpl final : public Client {
 
   static Status ClosingError() { return CancelledError("kvcake client closing"); }
 
+  // First wait between reconnect attempts (doubling up to
+  // ClientOptions::reconnect_max_backoff).
+  static constexpr std::chrono::milliseconds kInitialBackoff{50};
+
   const ClientOptions options_;
   const std::shared_ptr<AsyncState> async_ = std::make_shared<AsyncState>();
-  std::unique_ptr<transport::RpcClient> rpc_;
   const uint64_t seed_;
-  std::unique_ptr<MappedSegment> segment_;
-  std::unique_ptr<MappedSegment> device_segment_;  // emulated GPU-tier arena
-#ifdef KVCAKE_HAVE_CUDA
-  char* device_ipc_base_ = nullptr;  // CUDA GPU-tier arena opened by IPC handle
-  uint64_t device_ipc_bytes_ = 0;
-#endif
   bool cuda_available_ = false;  // set once by Init
+  mutable std::mutex conn_mu_;
+  std::shared_ptr<Connection> conn_;  // guarded by conn_mu_; never null after Init
+  // Replaced connections still used by a call or an operation; guarded by
+  // conn_mu_.
+  std::vector<std::shared_ptr<Connection>> retired_;
+  // Held while reconnecting; guards the backoff state below.
+  std::timed_mutex reconnect_mu_;
+  std::chrono::milliseconds backoff_ =
+      std::min<std::chrono::milliseconds>(kInitialBackoff, options_.reconnect_max_backoff);
+  std::chrono::steady_clock::time_point next_attempt_{};
+  int failed_attempts_ = 0;
+  Status last_attempt_error_;
+  std::atomic<uint64_t> reconnects_{0};
   mutable std::mutex mu_;
   // Written once by the first successful RegisterNamespace under mu_, before
   // registered_ is set; read after CheckRegistered() (which takes mu_).
@@ -1198,6 +1446,9 @@ Status ClientOptions::Validate() const {
     return InvalidArgumentError("spin_wait must be 0..1 s");
   }
   if (max_inflight_requests < 1) return InvalidArgumentError("max_inflight_requests must be >= 1");
+  if (reconnect_max_backoff.count() <= 0) {
+    return InvalidArgumentError("reconnect_max_backoff must be > 0");
+  }
   if (!transport::ParseUcxTransport(ucx_tls).ok()) {
     return InvalidArgumentError("ucx_tls must be 'tcp' or 'shm', got '" + ucx_tls + "'");
   }
@@ -1230,17 +1481,7 @@ Status PutStream::WaitAll(std::chrono::milliseconds timeout) {
 
 Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
   RETURN_IF_ERROR(options.Validate());
-  transport::RpcClientOptions ropts;
-  ASSIGN_OR_RETURN(ropts.ucx.transport, transport::ParseUcxTransport(options.ucx_tls));
-  ropts.connect_timeout = options.timeout;
-  ropts.default_timeout = options.timeout;
-  ropts.ucx.busy_poll = options.busy_poll;
-  ropts.ucx.busy_poll_yield = options.busy_poll_yield;
-  ropts.caller_spin = options.spin_wait;
-  Result<std::unique_ptr<transport::RpcClient>> rpc =
-      transport::RpcClient::Connect(options.address, ropts);
-  if (!rpc.ok()) return rpc.status().WithContext("kvcake connect " + options.address);
-  auto client = std::make_unique<ClientImpl>(options, std::move(rpc).value());
+  auto client = std::make_unique<ClientImpl>(options);
   RETURN_IF_ERROR(client->Init().WithContext("kvcake connect " + options.address));
   return std::unique_ptr<Client>(std::move(client));
 }

@@ -533,6 +533,224 @@ TEST_F(DaemonTest, RestartServesBlocksFromSsd) {
   GetAndVerify(*c, chain);
 }
 
+// Restarts the daemon on the address it listens on now, with the same SSD
+// directory: after a clean SIGTERM (it drains host blocks to the SSD) or a
+// SIGKILL. UCX_TCP_CM_REUSEADDR lets the new daemon rebind the port at once.
+class ReconnectTest : public DaemonTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  void SetUp() override { ::setenv("UCX_TCP_CM_REUSEADDR", "y", 1); }
+  void RestartOnSamePort(bool kill) {
+    const std::string listen = "--listen=" + daemon_->address();
+    if (kill) {
+      ::kill(daemon_->pid(), SIGKILL);
+      for (int i = 0; i < 500 && daemon_->Alive(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      ASSERT_FALSE(daemon_->Alive());
+    } else {
+      Result<int> rc = daemon_->Stop();
+      ASSERT_TRUE(rc.ok()) << rc.status().ToString();
+      ASSERT_EQ(*rc, 0);
+    }
+    ASSERT_NO_FATAL_FAILURE(StartDaemon({listen}));
+    ASSERT_EQ("--listen=" + daemon_->address(), listen);
+  }
+};
+
+// Runs `call` (returning Status) until it succeeds, at most 5 times 200 ms
+// apart; every failure must be UNAVAILABLE (the call that finds the old
+// connection broken). The last status.
+template <typename Fn>
+Status UntilReconnected(Fn call) {
+  Status s;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    s = call();
+    if (s.ok()) return s;
+    EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return s;
+}
+
+// The daemon restarts (SIGTERM, same port, same SSD): the same Client works
+// again after at most a failed call, and the chain comes back from the SSD
+// tier byte for byte. Param: use_mapped_path.
+TEST_P(ReconnectTest, ClientReconnectsAfterDaemonRestart) {
+  const bool mapped = GetParam();
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  auto c = ConnectOrDie(daemon_->address(), "tcp", mapped);
+  ASSERT_NE(c, nullptr);
+  ASSERT_EQ(c->mapped_path(), mapped);
+  std::vector<uint64_t> chain = Chain(*c, 515151, 6);
+  ASSERT_NO_FATAL_FAILURE(PutAll(*c, chain));
+  EXPECT_EQ(c->reconnects(), 0u);
+
+  ASSERT_NO_FATAL_FAILURE(RestartOnSamePort(/*kill=*/false));
+  Result<uint32_t> n = 0u;
+  Status s = UntilReconnected([&] {
+    n = c->LookupPrefix(chain, 0);
+    return n.status();
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(*n, chain.size());
+  EXPECT_EQ(c->reconnects(), 1u);
+  EXPECT_EQ(c->mapped_path(), mapped);  // the new daemon's segment
+  ASSERT_NO_FATAL_FAILURE(GetAndVerify(*c, chain));
+  // New values go through the new connection too.
+  std::vector<uint64_t> more = Chain(*c, 525252, 3);
+  ASSERT_NO_FATAL_FAILURE(PutAll(*c, more));
+  ASSERT_NO_FATAL_FAILURE(GetAndVerify(*c, more));
+  EXPECT_EQ(c->reconnects(), 1u);
+}
+
+// The daemon is killed (SIGKILL) while a layer-wise get and a put stream are
+// in flight: they finish (OK or an error, never a hang or wrong bytes), and
+// after the restart the same Client stores and reads new values, as do a new
+// layer-wise get and the put stream opened before the kill. Param:
+// use_mapped_path.
+TEST_P(ReconnectTest, ClientReconnectsAfterDaemonKill) {
+  const bool mapped = GetParam();
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  auto c = ConnectOrDie(daemon_->address(), "tcp", mapped);
+  ASSERT_NE(c, nullptr);
+  ASSERT_EQ(c->mapped_path(), mapped);
+  std::vector<uint64_t> chain = Chain(*c, 535353, 32);
+  ASSERT_NO_FATAL_FAILURE(PutAll(*c, chain));
+
+  // Layer-wise get of the chain and a put stream, both in flight at the kill.
+  std::vector<std::vector<char>> bufs(chain.size() * kLayers, std::vector<char>(kValueBytes));
+  std::vector<std::vector<GetBlock>> groups(kLayers);
+  for (uint32_t l = 0; l < kLayers; ++l) {
+    for (size_t i = 0; i < chain.size(); ++i) {
+      groups[l].push_back(GetBlock{chain[i], l, bufs[l * chain.size() + i].data()});
+    }
+  }
+  auto pending = c->GetAsync(groups);
+  ASSERT_TRUE(pending.ok()) << pending.status().ToString();
+  auto stream = c->OpenPutStream();
+  ASSERT_TRUE(stream.ok()) << stream.status().ToString();
+  std::vector<uint64_t> streamed = Chain(*c, 545454, 8);
+  std::vector<std::vector<char>> values;
+  for (uint64_t h : streamed) {
+    for (uint32_t l = 0; l < kLayers; ++l) values.push_back(ValueOf(h, l));
+  }
+  auto group_of = [&](uint32_t layer) {
+    std::vector<PutBlock> g;
+    for (size_t i = 0; i < streamed.size(); ++i) {
+      g.push_back(PutBlock{streamed[i], layer, values[i * kLayers + layer].data()});
+    }
+    return g;
+  };
+  ASSERT_TRUE((*stream)->Submit(group_of(0)).ok());
+  ASSERT_TRUE((*stream)->Submit(group_of(1)).ok());
+  ASSERT_NO_FATAL_FAILURE(RestartOnSamePort(/*kill=*/true));
+
+  const auto t0 = std::chrono::steady_clock::now();
+  for (size_t l = 0; l < kLayers; ++l) {
+    Status gs = (*pending)->Wait(l, std::chrono::seconds(30));
+    ASSERT_NE(gs.code(), StatusCode::kDeadlineExceeded) << "layer " << l << " hangs";
+    if (!gs.ok()) continue;
+    for (size_t i = 0; i < chain.size(); ++i) {
+      if ((*pending)->found(l)[i]) {
+        ASSERT_TRUE(bufs[l * chain.size() + i] == ValueOf(chain[i], static_cast<uint32_t>(l)))
+            << "layer " << l << " value " << i << " differs";
+      }
+    }
+  }
+  for (size_t g = 0; g < 2; ++g) {
+    Status ps = (*stream)->Wait(g, std::chrono::seconds(30));
+    ASSERT_NE(ps.code(), StatusCode::kDeadlineExceeded) << "stream group " << g << " hangs";
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(25));
+  pending->reset();
+
+  std::vector<uint64_t> fresh = Chain(*c, 555555, 4);
+  Status s = UntilReconnected([&] { return c->Ping(); });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(c->reconnects(), 1u);
+  EXPECT_EQ(c->mapped_path(), mapped);
+  ASSERT_NO_FATAL_FAILURE(PutAll(*c, fresh));
+  ASSERT_NO_FATAL_FAILURE(GetAndVerify(*c, fresh));
+  // The stream opened before the kill stores its next groups over the new
+  // connection.
+  Result<size_t> next = (*stream)->Submit(group_of(2));
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  Status ps = (*stream)->Wait(*next, std::chrono::seconds(30));
+  ASSERT_TRUE(ps.ok()) << ps.ToString();
+  // A layer-wise get started after the reconnect works.
+  std::vector<std::vector<char>> got(kLayers, std::vector<char>(kValueBytes));
+  std::vector<std::vector<GetBlock>> again(kLayers);
+  for (uint32_t l = 0; l < kLayers; ++l) again[l].push_back(GetBlock{fresh[0], l, got[l].data()});
+  auto pending2 = c->GetAsync(again);
+  ASSERT_TRUE(pending2.ok()) << pending2.status().ToString();
+  for (uint32_t l = 0; l < kLayers; ++l) {
+    Status gs = (*pending2)->Wait(l, std::chrono::seconds(30));
+    ASSERT_TRUE(gs.ok()) << gs.ToString();
+    ASSERT_TRUE((*pending2)->found(l)[0]);
+    EXPECT_TRUE(got[l] == ValueOf(fresh[0], l));
+  }
+  EXPECT_EQ(c->reconnects(), 1u);
+}
+
+// Four threads keep reading a chain through one Client while the daemon
+// restarts: their calls fail only with UNAVAILABLE, hits are never wrong
+// bytes, and afterwards every thread's calls work again. Param:
+// use_mapped_path.
+TEST_P(ReconnectTest, ConcurrentCallsSurviveADaemonRestart) {
+  const bool mapped = GetParam();
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  auto c = ConnectOrDie(daemon_->address(), "tcp", mapped);
+  ASSERT_NE(c, nullptr);
+  std::vector<uint64_t> chain = Chain(*c, 565656, 4);
+  ASSERT_NO_FATAL_FAILURE(PutAll(*c, chain));
+  std::atomic<bool> restarted{false};
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      std::vector<std::vector<char>> bufs(chain.size() * kLayers, std::vector<char>(kValueBytes));
+      std::vector<GetBlock> blocks;
+      for (size_t i = 0; i < chain.size(); ++i) {
+        for (uint32_t l = 0; l < kLayers; ++l) {
+          blocks.push_back(GetBlock{chain[i], l, bufs[i * kLayers + l].data()});
+        }
+      }
+      int ok_after = 0;
+      auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (ok_after < 5 && std::chrono::steady_clock::now() < give_up) {
+        const bool after = restarted.load();
+        std::vector<bool> found;
+        Status s = c->Get(blocks, &found);
+        if (!s.ok()) {
+          if (s.code() != StatusCode::kUnavailable) {
+            ADD_FAILURE() << s.ToString();
+            ++bad;
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          continue;
+        }
+        for (size_t i = 0; i < blocks.size(); ++i) {
+          if (found[i] && bufs[i] != ValueOf(blocks[i].hash, blocks[i].layer)) ++bad;
+        }
+        if (after) ++ok_after;
+      }
+      if (ok_after < 5) ++bad;
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  RestartOnSamePort(/*kill=*/false);
+  restarted = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_GE(c->reconnects(), 1u);
+  ASSERT_NO_FATAL_FAILURE(GetAndVerify(*c, chain));
+}
+
+INSTANTIATE_TEST_SUITE_P(DataPath, ReconnectTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? std::string("Mapped") : std::string("Ucx");
+                         });
+
 // Sends one raw request; returns the reply status.
 transport::RpcReply RawCall(transport::RpcClient& rpc, transport::RpcOp op, const std::string& meta,
                             std::span<const transport::ConstBuffer> payload = {}) {

@@ -25,9 +25,19 @@
 // Every call returns Status / Result with a message that says what failed;
 // every wait is bounded by ClientOptions::timeout (or the call's own).
 //
+// Reconnection: when the daemon goes away (crash, restart, upgrade), the
+// calls in flight fail with UNAVAILABLE and the next call reconnects to the
+// same address (ClientOptions::reconnect), with backoff between attempts,
+// waiting for the daemon up to its timeout; it registers the namespace
+// again and redoes the same-node discovery (the new daemon's segments are
+// mapped, or UCX is used when they are gone). What the daemon had not
+// stored durably may be lost. Layer-wise gets run on the connection they
+// started on; put streams reconnect per group.
+//
 // Thread-safety: a Client is thread-safe; calls may run concurrently from
-// many threads (they share one UCX connection). A PendingGet and a PutStream
-// are thread-compatible.
+// many threads (they share one UCX connection; one of them reconnects at a
+// time while the others wait for it). A PendingGet and a PutStream are
+// thread-compatible.
 
 #include <chrono>
 #include <cstdint>
@@ -78,6 +88,13 @@ struct KVCAKE_API ClientOptions {
   // Idle polling rounds of the I/O thread call sched_yield() (see
   // UcxOptions::busy_poll_yield). Default true.
   bool busy_poll_yield = true;
+  // Reconnect when the connection broke (see the file comment). Without it
+  // every call after a break fails with UNAVAILABLE. Default true.
+  bool reconnect = true;
+  // Reconnect attempts are spaced 50 ms apart, doubling up to this bound;
+  // the backoff carries over between calls until an attempt succeeds. > 0,
+  // default 2 s.
+  std::chrono::milliseconds reconnect_max_backoff{2000};
 
   Status Validate() const;
 };
@@ -191,6 +208,8 @@ class KVCAKE_API Client {
   // once. Buffers must stay valid until the PendingGet is destroyed. The
   // PendingGet may outlive the client: destroying the client finishes the
   // requests already sent and completes the other groups with CANCELLED.
+  // The groups use the connection of this moment: if it breaks, the groups
+  // not done fail with UNAVAILABLE.
   virtual Result<std::unique_ptr<PendingGet>> GetAsync(
       std::vector<std::vector<GetBlock>> groups) = 0;
 
@@ -213,9 +232,13 @@ class KVCAKE_API Client {
   // order they are submitted. The stream may outlive the client: destroying
   // the client finishes the group being stored and fails the ones not
   // started with CANCELLED. FAILED_PRECONDITION before RegisterNamespace.
-  // (Declared last so that binaries built against an older header keep
-  // their vtable slots.)
+  // Each group is stored as by Put (a group after a break reconnects).
+  // (Declared after the others so that binaries built against an older
+  // header keep their vtable slots.)
   virtual Result<std::unique_ptr<PutStream>> OpenPutStream() = 0;
+
+  // How many times this client has reconnected (each is logged at INFO).
+  virtual uint64_t reconnects() const = 0;
 };
 
 }  // namespace kvcake
