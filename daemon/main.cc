@@ -24,7 +24,9 @@
 #define KVCAKE_WITH_ADMIN 1
 #endif
 
-DEFINE_string(listen, "127.0.0.1:18515", "UCX listener HOST:PORT (port 0: ephemeral)");
+DEFINE_string(listen, "127.0.0.1:18515",
+              "data-plane HOST:PORT: kvcake's connection handshake, then UCX (port 0: "
+              "ephemeral)");
 DEFINE_int32(io_threads, 2, "I/O threads (one UCX worker each)");
 DEFINE_string(ucx_tls, "tcp",
               "UCX transports: tcp | shm (posix/sysv/cma + tcp; clients must use the same)");
@@ -186,10 +188,6 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  // A restarted daemon binds its port at once even while connections of the
-  // previous one sit in TIME_WAIT (systemd's RestartSec=2, Kubernetes).
-  // Read when UCX initialises; an operator's own setting wins.
-  ::setenv("UCX_TCP_CM_REUSEADDR", "y", /*overwrite=*/0);
 
   Result<kvcake::daemon::DaemonOptions> options = OptionsFromFlags();
   if (!options.ok()) {

@@ -1,13 +1,10 @@
 #include "transport/rpc_client.h"
 
-#include <poll.h>
 #include <sched.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <future>
@@ -16,38 +13,11 @@
 
 #include "common/logging.h"
 #include "transport/am_message.h"
+#include "transport/handshake.h"
 #include "transport/ucx.h"
 #include "transport/worker_loop.h"
 
 namespace kvcake::transport {
-namespace {
-
-// A plain TCP connect to `addr`, bounded by `timeout`: 0 when something
-// accepts, else the errno (ETIMEDOUT when the bound passed). UCX reports a
-// refused sockaddr connection as "Endpoint timeout"; this tells the caller
-// what actually happened.
-int ProbeTcpConnect(const sockaddr_storage& addr, size_t len, std::chrono::milliseconds timeout) {
-  const int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return errno;
-  int err = 0;
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), static_cast<socklen_t>(len)) != 0) {
-    err = errno;
-    if (err == EINPROGRESS) {
-      pollfd p{fd, POLLOUT, 0};
-      const int n = ::poll(&p, 1, static_cast<int>(timeout.count()));
-      if (n <= 0) {
-        err = n == 0 ? ETIMEDOUT : errno;
-      } else {
-        socklen_t l = sizeof(err);
-        if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0) err = errno;
-      }
-    }
-  }
-  ::close(fd);
-  return err;
-}
-
-}  // namespace
 
 using internal::kAmIdRequest;
 using internal::kAmIdResponse;
@@ -164,9 +134,9 @@ class RpcClientImpl {
 
 Status RpcClientImpl::Init() {
   RETURN_IF_ERROR(options_.Validate());
-  sockaddr_storage ss;
-  size_t len = 0;
-  RETURN_IF_ERROR(ParseHostPort(address_, &ss, &len));
+  // The server's handshake names the UCX worker (I/O thread) to talk to and
+  // a one-time ticket for the first frame (transport/handshake.h).
+  ASSIGN_OR_RETURN(HelloReply hello_reply, ClientHandshake(address_, options_.connect_timeout));
   ASSIGN_OR_RETURN(context_, UcxContext::Create(options_.ucx));
   ASSIGN_OR_RETURN(auto worker, UcxWorker::Create(*context_));
   max_inline_meta_ =
@@ -182,11 +152,9 @@ Status RpcClientImpl::Init() {
   if (st != UCS_OK) return UcsToStatus(st, "ucp_worker_set_am_recv_handler");
 
   ucp_ep_params_t p{};
-  p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR |
-                 UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
-  p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
-  p.sockaddr.addr = reinterpret_cast<const sockaddr*>(&ss);
-  p.sockaddr.addrlen = static_cast<socklen_t>(len);
+  p.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                 UCP_EP_PARAM_FIELD_ERR_HANDLER;
+  p.address = reinterpret_cast<const ucp_address_t*>(hello_reply.body.data());
   p.err_mode = context_->err_mode();
   p.err_handler.cb = &RpcClientImpl::OnEpError;
   p.err_handler.arg = this;
@@ -216,6 +184,9 @@ Status RpcClientImpl::Init() {
   CallRequest hello;
   hello.opcode = kControlOpHello;
   hello.timeout = options_.connect_timeout;
+  uint8_t ticket[8];
+  for (int b = 0; b < 8; ++b) ticket[b] = static_cast<uint8_t>(hello_reply.ticket >> (8 * b));
+  hello.meta = std::span<const uint8_t>(ticket, sizeof(ticket));
   RpcReply r = CallSync(hello, /*control=*/true);
   if (!r.status.ok()) {
     Status s = r.status;
@@ -223,14 +194,7 @@ Status RpcClientImpl::Init() {
       s = DeadlineExceededError("connecting to " + address_ + ": no answer within " +
                                 std::to_string(options_.connect_timeout.count()) + " ms");
     } else if (s.code() != StatusCode::kUnimplemented) {
-      std::string why(s.message());
-      const int err = ProbeTcpConnect(ss, len, std::chrono::milliseconds(500));
-      if (err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH) {
-        why = std::string(std::strerror(err)) +
-              (err == ECONNREFUSED ? " (nothing listens there: is kvcaked running?)" : "") +
-              "; UCX: " + why;
-      }
-      s = UnavailableError("connecting to " + address_ + ": " + why);
+      s = UnavailableError("connecting to " + address_ + " over UCX: " + std::string(s.message()));
     }
     return s;
   }

@@ -1,16 +1,15 @@
 #include "transport/rpc_server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <algorithm>
 #include <mutex>
 #include <new>
+#include <random>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "common/logging.h"
 #include "transport/am_message.h"
+#include "transport/handshake_listener.h"
 #include "transport/ucx.h"
 #include "transport/worker_loop.h"
 
@@ -37,6 +36,12 @@ Status RpcServerOptions::Validate() const {
   }
   if (max_staged_bytes == 0) {
     return InvalidArgumentError("RpcServerOptions.max_staged_bytes must be > 0");
+  }
+  if (handshake_timeout.count() <= 0 || ticket_timeout.count() <= 0 ||
+      max_pending_handshakes == 0) {
+    return InvalidArgumentError(
+        "RpcServerOptions: handshake_timeout, ticket_timeout and max_pending_handshakes must be "
+        "> 0");
   }
   return Status::Ok();
 }
@@ -85,7 +90,8 @@ struct LoopSlot {
   RpcServerImpl* server = nullptr;  // set at Init
   std::mutex mu;
   WorkerLoop* loop = nullptr;
-  WorkerLoop* own_loop = nullptr;  // loop thread only; set at Init, never nulled
+  WorkerLoop* own_loop = nullptr;       // loop thread only; set at Init, never nulled
+  std::vector<uint8_t> worker_address;  // handed to clients by the handshake (immutable)
   // Loop-thread only:
   std::unordered_map<ucp_ep_h, std::shared_ptr<ServerConnection>> conns;
   // Replies of closed connections whose send UCX has not completed yet
@@ -196,7 +202,14 @@ class RpcServerImpl {
   Status Init();
   void Stop();
 
-  static void OnConnRequest(ucp_conn_request_h req, void* arg);
+  // Handshake: mints a ticket for `peer` on the next I/O thread and returns
+  // that thread's worker address (listener thread).
+  HelloReply OnHello(const std::string& peer);
+  // A frame from an endpoint no connection owns: binds it to a new
+  // connection if it is a hello control frame carrying a valid ticket of
+  // this slot. The connection, or null (the frame is dropped).
+  std::shared_ptr<ServerConnection> BindConnection(LoopSlot* slot, std::span<const uint8_t> head,
+                                                   const ucp_am_recv_param_t* param);
   static ucs_status_t OnRequestAm(void* arg, const void* header, size_t header_length, void* data,
                                   size_t length, const ucp_am_recv_param_t* param);
   static void OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status);
@@ -208,7 +221,6 @@ class RpcServerImpl {
   void DeliverEager(const std::shared_ptr<ServerConnection>& conn, const FrameHeader& h,
                     std::span<const uint8_t> meta, const uint8_t* payload, size_t payload_size);
 
-  void Accept(LoopSlot* slot, ucp_conn_request_h req, std::string peer);
   ucs_status_t HandleRequest(LoopSlot* slot, std::span<const uint8_t> head, void* data,
                              size_t length, const ucp_am_recv_param_t* param);
   void HandleControl(const std::shared_ptr<ServerConnection>& conn, const FrameHeader& h);
@@ -221,7 +233,16 @@ class RpcServerImpl {
   std::unique_ptr<UcxContext> context_;
   std::vector<std::shared_ptr<LoopSlot>> slots_;
   std::vector<std::unique_ptr<WorkerLoop>> loops_;
-  std::unique_ptr<UcxListener> listener_;  // on loops_[0]
+  std::unique_ptr<HandshakeListener> listener_;
+  // Handshake tickets not yet used: ticket -> (slot, peer, deadline).
+  struct Ticket {
+    int slot = 0;
+    std::string peer;
+    Clock::time_point deadline;
+  };
+  std::mutex tickets_mu_;
+  std::unordered_map<uint64_t, Ticket> tickets_;        // guarded by tickets_mu_
+  std::mt19937_64 ticket_rng_{std::random_device{}()};  // guarded by tickets_mu_
   std::atomic<uint64_t> next_conn_id_{1};
   std::atomic<uint64_t> staged_bytes_{0};  // bytes held by StagedRecvs
   std::atomic<uint64_t> next_loop_{0};
@@ -408,8 +429,23 @@ Status RpcServerImpl::Init() {
     slots_.push_back(std::move(slot));
     loops_.push_back(std::move(loop));
   }
-  ASSIGN_OR_RETURN(listener_, UcxListener::Create(loops_[0]->worker(), options_.listen,
-                                                  &RpcServerImpl::OnConnRequest, this));
+  for (auto& slot : slots_) {
+    ucp_address_t* addr = nullptr;
+    size_t addr_len = 0;
+    ucs_status_t ast = ucp_worker_get_address(slot->own_loop->worker(), &addr, &addr_len);
+    if (ast != UCS_OK) return UcsToStatus(ast, "ucp_worker_get_address");
+    const auto* bytes = reinterpret_cast<const uint8_t*>(addr);
+    slot->worker_address.assign(bytes, bytes + addr_len);
+    ucp_worker_release_address(slot->own_loop->worker(), addr);
+    if (addr_len > kMaxHelloBodyBytes) {
+      return InternalError("UCX worker address of " + std::to_string(addr_len) + " bytes");
+    }
+  }
+  HandshakeListener::Options lo;
+  lo.listen = options_.listen;
+  lo.timeout = options_.handshake_timeout;
+  ASSIGN_OR_RETURN(listener_, HandshakeListener::Start(
+                                  lo, [this](const std::string& peer) { return OnHello(peer); }));
   port_ = listener_->port();
   host_ = options_.listen.substr(0, options_.listen.rfind(':'));
   for (auto& l : loops_) l->Start();
@@ -423,9 +459,7 @@ Status RpcServerImpl::Init() {
 void RpcServerImpl::Stop() {
   if (stopped_) return;
   stopped_ = true;
-  if (!loops_.empty()) {
-    loops_[0]->RunSync([this] { listener_.reset(); });
-  }
+  if (listener_) listener_->Stop();
   for (size_t i = 0; i < loops_.size(); ++i) {
     LoopSlot* slot = slots_[i].get();
     loops_[i]->RunSync([this, slot] {
@@ -452,53 +486,75 @@ void RpcServerImpl::Stop() {
   }
 }
 
-void RpcServerImpl::OnConnRequest(ucp_conn_request_h req, void* arg) {
-  auto* self = static_cast<RpcServerImpl*>(arg);
-  std::string peer = "unknown";
-  ucp_conn_request_attr_t attr{};
-  attr.field_mask = UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR;
-  if (ucp_conn_request_query(req, &attr) == UCS_OK && attr.client_address.ss_family == AF_INET) {
-    const auto* sin = reinterpret_cast<const sockaddr_in*>(&attr.client_address);
-    char buf[INET_ADDRSTRLEN] = {0};
-    inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf));
-    peer = std::string(buf) + ":" + std::to_string(ntohs(sin->sin_port));
+HelloReply RpcServerImpl::OnHello(const std::string& peer) {
+  HelloReply reply;
+  const size_t i = next_loop_.fetch_add(1) % slots_.size();
+  const auto now = Clock::now();
+  std::lock_guard<std::mutex> lock(tickets_mu_);
+  // Expired tickets go; their clients never came back over UCX.
+  for (auto it = tickets_.begin(); it != tickets_.end();) {
+    it = it->second.deadline < now ? tickets_.erase(it) : std::next(it);
   }
-  const size_t i = self->next_loop_.fetch_add(1) % self->slots_.size();
-  LoopSlot* slot = self->slots_[i].get();
-  std::lock_guard<std::mutex> lock(slot->mu);
-  if (slot->loop == nullptr) {
-    ucp_listener_reject(self->listener_->get(), req);
-    return;
+  if (tickets_.size() >= options_.max_pending_handshakes) {
+    reply.status = StatusCode::kResourceExhausted;
+    const std::string m = "too many connections being established; retry";
+    reply.body.assign(m.begin(), m.end());
+    return reply;
   }
-  slot->loop->Post([self, slot, req, peer] { self->Accept(slot, req, peer); });
+  do {
+    reply.ticket = ticket_rng_();
+  } while (reply.ticket == 0 || tickets_.contains(reply.ticket));
+  tickets_.emplace(reply.ticket, Ticket{static_cast<int>(i), peer, now + options_.ticket_timeout});
+  reply.body = slots_[i]->worker_address;
+  return reply;
 }
 
-void RpcServerImpl::Accept(LoopSlot* slot, ucp_conn_request_h req, std::string peer) {
+std::shared_ptr<ServerConnection> RpcServerImpl::BindConnection(LoopSlot* slot,
+                                                                std::span<const uint8_t> head,
+                                                                const ucp_am_recv_param_t* param) {
+  if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) return nullptr;
+  Result<FrameHeader> h = DecodeFrameHead(head, options_.limits);
+  if (!h.ok() || !h->is_control() || h->is_response() || h->opcode != kControlOpHello ||
+      h->meta_in_data() || h->meta_size != 8 || h->payload_size != 0) {
+    return nullptr;
+  }
+  uint64_t ticket = 0;
+  for (int b = 7; b >= 0; --b) ticket = (ticket << 8) | head[kFrameHeaderSize + b];
+  Ticket t;
+  {
+    std::lock_guard<std::mutex> lock(tickets_mu_);
+    auto it = tickets_.find(ticket);
+    if (it == tickets_.end()) return nullptr;
+    t = std::move(it->second);
+    tickets_.erase(it);
+  }
+  if (t.slot != slot->index || t.deadline < Clock::now()) return nullptr;
   const size_t max_hdr = slot->own_loop->ucx_worker().max_am_header();
   auto conn = std::make_shared<ServerConnection>(
-      this, slots_[slot->index], next_conn_id_.fetch_add(1), peer,
+      this, slots_[slot->index], next_conn_id_.fetch_add(1), t.peer,
       max_hdr > kFrameHeaderSize ? max_hdr - kFrameHeaderSize : 0);
-  ucp_ep_params_t p{};
-  p.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                 UCP_EP_PARAM_FIELD_ERR_HANDLER;
-  p.conn_request = req;
-  p.err_mode = context_->err_mode();
-  p.err_handler.cb = &RpcServerImpl::OnEpError;
+  ucp_ep_h ep = param->reply_ep;
+  // Endpoint errors (the peer's transport failed) close the connection.
   // The slot, not the connection: UCX may report an error for an endpoint
   // whose connection object is already gone; the lookup by ep then misses.
+  ucp_ep_params_t p{};
+  p.field_mask = UCP_EP_PARAM_FIELD_ERR_HANDLER;
+  p.err_handler.cb = &RpcServerImpl::OnEpError;
   p.err_handler.arg = slot;
-  ucp_ep_h ep = nullptr;
-  ucs_status_t st = ucp_ep_create(slot->own_loop->worker(), &p, &ep);
-  if (st != UCS_OK) {
-    KVCAKE_LOG(WARNING) << "rejecting connection from " << peer << ": " << ucs_status_string(st);
-    return;
+  ucs_status_ptr_t mod = ucp_ep_modify_nb(ep, &p);
+  if (UCS_PTR_IS_ERR(mod)) {
+    KVCAKE_LOG(WARNING) << "connection from " << t.peer
+                        << ": no error handler: " << ucs_status_string(UCS_PTR_STATUS(mod));
+  } else if (mod != nullptr) {
+    ucp_request_free(mod);
   }
   conn->SetEndpoint(std::make_unique<UcxEndpoint>(slot->own_loop->worker(), ep));
   slot->conns.emplace(ep, conn);
   Inc(counters_.connections_accepted);
   Inc(counters_.connections_open);
-  KVCAKE_LOG(DEBUG) << "accepted connection " << conn->id() << " from " << peer << " on io thread "
-                    << slot->index;
+  KVCAKE_LOG(DEBUG) << "accepted connection " << conn->id() << " from " << t.peer
+                    << " on io thread " << slot->index;
+  return conn;
 }
 
 void RpcServerImpl::OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status) {
@@ -547,19 +603,19 @@ ucs_status_t RpcServerImpl::OnRequestAm(void* arg, const void* header, size_t he
                                         void* data, size_t length,
                                         const ucp_am_recv_param_t* param) {
   auto* slot = static_cast<LoopSlot*>(arg);
-  RpcServerImpl* self = nullptr;
-  // Find the server through any connection's back pointer: every slot belongs
-  // to one server, and the reply ep identifies the connection.
-  auto it = (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) ? slot->conns.find(param->reply_ep)
-                                                                 : slot->conns.end();
-  if (it == slot->conns.end()) {
-    // Unknown sender (no reply ep): nothing to answer to. Drop the data.
-    return (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) ? UCS_ERR_REJECTED : UCS_OK;
+  RpcServerImpl* self = slot->server;
+  const std::span<const uint8_t> head(static_cast<const uint8_t*>(header), header_length);
+  // The reply ep identifies the connection.
+  const bool has_ep = (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0;
+  if (!has_ep || !slot->conns.contains(param->reply_ep)) {
+    // A first frame: only a hello with a valid handshake ticket opens a
+    // connection. Anything else from an unknown endpoint is dropped.
+    if (self->BindConnection(slot, head, param) == nullptr) {
+      Inc(self->counters_.malformed_frames);
+      return (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) ? UCS_ERR_REJECTED : UCS_OK;
+    }
   }
-  self = it->second->server();
-  return self->HandleRequest(
-      slot, std::span<const uint8_t>(static_cast<const uint8_t*>(header), header_length), data,
-      length, param);
+  return self->HandleRequest(slot, head, data, length, param);
 }
 
 void RpcServerImpl::HandleControl(const std::shared_ptr<ServerConnection>& conn,

@@ -216,45 +216,6 @@ Status ParseHostPort(std::string_view address, sockaddr_storage* out, size_t* le
   return Status::Ok();
 }
 
-Result<std::unique_ptr<UcxListener>> UcxListener::Create(ucp_worker_h worker,
-                                                         std::string_view address,
-                                                         ucp_listener_conn_callback_t cb,
-                                                         void* arg) {
-  sockaddr_storage ss;
-  size_t len = 0;
-  RETURN_IF_ERROR(ParseHostPort(address, &ss, &len));
-  ucp_listener_params_t params{};
-  params.field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER;
-  params.sockaddr.addr = reinterpret_cast<const sockaddr*>(&ss);
-  params.sockaddr.addrlen = static_cast<socklen_t>(len);
-  params.conn_handler.cb = cb;
-  params.conn_handler.arg = arg;
-  ucp_listener_h l = nullptr;
-  ucs_status_t st = ucp_listener_create(worker, &params, &l);
-  if (st != UCS_OK) {
-    return UnavailableError("cannot listen on " + std::string(address) + ": " +
-                            ucs_status_string(st));
-  }
-  ucp_listener_attr_t attr{};
-  attr.field_mask = UCP_LISTENER_ATTR_FIELD_SOCKADDR;
-  st = ucp_listener_query(l, &attr);
-  if (st != UCS_OK) {
-    ucp_listener_destroy(l);
-    return UcsToStatus(st, "ucp_listener_query");
-  }
-  uint16_t port = 0;
-  if (attr.sockaddr.ss_family == AF_INET) {
-    port = ntohs(reinterpret_cast<const sockaddr_in*>(&attr.sockaddr)->sin_port);
-  } else if (attr.sockaddr.ss_family == AF_INET6) {
-    port = ntohs(reinterpret_cast<const sockaddr_in6*>(&attr.sockaddr)->sin6_port);
-  }
-  return std::unique_ptr<UcxListener>(new UcxListener(l, port));
-}
-
-UcxListener::~UcxListener() {
-  if (listener_ != nullptr) ucp_listener_destroy(listener_);
-}
-
 Result<std::unique_ptr<UcxMemh>> UcxMemh::Map(ucp_context_h ctx, void* addr, size_t length) {
   ucp_mem_map_params_t params{};
   params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;

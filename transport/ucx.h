@@ -93,25 +93,6 @@ class UcxEndpoint {
   ucp_ep_h ep_;
 };
 
-class UcxListener {
- public:
-  // Listens on "HOST:PORT" (port 0: ephemeral) on `worker`; `cb(conn_request,
-  // arg)` runs from the worker's progress.
-  static Result<std::unique_ptr<UcxListener>> Create(ucp_worker_h worker, std::string_view address,
-                                                     ucp_listener_conn_callback_t cb, void* arg);
-  ~UcxListener();
-  UcxListener(const UcxListener&) = delete;
-  UcxListener& operator=(const UcxListener&) = delete;
-
-  ucp_listener_h get() const { return listener_; }
-  uint16_t port() const { return port_; }
-
- private:
-  UcxListener(ucp_listener_h l, uint16_t port) : listener_(l), port_(port) {}
-  ucp_listener_h listener_;
-  uint16_t port_;
-};
-
 // Memory registered with a context (ucp_mem_map / ucp_mem_unmap), e.g. a
 // host-tier segment served by rendezvous. Thread-compatible.
 class UcxMemh {

@@ -16,7 +16,11 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <random>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -211,6 +215,152 @@ TEST_P(ClientKilledMidGet, DaemonSurvivesUnderLoad) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, ClientKilledMidGet, ::testing::Values("tcp", "shm"));
+
+// Every TCP port process `pid` listens on (its sockets in /proc/net/tcp).
+std::vector<uint16_t> ListeningPorts(pid_t pid) {
+  std::set<std::string> inodes;
+  const std::string fd_dir = "/proc/" + std::to_string(pid) + "/fd";
+  for (const auto& e : std::filesystem::directory_iterator(fd_dir)) {
+    std::error_code ec;
+    const std::string target = std::filesystem::read_symlink(e.path(), ec).string();
+    if (!ec && target.rfind("socket:[", 0) == 0) {
+      inodes.insert(target.substr(8, target.size() - 9));
+    }
+  }
+  std::vector<uint16_t> ports;
+  std::ifstream tcp("/proc/net/tcp");
+  std::string line;
+  std::getline(tcp, line);  // header
+  while (std::getline(tcp, line)) {
+    std::istringstream in(line);
+    std::string sl, local, remote, state, queues, timer, retr, uid, timeout, inode;
+    in >> sl >> local >> remote >> state >> queues >> timer >> retr >> uid >> timeout >> inode;
+    if (state == "0A" && inodes.contains(inode)) {
+      ports.push_back(
+          static_cast<uint16_t>(std::stoul(local.substr(local.find(':') + 1), nullptr, 16)));
+    }
+  }
+  return ports;
+}
+
+// Sends `bytes` to 127.0.0.1:`port` and closes (errors ignored: a port may
+// refuse or reset; only the daemon's survival matters).
+void SendRaw(uint16_t port, const std::string& bytes) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  ::inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0) {
+    ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ::close(fd);
+}
+
+// A crafted packet on the listening port aborted kvcaked before any
+// authentication (UCX 1.13's sockaddr connection manager asserted on a
+// length field smaller than the bytes sent). Every port the daemon listens
+// on (the handshake port, the admin port, UCX's own tcp lanes) gets that
+// packet and other malformed input; the daemon must keep serving.
+TEST(CraftedPackets, NoPacketKillsTheDaemon) {
+  TempDir dir;
+  auto flags = Flags(dir);
+  flags.push_back("--ucx_tls=tcp");
+  Result<std::unique_ptr<DaemonProcess>> d = DaemonProcess::Start(flags);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  auto pack = [](uint64_t len, uint8_t status) {
+    std::string s(9, '\0');
+    std::memcpy(s.data(), &len, 8);
+    s[8] = static_cast<char>(status);
+    return s;
+  };
+  std::mt19937_64 rng(99);
+  std::string random(1500, '\0');
+  for (char& ch : random) ch = static_cast<char>(rng());
+  const std::vector<std::string> variants = {
+      pack(4, 0) + std::string(200, 'A'),                   // the one that killed it
+      pack(0, 0) + std::string(64, 'B'),                    // empty private data, then more
+      pack(~0ull, 0) + std::string(64, 'C'),                // absurd length
+      pack(2048, 0) + std::string(2048, 'D') + pack(16, 1)  // a second message at once
+          + std::string(16, 'E'),
+      pack(16, 0xff) + std::string(16, 'F'),
+      std::string(200, 'A'),
+      std::string(4096, '\xff'),
+      std::string(3, '\0'),
+      "KVCAKEHI" + std::string(8, '\xff'),  // the handshake magic, a bad tail
+      random,
+  };
+  const std::vector<uint16_t> ports = ListeningPorts((*d)->pid());
+  ASSERT_GE(ports.size(), 2u);  // at least the handshake and admin ports
+  const int soak = SoakSeconds();
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(soak);
+  int rounds = 0;
+  do {
+    for (uint16_t port : ports) {
+      for (const std::string& v : variants) SendRaw(port, v);
+      ASSERT_TRUE((*d)->Alive()) << "kvcaked died after packets to port " << port;
+    }
+    ++rounds;
+  } while (std::chrono::steady_clock::now() < end);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE((*d)->Alive());
+  auto c = Connect((*d)->address(), "tcp");
+  ASSERT_NE(c, nullptr) << "kvcaked stopped serving after " << rounds << " rounds on "
+                        << ports.size() << " ports";
+  ASSERT_TRUE(PutChain(*c));
+  EXPECT_EQ(GetChainErrors(*c), 0);
+  c.reset();
+  Result<int> rc = (*d)->Stop();
+  EXPECT_TRUE(rc.ok() && *rc == 0);
+}
+
+// kill -9 with clients connected, then an immediate restart on the same
+// port: it must bind at once (connections of the old daemon sit in
+// TIME_WAIT), and the engine's existing Client works again.
+TEST(DaemonCrash, RestartBindsItsPortAtOnceAndClientsComeBack) {
+  TempDir dir;
+  auto flags = Flags(dir);
+  flags.push_back("--ucx_tls=tcp");
+  Result<std::unique_ptr<DaemonProcess>> d = DaemonProcess::Start(flags);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  const std::string address = (*d)->address();
+  // The clients live in a child: this process forks daemons.
+  int ready[2], go[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(go), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto c = Connect(address, "tcp");
+    if (!c || !PutChain(*c) || GetChainErrors(*c) != 0) ::_exit(2);
+    char b = 'r';
+    if (::write(ready[1], &b, 1) != 1 || ::read(go[0], &b, 1) != 1) ::_exit(3);
+    // The daemon was killed and restarted (its memory is gone): the same
+    // Client stores and reads the chain again within a few attempts.
+    for (int attempt = 0; attempt < 20; ++attempt) {
+      if (PutChain(*c) && GetChainErrors(*c) == 0) ::_exit(0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    ::_exit(4);
+  }
+  char b = 0;
+  ASSERT_EQ(::read(ready[0], &b, 1), 1);
+  ::kill((*d)->pid(), SIGKILL);
+  while ((*d)->Alive()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  flags.push_back("--listen=" + address);
+  const auto t0 = std::chrono::steady_clock::now();
+  Result<std::unique_ptr<DaemonProcess>> again = DaemonProcess::Start(flags);
+  ASSERT_TRUE(again.ok()) << "restart on " << address << ": " << again.status().ToString();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
+  ASSERT_EQ(::write(go[1], "g", 1), 1);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "client exit " << WEXITSTATUS(status);
+  Result<int> rc = (*again)->Stop();
+  EXPECT_TRUE(rc.ok() && *rc == 0);
+}
 
 }  // namespace
 }  // namespace kvcake

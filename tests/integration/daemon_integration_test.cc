@@ -535,10 +535,10 @@ TEST_F(DaemonTest, RestartServesBlocksFromSsd) {
 
 // Restarts the daemon on the address it listens on now, with the same SSD
 // directory: after a clean SIGTERM (it drains host blocks to the SSD) or a
-// SIGKILL. UCX_TCP_CM_REUSEADDR lets the new daemon rebind the port at once.
+// SIGKILL (the new daemon rebinds the port at once: its handshake listener
+// sets SO_REUSEADDR).
 class ReconnectTest : public DaemonTest, public ::testing::WithParamInterface<bool> {
  protected:
-  void SetUp() override { ::setenv("UCX_TCP_CM_REUSEADDR", "y", 1); }
   void RestartOnSamePort(bool kill) {
     const std::string listen = "--listen=" + daemon_->address();
     if (kill) {
