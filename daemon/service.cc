@@ -4,8 +4,10 @@
 #include <chrono>
 #include <cstring>
 #include <new>
+#include <optional>
 
 #include "common/block_hash.h"
+#include "common/copy_and_hash.h"
 #include "common/logging.h"
 #include "store/checksum.h"
 
@@ -391,11 +393,13 @@ Result<std::string> Service::FinishPut(PutState& state, const Status& payload_st
   resp.codes = state.codes;
   for (size_t i = 0; i < state.codes.size(); ++i) {
     if (state.codes[i] != 0) continue;
+    std::optional<uint64_t> copied_sum;
     if (state.staging) {
-      std::memcpy(state.targets[i].data, state.staging.get() + i * state.value_bytes,
-                  state.value_bytes);
+      // Copy into the slot and take the checksum in the same pass.
+      copied_sum = CopyAndHash(state.targets[i].data, state.staging.get() + i * state.value_bytes,
+                               state.value_bytes);
     }
-    Status s = store_->Commit(state.reservations[i]);
+    Status s = store_->Commit(state.reservations[i], std::nullopt, copied_sum);
     if (s.ok()) puts_.fetch_add(1, std::memory_order_relaxed);
     resp.codes[i] = CodeOf(s);
   }
@@ -464,6 +468,13 @@ Result<std::unique_ptr<Service::GetState>> Service::BeginGet(uint64_t caller,
       get_misses_.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
+    if (options_.verify_reads && !store_->VerifyPinned(*p).ok()) {
+      // Scribbled in memory since it was committed: a miss, never wrong bytes.
+      store_->Release(*p).IgnoreError();
+      resp.codes[i] = static_cast<KeyCode>(StatusCode::kDataLoss);
+      get_misses_.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
     get_hits_.fetch_add(1, std::memory_order_relaxed);
     if (p->tier == Tier::kDevice && store_->device_is_cuda()) {
       // Stage real device memory through host memory (UCX has no CUDA lanes).
@@ -507,6 +518,7 @@ Result<store::NamespaceConfig> Service::BeginSameNode(uint64_t caller, std::stri
   lease->deadline_us = NowUs() + options_.lease_ms * 1000;
   resp->codes.resize(req->keys.size());
   resp->offsets.resize(req->keys.size());
+  resp->checksums.resize(req->keys.size());
   resp->tiers.assign(req->keys.size(), static_cast<uint8_t>(Tier::kHost));
   return ns;
 }
@@ -636,6 +648,7 @@ Result<std::string> Service::GetPin(uint64_t caller, std::string_view header) {
     if (p.ok()) {
       resp.offsets[i] = p->offset;
       resp.tiers[i] = static_cast<uint8_t>(p->tier);
+      resp.checksums[i] = p->checksum;
       lease.pins.push_back(*p);
       lease.bytes += ns.layer_block_bytes;
       get_hits_.fetch_add(1, std::memory_order_relaxed);

@@ -32,12 +32,18 @@ struct ServiceOptions {
   // re-registering an existing namespace never changes its quota.
   uint64_t max_quota_bytes = 0;
   // Namespaces the daemon holds at most; registering one more is
-  // RESOURCE_EXHAUSTED (each costs policy state). Default 1024.
-  uint32_t max_namespaces = 1024;
+  // RESOURCE_EXHAUSTED (each holds policy state for as long as the daemon
+  // runs: about 0.7 MiB at 32 layers). Default 256.
+  uint32_t max_namespaces = 256;
   // Bytes one connection may hold reserved or pinned under same-node leases
   // at once (0 = no limit); beyond it a reserve / pin gets RESOURCE_EXHAUSTED
   // for the remaining keys, so one client cannot hold every slot.
   uint64_t max_lease_bytes_per_connection = 0;
+  // Verify each block's checksum (recorded at commit) before a get sends it
+  // from memory; a mismatch is a miss (DATA_LOSS) and the block is dropped.
+  // Same-node clients verify what they copy out of the segment themselves
+  // (the pin response carries the checksums). Default true.
+  bool verify_reads = true;
   // Lease of same-node reservations / pins held for a client (milliseconds).
   uint64_t lease_ms = 30'000;
   // Keys per batch (<= transport::kMaxBatchBlocks).

@@ -10,6 +10,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "common/copy_and_hash.h"
 #include "common/logging.h"
 #include "policy/lru_policy.h"
 #include "store/block_index.h"
@@ -89,12 +90,14 @@ class TierManager::Impl {
 
   // --- data path ---
   Result<Reservation> Reserve(const BlockKey& key, uint64_t size, Tier tier);
-  Status Commit(const Reservation& r, std::optional<uint64_t> checksum);
+  Status Commit(const Reservation& r, std::optional<uint64_t> checksum,
+                std::optional<uint64_t> trusted_checksum = std::nullopt);
   Status Abort(const Reservation& r);
   Status Put(const BlockKey& key, const void* src, uint64_t size, Tier tier);
   Result<PinnedBlock> Pin(const BlockKey& key);
   Status Release(const PinnedBlock& p);
   Result<uint64_t> Get(const BlockKey& key, void* dst, uint64_t dst_size);
+  Status VerifyPinned(const PinnedBlock& p);
   bool Contains(const BlockKey& key) const;
   size_t LookupPrefix(uint64_t ns, std::span<const uint64_t> hashes, uint32_t layer,
                       std::vector<Tier>* tiers) const;
@@ -160,6 +163,7 @@ class TierManager::Impl {
     uint64_t generation;
     ForcedRequest* req;         // nullable
     std::vector<char> staging;  // device (CUDA) payload copied to host
+    bool corrupt = false;       // the slot no longer matches its checksum
   };
 
   uint64_t Now() const { return clock_->NowMicros(); }
@@ -208,6 +212,9 @@ class TierManager::Impl {
   // Removes a readable record from every tier (slot unref'd, SSD copy queued
   // for deletion, policy told). The caller counts it as delete or drop.
   void RemoveRecordLocked(const BlockKey& key, BlockRecord* rec);
+  // A memory copy failed its checksum: counts it and drops the block if its
+  // record still names `slot` of `tier`.
+  void DropCorruptLocked(const BlockKey& key, Tier tier, int32_t slot);
   // Drops the (clean) memory copy of an on_ssd record: it becomes SSD-only.
   void DropCleanCopyLocked(const BlockKey& key, BlockRecord* rec);
   // Frees up to `want` slots of `tier` by dropping clean copies (blocks also
@@ -508,7 +515,8 @@ Result<Reservation> TierManager::Impl::Reserve(const BlockKey& key, uint64_t siz
   }
 }
 
-Status TierManager::Impl::Commit(const Reservation& r, std::optional<uint64_t> checksum) {
+Status TierManager::Impl::Commit(const Reservation& r, std::optional<uint64_t> checksum,
+                                 std::optional<uint64_t> trusted_checksum) {
   // Hash outside the lock: the slot belongs to this reservation.
   Tier tier;
   int32_t slot;
@@ -523,11 +531,12 @@ Status TierManager::Impl::Commit(const Reservation& r, std::optional<uint64_t> c
     slot = rec->slot;
     size = rec->size;
   }
-  // A caller's checksum is verified now (the caller wrote the slot itself);
-  // otherwise the checksum is only needed once the block goes to SSD, and the
-  // mover computes it then, off the request path.
-  Result<uint64_t> actual = uint64_t{0};
-  if (checksum.has_value()) actual = ChecksumSlot(tier, slot, size);
+  // The block's checksum is taken now, from the bytes the writer put in the
+  // slot, and checked on every later read and tier move (a slot scribbled
+  // afterwards is never served or persisted as valid). A caller's own
+  // checksum (computed from its source bytes) is verified against the slot.
+  Result<uint64_t> actual = trusted_checksum.has_value() ? Result<uint64_t>(*trusted_checksum)
+                                                         : ChecksumSlot(tier, slot, size);
   if (!actual.ok()) return actual.status();
   const uint64_t tick = NextTick();
   std::lock_guard<std::mutex> lk(mu_);
@@ -552,7 +561,7 @@ Status TierManager::Impl::Commit(const Reservation& r, std::optional<uint64_t> c
   reservations_.erase(rec->reservation_id);
   rec->state = BlockState::kCommitted;
   rec->checksum = *actual;
-  rec->checksum_known = checksum.has_value();
+  rec->checksum_known = true;
   rec->reservation_id = 0;
   rec->last_access_tick = tick;
   AddToTierLocked(rec->tier, rec->size);
@@ -582,6 +591,11 @@ Status TierManager::Impl::Abort(const Reservation& r) {
 
 Status TierManager::Impl::Put(const BlockKey& key, const void* src, uint64_t size, Tier tier) {
   ASSIGN_OR_RETURN(Reservation r, Reserve(key, size, tier));
+  if (r.tier == Tier::kHost || (r.tier == Tier::kDevice && !device_->is_cuda())) {
+    // Host memory: copy and hash in one pass.
+    const uint64_t sum = CopyAndHash(r.data, src, size);
+    return Commit(r, std::nullopt, sum);
+  }
   Status s = CopyToSlot(r.tier, static_cast<int32_t>(r.offset / opts_.slot_bytes), src, size);
   if (!s.ok()) {
     Abort(r).IgnoreError();
@@ -777,6 +791,8 @@ Result<uint64_t> TierManager::Impl::Get(const BlockKey& key, void* dst, uint64_t
   Tier tier;
   int32_t slot;
   uint64_t size;
+  uint64_t expect = 0;
+  bool known = false;
   {
     std::lock_guard<std::mutex> lk(mu_);
     ASSIGN_OR_RETURN(BlockRecord * rec, FindReadableLocked(key));
@@ -790,6 +806,8 @@ Result<uint64_t> TierManager::Impl::Get(const BlockKey& key, void* dst, uint64_t
       tier = rec->tier;
       slot = rec->slot;
       size = rec->size;
+      expect = rec->checksum;
+      known = rec->checksum_known;
       Pool(tier)->Ref(slot);
       rec->last_access_tick = tick;
       CountHitLocked(tier);
@@ -811,12 +829,39 @@ Result<uint64_t> TierManager::Impl::Get(const BlockKey& key, void* dst, uint64_t
     return ReadSsdDirect(key, dst, dst_size);
   }
   Status cs = CopyFromSlot(tier, slot, dst, size);
+  if (cs.ok() && known && BlockChecksum(dst, size) != expect) {
+    cs = DataLossError("Get " + key.ToString() + ": checksum mismatch in memory");
+    std::lock_guard<std::mutex> lk(mu_);
+    DropCorruptLocked(key, tier, slot);
+  }
   {
     std::lock_guard<std::mutex> lk(mu_);
     UnrefSlotLocked(tier, slot);
   }
   if (!cs.ok()) return cs;
   return size;
+}
+
+void TierManager::Impl::DropCorruptLocked(const BlockKey& key, Tier tier, int32_t slot) {
+  ++stats_.checksum_failures;
+  BlockRecord* rec = index_.Find(key);
+  // Only if the record still names the slot that was found corrupt.
+  if (rec == nullptr || rec->slot != slot || rec->tier != tier ||
+      rec->state == BlockState::kReserved) {
+    return;
+  }
+  KVCAKE_LOG(ERROR) << "store: " << key.ToString() << " in the " << TierName(tier)
+                    << " tier no longer matches its checksum; dropped";
+  ++stats_.drops[Idx(tier)];
+  RemoveRecordLocked(key, rec);
+}
+
+Status TierManager::Impl::VerifyPinned(const PinnedBlock& p) {
+  if (p.tier == Tier::kDevice && device_->is_cuda()) return Status::Ok();  // not host-readable
+  if (BlockChecksum(p.data, p.size) == p.checksum) return Status::Ok();
+  std::lock_guard<std::mutex> lk(mu_);
+  DropCorruptLocked(p.key, p.tier, static_cast<int32_t>(p.offset / opts_.slot_bytes));
+  return DataLossError(p.key.ToString() + ": checksum mismatch in memory");
 }
 
 bool TierManager::Impl::Contains(const BlockKey& key) const {
@@ -1194,6 +1239,10 @@ Status TierManager::Impl::WriteToSsdLocked(std::vector<MoveItem>& items,
     if (!it.checksum_known) {
       it.checksum = BlockChecksum(data, it.size);
       it.checksum_known = true;
+    } else if (BlockChecksum(data, it.size) != it.checksum) {
+      // Scribbled since it was committed: never persisted as valid.
+      it.corrupt = true;
+      continue;
     }
     writes.push_back({it.key, data, it.size, it.checksum, it.fingerprint});
   }
@@ -1218,7 +1267,11 @@ Status TierManager::Impl::WriteToSsdLocked(std::vector<MoveItem>& items,
     BlockRecord* rec = index_.Find(it.key);
     const bool same =
         rec != nullptr && rec->generation == it.generation && rec->state == BlockState::kDemoting;
-    if (!s.ok()) {
+    if (it.corrupt) {
+      if (same) rec->state = BlockState::kCommitted;
+      DropCorruptLocked(it.key, it.from, it.slot);
+      FailRequest(it.req, DataLossError(it.key.ToString() + ": checksum mismatch in memory"));
+    } else if (!s.ok()) {
       if (same) rec->state = BlockState::kCommitted;
       FailRequest(it.req, s);
     } else if (same) {
@@ -1543,8 +1596,9 @@ uint64_t TierManager::NamespaceUsedBytes(uint64_t ns) const {
 Result<Reservation> TierManager::Reserve(const BlockKey& key, uint64_t size, Tier tier) {
   return impl_->Reserve(key, size, tier);
 }
-Status TierManager::Commit(const Reservation& r, std::optional<uint64_t> checksum) {
-  return impl_->Commit(r, checksum);
+Status TierManager::Commit(const Reservation& r, std::optional<uint64_t> checksum,
+                           std::optional<uint64_t> trusted_checksum) {
+  return impl_->Commit(r, checksum, trusted_checksum);
 }
 Status TierManager::Abort(const Reservation& r) { return impl_->Abort(r); }
 Status TierManager::Put(const BlockKey& key, const void* src, uint64_t size, Tier tier) {
@@ -1555,6 +1609,7 @@ Status TierManager::Release(const PinnedBlock& p) { return impl_->Release(p); }
 Result<uint64_t> TierManager::Get(const BlockKey& key, void* dst, uint64_t dst_size) {
   return impl_->Get(key, dst, dst_size);
 }
+Status TierManager::VerifyPinned(const PinnedBlock& pinned) { return impl_->VerifyPinned(pinned); }
 bool TierManager::Contains(const BlockKey& key) const { return impl_->Contains(key); }
 size_t TierManager::LookupPrefix(uint64_t ns, std::span<const uint64_t> hashes, uint32_t layer,
                                  std::vector<Tier>* tiers) const {

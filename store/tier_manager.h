@@ -189,13 +189,17 @@ class TierManager {
   // ALREADY_EXISTS key committed; ABORTED key reserved by another writer;
   // RESOURCE_EXHAUSTED quota or no slot freed within reserve_wait_us.
   Result<Reservation> Reserve(const BlockKey& key, uint64_t size, Tier tier = Tier::kHost);
-  // Publishes the written block. With `checksum`, verifies it against the
-  // slot (mismatch: DATA_LOSS, reservation aborted, counter); without, the
-  // block's checksum is computed by the mover when it first writes the block
-  // to SSD (the data reached the slot through a reliable path; the request
-  // does not pay for hashing it). ABORTED if the reservation's lease expired
-  // (nothing published).
-  Status Commit(const Reservation& reservation, std::optional<uint64_t> checksum = std::nullopt);
+  // Publishes the written block and records its checksum (XXH3-64), which
+  // every later read through the store and every move to SSD verifies (a
+  // mismatch drops the block and counts in checksum_failures: never wrong
+  // bytes). With `checksum` (computed by a writer from its source bytes), it
+  // is verified against the slot (mismatch: DATA_LOSS, reservation aborted,
+  // counter); with `trusted_checksum` (computed by the caller from the very
+  // bytes it copied into the slot, e.g. by CopyAndHash) it is recorded as
+  // is; with neither it is computed from the slot now. ABORTED if the
+  // reservation's lease expired (nothing published).
+  Status Commit(const Reservation& reservation, std::optional<uint64_t> checksum = std::nullopt,
+                std::optional<uint64_t> trusted_checksum = std::nullopt);
   // Drops a reservation. NOT_FOUND if unknown/expired.
   Status Abort(const Reservation& reservation);
   // Convenience: Reserve + memcpy + Commit.
@@ -210,6 +214,11 @@ class TierManager {
   // Ends a pin. ABORTED if its lease had expired (the caller must discard
   // what it read), NOT_FOUND if unknown.
   Status Release(const PinnedBlock& pinned);
+  // Hashes a pinned host-memory block and compares it with the checksum
+  // recorded at commit: OK, or DATA_LOSS after dropping the block from the
+  // store (counted in checksum_failures; the pin stays valid until
+  // released). Device blocks in CUDA memory are not checked (OK).
+  Status VerifyPinned(const PinnedBlock& pinned);
   // Convenience: copies the block into `dst` (capacity `dst_size`) with one
   // memcpy (or cudaMemcpy) from its slot, or a verified SSD read. Returns the
   // size. OUT_OF_RANGE if dst_size is too small; other errors as Pin.

@@ -427,6 +427,7 @@ std::string Encode(const SlotsResponse& m) {
   w.Codes(m.codes);
   w.U64s(m.offsets);
   w.Codes(m.tiers);
+  w.U64s(m.checksums);
   return w.Take();
 }
 Status Decode(std::string_view bytes, SlotsResponse* out) {
@@ -438,10 +439,15 @@ Status Decode(std::string_view bytes, SlotsResponse* out) {
        r.Fail("offsets", "length differs from codes")) &&
       r.Codes("tiers", kMaxBatchBlocks, &out->tiers) &&
       (out->tiers.size() == out->codes.size() || r.Fail("tiers", "length differs from codes")) &&
-      std::all_of(out->tiers.begin(), out->tiers.end(), [&](uint8_t t) {
-        return t == static_cast<uint8_t>(Tier::kHost) || t == static_cast<uint8_t>(Tier::kDevice) ||
-               r.Fail("tiers", "not host or device");
-      });
+      std::all_of(out->tiers.begin(), out->tiers.end(),
+                  [&](uint8_t t) {
+                    return t == static_cast<uint8_t>(Tier::kHost) ||
+                           t == static_cast<uint8_t>(Tier::kDevice) ||
+                           r.Fail("tiers", "not host or device");
+                  }) &&
+      r.U64s("checksums", 0, kMaxBatchBlocks, &out->checksums) &&
+      (out->checksums.size() == out->codes.size() ||
+       r.Fail("checksums", "length differs from codes"));
   return r.Finish();
 }
 

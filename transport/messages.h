@@ -170,6 +170,9 @@ struct SlotsResponse {
   // Per key: the segment `offsets` refers to, a Tier value (kHost, or kDevice
   // for the GPU tier's arena, see PingResponse::device_segment_kind).
   std::vector<uint8_t> tiers;
+  // Per key: the block's XXH3-64 recorded at commit (pins; 0 for
+  // reservations). A client verifies what it copied out of the segment.
+  std::vector<uint64_t> checksums;
   friend bool operator==(const SlotsResponse&, const SlotsResponse&) = default;
 };
 struct PutCommitRequest {

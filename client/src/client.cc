@@ -801,6 +801,9 @@ class ClientImpl final : public Client {
   bool mapped_path() const override { return Current()->segment != nullptr; }
   std::string transport_info() const override { return Current()->rpc->transport_info(); }
   uint64_t reconnects() const override { return reconnects_.load(std::memory_order_relaxed); }
+  uint64_t checksum_failures() const override {
+    return checksum_failures_.load(std::memory_order_relaxed);
+  }
 
  private:
   size_t BatchSize() const {
@@ -1360,7 +1363,18 @@ class ClientImpl final : public Client {
       }
       const char* src = conn.segment->At(slots.offsets[i], size);
       if (!src) continue;
-      BulkCopy(blocks[i].data, src, size);
+      if (options_.verify_mapped_reads) {
+        // Copy and hash in one pass; a block scribbled in the segment since
+        // it was committed is a miss, never wrong bytes.
+        if (CopyAndHash(blocks[i].data, src, size) != slots.checksums[i]) {
+          KVCAKE_LOG(WARNING) << "kvcake client: block " << blocks[i].hash << " layer "
+                              << blocks[i].layer << " failed its checksum; treated as a miss";
+          checksum_failures_.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+      } else {
+        BulkCopy(blocks[i].data, src, size);
+      }
       (*found)[i] = true;
     }
     // The pins were valid while we copied if the copy finished well inside
@@ -1418,6 +1432,7 @@ class ClientImpl final : public Client {
   int failed_attempts_ = 0;
   Status last_attempt_error_;
   std::atomic<uint64_t> reconnects_{0};
+  std::atomic<uint64_t> checksum_failures_{0};
   mutable std::mutex mu_;
   // Written once by the first successful RegisterNamespace under mu_, before
   // registered_ is set; read after CheckRegistered() (which takes mu_).

@@ -66,7 +66,7 @@ TEST(MessagesTest, RoundTripsEveryMessage) {
   ReportStatsRequest rs{5, 6, 2, 1.5, {1, 2}, {0.25, 3.0}, 1};
   EXPECT_EQ(RoundTrip(rs), rs);
   EXPECT_EQ(RoundTrip(DeleteResponse{2}), DeleteResponse{2});
-  SlotsResponse slots{9, 30000000, {0, 5}, {4096, 0}, {0, 1}};
+  SlotsResponse slots{9, 30000000, {0, 5}, {4096, 0}, {0, 1}, {0x1234, 0}};
   EXPECT_EQ(RoundTrip(slots), slots);
   PutCommitRequest pc{5, 6, 9, {{11, 0}}, {0xabcdef}};
   EXPECT_EQ(RoundTrip(pc), pc);
@@ -81,7 +81,7 @@ TEST(MessagesTest, TruncatedOrExtendedMessagesAreRefused) {
   ExpectTruncationsRefused(LookupPrefixRequest{5, 6, 3, {1, 2, 3}});
   ExpectTruncationsRefused(KeyedRequest{5, 6, {{11, 0}, {12, 1}}});
   ExpectTruncationsRefused(ReportStatsRequest{5, 6, 2, 1.5, {1, 2}, {0.25, 3.0}, 1});
-  ExpectTruncationsRefused(SlotsResponse{9, 1000, {0, 5}, {4096, 0}, {1, 1}});
+  ExpectTruncationsRefused(SlotsResponse{9, 1000, {0, 5}, {4096, 0}, {1, 1}, {7, 8}});
   ExpectTruncationsRefused(PutCommitRequest{5, 6, 9, {{11, 0}}, {1}});
   ExpectTruncationsRefused(PingResponse{7, "v", "seg", 1, 2, 1, "dev", 3, 4});
 }
@@ -137,12 +137,14 @@ TEST(MessagesTest, FieldLimitsAreEnforced) {
   PutCommitRequest pc{5, 6, 9, {{11, 0}, {12, 0}}, {1}};
   PutCommitRequest pcout;
   EXPECT_EQ(Decode(Encode(pc), &pcout).code(), StatusCode::kInvalidArgument);
-  SlotsResponse sr{9, 1000, {0, 0}, {1}, {1, 1}};
+  SlotsResponse sr{9, 1000, {0, 0}, {1}, {1, 1}, {0, 0}};
   SlotsResponse srout;
   EXPECT_EQ(Decode(Encode(sr), &srout).code(), StatusCode::kInvalidArgument);
-  sr = SlotsResponse{9, 1000, {0, 0}, {1, 2}, {1}};  // tiers too short
+  sr = SlotsResponse{9, 1000, {0, 0}, {1, 2}, {1}, {0, 0}};  // tiers too short
   EXPECT_EQ(Decode(Encode(sr), &srout).code(), StatusCode::kInvalidArgument);
-  sr = SlotsResponse{9, 1000, {0, 0}, {1, 2}, {1, 2}};  // SSD is no segment
+  sr = SlotsResponse{9, 1000, {0, 0}, {1, 2}, {1, 2}, {0, 0}};  // SSD is no segment
+  EXPECT_EQ(Decode(Encode(sr), &srout).code(), StatusCode::kInvalidArgument);
+  sr = SlotsResponse{9, 1000, {0, 0}, {1, 2}, {1, 1}, {0}};  // checksums too short
   EXPECT_EQ(Decode(Encode(sr), &srout).code(), StatusCode::kInvalidArgument);
   PingResponse bad_kind{7, "v", "", 0, 0, 3, "", 0, 0};
   PingResponse pong_out;

@@ -2,9 +2,11 @@
 // ephemeral port) and the real client library over UCX on loopback.
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -225,6 +227,72 @@ TEST_F(DaemonTest, PutGetLookupOverMappedHostSegment) {
   GetAndVerify(*remote, a);
   PutAll(*remote, b);
   GetAndVerify(*mapped, b);
+}
+
+// A process that maps the host segment (any same-uid process can) scribbles
+// over every block: neither a mapped client nor a UCX client ever gets those
+// bytes (each checks the checksum taken at commit); the blocks are misses,
+// are dropped, and the namespace works again for new puts.
+TEST_F(DaemonTest, ScribbledSegmentIsNeverServed) {
+  StartDaemon();
+  auto mapped = ConnectOrDie(daemon_->address(), "tcp", true);
+  auto remote = ConnectOrDie(daemon_->address(), "tcp", false);
+  ASSERT_TRUE(mapped && remote);
+  ASSERT_TRUE(mapped->mapped_path());
+  std::vector<uint64_t> a = Chain(*mapped, 91000, 2);
+  std::vector<uint64_t> b = Chain(*mapped, 92000, 2);
+  PutAll(*mapped, a);
+  PutAll(*remote, b);
+  // The segment's path, as the daemon tells same-node clients.
+  transport::RpcClientOptions ro;
+  auto rpc = transport::RpcClient::Connect(daemon_->address(), ro);
+  ASSERT_TRUE(rpc.ok()) << rpc.status().ToString();
+  transport::CallRequest ping;
+  ping.opcode = static_cast<uint16_t>(transport::RpcOp::kPing);
+  const std::string meta = transport::Encode(transport::PingRequest{1});
+  ping.meta = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(meta.data()), meta.size());
+  ping.timeout = std::chrono::milliseconds(20000);
+  transport::RpcReply reply = (*rpc)->Call(ping);
+  ASSERT_TRUE(reply.status.ok()) << reply.status.ToString();
+  auto pong = transport::DecodeAs<transport::PingResponse>(
+      std::string_view(reinterpret_cast<const char*>(reply.meta.data()), reply.meta.size()));
+  ASSERT_TRUE(pong.ok());
+  ASSERT_FALSE(pong->host_segment.empty());
+  const int fd = ::open(pong->host_segment.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0) << pong->host_segment;
+  void* base = ::mmap(nullptr, pong->host_segment_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ::close(fd);
+  ASSERT_NE(base, MAP_FAILED);
+  for (uint64_t off = 777; off < pong->host_segment_bytes; off += 4096) {
+    static_cast<char*>(base)[off] ^= 0x5a;
+  }
+  ::munmap(base, pong->host_segment_bytes);
+
+  std::vector<std::vector<char>> bufs(a.size() * kLayers, std::vector<char>(kValueBytes));
+  auto get_all = [&](Client& c, const std::vector<uint64_t>& hashes) {
+    std::vector<GetBlock> blocks;
+    size_t k = 0;
+    for (uint64_t h : hashes) {
+      for (uint32_t l = 0; l < kLayers; ++l) blocks.push_back(GetBlock{h, l, bufs[k++].data()});
+    }
+    std::vector<bool> found;
+    EXPECT_TRUE(c.Get(blocks, &found).ok());
+    size_t hits = 0;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      if (!found[i]) continue;
+      ++hits;
+      EXPECT_TRUE(bufs[i] == ValueOf(blocks[i].hash, blocks[i].layer)) << "wrong bytes served";
+    }
+    return hits;
+  };
+  EXPECT_EQ(get_all(*mapped, a), 0u);
+  EXPECT_GT(mapped->checksum_failures(), 0u);
+  EXPECT_EQ(get_all(*remote, b), 0u);
+  EXPECT_EQ(get_all(*remote, a), 0u);
+  // Dropped, so they can be stored again, and then read back intact.
+  PutAll(*remote, a);
+  GetAndVerify(*mapped, a);
+  GetAndVerify(*remote, a);
 }
 
 // Count of `name{labels}` in a /metrics page (0 when absent).

@@ -95,6 +95,11 @@ struct KVCAKE_API ClientOptions {
   // the backoff carries over between calls until an attempt succeeds. > 0,
   // default 2 s.
   std::chrono::milliseconds reconnect_max_backoff{2000};
+  // Same-node mapped path: verify each block copied out of the daemon's
+  // segment against the checksum recorded when it was stored (copy and hash
+  // in one pass); a mismatch is a miss, counted in checksum_failures().
+  // Default true.
+  bool verify_mapped_reads = true;
 
   Status Validate() const;
 };
@@ -239,6 +244,9 @@ class KVCAKE_API Client {
 
   // How many times this client has reconnected (each is logged at INFO).
   virtual uint64_t reconnects() const = 0;
+  // Blocks read from the mapped segment that failed their checksum (and were
+  // reported as misses).
+  virtual uint64_t checksum_failures() const = 0;
 };
 
 }  // namespace kvcake
