@@ -81,6 +81,8 @@ void DaemonAdminBackend::RefreshMetrics() {
   cat.leases_expired.Get()->Set(st.leases_expired);
   cat.ssd_quarantines.Get()->Set(st.ssd_quarantines);
   if (daemon_->rpc_server()) {
+    // Only live connections: a series per peer ever seen would grow forever.
+    cat.transport_selected.Clear();
     for (const transport::ConnectionInfo& c : daemon_->rpc_server()->Connections()) {
       cat.transport_selected.WithLabels({c.peer, c.transport})->Set(1);
     }

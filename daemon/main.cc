@@ -51,10 +51,14 @@ DEFINE_string(token_file, "",
               "in '*' (a bare token opens every namespace; empty: no token required)");
 DEFINE_string(default_quota_bytes, "0", "quota of a namespace that asks for none (0: unlimited)");
 DEFINE_string(max_quota_bytes, "0", "largest quota a namespace may have (0: no limit)");
-DEFINE_uint32(max_namespaces, 1024, "namespaces the daemon holds at most");
+DEFINE_uint32(max_namespaces, 256,
+              "namespaces the daemon holds at most (each keeps policy state while it runs)");
 DEFINE_string(max_lease_bytes_per_connection, "auto",
               "bytes one connection may hold reserved or pinned on the same-node path at once "
               "(auto: half the host tier; 0: no limit)");
+DEFINE_bool(verify_reads, true,
+            "check each block's checksum (taken at commit) before a get sends it from memory; "
+            "a mismatch is a miss and the block is dropped");
 DEFINE_string(max_staged_bytes, "1G",
               "request bytes (oversized metadata with its payload) staged in daemon memory at "
               "once over all connections");
@@ -149,6 +153,7 @@ Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
     o.service.grants = std::move(grants).value();
   }
   o.service.max_namespaces = FLAGS_max_namespaces;
+  o.service.verify_reads = FLAGS_verify_reads;
   if (FLAGS_max_lease_bytes_per_connection == "auto") {
     o.service.max_lease_bytes_per_connection = o.store.host_capacity_bytes / 2;
   } else {

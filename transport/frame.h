@@ -44,7 +44,10 @@ inline constexpr size_t kFrameHeaderSize = 40;
 inline constexpr uint16_t kMaxOpcode = 4095;
 inline constexpr uint16_t kControlOpHello = 1;  // connect handshake; reply meta = server info
 inline constexpr uint16_t kControlOpPing = 2;   // keepalive
-inline constexpr uint16_t kMaxControlOpcode = 2;
+// The client is closing its connection (no reply): the server ends it at
+// once instead of waiting for its idle timeout.
+inline constexpr uint16_t kControlOpGoodbye = 3;
+inline constexpr uint16_t kMaxControlOpcode = 3;
 
 enum FrameFlags : uint32_t {
   kFlagResponse = 1u << 0,  // a response to request_id (else a request)

@@ -96,6 +96,9 @@ class RpcClientImpl {
   void MaybeComplete(PendingCall* p);
   void Finish(PendingCall* p, Status status);
   void BreakConnection(const Status& why);
+  // Tells a connected server this connection is ending (a goodbye control
+  // frame, sent and progressed for at most 100 ms). Loop thread.
+  void SayGoodbye();
   void Sweep();
   ucs_status_t HandleResponse(std::span<const uint8_t> head, void* data, size_t length,
                               const ucp_am_recv_param_t* param);
@@ -214,6 +217,7 @@ RpcClientImpl::~RpcClientImpl() {
   if (loop_) {
     loop_->RunSync([this] {
       destroyed_ = true;
+      SayGoodbye();
       BreakConnection(CancelledError("client destroyed"));
     });
     loop_->Stop();
@@ -531,6 +535,27 @@ void RpcClientImpl::OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status) {
   Status why = UnavailableError(std::string("connection to ") + self->address_ +
                                 " failed: " + ucs_status_string(status));
   self->loop_->Post([self, why] { self->BreakConnection(why); });
+}
+
+void RpcClientImpl::SayGoodbye() {
+  if (!connected_.load() || ep_ == nullptr) return;
+  FrameHeader h;
+  h.opcode = kControlOpGoodbye;
+  h.flags = kFlagControl;
+  h.request_id = next_id_.fetch_add(1, std::memory_order_relaxed);
+  std::vector<uint8_t> head = internal::BuildHead(h, {});
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  param.flags = UCP_AM_SEND_FLAG_REPLY;
+  ucs_status_ptr_t req =
+      ucp_am_send_nbx(ep_->get(), kAmIdRequest, head.data(), head.size(), nullptr, 0, &param);
+  if (!UCS_PTR_IS_PTR(req)) return;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(100);
+  while (ucp_request_check_status(req) == UCS_INPROGRESS && Clock::now() < deadline) {
+    ucp_worker_progress(loop_->worker());
+  }
+  if (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_request_cancel(loop_->worker(), req);
+  ucp_request_free(req);
 }
 
 void RpcClientImpl::BreakConnection(const Status& why) {

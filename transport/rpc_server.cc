@@ -621,6 +621,12 @@ ucs_status_t RpcServerImpl::OnRequestAm(void* arg, const void* header, size_t he
 void RpcServerImpl::HandleControl(const std::shared_ptr<ServerConnection>& conn,
                                   const FrameHeader& h) {
   Inc(counters_.control_frames);
+  if (h.opcode == kControlOpGoodbye) {
+    // Not from inside the AM callback (closing progresses the worker).
+    conn->slot()->own_loop->Post(
+        [this, conn] { RemoveConnection(conn.get(), "the client closed it"); });
+    return;
+  }
   std::unique_ptr<ServerCall> call(new ServerCall(conn, h, {}));
   if (h.opcode == kControlOpHello) {
     const std::string info = "kvcake-transport wire=" + std::to_string(kWireVersion) +

@@ -400,6 +400,34 @@ TEST_F(KvcakedAdminTest, TrafficShowsInApiAndMetrics) {
       << after;
 }
 
+// A peer's series in kvcake_transport_selected lives as long as its
+// connection: a daemon that many short-lived clients visit must not export
+// (and keep) a series for every peer it ever saw.
+TEST_F(KvcakedAdminTest, PerPeerSeriesEndWithTheirConnection) {
+  StartDaemon();
+  if (IsSkipped() || HasFatalFailure()) return;
+  for (int i = 0; i < 3; ++i) {
+    ClientOptions o;
+    o.address = daemon_->ucx_address();
+    o.namespace_name = "admin-peers";
+    o.timeout = std::chrono::milliseconds(20000);
+    auto client = Client::Connect(o);
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    ASSERT_TRUE((*client)->Ping().ok());
+    // While it is connected, its series is exported.
+    EXPECT_NE(Metrics().find("kvcake_transport_selected{"), std::string::npos);
+  }  // each client disconnects here
+  std::string m;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    m = Metrics();
+    if (m.find("kvcake_transport_selected{") == std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(m.find("kvcake_transport_selected{"), std::string::npos)
+      << "series of closed connections are still exported:\n"
+      << m.substr(m.find("kvcake_transport_selected"), 600);
+}
+
 TEST_F(KvcakedAdminTest, KvcakectlDrivesTheDaemon) {
   StartDaemon();
   if (IsSkipped() || HasFatalFailure()) return;
