@@ -26,11 +26,14 @@
 #include <vector>
 
 #include "kvcake/client.h"
+#include "tests/chaos/chaos_util.h"
 #include "tests/integration/daemon_process.h"
 
 namespace kvcake {
 namespace {
 
+using chaos::SendRaw;
+using chaos::SoakSeconds;
 using testing::DaemonProcess;
 using testing::TempDir;
 
@@ -46,11 +49,6 @@ std::vector<char> ValueOf(uint64_t hash, uint32_t layer) {
     std::memcpy(v.data() + i, &x, 8);
   }
   return v;
-}
-
-int SoakSeconds() {
-  const char* s = std::getenv("KVCAKE_SOAK_S");
-  return s ? std::atoi(s) : 0;
 }
 
 // Forks `n` processes that spin until killed: the kills must land while the
@@ -241,21 +239,6 @@ std::vector<uint16_t> ListeningPorts(pid_t pid) {
     }
   }
   return ports;
-}
-
-// Sends `bytes` to 127.0.0.1:`port` and closes (errors ignored: a port may
-// refuse or reset; only the daemon's survival matters).
-void SendRaw(uint16_t port, const std::string& bytes) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  ::inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0) {
-    ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ::close(fd);
 }
 
 // A crafted packet on the listening port aborted kvcaked before any
