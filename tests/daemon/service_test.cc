@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 #include <vector>
 
@@ -470,6 +471,59 @@ TEST_F(ServiceTest, QuotasAreTheDaemonsAndNamespacesAreBounded) {
   r.name = "third";
   EXPECT_EQ(Call(RpcOp::kRegisterNamespace, transport::Encode(r)).status().code(),
             StatusCode::kResourceExhausted);
+}
+
+// A block on SSD is still served when the host tier has no free slot to
+// load it into (every slot pinned): the get reads it from SSD directly
+// instead of reporting a miss.
+TEST_F(ServiceTest, GetServesSsdBlocksWhileTheHostTierIsFull) {
+  char tmpl[] = "/tmp/kvcake-svc-ssd-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  service_.reset();
+  store_.reset();
+  store::TierManagerOptions o;
+  o.host_capacity_bytes = 4 * kBytes;
+  o.slot_bytes = kBytes;
+  o.ssd_path = dir + "/ssd";
+  o.ssd_capacity_bytes = 64 << 20;
+  o.host_segment_name = "kvcake-service-ssd-test";
+  o.host_huge_pages = false;
+  o.reserve_wait_us = 1000;
+  auto tm = store::TierManager::Open(o, nullptr);
+  ASSERT_TRUE(tm.ok()) << tm.status().ToString();
+  store_ = std::move(tm).value();
+  ServiceOptions so;
+  so.host_segment_path = "/proc/self/fd/0";
+  service_ = std::make_unique<Service>(so, store_.get());
+  auto ns = Register();
+
+  transport::KeyedRequest on_ssd{ns.ns_id, ns.fingerprint, {{1, 0}}};
+  ASSERT_EQ(Codes(Call(RpcOp::kPut, transport::Encode(on_ssd), Value(1, 0))),
+            std::vector<transport::KeyCode>{0});
+  ASSERT_TRUE(store_->Evict(BlockKey{ns.ns_id, 1, 0}, Tier::kSsd).ok());
+  transport::KeyedRequest hot{ns.ns_id, ns.fingerprint, {{2, 0}}};
+  ASSERT_EQ(Codes(Call(RpcOp::kPut, transport::Encode(hot), Value(2, 0))),
+            std::vector<transport::KeyCode>{0});
+  auto pins =
+      transport::DecodeAs<transport::SlotsResponse>(*Call(RpcOp::kGetPin, transport::Encode(hot)));
+  ASSERT_TRUE(pins.ok());
+  ASSERT_EQ(pins->codes[0], 0);
+  // The host tier shrinks to the one (pinned) slot: nothing can be loaded.
+  ASSERT_TRUE(store_->SetCapacity(Tier::kHost, kBytes).ok());
+  ASSERT_FALSE(store_->Pin(BlockKey{ns.ns_id, 1, 0}).ok());
+
+  auto got = service_->BeginGet(caller_, transport::Encode(on_ssd));
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  transport::KeyCodesResponse codes;
+  ASSERT_TRUE(transport::Decode((*got)->meta, &codes).ok());
+  ASSERT_EQ(codes.codes, std::vector<transport::KeyCode>{0});
+  ASSERT_EQ((*got)->payload.size(), 1u);
+  EXPECT_EQ(std::string(static_cast<const char*>((*got)->payload[0].data), kBytes), Value(1, 0));
+  service_->EndGet(**got);
+  service_.reset();
+  store_.reset();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
