@@ -77,18 +77,21 @@ Status ReadFull(int fd, uint8_t* out, size_t n, Clock::time_point deadline,
 
 }  // namespace
 
-std::array<uint8_t, kHelloRequestBytes> EncodeHelloRequest(const HelloRequest& r) {
-  std::array<uint8_t, kHelloRequestBytes> out{};
+std::vector<uint8_t> EncodeHelloRequest(const HelloRequest& r) {
+  std::vector<uint8_t> out(kHelloRequestBytes + r.address.size());
   std::memcpy(out.data(), kHelloRequestMagic.data(), 8);
   PutU16(out.data() + 8, r.version);
   PutU16(out.data() + 10, r.flags);
-  PutU32(out.data() + 12, 0);
+  PutU32(out.data() + 12, static_cast<uint32_t>(r.address.size()));
+  if (!r.address.empty()) {
+    std::memcpy(out.data() + kHelloRequestBytes, r.address.data(), r.address.size());
+  }
   return out;
 }
 
-Result<HelloRequest> DecodeHelloRequest(std::span<const uint8_t> bytes) {
+Result<HelloRequest> DecodeHelloRequestHead(std::span<const uint8_t> bytes, uint32_t* body_len) {
   if (bytes.size() != kHelloRequestBytes) {
-    return InvalidArgumentError("handshake: request of " + std::to_string(bytes.size()) +
+    return InvalidArgumentError("handshake: request head of " + std::to_string(bytes.size()) +
                                 " bytes, expected " + std::to_string(kHelloRequestBytes));
   }
   if (std::memcmp(bytes.data(), kHelloRequestMagic.data(), 8) != 0) {
@@ -102,8 +105,11 @@ Result<HelloRequest> DecodeHelloRequest(std::span<const uint8_t> bytes) {
                                 " not supported (this build speaks " +
                                 std::to_string(kHandshakeVersion) + ")");
   }
-  if (r.flags != 0 || GetU32(bytes.data() + 12) != 0) {
-    return InvalidArgumentError("handshake: unknown flags or reserved bits set");
+  if (r.flags != 0) return InvalidArgumentError("handshake: unknown flags set");
+  *body_len = GetU32(bytes.data() + 12);
+  if (*body_len == 0 || *body_len > kMaxHelloBodyBytes) {
+    return InvalidArgumentError("handshake: worker address of " + std::to_string(*body_len) +
+                                " bytes");
   }
   return r;
 }
@@ -146,7 +152,9 @@ Result<HelloReply> DecodeHelloReplyHead(std::span<const uint8_t> head, uint32_t*
   return r;
 }
 
-Result<HelloReply> ClientHandshake(std::string_view address, std::chrono::milliseconds timeout) {
+Result<HelloReply> ClientHandshake(std::string_view address,
+                                   std::span<const uint8_t> client_worker_address,
+                                   std::chrono::milliseconds timeout) {
   sockaddr_storage ss;
   size_t len = 0;
   RETURN_IF_ERROR(ParseHostPort(address, &ss, &len));
@@ -176,7 +184,9 @@ Result<HelloReply> ClientHandshake(std::string_view address, std::chrono::millis
           (err == ECONNREFUSED ? " (nothing listens there: is kvcaked running?)" : ""));
     }
   }
-  const auto req = EncodeHelloRequest(HelloRequest{});
+  HelloRequest hello;
+  hello.address.assign(client_worker_address.begin(), client_worker_address.end());
+  const std::vector<uint8_t> req = EncodeHelloRequest(hello);
   size_t sent = 0;
   while (sent < req.size()) {
     RETURN_IF_ERROR(WaitFd(fd, POLLOUT, deadline, what));

@@ -7,15 +7,17 @@
 // sockcm asserts (aborting the process) on a crafted first packet, before
 // any authentication. One exchange, then the TCP connection is closed:
 //
-//   client -> server   HelloRequest   (16 bytes, fixed)
+//   client -> server   HelloRequest   (16-byte head + the client's UCX
+//                                      worker address)
 //   server -> client   HelloReply     (24-byte head + the UCX worker address
 //                                      of the I/O thread chosen for the
 //                                      client, or an error text)
 //
-// The client then creates its UCX endpoint from that worker address and
-// sends its first frame, a hello control frame carrying the reply's
-// `ticket`; the server binds the UCX endpoint the frame arrived on to a
-// connection only for an unused, unexpired ticket of that I/O thread.
+// The server creates its UCX endpoint to the client's worker (so the
+// endpoint is the server's own: UCX never frees it behind the server's back)
+// and the client creates its endpoint to the server's; UCX pairs the two.
+// The client's first frame is a hello control frame carrying the reply's
+// `ticket`; until it arrives, nothing else on that endpoint is served.
 // Every field is validated before anything is allocated for it; all
 // integers are little-endian.
 //
@@ -42,10 +44,12 @@ inline constexpr size_t kHelloReplyHeadBytes = 24;
 // Largest worker address or error text a reply may carry.
 inline constexpr uint32_t kMaxHelloBodyBytes = 64 * 1024;
 
-// magic[8] version:u16 flags:u16 reserved:u32 (must be 0).
+// magic[8] version:u16 flags:u16 body_len:u32, then body: the client's UCX
+// worker address (1..kMaxHelloBodyBytes bytes).
 struct HelloRequest {
   uint16_t version = kHandshakeVersion;
   uint16_t flags = 0;  // none defined; must be 0
+  std::vector<uint8_t> address;
 };
 
 // magic[8] version:u16 status:u16 body_len:u32 ticket:u64, then body:
@@ -57,10 +61,11 @@ struct HelloReply {
   std::vector<uint8_t> body;
 };
 
-std::array<uint8_t, kHelloRequestBytes> EncodeHelloRequest(const HelloRequest& r);
-// INVALID_ARGUMENT unless `bytes` is exactly a well-formed request of a
-// version this build speaks.
-Result<HelloRequest> DecodeHelloRequest(std::span<const uint8_t> bytes);
+std::vector<uint8_t> EncodeHelloRequest(const HelloRequest& r);
+// Decodes the 16-byte head (address left empty); returns the body length to
+// read next (1..kMaxHelloBodyBytes). INVALID_ARGUMENT unless `head` is a
+// well-formed head of a version this build speaks.
+Result<HelloRequest> DecodeHelloRequestHead(std::span<const uint8_t> head, uint32_t* body_len);
 
 std::vector<uint8_t> EncodeHelloReply(const HelloReply& r);
 // Decodes the 24-byte head (body left empty); returns the body length to
@@ -72,6 +77,8 @@ Result<HelloReply> DecodeHelloReplyHead(std::span<const uint8_t> head, uint32_t*
 // the server cannot be reached; DEADLINE_EXCEEDED when it does not answer in
 // time; the server's status when it refuses; INVALID_ARGUMENT on a reply that
 // is not kvcake's (e.g. an old daemon, or another service on that port).
-Result<HelloReply> ClientHandshake(std::string_view address, std::chrono::milliseconds timeout);
+Result<HelloReply> ClientHandshake(std::string_view address,
+                                   std::span<const uint8_t> client_worker_address,
+                                   std::chrono::milliseconds timeout);
 
 }  // namespace kvcake::transport

@@ -64,24 +64,42 @@ struct HandshakeListener::Impl::Session : std::enable_shared_from_this<Session> 
       Close();
       return;
     }
-    Result<HelloRequest> req = DecodeHelloRequest(request);
-    HelloReply reply;
-    if (!req.ok()) {
-      // Wrong magic: not a kvcake client (a scanner, a crafted packet, an
-      // old client speaking UCX's sockcm): close without a word. A kvcake
-      // client of another version gets a readable refusal.
-      if (std::memcmp(request.data(), kHelloRequestMagic.data(), 8) != 0) {
-        listener->malformed.fetch_add(1, std::memory_order_relaxed);
-        KVCAKE_LOG(DEBUG) << "closing non-kvcake connection from " << peer;
-        Close();
-        return;
-      }
-      reply.status = req.status().code();
-      const std::string_view m = req.status().message();
-      reply.body.assign(m.begin(), m.end());
-    } else {
-      reply = listener->on_hello(peer);
+    uint32_t body_len = 0;
+    Result<HelloRequest> req = DecodeHelloRequestHead(request, &body_len);
+    if (req.ok()) {
+      // The worker address follows; same deadline.
+      body.resize(body_len);
+      auto self = shared_from_this();
+      asio::async_read(socket, asio::buffer(body),
+                       [self](const boost::system::error_code& e2, size_t) {
+                         if (e2 || self->done) {
+                           if (!self->done) {
+                             self->listener->malformed.fetch_add(1, std::memory_order_relaxed);
+                           }
+                           self->Close();
+                           return;
+                         }
+                         self->Answer(self->listener->on_hello(self->peer, self->body));
+                       });
+      return;
     }
+    // Wrong magic: not a kvcake client (a scanner, a crafted packet, an old
+    // client speaking UCX's sockcm): close without a word. A kvcake client
+    // of another version, or a bad address length, gets a readable refusal.
+    if (std::memcmp(request.data(), kHelloRequestMagic.data(), 8) != 0) {
+      listener->malformed.fetch_add(1, std::memory_order_relaxed);
+      KVCAKE_LOG(DEBUG) << "closing non-kvcake connection from " << peer;
+      Close();
+      return;
+    }
+    HelloReply reply;
+    reply.status = req.status().code();
+    const std::string_view m = req.status().message();
+    reply.body.assign(m.begin(), m.end());
+    Answer(reply);
+  }
+
+  void Answer(const HelloReply& reply) {
     listener->answered.fetch_add(1, std::memory_order_relaxed);
     out = EncodeHelloReply(reply);
     auto self = shared_from_this();
@@ -101,6 +119,7 @@ struct HandshakeListener::Impl::Session : std::enable_shared_from_this<Session> 
   tcp::socket socket;
   asio::steady_timer timer;
   std::array<uint8_t, kHelloRequestBytes> request{};
+  std::vector<uint8_t> body;
   std::vector<uint8_t> out;
   std::string peer;
   bool done = false;

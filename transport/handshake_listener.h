@@ -1,9 +1,9 @@
 #pragma once
 
 // HandshakeListener: the public TCP port of an RpcServer (transport/
-// handshake.h). It accepts a connection, reads one HelloRequest within a
-// deadline, answers with what the server's callback returns and closes the
-// connection. Anything else (wrong magic, wrong size, too slow, too many
+// handshake.h). It accepts a connection, reads one HelloRequest (head and
+// worker address) within a deadline, answers with what the server's callback
+// returns and closes the connection. Anything else (wrong magic, wrong size, too slow, too many
 // handshakes at once) is counted and the connection closed; nothing a peer
 // sends reaches UCX.
 //
@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "common/result.h"
@@ -37,8 +38,10 @@ class HandshakeListener {
     std::chrono::milliseconds timeout{5000};  // whole exchange, per connection
     size_t max_in_progress = 256;             // handshakes open at once
   };
-  // Builds the reply to a valid hello from `peer` ("IP:PORT").
-  using OnHello = std::function<HelloReply(const std::string& peer)>;
+  // Builds the reply to a valid hello from `peer` ("IP:PORT") whose client
+  // worker address is `address`.
+  using OnHello =
+      std::function<HelloReply(const std::string& peer, std::span<const uint8_t> address)>;
 
   // Binds (SO_REUSEADDR, so a restarted server rebinds at once) and starts
   // the listener thread. UNAVAILABLE when the address cannot be bound.

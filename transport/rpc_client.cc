@@ -137,11 +137,23 @@ class RpcClientImpl {
 
 Status RpcClientImpl::Init() {
   RETURN_IF_ERROR(options_.Validate());
-  // The server's handshake names the UCX worker (I/O thread) to talk to and
-  // a one-time ticket for the first frame (transport/handshake.h).
-  ASSIGN_OR_RETURN(HelloReply hello_reply, ClientHandshake(address_, options_.connect_timeout));
   ASSIGN_OR_RETURN(context_, UcxContext::Create(options_.ucx));
   ASSIGN_OR_RETURN(auto worker, UcxWorker::Create(*context_));
+  // The handshake hands the server this worker's address and names the
+  // server's UCX worker (I/O thread) to talk to, with a one-time ticket for
+  // the first frame (transport/handshake.h).
+  std::vector<uint8_t> my_address;
+  {
+    ucp_address_t* addr = nullptr;
+    size_t addr_len = 0;
+    ucs_status_t ast = ucp_worker_get_address(worker->get(), &addr, &addr_len);
+    if (ast != UCS_OK) return UcsToStatus(ast, "ucp_worker_get_address");
+    const auto* bytes = reinterpret_cast<const uint8_t*>(addr);
+    my_address.assign(bytes, bytes + addr_len);
+    ucp_worker_release_address(worker->get(), addr);
+  }
+  ASSIGN_OR_RETURN(HelloReply hello_reply,
+                   ClientHandshake(address_, my_address, options_.connect_timeout));
   max_inline_meta_ =
       worker->max_am_header() > kFrameHeaderSize ? worker->max_am_header() - kFrameHeaderSize : 0;
   ucp_am_handler_param_t ap{};

@@ -143,6 +143,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   // Requests handed to the handler and not yet replied (any thread).
   std::atomic<int64_t> unreplied{0};
+  // Loop thread only: the handshake's ticket, and whether the client's hello
+  // frame carried it (nothing else is served before).
+  uint64_t ticket = 0;
+  bool bound = false;
 
   // Largest meta that fits the AM header (immutable).
   size_t max_inline_meta() const { return max_inline_meta_; }
@@ -202,14 +206,17 @@ class RpcServerImpl {
   Status Init();
   void Stop();
 
-  // Handshake: mints a ticket for `peer` on the next I/O thread and returns
-  // that thread's worker address (listener thread).
-  HelloReply OnHello(const std::string& peer);
-  // A frame from an endpoint no connection owns: binds it to a new
-  // connection if it is a hello control frame carrying a valid ticket of
-  // this slot. The connection, or null (the frame is dropped).
-  std::shared_ptr<ServerConnection> BindConnection(LoopSlot* slot, std::span<const uint8_t> head,
-                                                   const ucp_am_recv_param_t* param);
+  // Handshake (listener thread): creates, on the next I/O thread, the
+  // server's endpoint to the client's worker `address` and an unbound
+  // connection with a fresh ticket; returns that thread's worker address.
+  HelloReply OnHello(const std::string& peer, std::span<const uint8_t> address);
+  // Creates the endpoint and the unbound connection (loop thread of `slot`).
+  Status OpenConnection(LoopSlot* slot, const std::string& peer, std::span<const uint8_t> address,
+                        uint64_t ticket);
+  // The first frame of an unbound connection must be a hello control frame
+  // carrying its ticket: true binds the connection (and the frame is
+  // answered as usual); false drops the frame.
+  bool TryBind(ServerConnection* conn, std::span<const uint8_t> head);
   static ucs_status_t OnRequestAm(void* arg, const void* header, size_t header_length, void* data,
                                   size_t length, const ucp_am_recv_param_t* param);
   static void OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status);
@@ -234,15 +241,9 @@ class RpcServerImpl {
   std::vector<std::shared_ptr<LoopSlot>> slots_;
   std::vector<std::unique_ptr<WorkerLoop>> loops_;
   std::unique_ptr<HandshakeListener> listener_;
-  // Handshake tickets not yet used: ticket -> (slot, peer, deadline).
-  struct Ticket {
-    int slot = 0;
-    std::string peer;
-    Clock::time_point deadline;
-  };
-  std::mutex tickets_mu_;
-  std::unordered_map<uint64_t, Ticket> tickets_;        // guarded by tickets_mu_
-  std::mt19937_64 ticket_rng_{std::random_device{}()};  // guarded by tickets_mu_
+  std::atomic<size_t> unbound_{0};  // connections whose hello has not arrived
+  std::mutex ticket_mu_;
+  std::mt19937_64 ticket_rng_{std::random_device{}()};  // guarded by ticket_mu_
   std::atomic<uint64_t> next_conn_id_{1};
   std::atomic<uint64_t> staged_bytes_{0};  // bytes held by StagedRecvs
   std::atomic<uint64_t> next_loop_{0};
@@ -444,8 +445,11 @@ Status RpcServerImpl::Init() {
   HandshakeListener::Options lo;
   lo.listen = options_.listen;
   lo.timeout = options_.handshake_timeout;
-  ASSIGN_OR_RETURN(listener_, HandshakeListener::Start(
-                                  lo, [this](const std::string& peer) { return OnHello(peer); }));
+  ASSIGN_OR_RETURN(listener_,
+                   HandshakeListener::Start(
+                       lo, [this](const std::string& peer, std::span<const uint8_t> address) {
+                         return OnHello(peer, address);
+                       }));
   port_ = listener_->port();
   host_ = options_.listen.substr(0, options_.listen.rfind(':'));
   for (auto& l : loops_) l->Start();
@@ -486,75 +490,83 @@ void RpcServerImpl::Stop() {
   }
 }
 
-HelloReply RpcServerImpl::OnHello(const std::string& peer) {
+HelloReply RpcServerImpl::OnHello(const std::string& peer, std::span<const uint8_t> address) {
   HelloReply reply;
-  const size_t i = next_loop_.fetch_add(1) % slots_.size();
-  const auto now = Clock::now();
-  std::lock_guard<std::mutex> lock(tickets_mu_);
-  // Expired tickets go; their clients never came back over UCX.
-  for (auto it = tickets_.begin(); it != tickets_.end();) {
-    it = it->second.deadline < now ? tickets_.erase(it) : std::next(it);
-  }
-  if (tickets_.size() >= options_.max_pending_handshakes) {
-    reply.status = StatusCode::kResourceExhausted;
-    const std::string m = "too many connections being established; retry";
-    reply.body.assign(m.begin(), m.end());
+  auto refuse = [&](StatusCode code, const std::string& why) {
+    reply.status = code;
+    reply.body.assign(why.begin(), why.end());
     return reply;
+  };
+  if (unbound_.load(std::memory_order_relaxed) >= options_.max_pending_handshakes) {
+    return refuse(StatusCode::kResourceExhausted, "too many connections being established; retry");
   }
-  do {
-    reply.ticket = ticket_rng_();
-  } while (reply.ticket == 0 || tickets_.contains(reply.ticket));
-  tickets_.emplace(reply.ticket, Ticket{static_cast<int>(i), peer, now + options_.ticket_timeout});
-  reply.body = slots_[i]->worker_address;
+  {
+    std::lock_guard<std::mutex> lock(ticket_mu_);
+    do {
+      reply.ticket = ticket_rng_();
+    } while (reply.ticket == 0);
+  }
+  const size_t i = next_loop_.fetch_add(1) % slots_.size();
+  LoopSlot* slot = slots_[i].get();
+  Status opened = UnavailableError("server stopping");
+  {
+    std::lock_guard<std::mutex> lock(slot->mu);
+    if (slot->loop == nullptr) return refuse(StatusCode::kUnavailable, "server stopping");
+  }
+  slot->own_loop->RunSync([&] { opened = OpenConnection(slot, peer, address, reply.ticket); });
+  if (!opened.ok()) return refuse(opened.code(), std::string(opened.message()));
+  reply.body = slot->worker_address;
   return reply;
 }
 
-std::shared_ptr<ServerConnection> RpcServerImpl::BindConnection(LoopSlot* slot,
-                                                                std::span<const uint8_t> head,
-                                                                const ucp_am_recv_param_t* param) {
-  if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) return nullptr;
-  Result<FrameHeader> h = DecodeFrameHead(head, options_.limits);
-  if (!h.ok() || !h->is_control() || h->is_response() || h->opcode != kControlOpHello ||
-      h->meta_in_data() || h->meta_size != 8 || h->payload_size != 0) {
-    return nullptr;
-  }
-  uint64_t ticket = 0;
-  for (int b = 7; b >= 0; --b) ticket = (ticket << 8) | head[kFrameHeaderSize + b];
-  Ticket t;
-  {
-    std::lock_guard<std::mutex> lock(tickets_mu_);
-    auto it = tickets_.find(ticket);
-    if (it == tickets_.end()) return nullptr;
-    t = std::move(it->second);
-    tickets_.erase(it);
-  }
-  if (t.slot != slot->index || t.deadline < Clock::now()) return nullptr;
+Status RpcServerImpl::OpenConnection(LoopSlot* slot, const std::string& peer,
+                                     std::span<const uint8_t> address, uint64_t ticket) {
   const size_t max_hdr = slot->own_loop->ucx_worker().max_am_header();
   auto conn = std::make_shared<ServerConnection>(
-      this, slots_[slot->index], next_conn_id_.fetch_add(1), t.peer,
+      this, slots_[slot->index], next_conn_id_.fetch_add(1), peer,
       max_hdr > kFrameHeaderSize ? max_hdr - kFrameHeaderSize : 0);
-  ucp_ep_h ep = param->reply_ep;
-  // Endpoint errors (the peer's transport failed) close the connection.
+  conn->ticket = ticket;
+  // The server's own endpoint: UCX destroys endpoints it created itself
+  // (those a request's reply_ep names) when their peer fails, so a map keyed
+  // by one could hold a freed pointer, or one reused for another client.
+  ucp_ep_params_t p{};
+  p.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                 UCP_EP_PARAM_FIELD_ERR_HANDLER;
+  p.address = reinterpret_cast<const ucp_address_t*>(address.data());
+  p.err_mode = context_->err_mode();
+  p.err_handler.cb = &RpcServerImpl::OnEpError;
   // The slot, not the connection: UCX may report an error for an endpoint
   // whose connection object is already gone; the lookup by ep then misses.
-  ucp_ep_params_t p{};
-  p.field_mask = UCP_EP_PARAM_FIELD_ERR_HANDLER;
-  p.err_handler.cb = &RpcServerImpl::OnEpError;
   p.err_handler.arg = slot;
-  ucs_status_ptr_t mod = ucp_ep_modify_nb(ep, &p);
-  if (UCS_PTR_IS_ERR(mod)) {
-    KVCAKE_LOG(WARNING) << "connection from " << t.peer
-                        << ": no error handler: " << ucs_status_string(UCS_PTR_STATUS(mod));
-  } else if (mod != nullptr) {
-    ucp_request_free(mod);
+  ucp_ep_h ep = nullptr;
+  ucs_status_t st = ucp_ep_create(slot->own_loop->worker(), &p, &ep);
+  if (st != UCS_OK) {
+    KVCAKE_LOG(WARNING) << "refusing connection from " << peer << ": " << ucs_status_string(st);
+    return UnavailableError(std::string("cannot reach the client's UCX worker: ") +
+                            ucs_status_string(st));
   }
   conn->SetEndpoint(std::make_unique<UcxEndpoint>(slot->own_loop->worker(), ep));
   slot->conns.emplace(ep, conn);
+  unbound_.fetch_add(1, std::memory_order_relaxed);
   Inc(counters_.connections_accepted);
   Inc(counters_.connections_open);
-  KVCAKE_LOG(DEBUG) << "accepted connection " << conn->id() << " from " << t.peer
-                    << " on io thread " << slot->index;
-  return conn;
+  KVCAKE_LOG(DEBUG) << "accepted connection " << conn->id() << " from " << peer << " on io thread "
+                    << slot->index;
+  return Status::Ok();
+}
+
+bool RpcServerImpl::TryBind(ServerConnection* conn, std::span<const uint8_t> head) {
+  Result<FrameHeader> h = DecodeFrameHead(head, options_.limits);
+  if (!h.ok() || !h->is_control() || h->is_response() || h->opcode != kControlOpHello ||
+      h->meta_in_data() || h->meta_size != 8 || h->payload_size != 0) {
+    return false;
+  }
+  uint64_t ticket = 0;
+  for (int b = 7; b >= 0; --b) ticket = (ticket << 8) | head[kFrameHeaderSize + b];
+  if (ticket != conn->ticket) return false;
+  conn->bound = true;
+  unbound_.fetch_sub(1, std::memory_order_relaxed);
+  return true;
 }
 
 void RpcServerImpl::OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status) {
@@ -574,6 +586,7 @@ void RpcServerImpl::RemoveConnection(ServerConnection* conn, const char* why) {
   if (it == slot->conns.end()) return;
   std::shared_ptr<ServerConnection> keep = it->second;
   slot->conns.erase(it);
+  if (!keep->bound) unbound_.fetch_sub(1, std::memory_order_relaxed);
   keep->Close(why);
   counters_.connections_open.fetch_sub(1, std::memory_order_relaxed);
   handler_->OnConnectionClosed(keep->id());
@@ -585,8 +598,9 @@ void RpcServerImpl::Sweep(LoopSlot* slot) {
   for (auto& [ep, conn] : slot->conns) {
     // Idle = nothing received or replied for idle_timeout and no request the
     // handler is still working on (a slow request is not a dead peer).
-    const bool idle = now - conn->last_activity() > options_.idle_timeout &&
-                      conn->unreplied.load(std::memory_order_relaxed) == 0;
+    const bool idle = (now - conn->last_activity() > options_.idle_timeout &&
+                       conn->unreplied.load(std::memory_order_relaxed) == 0) ||
+                      (!conn->bound && now - conn->last_activity() > options_.ticket_timeout);
     if (idle || conn->SendTimedOut(now, options_.send_timeout)) {
       dead.push_back(conn);
     }
@@ -605,15 +619,14 @@ ucs_status_t RpcServerImpl::OnRequestAm(void* arg, const void* header, size_t he
   auto* slot = static_cast<LoopSlot*>(arg);
   RpcServerImpl* self = slot->server;
   const std::span<const uint8_t> head(static_cast<const uint8_t*>(header), header_length);
-  // The reply ep identifies the connection.
-  const bool has_ep = (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0;
-  if (!has_ep || !slot->conns.contains(param->reply_ep)) {
-    // A first frame: only a hello with a valid handshake ticket opens a
-    // connection. Anything else from an unknown endpoint is dropped.
-    if (self->BindConnection(slot, head, param) == nullptr) {
-      Inc(self->counters_.malformed_frames);
-      return (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) ? UCS_ERR_REJECTED : UCS_OK;
-    }
+  // The reply ep identifies the connection: the server's own endpoint,
+  // created at the handshake, which UCX pairs with the client's.
+  auto it = (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) ? slot->conns.find(param->reply_ep)
+                                                                 : slot->conns.end();
+  // Nothing is served before the connection's hello with its ticket.
+  if (it == slot->conns.end() || (!it->second->bound && !self->TryBind(it->second.get(), head))) {
+    Inc(self->counters_.malformed_frames);
+    return (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) ? UCS_ERR_REJECTED : UCS_OK;
   }
   return self->HandleRequest(slot, head, data, length, param);
 }

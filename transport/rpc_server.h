@@ -3,9 +3,10 @@
 // RpcServer: the server side of the kvcake RPC layer over UCX active messages.
 //
 // A server listens on "HOST:PORT" with kvcake's own TCP handshake
-// (transport/handshake.h: the client gets the UCX worker address of an I/O
-// thread and a one-time ticket, and opens its UCX endpoint from that
-// address; UCX's own sockaddr listener is not exposed), runs
+// (transport/handshake.h: client and server exchange UCX worker addresses,
+// each creates its endpoint to the other, and the client's first frame
+// carries a one-time ticket; UCX's own sockaddr listener is not exposed),
+// runs
 // `io_threads` I/O threads (each one Boost.Asio io_context driving one UCX
 // worker in UCS_THREAD_MODE_SINGLE) and hands every request to an RpcHandler:
 //
@@ -77,11 +78,12 @@ struct RpcServerOptions {
   // A client has this long to complete the TCP handshake on the listening
   // port (transport/handshake.h). Default 5 s. Must be > 0.
   std::chrono::milliseconds handshake_timeout{5000};
-  // A handshake's ticket must be presented over UCX within this long.
-  // Default 30 s. Must be > 0.
+  // A connection opened by a handshake must send its hello frame with the
+  // ticket within this long, or it is closed. Default 30 s. Must be > 0.
   std::chrono::milliseconds ticket_timeout{30000};
-  // Handshakes answered whose clients have not connected over UCX yet, at
-  // most; beyond it the handshake is refused (RESOURCE_EXHAUSTED). Default 1024.
+  // Connections opened by a handshake whose hello frame has not arrived yet,
+  // at most; beyond it a handshake is refused (RESOURCE_EXHAUSTED).
+  // Default 1024.
   size_t max_pending_handshakes = 1024;
 
   Status Validate() const;

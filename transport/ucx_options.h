@@ -42,13 +42,13 @@ struct UcxOptions {
   // header, i.e. frame header + meta (see RpcClient::max_meta_bytes()).
   // 0 = UCX default (8 KiB). Default 64 KiB.
   size_t am_segment_bytes = 64 * 1024;
-  // Ask UCX for peer-failure detection (UCP_ERR_HANDLING_MODE_PEER) on the
-  // endpoints this side creates (a client's; a server's endpoints are created
-  // by UCX's wireup and follow the client's mode). UCX 1.13 then drops the
-  // shared-memory lanes, so the default is false: error mode NONE, with dead
-  // peers found by the RPC layer's deadlines, keepalives and idle timeouts
-  // (and by UCX's own connection-reset reports, which still arrive over
-  // tcp). Default false.
+  // Ask UCX for peer-failure detection (UCP_ERR_HANDLING_MODE_PEER). Both
+  // ends of a connection must agree (UCX refuses "asymmetric endpoint
+  // configuration"), and UCX 1.13 then drops the shared-memory lanes, so the
+  // default is false: error mode NONE everywhere, so tcp-only and shm peers
+  // interoperate, with dead peers found by the RPC layer's deadlines,
+  // keepalives and idle timeouts (and by UCX's own connection-reset reports,
+  // which still arrive over tcp). Default false.
   bool peer_error_handling = false;
   // Extra "NAME", "VALUE" pairs applied with ucp_config_modify() (names
   // without the UCX_ prefix, e.g. {"TCP_SNDBUF", "4m"}). Default none. The

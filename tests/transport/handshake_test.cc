@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -23,22 +24,35 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// Decodes the head of an encoded request.
+Result<HelloRequest> DecodeHead(const std::vector<uint8_t>& bytes, uint32_t* body_len) {
+  return DecodeHelloRequestHead(
+      std::span<const uint8_t>(bytes.data(), std::min(bytes.size(), kHelloRequestBytes)), body_len);
+}
+
 TEST(HandshakeCodecTest, RequestRoundTripsAndRejectsEverythingElse) {
-  auto bytes = EncodeHelloRequest(HelloRequest{});
-  ASSERT_TRUE(DecodeHelloRequest(bytes).ok());
-  EXPECT_FALSE(DecodeHelloRequest(std::span<const uint8_t>(bytes.data(), 15)).ok());
+  HelloRequest hello;
+  hello.address = {1, 2, 3, 4, 5};
+  std::vector<uint8_t> bytes = EncodeHelloRequest(hello);
+  ASSERT_EQ(bytes.size(), kHelloRequestBytes + 5);
+  uint32_t body_len = 0;
+  ASSERT_TRUE(DecodeHead(bytes, &body_len).ok());
+  EXPECT_EQ(body_len, 5u);
+  EXPECT_FALSE(DecodeHelloRequestHead(std::span<const uint8_t>(bytes.data(), 15), &body_len).ok());
   auto bad = bytes;
   bad[0] ^= 1;  // magic
-  EXPECT_FALSE(DecodeHelloRequest(bad).ok());
+  EXPECT_FALSE(DecodeHead(bad, &body_len).ok());
   bad = bytes;
   bad[8] = 9;  // version
-  EXPECT_NE(DecodeHelloRequest(bad).status().message().find("version 9"), std::string::npos);
+  EXPECT_NE(DecodeHead(bad, &body_len).status().message().find("version 9"), std::string::npos);
   bad = bytes;
   bad[10] = 1;  // flags
-  EXPECT_FALSE(DecodeHelloRequest(bad).ok());
+  EXPECT_FALSE(DecodeHead(bad, &body_len).ok());
   bad = bytes;
-  bad[15] = 1;  // reserved
-  EXPECT_FALSE(DecodeHelloRequest(bad).ok());
+  bad[12] = bad[13] = bad[14] = bad[15] = 0;  // no address
+  EXPECT_FALSE(DecodeHead(bad, &body_len).ok());
+  bad[14] = 0x10;  // an address of 1 MiB
+  EXPECT_FALSE(DecodeHead(bad, &body_len).ok());
 }
 
 TEST(HandshakeCodecTest, ReplyHeadIsBounded) {
@@ -71,10 +85,14 @@ TEST(HandshakeCodecTest, RandomBytesNeverDecodeAsARequest) {
     std::array<uint8_t, kHelloRequestBytes> b;
     for (auto& x : b) x = static_cast<uint8_t>(rng());
     if (i % 2) std::memcpy(b.data(), kHelloRequestMagic.data(), 8);  // half with the magic
-    if (DecodeHelloRequest(b).ok()) ++decoded;
+    uint32_t body_len = 0;
+    if (DecodeHelloRequestHead(b, &body_len).ok()) {
+      ++decoded;
+      EXPECT_LE(body_len, kMaxHelloBodyBytes);
+    }
   }
-  // With the magic, a random tail decodes only if version, flags and the
-  // reserved word are exact: 2^-64 per try.
+  // With the magic, a random tail decodes only if version and flags are
+  // exact and the length is in range: about 2^-48 per try.
   EXPECT_EQ(decoded, 0);
 }
 
@@ -110,14 +128,17 @@ TEST(HandshakeListenerTest, AnswersHellosAndClosesEverythingElse) {
   HandshakeListener::Options o;
   o.listen = "127.0.0.1:0";
   o.timeout = 300ms;
-  auto l = HandshakeListener::Start(o, [&](const std::string& peer) {
-    ++hellos;
-    HelloReply r;
-    r.ticket = 42;
-    r.body = {'a', 'd', 'd', 'r'};
-    EXPECT_EQ(peer.rfind("127.0.0.1:", 0), 0u) << peer;
-    return r;
-  });
+  auto l =
+      HandshakeListener::Start(o, [&](const std::string& peer, std::span<const uint8_t> address) {
+        ++hellos;
+        EXPECT_EQ(std::vector<uint8_t>(address.begin(), address.end()),
+                  (std::vector<uint8_t>{9, 8, 7}));
+        HelloReply r;
+        r.ticket = 42;
+        r.body = {'a', 'd', 'd', 'r'};
+        EXPECT_EQ(peer.rfind("127.0.0.1:", 0), 0u) << peer;
+        return r;
+      });
   ASSERT_TRUE(l.ok()) << l.status().ToString();
   const uint16_t port = (*l)->port();
   const std::string address = "127.0.0.1:" + std::to_string(port);
@@ -141,7 +162,9 @@ TEST(HandshakeListenerTest, AnswersHellosAndClosesEverythingElse) {
   // Too slow: closed after the deadline, unanswered.
   int slow = ConnectTo(port);
   ASSERT_GE(slow, 0);
-  auto req = EncodeHelloRequest(HelloRequest{});
+  HelloRequest hello;
+  hello.address = {9, 8, 7};
+  std::vector<uint8_t> req = EncodeHelloRequest(hello);
   ::send(slow, req.data(), 5, MSG_NOSIGNAL);
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_TRUE(ReadToEof(slow).empty());
@@ -162,7 +185,8 @@ TEST(HandshakeListenerTest, AnswersHellosAndClosesEverythingElse) {
   EXPECT_EQ(hellos.load(), 0);
 
   // A real client still gets its ticket.
-  auto reply = ClientHandshake(address, 5s);
+  const std::vector<uint8_t> mine = {9, 8, 7};
+  auto reply = ClientHandshake(address, mine, 5s);
   ASSERT_TRUE(reply.ok()) << reply.status().ToString();
   EXPECT_EQ(reply->ticket, 42u);
   EXPECT_EQ(reply->body, (std::vector<uint8_t>{'a', 'd', 'd', 'r'}));
@@ -174,7 +198,7 @@ TEST(HandshakeListenerTest, AnswersHellosAndClosesEverythingElse) {
 
   // Nothing listening: a clear UNAVAILABLE.
   (*l)->Stop();
-  auto refused = ClientHandshake(address, 2s);
+  auto refused = ClientHandshake(address, mine, 2s);
   EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable) << refused.status().ToString();
 }
 

@@ -527,7 +527,15 @@ class RawPeer {
     if (ucp_worker_set_am_recv_handler(worker_->get(), &ap) != UCS_OK) {
       return InternalError("am handler");
     }
-    ASSIGN_OR_RETURN(HelloReply hello, ClientHandshake(address, 10s));
+    ucp_address_t* addr = nullptr;
+    size_t addr_len = 0;
+    if (ucp_worker_get_address(worker_->get(), &addr, &addr_len) != UCS_OK) {
+      return InternalError("worker address");
+    }
+    std::vector<uint8_t> mine(reinterpret_cast<uint8_t*>(addr),
+                              reinterpret_cast<uint8_t*>(addr) + addr_len);
+    ucp_worker_release_address(worker_->get(), addr);
+    ASSIGN_OR_RETURN(HelloReply hello, ClientHandshake(address, mine, 10s));
     ucp_ep_params_t p{};
     p.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
     p.address = reinterpret_cast<const ucp_address_t*>(hello.body.data());
@@ -817,7 +825,7 @@ TEST(RpcOptionsTest, Validation) {
   EXPECT_TRUE(u.Validate().ok());
 }
 
-TEST(RpcPeerModeTest, EitherPeerErrorHandlingModeConnects) {
+TEST(RpcPeerModeTest, PeerErrorHandlingMustMatchOnBothEnds) {
   TestHandler handler;
   RpcServerOptions so;
   so.ucx.peer_error_handling = true;
@@ -829,13 +837,12 @@ TEST(RpcPeerModeTest, EitherPeerErrorHandlingModeConnects) {
   auto c = RpcClient::Connect((*s)->address(), co);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_TRUE((*c)->Ping(5s).ok());
-  // The server's endpoint is created by UCX's wireup from the client's, so
-  // it follows the client's mode: a client without peer error handling is
-  // served too.
-  co.ucx.peer_error_handling = false;
-  auto other = RpcClient::Connect((*s)->address(), co);
-  ASSERT_TRUE(other.ok()) << other.status().ToString();
-  EXPECT_TRUE((*other)->Ping(5s).ok());
+  co.ucx.peer_error_handling = false;  // UCX refuses the asymmetric pair
+  auto bad = RpcClient::Connect((*s)->address(), co);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(bad.status().code() == StatusCode::kUnavailable ||
+              bad.status().code() == StatusCode::kDeadlineExceeded)
+      << bad.status().ToString();
 }
 
 // An adaptive ticker that asked for a long delay fires soon after
