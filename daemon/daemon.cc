@@ -29,6 +29,7 @@ std::string DaemonOptions::ToString() const {
     << "ucx_tls = " << rpc.ucx.Tls() << "\n"
     << "busy_poll_us = " << rpc.ucx.busy_poll.count() << "\n"
     << "busy_poll_yield = " << rpc.ucx.busy_poll_yield << "\n"
+    << "ucx_tcp_put = " << rpc.ucx.tcp_put_zcopy << "\n"
     << "gpu_bytes = " << store.device_capacity_bytes << "\n"
     << "host_bytes = " << store.host_capacity_bytes << "\n"
     << "slot_bytes = " << store.slot_bytes << "\n"

@@ -36,6 +36,9 @@ DEFINE_uint32(busy_poll_us, 100,
 DEFINE_bool(busy_poll_yield, true,
             "idle polling rounds call sched_yield() (hands the core to the thread that will "
             "produce the next event on boxes with few cores)");
+DEFINE_bool(ucx_tcp_put, false,
+            "let UCX's tcp transport emulate RDMA PUT for rendezvous (faster gets over tcp; "
+            "UCX 1.13 can abort on it when peers die mid-transfer)");
 DEFINE_string(gpu_bytes, "0", "device tier bytes (0: none; emulated on host without CUDA)");
 DEFINE_string(host_bytes, "1G", "host tier bytes (shared-memory segment)");
 DEFINE_string(slot_bytes, "4M", "slot size: the largest value (layer block) the daemon holds");
@@ -136,6 +139,7 @@ Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
   ASSIGN_OR_RETURN(o.rpc.ucx.transport, kvcake::transport::ParseUcxTransport(FLAGS_ucx_tls));
   o.rpc.ucx.busy_poll = std::chrono::microseconds(FLAGS_busy_poll_us);
   o.rpc.ucx.busy_poll_yield = FLAGS_busy_poll_yield;
+  o.rpc.ucx.tcp_put_zcopy = FLAGS_ucx_tcp_put;
   ASSIGN_OR_RETURN(o.store.device_capacity_bytes, ParseBytes("gpu_bytes", FLAGS_gpu_bytes));
   ASSIGN_OR_RETURN(o.store.host_capacity_bytes, ParseBytes("host_bytes", FLAGS_host_bytes));
   ASSIGN_OR_RETURN(o.store.slot_bytes, ParseBytes("slot_bytes", FLAGS_slot_bytes));

@@ -50,6 +50,14 @@ struct UcxOptions {
   // keepalives and idle timeouts (and by UCX's own connection-reset reports,
   // which still arrive over tcp). Default false.
   bool peer_error_handling = false;
+  // Let UCX's tcp transport emulate RDMA PUT (rendezvous by put_zcopy, the
+  // "rma_bw" lanes). UCX 1.13's implementation can fail an internal assertion
+  // (tcp_ep.c, PUT_TX_WAITING_ACK) and abort the process when peers die and
+  // reconnect while puts are in flight; without it, tcp rendezvous is carried
+  // by active messages. Costs about a third of get throughput over tcp
+  // loopback (kvcake transport_bench, 1 MiB values); no effect on the
+  // shared-memory lanes or on the mapped path. Default false.
+  bool tcp_put_zcopy = false;
   // Extra "NAME", "VALUE" pairs applied with ucp_config_modify() (names
   // without the UCX_ prefix, e.g. {"TCP_SNDBUF", "4m"}). Default none. The
   // process environment (UCX_*) still applies underneath.

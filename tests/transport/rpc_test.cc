@@ -224,6 +224,8 @@ TEST_P(RpcTest, ConnectReportsTransport) {
         << "expected a shared-memory AM lane, got " << t;
   } else {
     EXPECT_NE(t.find("tcp"), std::string::npos) << t;
+    // UCX's tcp PUT emulation is off by default (UcxOptions::tcp_put_zcopy).
+    EXPECT_EQ(t.find("rma_bw:tcp"), std::string::npos) << t;
   }
   EXPECT_NE(c->server_info().find("wire=1"), std::string::npos) << c->server_info();
   EXPECT_TRUE(c->Ping(5s).ok());
@@ -231,6 +233,7 @@ TEST_P(RpcTest, ConnectReportsTransport) {
   auto conns = server_->Connections();
   ASSERT_EQ(conns.size(), 1u);
   EXPECT_NE(conns[0].transport.find("am:"), std::string::npos);
+  EXPECT_EQ(conns[0].transport.find("rma_bw:tcp"), std::string::npos) << conns[0].transport;
   const RpcServerStats st = server_->stats();
   if (GetParam().transport == UcxTransport::kSharedMemory) {
     EXPECT_EQ(st.connections_shm, 1u);
