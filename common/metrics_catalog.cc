@@ -49,6 +49,31 @@ Catalog::Catalog(Registry& r)
                        "Admin HTTP connections closed by the server on a timeout or at the "
                        "connection limit, by reason.",
                        {"reason"})),
+      cluster_up(r.AddGauge("kvcake_cluster_up",
+                            "1 while cluster membership is up, 0 while etcd is unreachable.")),
+      cluster_members(r.AddGauge("kvcake_cluster_members", "Live cluster members, self included.")),
+      cluster_lookups(r.AddCounter("kvcake_cluster_lookups_total",
+                                   "Prefix lookups sent to a directory owner, by result.",
+                                   {"result"})),
+      cluster_fetched_blocks(r.AddCounter("kvcake_cluster_fetched_blocks_total",
+                                          "Blocks fetched from other members.")),
+      cluster_fetched_bytes(
+          r.AddCounter("kvcake_cluster_fetched_bytes_total", "Bytes fetched from other members.")),
+      cluster_fetch_failures(r.AddCounter("kvcake_cluster_fetch_failures_total",
+                                          "Fetches from other members that failed.")),
+      cluster_fetch_seconds(r.AddCounter("kvcake_cluster_fetch_seconds_total",
+                                         "Time spent fetching from other members.")),
+      cluster_published(r.AddCounter("kvcake_cluster_published_chains_total",
+                                     "Chains published to directory owners.")),
+      cluster_publish_failures(r.AddCounter("kvcake_cluster_publish_failures_total",
+                                            "Chains that could not be published.")),
+      cluster_directory_chains(r.AddGauge("kvcake_cluster_directory_chains",
+                                          "Chains in the directory shard this member owns.")),
+      cluster_keepalive_failures(r.AddCounter("kvcake_cluster_keepalive_failures_total",
+                                              "etcd lease keep-alives that failed.")),
+      cluster_rejoins(
+          r.AddCounter("kvcake_cluster_rejoins_total",
+                       "Membership keys re-created after a lost lease or etcd outage.")),
       registry_(r) {
   for (size_t i = 0; i < kTiers; ++i) {
     std::string ti(TierName(static_cast<Tier>(i)));

@@ -69,6 +69,27 @@ class Catalog {
   // "body_timeout", "write_timeout", "evicted" at the connection limit) and
   // kept-alive connections left idle ("idle_timeout"). [reason]
   CounterFamily& admin_connections_closed;  // kvcake_admin_connections_closed_total
+  // Cluster (only with --cluster_etcd). 1 while membership is up, 0 while
+  // etcd is unreachable ("unknown"). []
+  GaugeFamily& cluster_up;       // kvcake_cluster_up
+  GaugeFamily& cluster_members;  // kvcake_cluster_members (live, self included) []
+  // Prefix lookups sent to a directory owner, by result: "hit", "miss",
+  // "failure" (owner unreachable or timed out). [result]
+  CounterFamily& cluster_lookups;  // kvcake_cluster_lookups_total
+  // Blocks / bytes fetched from other members, fetch calls that failed, and
+  // the time spent fetching. []
+  CounterFamily& cluster_fetched_blocks;  // kvcake_cluster_fetched_blocks_total
+  CounterFamily& cluster_fetched_bytes;   // kvcake_cluster_fetched_bytes_total
+  CounterFamily& cluster_fetch_failures;  // kvcake_cluster_fetch_failures_total
+  CounterFamily& cluster_fetch_seconds;   // kvcake_cluster_fetch_seconds_total
+  // Chains published to directory owners, and publishes that failed. []
+  CounterFamily& cluster_published;         // kvcake_cluster_published_chains_total
+  CounterFamily& cluster_publish_failures;  // kvcake_cluster_publish_failures_total
+  // Chains in the directory shard this member owns. []
+  GaugeFamily& cluster_directory_chains;  // kvcake_cluster_directory_chains
+  // etcd keep-alives that failed, and re-registrations after an outage. []
+  CounterFamily& cluster_keepalive_failures;  // kvcake_cluster_keepalive_failures_total
+  CounterFamily& cluster_rejoins;             // kvcake_cluster_rejoins_total
 
   // ---- pre-resolved children (hot path, no lookup) ----
   Counter* Hit(Tier t) const { return hit_[Index(t)]; }

@@ -2,17 +2,10 @@
 
 #include <set>
 
+#include "common/token_equals.h"
+
 namespace kvcake::daemon {
 namespace {
-
-// Constant-time comparison (for equal lengths) so a token cannot be guessed
-// byte by byte from response times.
-bool TokenEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);

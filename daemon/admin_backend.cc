@@ -80,6 +80,27 @@ void DaemonAdminBackend::RefreshMetrics() {
   cat.Drop(Tier::kSsd, "corrupt")->Set(st.checksum_failures);
   cat.leases_expired.Get()->Set(st.leases_expired);
   cat.ssd_quarantines.Get()->Set(st.ssd_quarantines);
+  if (cluster::Membership* m = daemon_->membership()) {
+    const cluster::MembershipStats ms = m->stats();
+    cat.cluster_up.Get()->Set(m->state() == cluster::MembershipState::kUp ? 1 : 0);
+    cat.cluster_members.Get()->Set(static_cast<double>(m->Members().size()));
+    cat.cluster_keepalive_failures.Get()->Set(ms.keepalive_failures);
+    cat.cluster_rejoins.Get()->Set(ms.reconnects);
+  }
+  if (cluster::ClusterNode* node = daemon_->cluster_node()) {
+    const cluster::ClusterStats cs = node->stats();
+    cat.cluster_lookups.WithLabels({"hit"})->Set(cs.remote_lookup_hits);
+    cat.cluster_lookups.WithLabels({"failure"})->Set(cs.remote_lookup_failures);
+    cat.cluster_lookups.WithLabels({"miss"})->Set(cs.remote_lookups - cs.remote_lookup_hits -
+                                                  cs.remote_lookup_failures);
+    cat.cluster_fetched_blocks.Get()->Set(cs.fetched_blocks);
+    cat.cluster_fetched_bytes.Get()->Set(cs.fetched_bytes);
+    cat.cluster_fetch_failures.Get()->Set(cs.fetch_failures);
+    cat.cluster_fetch_seconds.Get()->Set(cs.fetch_seconds_total);
+    cat.cluster_published.Get()->Set(cs.published_chains);
+    cat.cluster_publish_failures.Get()->Set(cs.publish_failures);
+    cat.cluster_directory_chains.Get()->Set(static_cast<double>(cs.directory_chains));
+  }
   if (daemon_->rpc_server()) {
     // Only live connections: a series per peer ever seen would grow forever.
     cat.transport_selected.Clear();
@@ -313,6 +334,51 @@ Result<std::unique_ptr<admin::AdminServer>> StartAdmin(
   }
   KVCAKE_LOG(INFO) << "admin API on http://" << (*server)->address();
   return server;
+}
+
+Result<admin::ClusterStatus> DaemonAdminBackend::GetCluster() {
+  admin::ClusterStatus c;
+  cluster::Membership* m = daemon_->membership();
+  if (m == nullptr) return c;
+  c.enabled = true;
+  c.cluster_name = daemon_->options().cluster.cluster_name;
+  c.node_id = m->self().node_id;
+  c.state = cluster::MembershipStateName(m->state());
+  for (const cluster::MemberInfo& info : m->Members()) {
+    admin::ClusterMemberStatus s;
+    s.node_id = info.node_id;
+    s.advertise_address = info.advertise_address;
+    s.admin_address = info.admin_address;
+    s.version = info.version;
+    s.start_time_unix_ms = info.start_time_unix_ms;
+    s.last_seen_unix_ms = info.last_seen_unix_ms;
+    s.stale = info.stale;
+    s.self = info.node_id == c.node_id;
+    s.host_capacity_bytes = info.host_capacity_bytes;
+    s.ssd_capacity_bytes = info.ssd_capacity_bytes;
+    s.gpu_capacity_bytes = info.gpu_capacity_bytes;
+    c.members.push_back(std::move(s));
+  }
+  const cluster::MembershipStats ms = m->stats();
+  c.counters = {{"keepalive_failures", ms.keepalive_failures},
+                {"rejoins", ms.reconnects},
+                {"membership_changes", ms.membership_changes}};
+  if (cluster::ClusterNode* node = daemon_->cluster_node()) {
+    const cluster::ClusterStats cs = node->stats();
+    c.counters.insert(c.counters.end(), {{"remote_lookups", cs.remote_lookups},
+                                         {"remote_lookup_hits", cs.remote_lookup_hits},
+                                         {"remote_lookup_failures", cs.remote_lookup_failures},
+                                         {"fetches", cs.fetches},
+                                         {"fetched_blocks", cs.fetched_blocks},
+                                         {"fetched_bytes", cs.fetched_bytes},
+                                         {"fetch_failures", cs.fetch_failures},
+                                         {"published_chains", cs.published_chains},
+                                         {"publish_failures", cs.publish_failures},
+                                         {"directory_chains", cs.directory_chains},
+                                         {"directory_requests", cs.directory_requests},
+                                         {"bad_cluster_tokens", cs.bad_cluster_tokens}});
+  }
+  return c;
 }
 
 }  // namespace kvcake::daemon

@@ -40,6 +40,7 @@ class DaemonAdminBackend final : public admin::AdminBackend {
   Status StartDrain() override;
   Result<admin::DrainProgress> GetDrain() override;
   Result<std::vector<admin::ConfigEntry>> GetConfig() override;
+  Result<admin::ClusterStatus> GetCluster() override;
   Status SetConfig(const std::vector<std::pair<std::string, std::string>>& updates) override;
 
  private:

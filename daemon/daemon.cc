@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <sstream>
 
 #include "common/logging.h"
@@ -19,6 +20,10 @@ Status DaemonOptions::Validate() const {
                                 "' (available: lru, cake, cake_uniform, adaptive)");
   }
   if (drain_timeout_ms == 0) return InvalidArgumentError("drain_timeout_ms must be > 0");
+  if (cluster.enabled()) {
+    if (cluster.member_ttl_s < 1) return InvalidArgumentError("member_ttl_s must be >= 1");
+    if (cluster.peer_timeout_ms == 0) return InvalidArgumentError("peer_timeout_ms must be > 0");
+  }
   return Status::Ok();
 }
 
@@ -30,6 +35,10 @@ std::string DaemonOptions::ToString() const {
     << "busy_poll_us = " << rpc.ucx.busy_poll.count() << "\n"
     << "busy_poll_yield = " << rpc.ucx.busy_poll_yield << "\n"
     << "ucx_tcp_put = " << rpc.ucx.tcp_put_zcopy << "\n"
+    << "cluster_etcd = " << cluster.etcd_endpoints.size() << " endpoint(s)\n"
+    << "cluster_name = " << cluster.cluster_name << "\n"
+    << "node_id = " << (cluster.node_id.empty() ? "(host name)" : cluster.node_id) << "\n"
+    << "peer_timeout_ms = " << cluster.peer_timeout_ms << "\n"
     << "gpu_bytes = " << store.device_capacity_bytes << "\n"
     << "host_bytes = " << store.host_capacity_bytes << "\n"
     << "slot_bytes = " << store.slot_bytes << "\n"
@@ -91,6 +100,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   d->service_ = std::make_unique<Service>(sopts, d->store_.get());
   d->handler_ = std::make_unique<DaemonRpcHandler>(d->service_.get());
   ASSIGN_OR_RETURN(d->server_, transport::RpcServer::Start(d->options_.rpc, d->handler_.get()));
+  if (d->options_.cluster.enabled()) RETURN_IF_ERROR(d->JoinCluster());
   d->sweeper_ = std::thread([raw = d.get()] { raw->SweepLoop(); });
   KVCAKE_LOG(INFO) << "kvcaked serving on " << d->server_->address() << " (policy "
                    << d->store_->policy_name() << ", host segment "
@@ -101,6 +111,62 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
                                                         : "not exposed")
                    << ")";
   return d;
+}
+
+Status Daemon::JoinCluster() {
+  const DaemonClusterOptions& co = options_.cluster;
+  cluster::MembershipOptions mo;
+  mo.endpoints = co.etcd_endpoints;
+  mo.cluster_name = co.cluster_name;
+  mo.node_id = co.node_id;
+  if (mo.node_id.empty()) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+      return InvalidArgumentError("--node_id not given and the host name is unknown");
+    }
+    mo.node_id = host;
+  }
+  std::string advertise = co.advertise.empty() ? server_->address() : co.advertise;
+  if (advertise.rfind("0.0.0.0:", 0) == 0 || advertise.rfind("[::]:", 0) == 0) {
+    return InvalidArgumentError("--advertise is needed when --listen is a wildcard (" + advertise +
+                                ")");
+  }
+  mo.self.node_id = mo.node_id;
+  mo.self.advertise_address = advertise;
+  mo.self.admin_address = co.admin_address;
+  mo.self.version = options_.service.server_version;
+  mo.self.start_time_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count();
+  mo.self.host_capacity_bytes = options_.store.host_capacity_bytes;
+  mo.self.ssd_capacity_bytes = store_->has_ssd_tier() ? options_.store.ssd_capacity_bytes : 0;
+  mo.self.gpu_capacity_bytes = options_.store.device_capacity_bytes;
+  mo.ttl_s = co.member_ttl_s;
+  ASSIGN_OR_RETURN(membership_, cluster::Membership::Start(mo));
+
+  cluster::ClusterNodeOptions no;
+  no.node_id = mo.node_id;
+  no.cluster_token = co.cluster_token;
+  no.peer_timeout = std::chrono::milliseconds(co.peer_timeout_ms);
+  no.ucx.transport = transport::UcxTransport::kTcp;  // members are on other hosts
+  cluster::Membership* m = membership_.get();
+  cluster_node_ = std::make_unique<cluster::ClusterNode>(
+      no, store_.get(), [m](std::vector<cluster::PeerAddress>* out) {
+        if (m->state() != cluster::MembershipState::kUp) return false;
+        for (const cluster::MemberInfo& info : m->Members()) {
+          if (!info.stale) out->push_back({info.node_id, info.advertise_address});
+        }
+        return true;
+      });
+  cluster::ClusterNode* node = cluster_node_.get();
+  membership_->SetChangeCallback([node](const std::vector<cluster::MemberInfo>&,
+                                        cluster::MembershipState) { node->OnMembershipChanged(); });
+  node->OnMembershipChanged();
+  service_->set_cluster(node);
+  KVCAKE_LOG(INFO) << "joined cluster '" << mo.cluster_name << "' as " << mo.node_id
+                   << " (advertise " << advertise << ", state "
+                   << cluster::MembershipStateName(membership_->state()) << ")";
+  return Status::Ok();
 }
 
 void Daemon::SweepLoop() {
@@ -120,6 +186,8 @@ std::string Daemon::address() const { return server_ ? server_->address() : std:
 void Daemon::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
+  // Leave the cluster first, so other members stop sending here.
+  if (membership_) membership_->Stop();
   KVCAKE_LOG(INFO) << "draining: refusing new requests, waiting for "
                    << (handler_ ? handler_->in_flight() : 0) << " in flight";
   if (handler_) {
@@ -130,6 +198,9 @@ void Daemon::Shutdown() {
     }
   }
   if (server_) server_->Stop();
+  if (service_) service_->set_cluster(nullptr);
+  cluster_node_.reset();
+  membership_.reset();
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;

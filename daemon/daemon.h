@@ -7,6 +7,8 @@
 #include <string>
 #include <thread>
 
+#include "cluster/cluster_node.h"
+#include "cluster/membership.h"
 #include "common/result.h"
 #include "common/status.h"
 #include "daemon/rpc_handler.h"
@@ -16,12 +18,29 @@
 
 namespace kvcake::daemon {
 
+// Cluster membership and cross-node service (docs/cluster.md).
+struct DaemonClusterOptions {
+  // etcd client URLs ("http://HOST:PORT"); empty: the daemon runs alone.
+  std::vector<std::string> etcd_endpoints;
+  std::string cluster_name = "default";
+  std::string node_id;        // empty: the host name
+  std::string advertise;      // HOST:PORT peers use; empty: the bound address (not a wildcard)
+  std::string admin_address;  // published for operators ("" if none)
+  int64_t member_ttl_s = 5;
+  // Secret every member presents to the others (--cluster_token_file).
+  std::string cluster_token;
+  uint64_t peer_timeout_ms = 200;
+
+  bool enabled() const { return !etcd_endpoints.empty(); }
+};
+
 // Everything kvcaked is configured with; main() maps gflags onto it (no
 // library reads FLAGS_*). Defaults run on a laptop.
 struct DaemonOptions {
   store::TierManagerOptions store;     // tiers, leases, mover
   transport::RpcServerOptions rpc;     // --listen, --io_threads, --ucx_tls
   ServiceOptions service;              // token, quotas, leases, batch limits
+  DaemonClusterOptions cluster;        // --cluster_etcd ... (none by default)
   std::string policy = "adaptive";     // lru | cake | cake_uniform | adaptive
   bool drain_on_exit = true;           // SIGTERM demotes host blocks to SSD first
   uint64_t drain_timeout_ms = 30'000;  // bound on waiting for in-flight requests
@@ -58,18 +77,26 @@ class Daemon {
   Service* service() const { return service_.get(); }
   transport::RpcServer* rpc_server() const { return server_.get(); }
   DaemonRpcHandler* handler() const { return handler_.get(); }
+  // Null when the daemon runs alone.
+  cluster::Membership* membership() const { return membership_.get(); }
+  cluster::ClusterNode* cluster_node() const { return cluster_node_.get(); }
   const DaemonOptions& options() const { return options_; }
   bool draining() const { return handler_ && handler_->draining(); }
 
  private:
   explicit Daemon(DaemonOptions options) : options_(std::move(options)) {}
   void SweepLoop();
+  // Joins the cluster once the listener is bound (ALREADY_EXISTS: the node
+  // id is taken by a live member).
+  Status JoinCluster();
 
   DaemonOptions options_;
   std::unique_ptr<store::TierManager> store_;
   std::unique_ptr<Service> service_;
   std::unique_ptr<DaemonRpcHandler> handler_;
   std::unique_ptr<transport::RpcServer> server_;
+  std::unique_ptr<cluster::ClusterNode> cluster_node_;
+  std::unique_ptr<cluster::Membership> membership_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_

@@ -39,6 +39,16 @@ DEFINE_bool(busy_poll_yield, true,
 DEFINE_bool(ucx_tcp_put, false,
             "let UCX's tcp transport emulate RDMA PUT for rendezvous (faster gets over tcp; "
             "UCX 1.13 can abort on it when peers die mid-transfer)");
+DEFINE_string(cluster_etcd, "",
+              "etcd client URLs, comma-separated (http://HOST:PORT,...); empty: run alone");
+DEFINE_string(cluster_name, "default", "cluster this daemon joins (etcd key prefix)");
+DEFINE_string(node_id, "", "this member's id in the cluster (default: the host name)");
+DEFINE_string(advertise, "",
+              "HOST:PORT other members reach this daemon at (default: --listen unless a wildcard)");
+DEFINE_int64(member_ttl_s, 5, "etcd lease of the membership key; a dead member goes after it");
+DEFINE_string(cluster_token_file, "",
+              "file holding the secret cluster members present to each other");
+DEFINE_uint64(peer_timeout_ms, 200, "bound on every call to another member (then a miss)");
 DEFINE_string(gpu_bytes, "0", "device tier bytes (0: none; emulated on host without CUDA)");
 DEFINE_string(host_bytes, "1G", "host tier bytes (shared-memory segment)");
 DEFINE_string(slot_bytes, "4M", "slot size: the largest value (layer block) the daemon holds");
@@ -169,6 +179,25 @@ Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
   ASSIGN_OR_RETURN(o.service.default_quota_bytes,
                    ParseBytes("default_quota_bytes", FLAGS_default_quota_bytes));
   ASSIGN_OR_RETURN(o.service.max_quota_bytes, ParseBytes("max_quota_bytes", FLAGS_max_quota_bytes));
+  if (!FLAGS_cluster_etcd.empty()) {
+    std::stringstream list(FLAGS_cluster_etcd);
+    for (std::string url; std::getline(list, url, ',');) {
+      if (!url.empty()) o.cluster.etcd_endpoints.push_back(url);
+    }
+    o.cluster.cluster_name = FLAGS_cluster_name;
+    o.cluster.node_id = FLAGS_node_id;
+    o.cluster.advertise = FLAGS_advertise;
+    // An ephemeral admin port (":0") is not known here; publish none then.
+    if (FLAGS_admin_listen.size() < 2 ||
+        FLAGS_admin_listen.compare(FLAGS_admin_listen.size() - 2, 2, ":0") != 0) {
+      o.cluster.admin_address = FLAGS_admin_listen;
+    }
+    o.cluster.member_ttl_s = FLAGS_member_ttl_s;
+    o.cluster.peer_timeout_ms = FLAGS_peer_timeout_ms;
+    ASSIGN_OR_RETURN(o.cluster.cluster_token,
+                     ReadTokenFile("cluster_token_file", FLAGS_cluster_token_file));
+    o.service.cluster_token = o.cluster.cluster_token;
+  }
   o.policy = FLAGS_policy;
   o.drain_on_exit = FLAGS_drain_on_exit;
   o.expose_host_segment = FLAGS_expose_host_segment;

@@ -38,6 +38,10 @@ std::string_view MetricOpName(uint16_t op) {
       return "pin";
     case RpcOp::kRelease:
       return "release";
+    case RpcOp::kDirectoryPublish:
+      return "directory_publish";
+    case RpcOp::kDirectoryLookup:
+      return "directory_lookup";
   }
   return "unknown";
 }

@@ -21,6 +21,8 @@ using transport::KeyCode;
 std::vector<TokenGrant> AllGrants(const ServiceOptions& o) {
   std::vector<TokenGrant> g = o.grants;
   if (!o.token.empty()) g.push_back(TokenGrant{o.token, {"*"}});
+  // Other members fetch with the cluster token; an open daemon stays open.
+  if (!g.empty() && !o.cluster_token.empty()) g.push_back(TokenGrant{o.cluster_token, {"*"}});
   return g;
 }
 
@@ -144,6 +146,20 @@ Result<std::string> Service::Dispatch(uint64_t caller, uint16_t op, std::string_
       return GetPin(caller, header);
     case RpcOp::kRelease:
       return Release(caller, header);
+    case RpcOp::kDirectoryPublish:
+    case RpcOp::kDirectoryLookup:
+      if (cluster() == nullptr) {
+        // Malformed requests are INVALID_ARGUMENT here too.
+        if (op == static_cast<uint16_t>(RpcOp::kDirectoryPublish)) {
+          transport::DirectoryPublishRequest req;
+          RETURN_IF_ERROR(transport::Decode(header, &req));
+        } else {
+          transport::DirectoryLookupRequest req;
+          RETURN_IF_ERROR(transport::Decode(header, &req));
+        }
+        return FailedPreconditionError("this daemon is in no cluster");
+      }
+      return cluster()->HandleDirectory(op, header);
   }
   return UnimplementedError("unknown opcode " + std::to_string(op));
 }
@@ -253,12 +269,52 @@ Result<std::string> Service::LookupPrefix(uint64_t caller, std::string_view head
   }
   transport::LookupPrefixResponse resp;
   resp.prefix_len = static_cast<uint32_t>(store_->LookupPrefix(req.ns_id, req.hashes, req.layer));
+  resp.local_len = resp.prefix_len;
+  if (cluster() != nullptr && (req.flags & transport::kLookupLocalOnly) == 0 &&
+      resp.prefix_len < req.hashes.size()) {
+    cluster::ClusterHooks::RemotePrefix remote =
+        cluster()->LookupRemote(ns, req.layer, req.hashes, resp.prefix_len);
+    if (remote.len > 0) {
+      resp.prefix_len += remote.len;
+      resp.remote_node = std::move(remote.node);
+    }
+  }
   return transport::Encode(resp);
+}
+
+void Service::FetchRemote(const store::NamespaceConfig& ns, const std::vector<BlockRef>& keys) {
+  cluster::ClusterHooks* hooks = cluster();
+  if (hooks == nullptr) return;
+  std::vector<BlockRef> missing;
+  for (const BlockRef& k : keys) {
+    if (!store_->Contains(BlockKey{ns.id, k.hash, k.layer})) missing.push_back(k);
+  }
+  if (!missing.empty()) hooks->FetchMissing(ns, missing);
+}
+
+void Service::LearnRoots(const transport::KeyedRequest& req) {
+  cluster::ClusterHooks* hooks = cluster();
+  if (hooks != nullptr && !req.roots.empty()) hooks->LearnRoots(req.keys, req.roots);
+}
+
+void Service::Published(const store::NamespaceConfig& ns, const std::vector<BlockRef>& keys,
+                        const std::vector<transport::KeyCode>& codes) {
+  cluster::ClusterHooks* hooks = cluster();
+  if (hooks == nullptr) return;
+  std::vector<BlockRef> committed;
+  committed.reserve(keys.size());
+  for (size_t i = 0; i < keys.size() && i < codes.size(); ++i) {
+    if (codes[i] == 0 || codes[i] == static_cast<transport::KeyCode>(StatusCode::kAlreadyExists)) {
+      committed.push_back(keys[i]);
+    }
+  }
+  if (!committed.empty()) hooks->OnCommitted(ns, committed);
 }
 
 Result<std::string> Service::Put(uint64_t caller, std::string_view header, std::string_view data) {
   transport::PutRequest req;
   ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(caller, header, &req));
+  LearnRoots(req);
   const uint64_t size = ns.layer_block_bytes;
   if (data.size() != size * req.keys.size()) {
     return InvalidArgumentError("put data is " + std::to_string(data.size()) + " bytes, expected " +
@@ -272,6 +328,7 @@ Result<std::string> Service::Put(uint64_t caller, std::string_view header, std::
     if (s.ok()) puts_.fetch_add(1, std::memory_order_relaxed);
     resp.codes[i] = CodeOf(s);
   }
+  Published(ns, req.keys, resp.codes);
   return transport::Encode(resp);
 }
 
@@ -279,6 +336,7 @@ Result<std::string> Service::Get(uint64_t caller, std::string_view header,
                                  std::string* response_data) {
   transport::GetRequest req;
   ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(caller, header, &req));
+  FetchRemote(ns, req.keys);
   const uint64_t size = ns.layer_block_bytes;
   transport::KeyCodesResponse resp;
   resp.codes.resize(req.keys.size());
@@ -339,6 +397,7 @@ Result<std::unique_ptr<Service::PutState>> Service::BeginPut(uint64_t caller,
   transport::PutRequest req;
   Result<store::NamespaceConfig> ns = DecodeKeyed(caller, header, &req);
   if (!ns.ok()) return fail(ns.status());
+  LearnRoots(req);
   const uint64_t size = ns->layer_block_bytes;
   if (payload_size != size * req.keys.size()) {
     return fail(InvalidArgumentError("put data is " + std::to_string(payload_size) +
@@ -403,6 +462,17 @@ Result<std::string> Service::FinishPut(PutState& state, const Status& payload_st
     if (s.ok()) puts_.fetch_add(1, std::memory_order_relaxed);
     resp.codes[i] = CodeOf(s);
   }
+  if (cluster() != nullptr) {
+    Result<store::NamespaceConfig> ns = store_->GetNamespace(state.ns_id);
+    std::vector<BlockRef> keys;
+    std::vector<transport::KeyCode> codes;
+    for (size_t i = 0; i < resp.codes.size(); ++i) {
+      if (state.codes[i] != 0) continue;  // never reserved: no key recorded
+      keys.push_back(BlockRef{state.reservations[i].key.hash, state.reservations[i].key.layer});
+      codes.push_back(resp.codes[i]);
+    }
+    if (ns.ok()) Published(*ns, keys, codes);
+  }
   return transport::Encode(resp);
 }
 
@@ -421,6 +491,7 @@ Result<std::unique_ptr<Service::GetState>> Service::BeginGet(uint64_t caller,
   transport::GetRequest req;
   Result<store::NamespaceConfig> ns = DecodeKeyed(caller, header, &req);
   if (!ns.ok()) return fail(ns.status());
+  FetchRemote(*ns, req.keys);
   const uint64_t size = ns->layer_block_bytes;
   auto state = std::make_unique<GetState>();
   transport::KeyCodesResponse resp;
@@ -572,6 +643,7 @@ Result<std::string> Service::PutReserve(uint64_t caller, std::string_view header
   Lease lease;
   transport::SlotsResponse resp;
   ASSIGN_OR_RETURN(store::NamespaceConfig ns, BeginSameNode(caller, header, &req, &lease, &resp));
+  LearnRoots(req);
   const uint64_t allowed = LeaseBytesLeft(caller);
   for (size_t i = 0; i < req.keys.size(); ++i) {
     BlockKey key{req.ns_id, req.keys[i].hash, req.keys[i].layer};
@@ -616,6 +688,7 @@ Result<std::string> Service::PutCommit(uint64_t caller, std::string_view header)
   for (size_t j = 0; j < lease.reservations.size(); ++j) {
     if (!used[j]) store_->Abort(lease.reservations[j]).IgnoreError();
   }
+  Published(ns, req.keys, resp.codes);
   return transport::Encode(resp);
 }
 
@@ -624,6 +697,7 @@ Result<std::string> Service::GetPin(uint64_t caller, std::string_view header) {
   Lease lease;
   transport::SlotsResponse resp;
   ASSIGN_OR_RETURN(store::NamespaceConfig ns, BeginSameNode(caller, header, &req, &lease, &resp));
+  FetchRemote(ns, req.keys);
   const uint64_t allowed = LeaseBytesLeft(caller);
   for (size_t i = 0; i < req.keys.size(); ++i) {
     BlockKey key{req.ns_id, req.keys[i].hash, req.keys[i].layer};

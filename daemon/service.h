@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "cluster/cluster_hooks.h"
 #include "common/result.h"
 #include "common/status.h"
 #include "daemon/access_control.h"
@@ -59,6 +60,9 @@ struct ServiceOptions {
   uint64_t device_segment_bytes = 0;
   uint64_t device_segment_inode = 0;
   std::string server_version = "0.1.0";
+  // Other cluster members register namespaces with this token (it opens
+  // every namespace when tokens are configured). Empty: none.
+  std::string cluster_token;
 
   // INVALID_ARGUMENT on out-of-range values.
   Status Validate() const;
@@ -165,6 +169,12 @@ class Service {
   ServiceStats stats() const;
   const ServiceOptions& options() const { return options_; }
 
+  // Joins (null: leaves) the cluster layer; `hooks` must outlive its use.
+  void set_cluster(cluster::ClusterHooks* hooks) {
+    cluster_.store(hooks, std::memory_order_release);
+  }
+  cluster::ClusterHooks* cluster() const { return cluster_.load(std::memory_order_acquire); }
+
  private:
   struct Lease {
     uint64_t owner = 0;  // the connection that took it; only it may use it
@@ -183,6 +193,14 @@ class Service {
   Result<std::string> Get(uint64_t caller, std::string_view header, std::string* response_data);
   Result<std::string> ReportStats(uint64_t caller, std::string_view header);
   Result<std::string> Delete(uint64_t caller, std::string_view header);
+  // Brings blocks of `keys` that are missing here but known on another member
+  // into the local tiers (no-op without a cluster).
+  void FetchRemote(const store::NamespaceConfig& ns, const std::vector<transport::BlockRef>& keys);
+  // Passes a put's chain roots (if the client sent them) to the cluster layer.
+  void LearnRoots(const transport::KeyedRequest& req);
+  // Tells the cluster layer which of `keys` committed (codes[i] == 0).
+  void Published(const store::NamespaceConfig& ns, const std::vector<transport::BlockRef>& keys,
+                 const std::vector<transport::KeyCode>& codes);
   // Counts a failed request (errors_, errors_by_code_); returns `s`.
   Status CountError(Status s);
   // Decodes a keyed request (ns_id, fingerprint, keys) and checks its
@@ -223,6 +241,7 @@ class Service {
 
   const ServiceOptions options_;
   store::TierManager* const store_;
+  std::atomic<cluster::ClusterHooks*> cluster_{nullptr};
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> errors_{0};
   std::atomic<uint64_t> get_hits_{0};

@@ -214,6 +214,10 @@ std::string_view RpcOpName(uint16_t op) {
       return "GET_PIN";
     case RpcOp::kRelease:
       return "RELEASE";
+    case RpcOp::kDirectoryPublish:
+      return "DIRECTORY_PUBLISH";
+    case RpcOp::kDirectoryLookup:
+      return "DIRECTORY_LOOKUP";
   }
   return "UNKNOWN";
 }
@@ -311,24 +315,100 @@ std::string Encode(const LookupPrefixRequest& m) {
   w.U64(m.fingerprint);
   w.U32(m.layer);
   w.U64s(m.hashes);
+  w.U32(m.flags);
   return w.Take();
 }
 Status Decode(std::string_view bytes, LookupPrefixRequest* out) {
   Reader r(bytes, "LookupPrefixRequest");
   r.U64("ns_id", &out->ns_id) && r.U64("fingerprint", &out->fingerprint) &&
       r.U32("layer", &out->layer) && CheckRange(r, "layer", out->layer, 0, kMaxLayers - 1) &&
-      r.U64s("hashes", 0, kMaxLookupHashes, &out->hashes);
+      r.U64s("hashes", 0, kMaxLookupHashes, &out->hashes) && r.U32("flags", &out->flags) &&
+      ((out->flags & ~kLookupFlagsMask) == 0 || r.Fail("flags", "unknown bits"));
   return r.Finish();
 }
 
 std::string Encode(const LookupPrefixResponse& m) {
   Writer w;
   w.U32(m.prefix_len);
+  w.U32(m.local_len);
+  w.Str(m.remote_node);
   return w.Take();
 }
 Status Decode(std::string_view bytes, LookupPrefixResponse* out) {
   Reader r(bytes, "LookupPrefixResponse");
   r.U32("prefix_len", &out->prefix_len) &&
+      CheckRange(r, "prefix_len", out->prefix_len, 0, kMaxLookupHashes) &&
+      r.U32("local_len", &out->local_len) &&
+      CheckRange(r, "local_len", out->local_len, 0, out->prefix_len) &&
+      r.Str("remote_node", kMaxNodeIdBytes, &out->remote_node);
+  return r.Finish();
+}
+
+// ---- Cluster ---------------------------------------------------------------
+
+std::string Encode(const DirectoryPublishRequest& m) {
+  Writer w;
+  w.Str(m.cluster_token);
+  w.Str(m.holder);
+  w.U8(m.withdraw);
+  w.U32(static_cast<uint32_t>(m.chains.size()));
+  for (const ChainRecord& c : m.chains) {
+    w.U64(c.ns_id);
+    w.U64(c.root);
+    w.U32(c.layer);
+    w.U64s(c.hashes);
+  }
+  return w.Take();
+}
+Status Decode(std::string_view bytes, DirectoryPublishRequest* out) {
+  Reader r(bytes, "DirectoryPublishRequest");
+  uint32_t n = 0;
+  // Each chain is at least 8 + 8 + 4 + 4 + 8 bytes.
+  bool ok = r.Str("cluster_token", kMaxTokenBytes, &out->cluster_token) &&
+            r.Str("holder", kMaxNodeIdBytes, &out->holder) &&
+            (!out->holder.empty() || r.Fail("holder", "empty")) &&
+            r.U8("withdraw", &out->withdraw) && CheckRange(r, "withdraw", out->withdraw, 0, 1) &&
+            r.Count("chains", 1, kMaxPublishChains, 32, &n);
+  if (ok) {
+    out->chains.resize(n);
+    for (ChainRecord& c : out->chains) {
+      if (!(r.U64("ns_id", &c.ns_id) && r.U64("root", &c.root) && r.U32("layer", &c.layer) &&
+            CheckRange(r, "layer", c.layer, 0, kMaxLayers - 1) &&
+            r.U64s("hashes", 1, kMaxLookupHashes, &c.hashes))) {
+        break;
+      }
+    }
+  }
+  return r.Finish();
+}
+
+std::string Encode(const DirectoryLookupRequest& m) {
+  Writer w;
+  w.Str(m.cluster_token);
+  w.Str(m.asker);
+  w.U64(m.ns_id);
+  w.U32(m.layer);
+  w.U64s(m.hashes);
+  return w.Take();
+}
+Status Decode(std::string_view bytes, DirectoryLookupRequest* out) {
+  Reader r(bytes, "DirectoryLookupRequest");
+  r.Str("cluster_token", kMaxTokenBytes, &out->cluster_token) &&
+      r.Str("asker", kMaxNodeIdBytes, &out->asker) && r.U64("ns_id", &out->ns_id) &&
+      r.U32("layer", &out->layer) && CheckRange(r, "layer", out->layer, 0, kMaxLayers - 1) &&
+      r.U64s("hashes", 1, kMaxLookupHashes, &out->hashes);
+  return r.Finish();
+}
+
+std::string Encode(const DirectoryLookupResponse& m) {
+  Writer w;
+  w.Str(m.holder);
+  w.U32(m.prefix_len);
+  return w.Take();
+}
+Status Decode(std::string_view bytes, DirectoryLookupResponse* out) {
+  Reader r(bytes, "DirectoryLookupResponse");
+  r.Str("holder", kMaxNodeIdBytes, &out->holder) && r.U32("prefix_len", &out->prefix_len) &&
       CheckRange(r, "prefix_len", out->prefix_len, 0, kMaxLookupHashes);
   return r.Finish();
 }
@@ -340,12 +420,16 @@ std::string Encode(const KeyedRequest& m) {
   w.U64(m.ns_id);
   w.U64(m.fingerprint);
   w.Keys(m.keys);
+  w.U64s(m.roots);
   return w.Take();
 }
 Status Decode(std::string_view bytes, KeyedRequest* out) {
   Reader r(bytes, "KeyedRequest");
   r.U64("ns_id", &out->ns_id) && r.U64("fingerprint", &out->fingerprint) &&
-      r.Keys("keys", 1, kMaxBatchBlocks, &out->keys);
+      r.Keys("keys", 1, kMaxBatchBlocks, &out->keys) &&
+      r.U64s("roots", 0, kMaxBatchBlocks, &out->roots) &&
+      (out->roots.empty() || out->roots.size() == out->keys.size() ||
+       r.Fail("roots", "must be empty or one per key"));
   return r.Finish();
 }
 

@@ -34,8 +34,11 @@ enum class RpcOp : uint16_t {
   kPutCommit = 9,   // same-node path: commit reserved slots (with checksums)
   kGetPin = 10,     // same-node path: pin committed slots, return offsets
   kRelease = 11,    // same-node path: release a lease (pins or reservations)
+  // Daemon to daemon (cluster): every request carries the cluster token.
+  kDirectoryPublish = 12,  // a holder tells a directory owner which chains it has
+  kDirectoryLookup = 13,   // which member holds the longest prefix of a chain
 };
-inline constexpr uint16_t kMaxRpcOp = 11;
+inline constexpr uint16_t kMaxRpcOp = 13;
 // "PING", "PUT", ... ("UNKNOWN" for other values).
 std::string_view RpcOpName(uint16_t op);
 
@@ -105,16 +108,62 @@ struct RegisterNamespaceResponse {
 
 // Every keyed request names the namespace id and the fingerprint the client
 // registered; the daemon refuses a fingerprint mismatch (FAILED_PRECONDITION).
+// LookupPrefixRequest::flags.
+inline constexpr uint32_t kLookupLocalOnly = 1;  // never consult the cluster directory
+inline constexpr uint32_t kLookupFlagsMask = kLookupLocalOnly;
+
 struct LookupPrefixRequest {
   uint64_t ns_id = 0;
   uint64_t fingerprint = 0;
   uint32_t layer = 0;
   std::vector<uint64_t> hashes;  // chained block hashes, in order; <= kMaxLookupHashes
+  uint32_t flags = 0;            // kLookup* bits
   friend bool operator==(const LookupPrefixRequest&, const LookupPrefixRequest&) = default;
 };
 struct LookupPrefixResponse {
-  uint32_t prefix_len = 0;  // number of leading hashes committed in some tier
+  // Leading hashes this daemon can serve: the first `local_len` from its own
+  // tiers, the rest (prefix_len - local_len) fetched from `remote_node`.
+  uint32_t prefix_len = 0;
+  uint32_t local_len = 0;
+  std::string remote_node;  // node id of the holder; empty if prefix_len == local_len
   friend bool operator==(const LookupPrefixResponse&, const LookupPrefixResponse&) = default;
+};
+
+// ---- Cluster (daemon to daemon) --------------------------------------------
+
+inline constexpr uint32_t kMaxNodeIdBytes = 256;
+inline constexpr uint32_t kMaxPublishChains = 4096;  // chains in one publish
+
+// Blocks `hashes` (in chain order, all of one layer) of the chain rooted at
+// `root` in namespace `ns_id`.
+struct ChainRecord {
+  uint64_t ns_id = 0;
+  uint64_t root = 0;
+  uint32_t layer = 0;
+  std::vector<uint64_t> hashes;  // 1..kMaxLookupHashes
+  friend bool operator==(const ChainRecord&, const ChainRecord&) = default;
+};
+// Holder `holder` (a node id) has, or (withdraw = 1) no longer has, `chains`.
+struct DirectoryPublishRequest {
+  std::string cluster_token;
+  std::string holder;  // 1..kMaxNodeIdBytes
+  uint8_t withdraw = 0;
+  std::vector<ChainRecord> chains;  // 1..kMaxPublishChains
+  friend bool operator==(const DirectoryPublishRequest&, const DirectoryPublishRequest&) = default;
+};
+// Reply to a publish: an empty message (status only).
+struct DirectoryLookupRequest {
+  std::string cluster_token;
+  std::string asker;  // node id; never named as the holder
+  uint64_t ns_id = 0;
+  uint32_t layer = 0;
+  std::vector<uint64_t> hashes;  // the chain from its root; 1..kMaxLookupHashes
+  friend bool operator==(const DirectoryLookupRequest&, const DirectoryLookupRequest&) = default;
+};
+struct DirectoryLookupResponse {
+  std::string holder;       // node id with the longest known prefix; empty: none
+  uint32_t prefix_len = 0;  // leading hashes `holder` published
+  friend bool operator==(const DirectoryLookupResponse&, const DirectoryLookupResponse&) = default;
 };
 
 // Put (UCX path): the request's data is the concatenation of the values, each
@@ -123,6 +172,10 @@ struct KeyedRequest {
   uint64_t ns_id = 0;
   uint64_t fingerprint = 0;
   std::vector<BlockRef> keys;  // 1..kMaxBatchBlocks
+  // Puts: empty, or one per key: the root (first block hash) of the chain
+  // the key belongs to, 0 if unknown. A clustered daemon publishes chains
+  // under their root (docs/cluster.md).
+  std::vector<uint64_t> roots;
   friend bool operator==(const KeyedRequest&, const KeyedRequest&) = default;
 };
 using PutRequest = KeyedRequest;
@@ -216,6 +269,9 @@ std::string Encode(const SlotsResponse& m);
 std::string Encode(const PutCommitRequest& m);
 std::string Encode(const ReleaseRequest& m);
 std::string Encode(const ErrorResponse& m);
+std::string Encode(const DirectoryPublishRequest& m);
+std::string Encode(const DirectoryLookupRequest& m);
+std::string Encode(const DirectoryLookupResponse& m);
 
 Status Decode(std::string_view bytes, PingRequest* out);
 Status Decode(std::string_view bytes, PingResponse* out);
@@ -232,6 +288,9 @@ Status Decode(std::string_view bytes, SlotsResponse* out);
 Status Decode(std::string_view bytes, PutCommitRequest* out);
 Status Decode(std::string_view bytes, ReleaseRequest* out);
 Status Decode(std::string_view bytes, ErrorResponse* out);
+Status Decode(std::string_view bytes, DirectoryPublishRequest* out);
+Status Decode(std::string_view bytes, DirectoryLookupRequest* out);
+Status Decode(std::string_view bytes, DirectoryLookupResponse* out);
 
 // Convenience: decode into a fresh value.
 template <typename T>

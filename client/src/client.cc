@@ -15,6 +15,7 @@
 #include <mutex>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 
 #include "common/bulk_copy.h"
 #include "common/copy_and_hash.h"
@@ -527,29 +528,69 @@ class ClientImpl final : public Client {
       std::lock_guard<std::mutex> lock(mu_);
       bt = geometry_.block_tokens ? geometry_.block_tokens : 16;
     }
-    return HashChain::Compute(tokens, seed_, bt);
+    std::vector<uint64_t> chain = HashChain::Compute(tokens, seed_, bt);
+    RememberChain(chain);
+    return chain;
+  }
+
+  // Remembers which chain (root) each hash belongs to, so puts can tell a
+  // clustered daemon under which root to publish them. Bounded.
+  void RememberChain(std::span<const uint64_t> chain) const {
+    if (chain.empty()) return;
+    std::lock_guard<std::mutex> lock(roots_mu_);
+    if (chain_roots_.size() + chain.size() > kMaxRememberedHashes) chain_roots_.clear();
+    for (uint64_t h : chain) chain_roots_.try_emplace(h, chain[0]);
+  }
+  // The roots of `req`'s keys (left empty if none is known).
+  void FillRoots(transport::KeyedRequest* req) const {
+    std::lock_guard<std::mutex> lock(roots_mu_);
+    if (chain_roots_.empty()) return;
+    bool any = false;
+    req->roots.assign(req->keys.size(), 0);
+    for (size_t i = 0; i < req->keys.size(); ++i) {
+      auto it = chain_roots_.find(req->keys[i].hash);
+      if (it != chain_roots_.end()) {
+        req->roots[i] = it->second;
+        any = true;
+      }
+    }
+    if (!any) req->roots.clear();
   }
 
   Result<uint32_t> LookupPrefix(std::span<const uint64_t> hashes, uint32_t layer) override {
+    ASSIGN_OR_RETURN(PrefixLookup where, LookupPrefixDetail(hashes, layer, false));
+    return where.total;
+  }
+
+  Result<PrefixLookup> LookupPrefixDetail(std::span<const uint64_t> hashes, uint32_t layer,
+                                          bool local_only) override {
     RETURN_IF_ERROR(CheckRegistered());
     ASSIGN_OR_RETURN(std::shared_ptr<Connection> conn, Acquire());
-    uint32_t total = 0;
+    RememberChain(hashes);
+    PrefixLookup out;
+    bool all_local = true;
     // Split very long chains; stop at the first incomplete chunk.
     for (size_t pos = 0; pos < hashes.size() || pos == 0;) {
       size_t n = std::min<size_t>(hashes.size() - pos, transport::kMaxLookupHashes);
       transport::LookupPrefixRequest req{
           ns_id_, fingerprint_, layer,
-          std::vector<uint64_t>(hashes.begin() + pos, hashes.begin() + pos + n)};
+          std::vector<uint64_t>(hashes.begin() + pos, hashes.begin() + pos + n),
+          local_only ? transport::kLookupLocalOnly : 0u};
       ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
                        Call(*conn, RpcOp::kLookupPrefix, transport::Encode(req)));
       transport::LookupPrefixResponse resp;
       RETURN_IF_ERROR(transport::Decode(AsView(meta), &resp));
       if (resp.prefix_len > n) return InternalError("daemon returned a prefix longer than asked");
-      total += resp.prefix_len;
+      out.total += resp.prefix_len;
+      if (all_local) out.local += resp.local_len;
+      if (resp.local_len < resp.prefix_len) {
+        all_local = false;
+        if (out.remote_node.empty()) out.remote_node = resp.remote_node;
+      }
       if (resp.prefix_len < n || n == 0) break;
       pos += n;
     }
-    return total;
+    return out;
   }
 
   Status Put(std::span<const PutBlock> blocks, std::vector<Status>* per_value) override {
@@ -1184,6 +1225,7 @@ class ClientImpl final : public Client {
         req.keys.push_back(BlockRef{blocks[i].hash, blocks[i].layer});
         sub->payload.push_back(transport::ConstBuffer{blocks[i].data, size});
       }
+      FillRoots(&req);
       sub->meta = transport::Encode(req);
       transport::CallRequest call;
       call.opcode = static_cast<uint16_t>(RpcOp::kPut);
@@ -1243,6 +1285,7 @@ class ClientImpl final : public Client {
       if (!b.data) return InvalidArgumentError("null buffer");
       req.keys.push_back(BlockRef{b.hash, b.layer});
     }
+    FillRoots(&req);
     ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
                      Call(*conn, RpcOp::kPutReserve, transport::Encode(req)));
     transport::SlotsResponse slots;
@@ -1434,6 +1477,10 @@ class ClientImpl final : public Client {
   std::atomic<uint64_t> reconnects_{0};
   std::atomic<uint64_t> checksum_failures_{0};
   mutable std::mutex mu_;
+  static constexpr size_t kMaxRememberedHashes = 1 << 20;
+  mutable std::mutex roots_mu_;
+  mutable std::unordered_map<uint64_t, uint64_t>
+      chain_roots_;  // hash -> root; guarded by roots_mu_
   // Written once by the first successful RegisterNamespace under mu_, before
   // registered_ is set; read after CheckRegistered() (which takes mu_).
   NamespaceGeometry geometry_;

@@ -132,6 +132,31 @@ struct ConfigEntry {
   std::string description;
 };
 
+// One cluster member as this daemon sees it.
+struct ClusterMemberStatus {
+  std::string node_id;
+  std::string advertise_address;
+  std::string admin_address;
+  std::string version;
+  int64_t start_time_unix_ms = 0;
+  int64_t last_seen_unix_ms = 0;  // last read from etcd
+  bool stale = false;             // etcd unreachable: last known state
+  bool self = false;
+  uint64_t host_capacity_bytes = 0;
+  uint64_t ssd_capacity_bytes = 0;
+  uint64_t gpu_capacity_bytes = 0;
+};
+
+struct ClusterStatus {
+  bool enabled = false;  // false: the daemon runs alone (nothing else is set)
+  std::string cluster_name;
+  std::string node_id;
+  std::string state;  // "up" | "unknown"
+  std::vector<ClusterMemberStatus> members;
+  // Counters by name (remote_lookups, fetched_blocks, ...), in a stable order.
+  std::vector<std::pair<std::string, uint64_t>> counters;
+};
+
 // Interface the daemon implements. Thread-safety: implementations must be
 // thread-safe; AdminServer calls them from its own thread, concurrently with
 // the daemon's data path (and possibly concurrently with each other).
@@ -169,6 +194,9 @@ class AdminBackend {
   // Applies all updates or none: NOT_FOUND for an unknown name,
   // INVALID_ARGUMENT for a value that does not parse or fails validation.
   virtual Status SetConfig(const std::vector<std::pair<std::string, std::string>>& updates) = 0;
+
+  // Membership and cluster counters (enabled = false when alone).
+  virtual Result<ClusterStatus> GetCluster() { return ClusterStatus{}; }
 };
 
 }  // namespace kvcake::admin

@@ -163,7 +163,7 @@ json ConfigJson(const std::vector<ConfigEntry>& entries) {
 // Route label for kvcake_admin_requests_total (bounded cardinality).
 constexpr std::string_view kKnownPaths[] = {
     "/healthz",  "/metrics", "/v1/status", "/v1/stats", "/v1/namespaces", "/v1/blocks",
-    "/v1/evict", "/v1/pin",  "/v1/unpin",  "/v1/drain", "/v1/config"};
+    "/v1/evict", "/v1/pin",  "/v1/unpin",  "/v1/drain", "/v1/config",     "/v1/cluster"};
 
 }  // namespace
 
@@ -379,6 +379,35 @@ HttpReply AdminRouter::Route(const HttpRequestView& request, std::string* route_
                            {"peers", peers},
                            {"draining", st->draining},
                            {"tiers", tiers}});
+  }
+
+  if (path == "/v1/cluster") {
+    if (!require_get()) return method_not_allowed("GET");
+    auto c = backend_->GetCluster();
+    if (!c.ok()) return ErrorReply(c.status());
+    if (!c->enabled) return JsonReply(200, {{"enabled", false}});
+    json members = json::array();
+    for (const auto& m : c->members) {
+      members.push_back({{"node_id", m.node_id},
+                         {"advertise_address", m.advertise_address},
+                         {"admin_address", m.admin_address},
+                         {"version", m.version},
+                         {"start_time_unix_ms", m.start_time_unix_ms},
+                         {"last_seen_unix_ms", m.last_seen_unix_ms},
+                         {"stale", m.stale},
+                         {"self", m.self},
+                         {"host_capacity_bytes", m.host_capacity_bytes},
+                         {"ssd_capacity_bytes", m.ssd_capacity_bytes},
+                         {"gpu_capacity_bytes", m.gpu_capacity_bytes}});
+    }
+    json counters = json::object();
+    for (const auto& [name, value] : c->counters) counters[name] = value;
+    return JsonReply(200, {{"enabled", true},
+                           {"cluster_name", c->cluster_name},
+                           {"node_id", c->node_id},
+                           {"state", c->state},
+                           {"members", members},
+                           {"counters", counters}});
   }
 
   if (path == "/v1/stats") {

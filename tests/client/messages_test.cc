@@ -56,11 +56,21 @@ TEST(MessagesTest, RoundTripsEveryMessage) {
   EXPECT_EQ(RoundTrip(SampleRegister()), SampleRegister());
   RegisterNamespaceResponse rr{1, 2, 1};
   EXPECT_EQ(RoundTrip(rr), rr);
-  LookupPrefixRequest lk{5, 6, 3, {1, 2, 3, 0xffffffffffffffffull}};
+  LookupPrefixRequest lk{5, 6, 3, {1, 2, 3, 0xffffffffffffffffull}, kLookupLocalOnly};
   EXPECT_EQ(RoundTrip(lk), lk);
   EXPECT_EQ(RoundTrip(LookupPrefixResponse{3}), LookupPrefixResponse{3});
+  LookupPrefixResponse remote{9, 4, "node-b"};
+  EXPECT_EQ(RoundTrip(remote), remote);
+  DirectoryPublishRequest pub{"secret", "node-a", 0, {{5, 1, 0, {1, 2}}, {5, 7, 31, {7}}}};
+  EXPECT_EQ(RoundTrip(pub), pub);
+  DirectoryLookupRequest dl{"secret", "node-c", 5, 2, {1, 2, 3}};
+  EXPECT_EQ(RoundTrip(dl), dl);
+  DirectoryLookupResponse dr{"node-a", 2};
+  EXPECT_EQ(RoundTrip(dr), dr);
   KeyedRequest put{5, 6, {{11, 0}, {12, 31}}};
   EXPECT_EQ(RoundTrip(put), put);
+  KeyedRequest rooted{5, 6, {{11, 0}, {12, 31}}, {11, 0}};
+  EXPECT_EQ(RoundTrip(rooted), rooted);
   KeyCodesResponse codes{{0, 5, 6}};
   EXPECT_EQ(RoundTrip(codes), codes);
   ReportStatsRequest rs{5, 6, 2, 1.5, {1, 2}, {0.25, 3.0}, 1};
@@ -84,6 +94,36 @@ TEST(MessagesTest, TruncatedOrExtendedMessagesAreRefused) {
   ExpectTruncationsRefused(SlotsResponse{9, 1000, {0, 5}, {4096, 0}, {1, 1}, {7, 8}});
   ExpectTruncationsRefused(PutCommitRequest{5, 6, 9, {{11, 0}}, {1}});
   ExpectTruncationsRefused(PingResponse{7, "v", "seg", 1, 2, 1, "dev", 3, 4});
+  ExpectTruncationsRefused(LookupPrefixResponse{9, 4, "node-b"});
+  ExpectTruncationsRefused(DirectoryPublishRequest{"t", "a", 1, {{5, 1, 0, {1, 2}}}});
+  ExpectTruncationsRefused(DirectoryLookupRequest{"t", "c", 5, 2, {1, 2, 3}});
+  ExpectTruncationsRefused(DirectoryLookupResponse{"node-a", 2});
+}
+
+TEST(MessagesTest, ClusterMessageLimits) {
+  // A local prefix longer than the whole prefix, unknown lookup flags, an
+  // empty holder or publish, and an out-of-range withdraw flag are refused.
+  LookupPrefixResponse bad{2, 3, ""};
+  LookupPrefixResponse bout;
+  EXPECT_EQ(Decode(Encode(bad), &bout).code(), StatusCode::kInvalidArgument);
+  LookupPrefixRequest flags{1, 2, 0, {1}, 0x80};
+  LookupPrefixRequest fout;
+  EXPECT_EQ(Decode(Encode(flags), &fout).code(), StatusCode::kInvalidArgument);
+  DirectoryPublishRequest pout;
+  EXPECT_EQ(Decode(Encode(DirectoryPublishRequest{"t", "", 0, {{1, 1, 0, {1}}}}), &pout).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Decode(Encode(DirectoryPublishRequest{"t", "a", 0, {}}), &pout).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Decode(Encode(DirectoryPublishRequest{"t", "a", 2, {{1, 1, 0, {1}}}}), &pout).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Decode(Encode(DirectoryPublishRequest{"t", "a", 0, {{1, 1, 0, {}}}}), &pout).code(),
+            StatusCode::kInvalidArgument);
+  KeyedRequest kout;
+  EXPECT_EQ(Decode(Encode(KeyedRequest{1, 2, {{1, 0}, {2, 0}}, {1}}), &kout).code(),
+            StatusCode::kInvalidArgument);
+  DirectoryLookupRequest lout;
+  EXPECT_EQ(Decode(Encode(DirectoryLookupRequest{"t", "c", 5, 0, {}}), &lout).code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(MessagesTest, FieldLimitsAreEnforced) {

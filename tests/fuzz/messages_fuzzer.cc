@@ -32,7 +32,7 @@ void Check(std::string_view bytes) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string_view bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 14) {
+  switch (data[0] % 17) {
     case 0:
       Check<PingRequest>(bytes);
       break;
@@ -71,6 +71,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 12:
       Check<ReleaseRequest>(bytes);
+      break;
+    case 13:
+      Check<DirectoryPublishRequest>(bytes);
+      break;
+    case 14:
+      Check<DirectoryLookupRequest>(bytes);
+      break;
+    case 15:
+      Check<DirectoryLookupResponse>(bytes);
       break;
     default:
       Check<ErrorResponse>(bytes);

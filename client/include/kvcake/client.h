@@ -196,8 +196,20 @@ class KVCAKE_API Client {
   // Chained hashes of the full blocks of `tokens` (kvcake::HashChain).
   virtual std::vector<uint64_t> HashTokens(std::span<const uint32_t> tokens) const = 0;
 
-  // Number of leading `hashes` committed for `layer` in some tier.
+  // Number of leading `hashes` committed for `layer` in some tier: of this
+  // daemon or, when it is in a cluster, of another member it can fetch them
+  // from (see LookupPrefixDetail).
   virtual Result<uint32_t> LookupPrefix(std::span<const uint64_t> hashes, uint32_t layer) = 0;
+  // Where a prefix is: `local` leading blocks in this daemon's tiers, then
+  // `total - local` on member `remote_node`, which this daemon fetches on the
+  // next Get / GetAsync of those blocks. `local_only` skips the cluster.
+  struct PrefixLookup {
+    uint32_t total = 0;
+    uint32_t local = 0;
+    std::string remote_node;
+  };
+  virtual Result<PrefixLookup> LookupPrefixDetail(std::span<const uint64_t> hashes, uint32_t layer,
+                                                  bool local_only = false) = 0;
 
   // Stores the values (any number; split into batches internally). OK if
   // every value is stored (or already was). Otherwise the first error;

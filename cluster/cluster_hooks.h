@@ -1,0 +1,55 @@
+#pragma once
+
+// What the request handlers (daemon::Service) ask of the cluster layer.
+// Implemented by cluster::ClusterNode; a daemon without a cluster has none.
+//
+// Thread-safety: implementations are thread-safe; every method may be called
+// concurrently from any I/O thread.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+#include "store/namespace_config.h"
+#include "transport/messages.h"
+
+namespace kvcake::cluster {
+
+class ClusterHooks {
+ public:
+  virtual ~ClusterHooks() = default;
+
+  // A client told which chain (root hash) each of `keys` belongs to (one
+  // root per key, 0 if unknown); remembered for publishing their commits.
+  virtual void LearnRoots(std::span<const transport::BlockRef> keys,
+                          std::span<const uint64_t> roots) = 0;
+
+  // Blocks `keys` of `ns` were committed in this daemon's tiers (in request
+  // order); they are published to their directory owners asynchronously.
+  virtual void OnCommitted(const store::NamespaceConfig& ns,
+                           std::span<const transport::BlockRef> keys) = 0;
+
+  struct RemotePrefix {
+    uint32_t len = 0;  // hashes [local, local + len) are held by `node`
+    std::string node;
+  };
+  // This daemon holds the first `local` of `hashes` (a chain from its root)
+  // in layer `layer`; asks the chain's directory owner who holds more. Bounded
+  // by the peer timeout; a failure or an unknown cluster is len 0.
+  virtual RemotePrefix LookupRemote(const store::NamespaceConfig& ns, uint32_t layer,
+                                    std::span<const uint64_t> hashes, size_t local) = 0;
+
+  // Fetches those of `keys` (missing locally) that a recent lookup placed on
+  // another member into this daemon's tiers. Returns how many were stored.
+  // Bounded by the peer timeout per holder.
+  virtual size_t FetchMissing(const store::NamespaceConfig& ns,
+                              std::span<const transport::BlockRef> keys) = 0;
+
+  // Serves kDirectoryPublish / kDirectoryLookup from another member.
+  virtual Result<std::string> HandleDirectory(uint16_t op, std::string_view header) = 0;
+};
+
+}  // namespace kvcake::cluster

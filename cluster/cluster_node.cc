@@ -1,0 +1,488 @@
+#include "cluster/cluster_node.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "cluster/rendezvous.h"
+#include "common/logging.h"
+#include "common/token_equals.h"
+
+namespace kvcake::cluster {
+namespace {
+
+using transport::BlockRef;
+using transport::ChainRecord;
+using transport::RpcOp;
+
+constexpr uint64_t kMaxFetchBytes = 64ull << 20;  // one fetch call's payload
+
+uint64_t HintKey(uint64_t ns_id, uint64_t hash) {
+  const uint64_t parts[2] = {ns_id, hash};
+  return XXH3_64bits(parts, sizeof(parts));
+}
+
+std::span<const uint8_t> Bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+std::string_view View(const std::vector<uint8_t>& v) {
+  return {reinterpret_cast<const char*>(v.data()), v.size()};
+}
+
+}  // namespace
+
+struct ClusterNode::Peer {
+  std::string address;
+  std::unique_ptr<transport::RpcClient> rpc;
+  std::mutex mu;
+  std::unordered_map<uint64_t, uint64_t> namespaces;  // ns id -> fingerprint; guarded by mu
+};
+
+ClusterNode::ClusterNode(ClusterNodeOptions options, store::TierManager* store, MembersFn members)
+    : options_(std::move(options)),
+      store_(store),
+      members_(std::move(members)),
+      directory_(options_.max_directory_chains) {
+  publisher_ = std::thread([this] { PublisherLoop(); });
+}
+
+ClusterNode::~ClusterNode() {
+  {
+    std::lock_guard<std::mutex> lock(pub_mu_);
+    stop_ = true;
+  }
+  pub_cv_.notify_all();
+  if (publisher_.joinable()) publisher_.join();
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  peers_.clear();
+}
+
+std::string ClusterNode::OwnerOf(const std::vector<PeerAddress>& members, uint64_t ns_id,
+                                 uint64_t root) {
+  char key[16];
+  std::memcpy(key, &ns_id, 8);
+  std::memcpy(key + 8, &root, 8);
+  const std::string_view k(key, sizeof(key));
+  const std::string* best = nullptr;
+  uint64_t best_weight = 0;
+  for (const PeerAddress& m : members) {
+    const uint64_t w = RendezvousWeight(m.node_id, k);
+    if (best == nullptr || w > best_weight || (w == best_weight && m.node_id < *best)) {
+      best = &m.node_id;
+      best_weight = w;
+    }
+  }
+  return best ? *best : std::string();
+}
+
+bool ClusterNode::Members(std::vector<PeerAddress>* out) const {
+  out->clear();
+  return members_ && members_(out) && !out->empty();
+}
+
+std::string ClusterNode::AddressOf(const std::vector<PeerAddress>& members,
+                                   const std::string& node) const {
+  for (const PeerAddress& m : members) {
+    if (m.node_id == node) return m.address;
+  }
+  return {};
+}
+
+bool ClusterNode::TokenOk(std::string_view token) {
+  if (TokenEquals(token, options_.cluster_token)) return true;
+  bad_cluster_tokens_.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
+void ClusterNode::MarkDown(const std::string& node_id) {
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  peers_.erase(node_id);
+  down_until_[node_id] = std::chrono::steady_clock::now() + options_.peer_retry;
+}
+
+std::shared_ptr<ClusterNode::Peer> ClusterNode::PeerFor(const std::string& node_id,
+                                                        const std::string& address) {
+  if (address.empty() || node_id == options_.node_id) return nullptr;
+  {
+    std::lock_guard<std::mutex> lock(peers_mu_);
+    auto down = down_until_.find(node_id);
+    if (down != down_until_.end()) {
+      if (std::chrono::steady_clock::now() < down->second) return nullptr;
+      down_until_.erase(down);
+    }
+    auto it = peers_.find(node_id);
+    if (it != peers_.end()) {
+      if (it->second->address == address && it->second->rpc->connected()) return it->second;
+      peers_.erase(it);
+    }
+  }
+  transport::RpcClientOptions o;
+  o.ucx = options_.ucx;
+  o.connect_timeout = options_.peer_timeout;
+  o.default_timeout = options_.peer_timeout;
+  auto rpc = transport::RpcClient::Connect(address, o);
+  if (!rpc.ok()) {
+    KVCAKE_LOG(WARNING) << "cluster: member " << node_id << " at " << address
+                        << " unreachable: " << rpc.status().ToString();
+    MarkDown(node_id);
+    return nullptr;
+  }
+  auto peer = std::make_shared<Peer>();
+  peer->address = address;
+  peer->rpc = std::move(rpc).value();
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  auto [it, inserted] = peers_.try_emplace(node_id, peer);
+  return it->second;  // another thread may have connected first: use its connection
+}
+
+Result<std::pair<uint64_t, uint64_t>> ClusterNode::EnsureNamespace(
+    Peer& peer, const store::NamespaceConfig& ns) {
+  {
+    std::lock_guard<std::mutex> lock(peer.mu);
+    auto it = peer.namespaces.find(ns.id);
+    if (it != peer.namespaces.end()) return std::make_pair(ns.id, it->second);
+  }
+  transport::RegisterNamespaceRequest req{ns.name,   options_.cluster_token, ns.num_layers,
+                                          ns.block_tokens, ns.layer_block_bytes, ns.kv_dtype,
+                                          ns.layout, 0};
+  transport::RpcReply reply = CallPeer(peer, RpcOp::kRegisterNamespace, transport::Encode(req));
+  if (!reply.status.ok()) return reply.status.WithContext("register namespace on member");
+  transport::RegisterNamespaceResponse resp;
+  RETURN_IF_ERROR(transport::Decode(View(reply.meta), &resp));
+  if (resp.ns_id != ns.id || resp.fingerprint != ns.Fingerprint()) {
+    return FailedPreconditionError("member holds namespace '" + ns.name +
+                                   "' with another geometry");
+  }
+  std::lock_guard<std::mutex> lock(peer.mu);
+  peer.namespaces[ns.id] = resp.fingerprint;
+  return std::make_pair(resp.ns_id, resp.fingerprint);
+}
+
+transport::RpcReply ClusterNode::CallPeer(Peer& peer, RpcOp op, const std::string& meta,
+                                          std::span<const transport::MutableBuffer> into) {
+  transport::CallRequest call;
+  call.opcode = static_cast<uint16_t>(op);
+  call.meta = Bytes(meta);
+  call.reply_buffers = into;
+  call.timeout = options_.peer_timeout;
+  return peer.rpc->Call(call);
+}
+
+// ---- Publishing ------------------------------------------------------------
+
+void ClusterNode::TrimRootsLocked() {
+  while (roots_.size() > options_.max_remote_hints && !roots_order_.empty()) {
+    roots_.erase(roots_order_.front());
+    roots_order_.pop_front();
+  }
+}
+
+void ClusterNode::LearnRoots(std::span<const BlockRef> keys, std::span<const uint64_t> roots) {
+  std::lock_guard<std::mutex> lock(hints_mu_);
+  for (size_t i = 0; i < keys.size() && i < roots.size(); ++i) {
+    if (roots[i] == 0) continue;
+    auto [it, inserted] = roots_.insert_or_assign(keys[i].hash, roots[i]);
+    if (inserted) roots_order_.push_back(keys[i].hash);
+  }
+  TrimRootsLocked();
+}
+
+void ClusterNode::OnCommitted(const store::NamespaceConfig& ns, std::span<const BlockRef> keys) {
+  if (keys.empty()) return;
+  std::vector<ChainRecord> records;
+  {
+    std::lock_guard<std::mutex> lock(hints_mu_);
+    // Keys of one request come in chain order per layer. A batch whose first
+    // block was never seen in a lookup starts a chain (its root).
+    std::map<uint32_t, size_t> by_layer;  // layer -> index in records
+    for (const BlockRef& k : keys) {
+      auto [it, inserted] = by_layer.try_emplace(k.layer, records.size());
+      if (inserted) {
+        auto root = roots_.find(k.hash);
+        records.push_back(ChainRecord{ns.id, root != roots_.end() ? root->second : k.hash,
+                                      k.layer, {}});
+      }
+      ChainRecord& r = records[it->second];
+      r.hashes.push_back(k.hash);
+      if (roots_.emplace(k.hash, r.root).second) roots_order_.push_back(k.hash);
+    }
+    TrimRootsLocked();
+  }
+  {
+    std::lock_guard<std::mutex> lock(pub_mu_);
+    for (ChainRecord& r : records) pending_.push_back(std::move(r));
+  }
+}
+
+void ClusterNode::OnMembershipChanged() {
+  {
+    std::lock_guard<std::mutex> lock(pub_mu_);
+    republish_ = true;
+  }
+  pub_cv_.notify_all();
+}
+
+void ClusterNode::PublisherLoop() {
+  std::unique_lock<std::mutex> lock(pub_mu_);
+  while (!stop_) {
+    pub_cv_.wait_for(lock, options_.publish_interval);
+    if (stop_) break;
+    std::vector<ChainRecord> batch = std::move(pending_);
+    pending_.clear();
+    const bool republish = std::exchange(republish_, false);
+    lock.unlock();
+    if (republish) {
+      std::vector<PeerAddress> members;
+      if (Members(&members)) {
+        std::vector<std::string> ids;
+        for (const PeerAddress& m : members) ids.push_back(m.node_id);
+        std::sort(ids.begin(), ids.end());
+        for (const std::string& old : last_members_) {
+          if (!std::binary_search(ids.begin(), ids.end(), old)) directory_.DropHolder(old);
+        }
+        last_members_ = std::move(ids);
+      }
+      for (const auto& [key, hashes] : published_) {
+        batch.push_back(ChainRecord{key.ns_id, key.root, key.layer, hashes});
+      }
+    }
+    if (!batch.empty()) PublishNow(std::move(batch));
+    lock.lock();
+  }
+}
+
+void ClusterNode::PublishNow(std::vector<ChainRecord> chains) {
+  // Remember what this node holds, so a change of owners can re-publish it.
+  for (const ChainRecord& c : chains) {
+    const ChainKey key{c.ns_id, c.root, c.layer};
+    auto [it, inserted] = published_.try_emplace(key);
+    if (inserted) published_order_.push_back(key);
+    std::vector<uint64_t>& have = it->second;
+    for (uint64_t h : c.hashes) {
+      if (std::find(have.begin(), have.end(), h) == have.end()) have.push_back(h);
+    }
+  }
+  while (published_.size() > options_.max_published_chains && !published_order_.empty()) {
+    published_.erase(published_order_.front());
+    published_order_.pop_front();
+  }
+  std::vector<PeerAddress> members;
+  if (!Members(&members)) return;  // unknown: published again when membership returns
+  std::map<std::string, std::vector<ChainRecord>> by_owner;
+  for (ChainRecord& c : chains) {
+    by_owner[OwnerOf(members, c.ns_id, c.root)].push_back(std::move(c));
+  }
+  for (auto& [owner, records] : by_owner) {
+    if (owner == options_.node_id) {
+      for (const ChainRecord& r : records) directory_.Publish(owner, r);
+      published_chains_.fetch_add(records.size(), std::memory_order_relaxed);
+      continue;
+    }
+    std::shared_ptr<Peer> peer = PeerFor(owner, AddressOf(members, owner));
+    if (!peer) {
+      publish_failures_.fetch_add(records.size(), std::memory_order_relaxed);
+      continue;
+    }
+    for (size_t i = 0; i < records.size(); i += transport::kMaxPublishChains) {
+      const size_t n = std::min<size_t>(transport::kMaxPublishChains, records.size() - i);
+      transport::DirectoryPublishRequest req{options_.cluster_token, options_.node_id, 0,
+                                             {records.begin() + i, records.begin() + i + n}};
+      transport::RpcReply reply = CallPeer(*peer, RpcOp::kDirectoryPublish, transport::Encode(req));
+      if (reply.status.ok()) {
+        published_chains_.fetch_add(n, std::memory_order_relaxed);
+      } else {
+        publish_failures_.fetch_add(n, std::memory_order_relaxed);
+        KVCAKE_LOG(WARNING) << "cluster: publish to " << owner
+                            << " failed: " << reply.status.ToString();
+        if (reply.status.code() == StatusCode::kUnavailable) MarkDown(owner);
+        break;
+      }
+    }
+  }
+}
+
+// ---- Lookups and fetches ---------------------------------------------------
+
+ClusterHooks::RemotePrefix ClusterNode::LookupRemote(const store::NamespaceConfig& ns,
+                                                     uint32_t layer,
+                                                     std::span<const uint64_t> hashes,
+                                                     size_t local) {
+  RemotePrefix out;
+  if (hashes.empty() || local >= hashes.size()) return out;
+  {
+    // Learn the chain, so a put that continues it is published under its root.
+    std::lock_guard<std::mutex> lock(hints_mu_);
+    for (uint64_t h : hashes) {
+      if (roots_.emplace(h, hashes[0]).second) roots_order_.push_back(h);
+    }
+    TrimRootsLocked();
+  }
+  std::vector<PeerAddress> members;
+  if (!Members(&members) || members.size() < 2) return out;
+  remote_lookups_.fetch_add(1, std::memory_order_relaxed);
+  const std::string owner = OwnerOf(members, ns.id, hashes[0]);
+  Directory::Hit hit;
+  if (owner == options_.node_id) {
+    hit = directory_.Lookup(ns.id, layer, hashes, options_.node_id);
+  } else {
+    std::shared_ptr<Peer> peer = PeerFor(owner, AddressOf(members, owner));
+    if (!peer) {
+      remote_lookup_failures_.fetch_add(1, std::memory_order_relaxed);
+      return out;
+    }
+    transport::DirectoryLookupRequest req{options_.cluster_token, options_.node_id, ns.id, layer,
+                                          {hashes.begin(), hashes.end()}};
+    transport::RpcReply reply = CallPeer(*peer, RpcOp::kDirectoryLookup, transport::Encode(req));
+    transport::DirectoryLookupResponse resp;
+    Status s = reply.status.ok() ? transport::Decode(View(reply.meta), &resp) : reply.status;
+    if (!s.ok()) {
+      remote_lookup_failures_.fetch_add(1, std::memory_order_relaxed);
+      if (s.code() == StatusCode::kUnavailable) MarkDown(owner);
+      return out;
+    }
+    hit.holder = std::move(resp.holder);
+    hit.prefix_len = std::min<uint32_t>(resp.prefix_len, hashes.size());
+  }
+  if (hit.holder.empty() || hit.prefix_len <= local || hit.holder == options_.node_id ||
+      AddressOf(members, hit.holder).empty()) {
+    return out;
+  }
+  {
+    std::lock_guard<std::mutex> lock(hints_mu_);
+    for (size_t i = local; i < hit.prefix_len; ++i) {
+      const uint64_t k = HintKey(ns.id, hashes[i]);
+      if (remote_.insert_or_assign(k, hit.holder).second) remote_order_.push_back(k);
+    }
+    while (remote_.size() > options_.max_remote_hints && !remote_order_.empty()) {
+      remote_.erase(remote_order_.front());
+      remote_order_.pop_front();
+    }
+  }
+  remote_lookup_hits_.fetch_add(1, std::memory_order_relaxed);
+  out.len = static_cast<uint32_t>(hit.prefix_len - local);
+  out.node = std::move(hit.holder);
+  return out;
+}
+
+size_t ClusterNode::FetchMissing(const store::NamespaceConfig& ns, std::span<const BlockRef> keys) {
+  std::map<std::string, std::vector<BlockRef>> by_holder;
+  {
+    std::lock_guard<std::mutex> lock(hints_mu_);
+    if (remote_.empty()) return 0;
+    for (const BlockRef& k : keys) {
+      auto it = remote_.find(HintKey(ns.id, k.hash));
+      if (it != remote_.end()) by_holder[it->second].push_back(k);
+    }
+  }
+  if (by_holder.empty()) return 0;
+  std::vector<PeerAddress> members;
+  if (!Members(&members)) return 0;
+  const uint64_t size = ns.layer_block_bytes;
+  const size_t per_call = std::clamp<size_t>(kMaxFetchBytes / std::max<uint64_t>(size, 1), 1,
+                                             transport::kMaxBatchBlocks);
+  size_t stored = 0;
+  for (auto& [holder, refs] : by_holder) {
+    const auto start = std::chrono::steady_clock::now();
+    fetches_.fetch_add(1, std::memory_order_relaxed);
+    std::shared_ptr<Peer> peer = PeerFor(holder, AddressOf(members, holder));
+    Result<std::pair<uint64_t, uint64_t>> reg =
+        peer ? EnsureNamespace(*peer, ns) : UnavailableError("member unreachable");
+    if (!reg.ok()) {
+      fetch_failures_.fetch_add(1, std::memory_order_relaxed);
+      if (reg.status().code() == StatusCode::kUnavailable ||
+          reg.status().code() == StatusCode::kDeadlineExceeded) {
+        MarkDown(holder);
+      }
+      continue;
+    }
+    for (size_t i = 0; i < refs.size(); i += per_call) {
+      const size_t n = std::min(per_call, refs.size() - i);
+      transport::GetRequest req{ns.id, reg->second, {refs.begin() + i, refs.begin() + i + n}};
+      std::unique_ptr<char[]> buf(new (std::nothrow) char[n * size]);
+      if (!buf) break;
+      transport::MutableBuffer into{buf.get(), n * size};
+      transport::RpcReply reply = CallPeer(*peer, RpcOp::kGet, transport::Encode(req),
+                                           std::span<const transport::MutableBuffer>(&into, 1));
+      transport::KeyCodesResponse resp;
+      Status s = reply.status.ok() ? transport::Decode(View(reply.meta), &resp) : reply.status;
+      if (s.ok() && resp.codes.size() != n) s = InternalError("member answered a short get");
+      if (!s.ok()) {
+        fetch_failures_.fetch_add(1, std::memory_order_relaxed);
+        KVCAKE_LOG(WARNING) << "cluster: fetch from " << holder << " failed: " << s.ToString();
+        if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded) {
+          MarkDown(holder);
+        }
+        break;
+      }
+      uint64_t offset = 0;
+      for (size_t j = 0; j < n; ++j) {
+        if (resp.codes[j] != 0) continue;
+        if (offset + size > reply.payload_size) break;
+        const BlockRef& k = refs[i + j];
+        Status put = store_->Put(BlockKey{ns.id, k.hash, k.layer}, buf.get() + offset, size,
+                                 Tier::kHost);
+        offset += size;
+        if (put.ok() || put.code() == StatusCode::kAlreadyExists) {
+          ++stored;
+          fetched_blocks_.fetch_add(1, std::memory_order_relaxed);
+          fetched_bytes_.fetch_add(size, std::memory_order_relaxed);
+        }
+      }
+    }
+    fetch_micros_.fetch_add(std::chrono::duration_cast<std::chrono::microseconds>(
+                                std::chrono::steady_clock::now() - start)
+                                .count(),
+                            std::memory_order_relaxed);
+  }
+  return stored;
+}
+
+Result<std::string> ClusterNode::HandleDirectory(uint16_t op, std::string_view header) {
+  directory_requests_.fetch_add(1, std::memory_order_relaxed);
+  switch (static_cast<RpcOp>(op)) {
+    case RpcOp::kDirectoryPublish: {
+      transport::DirectoryPublishRequest req;
+      RETURN_IF_ERROR(transport::Decode(header, &req));
+      if (!TokenOk(req.cluster_token)) return PermissionDeniedError("bad cluster token");
+      for (const ChainRecord& c : req.chains) {
+        if (req.withdraw) {
+          directory_.Withdraw(req.holder, c);
+        } else {
+          directory_.Publish(req.holder, c);
+        }
+      }
+      return transport::Encode(transport::EmptyResponse{});
+    }
+    case RpcOp::kDirectoryLookup: {
+      transport::DirectoryLookupRequest req;
+      RETURN_IF_ERROR(transport::Decode(header, &req));
+      if (!TokenOk(req.cluster_token)) return PermissionDeniedError("bad cluster token");
+      Directory::Hit hit = directory_.Lookup(req.ns_id, req.layer, req.hashes, req.asker);
+      return transport::Encode(transport::DirectoryLookupResponse{hit.holder, hit.prefix_len});
+    }
+    default:
+      return InvalidArgumentError("not a directory opcode: " + std::to_string(op));
+  }
+}
+
+ClusterStats ClusterNode::stats() const {
+  ClusterStats s;
+  s.remote_lookups = remote_lookups_.load(std::memory_order_relaxed);
+  s.remote_lookup_hits = remote_lookup_hits_.load(std::memory_order_relaxed);
+  s.remote_lookup_failures = remote_lookup_failures_.load(std::memory_order_relaxed);
+  s.fetches = fetches_.load(std::memory_order_relaxed);
+  s.fetched_blocks = fetched_blocks_.load(std::memory_order_relaxed);
+  s.fetched_bytes = fetched_bytes_.load(std::memory_order_relaxed);
+  s.fetch_failures = fetch_failures_.load(std::memory_order_relaxed);
+  s.published_chains = published_chains_.load(std::memory_order_relaxed);
+  s.publish_failures = publish_failures_.load(std::memory_order_relaxed);
+  s.directory_chains = directory_.chains();
+  s.directory_requests = directory_requests_.load(std::memory_order_relaxed);
+  s.bad_cluster_tokens = bad_cluster_tokens_.load(std::memory_order_relaxed);
+  s.fetch_seconds_total = fetch_micros_.load(std::memory_order_relaxed) / 1e6;
+  return s;
+}
+
+}  // namespace kvcake::cluster

@@ -1,0 +1,186 @@
+#pragma once
+
+// A daemon's part in the cluster (docs/cluster.md): the directory shard it
+// owns, the publishing of the chains it commits, remote prefix lookups and
+// fetches from other members, over the same kvcake RPC layer engines use.
+//
+// Every remote step runs under `peer_timeout`: a dead or partitioned member
+// costs at most that and a miss. Requests to other daemons authenticate with
+// the cluster token (directory requests carry it; fetches register the
+// namespace with it). The handlers call LookupRemote / FetchMissing only for
+// a connection that holds the namespace's grant, so the cluster never serves
+// a block to an engine that could not have read it locally.
+//
+// Thread-safety: thread-safe. The publisher runs on its own thread; lookups
+// and fetches run on the caller's (I/O) thread, blocking it for at most the
+// peer timeout per remote member.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "cluster/cluster_hooks.h"
+#include "cluster/directory.h"
+#include "store/tier_manager.h"
+#include "transport/rpc_client.h"
+#include "transport/ucx_options.h"
+
+namespace kvcake::cluster {
+
+// A live member as the cluster layer needs it.
+struct PeerAddress {
+  std::string node_id;
+  std::string address;  // UCX "HOST:PORT" its daemon serves on
+};
+
+// The live members (self included); false while membership is unknown
+// (etcd unreachable), in which case cross-node steps are misses.
+using MembersFn = std::function<bool(std::vector<PeerAddress>* members)>;
+
+struct ClusterNodeOptions {
+  std::string node_id;
+  // Presented to other members; theirs must match (empty: an open cluster).
+  std::string cluster_token;
+  // Bound of every remote step (connect, directory call, fetch). Default 200 ms.
+  std::chrono::milliseconds peer_timeout{200};
+  // A member that could not be reached is not tried again for this long.
+  std::chrono::milliseconds peer_retry{1000};
+  // Commits are published in batches at this interval. Default 5 ms.
+  std::chrono::milliseconds publish_interval{5};
+  // Chains the owned directory shard holds at most.
+  size_t max_directory_chains = 1 << 20;
+  // Chains this node remembers publishing (re-published when owners move).
+  size_t max_published_chains = 1 << 18;
+  // Keys a lookup placed on another member, remembered for the get that
+  // follows.
+  size_t max_remote_hints = 1 << 20;
+  // UCX settings of the connections to other members (tcp by default).
+  transport::UcxOptions ucx;
+};
+
+// Counters (for /metrics and /v1/cluster). Plain value type.
+struct ClusterStats {
+  uint64_t remote_lookups = 0;
+  uint64_t remote_lookup_hits = 0;
+  uint64_t remote_lookup_failures = 0;
+  uint64_t fetches = 0;
+  uint64_t fetched_blocks = 0;
+  uint64_t fetched_bytes = 0;
+  uint64_t fetch_failures = 0;
+  uint64_t published_chains = 0;
+  uint64_t publish_failures = 0;
+  uint64_t directory_chains = 0;
+  uint64_t directory_requests = 0;
+  uint64_t bad_cluster_tokens = 0;
+  double fetch_seconds_total = 0;
+};
+
+class ClusterNode final : public ClusterHooks {
+ public:
+  // `store` must outlive the node. Starts the publisher thread.
+  ClusterNode(ClusterNodeOptions options, store::TierManager* store, MembersFn members);
+  ~ClusterNode() override;
+  ClusterNode(const ClusterNode&) = delete;
+  ClusterNode& operator=(const ClusterNode&) = delete;
+
+  // ClusterHooks.
+  void LearnRoots(std::span<const transport::BlockRef> keys,
+                  std::span<const uint64_t> roots) override;
+  void OnCommitted(const store::NamespaceConfig& ns,
+                   std::span<const transport::BlockRef> keys) override;
+  RemotePrefix LookupRemote(const store::NamespaceConfig& ns, uint32_t layer,
+                            std::span<const uint64_t> hashes, size_t local) override;
+  size_t FetchMissing(const store::NamespaceConfig& ns,
+                      std::span<const transport::BlockRef> keys) override;
+  Result<std::string> HandleDirectory(uint16_t op, std::string_view header) override;
+
+  // The member set changed: forget departed holders, re-publish what this
+  // node holds to the (possibly new) owners.
+  void OnMembershipChanged();
+
+  // The member that owns the directory entry of (ns, root) among `members`.
+  static std::string OwnerOf(const std::vector<PeerAddress>& members, uint64_t ns_id,
+                             uint64_t root);
+
+  ClusterStats stats() const;
+  const ClusterNodeOptions& options() const { return options_; }
+
+ private:
+  struct Peer;
+  struct ChainKey {
+    uint64_t ns_id;
+    uint64_t root;
+    uint32_t layer;
+    bool operator<(const ChainKey& o) const {
+      return std::tie(ns_id, root, layer) < std::tie(o.ns_id, o.root, o.layer);
+    }
+  };
+
+  void PublisherLoop();
+  // Sends `chains` (grouped by owner) now; runs on the publisher thread.
+  void PublishNow(std::vector<transport::ChainRecord> chains);
+  // The connection to `node_id` at `address`, connecting if needed; null if
+  // it cannot be reached (then not retried for peer_retry).
+  std::shared_ptr<Peer> PeerFor(const std::string& node_id, const std::string& address);
+  void MarkDown(const std::string& node_id);
+  // Registers `ns` on `peer` with the cluster token (once per connection).
+  Result<std::pair<uint64_t, uint64_t>> EnsureNamespace(Peer& peer,
+                                                        const store::NamespaceConfig& ns);
+  // One call to `peer` under the peer timeout.
+  transport::RpcReply CallPeer(Peer& peer, transport::RpcOp op, const std::string& meta,
+                               std::span<const transport::MutableBuffer> into = {});
+  bool Members(std::vector<PeerAddress>* out) const;
+  std::string AddressOf(const std::vector<PeerAddress>& members, const std::string& node) const;
+  bool TokenOk(std::string_view token);
+  // Bounds roots_ (oldest learned first). Requires hints_mu_.
+  void TrimRootsLocked();
+
+  const ClusterNodeOptions options_;
+  store::TierManager* const store_;
+  const MembersFn members_;
+  Directory directory_;
+
+  mutable std::mutex peers_mu_;
+  std::unordered_map<std::string, std::shared_ptr<Peer>> peers_;  // guarded by peers_mu_
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point>
+      down_until_;  // guarded by peers_mu_
+
+  // Chain learning: block hash -> the root of its chain (from lookups and
+  // commits), and remote hints: (ns, hash) -> holder node id.
+  mutable std::mutex hints_mu_;
+  std::unordered_map<uint64_t, uint64_t> roots_;  // guarded by hints_mu_
+  std::deque<uint64_t> roots_order_;              // guarded by hints_mu_
+  std::unordered_map<uint64_t, std::string> remote_;  // key: ns ^ hash mix; guarded by hints_mu_
+  std::deque<uint64_t> remote_order_;                 // guarded by hints_mu_
+
+  // Publishing.
+  std::mutex pub_mu_;
+  std::condition_variable pub_cv_;
+  std::vector<transport::ChainRecord> pending_;  // guarded by pub_mu_
+  bool republish_ = false;                       // guarded by pub_mu_
+  bool stop_ = false;                            // guarded by pub_mu_
+  std::map<ChainKey, std::vector<uint64_t>> published_;  // publisher thread only
+  std::deque<ChainKey> published_order_;                 // publisher thread only
+  std::vector<std::string> last_members_;                // publisher thread only
+
+  std::atomic<uint64_t> remote_lookups_{0}, remote_lookup_hits_{0}, remote_lookup_failures_{0};
+  std::atomic<uint64_t> fetches_{0}, fetched_blocks_{0}, fetched_bytes_{0}, fetch_failures_{0};
+  std::atomic<uint64_t> published_chains_{0}, publish_failures_{0}, directory_requests_{0};
+  std::atomic<uint64_t> bad_cluster_tokens_{0};
+  std::atomic<uint64_t> fetch_micros_{0};
+
+  std::thread publisher_;
+};
+
+}  // namespace kvcake::cluster

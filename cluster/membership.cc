@@ -1,0 +1,338 @@
+#include "cluster/membership.h"
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include "common/logging.h"
+
+namespace kvcake::cluster {
+
+namespace {
+
+constexpr std::chrono::milliseconds kInitialBackoff{100};
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool ValidName(const std::string& name) {
+  return !name.empty() && name.find('/') == std::string::npos;
+}
+
+bool SameMembers(const std::vector<MemberInfo>& a, const std::vector<MemberInfo>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!a[i].SamePublished(b[i])) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string MembersPrefix(std::string_view cluster_name) {
+  return "/kvcake/" + std::string(cluster_name) + "/members/";
+}
+
+const char* MembershipStateName(MembershipState state) {
+  switch (state) {
+    case MembershipState::kUp:
+      return "up";
+    case MembershipState::kUnknown:
+      return "unknown";
+  }
+  return "unknown";
+}
+
+Status MembershipOptions::Validate() const {
+  if (endpoints.empty()) return InvalidArgumentError("membership: no etcd endpoints");
+  if (!ValidName(cluster_name)) {
+    return InvalidArgumentError("membership: cluster name must be non-empty without '/': '" +
+                                cluster_name + "'");
+  }
+  const std::string& id = node_id.empty() ? self.node_id : node_id;
+  if (!ValidName(id)) {
+    return InvalidArgumentError("membership: node id must be non-empty without '/': '" + id + "'");
+  }
+  if (!node_id.empty() && !self.node_id.empty() && node_id != self.node_id) {
+    return InvalidArgumentError("membership: node_id '" + node_id + "' and self.node_id '" +
+                                self.node_id + "' differ");
+  }
+  if (ttl_s < 1) return InvalidArgumentError("membership: ttl_s must be >= 1");
+  if (request_timeout_ms == 0) return InvalidArgumentError("membership: request timeout is 0");
+  if (max_backoff_ms == 0) return InvalidArgumentError("membership: max backoff is 0");
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Membership>> Membership::Start(MembershipOptions options) {
+  RETURN_IF_ERROR(options.Validate());
+  GatewayEtcdClientOptions client_options;
+  client_options.endpoints = options.endpoints;
+  client_options.request_timeout_ms = options.request_timeout_ms;
+  ASSIGN_OR_RETURN(std::unique_ptr<GatewayEtcdClient> client,
+                   GatewayEtcdClient::Create(std::move(client_options)));
+  return Start(std::move(options), std::move(client));
+}
+
+Result<std::unique_ptr<Membership>> Membership::Start(MembershipOptions options,
+                                                      std::unique_ptr<EtcdClient> client) {
+  RETURN_IF_ERROR(options.Validate());
+  if (client == nullptr) return InvalidArgumentError("membership: null etcd client");
+  if (options.self.node_id.empty()) options.self.node_id = options.node_id;
+  if (options.node_id.empty()) options.node_id = options.self.node_id;
+  std::unique_ptr<Membership> m(new Membership(std::move(options), std::move(client)));
+  Status s = m->Register();
+  if (s.code() == StatusCode::kAlreadyExists) return s;
+  if (s.ok()) s = m->Poll();
+  if (s.ok()) {
+    m->SetState(MembershipState::kUp);
+  } else if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded) {
+    KVCAKE_LOG(WARNING) << "cluster: etcd unreachable at start, membership unknown until it "
+                           "answers: "
+                        << s.ToString();
+  } else {
+    return s.WithContext("cluster: joining '" + m->options_.cluster_name + "' as " +
+                         m->self_.node_id);
+  }
+  m->notified_members_ = m->Members();
+  m->notified_state_ = m->state();
+  m->thread_ = std::thread([raw = m.get()] { raw->Run(); });
+  return m;
+}
+
+Membership::Membership(MembershipOptions options, std::unique_ptr<EtcdClient> client)
+    : options_(std::move(options)),
+      client_(std::move(client)),
+      self_(options_.self),
+      prefix_(MembersPrefix(options_.cluster_name)),
+      key_(prefix_ + options_.self.node_id),
+      value_(MemberInfoToJson(options_.self)) {}
+
+Membership::~Membership() { Stop(); }
+
+Status Membership::Register() {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (lease_id_ == 0) {
+      ASSIGN_OR_RETURN(lease_id_, client_->LeaseGrant(options_.ttl_s));
+    }
+    KeyValue existing;
+    Result<bool> created = client_->PutIfAbsent(key_, value_, lease_id_, &existing);
+    if (created.status().code() == StatusCode::kNotFound) {
+      lease_id_ = 0;  // the lease expired between grant and put: take a new one
+      continue;
+    }
+    if (!created.ok()) return created.status();
+    if (!*created && existing.lease != lease_id_) {
+      std::string holder = "?";
+      Result<MemberInfo> info = MemberInfoFromJson(existing.value);
+      if (info.ok()) holder = info->advertise_address;
+      // Our lease holds nothing; let it go rather than keep it alive.
+      client_->LeaseRevoke(lease_id_).IgnoreError();
+      lease_id_ = 0;
+      return AlreadyExistsError("cluster: node id '" + self_.node_id +
+                                "' is held by a live member at " + holder + " (key " + key_ +
+                                "); another kvcaked with this node id is running, or a previous "
+                                "one died less than the lease TTL ago");
+    }
+    if (!*created && existing.value != value_) {
+      RETURN_IF_ERROR(client_->Put(key_, value_, lease_id_));
+    }
+    registered_ = true;
+    std::lock_guard<std::mutex> lock(mu_);
+    self_last_seen_unix_ms_ = NowUnixMs();
+    return Status::Ok();
+  }
+  return UnavailableError("cluster: lease of " + self_.node_id + " expired while registering");
+}
+
+Status Membership::Round() {
+  if (registered_) {
+    Result<int64_t> ttl = client_->LeaseKeepAliveOnce(lease_id_);
+    if (!ttl.ok()) {
+      keepalive_failures_.fetch_add(1, std::memory_order_relaxed);
+      if (ttl.status().code() != StatusCode::kNotFound) return ttl.status();
+      KVCAKE_LOG(WARNING) << "cluster: lease of " << self_.node_id
+                          << " expired; re-creating its key";
+      lease_id_ = 0;
+      registered_ = false;
+    } else {
+      std::lock_guard<std::mutex> lock(mu_);
+      self_last_seen_unix_ms_ = NowUnixMs();
+    }
+  }
+  if (!registered_) {
+    Status s = Register();
+    if (s.code() == StatusCode::kAlreadyExists) KVCAKE_LOG(ERROR) << s.message();
+    RETURN_IF_ERROR(s);
+  }
+  return Poll();
+}
+
+Status Membership::Poll() {
+  ASSIGN_OR_RETURN(RangeResult range, client_->RangePrefix(prefix_));
+  int64_t now = NowUnixMs();
+  std::map<std::string, MemberInfo> members;
+  bool self_present = false;
+  for (const KeyValue& kv : range.kvs) {
+    std::string node_id = kv.key.substr(prefix_.size());
+    Result<MemberInfo> info = MemberInfoFromJson(kv.value);
+    if (!info.ok() || info->node_id != node_id) {
+      KVCAKE_LOG(DEBUG) << "cluster: ignoring malformed member key " << kv.key << ": "
+                        << (info.ok() ? "node id differs from the key" : info.status().ToString());
+      continue;
+    }
+    if (node_id == self_.node_id) self_present = registered_ && kv.lease == lease_id_;
+    info->last_seen_unix_ms = now;
+    members.emplace(node_id, std::move(*info));
+  }
+  if (registered_ && !self_present) {
+    // The key was deleted behind our back (the lease is alive): put it back.
+    KVCAKE_LOG(WARNING) << "cluster: key " << key_ << " disappeared; re-creating it";
+    registered_ = false;
+    Status s = Register();
+    if (s.code() == StatusCode::kAlreadyExists) KVCAKE_LOG(ERROR) << s.message();
+    RETURN_IF_ERROR(s);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  members_ = std::move(members);
+  return Status::Ok();
+}
+
+void Membership::SetState(MembershipState state) {
+  MembershipState old = state_.exchange(state, std::memory_order_acq_rel);
+  if (old == state) return;
+  if (state == MembershipState::kUp) {
+    if (ever_up_) {
+      reconnects_.fetch_add(1, std::memory_order_relaxed);
+      KVCAKE_LOG(INFO) << "cluster: " << self_.node_id << " is up again in '"
+                       << options_.cluster_name << "'";
+    } else {
+      KVCAKE_LOG(INFO) << "cluster: joined '" << options_.cluster_name << "' as " << self_.node_id
+                       << " (key " << key_ << ", lease TTL " << options_.ttl_s << " s)";
+    }
+    ever_up_ = true;
+  }
+}
+
+std::vector<MemberInfo> Membership::Members() const {
+  bool unknown = state() == MembershipState::kUnknown;
+  std::vector<MemberInfo> out;
+  std::lock_guard<std::mutex> lock(mu_);
+  out.reserve(members_.size() + 1);
+  bool self_added = false;
+  for (const auto& [node_id, info] : members_) {
+    if (node_id == self_.node_id) continue;
+    if (!self_added && self_.node_id < node_id) {
+      out.push_back(self_);
+      out.back().last_seen_unix_ms = self_last_seen_unix_ms_;
+      self_added = true;
+    }
+    out.push_back(info);
+    out.back().stale = unknown;
+  }
+  if (!self_added) {
+    out.push_back(self_);
+    out.back().last_seen_unix_ms = self_last_seen_unix_ms_;
+  }
+  return out;
+}
+
+MembershipStats Membership::stats() const {
+  MembershipStats stats;
+  stats.keepalive_failures = keepalive_failures_.load(std::memory_order_relaxed);
+  stats.reconnects = reconnects_.load(std::memory_order_relaxed);
+  stats.membership_changes = membership_changes_.load(std::memory_order_relaxed);
+  return stats;
+}
+
+void Membership::SetChangeCallback(ChangeCallback callback) {
+  std::lock_guard<std::mutex> lock(mu_);
+  callback_ = std::move(callback);
+}
+
+void Membership::NotifyIfChanged() {
+  std::vector<MemberInfo> members = Members();
+  MembershipState state = this->state();
+  bool members_changed = !SameMembers(members, notified_members_);
+  if (!members_changed && state == notified_state_) return;
+  if (members_changed) membership_changes_.fetch_add(1, std::memory_order_relaxed);
+  notified_members_ = members;
+  notified_state_ = state;
+  ChangeCallback callback;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    callback = callback_;
+  }
+  if (callback) callback(members, state);
+}
+
+void Membership::Run() {
+  using Clock = std::chrono::steady_clock;
+  const auto interval = std::chrono::milliseconds(options_.ttl_s * 1000 / 3);
+  const auto max_backoff = std::chrono::milliseconds(options_.max_backoff_ms);
+  auto backoff = std::min<std::chrono::milliseconds>(kInitialBackoff, max_backoff);
+  auto next = Clock::now() + (state() == MembershipState::kUp ? interval : backoff);
+  MembershipState reported = state();
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (cv_.wait_until(lock, next, [this] { return stopping_; })) return;
+    }
+    Status s = Round();
+    if (s.ok()) {
+      SetState(MembershipState::kUp);
+      backoff = std::min<std::chrono::milliseconds>(kInitialBackoff, max_backoff);
+      next = Clock::now() + interval;
+    } else {
+      if (reported == MembershipState::kUp) {
+        KVCAKE_LOG(WARNING) << "cluster: " << self_.node_id
+                            << " lost etcd, membership unknown: " << s.ToString();
+      }
+      SetState(MembershipState::kUnknown);
+      next = Clock::now() + backoff;
+      backoff = std::min(backoff * 2, max_backoff);
+    }
+    reported = state();
+    NotifyIfChanged();
+  }
+}
+
+void Membership::StopThread() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Membership::Stop() {
+  std::lock_guard<std::mutex> lock(stop_mu_);
+  if (stopped_) return;
+  stopped_ = true;
+  StopThread();
+  if (lease_id_ != 0) {
+    Status s = client_->LeaseRevoke(lease_id_);
+    if (!s.ok() && s.code() != StatusCode::kNotFound) {
+      KVCAKE_LOG(WARNING) << "cluster: could not revoke the lease of " << self_.node_id
+                          << " (peers drop it within " << options_.ttl_s << " s): " << s.ToString();
+    }
+    lease_id_ = 0;
+  }
+  registered_ = false;
+  SetState(MembershipState::kUnknown);
+}
+
+void Membership::Abandon() {
+  std::lock_guard<std::mutex> lock(stop_mu_);
+  if (stopped_) return;
+  stopped_ = true;
+  StopThread();
+  lease_id_ = 0;
+  registered_ = false;
+  SetState(MembershipState::kUnknown);
+}
+
+}  // namespace kvcake::cluster
