@@ -14,6 +14,7 @@ PACKAGES=(
   etcd-server etcd-client        # cluster membership tests
   prometheus                     # promtool check metrics
   yamllint python3 python3-yaml jq curl procps util-linux
+  python3-pip python3-venv       # pip install of the Python client (README, tests/install)
 )
 
 SUDO=""

@@ -30,12 +30,14 @@ class Daemon:
                 "--slot_bytes=64K", "--log_level=warning", *flags]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
-        marker = "kvcaked listening on "
-        self.address = None
+        marker, admin_marker = "kvcaked listening on ", "kvcaked admin listening on "
+        self.address = self.admin = None
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
                 break
+            if line.startswith(admin_marker):  # printed before the UCX address
+                self.admin = line[len(admin_marker):].strip()
             if line.startswith(marker):
                 self.address = line[len(marker):].strip()
                 break
@@ -59,7 +61,9 @@ def pattern(seed):
     return bytes((i * 31 + seed) & 0xFF for i in range(VALUE))
 
 
-class KvcakePythonTest(unittest.TestCase):
+class DaemonTestCase(unittest.TestCase):
+    """Tests sharing one kvcaked, self.daemon."""
+
     @classmethod
     def setUpClass(cls):
         cls.daemon = Daemon()
@@ -67,6 +71,9 @@ class KvcakePythonTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.daemon.stop()
+
+
+class KvcakePythonTest(DaemonTestCase):
 
     def connect(self, namespace, mapped, **kw):
         c = kvcake.Client(self.daemon.address, namespace, use_mapped_path=mapped, timeout_ms=5000,

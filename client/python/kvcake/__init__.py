@@ -1,8 +1,11 @@
 """kvcake for Python engines: libkvcake's C ABI (kvcake/kvcake_c.h) through ctypes.
 
-No build step and no dependency beyond the Python standard library; the
-library is found through $KVCAKE_LIB, next to this package in an installed
-tree (<prefix>/share/kvcake/python -> <prefix>/lib), or the loader's path.
+No build step and no dependency beyond the Python standard library. Install it with
+`pip install client/python` (or `<prefix>/share/kvcake/python` of an installed tree), or put
+that folder on PYTHONPATH. libkvcake is found through, in order: load_library(path),
+$KVCAKE_LIB, the library recorded when pip installed the package (kvcake/_libpath.py: the
+build tree's or the installed prefix's), <prefix>/lib of an installed tree this package sits
+in, the release build tree of the checkout this package sits in, and the loader's path.
 
     import kvcake
     with kvcake.Client("127.0.0.1:18515", "llama-3-8b@main/fp16/tp1") as c:
@@ -19,6 +22,15 @@ tree (<prefix>/share/kvcake/python -> <prefix>/lib), or the loader's path.
             for l in range(32):
                 saver.submit(chain, [l] * len(chain), layer_bufs[l])  # as layer l is computed
             saver.wait_all()
+        for l in range(32):                          # CAKE signals of the stored blocks, from
+            c.report_attention(l, attention[l], chain,  # layer l's window attention
+                               num_query_heads=32, num_kv_heads=8, window=16)
+
+CAKE's engine-side statistics are plain functions too: layer_stats (entropy, variance,
+preference and the token indicator of one layer's observation-window attention),
+block_scores (the indicator summed per block) and budgets (water-filled per-layer budgets);
+Client.report_layer_stats sends a layer's preference and block scores to kvcaked, and
+Client.report_attention does all three for one layer's attention matrix.
 
 Buffers are checked against the namespace's layer_block_bytes; a raw int
 address is the caller's promise that it points at that many bytes (in CUDA
@@ -29,13 +41,17 @@ Thread-safety: a Client may be used from several threads at once (the
 library serialises what needs it); a PendingGet or a PutStream by one thread at a time.
 """
 
+import array
+import collections
 import ctypes
 import ctypes.util
+import math
 import os
 import sysconfig
 import weakref
 
-__all__ = ["Client", "PendingGet", "PutStream", "KvcakeError", "load_library", "version"]
+__all__ = ["Client", "PendingGet", "PutStream", "KvcakeError", "LayerStats", "layer_stats",
+           "block_scores", "budgets", "load_library", "library_path", "version"]
 
 _c_int = ctypes.c_int
 _c_int32 = ctypes.c_int32
@@ -43,6 +59,7 @@ _c_int64 = ctypes.c_int64
 _c_uint32 = ctypes.c_uint32
 _c_uint64 = ctypes.c_uint64
 _c_double = ctypes.c_double
+_c_float = ctypes.c_float
 _c_void_p = ctypes.c_void_p
 _c_char_p = ctypes.c_char_p
 _P = ctypes.POINTER
@@ -112,6 +129,14 @@ def _declare(lib):
         "kvcake_report_layer_stats": (_c_int, [_c_void_p, _c_int32, _c_double, _P(_c_uint64),
                                                _P(_c_double), _c_int, _c_int32]),
         "kvcake_ping": (_c_int, [_c_void_p]),
+        "kvcake_cake_layer_stats": (_c_int, [_P(_c_float), _c_int, _c_int, _c_int, _c_int,
+                                             _c_double, _c_double, _c_double, _c_int,
+                                             _P(_c_double), _P(_c_double), _P(_c_double),
+                                             _P(_c_float)]),
+        "kvcake_cake_block_scores": (_c_int, [_P(_c_float), _c_int, _c_int, _c_int,
+                                              _P(_c_double)]),
+        "kvcake_cake_budgets": (_c_int, [_P(_c_double), _P(_c_int64), _c_int, _c_int64,
+                                         _P(_c_int64)]),
         "kvcake_mapped_path": (_c_int, [_c_void_p]),
         "kvcake_transport_info": (_c_int, [_c_void_p, _c_char_p, _c_int]),
         "kvcake_close": (None, [_c_void_p]),
@@ -122,24 +147,40 @@ def _declare(lib):
         f.argtypes = args
 
 
+def _library_candidates():
+    """Where libkvcake may be, best first (see the module docstring)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = []
+    if os.environ.get("KVCAKE_LIB"):
+        candidates.append(os.environ["KVCAKE_LIB"])
+    # Recorded at install time: absolute (pip install) or relative to this folder (CMake's
+    # install of <prefix>/share/kvcake/python).
+    try:
+        from . import _libpath
+        candidates.append(os.path.normpath(os.path.join(here, _libpath.LIBRARY)))
+    except ImportError:
+        pass
+    # An installed tree: <prefix>/share/kvcake/python/kvcake/, the library in <prefix>/lib*.
+    prefix = os.path.normpath(os.path.join(here, "..", "..", "..", ".."))
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    for libdir in ("lib", "lib64", os.path.join("lib", multiarch)):
+        candidates.append(os.path.join(prefix, libdir, "libkvcake.so.0"))
+    # The checkout: <root>/client/python/kvcake/, the release preset's tree in <root>/build.
+    root = os.path.normpath(os.path.join(here, "..", "..", ".."))
+    candidates.append(os.path.join(root, "build", "release", "lib", "libkvcake.so.0"))
+    found = ctypes.util.find_library("kvcake")
+    candidates += [found] if found else []
+    candidates.append("libkvcake.so.0")
+    return candidates
+
+
 def load_library(path=None):
-    """Loads libkvcake once: `path`, $KVCAKE_LIB, an installed tree, or the loader's path."""
+    """Loads libkvcake once: `path`, or the first of the module docstring's places that has it
+    (library_path() says which file)."""
     global _lib
     if _lib is not None and path is None:
         return _lib
-    candidates = [path] if path else []
-    if not path:
-        if os.environ.get("KVCAKE_LIB"):
-            candidates.append(os.environ["KVCAKE_LIB"])
-        # Installed: <prefix>/share/kvcake/python/kvcake/__init__.py, library in <prefix>/lib*.
-        prefix = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                               "..", "..", "..", ".."))
-        multiarch = sysconfig.get_config_var("MULTIARCH") or ""
-        for libdir in ("lib", "lib64", os.path.join("lib", multiarch)):
-            candidates.append(os.path.join(prefix, libdir, "libkvcake.so"))
-        found = ctypes.util.find_library("kvcake")
-        candidates += [found] if found else []
-        candidates.append("libkvcake.so.0")
+    candidates = [path] if path else _library_candidates()
     errors = []
     for cand in candidates:
         if os.sep in cand and not os.path.exists(cand):
@@ -153,7 +194,13 @@ def load_library(path=None):
         _declare(lib)
         _lib = lib
         return lib
-    raise KvcakeError("NOT_FOUND", "libkvcake not found (set KVCAKE_LIB): " + "; ".join(errors))
+    raise KvcakeError("NOT_FOUND", "libkvcake not found (build it, reinstall this package, or set "
+                      "KVCAKE_LIB): " + "; ".join(errors))
+
+
+def library_path():
+    """The file libkvcake was loaded from (loading it if needed)."""
+    return load_library()._name
 
 
 def version():
@@ -175,6 +222,116 @@ def _u64s(values):
 
 def _i32s(values):
     return (_c_int32 * len(values))(*[int(v) for v in values])
+
+
+# ---- CAKE engine-side signals (kvcake_cake_* of the C ABI, docs/policy.md) ----------------
+
+LayerStats = collections.namedtuple("LayerStats", "entropy variance preference indicator")
+LayerStats.__doc__ = """One layer's CAKE statistics: entropy H, variance V, preference P, and the
+token indicator, an array('f') of [num_kv_heads][seq_len - window] values, row-major."""
+
+
+def _flatten(data, out):
+    try:
+        out.append(float(data))
+        return
+    except TypeError:
+        pass
+    for item in data:
+        _flatten(item, out)
+
+
+def _float_values(data):
+    """`data` ready for the C ABI, and how many values it holds: a C-contiguous float32 buffer
+    (array('f'), NumPy float32, memoryview) as a memoryview, used in place; anything else
+    (other dtypes, nested sequences, tensors) as a flat list of floats, converted once."""
+    try:
+        view = memoryview(data)
+    except TypeError:
+        view = None
+    if view is not None and view.format == "f" and view.c_contiguous:
+        return view, view.nbytes // 4
+    values = []
+    _flatten(view.tolist() if view is not None else data, values)
+    return values, len(values)
+
+
+def _floats(values, count, what):
+    """A (values, count) pair from _float_values as a ctypes float array of exactly `count`
+    values."""
+    data, n = values
+    if n != count:
+        raise ValueError(f"{what} holds {n} values, expected {count}")
+    if isinstance(data, list):
+        return (_c_float * max(1, count))(*data)
+    if count == 0:
+        return (_c_float * 1)()
+    if data.readonly:
+        return (_c_float * count).from_buffer_copy(data.cast("B"))
+    return (_c_float * count).from_buffer(data.cast("B"))  # keeps `data` alive
+
+
+def _shape_check(name, value, minimum):
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def layer_stats(attention, num_query_heads, num_kv_heads, window, seq_len=None, tau1=1.0,
+                tau2=1.0, gamma=200.0, pool_kernel=5):
+    """CAKE's statistics of one layer (kvcake_cake_layer_stats): `attention` holds the softmax
+    probabilities of the last `window` queries over all `seq_len` keys, float32
+    [num_query_heads][window][seq_len] row-major (zero past the causal limit), as any
+    C-contiguous float32 buffer (NumPy, array('f')) or a (nested) sequence of numbers;
+    seq_len defaults to what the size implies. Returns a LayerStats."""
+    hq = _shape_check("num_query_heads", num_query_heads, 1)
+    hkv = _shape_check("num_kv_heads", num_kv_heads, 1)
+    w = _shape_check("window", window, 1)
+    values = _float_values(attention)
+    if seq_len is None:
+        if values[1] % (hq * w):
+            raise ValueError(f"attention holds {values[1]} values, not a multiple of "
+                             f"num_query_heads * window = {hq * w}")
+        seq_len = values[1] // (hq * w)
+    n = _shape_check("seq_len", seq_len, w + 1)
+    lib = load_library()
+    att = _floats(values, hq * w * n, "attention")
+    indicator = array.array("f", bytes(4 * hkv * (n - w)))
+    ind_addr, _ = indicator.buffer_info()
+    h, v, p = _c_double(), _c_double(), _c_double()
+    _check(lib.kvcake_cake_layer_stats(att, hq, hkv, w, n, float(tau1), float(tau2),
+                                       float(gamma), int(pool_kernel), ctypes.byref(h),
+                                       ctypes.byref(v), ctypes.byref(p),
+                                       ctypes.cast(ind_addr, _P(_c_float))))
+    return LayerStats(h.value, v.value, p.value, indicator)
+
+
+def block_scores(indicator, num_kv_heads, num_tokens, block_tokens):
+    """Block scores (kvcake_cake_block_scores): `indicator` ([num_kv_heads][num_tokens], e.g.
+    LayerStats.indicator) summed over KV heads and each block's tokens; a list of
+    ceil(num_tokens / block_tokens) floats (the last block may be partial)."""
+    hkv = _shape_check("num_kv_heads", num_kv_heads, 1)
+    n = _shape_check("num_tokens", num_tokens, 0)
+    b = _shape_check("block_tokens", block_tokens, 1)
+    ind = _floats(_float_values(indicator), hkv * n, "indicator")
+    blocks = -(-n // b)
+    out = (_c_double * max(1, blocks))()
+    _check(load_library().kvcake_cake_block_scores(ind, hkv, n, b, out))
+    return [out[i] for i in range(blocks)]
+
+
+def budgets(preferences, caps, total_blocks):
+    """Per-layer budgets (kvcake_cake_budgets): `total_blocks` water-filled over the layers by
+    preference, layer l capped at caps[l] and given at least one block when its cap is > 0;
+    a list of ints summing to min(total_blocks, sum(caps))."""
+    if len(preferences) != len(caps):
+        raise ValueError("preferences and caps differ in length")
+    n = len(preferences)
+    pref = (_c_double * max(1, n))(*[float(x) for x in preferences])
+    cap = (_c_int64 * max(1, n))(*[int(x) for x in caps])
+    out = (_c_int64 * max(1, n))()
+    _check(load_library().kvcake_cake_budgets(pref, cap, n, int(total_blocks), out))
+    return [out[i] for i in range(n)]
 
 
 class _Buffers:
@@ -436,6 +593,25 @@ class Client(_Closing):
         _check(self._lib.kvcake_report_layer_stats(self._h(), int(layer), float(preference),
                                                    _u64s(hashes), sc, len(hashes),
                                                    int(window_blocks)))
+
+    def report_attention(self, layer, attention, hashes, num_query_heads, num_kv_heads, window,
+                         seq_len=None, **params):
+        """Computes layer `layer`'s CAKE signals from its observation-window attention (see
+        layer_stats; `params`: tau1, tau2, gamma, pool_kernel) and reports them for the prompt
+        whose chained block hashes are `hashes` (hash_tokens of its tokens): the preference,
+        each block's score over the keys before the window, and the blocks that reach into
+        the window as window_blocks (kept in place until the next report). Returns the
+        LayerStats."""
+        if not getattr(self, "block_tokens", 0):
+            raise KvcakeError("FAILED_PRECONDITION", "call register_namespace first")
+        stats = layer_stats(attention, num_query_heads, num_kv_heads, window, seq_len, **params)
+        prefix_tokens = len(stats.indicator) // int(num_kv_heads)
+        scores = block_scores(stats.indicator, num_kv_heads, prefix_tokens, self.block_tokens)
+        n = len(hashes)
+        scores = (scores + [0.0] * n)[:n]  # blocks inside the window: pinned, not scored
+        window_blocks = max(1, n - prefix_tokens // self.block_tokens)
+        self.report_layer_stats(layer, stats.preference, hashes, scores, min(n, window_blocks))
+        return stats
 
     def ping(self):
         """A round trip to the daemon; KvcakeError UNAVAILABLE when it is gone."""

@@ -1,4 +1,4 @@
-/* Built with `pkg-config --cflags --libs kvcake` against the installed tree:
+/* Built with `pkg-config --cflags --libs kvcake-c` against the installed tree:
    the C ABI round trip through a running kvcaked.   consumer_c HOST:PORT */
 #include <kvcake/kvcake_c.h>
 #include <stdio.h>

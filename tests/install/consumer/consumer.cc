@@ -1,7 +1,11 @@
-// Built against the installed tree only: put and get a block through a
-// running kvcaked, check the bytes and the known-answer namespace seed.
-//   consumer_cpp HOST:PORT
+// Built against the installed tree only, by README.md's find_package and
+// pkg-config recipes (tests/install/check_install.sh): put and get a block
+// through a running kvcaked, check the bytes and the known-answer namespace seed.
+//   engine HOST:PORT
 #include <kvcake/client.h>
+
+// The engine's build sets no standard: kvcake::kvcake and kvcake.pc bring it.
+static_assert(__cplusplus >= 202002L, "kvcake's C++ API needs C++20");
 
 #include <cstdio>
 #include <cstring>
