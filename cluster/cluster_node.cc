@@ -144,9 +144,14 @@ Result<std::pair<uint64_t, uint64_t>> ClusterNode::EnsureNamespace(
     auto it = peer.namespaces.find(ns.id);
     if (it != peer.namespaces.end()) return std::make_pair(ns.id, it->second);
   }
-  transport::RegisterNamespaceRequest req{ns.name,   options_.cluster_token, ns.num_layers,
-                                          ns.block_tokens, ns.layer_block_bytes, ns.kv_dtype,
-                                          ns.layout, 0};
+  transport::RegisterNamespaceRequest req{ns.name,
+                                          options_.cluster_token,
+                                          ns.num_layers,
+                                          ns.block_tokens,
+                                          ns.layer_block_bytes,
+                                          ns.kv_dtype,
+                                          ns.layout,
+                                          0};
   transport::RpcReply reply = CallPeer(peer, RpcOp::kRegisterNamespace, transport::Encode(req));
   if (!reply.status.ok()) return reply.status.WithContext("register namespace on member");
   transport::RegisterNamespaceResponse resp;
@@ -201,8 +206,8 @@ void ClusterNode::OnCommitted(const store::NamespaceConfig& ns, std::span<const 
       auto [it, inserted] = by_layer.try_emplace(k.layer, records.size());
       if (inserted) {
         auto root = roots_.find(k.hash);
-        records.push_back(ChainRecord{ns.id, root != roots_.end() ? root->second : k.hash,
-                                      k.layer, {}});
+        records.push_back(
+            ChainRecord{ns.id, root != roots_.end() ? root->second : k.hash, k.layer, {}});
       }
       ChainRecord& r = records[it->second];
       r.hashes.push_back(k.hash);
@@ -287,7 +292,9 @@ void ClusterNode::PublishNow(std::vector<ChainRecord> chains) {
     }
     for (size_t i = 0; i < records.size(); i += transport::kMaxPublishChains) {
       const size_t n = std::min<size_t>(transport::kMaxPublishChains, records.size() - i);
-      transport::DirectoryPublishRequest req{options_.cluster_token, options_.node_id, 0,
+      transport::DirectoryPublishRequest req{options_.cluster_token,
+                                             options_.node_id,
+                                             0,
                                              {records.begin() + i, records.begin() + i + n}};
       transport::RpcReply reply = CallPeer(*peer, RpcOp::kDirectoryPublish, transport::Encode(req));
       if (reply.status.ok()) {
@@ -332,8 +339,8 @@ ClusterHooks::RemotePrefix ClusterNode::LookupRemote(const store::NamespaceConfi
       remote_lookup_failures_.fetch_add(1, std::memory_order_relaxed);
       return out;
     }
-    transport::DirectoryLookupRequest req{options_.cluster_token, options_.node_id, ns.id, layer,
-                                          {hashes.begin(), hashes.end()}};
+    transport::DirectoryLookupRequest req{
+        options_.cluster_token, options_.node_id, ns.id, layer, {hashes.begin(), hashes.end()}};
     transport::RpcReply reply = CallPeer(*peer, RpcOp::kDirectoryLookup, transport::Encode(req));
     transport::DirectoryLookupResponse resp;
     Status s = reply.status.ok() ? transport::Decode(View(reply.meta), &resp) : reply.status;
@@ -421,8 +428,8 @@ size_t ClusterNode::FetchMissing(const store::NamespaceConfig& ns, std::span<con
         if (resp.codes[j] != 0) continue;
         if (offset + size > reply.payload_size) break;
         const BlockRef& k = refs[i + j];
-        Status put = store_->Put(BlockKey{ns.id, k.hash, k.layer}, buf.get() + offset, size,
-                                 Tier::kHost);
+        Status put =
+            store_->Put(BlockKey{ns.id, k.hash, k.layer}, buf.get() + offset, size, Tier::kHost);
         offset += size;
         if (put.ok() || put.code() == StatusCode::kAlreadyExists) {
           ++stored;

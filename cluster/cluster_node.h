@@ -159,17 +159,17 @@ class ClusterNode final : public ClusterHooks {
   // Chain learning: block hash -> the root of its chain (from lookups and
   // commits), and remote hints: (ns, hash) -> holder node id.
   mutable std::mutex hints_mu_;
-  std::unordered_map<uint64_t, uint64_t> roots_;  // guarded by hints_mu_
-  std::deque<uint64_t> roots_order_;              // guarded by hints_mu_
+  std::unordered_map<uint64_t, uint64_t> roots_;      // guarded by hints_mu_
+  std::deque<uint64_t> roots_order_;                  // guarded by hints_mu_
   std::unordered_map<uint64_t, std::string> remote_;  // key: ns ^ hash mix; guarded by hints_mu_
   std::deque<uint64_t> remote_order_;                 // guarded by hints_mu_
 
   // Publishing.
   std::mutex pub_mu_;
   std::condition_variable pub_cv_;
-  std::vector<transport::ChainRecord> pending_;  // guarded by pub_mu_
-  bool republish_ = false;                       // guarded by pub_mu_
-  bool stop_ = false;                            // guarded by pub_mu_
+  std::vector<transport::ChainRecord> pending_;          // guarded by pub_mu_
+  bool republish_ = false;                               // guarded by pub_mu_
+  bool stop_ = false;                                    // guarded by pub_mu_
   std::map<ChainKey, std::vector<uint64_t>> published_;  // publisher thread only
   std::deque<ChainKey> published_order_;                 // publisher thread only
   std::vector<std::string> last_members_;                // publisher thread only

@@ -158,6 +158,51 @@ int CmdStatus(const CtlOptions& o, std::ostream& out, std::ostream& err) {
   return kExitOk;
 }
 
+int CmdMembers(const CtlOptions& o, std::ostream& out, std::ostream& err) {
+  Call c = DoCall(o, "GET", "/v1/cluster", "", err);
+  if (c.exit != kExitOk) return c.exit;
+  if (o.json) {
+    PrintJson(out, c.body);
+    return kExitOk;
+  }
+  const json& s = c.body;
+  if (!s.value("enabled", false)) {
+    out << "this daemon runs alone (no --cluster_etcd)\n";
+    return kExitOk;
+  }
+  out << "cluster " << Str(s["cluster_name"]) << "  node " << Str(s["node_id"]) << "  membership "
+      << Str(s["state"]) << "\n\n";
+  const double now_ms = static_cast<double>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                std::chrono::system_clock::now().time_since_epoch())
+                                                .count());
+  std::vector<std::vector<std::string>> rows = {
+      {"NODE", "ADDRESS", "ADMIN", "STATE", "HOST", "SSD", "GPU", "UP", "LAST_SEEN"}};
+  for (const auto& m : s.value("members", json::array())) {
+    const double start = m.value("start_time_unix_ms", 0.0);
+    const double seen = m.value("last_seen_unix_ms", 0.0);
+    std::string state = m.value("stale", false) ? "stale" : "live";
+    if (m.value("self", false)) state += " (self)";
+    rows.push_back({Str(m["node_id"]), Str(m["advertise_address"]),
+                    m.value("admin_address", "").empty() ? "-" : Str(m["admin_address"]), state,
+                    HumanBytes(static_cast<double>(U64(m, "host_capacity_bytes"))),
+                    HumanBytes(static_cast<double>(U64(m, "ssd_capacity_bytes"))),
+                    HumanBytes(static_cast<double>(U64(m, "gpu_capacity_bytes"))),
+                    start > 0 ? Duration((now_ms - start) / 1000.0) : "-",
+                    seen > 0 ? Duration((now_ms - seen) / 1000.0) + " ago" : "-"});
+  }
+  out << RenderTable(rows);
+  const json counters = s.value("counters", json::object());
+  if (!counters.empty()) {
+    out << "\n";
+    std::vector<std::vector<std::string>> crows = {{"COUNTER", "VALUE"}};
+    for (const auto& [name, value] : counters.items()) {
+      crows.push_back({name, std::to_string(value.get<uint64_t>())});
+    }
+    out << RenderTable(crows);
+  }
+  return kExitOk;
+}
+
 void PrintStats(const json& s, std::ostream& out) {
   out << "puts " << U64(s, "puts") << "  gets " << U64(s, "gets") << "  errors " << U64(s, "errors")
       << "  leases expired " << U64(s, "leases_expired") << "\n\n";
@@ -492,6 +537,8 @@ commands:
                             drop matching blocks (pinned ones are skipped)
   pin --ns=N [--hash=H] [--layer=L] [--tier=T]    operator-pin matching blocks
   unpin --ns=N [--hash=H] [--layer=L] [--tier=T]  remove operator pins
+  members                   cluster members (node, address, state, tiers, last heartbeat)
+                            and cross-node counters
   drain [--nowait]          demote everything to SSD, with a progress bar
   drain status              drain progress
   config get [NAME...]      hot-reloadable knobs
@@ -530,6 +577,7 @@ int RunCommand(const CtlOptions& o, const std::vector<std::string>& args, std::o
     if (cmd == "evict" || cmd == "pin" || cmd == "unpin") {
       return no_extra() ? CmdMutate(o, cmd, out, err) : kExitUsage;
     }
+    if (cmd == "members") return no_extra() ? CmdMembers(o, out, err) : kExitUsage;
     if (cmd == "drain") return CmdDrain(o, args, out, err);
     if (cmd == "config") return CmdConfig(o, args, out, err);
     if (cmd == "top") return no_extra() ? CmdTop(o, out, err) : kExitUsage;

@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -18,11 +19,11 @@
 #include <nlohmann/json.hpp>
 
 #include "kvcake/client.h"
-#include "transport/messages.h"
-#include "transport/rpc_client.h"
 #include "tests/chaos/chaos_util.h"
 #include "tests/cluster/etcd_harness.h"
 #include "tests/integration/daemon_process.h"
+#include "transport/messages.h"
+#include "transport/rpc_client.h"
 
 namespace kvcake {
 namespace {
@@ -59,8 +60,9 @@ class ClusterTest : public ::testing::Test {
     token_file_ = dir_.path() + "/cluster.token";
     std::ofstream(token_file_) << "cluster-secret-for-tests\n";
     for (const char* id : {"a", "b", "c"}) ASSERT_TRUE(StartMember(id));
-    ASSERT_TRUE(WaitFor([&] { return MembersSeenBy(0) == 3 && MembersSeenBy(2) == 3; },
-                        milliseconds(10000)));
+    ASSERT_TRUE(WaitFor(
+        [&] { return MembersSeenBy(0) == 3 && MembersSeenBy(1) == 3 && MembersSeenBy(2) == 3; },
+        milliseconds(10000)));
   }
 
   std::vector<std::string> Flags(const std::string& id, const std::string& dir_suffix = "") {
@@ -254,8 +256,8 @@ TEST_F(ClusterTest, WithEtcdDownMembersServeLocallyAndRecover) {
   auto c = Engine(2);
   ASSERT_TRUE(a && c);
   etcd_->Stop();
-  ASSERT_TRUE(WaitFor([&] { return Cluster(2).value("state", "") == "unknown"; },
-                      milliseconds(8000)));
+  ASSERT_TRUE(
+      WaitFor([&] { return Cluster(2).value("state", "") == "unknown"; }, milliseconds(8000)));
   // Local service goes on: A stores and serves its own blocks.
   const std::vector<uint64_t> chain = SaveChain(*a, 3, 4);
   EXPECT_EQ(GetChecked(*a, chain), chain.size() * kLayers);
@@ -266,10 +268,27 @@ TEST_F(ClusterTest, WithEtcdDownMembersServeLocallyAndRecover) {
   // etcd returns: membership recovers, A's chain is published again and C
   // finds it.
   ASSERT_TRUE(etcd_->Restart().ok());
-  ASSERT_TRUE(WaitFor([&] { return MembersSeenBy(2) == 3 && MembersSeenBy(0) == 3; },
-                      milliseconds(10000)));
+  ASSERT_TRUE(
+      WaitFor([&] { return MembersSeenBy(2) == 3 && MembersSeenBy(0) == 3; }, milliseconds(10000)));
   EXPECT_TRUE(WaitFor([&] { return c->LookupPrefix(chain, 0).value_or(0) == chain.size(); },
                       milliseconds(5000)));
+}
+
+TEST_F(ClusterTest, KvcakectlMembersShowsEveryMember) {
+  const std::string cmd = testing::KvcakedPath();
+  const std::string ctl = cmd.substr(0, cmd.rfind('/')) +
+                          "/kvcakectl --admin=" + members_[1]->admin_address() + " members 2>&1";
+  FILE* p = ::popen(ctl.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) out.append(buf, n);
+  EXPECT_EQ(::pclose(p), 0) << out;
+  EXPECT_NE(out.find("membership up"), std::string::npos) << out;
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_NE(out.find(members_[i]->address()), std::string::npos) << out;
+  }
+  EXPECT_NE(out.find("live (self)"), std::string::npos) << out;
 }
 
 TEST_F(ClusterTest, DirectoryRequestsWithoutTheClusterTokenAreRefused) {
