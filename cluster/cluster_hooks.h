@@ -37,10 +37,17 @@ class ClusterHooks {
     std::string node;
   };
   // This daemon holds the first `local` of `hashes` (a chain from its root)
-  // in layer `layer`; asks the chain's directory owner who holds more. Bounded
-  // by the peer timeout; a failure or an unknown cluster is len 0.
+  // in layer `layer`; asks the chain's directory owner who holds more, and
+  // with `prefetch` starts fetching that part. Bounded by the peer timeout; a
+  // failure or an unknown cluster is len 0.
   virtual RemotePrefix LookupRemote(const store::NamespaceConfig& ns, uint32_t layer,
-                                    std::span<const uint64_t> hashes, size_t local) = 0;
+                                    std::span<const uint64_t> hashes, size_t local,
+                                    bool prefetch) = 0;
+
+  // True if block `key` of namespace `ns_id` (missing locally) is being
+  // prefetched or was placed on another member by a lookup: a get of it may
+  // wait for the cluster, so the handler runs it off the I/O thread.
+  virtual bool Fetchable(uint64_t ns_id, const transport::BlockRef& key) = 0;
 
   // Fetches those of `keys` (missing locally) that a recent lookup placed on
   // another member into this daemon's tiers. Returns how many were stored.

@@ -46,6 +46,11 @@ ClusterNode::ClusterNode(ClusterNodeOptions options, store::TierManager* store, 
       members_(std::move(members)),
       directory_(options_.max_directory_chains) {
   publisher_ = std::thread([this] { PublisherLoop(); });
+  if (options_.max_prefetch_bytes > 0) {
+    for (int i = 0; i < std::max(1, options_.prefetch_threads); ++i) {
+      fetchers_.emplace_back([this] { FetcherLoop(); });
+    }
+  }
 }
 
 ClusterNode::~ClusterNode() {
@@ -55,6 +60,15 @@ ClusterNode::~ClusterNode() {
   }
   pub_cv_.notify_all();
   if (publisher_.joinable()) publisher_.join();
+  {
+    std::lock_guard<std::mutex> lock(fetch_mu_);
+    fetch_stop_ = true;
+    fetch_queue_.clear();
+    in_flight_.clear();
+  }
+  fetch_cv_.notify_all();
+  fetched_cv_.notify_all();
+  for (std::thread& t : fetchers_) t.join();
   std::lock_guard<std::mutex> lock(peers_mu_);
   peers_.clear();
 }
@@ -314,8 +328,8 @@ void ClusterNode::PublishNow(std::vector<ChainRecord> chains) {
 
 ClusterHooks::RemotePrefix ClusterNode::LookupRemote(const store::NamespaceConfig& ns,
                                                      uint32_t layer,
-                                                     std::span<const uint64_t> hashes,
-                                                     size_t local) {
+                                                     std::span<const uint64_t> hashes, size_t local,
+                                                     bool prefetch) {
   RemotePrefix out;
   if (hashes.empty() || local >= hashes.size()) return out;
   {
@@ -368,17 +382,93 @@ ClusterHooks::RemotePrefix ClusterNode::LookupRemote(const store::NamespaceConfi
     }
   }
   remote_lookup_hits_.fetch_add(1, std::memory_order_relaxed);
+  if (prefetch) Prefetch(ns, hit.holder, hashes.subspan(local, hit.prefix_len - local));
   out.len = static_cast<uint32_t>(hit.prefix_len - local);
   out.node = std::move(hit.holder);
   return out;
 }
 
+uint64_t ClusterNode::FetchKey(uint64_t ns_id, const BlockRef& k) {
+  const uint64_t parts[3] = {ns_id, k.hash, k.layer};
+  return XXH3_64bits(parts, sizeof(parts));
+}
+
+void ClusterNode::Prefetch(const store::NamespaceConfig& ns, const std::string& holder,
+                           std::span<const uint64_t> hashes) {
+  if (options_.max_prefetch_bytes == 0 || hashes.empty()) return;
+  const uint64_t size = std::max<uint64_t>(ns.layer_block_bytes, 1);
+  const size_t budget = static_cast<size_t>(options_.max_prefetch_bytes / size);
+  const size_t per_job =
+      std::clamp<size_t>(options_.prefetch_batch_bytes / size, 1, transport::kMaxBatchBlocks);
+  std::vector<FetchJob> jobs;
+  size_t taken = 0;
+  std::lock_guard<std::mutex> lock(fetch_mu_);
+  if (fetch_stop_) return;
+  // Layer by layer, the order an engine loads them in.
+  for (uint32_t layer = 0; layer < ns.num_layers && taken < budget; ++layer) {
+    for (size_t i = 0; i < hashes.size() && taken < budget; ++i) {
+      const BlockRef k{hashes[i], layer};
+      if (store_->Contains(BlockKey{ns.id, k.hash, k.layer})) continue;
+      if (!in_flight_.insert(FetchKey(ns.id, k)).second) continue;
+      if (jobs.empty() || jobs.back().keys.size() >= per_job) {
+        jobs.push_back(FetchJob{ns, holder, {}});
+      }
+      jobs.back().keys.push_back(k);
+      ++taken;
+    }
+  }
+  for (FetchJob& j : jobs) fetch_queue_.push_back(std::move(j));
+  if (!jobs.empty()) fetch_cv_.notify_all();
+}
+
+void ClusterNode::FetcherLoop() {
+  std::unique_lock<std::mutex> lock(fetch_mu_);
+  while (true) {
+    fetch_cv_.wait(lock, [this] { return fetch_stop_ || !fetch_queue_.empty(); });
+    if (fetch_stop_) return;
+    FetchJob job = std::move(fetch_queue_.front());
+    fetch_queue_.pop_front();
+    lock.unlock();
+    std::vector<PeerAddress> members;
+    size_t stored = 0;
+    if (Members(&members)) stored = FetchFrom(job.holder, members, job.ns, job.keys);
+    prefetched_blocks_.fetch_add(stored, std::memory_order_relaxed);
+    lock.lock();
+    for (const BlockRef& k : job.keys) in_flight_.erase(FetchKey(job.ns.id, k));
+    fetched_cv_.notify_all();
+  }
+}
+
+bool ClusterNode::Fetchable(uint64_t ns_id, const BlockRef& key) {
+  {
+    std::lock_guard<std::mutex> lock(fetch_mu_);
+    if (in_flight_.count(FetchKey(ns_id, key)) != 0) return true;
+  }
+  std::lock_guard<std::mutex> lock(hints_mu_);
+  return remote_.count(HintKey(ns_id, key.hash)) != 0;
+}
+
 size_t ClusterNode::FetchMissing(const store::NamespaceConfig& ns, std::span<const BlockRef> keys) {
+  // Blocks a prefetch has in flight: wait for them (bounded) rather than
+  // fetching them twice.
+  if (options_.max_prefetch_bytes > 0) {
+    std::unique_lock<std::mutex> lock(fetch_mu_);
+    if (!in_flight_.empty()) {
+      fetched_cv_.wait_for(lock, options_.prefetch_wait, [&] {
+        if (fetch_stop_) return true;
+        for (const BlockRef& k : keys) {
+          if (in_flight_.count(FetchKey(ns.id, k)) != 0) return false;
+        }
+        return true;
+      });
+    }
+  }
   std::map<std::string, std::vector<BlockRef>> by_holder;
   {
     std::lock_guard<std::mutex> lock(hints_mu_);
     if (remote_.empty()) return 0;
     for (const BlockRef& k : keys) {
+      if (store_->Contains(BlockKey{ns.id, k.hash, k.layer})) continue;  // prefetched meanwhile
       auto it = remote_.find(HintKey(ns.id, k.hash));
       if (it != remote_.end()) by_holder[it->second].push_back(k);
     }
@@ -386,63 +476,68 @@ size_t ClusterNode::FetchMissing(const store::NamespaceConfig& ns, std::span<con
   if (by_holder.empty()) return 0;
   std::vector<PeerAddress> members;
   if (!Members(&members)) return 0;
+  size_t stored = 0;
+  for (auto& [holder, refs] : by_holder) stored += FetchFrom(holder, members, ns, refs);
+  return stored;
+}
+
+size_t ClusterNode::FetchFrom(const std::string& holder, const std::vector<PeerAddress>& members,
+                              const store::NamespaceConfig& ns, std::span<const BlockRef> refs) {
   const uint64_t size = ns.layer_block_bytes;
   const size_t per_call = std::clamp<size_t>(kMaxFetchBytes / std::max<uint64_t>(size, 1), 1,
                                              transport::kMaxBatchBlocks);
+  const auto start = std::chrono::steady_clock::now();
+  fetches_.fetch_add(1, std::memory_order_relaxed);
   size_t stored = 0;
-  for (auto& [holder, refs] : by_holder) {
-    const auto start = std::chrono::steady_clock::now();
-    fetches_.fetch_add(1, std::memory_order_relaxed);
-    std::shared_ptr<Peer> peer = PeerFor(holder, AddressOf(members, holder));
-    Result<std::pair<uint64_t, uint64_t>> reg =
-        peer ? EnsureNamespace(*peer, ns) : UnavailableError("member unreachable");
-    if (!reg.ok()) {
+  std::shared_ptr<Peer> peer = PeerFor(holder, AddressOf(members, holder));
+  Result<std::pair<uint64_t, uint64_t>> reg =
+      peer ? EnsureNamespace(*peer, ns) : UnavailableError("member unreachable");
+  if (!reg.ok()) {
+    fetch_failures_.fetch_add(1, std::memory_order_relaxed);
+    if (reg.status().code() == StatusCode::kUnavailable ||
+        reg.status().code() == StatusCode::kDeadlineExceeded) {
+      MarkDown(holder);
+    }
+    return 0;
+  }
+  for (size_t i = 0; i < refs.size(); i += per_call) {
+    const size_t n = std::min(per_call, refs.size() - i);
+    transport::GetRequest req{ns.id, reg->second, {refs.begin() + i, refs.begin() + i + n}};
+    std::unique_ptr<char[]> buf(new (std::nothrow) char[n * size]);
+    if (!buf) break;
+    transport::MutableBuffer into{buf.get(), n * size};
+    transport::RpcReply reply = CallPeer(*peer, RpcOp::kGet, transport::Encode(req),
+                                         std::span<const transport::MutableBuffer>(&into, 1));
+    transport::KeyCodesResponse resp;
+    Status s = reply.status.ok() ? transport::Decode(View(reply.meta), &resp) : reply.status;
+    if (s.ok() && resp.codes.size() != n) s = InternalError("member answered a short get");
+    if (!s.ok()) {
       fetch_failures_.fetch_add(1, std::memory_order_relaxed);
-      if (reg.status().code() == StatusCode::kUnavailable ||
-          reg.status().code() == StatusCode::kDeadlineExceeded) {
+      KVCAKE_LOG(WARNING) << "cluster: fetch from " << holder << " failed: " << s.ToString();
+      if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded) {
         MarkDown(holder);
       }
-      continue;
+      break;
     }
-    for (size_t i = 0; i < refs.size(); i += per_call) {
-      const size_t n = std::min(per_call, refs.size() - i);
-      transport::GetRequest req{ns.id, reg->second, {refs.begin() + i, refs.begin() + i + n}};
-      std::unique_ptr<char[]> buf(new (std::nothrow) char[n * size]);
-      if (!buf) break;
-      transport::MutableBuffer into{buf.get(), n * size};
-      transport::RpcReply reply = CallPeer(*peer, RpcOp::kGet, transport::Encode(req),
-                                           std::span<const transport::MutableBuffer>(&into, 1));
-      transport::KeyCodesResponse resp;
-      Status s = reply.status.ok() ? transport::Decode(View(reply.meta), &resp) : reply.status;
-      if (s.ok() && resp.codes.size() != n) s = InternalError("member answered a short get");
-      if (!s.ok()) {
-        fetch_failures_.fetch_add(1, std::memory_order_relaxed);
-        KVCAKE_LOG(WARNING) << "cluster: fetch from " << holder << " failed: " << s.ToString();
-        if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded) {
-          MarkDown(holder);
-        }
-        break;
-      }
-      uint64_t offset = 0;
-      for (size_t j = 0; j < n; ++j) {
-        if (resp.codes[j] != 0) continue;
-        if (offset + size > reply.payload_size) break;
-        const BlockRef& k = refs[i + j];
-        Status put =
-            store_->Put(BlockKey{ns.id, k.hash, k.layer}, buf.get() + offset, size, Tier::kHost);
-        offset += size;
-        if (put.ok() || put.code() == StatusCode::kAlreadyExists) {
-          ++stored;
-          fetched_blocks_.fetch_add(1, std::memory_order_relaxed);
-          fetched_bytes_.fetch_add(size, std::memory_order_relaxed);
-        }
+    uint64_t offset = 0;
+    for (size_t j = 0; j < n; ++j) {
+      if (resp.codes[j] != 0) continue;
+      if (offset + size > reply.payload_size) break;
+      const BlockRef& k = refs[i + j];
+      Status put =
+          store_->Put(BlockKey{ns.id, k.hash, k.layer}, buf.get() + offset, size, Tier::kHost);
+      offset += size;
+      if (put.ok() || put.code() == StatusCode::kAlreadyExists) {
+        ++stored;
+        fetched_blocks_.fetch_add(1, std::memory_order_relaxed);
+        fetched_bytes_.fetch_add(size, std::memory_order_relaxed);
       }
     }
-    fetch_micros_.fetch_add(std::chrono::duration_cast<std::chrono::microseconds>(
-                                std::chrono::steady_clock::now() - start)
-                                .count(),
-                            std::memory_order_relaxed);
   }
+  fetch_micros_.fetch_add(std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::steady_clock::now() - start)
+                              .count(),
+                          std::memory_order_relaxed);
   return stored;
 }
 
@@ -483,6 +578,7 @@ ClusterStats ClusterNode::stats() const {
   s.fetched_blocks = fetched_blocks_.load(std::memory_order_relaxed);
   s.fetched_bytes = fetched_bytes_.load(std::memory_order_relaxed);
   s.fetch_failures = fetch_failures_.load(std::memory_order_relaxed);
+  s.prefetched_blocks = prefetched_blocks_.load(std::memory_order_relaxed);
   s.published_chains = published_chains_.load(std::memory_order_relaxed);
   s.publish_failures = publish_failures_.load(std::memory_order_relaxed);
   s.directory_chains = directory_.chains();

@@ -28,6 +28,7 @@
 #include <thread>
 #include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "cluster/cluster_hooks.h"
@@ -65,6 +66,16 @@ struct ClusterNodeOptions {
   // Keys a lookup placed on another member, remembered for the get that
   // follows.
   size_t max_remote_hints = 1 << 20;
+  // A lookup that finds blocks on another member starts fetching them (every
+  // layer of the remote part, in layer order, up to this many bytes) in the
+  // background, so the gets that follow find them local or in flight. 0
+  // turns prefetching off (gets then fetch on demand).
+  uint64_t max_prefetch_bytes = 1ull << 30;
+  // Bytes per background fetch call, and fetch threads.
+  uint64_t prefetch_batch_bytes = 8ull << 20;
+  int prefetch_threads = 2;
+  // How long a get waits for blocks a prefetch has in flight.
+  std::chrono::milliseconds prefetch_wait{2000};
   // UCX settings of the connections to other members (tcp by default).
   transport::UcxOptions ucx;
 };
@@ -78,6 +89,7 @@ struct ClusterStats {
   uint64_t fetched_blocks = 0;
   uint64_t fetched_bytes = 0;
   uint64_t fetch_failures = 0;
+  uint64_t prefetched_blocks = 0;  // fetched ahead of the get (also in fetched_blocks)
   uint64_t published_chains = 0;
   uint64_t publish_failures = 0;
   uint64_t directory_chains = 0;
@@ -100,9 +112,10 @@ class ClusterNode final : public ClusterHooks {
   void OnCommitted(const store::NamespaceConfig& ns,
                    std::span<const transport::BlockRef> keys) override;
   RemotePrefix LookupRemote(const store::NamespaceConfig& ns, uint32_t layer,
-                            std::span<const uint64_t> hashes, size_t local) override;
+                            std::span<const uint64_t> hashes, size_t local, bool prefetch) override;
   size_t FetchMissing(const store::NamespaceConfig& ns,
                       std::span<const transport::BlockRef> keys) override;
+  bool Fetchable(uint64_t ns_id, const transport::BlockRef& key) override;
   Result<std::string> HandleDirectory(uint16_t op, std::string_view header) override;
 
   // The member set changed: forget departed holders, re-publish what this
@@ -128,6 +141,19 @@ class ClusterNode final : public ClusterHooks {
   };
 
   void PublisherLoop();
+  // Background fetches started by lookups.
+  struct FetchJob {
+    store::NamespaceConfig ns;
+    std::string holder;
+    std::vector<transport::BlockRef> keys;
+  };
+  void FetcherLoop();
+  void Prefetch(const store::NamespaceConfig& ns, const std::string& holder,
+                std::span<const uint64_t> hashes);
+  // Fetches `refs` from `holder` into the store; returns how many were stored.
+  size_t FetchFrom(const std::string& holder, const std::vector<PeerAddress>& members,
+                   const store::NamespaceConfig& ns, std::span<const transport::BlockRef> refs);
+  static uint64_t FetchKey(uint64_t ns_id, const transport::BlockRef& k);
   // Sends `chains` (grouped by owner) now; runs on the publisher thread.
   void PublishNow(std::vector<transport::ChainRecord> chains);
   // The connection to `node_id` at `address`, connecting if needed; null if
@@ -180,7 +206,16 @@ class ClusterNode final : public ClusterHooks {
   std::atomic<uint64_t> bad_cluster_tokens_{0};
   std::atomic<uint64_t> fetch_micros_{0};
 
+  std::mutex fetch_mu_;
+  std::condition_variable fetch_cv_;        // a job queued / stop
+  std::condition_variable fetched_cv_;      // keys left in_flight_
+  std::deque<FetchJob> fetch_queue_;        // guarded by fetch_mu_
+  std::unordered_set<uint64_t> in_flight_;  // FetchKey of queued keys; guarded by fetch_mu_
+  bool fetch_stop_ = false;                 // guarded by fetch_mu_
+  std::atomic<uint64_t> prefetched_blocks_{0};
+
   std::thread publisher_;
+  std::vector<std::thread> fetchers_;
 };
 
 }  // namespace kvcake::cluster

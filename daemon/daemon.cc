@@ -197,6 +197,7 @@ void Daemon::Shutdown() {
                           << " requests still in flight";
     }
   }
+  if (handler_) handler_->StopDeferred();  // deferred gets answer before the server stops
   if (server_) server_->Stop();
   if (service_) service_->set_cluster(nullptr);
   cluster_node_.reset();

@@ -53,6 +53,18 @@ std::span<const uint8_t> AsBytes(const std::string& s) {
   return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
 }
 
+// What a put call carries between AcceptPayload and OnRequest.
+struct PutCallState {
+  Service* service = nullptr;
+  std::unique_ptr<Service::PutState> put;
+  std::unique_ptr<RequestScope> scope;
+  ~PutCallState() {
+    if (put) service->AbortPut(*put);  // no-op once finished
+  }
+};
+
+}  // namespace
+
 // Counts one request in flight for its whole life (RAII), and records its
 // latency and outcome when it ends.
 class RequestScope {
@@ -79,20 +91,54 @@ class RequestScope {
   Status status_;
 };
 
-// What a put call carries between AcceptPayload and OnRequest.
-struct PutCallState {
-  Service* service = nullptr;
-  std::unique_ptr<Service::PutState> put;
-  std::unique_ptr<RequestScope> scope;
-  ~PutCallState() {
-    if (put) service->AbortPut(*put);  // no-op once finished
-  }
-};
-
-}  // namespace
-
 DaemonRpcHandler::DaemonRpcHandler(Service* service)
     : service_(service), in_flight_(std::make_shared<std::atomic<int64_t>>(0)) {}
+
+DaemonRpcHandler::~DaemonRpcHandler() { StopDeferred(); }
+
+// Threads that serve gets waiting for blocks from other members.
+constexpr size_t kDeferredThreads = 4;
+
+void DaemonRpcHandler::Defer(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(deferred_mu_);
+    if (!deferred_stop_) {
+      if (deferred_threads_.empty()) {
+        for (size_t i = 0; i < kDeferredThreads; ++i) {
+          deferred_threads_.emplace_back([this] { DeferredLoop(); });
+        }
+      }
+      deferred_.push_back(std::move(task));
+      deferred_cv_.notify_one();
+      return;
+    }
+  }
+  task();  // stopping: run it here
+}
+
+void DaemonRpcHandler::DeferredLoop() {
+  std::unique_lock<std::mutex> lock(deferred_mu_);
+  while (true) {
+    deferred_cv_.wait(lock, [this] { return deferred_stop_ || !deferred_.empty(); });
+    if (deferred_.empty()) return;  // stopping and drained
+    std::function<void()> task = std::move(deferred_.front());
+    deferred_.pop_front();
+    lock.unlock();
+    task();
+    lock.lock();
+  }
+}
+
+void DaemonRpcHandler::StopDeferred() {
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard<std::mutex> lock(deferred_mu_);
+    deferred_stop_ = true;
+    threads = std::move(deferred_threads_);
+  }
+  deferred_cv_.notify_all();
+  for (std::thread& t : threads) t.join();
+}
 
 bool DaemonRpcHandler::WaitIdle(std::chrono::milliseconds timeout) const {
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -159,6 +205,23 @@ void DaemonRpcHandler::OnRequest(std::unique_ptr<transport::ServerCall> call) {
     return;
   }
   if (op == static_cast<uint16_t>(RpcOp::kGet)) return HandleGet(std::move(call));
+  if (op == static_cast<uint16_t>(RpcOp::kGetPin) &&
+      service_->WaitsForCluster(AsView(call->meta()))) {
+    auto scope = std::make_shared<RequestScope>(in_flight_, op);
+    std::shared_ptr<transport::ServerCall> shared(std::move(call));
+    Defer([this, shared, scope] {
+      std::string unused;
+      Result<std::string> meta = service_->Handle(shared->connection_id(), shared->opcode(),
+                                                  AsView(shared->meta()), {}, &unused);
+      if (!meta.ok()) {
+        scope->set_status(meta.status());
+        shared->ReplyError(meta.status());
+      } else {
+        shared->Reply(Status::Ok(), AsBytes(*meta));
+      }
+    });
+    return;
+  }
   RequestScope scope(in_flight_, op);
   std::string response_data;
   Result<std::string> meta =
@@ -199,6 +262,19 @@ void DaemonRpcHandler::HandlePut(std::unique_ptr<transport::ServerCall> call) {
 
 void DaemonRpcHandler::HandleGet(std::unique_ptr<transport::ServerCall> call) {
   auto scope = std::make_shared<RequestScope>(in_flight_, call->opcode());
+  if (service_->WaitsForCluster(AsView(call->meta()))) {
+    // Blocks on their way from another member: wait for them off the I/O
+    // thread, so its other connections (and its sends) keep moving.
+    std::shared_ptr<transport::ServerCall> shared(std::move(call));
+    Defer([this, shared, scope] { ServeGet(*shared, scope); });
+    return;
+  }
+  ServeGet(*call, scope);
+}
+
+void DaemonRpcHandler::ServeGet(transport::ServerCall& call_ref,
+                                std::shared_ptr<RequestScope> scope) {
+  transport::ServerCall* call = &call_ref;
   Result<std::unique_ptr<Service::GetState>> get =
       service_->BeginGet(call->connection_id(), AsView(call->meta()));
   if (!get.ok()) {

@@ -2,8 +2,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "common/status.h"
@@ -23,10 +28,14 @@ namespace kvcake::daemon {
 // accepted has been answered and its payload sent.
 //
 // Thread-safety: thread-safe; called on any I/O thread.
+class RequestScope;  // a request's in-flight count, latency and outcome
+
 class DaemonRpcHandler : public transport::RpcHandler {
  public:
   // `service` must outlive the handler.
   explicit DaemonRpcHandler(Service* service);
+  // Finishes the deferred work (StopDeferred).
+  ~DaemonRpcHandler() override;
 
   Status AcceptPayload(transport::ServerCall& call,
                        std::vector<transport::MutableBuffer>* target) override;
@@ -43,13 +52,27 @@ class DaemonRpcHandler : public transport::RpcHandler {
   // True if idle before `timeout` ran out.
   bool WaitIdle(std::chrono::milliseconds timeout) const;
   int64_t in_flight() const { return in_flight_->load(std::memory_order_acquire); }
+  // Runs what is deferred, then joins the deferred-work threads; later
+  // deferred work runs inline. Call before the RPC server stops.
+  void StopDeferred();
 
  private:
   void HandlePut(std::unique_ptr<transport::ServerCall> call);
   void HandleGet(std::unique_ptr<transport::ServerCall> call);
+  // Runs `task` on a deferred-work thread (gets that wait for blocks coming
+  // from other cluster members must not block an I/O thread).
+  void Defer(std::function<void()> task);
+  // BeginGet + the reply (pins released once the payload left).
+  void ServeGet(transport::ServerCall& call, std::shared_ptr<RequestScope> scope);
+  void DeferredLoop();
 
   Service* const service_;
   std::atomic<bool> draining_{false};
+  std::mutex deferred_mu_;
+  std::condition_variable deferred_cv_;
+  std::deque<std::function<void()>> deferred_;  // guarded by deferred_mu_
+  bool deferred_stop_ = false;                  // guarded by deferred_mu_
+  std::vector<std::thread> deferred_threads_;   // started on first use; guarded by deferred_mu_
   // Shared so completions that outlive a request (send callbacks) stay safe.
   std::shared_ptr<std::atomic<int64_t>> in_flight_;
 };

@@ -273,13 +273,27 @@ Result<std::string> Service::LookupPrefix(uint64_t caller, std::string_view head
   if (cluster() != nullptr && (req.flags & transport::kLookupLocalOnly) == 0 &&
       resp.prefix_len < req.hashes.size()) {
     cluster::ClusterHooks::RemotePrefix remote =
-        cluster()->LookupRemote(ns, req.layer, req.hashes, resp.prefix_len);
+        cluster()->LookupRemote(ns, req.layer, req.hashes, resp.prefix_len,
+                                (req.flags & transport::kLookupNoPrefetch) == 0);
     if (remote.len > 0) {
       resp.prefix_len += remote.len;
       resp.remote_node = std::move(remote.node);
     }
   }
   return transport::Encode(resp);
+}
+
+bool Service::WaitsForCluster(std::string_view header) const {
+  cluster::ClusterHooks* hooks = cluster();
+  if (hooks == nullptr) return false;
+  transport::GetRequest req;
+  if (!transport::Decode(header, &req).ok()) return false;
+  for (const BlockRef& k : req.keys) {
+    if (!store_->Contains(BlockKey{req.ns_id, k.hash, k.layer}) && hooks->Fetchable(req.ns_id, k)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 void Service::FetchRemote(const store::NamespaceConfig& ns, const std::vector<BlockRef>& keys) {

@@ -169,6 +169,11 @@ class Service {
   ServiceStats stats() const;
   const ServiceOptions& options() const { return options_; }
 
+  // True if the get / pin request `header` names a block that is missing
+  // here but on its way from another member (the handler then serves it off
+  // the I/O thread, since it may wait up to the prefetch wait).
+  bool WaitsForCluster(std::string_view header) const;
+
   // Joins (null: leaves) the cluster layer; `hooks` must outlive its use.
   void set_cluster(cluster::ClusterHooks* hooks) {
     cluster_.store(hooks, std::memory_order_release);

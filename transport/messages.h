@@ -109,8 +109,9 @@ struct RegisterNamespaceResponse {
 // Every keyed request names the namespace id and the fingerprint the client
 // registered; the daemon refuses a fingerprint mismatch (FAILED_PRECONDITION).
 // LookupPrefixRequest::flags.
-inline constexpr uint32_t kLookupLocalOnly = 1;  // never consult the cluster directory
-inline constexpr uint32_t kLookupFlagsMask = kLookupLocalOnly;
+inline constexpr uint32_t kLookupLocalOnly = 1;   // never consult the cluster directory
+inline constexpr uint32_t kLookupNoPrefetch = 2;  // do not start fetching a remote part
+inline constexpr uint32_t kLookupFlagsMask = kLookupLocalOnly | kLookupNoPrefetch;
 
 struct LookupPrefixRequest {
   uint64_t ns_id = 0;

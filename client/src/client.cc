@@ -558,12 +558,12 @@ class ClientImpl final : public Client {
   }
 
   Result<uint32_t> LookupPrefix(std::span<const uint64_t> hashes, uint32_t layer) override {
-    ASSIGN_OR_RETURN(PrefixLookup where, LookupPrefixDetail(hashes, layer, false));
+    ASSIGN_OR_RETURN(PrefixLookup where, LookupPrefixDetail(hashes, layer, LookupOptions{}));
     return where.total;
   }
 
   Result<PrefixLookup> LookupPrefixDetail(std::span<const uint64_t> hashes, uint32_t layer,
-                                          bool local_only) override {
+                                          LookupOptions options) override {
     RETURN_IF_ERROR(CheckRegistered());
     ASSIGN_OR_RETURN(std::shared_ptr<Connection> conn, Acquire());
     RememberChain(hashes);
@@ -575,7 +575,8 @@ class ClientImpl final : public Client {
       transport::LookupPrefixRequest req{
           ns_id_, fingerprint_, layer,
           std::vector<uint64_t>(hashes.begin() + pos, hashes.begin() + pos + n),
-          local_only ? transport::kLookupLocalOnly : 0u};
+          (options.local_only ? transport::kLookupLocalOnly : 0u) |
+              (options.prefetch ? 0u : transport::kLookupNoPrefetch)};
       ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
                        Call(*conn, RpcOp::kLookupPrefix, transport::Encode(req)));
       transport::LookupPrefixResponse resp;

@@ -183,7 +183,7 @@ TEST_F(ClusterTest, PrefixSavedOnOneNodeIsServedByAnother) {
   Client::PrefixLookup where;
   ASSERT_TRUE(WaitFor(
       [&] {
-        auto r = c->LookupPrefixDetail(chain, 0);
+        auto r = c->LookupPrefixDetail(chain, 0, {});
         if (r.ok()) where = *r;
         return r.ok() && r->total == chain.size();
       },
@@ -192,7 +192,7 @@ TEST_F(ClusterTest, PrefixSavedOnOneNodeIsServedByAnother) {
   EXPECT_EQ(where.local, 0u);
   EXPECT_EQ(where.remote_node, "a");
   // A local-only lookup does not consult the cluster.
-  auto local_only = c->LookupPrefixDetail(chain, 0, /*local_only=*/true);
+  auto local_only = c->LookupPrefixDetail(chain, 0, {.local_only = true});
   ASSERT_TRUE(local_only.ok());
   EXPECT_EQ(local_only->total, 0u);
   // Layer 1 is looked up too (its own directory entry), then everything is
@@ -201,7 +201,7 @@ TEST_F(ClusterTest, PrefixSavedOnOneNodeIsServedByAnother) {
                       milliseconds(5000)));
   EXPECT_EQ(GetChecked(*c, chain), chain.size() * kLayers);
   // C kept a copy: the same prefix is now local there.
-  auto again = c->LookupPrefixDetail(chain, 0);
+  auto again = c->LookupPrefixDetail(chain, 0, {});
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->local, chain.size());
   EXPECT_EQ(again->total, chain.size());
@@ -243,7 +243,7 @@ TEST_F(ClusterTest, AKilledHolderCostsABoundedMissAndRejoins) {
                                          std::chrono::steady_clock::now() - killed)
                                          .count()));
   // Lookups through C are local misses meanwhile, answered quickly.
-  auto miss = c->LookupPrefixDetail(chain, 0);
+  auto miss = c->LookupPrefixDetail(chain, 0, {});
   ASSERT_TRUE(miss.ok());
   EXPECT_EQ(miss->total, 0u);
   // A restarts and rejoins.
@@ -262,7 +262,7 @@ TEST_F(ClusterTest, WithEtcdDownMembersServeLocallyAndRecover) {
   const std::vector<uint64_t> chain = SaveChain(*a, 3, 4);
   EXPECT_EQ(GetChecked(*a, chain), chain.size() * kLayers);
   // Cross-node lookups are misses while the cluster is unknown.
-  auto miss = c->LookupPrefixDetail(chain, 0);
+  auto miss = c->LookupPrefixDetail(chain, 0, {});
   ASSERT_TRUE(miss.ok());
   EXPECT_EQ(miss->total, 0u);
   // etcd returns: membership recovers, A's chain is published again and C

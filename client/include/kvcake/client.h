@@ -201,15 +201,22 @@ class KVCAKE_API Client {
   // from (see LookupPrefixDetail).
   virtual Result<uint32_t> LookupPrefix(std::span<const uint64_t> hashes, uint32_t layer) = 0;
   // Where a prefix is: `local` leading blocks in this daemon's tiers, then
-  // `total - local` on member `remote_node`, which this daemon fetches on the
-  // next Get / GetAsync of those blocks. `local_only` skips the cluster.
+  // `total - local` on member `remote_node`, which this daemon fetches for
+  // the Get / GetAsync of those blocks.
   struct PrefixLookup {
     uint32_t total = 0;
     uint32_t local = 0;
     std::string remote_node;
   };
+  struct LookupOptions {
+    bool local_only = false;  // do not consult the cluster directory
+    // Start fetching the remote part (every layer) at once, so the gets
+    // that follow find it local or in flight. False for a lookup that only
+    // asks (e.g. a router scoring nodes). LookupPrefix prefetches.
+    bool prefetch = true;
+  };
   virtual Result<PrefixLookup> LookupPrefixDetail(std::span<const uint64_t> hashes, uint32_t layer,
-                                                  bool local_only = false) = 0;
+                                                  LookupOptions options) = 0;
 
   // Stores the values (any number; split into batches internally). OK if
   // every value is stored (or already was). Otherwise the first error;

@@ -1,0 +1,273 @@
+// kvcake-cluster-bench: the cluster's cross-node paths against baselines
+// measured in the same run, on 127.0.0.1 with a real etcd and three real
+// kvcaked (UCX tcp between them):
+//
+//  - remote get: an engine on C gets blocks that A holds, through its own
+//    daemon (C fetches them from A and keeps a copy), against the same
+//    engine getting them straight from A's daemon (one extra hop; goal
+//    >= 0.7x);
+//  - cluster lookup_prefix of a 1000-block chain answered by a remote
+//    directory owner, against the holder's local lookup (goal p50 <= 2x);
+//  - membership: kill -9 of a member to its removal everywhere, and a
+//    restart to its return.
+//
+//   kvcake-cluster-bench [--blocks=64] [--value_kib=1024] [--rounds=3] [--json]
+
+#include <gflags/gflags.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kvcake/client.h"
+#include "tests/chaos/chaos_util.h"
+#include "tests/cluster/etcd_harness.h"
+#include "tests/integration/daemon_process.h"
+
+DEFINE_uint32(blocks, 64, "blocks per get round");
+DEFINE_uint32(value_kib, 1024, "value size in KiB");
+DEFINE_uint32(rounds, 3, "get rounds (each on fresh blocks)");
+DEFINE_uint32(lookups, 300, "lookup_prefix calls per measurement");
+DEFINE_bool(json, false, "print one JSON object");
+
+namespace kvcake {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+bool WaitFor(const std::function<bool()>& pred, milliseconds limit) {
+  const auto end = Clock::now() + limit;
+  while (Clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return pred();
+}
+
+struct Bench {
+  testing::TempDir dir;
+  std::unique_ptr<cluster::testing::EtcdProcess> etcd;
+  std::vector<std::unique_ptr<testing::DaemonProcess>> nodes;  // a, b, c
+  uint64_t value_bytes = 0;
+
+  std::vector<std::string> Flags(const std::string& id) {
+    return {"--cluster_etcd=" + etcd->endpoint(),
+            "--cluster_name=bench",
+            "--node_id=" + id,
+            "--member_ttl_s=2",
+            "--cluster_token_file=" + dir.path() + "/token",
+            "--ucx_tls=tcp",
+            "--io_threads=2",
+            "--host_bytes=2GiB",
+            "--slot_bytes=" + std::to_string(value_bytes),
+            "--expose_host_segment=false",
+            "--ssd_path=" + dir.path() + "/ssd-" + id,
+            "--admin_listen=127.0.0.1:0",
+            "--log_level=warning"};
+  }
+
+  size_t Members(size_t i) {
+    auto r = chaos::HttpGet(chaos::PortOf(nodes[i]->admin_address()), "/v1/cluster");
+    if (!r.ok() || r->status != 200) return 0;
+    auto j = nlohmann::json::parse(r->body, nullptr, false);
+    if (!j.is_object() || j.value("state", "") != "up") return 0;
+    size_t n = 0;
+    for (const auto& m : j["members"]) n += m.value("stale", false) ? 0 : 1;
+    return n;
+  }
+
+  std::unique_ptr<Client> Engine(size_t i) {
+    ClientOptions o;
+    o.address = nodes[i]->address();
+    o.namespace_name = "bench";
+    o.use_mapped_path = false;
+    o.ucx_tls = "tcp";
+    auto c = Client::Connect(o);
+    if (!c.ok()) {
+      std::fprintf(stderr, "connect: %s\n", c.status().ToString().c_str());
+      return nullptr;
+    }
+    NamespaceGeometry g;
+    g.num_layers = 1;
+    g.block_tokens = 16;
+    g.layer_block_bytes = value_bytes;
+    if (!(*c)->RegisterNamespace(g).ok()) return nullptr;
+    return std::move(c).value();
+  }
+};
+
+std::vector<uint64_t> Chain(Client& c, uint32_t seed, size_t n) {
+  std::vector<uint32_t> tokens(16 * n);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = seed * 1000003u + i;
+  return c.HashTokens(tokens);
+}
+
+// Seconds to get every block of `chain` (layer 0) through `c`; -1 on a miss.
+double TimedGet(Client& c, const std::vector<uint64_t>& chain, std::vector<char>& buf,
+                uint64_t size) {
+  std::vector<GetBlock> blocks;
+  for (size_t i = 0; i < chain.size(); ++i) blocks.push_back({chain[i], 0, &buf[i * size]});
+  std::vector<bool> found;
+  const auto t0 = Clock::now();
+  Status s = c.Get(blocks, &found);
+  const double secs = Seconds(Clock::now() - t0);
+  if (!s.ok() || std::count(found.begin(), found.end(), true) != static_cast<long>(chain.size())) {
+    return -1;
+  }
+  return secs;
+}
+
+double P50(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+int Run() {
+  Bench b;
+  b.value_bytes = static_cast<uint64_t>(FLAGS_value_kib) * 1024;
+  auto etcd = cluster::testing::EtcdProcess::Start();
+  if (!etcd.ok()) {
+    std::fprintf(stderr, "etcd: %s\n", etcd.status().ToString().c_str());
+    return 1;
+  }
+  b.etcd = std::move(etcd).value();
+  std::ofstream(b.dir.path() + "/token") << "bench-cluster-token\n";
+  for (const char* id : {"a", "b", "c"}) {
+    auto d = testing::DaemonProcess::Start(b.Flags(id));
+    if (!d.ok()) {
+      std::fprintf(stderr, "kvcaked %s: %s\n", id, d.status().ToString().c_str());
+      return 1;
+    }
+    b.nodes.push_back(std::move(d).value());
+  }
+  if (!WaitFor([&] { return b.Members(0) == 3 && b.Members(1) == 3 && b.Members(2) == 3; },
+               milliseconds(10000))) {
+    std::fprintf(stderr, "members did not see each other\n");
+    return 1;
+  }
+  auto a = b.Engine(0);
+  auto probe = b.Engine(1);  // watches publishing without fetching to C
+  auto c = b.Engine(2);
+  if (!a || !probe || !c) return 1;
+  const uint64_t size = b.value_bytes;
+  std::vector<char> data(FLAGS_blocks * size, 'x');
+  std::vector<char> buf(FLAGS_blocks * size);
+
+  // ---- remote get through the local daemon vs a direct get from A ----------
+  std::vector<double> direct, remote;
+  for (uint32_t r = 0; r < FLAGS_rounds; ++r) {
+    std::vector<uint64_t> chain = Chain(*a, r + 1, FLAGS_blocks);
+    std::vector<PutBlock> puts;
+    for (size_t i = 0; i < chain.size(); ++i) puts.push_back({chain[i], 0, &data[i * size]});
+    if (!a->Put(puts, nullptr).ok()) return 1;
+    // Direct: the engine on C's host asks A's daemon itself.
+    double d = TimedGet(*a, chain, buf, size);
+    if (!WaitFor([&] { return probe->LookupPrefix(chain, 0).value_or(0) == chain.size(); },
+                 milliseconds(5000))) {
+      std::fprintf(stderr, "the directory never had the chain\n");
+      return 1;
+    }
+    // Remote: the engine on C looks the prefix up and gets it through its own
+    // daemon, which fetches from A (the lookup is part of the time).
+    const auto t0 = Clock::now();
+    auto where = c->LookupPrefix(chain, 0);
+    double t = TimedGet(*c, chain, buf, size);
+    if (t > 0) t = Seconds(Clock::now() - t0);
+    if (!where.ok() || *where != chain.size()) t = -1;
+    if (d <= 0 || t <= 0) {
+      std::fprintf(stderr, "a get missed (direct %.3f, remote %.3f)\n", d, t);
+      return 1;
+    }
+    direct.push_back(d);
+    remote.push_back(t);
+  }
+  const double bytes = static_cast<double>(FLAGS_blocks) * size;
+  const double direct_gbps = bytes / P50(direct) / 1e9;
+  const double remote_gbps = bytes / P50(remote) / 1e9;
+
+  // ---- lookup_prefix of a 1000-block chain: local vs remote owner ------------
+  std::vector<uint64_t> chain = Chain(*a, 999, 1000);
+  {
+    // 1000 values of 1 MiB fit A's 2 GiB host tier.
+    std::vector<PutBlock> puts;
+    for (uint64_t h : chain) puts.push_back({h, 0, data.data()});
+    if (!a->Put(puts, nullptr).ok()) return 1;
+  }
+  if (!WaitFor([&] { return probe->LookupPrefix(chain, 0).value_or(0) == chain.size(); },
+               milliseconds(5000))) {
+    return 1;
+  }
+  std::vector<double> local_us, remote_us;
+  for (uint32_t i = 0; i < FLAGS_lookups; ++i) {
+    auto t0 = Clock::now();
+    auto l = a->LookupPrefix(chain, 0);
+    local_us.push_back(Seconds(Clock::now() - t0) * 1e6);
+    t0 = Clock::now();
+    // Only asks: no prefetch, so every call goes to the directory owner.
+    auto r = probe->LookupPrefixDetail(chain, 0, {.prefetch = false});
+    remote_us.push_back(Seconds(Clock::now() - t0) * 1e6);
+    if (!l.ok() || !r.ok() || *l != chain.size() || r->total != chain.size()) return 1;
+  }
+
+  // ---- membership: kill -9 to removal, restart to rejoin ---------------------
+  ::kill(b.nodes[1]->pid(), SIGKILL);
+  const auto killed = Clock::now();
+  WaitFor([&] { return b.Members(0) == 2 && b.Members(2) == 2; }, milliseconds(10000));
+  const double removal_s = Seconds(Clock::now() - killed);
+  b.nodes[1].reset();
+  const auto restart = Clock::now();
+  auto again = testing::DaemonProcess::Start(b.Flags("b"));
+  if (!again.ok()) return 1;
+  b.nodes[1] = std::move(again).value();
+  WaitFor([&] { return b.Members(0) == 3 && b.Members(2) == 3; }, milliseconds(10000));
+  const double rejoin_s = Seconds(Clock::now() - restart);
+
+  const double get_ratio = remote_gbps / direct_gbps;
+  const double lookup_ratio = P50(remote_us) / P50(local_us);
+  nlohmann::json j = {{"value_bytes", size},
+                      {"blocks", FLAGS_blocks},
+                      {"direct_get_gbps", direct_gbps},
+                      {"remote_get_gbps", remote_gbps},
+                      {"remote_get_vs_direct", get_ratio},
+                      {"lookup_1000_local_p50_us", P50(local_us)},
+                      {"lookup_1000_remote_p50_us", P50(remote_us)},
+                      {"remote_lookup_vs_local", lookup_ratio},
+                      {"member_ttl_s", 2},
+                      {"kill_to_removal_s", removal_s},
+                      {"restart_to_rejoin_s", rejoin_s}};
+  if (FLAGS_json) {
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("kvcake-cluster-bench: etcd + 3 kvcaked on 127.0.0.1, UCX tcp, %u x %u KiB\n",
+              FLAGS_blocks, FLAGS_value_kib);
+  std::printf("  remote get via local daemon  %6.2f GB/s  vs direct get from holder %6.2f GB/s"
+              "  = %.2fx (goal >= 0.70)\n",
+              remote_gbps, direct_gbps, get_ratio);
+  std::printf("  lookup_prefix(1000) p50      %6.1f us remote owner vs %6.1f us local"
+              "  = %.2fx (goal <= 2.00)\n",
+              P50(remote_us), P50(local_us), lookup_ratio);
+  std::printf("  kill -9 -> removed everywhere %.2f s (member TTL 2 s); restart -> rejoined %.2f s\n",
+              removal_s, rejoin_s);
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvcake
+
+int main(int argc, char** argv) {
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  return kvcake::Run();
+}
