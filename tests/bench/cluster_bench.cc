@@ -253,14 +253,17 @@ int Run() {
   }
   std::printf("kvcake-cluster-bench: etcd + 3 kvcaked on 127.0.0.1, UCX tcp, %u x %u KiB\n",
               FLAGS_blocks, FLAGS_value_kib);
-  std::printf("  remote get via local daemon  %6.2f GB/s  vs direct get from holder %6.2f GB/s"
-              "  = %.2fx (goal >= 0.70)\n",
-              remote_gbps, direct_gbps, get_ratio);
-  std::printf("  lookup_prefix(1000) p50      %6.1f us remote owner vs %6.1f us local"
-              "  = %.2fx (goal <= 2.00)\n",
-              P50(remote_us), P50(local_us), lookup_ratio);
-  std::printf("  kill -9 -> removed everywhere %.2f s (member TTL 2 s); restart -> rejoined %.2f s\n",
-              removal_s, rejoin_s);
+  std::printf(
+      "  remote get via local daemon  %6.2f GB/s  vs direct get from holder %6.2f GB/s"
+      "  = %.2fx (goal >= 0.70)\n",
+      remote_gbps, direct_gbps, get_ratio);
+  std::printf(
+      "  lookup_prefix(1000) p50      %6.1f us remote owner vs %6.1f us local"
+      "  = %.2fx (goal <= 2.00)\n",
+      P50(remote_us), P50(local_us), lookup_ratio);
+  std::printf(
+      "  kill -9 -> removed everywhere %.2f s (member TTL 2 s); restart -> rejoined %.2f s\n",
+      removal_s, rejoin_s);
   return 0;
 }
 
