@@ -224,6 +224,19 @@ class TierManager::Impl {
     return rec != nullptr && rec->state == BlockState::kCommitted && rec->tier == tier &&
            rec->pins == 0 && !rec->admin_pinned;
   }
+  // Counts a block dropped out of the store from `t`.
+  void CountDropLocked(Tier t, DropReason reason) {
+    ++stats_.drops[Idx(t)];
+    ++stats_.drop_reasons[Idx(t)][static_cast<size_t>(reason)];
+  }
+  // True when `extra` more bytes on SSD would take the SSD tier above its
+  // high watermark (it would then have to drop blocks to take them). Only
+  // then does the policy's admission control decide whether a block leaving
+  // host memory is written to SSD; with room, it always is.
+  bool SsdUnderPressureLocked(uint64_t extra) const {
+    return static_cast<double>(tier_bytes_[Idx(Tier::kSsd)] + extra) >
+           opts_.high_watermark * static_cast<double>(ssd_capacity_);
+  }
   // Bytes the policy should free to release `slots` slots of a memory tier.
   uint64_t BytesForSlotsLocked(Tier t, uint64_t slots) const {
     uint64_t blocks = tier_blocks_[Idx(t)];
@@ -624,7 +637,7 @@ void TierManager::Impl::OnSsdReadErrorLocked(const BlockKey& key, uint64_t gen, 
     return;
   }
   RemoveRecordLocked(key, rec);
-  ++stats_.drops[Idx(Tier::kSsd)];
+  CountDropLocked(Tier::kSsd, DropReason::kCorrupt);
 }
 
 Result<BlockRecord*> TierManager::Impl::FindReadableLocked(const BlockKey& key) {
@@ -852,7 +865,7 @@ void TierManager::Impl::DropCorruptLocked(const BlockKey& key, Tier tier, int32_
   }
   KVCAKE_LOG(ERROR) << "store: " << key.ToString() << " in the " << TierName(tier)
                     << " tier no longer matches its checksum; dropped";
-  ++stats_.drops[Idx(tier)];
+  CountDropLocked(tier, DropReason::kCorrupt);
   RemoveRecordLocked(key, rec);
 }
 
@@ -1354,7 +1367,7 @@ void TierManager::Impl::ProcessForcedLocked(std::unique_lock<std::mutex>& lk) {
         continue;
       }
       if (req->to == Tier::kRemote) {
-        ++stats_.drops[Idx(rec->tier)];
+        CountDropLocked(rec->tier, DropReason::kEvict);
         RemoveRecordLocked(key, rec);
         ++req->done;
       } else if (req->to == Tier::kHost) {
@@ -1485,7 +1498,7 @@ bool TierManager::Impl::MoverPassLocked(std::unique_lock<std::mutex>& lk) {
       BlockRecord* r = index_.Find(k);
       if (!EligibleVictim(r, Tier::kSsd)) continue;
       RemoveRecordLocked(k, r);
-      ++stats_.drops[Idx(Tier::kSsd)];
+      CountDropLocked(Tier::kSsd, DropReason::kCapacity);
     }
   }
   // Device over its watermark: demote to host (needs free host slots).
@@ -1507,7 +1520,7 @@ bool TierManager::Impl::MoverPassLocked(std::unique_lock<std::mutex>& lk) {
         if (!EligibleVictim(r, Tier::kDevice)) continue;
         if (!policy_->Admit(k, Tier::kHost)) {
           RemoveRecordLocked(k, r);
-          ++stats_.drops[Idx(Tier::kDevice)];
+          CountDropLocked(Tier::kDevice, DropReason::kAdmission);
           continue;
         }
         int32_t hs = host_pool_->Allocate();
@@ -1524,7 +1537,8 @@ bool TierManager::Impl::MoverPassLocked(std::unique_lock<std::mutex>& lk) {
     }
   }
   // Host over its watermark: clean copies are dropped, dirty ones written to
-  // SSD if admitted, else dropped.
+  // SSD — always while the SSD has room, through the policy's admission
+  // control while it is under pressure — else dropped.
   {
     SlotPool* p = host_pool_.get();
     uint64_t want = p->used() + waiting_[1];
@@ -1541,6 +1555,7 @@ bool TierManager::Impl::MoverPassLocked(std::unique_lock<std::mutex>& lk) {
       };
       std::vector<MoveItem> items;
       uint64_t freed = 0;
+      uint64_t batch_bytes = 0;  // queued for SSD in this pass, not yet in tier_bytes_
       if (!ssd_error_) {
         for (const BlockKey& k : policy_->SelectVictims(
                  Tier::kHost, BytesForSlotsLocked(Tier::kHost, slots), eligible)) {
@@ -1548,11 +1563,13 @@ bool TierManager::Impl::MoverPassLocked(std::unique_lock<std::mutex>& lk) {
           if (!EligibleVictim(r, Tier::kHost)) continue;
           if (r->on_ssd) {
             DropCleanCopyLocked(k, r);
-          } else if (ssd_ && policy_->Admit(k, Tier::kSsd)) {
+          } else if (ssd_ && (!SsdUnderPressureLocked(batch_bytes + r->size) ||
+                              policy_->Admit(k, Tier::kSsd))) {
+            batch_bytes += r->size;
             items.push_back(StartMoveLocked(k, r, nullptr));
           } else {
             RemoveRecordLocked(k, r);
-            ++stats_.drops[Idx(Tier::kHost)];
+            CountDropLocked(Tier::kHost, ssd_ ? DropReason::kAdmission : DropReason::kNoSsd);
           }
           if (++freed >= slots) break;
         }

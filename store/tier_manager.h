@@ -57,6 +57,10 @@ struct TierManagerOptions {
 
   // Mover: demotes when a tier is above high_watermark * capacity, down to
   // low_watermark * capacity; batches up to mover_batch_blocks per SSD write.
+  // A block pushed out of host memory is always written to SSD while that
+  // keeps the SSD at or below high_watermark * ssd capacity; past that (SSD
+  // under pressure) Policy::Admit decides, and a refused block is dropped
+  // (StoreStats::drop_reasons, DropReason::kAdmission).
   double high_watermark = 0.95;
   double low_watermark = 0.85;
   uint32_t mover_batch_blocks = 16;
@@ -150,6 +154,9 @@ using DrainProgress = std::function<void(uint64_t done, uint64_t total)>;
 // TierManager: the three-tier block store (DESIGN.md §2-3). Owns the device,
 // host and SSD tiers, the block index and a mover thread that carries out the
 // policy's decisions (demote GPU -> host -> SSD -> drop, promote on access).
+// Demote, don't drop: while the SSD tier has room, a block leaving host memory
+// goes to SSD whatever the policy's admission control would say; every block
+// the store does drop is counted with its DropReason.
 //
 // Guarantees: readers only see committed data; a get never waits for a
 // demotion (demoting blocks stay readable in their source slot); every SSD
