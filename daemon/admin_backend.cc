@@ -299,7 +299,7 @@ Status DaemonAdminBackend::SetConfig(
   for (const auto& [t, v] : parsed) {
     if (t == Tier::kSsd) continue;
     const store::TierStats& ts = st.tiers[static_cast<size_t>(t)];
-    uint64_t physical = ts.total_slots * daemon_->store()->options().slot_bytes;
+    uint64_t physical = ts.segment_bytes;
     if (v > physical) {
       return InvalidArgumentError(std::string(TierName(t)) + " capacity " + std::to_string(v) +
                                   " exceeds its segment of " + std::to_string(physical) + " bytes");

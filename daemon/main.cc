@@ -41,7 +41,9 @@ DEFINE_bool(ucx_tcp_put, false,
             "UCX 1.13 can abort on it when peers die mid-transfer)");
 DEFINE_string(gpu_bytes, "0", "device tier bytes (0: none; emulated on host without CUDA)");
 DEFINE_string(host_bytes, "1G", "host tier bytes (shared-memory segment)");
-DEFINE_string(slot_bytes, "4M", "slot size: the largest value (layer block) the daemon holds");
+DEFINE_string(slot_bytes, "4M",
+              "largest value (layer block) the daemon holds; host memory is allocated per value "
+              "size, the GPU tier in slots of this size");
 DEFINE_string(ssd_path, "./var/kvcake", "SSD tier RocksDB directory (empty: no SSD tier)");
 DEFINE_string(ssd_bytes, "16G", "SSD tier capacity (payload bytes)");
 DEFINE_bool(ssd_quarantine_corrupt, true,

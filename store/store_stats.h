@@ -51,10 +51,15 @@ constexpr std::string_view DropReasonName(DropReason r) {
 struct TierStats {
   uint64_t capacity_bytes = 0;  // current (hot-settable) capacity
   uint64_t used_bytes = 0;      // bytes of blocks resident (payload sizes)
-  uint64_t used_slots = 0;      // slots in use (device/host; 0 for ssd)
-  uint64_t total_slots = 0;     // physical slots (device/host; 0 for ssd)
-  uint64_t blocks = 0;          // blocks resident in this tier
-  uint64_t hits = 0;            // gets served from this tier
+  uint64_t used_slots = 0;      // extents (slots) in use (device/host; 0 for ssd)
+  uint64_t total_slots = 0;     // physical slots of the device arena (0 for host and ssd)
+  // Device/host: bytes of the extents in use (values take their size class:
+  // used_bytes / allocated_bytes is the packing, used_bytes / capacity_bytes
+  // the tier's value utilisation), and the physical segment size.
+  uint64_t allocated_bytes = 0;
+  uint64_t segment_bytes = 0;
+  uint64_t blocks = 0;  // blocks resident in this tier
+  uint64_t hits = 0;    // gets served from this tier
   // Gets that looked in this tier and did not find the block there: tiers are
   // searched GPU -> host -> SSD (a block lives in one), so a get served from
   // SSD is a miss in the GPU and host tiers, and a get found nowhere is a

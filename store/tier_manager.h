@@ -22,10 +22,11 @@ namespace kvcake::store {
 
 // Options of the TierManager. Defaults are usable for a small single node.
 struct TierManagerOptions {
-  // Capacities in bytes. Device and host tiers are carved into fixed slots of
-  // `slot_bytes`; their slot count is capacity / slot_bytes (fixed at Open;
-  // SetCapacity can later lower or restore the usable part). 0 disables a tier
-  // (host must be > 0).
+  // Capacities in bytes. The host tier gives each value an extent of about
+  // its own size (ExtentPool size classes in pages of 1-4 x slot_bytes); the
+  // device tier is carved into fixed slots of `slot_bytes`. Both are fixed at
+  // Open; SetCapacity can later lower or restore the usable part. 0 disables
+  // a tier (host must be > 0).
   uint64_t device_capacity_bytes = 0;           // default: no device tier
   uint64_t host_capacity_bytes = 256ull << 20;  // 256 MiB
   uint64_t ssd_capacity_bytes = 16ull << 30;    // 16 GiB (logical; payload bytes)
@@ -121,16 +122,16 @@ struct BlockFilter {
 };
 
 // Shared-memory segment of the host tier, for same-node clients.
-// Slot layout: slot i occupies bytes [i * slot_bytes, (i + 1) * slot_bytes) of
-// the segment; a block's payload starts at the slot start (no header). The fd
-// is a memfd owned by the HostTier; dup/send it (SCM_RIGHTS) and mmap
-// `size` bytes MAP_SHARED.
+// Layout: a value lives at its Reservation / PinnedBlock `offset` (4 KiB
+// aligned) for `size` bytes (no header); offsets + sizes are the whole
+// contract. The fd is a memfd owned by the HostTier; dup/send it
+// (SCM_RIGHTS) and mmap `size` bytes MAP_SHARED.
 struct HostSegmentInfo {
   int fd = -1;
   std::string name;
   uint64_t size = 0;
-  uint64_t slot_bytes = 0;
-  uint64_t num_slots = 0;
+  uint64_t slot_bytes = 0;  // the largest value
+  uint64_t num_slots = 0;   // 0: values are not in fixed slots
   bool huge_pages = false;
 };
 

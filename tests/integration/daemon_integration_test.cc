@@ -657,7 +657,7 @@ TEST_P(ReadmeExampleTest, EveryBlockComesBackOnLaptopFlags) {
   EXPECT_FALSE(std::regex_search(stats, std::regex("\"drops\":[1-9]"))) << stats;
 }
 
-INSTANTIATE_TEST_SUITE_P(DataPath, ReadmeExampleTest, ::testing::Values(false),
+INSTANTIATE_TEST_SUITE_P(DataPath, ReadmeExampleTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& i) {
                            return i.param ? std::string("Mapped") : std::string("Ucx");
                          });

@@ -746,12 +746,13 @@ TEST(TierManagerTest, NoSsdTierDropsOnOverflow) {
   auto tm = OpenOrDie(o, AdmitAll());
   ASSERT_TRUE(tm);
   EXPECT_FALSE(tm->has_ssd_tier());
-  for (uint64_t i = 0; i < 6; ++i) {
+  // 100-byte values take 4 KiB extents: 32 fit in the two 64 KiB pages.
+  for (uint64_t i = 0; i < 40; ++i) {
     ASSERT_TRUE(tm->Put(K(i), Payload(K(i), 100).data(), 100).ok());
   }
   EXPECT_GT(tm->GetStats().drops[1], 0u);
   EXPECT_EQ(Dropped(tm->GetStats(), Tier::kHost, DropReason::kNoSsd), tm->GetStats().drops[1]);
-  ExpectBlock(*tm, K(5), 100);
+  ExpectBlock(*tm, K(39), 100);
   EXPECT_EQ(tm->Drain().code(), StatusCode::kUnavailable);
 }
 
