@@ -56,7 +56,10 @@ void DaemonAdminBackend::RefreshMetrics() {
     size_t i = static_cast<size_t>(t);
     cat.Hit(t)->Set(ts.hits);
     cat.Miss(t)->Set(ts.misses);
-    cat.Drop(t, "capacity")->Set(st.drops[i]);
+    for (int r = 0; r < store::kNumDropReasons; ++r) {
+      cat.Drop(t, store::DropReasonName(static_cast<store::DropReason>(r)))
+          ->Set(st.drop_reasons[i][r]);
+    }
     for (Tier to : kLocalTiers) {
       size_t d = static_cast<size_t>(to);
       if (d == i) continue;
@@ -77,7 +80,6 @@ void DaemonAdminBackend::RefreshMetrics() {
       }
     }
   }
-  cat.Drop(Tier::kSsd, "corrupt")->Set(st.checksum_failures);
   cat.leases_expired.Get()->Set(st.leases_expired);
   cat.ssd_quarantines.Get()->Set(st.ssd_quarantines);
   if (cluster::Membership* m = daemon_->membership()) {
@@ -149,7 +151,14 @@ Result<admin::DaemonStats> DaemonAdminBackend::GetStats() {
   s.leases_expired = st.leases_expired;
   for (Tier t : kLocalTiers) {
     size_t i = static_cast<size_t>(t);
-    s.tiers.push_back({t, st.tiers[i].hits, st.tiers[i].misses, st.drops[i]});
+    admin::TierStats ts{t, st.tiers[i].hits, st.tiers[i].misses, st.drops[i], {}};
+    for (int r = 0; r < store::kNumDropReasons; ++r) {
+      if (st.drop_reasons[i][r] == 0) continue;
+      ts.drop_reasons.emplace_back(
+          std::string(store::DropReasonName(static_cast<store::DropReason>(r))),
+          st.drop_reasons[i][r]);
+    }
+    s.tiers.push_back(std::move(ts));
   }
   for (Tier from : kLocalTiers) {
     for (Tier to : kLocalTiers) {
@@ -311,7 +320,7 @@ Status DaemonAdminBackend::SetConfig(
   for (const auto& [t, v] : parsed) {
     if (t == Tier::kSsd) continue;
     const store::TierStats& ts = st.tiers[static_cast<size_t>(t)];
-    uint64_t physical = ts.total_slots * daemon_->store()->options().slot_bytes;
+    uint64_t physical = ts.segment_bytes;
     if (v > physical) {
       return InvalidArgumentError(std::string(TierName(t)) + " capacity " + std::to_string(v) +
                                   " exceeds its segment of " + std::to_string(physical) + " bytes");

@@ -51,7 +51,9 @@ DEFINE_string(cluster_token_file, "",
 DEFINE_uint64(peer_timeout_ms, 200, "bound on every call to another member (then a miss)");
 DEFINE_string(gpu_bytes, "0", "device tier bytes (0: none; emulated on host without CUDA)");
 DEFINE_string(host_bytes, "1G", "host tier bytes (shared-memory segment)");
-DEFINE_string(slot_bytes, "4M", "slot size: the largest value (layer block) the daemon holds");
+DEFINE_string(slot_bytes, "4M",
+              "largest value (layer block) the daemon holds; host memory is allocated per value "
+              "size, the GPU tier in slots of this size");
 DEFINE_string(ssd_path, "./var/kvcake", "SSD tier RocksDB directory (empty: no SSD tier)");
 DEFINE_string(ssd_bytes, "16G", "SSD tier capacity (payload bytes)");
 DEFINE_bool(ssd_quarantine_corrupt, true,

@@ -22,8 +22,9 @@ struct LruPolicyOptions {
 };
 
 // LRU baseline (DESIGN.md §4 "without statistics"): per tier, victims are the
-// least recently inserted/accessed blocks; a block leaving host memory is
-// admitted to SSD only on its second hit, otherwise dropped.
+// least recently inserted/accessed blocks; Admit(key, kSsd) is true from a
+// block's second hit on. The TierManager asks it only while the SSD tier is
+// under pressure (with room, every block leaving host memory goes to SSD).
 //
 // Layout: entries live in a dense pool, linked into one intrusive
 // doubly-linked list per tier and found through an open-addressing KeyIndex;

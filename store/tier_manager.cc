@@ -16,8 +16,8 @@
 #include "store/block_index.h"
 #include "store/checksum.h"
 #include "store/device_tier.h"
+#include "store/extent_pool.h"
 #include "store/host_tier.h"
-#include "store/slot_pool.h"
 #include "store/ssd_tier.h"
 
 namespace kvcake::store {
@@ -28,11 +28,27 @@ constexpr size_t Idx(Tier t) { return static_cast<size_t>(t); }
 
 bool IsMemoryTier(Tier t) { return t == Tier::kDevice || t == Tier::kHost; }
 
+// Extents are multiples of 4 KiB, so every value starts page-aligned in its
+// segment.
+constexpr uint64_t kExtentGranule = 4096;
+
+// Pages of the host segment's ExtentPool: slot_bytes (the largest value)
+// times 1 to 4. Larger pages lose less to a page's tail when a class does
+// not divide it; smaller ones less to the one partly filled page per class.
+// Segments of 64 slot_bytes or more get pages of 2 slot_bytes, of 256 or more
+// of 4.
+uint64_t HostPageBytes(const TierManagerOptions& o) {
+  return std::clamp<uint64_t>(o.host_capacity_bytes / (64 * o.slot_bytes), 1, 4) * o.slot_bytes;
+}
+
 }  // namespace
 
 Status TierManagerOptions::Validate() const {
   if (slot_bytes == 0 || slot_bytes % 4096 != 0) {
     return InvalidArgumentError("store: slot_bytes must be a positive multiple of 4096");
+  }
+  if (host_capacity_bytes / kExtentGranule >= (1ull << 31)) {
+    return InvalidArgumentError("store: host_capacity_bytes must be below 8 TiB");
   }
   if (host_capacity_bytes < slot_bytes) {
     return InvalidArgumentError("store: host_capacity_bytes must hold at least one slot");
@@ -169,23 +185,21 @@ class TierManager::Impl {
   uint64_t Now() const { return clock_->NowMicros(); }
   uint64_t NextTick() { return tick_.fetch_add(1, std::memory_order_relaxed) + 1; }
 
-  SlotPool* Pool(Tier t) const {
+  ExtentPool* Pool(Tier t) const {
     return t == Tier::kDevice ? device_pool_.get() : t == Tier::kHost ? host_pool_.get() : nullptr;
   }
   char* SlotPtr(Tier t, int32_t slot) const {
-    return t == Tier::kDevice ? device_->SlotPtr(slot) : host_->SlotPtr(slot);
+    return t == Tier::kDevice ? device_->SlotPtr(slot) : host_base_ + host_pool_->offset(slot);
   }
-  uint64_t SlotOffset(Tier t, int32_t slot) const {
-    return static_cast<uint64_t>(slot) * opts_.slot_bytes;
-  }
+  uint64_t SlotOffset(Tier t, int32_t slot) const { return Pool(t)->offset(slot); }
   Status CopyToSlot(Tier t, int32_t slot, const void* src, uint64_t n) const {
     if (t == Tier::kDevice) return device_->CopyIn(slot, src, n);
-    std::memcpy(host_->SlotPtr(slot), src, n);
+    std::memcpy(SlotPtr(t, slot), src, n);
     return Status::Ok();
   }
   Status CopyFromSlot(Tier t, int32_t slot, void* dst, uint64_t n) const {
     if (t == Tier::kDevice) return device_->CopyOut(slot, dst, n);
-    std::memcpy(dst, host_->SlotPtr(slot), n);
+    std::memcpy(dst, SlotPtr(t, slot), n);
     return Status::Ok();
   }
   Result<uint64_t> ChecksumSlot(Tier t, int32_t slot, uint64_t n) const {
@@ -219,16 +233,37 @@ class TierManager::Impl {
   void DropCleanCopyLocked(const BlockKey& key, BlockRecord* rec);
   // Frees up to `want` slots of `tier` by dropping clean copies (blocks also
   // on SSD): cheap, no I/O. Returns slots freed.
-  uint32_t FreeCleanLocked(Tier tier, uint32_t want);
+  uint64_t FreeCleanLocked(Tier tier, uint64_t want);
+  // An extent for a value of `size` bytes in memory tier `t` (clean copies
+  // dropped to make room if needed), or -1. Requires mu_.
+  int32_t AllocateLocked(Tier t, uint64_t size) {
+    ExtentPool* pool = Pool(t);
+    int32_t slot = pool->Allocate(size);
+    if (slot < 0 && FreeCleanLocked(t, pool->ClassBytes(size)) > 0) slot = pool->Allocate(size);
+    return slot;
+  }
+  // True when a memory tier is above its high watermark (bytes of extents).
+  bool OverHighWatermarkLocked(Tier t) const {
+    const ExtentPool* pool = Pool(t);
+    return static_cast<double>(pool->used_bytes()) >
+           opts_.high_watermark * static_cast<double>(pool->usable_bytes());
+  }
   bool EligibleVictim(const BlockRecord* rec, Tier tier) const {
     return rec != nullptr && rec->state == BlockState::kCommitted && rec->tier == tier &&
            rec->pins == 0 && !rec->admin_pinned;
   }
-  // Bytes the policy should free to release `slots` slots of a memory tier.
-  uint64_t BytesForSlotsLocked(Tier t, uint64_t slots) const {
-    uint64_t blocks = tier_blocks_[Idx(t)];
-    uint64_t avg = blocks ? tier_bytes_[Idx(t)] / blocks : opts_.slot_bytes;
-    return slots * std::max<uint64_t>(avg, 1);
+  // Counts a block dropped out of the store from `t`.
+  void CountDropLocked(Tier t, DropReason reason) {
+    ++stats_.drops[Idx(t)];
+    ++stats_.drop_reasons[Idx(t)][static_cast<size_t>(reason)];
+  }
+  // True when `extra` more bytes on SSD would take the SSD tier above its
+  // high watermark (it would then have to drop blocks to take them). Only
+  // then does the policy's admission control decide whether a block leaving
+  // host memory is written to SSD; with room, it always is.
+  bool SsdUnderPressureLocked(uint64_t extra) const {
+    return static_cast<double>(tier_bytes_[Idx(Tier::kSsd)] + extra) >
+           opts_.high_watermark * static_cast<double>(ssd_capacity_);
   }
   // Pins a readable record in place (memory tier): no lease, for in-process copies.
   void SweepLocked(uint64_t now);
@@ -283,9 +318,10 @@ class TierManager::Impl {
   std::shared_ptr<Clock> clock_;
   std::unique_ptr<policy::Policy> policy_;
   std::unique_ptr<DeviceTier> device_;
-  std::unique_ptr<SlotPool> device_pool_;
+  std::unique_ptr<ExtentPool> device_pool_;
   std::unique_ptr<HostTier> host_;
-  std::unique_ptr<SlotPool> host_pool_;
+  std::unique_ptr<ExtentPool> host_pool_;
+  char* host_base_ = nullptr;
   std::unique_ptr<SsdTier> ssd_;
 
   mutable std::mutex mu_;
@@ -298,7 +334,8 @@ class TierManager::Impl {
   std::vector<Quarantined> quarantine_;
   std::vector<BlockKey> ssd_deletes_;
   std::deque<std::shared_ptr<ForcedRequest>> forced_;
-  std::array<uint32_t, 2> waiting_{};  // reservers waiting for a device / host slot
+  std::array<uint32_t, 2> waiting_{};        // reservers waiting for a device / host extent
+  std::array<uint64_t, 2> waiting_bytes_{};  // the extent bytes they wait for
   std::array<uint64_t, kNumLocalTiers> tier_bytes_{};
   std::array<uint64_t, kNumLocalTiers> tier_blocks_{};
   uint64_t ssd_capacity_ = 0;
@@ -322,15 +359,20 @@ Status TierManager::Impl::Init() {
     d.allow_cuda = opts_.device_allow_cuda;
     d.cuda_device = opts_.cuda_device;
     ASSIGN_OR_RETURN(device_, DeviceTier::Open(d));
-    device_pool_ = std::make_unique<SlotPool>(static_cast<uint32_t>(d.num_slots));
+    // The device arena keeps whole slots (DeviceTier addresses slot indexes).
+    device_pool_ = std::make_unique<ExtentPool>(static_cast<uint32_t>(d.num_slots),
+                                                opts_.slot_bytes, kExtentGranule, /*fixed=*/true);
   }
   HostTier::Options h;
   h.name = opts_.host_segment_name;
-  h.num_slots = opts_.host_capacity_bytes / opts_.slot_bytes;
-  h.slot_bytes = opts_.slot_bytes;
+  const uint64_t page = HostPageBytes(opts_);
+  h.num_slots = opts_.host_capacity_bytes / page;
+  h.slot_bytes = page;
   h.huge_pages = opts_.host_huge_pages;
   ASSIGN_OR_RETURN(host_, HostTier::Open(h));
-  host_pool_ = std::make_unique<SlotPool>(static_cast<uint32_t>(h.num_slots));
+  host_pool_ = std::make_unique<ExtentPool>(static_cast<uint32_t>(h.num_slots), page,
+                                            kExtentGranule, /*fixed=*/false);
+  host_base_ = host_->SlotPtr(0);
   ssd_capacity_ = opts_.ssd_capacity_bytes;
   if (!opts_.ssd_path.empty()) {
     SsdTier::Options s;
@@ -473,9 +515,7 @@ Result<Reservation> TierManager::Impl::Reserve(const BlockKey& key, uint64_t siz
       ++stats_.put_rejected;
       return s;
     }
-    SlotPool* pool = Pool(tier);
-    int32_t slot = pool->Allocate();
-    if (slot < 0 && FreeCleanLocked(tier, 1) > 0) slot = pool->Allocate();
+    int32_t slot = AllocateLocked(tier, size);
     if (slot >= 0) {
       BlockRecord rec;
       rec.state = BlockState::kReserved;
@@ -495,19 +535,22 @@ Result<Reservation> TierManager::Impl::Reserve(const BlockKey& key, uint64_t siz
       out.offset = SlotOffset(tier, slot);
       out.size = size;
       out.lease_expiry_us = r->lease_expiry_us;
-      if (pool->used() > opts_.high_watermark * pool->usable()) {
+      if (OverHighWatermarkLocked(tier)) {
         mover_work_ = true;
         mover_cv_.notify_one();
       }
       return out;
     }
     // No slot: let the mover demote, and wait (bounded).
+    const uint64_t want = Pool(tier)->ClassBytes(size);
     ++waiting_[Idx(tier)];
+    waiting_bytes_[Idx(tier)] += want;
     mover_work_ = true;
     mover_cv_.notify_one();
     bool timed_out = space_cv_.wait_until(lk, deadline) == std::cv_status::timeout;
     --waiting_[Idx(tier)];
-    if (timed_out && Pool(tier)->free_usable() == 0) {
+    waiting_bytes_[Idx(tier)] -= want;
+    if (timed_out && !Pool(tier)->CanAllocate(size)) {
       ++stats_.put_rejected;
       return ResourceExhaustedError(std::string("store: no free ") + std::string(TierName(tier)) +
                                     " slot (tier full and nothing could be demoted in time)");
@@ -567,8 +610,7 @@ Status TierManager::Impl::Commit(const Reservation& r, std::optional<uint64_t> c
   AddToTierLocked(rec->tier, rec->size);
   policy_->OnInsert(r.key, rec->tier, rec->size, tick);
   ++stats_.puts;
-  SlotPool* pool = Pool(rec->tier);
-  if (pool->used() > opts_.high_watermark * pool->usable()) {
+  if (OverHighWatermarkLocked(rec->tier)) {
     mover_work_ = true;
     mover_cv_.notify_one();
   }
@@ -596,7 +638,7 @@ Status TierManager::Impl::Put(const BlockKey& key, const void* src, uint64_t siz
     const uint64_t sum = CopyAndHash(r.data, src, size);
     return Commit(r, std::nullopt, sum);
   }
-  Status s = CopyToSlot(r.tier, static_cast<int32_t>(r.offset / opts_.slot_bytes), src, size);
+  Status s = CopyToSlot(r.tier, Pool(r.tier)->HandleAt(r.offset), src, size);
   if (!s.ok()) {
     Abort(r).IgnoreError();
     return s;
@@ -624,7 +666,7 @@ void TierManager::Impl::OnSsdReadErrorLocked(const BlockKey& key, uint64_t gen, 
     return;
   }
   RemoveRecordLocked(key, rec);
-  ++stats_.drops[Idx(Tier::kSsd)];
+  CountDropLocked(Tier::kSsd, DropReason::kCorrupt);
 }
 
 Result<BlockRecord*> TierManager::Impl::FindReadableLocked(const BlockKey& key) {
@@ -673,8 +715,7 @@ Result<PinnedBlock> TierManager::Impl::Pin(const BlockKey& key) {
     return out;
   }
   // SSD-only: promote into a host slot (never waits for a demotion).
-  int32_t slot = host_pool_->Allocate();
-  if (slot < 0 && FreeCleanLocked(Tier::kHost, 1) > 0) slot = host_pool_->Allocate();
+  int32_t slot = AllocateLocked(Tier::kHost, rec->size);
   if (slot < 0) {
     mover_work_ = true;
     mover_cv_.notify_one();
@@ -685,7 +726,8 @@ Result<PinnedBlock> TierManager::Impl::Pin(const BlockKey& key) {
   const uint64_t gen = rec->generation;
   const uint64_t expect_checksum = rec->checksum;
   lk.unlock();
-  Result<SsdHeader> hdr = ssd_->Read(key, host_->SlotPtr(slot), opts_.slot_bytes);
+  Result<SsdHeader> hdr =
+      ssd_->Read(key, SlotPtr(Tier::kHost, slot), host_pool_->extent_bytes(slot));
   if (hdr.ok() && hdr->checksum != expect_checksum) {
     hdr = DataLossError("Pin " + key.ToString() + ": SSD copy does not match the index");
   }
@@ -698,7 +740,7 @@ Result<PinnedBlock> TierManager::Impl::Pin(const BlockKey& key) {
   rec = index_.Find(key);
   out.id = next_id_++;
   out.tier = Tier::kHost;
-  out.data = host_->SlotPtr(slot);
+  out.data = SlotPtr(Tier::kHost, slot);
   out.offset = SlotOffset(Tier::kHost, slot);
   CountHitLocked(Tier::kSsd);
   if (install && rec != nullptr && rec->generation == gen && rec->state == BlockState::kPromoting) {
@@ -721,7 +763,7 @@ Result<PinnedBlock> TierManager::Impl::Pin(const BlockKey& key) {
     }
     pins_.emplace(out.id, PinEntry{key, Tier::kHost, slot, out.lease_expiry_us, gen, false});
   }
-  if (host_pool_->used() > opts_.high_watermark * host_pool_->usable()) {
+  if (OverHighWatermarkLocked(Tier::kHost)) {
     mover_work_ = true;
     mover_cv_.notify_one();
   }
@@ -852,7 +894,7 @@ void TierManager::Impl::DropCorruptLocked(const BlockKey& key, Tier tier, int32_
   }
   KVCAKE_LOG(ERROR) << "store: " << key.ToString() << " in the " << TierName(tier)
                     << " tier no longer matches its checksum; dropped";
-  ++stats_.drops[Idx(tier)];
+  CountDropLocked(tier, DropReason::kCorrupt);
   RemoveRecordLocked(key, rec);
 }
 
@@ -860,7 +902,7 @@ Status TierManager::Impl::VerifyPinned(const PinnedBlock& p) {
   if (p.tier == Tier::kDevice && device_->is_cuda()) return Status::Ok();  // not host-readable
   if (BlockChecksum(p.data, p.size) == p.checksum) return Status::Ok();
   std::lock_guard<std::mutex> lk(mu_);
-  DropCorruptLocked(p.key, p.tier, static_cast<int32_t>(p.offset / opts_.slot_bytes));
+  DropCorruptLocked(p.key, p.tier, Pool(p.tier)->HandleAt(p.offset));
   return DataLossError(p.key.ToString() + ": checksum mismatch in memory");
 }
 
@@ -918,20 +960,20 @@ void TierManager::Impl::DropCleanCopyLocked(const BlockKey& key, BlockRecord* re
   policy_->OnMove(key, from, Tier::kSsd, tick_.load(std::memory_order_relaxed));
 }
 
-uint32_t TierManager::Impl::FreeCleanLocked(Tier tier, uint32_t want) {
+uint64_t TierManager::Impl::FreeCleanLocked(Tier tier, uint64_t want) {
   if (!ssd_) return 0;
-  uint32_t freed = 0;
+  uint64_t freed = 0;
   auto eligible = [&](const BlockKey& k) {
     const BlockRecord* r = index_.Find(k);
     return EligibleVictim(r, tier) && r->on_ssd;
   };
-  std::vector<BlockKey> victims =
-      policy_->SelectVictims(tier, BytesForSlotsLocked(tier, want), eligible);
+  std::vector<BlockKey> victims = policy_->SelectVictims(tier, want, eligible);
   for (const BlockKey& k : victims) {
     BlockRecord* r = index_.Find(k);
     if (!eligible(k)) continue;
+    freed += Pool(tier)->extent_bytes(r->slot);
     DropCleanCopyLocked(k, r);
-    if (++freed >= want) break;
+    if (freed >= want) break;
   }
   return freed;
 }
@@ -1100,10 +1142,12 @@ StoreStats TierManager::Impl::GetStats() const {
     TierStats& ts = s.tiers[Idx(t)];
     ts.used_bytes = tier_bytes_[Idx(t)];
     ts.blocks = tier_blocks_[Idx(t)];
-    if (const SlotPool* p = Pool(t)) {
-      ts.capacity_bytes = uint64_t{p->usable()} * opts_.slot_bytes;
-      ts.used_slots = p->used();
-      ts.total_slots = p->num_slots();
+    if (const ExtentPool* p = Pool(t)) {
+      ts.capacity_bytes = p->usable_bytes();
+      ts.used_slots = p->used_extents();
+      ts.total_slots = t == Tier::kDevice ? p->num_pages() : 0;
+      ts.allocated_bytes = p->used_bytes();
+      ts.segment_bytes = p->segment_bytes();
     } else if (t == Tier::kSsd && ssd_) {
       ts.capacity_bytes = ssd_capacity_;
     }
@@ -1121,15 +1165,15 @@ Status TierManager::Impl::SetCapacity(Tier tier, uint64_t bytes) {
     if (!ssd_) return UnavailableError("SetCapacity: no SSD tier");
     ssd_capacity_ = bytes;
   } else if (IsMemoryTier(tier)) {
-    SlotPool* pool = Pool(tier);
+    ExtentPool* pool = Pool(tier);
     if (pool == nullptr) return UnavailableError("SetCapacity: no device tier");
-    uint64_t slots = bytes / opts_.slot_bytes;
-    if (slots > pool->num_slots()) {
+    uint64_t pages = bytes / pool->page_bytes();
+    if (pages > pool->num_pages()) {
       return InvalidArgumentError("SetCapacity: " + std::to_string(bytes) +
                                   " bytes exceeds the segment of " +
-                                  std::to_string(uint64_t{pool->num_slots()} * opts_.slot_bytes));
+                                  std::to_string(pool->segment_bytes()));
     }
-    pool->set_usable(static_cast<uint32_t>(slots));
+    pool->set_usable_pages(static_cast<uint32_t>(pages));
   } else {
     return InvalidArgumentError("SetCapacity: not a local tier");
   }
@@ -1156,8 +1200,8 @@ HostSegmentInfo TierManager::Impl::host_segment() const {
   h.fd = host_->fd();
   h.name = host_->name();
   h.size = host_->size();
-  h.slot_bytes = host_->slot_bytes();
-  h.num_slots = host_->num_slots();
+  h.slot_bytes = opts_.slot_bytes;
+  h.num_slots = 0;
   h.huge_pages = host_->huge_pages();
   return h;
 }
@@ -1303,7 +1347,8 @@ void TierManager::Impl::MoveDeviceToHostLocked(std::vector<MoveItem>& items,
   lk.unlock();
   std::vector<Status> results(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
-    results[i] = device_->CopyOut(items[i].slot, host_->SlotPtr(host_slots[i]), items[i].size);
+    results[i] =
+        device_->CopyOut(items[i].slot, SlotPtr(Tier::kHost, host_slots[i]), items[i].size);
   }
   lk.lock();
   const uint64_t tick = tick_.load(std::memory_order_relaxed);
@@ -1354,7 +1399,7 @@ void TierManager::Impl::ProcessForcedLocked(std::unique_lock<std::mutex>& lk) {
         continue;
       }
       if (req->to == Tier::kRemote) {
-        ++stats_.drops[Idx(rec->tier)];
+        CountDropLocked(rec->tier, DropReason::kEvict);
         RemoveRecordLocked(key, rec);
         ++req->done;
       } else if (req->to == Tier::kHost) {
@@ -1362,8 +1407,7 @@ void TierManager::Impl::ProcessForcedLocked(std::unique_lock<std::mutex>& lk) {
           ++req->done;
           continue;
         }
-        int32_t hs = host_pool_->Allocate();
-        if (hs < 0 && FreeCleanLocked(Tier::kHost, 1) > 0) hs = host_pool_->Allocate();
+        int32_t hs = AllocateLocked(Tier::kHost, rec->size);
         if (hs < 0) {
           FailRequest(req.get(), ResourceExhaustedError("Evict: host tier full"));
           ++req->done;
@@ -1405,12 +1449,12 @@ void TierManager::Impl::PromoteLocked(std::unique_lock<std::mutex>& lk) {
     Status status;
   };
   for (Tier to : {Tier::kHost, Tier::kDevice}) {
-    SlotPool* pool = Pool(to);
+    ExtentPool* pool = Pool(to);
     if (pool == nullptr || (to == Tier::kHost && !ssd_)) continue;
-    const uint64_t low = static_cast<uint64_t>(opts_.low_watermark * pool->usable());
-    if (pool->used() >= low) continue;
-    const uint64_t room = std::min<uint64_t>(low - pool->used(), opts_.mover_batch_blocks);
-    std::vector<BlockKey> keys = policy_->SelectPromotions(to, room * opts_.slot_bytes);
+    const uint64_t low = static_cast<uint64_t>(opts_.low_watermark * pool->usable_bytes());
+    if (pool->used_bytes() >= low) continue;
+    const uint64_t room = opts_.mover_batch_blocks;
+    std::vector<BlockKey> keys = policy_->SelectPromotions(to, low - pool->used_bytes());
     const Tier from = to == Tier::kHost ? Tier::kSsd : Tier::kHost;
     std::vector<Promo> work;
     for (const BlockKey& k : keys) {
@@ -1420,7 +1464,8 @@ void TierManager::Impl::PromoteLocked(std::unique_lock<std::mutex>& lk) {
           rec->pins > 0 || rec->admin_pinned) {
         continue;
       }
-      int32_t slot = pool->Allocate();
+      if (pool->used_bytes() + pool->ClassBytes(rec->size) > low) break;
+      int32_t slot = pool->Allocate(rec->size);
       if (slot < 0) break;
       rec->state = BlockState::kPromoting;
       if (from == Tier::kHost) Pool(from)->Ref(rec->slot);  // the mover's reference
@@ -1431,13 +1476,14 @@ void TierManager::Impl::PromoteLocked(std::unique_lock<std::mutex>& lk) {
     lk.unlock();
     for (Promo& w : work) {
       if (to == Tier::kHost) {
-        Result<SsdHeader> h = ssd_->Read(w.key, host_->SlotPtr(w.to_slot), opts_.slot_bytes);
+        Result<SsdHeader> h =
+            ssd_->Read(w.key, SlotPtr(Tier::kHost, w.to_slot), host_pool_->extent_bytes(w.to_slot));
         if (h.ok() && h->checksum != w.checksum) {
           h = DataLossError("promotion of " + w.key.ToString() + ": SSD copy does not match");
         }
         w.status = h.status();
       } else {
-        w.status = device_->CopyIn(w.to_slot, host_->SlotPtr(w.from_slot), w.size);
+        w.status = device_->CopyIn(w.to_slot, SlotPtr(Tier::kHost, w.from_slot), w.size);
       }
     }
     lk.lock();
@@ -1485,76 +1531,78 @@ bool TierManager::Impl::MoverPassLocked(std::unique_lock<std::mutex>& lk) {
       BlockRecord* r = index_.Find(k);
       if (!EligibleVictim(r, Tier::kSsd)) continue;
       RemoveRecordLocked(k, r);
-      ++stats_.drops[Idx(Tier::kSsd)];
+      CountDropLocked(Tier::kSsd, DropReason::kCapacity);
     }
   }
   // Device over its watermark: demote to host (needs free host slots).
   if (device_pool_) {
-    SlotPool* p = device_pool_.get();
-    uint64_t want = p->used() + waiting_[0];
-    uint64_t high = static_cast<uint64_t>(opts_.high_watermark * p->usable());
-    if (want > high || (waiting_[0] > 0 && p->free_usable() == 0)) {
-      uint64_t low = static_cast<uint64_t>(opts_.low_watermark * p->usable());
-      uint64_t slots = std::min<uint64_t>(want > low ? want - low : 1, opts_.mover_batch_blocks);
+    ExtentPool* p = device_pool_.get();
+    uint64_t want = p->used_bytes() + waiting_bytes_[0];
+    uint64_t high = static_cast<uint64_t>(opts_.high_watermark * p->usable_bytes());
+    if (want > high || waiting_[0] > 0) {
+      uint64_t low = static_cast<uint64_t>(opts_.low_watermark * p->usable_bytes());
+      uint64_t to_free = want > low ? want - low : p->page_bytes();
+      uint64_t freed = 0;
       auto eligible = [&](const BlockKey& k) {
         return EligibleVictim(index_.Find(k), Tier::kDevice);
       };
       std::vector<MoveItem> items;
       std::vector<int32_t> host_slots;
-      for (const BlockKey& k : policy_->SelectVictims(
-               Tier::kDevice, BytesForSlotsLocked(Tier::kDevice, slots), eligible)) {
+      for (const BlockKey& k : policy_->SelectVictims(Tier::kDevice, to_free, eligible)) {
         BlockRecord* r = index_.Find(k);
         if (!EligibleVictim(r, Tier::kDevice)) continue;
         if (!policy_->Admit(k, Tier::kHost)) {
           RemoveRecordLocked(k, r);
-          ++stats_.drops[Idx(Tier::kDevice)];
+          CountDropLocked(Tier::kDevice, DropReason::kAdmission);
           continue;
         }
-        int32_t hs = host_pool_->Allocate();
-        if (hs < 0 && FreeCleanLocked(Tier::kHost, 1) > 0) hs = host_pool_->Allocate();
+        int32_t hs = AllocateLocked(Tier::kHost, r->size);
         if (hs < 0) {
           break;  // host must drain first; it is handled below
         }
+        freed += p->extent_bytes(r->slot);
         items.push_back(StartMoveLocked(k, r, nullptr));
         host_slots.push_back(hs);
-        if (items.size() >= slots) break;
+        if (freed >= to_free || items.size() >= opts_.mover_batch_blocks) break;
       }
       if (!items.empty()) again = true;
       MoveDeviceToHostLocked(items, host_slots, lk);
     }
   }
   // Host over its watermark: clean copies are dropped, dirty ones written to
-  // SSD if admitted, else dropped.
+  // SSD — always while the SSD has room, through the policy's admission
+  // control while it is under pressure — else dropped.
   {
-    SlotPool* p = host_pool_.get();
-    uint64_t want = p->used() + waiting_[1];
-    uint64_t high = static_cast<uint64_t>(opts_.high_watermark * p->usable());
+    ExtentPool* p = host_pool_.get();
+    uint64_t want = p->used_bytes() + waiting_bytes_[1];
+    uint64_t high = static_cast<uint64_t>(opts_.high_watermark * p->usable_bytes());
     bool device_blocked =
-        device_pool_ && device_pool_->used() + waiting_[0] >
-                            static_cast<uint64_t>(opts_.high_watermark * device_pool_->usable());
-    if (want > high || (waiting_[1] > 0 && p->free_usable() == 0) ||
-        (device_blocked && p->free_usable() == 0)) {
-      uint64_t low = static_cast<uint64_t>(opts_.low_watermark * p->usable());
-      uint64_t slots = std::min<uint64_t>(want > low ? want - low : 1, opts_.mover_batch_blocks);
+        device_pool_ && (waiting_[0] > 0 || OverHighWatermarkLocked(Tier::kDevice));
+    if (want > high || waiting_[1] > 0 || device_blocked) {
+      uint64_t low = static_cast<uint64_t>(opts_.low_watermark * p->usable_bytes());
+      uint64_t to_free = want > low ? want - low : p->page_bytes();
       auto eligible = [&](const BlockKey& k) {
         return EligibleVictim(index_.Find(k), Tier::kHost);
       };
       std::vector<MoveItem> items;
-      uint64_t freed = 0;
+      uint64_t freed = 0, victims = 0;
+      uint64_t batch_bytes = 0;  // queued for SSD in this pass, not yet in tier_bytes_
       if (!ssd_error_) {
-        for (const BlockKey& k : policy_->SelectVictims(
-                 Tier::kHost, BytesForSlotsLocked(Tier::kHost, slots), eligible)) {
+        for (const BlockKey& k : policy_->SelectVictims(Tier::kHost, to_free, eligible)) {
           BlockRecord* r = index_.Find(k);
           if (!EligibleVictim(r, Tier::kHost)) continue;
+          freed += p->extent_bytes(r->slot);
           if (r->on_ssd) {
             DropCleanCopyLocked(k, r);
-          } else if (ssd_ && policy_->Admit(k, Tier::kSsd)) {
+          } else if (ssd_ && (!SsdUnderPressureLocked(batch_bytes + r->size) ||
+                              policy_->Admit(k, Tier::kSsd))) {
+            batch_bytes += r->size;
             items.push_back(StartMoveLocked(k, r, nullptr));
           } else {
             RemoveRecordLocked(k, r);
-            ++stats_.drops[Idx(Tier::kHost)];
+            CountDropLocked(Tier::kHost, ssd_ ? DropReason::kAdmission : DropReason::kNoSsd);
           }
-          if (++freed >= slots) break;
+          if (freed >= to_free || ++victims >= opts_.mover_batch_blocks) break;
         }
       }
       // On a failed SSD write the mover backs off for an interval (ssd_error_).

@@ -22,10 +22,11 @@ namespace kvcake::store {
 
 // Options of the TierManager. Defaults are usable for a small single node.
 struct TierManagerOptions {
-  // Capacities in bytes. Device and host tiers are carved into fixed slots of
-  // `slot_bytes`; their slot count is capacity / slot_bytes (fixed at Open;
-  // SetCapacity can later lower or restore the usable part). 0 disables a tier
-  // (host must be > 0).
+  // Capacities in bytes. The host tier gives each value an extent of about
+  // its own size (ExtentPool size classes in pages of 1-4 x slot_bytes); the
+  // device tier is carved into fixed slots of `slot_bytes`. Both are fixed at
+  // Open; SetCapacity can later lower or restore the usable part. 0 disables
+  // a tier (host must be > 0).
   uint64_t device_capacity_bytes = 0;           // default: no device tier
   uint64_t host_capacity_bytes = 256ull << 20;  // 256 MiB
   uint64_t ssd_capacity_bytes = 16ull << 30;    // 16 GiB (logical; payload bytes)
@@ -57,6 +58,10 @@ struct TierManagerOptions {
 
   // Mover: demotes when a tier is above high_watermark * capacity, down to
   // low_watermark * capacity; batches up to mover_batch_blocks per SSD write.
+  // A block pushed out of host memory is always written to SSD while that
+  // keeps the SSD at or below high_watermark * ssd capacity; past that (SSD
+  // under pressure) Policy::Admit decides, and a refused block is dropped
+  // (StoreStats::drop_reasons, DropReason::kAdmission).
   double high_watermark = 0.95;
   double low_watermark = 0.85;
   uint32_t mover_batch_blocks = 16;
@@ -117,16 +122,16 @@ struct BlockFilter {
 };
 
 // Shared-memory segment of the host tier, for same-node clients.
-// Slot layout: slot i occupies bytes [i * slot_bytes, (i + 1) * slot_bytes) of
-// the segment; a block's payload starts at the slot start (no header). The fd
-// is a memfd owned by the HostTier; dup/send it (SCM_RIGHTS) and mmap
-// `size` bytes MAP_SHARED.
+// Layout: a value lives at its Reservation / PinnedBlock `offset` (4 KiB
+// aligned) for `size` bytes (no header); offsets + sizes are the whole
+// contract. The fd is a memfd owned by the HostTier; dup/send it
+// (SCM_RIGHTS) and mmap `size` bytes MAP_SHARED.
 struct HostSegmentInfo {
   int fd = -1;
   std::string name;
   uint64_t size = 0;
-  uint64_t slot_bytes = 0;
-  uint64_t num_slots = 0;
+  uint64_t slot_bytes = 0;  // the largest value
+  uint64_t num_slots = 0;   // 0: values are not in fixed slots
   bool huge_pages = false;
 };
 
@@ -150,6 +155,9 @@ using DrainProgress = std::function<void(uint64_t done, uint64_t total)>;
 // TierManager: the three-tier block store (DESIGN.md §2-3). Owns the device,
 // host and SSD tiers, the block index and a mover thread that carries out the
 // policy's decisions (demote GPU -> host -> SSD -> drop, promote on access).
+// Demote, don't drop: while the SSD tier has room, a block leaving host memory
+// goes to SSD whatever the policy's admission control would say; every block
+// the store does drop is counted with its DropReason.
 //
 // Guarantees: readers only see committed data; a get never waits for a
 // demotion (demoting blocks stay readable in their source slot); every SSD

@@ -206,11 +206,18 @@ int CmdMembers(const CtlOptions& o, std::ostream& out, std::ostream& err) {
 void PrintStats(const json& s, std::ostream& out) {
   out << "puts " << U64(s, "puts") << "  gets " << U64(s, "gets") << "  errors " << U64(s, "errors")
       << "  leases expired " << U64(s, "leases_expired") << "\n\n";
-  std::vector<std::vector<std::string>> rows = {{"TIER", "HITS", "MISSES", "HIT%", "DROPS"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"TIER", "HITS", "MISSES", "HIT%", "DROPS", "DROPPED BECAUSE"}};
   for (const auto& t : s.value("tiers", json::array())) {
     uint64_t h = U64(t, "hits"), m = U64(t, "misses");
+    std::string why;
+    const json reasons = t.value("drop_reasons", json::object());
+    for (auto it = reasons.begin(); it != reasons.end(); ++it) {
+      if (!it->is_number_unsigned() || it->get<uint64_t>() == 0) continue;
+      why += (why.empty() ? "" : " ") + it.key() + "=" + std::to_string(it->get<uint64_t>());
+    }
     rows.push_back({Str(t["tier"]), std::to_string(h), std::to_string(m), Percent(h, h + m),
-                    std::to_string(U64(t, "drops"))});
+                    std::to_string(U64(t, "drops")), why.empty() ? "-" : why});
   }
   out << RenderTable(rows);
   std::vector<std::vector<std::string>> moves = {{"MOVE", "FROM", "TO", "BLOCKS", "BYTES"}};

@@ -50,7 +50,10 @@ struct TierStats {
   Tier tier = Tier::kHost;
   uint64_t hits = 0;
   uint64_t misses = 0;
-  uint64_t drops = 0;
+  uint64_t drops = 0;  // blocks dropped out of the store from this tier
+  // The same drops by reason ("capacity", "admission", "no_ssd", "evict",
+  // "corrupt"; store::DropReasonName), reasons with a count only.
+  std::vector<std::pair<std::string, uint64_t>> drop_reasons;
 };
 
 // Block moves along one path (from → to).

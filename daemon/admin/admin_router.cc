@@ -417,11 +417,14 @@ HttpReply AdminRouter::Route(const HttpRequestView& request, std::string* route_
     json tiers = json::array();
     for (const auto& t : st->tiers) {
       uint64_t lookups = t.hits + t.misses;
+      json reasons = json::object();
+      for (const auto& [reason, n] : t.drop_reasons) reasons[reason] = n;
       tiers.push_back({{"tier", TierText(t.tier)},
                        {"hits", t.hits},
                        {"misses", t.misses},
                        {"hit_ratio", lookups ? static_cast<double>(t.hits) / lookups : 0.0},
-                       {"drops", t.drops}});
+                       {"drops", t.drops},
+                       {"drop_reasons", reasons}});
     }
     json promotions = json::array(), demotions = json::array();
     for (const auto& p : st->promotions) promotions.push_back(PathJson(p));

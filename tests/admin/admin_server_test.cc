@@ -255,6 +255,9 @@ TEST_F(AdminServerTest, StatsAndNamespaces) {
   EXPECT_EQ(s["tiers"][0]["tier"], "gpu");
   EXPECT_EQ(s["tiers"][0]["hits"], 5);
   EXPECT_DOUBLE_EQ(s["tiers"][0]["hit_ratio"].get<double>(), 5.0 / 7.0);
+  EXPECT_EQ(s["tiers"][0]["drop_reasons"], json::object());
+  EXPECT_EQ(s["tiers"][1]["drops"], 3);
+  EXPECT_EQ(s["tiers"][1]["drop_reasons"], json({{"admission", 2}, {"corrupt", 1}}));
   json n = Json(Do("GET", "/v1/namespaces"));
   ASSERT_EQ(n["namespaces"].size(), 1u);
   EXPECT_EQ(n["namespaces"][0]["name"], "llama");

@@ -112,6 +112,10 @@ TEST_F(KvcakectlTest, StatusJsonAndTable) {
 
 TEST_F(KvcakectlTest, StatsNamespacesHealth) {
   EXPECT_EQ(Json(RunCtl(flags_ + "--json stats"))["puts"], 12);
+  Ran st = RunCtl(flags_ + "stats");
+  ASSERT_EQ(st.exit, 0) << st.err;
+  EXPECT_NE(st.out.find("DROPPED BECAUSE"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("admission=2 corrupt=1"), std::string::npos) << st.out;
   json n = Json(RunCtl(flags_ + "--json ns"));
   EXPECT_EQ(n["namespaces"][0]["name"], "llama");
   Ran t = RunCtl(flags_ + "ns");

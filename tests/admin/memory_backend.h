@@ -73,7 +73,8 @@ class MemoryBackend : public AdminBackend {
     DaemonStats s;
     s.puts = blocks_.size();
     s.gets = 7;
-    s.tiers = {{Tier::kDevice, 5, 2, 0}, {Tier::kHost, 1, 1, 0}};
+    s.tiers = {{Tier::kDevice, 5, 2, 0, {}},
+               {Tier::kHost, 1, 1, 3, {{"admission", 2}, {"corrupt", 1}}}};
     s.demotions = {{Tier::kDevice, Tier::kHost, demoted_, demoted_ * 4096}};
     return s;
   }

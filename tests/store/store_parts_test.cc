@@ -1,4 +1,4 @@
-// Unit tests of the store's building blocks: SlotPool, BlockIndex,
+// Unit tests of the store's building blocks: BlockIndex,
 // NamespaceConfig, HostTier, DeviceTier (emulated), checksum.
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -15,37 +15,10 @@
 #include "store/device_tier.h"
 #include "store/host_tier.h"
 #include "store/namespace_config.h"
-#include "store/slot_pool.h"
 #include "tests/store/store_test_util.h"
 
 namespace kvcake::store {
 namespace {
-
-TEST(SlotPoolTest, AllocatesEverySlotOnceAndRefcounts) {
-  SlotPool pool(4);
-  std::set<int32_t> got;
-  for (int i = 0; i < 4; ++i) got.insert(pool.Allocate());
-  EXPECT_EQ(got, (std::set<int32_t>{0, 1, 2, 3}));
-  EXPECT_EQ(pool.Allocate(), -1);
-  pool.Ref(2);
-  EXPECT_FALSE(pool.Unref(2));  // still referenced
-  EXPECT_EQ(pool.Allocate(), -1);
-  EXPECT_TRUE(pool.Unref(2));
-  EXPECT_EQ(pool.used(), 3u);
-  EXPECT_EQ(pool.Allocate(), 2);
-}
-
-TEST(SlotPoolTest, UsableCapsAllocation) {
-  SlotPool pool(4);
-  pool.set_usable(2);
-  EXPECT_GE(pool.Allocate(), 0);
-  EXPECT_GE(pool.Allocate(), 0);
-  EXPECT_EQ(pool.Allocate(), -1);
-  EXPECT_EQ(pool.free_usable(), 0u);
-  pool.set_usable(100);  // clamped
-  EXPECT_EQ(pool.usable(), 4u);
-  EXPECT_GE(pool.Allocate(), 0);
-}
 
 TEST(BlockIndexTest, InsertFindEraseAndNamespaceBytes) {
   BlockIndex index;

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "policy/lru_policy.h"
+#include "policy/policy_factory.h"
 #include "store/checksum.h"
 #include "store/ssd_tier.h"
 #include "tests/store/store_test_util.h"
@@ -63,6 +64,11 @@ void ExpectBlock(TierManager& tm, const BlockKey& k, size_t size, uint64_t versi
   ASSERT_EQ(*n, size);
   out.resize(size);
   EXPECT_TRUE(out == Payload(k, size, version)) << "bytes differ for " << k.ToString();
+}
+
+// Blocks dropped from tier `t` for `r`.
+size_t Dropped(const StoreStats& s, Tier t, DropReason r) {
+  return s.drop_reasons[static_cast<size_t>(t)][static_cast<size_t>(r)];
 }
 
 template <typename Pred>
@@ -233,6 +239,7 @@ TEST(TierManagerTest, ScribbledMemoryBlockIsNeverServedNorPersisted) {
   EXPECT_EQ(tm->Evict(K(3), Tier::kSsd).code(), StatusCode::kDataLoss);
   EXPECT_FALSE(tm->Contains(K(3)));
   EXPECT_EQ(tm->GetStats().checksum_failures, 3u);
+  EXPECT_EQ(Dropped(tm->GetStats(), Tier::kHost, DropReason::kCorrupt), 3u);
   // Nothing of it on SSD after a restart either.
   tm.reset();
   auto again = OpenOrDie(SmallOptions(dir), AdmitAll());
@@ -324,22 +331,103 @@ TEST(TierManagerTest, HostOverflowDemotesToSsdAndPromotesBack) {
   EXPECT_GT(s.tiers[2].blocks, 0u);
 }
 
-TEST(TierManagerTest, LruDropsOneHitBlocksAndKeepsReusedOnes) {
+TEST(TierManagerTest, OneHitBlocksAreDemotedWhileSsdHasRoom) {
   TempDir dir;
   auto tm = OpenOrDie(SmallOptions(dir, 4));  // default LRU: second-hit admission
   ASSERT_TRUE(tm);
-  std::vector<char> out(kSlot);
-  // Block 0 is read once after insert (second hit) before the host fills.
-  ASSERT_TRUE(tm->Put(K(0), Payload(K(0), kSlot).data(), kSlot).ok());
-  ASSERT_TRUE(tm->Get(K(0), out.data(), out.size()).ok());
-  for (uint64_t i = 1; i < 12; ++i) {
+  for (uint64_t i = 0; i < 12; ++i) {
     ASSERT_TRUE(tm->Put(K(i), Payload(K(i), kSlot).data(), kSlot).ok());
   }
   ASSERT_TRUE(tm->Flush().ok());
-  StoreStats s = tm->GetStats();
-  EXPECT_GT(s.drops[1], 0u);      // one-hit blocks dropped, not written to SSD
-  ExpectBlock(*tm, K(0), kSlot);  // the reused one went to SSD and is still there
-  EXPECT_FALSE(tm->Contains(K(1)));
+  const StoreStats s = tm->GetStats();
+  EXPECT_EQ(s.drops[1] + s.drops[2], 0u);
+  EXPECT_GE(s.moves[1][2], 8u);
+  for (uint64_t i = 0; i < 12; ++i) ExpectBlock(*tm, K(i), kSlot);
+}
+
+TEST(TierManagerTest, SsdUnderPressureAdmitsReusedBlocksOnly) {
+  TempDir dir;
+  TierManagerOptions o = SmallOptions(dir, 4);
+  // 3 slots of SSD; high watermark 0.95: two blocks fit without pressure.
+  o.ssd_capacity_bytes = 3 * kSlot;
+  auto tm = OpenOrDie(o);  // default LRU: second-hit admission
+  ASSERT_TRUE(tm);
+  std::vector<char> out(kSlot);
+  // One-hit blocks: the first two pushed out of host memory go to SSD (room),
+  // the next ones meet a full SSD and are refused by admission.
+  for (uint64_t i = 0; i < 6; ++i) {
+    ASSERT_TRUE(tm->Put(K(i), Payload(K(i), kSlot).data(), kSlot).ok());
+  }
+  // A reused block is admitted under pressure; the SSD then sheds its LRU.
+  ASSERT_TRUE(tm->Put(K(100), Payload(K(100), kSlot).data(), kSlot).ok());
+  ASSERT_TRUE(tm->Get(K(100), out.data(), out.size()).ok());
+  for (uint64_t i = 6; i < 12; ++i) {
+    ASSERT_TRUE(tm->Put(K(i), Payload(K(i), kSlot).data(), kSlot).ok());
+  }
+  ASSERT_TRUE(tm->Flush().ok());
+  ASSERT_TRUE(WaitFor([&] { return tm->GetStats().tiers[2].used_bytes <= 3 * kSlot * 0.95; }));
+  const StoreStats s = tm->GetStats();
+  EXPECT_GT(Dropped(s, Tier::kHost, DropReason::kAdmission), 0u);
+  EXPECT_EQ(Dropped(s, Tier::kHost, DropReason::kAdmission), s.drops[1]);
+  EXPECT_EQ(Dropped(s, Tier::kSsd, DropReason::kCapacity), s.drops[2]);
+  EXPECT_GT(s.drops[2], 0u);
+  ExpectBlock(*tm, K(100), kSlot);   // reused: admitted although the SSD was full
+  ExpectBlock(*tm, K(1), kSlot);     // demoted while the SSD had room
+  EXPECT_FALSE(tm->Contains(K(0)));  // the SSD's least recent block, shed for K(100)
+  EXPECT_FALSE(tm->Contains(K(2)));  // one hit, SSD under pressure: refused
+}
+
+// The README example at its sizes: one namespace, 32 layers x 8 blocks of
+// 256 KiB, that reports no CAKE statistics, on the daemon's default policy
+// (adaptive) and the laptop flags' slot size. Saved, then looked up at once:
+// while host and SSD together have room, every block is found and comes back
+// byte for byte, and nothing is dropped.
+void SaveThenLookupReadmeExample(uint64_t host_bytes) {
+  constexpr uint32_t kLayers = 32;
+  constexpr uint64_t kBlocks = 8;
+  constexpr uint64_t kValue = 256 << 10;
+  TempDir dir;
+  TierManagerOptions o = SmallOptions(dir);
+  o.slot_bytes = 4 << 20;
+  o.host_capacity_bytes = host_bytes;
+  o.ssd_capacity_bytes = 8ull << 30;
+  auto pol = policy::MakePolicy("adaptive");
+  ASSERT_TRUE(pol.ok());
+  auto opened = TierManager::Open(o, std::move(pol).value());
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  TierManager& tm = **opened;
+  ASSERT_TRUE(tm.RegisterNamespace(TestNamespace(7, kValue, kLayers)).ok());
+  std::vector<uint64_t> chain;
+  for (uint64_t b = 0; b < kBlocks; ++b) chain.push_back(0x1000 + b);
+  for (uint64_t h : chain) {
+    for (uint32_t l = 0; l < kLayers; ++l) {
+      const BlockKey k{7, h, l};
+      ASSERT_TRUE(tm.Put(k, Payload(k, kValue).data(), kValue).ok()) << k.ToString();
+    }
+  }
+  for (uint32_t l = 0; l < kLayers; ++l) {
+    EXPECT_EQ(tm.LookupPrefix(7, chain, l), kBlocks) << "layer " << l;
+  }
+  std::vector<char> out(kValue);
+  for (uint64_t h : chain) {
+    for (uint32_t l = 0; l < kLayers; ++l) {
+      const BlockKey k{7, h, l};
+      auto n = tm.Get(k, out.data(), out.size());
+      ASSERT_TRUE(n.ok()) << k.ToString() << ": " << n.status().ToString();
+      ASSERT_EQ(*n, kValue);
+      ASSERT_TRUE(out == Payload(k, kValue)) << "bytes differ for " << k.ToString();
+    }
+  }
+  const StoreStats s = tm.GetStats();
+  EXPECT_EQ(s.drops[0] + s.drops[1] + s.drops[2], 0u);
+}
+
+TEST(TierManagerTest, ReadmeExampleIsDemotedNotDroppedOnLaptopSizes) {
+  SaveThenLookupReadmeExample(512ull << 20);  // deploy/flags/laptop.flags: --host_bytes=512M
+}
+
+TEST(TierManagerTest, ReadmeExampleIsDemotedNotDroppedOnATinyHostTier) {
+  SaveThenLookupReadmeExample(16ull << 20);  // most of the chain must go to SSD
 }
 
 TEST(TierManagerTest, DeviceOverflowCascadesToHostAndSsd) {
@@ -381,6 +469,7 @@ TEST(TierManagerTest, EvictAdminPinAndDelete) {
   ASSERT_TRUE(tm->Put(K(2), Payload(K(2), 3000).data(), 3000).ok());
   ASSERT_TRUE(tm->Evict(K(2), Tier::kRemote).ok());  // drop
   EXPECT_FALSE(tm->Contains(K(2)));
+  EXPECT_EQ(Dropped(tm->GetStats(), Tier::kHost, DropReason::kEvict), 1u);
   EXPECT_EQ(tm->GetStats().deletes, 1u);
 }
 
@@ -647,6 +736,7 @@ TEST(TierManagerTest, SetCapacityShrinksHostByDemotion) {
   ASSERT_TRUE(tm->SetCapacity(Tier::kSsd, 3 * kSlot).ok());
   ASSERT_TRUE(WaitFor([&] { return tm->GetStats().tiers[2].used_bytes <= 3 * kSlot; }));
   EXPECT_GT(tm->GetStats().drops[2], 0u);
+  EXPECT_EQ(Dropped(tm->GetStats(), Tier::kSsd, DropReason::kCapacity), tm->GetStats().drops[2]);
 }
 
 TEST(TierManagerTest, NoSsdTierDropsOnOverflow) {
@@ -656,11 +746,13 @@ TEST(TierManagerTest, NoSsdTierDropsOnOverflow) {
   auto tm = OpenOrDie(o, AdmitAll());
   ASSERT_TRUE(tm);
   EXPECT_FALSE(tm->has_ssd_tier());
-  for (uint64_t i = 0; i < 6; ++i) {
+  // 100-byte values take 4 KiB extents: 32 fit in the two 64 KiB pages.
+  for (uint64_t i = 0; i < 40; ++i) {
     ASSERT_TRUE(tm->Put(K(i), Payload(K(i), 100).data(), 100).ok());
   }
   EXPECT_GT(tm->GetStats().drops[1], 0u);
-  ExpectBlock(*tm, K(5), 100);
+  EXPECT_EQ(Dropped(tm->GetStats(), Tier::kHost, DropReason::kNoSsd), tm->GetStats().drops[1]);
+  ExpectBlock(*tm, K(39), 100);
   EXPECT_EQ(tm->Drain().code(), StatusCode::kUnavailable);
 }
 
