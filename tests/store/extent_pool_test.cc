@@ -81,8 +81,8 @@ TEST(ExtentPoolTest, SizeClassesShareNoPageAndTakeTheirOwnSize) {
   EXPECT_GE(pool.Allocate(1 * kMiB), 0);
   EXPECT_GE(pool.Allocate(1 * kMiB), 0);
   EXPECT_GE(pool.Allocate(1 * kMiB), 0);
-  EXPECT_EQ(pool.Allocate(1 * kMiB), -1);    // 3 pages of 1 MiB + the small page
-  EXPECT_GE(pool.Allocate(16 * kKiB), 0);    // the small page still has room
+  EXPECT_EQ(pool.Allocate(1 * kMiB), -1);  // 3 pages of 1 MiB + the small page
+  EXPECT_GE(pool.Allocate(16 * kKiB), 0);  // the small page still has room
 }
 
 // Random churn over three classes: extents never overlap, counts add up, and
