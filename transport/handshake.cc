@@ -105,7 +105,8 @@ Result<HelloRequest> DecodeHelloRequestHead(std::span<const uint8_t> bytes, uint
                                 " not supported (this build speaks " +
                                 std::to_string(kHandshakeVersion) + ")");
   }
-  if (r.flags != 0) return InvalidArgumentError("handshake: unknown flags set");
+  if ((r.flags & ~kHelloFlagsMask) != 0)
+    return InvalidArgumentError("handshake: unknown flags set");
   *body_len = GetU32(bytes.data() + 12);
   if (*body_len == 0 || *body_len > kMaxHelloBodyBytes) {
     return InvalidArgumentError("handshake: worker address of " + std::to_string(*body_len) +
@@ -154,7 +155,7 @@ Result<HelloReply> DecodeHelloReplyHead(std::span<const uint8_t> head, uint32_t*
 
 Result<HelloReply> ClientHandshake(std::string_view address,
                                    std::span<const uint8_t> client_worker_address,
-                                   std::chrono::milliseconds timeout) {
+                                   std::chrono::milliseconds timeout, uint16_t flags) {
   sockaddr_storage ss;
   size_t len = 0;
   RETURN_IF_ERROR(ParseHostPort(address, &ss, &len));
@@ -185,6 +186,7 @@ Result<HelloReply> ClientHandshake(std::string_view address,
     }
   }
   HelloRequest hello;
+  hello.flags = flags;
   hello.address.assign(client_worker_address.begin(), client_worker_address.end());
   const std::vector<uint8_t> req = EncodeHelloRequest(hello);
   size_t sent = 0;

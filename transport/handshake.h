@@ -46,9 +46,14 @@ inline constexpr uint32_t kMaxHelloBodyBytes = 64 * 1024;
 
 // magic[8] version:u16 flags:u16 body_len:u32, then body: the client's UCX
 // worker address (1..kMaxHelloBodyBytes bytes).
+// HelloRequest::flags: the client's endpoint reports peer failures
+// (UCP_ERR_HANDLING_MODE_PEER); the server's endpoint to it must too.
+inline constexpr uint16_t kHelloFlagPeerErrors = 1;
+inline constexpr uint16_t kHelloFlagsMask = kHelloFlagPeerErrors;
+
 struct HelloRequest {
   uint16_t version = kHandshakeVersion;
-  uint16_t flags = 0;  // none defined; must be 0
+  uint16_t flags = 0;  // kHelloFlag* bits; others are refused
   std::vector<uint8_t> address;
 };
 
@@ -79,6 +84,6 @@ Result<HelloReply> DecodeHelloReplyHead(std::span<const uint8_t> head, uint32_t*
 // is not kvcake's (e.g. an old daemon, or another service on that port).
 Result<HelloReply> ClientHandshake(std::string_view address,
                                    std::span<const uint8_t> client_worker_address,
-                                   std::chrono::milliseconds timeout);
+                                   std::chrono::milliseconds timeout, uint16_t flags = 0);
 
 }  // namespace kvcake::transport

@@ -68,6 +68,7 @@ struct HandshakeListener::Impl::Session : std::enable_shared_from_this<Session> 
     Result<HelloRequest> req = DecodeHelloRequestHead(request, &body_len);
     if (req.ok()) {
       // The worker address follows; same deadline.
+      flags = req->flags;
       body.resize(body_len);
       auto self = shared_from_this();
       asio::async_read(socket, asio::buffer(body),
@@ -79,7 +80,10 @@ struct HandshakeListener::Impl::Session : std::enable_shared_from_this<Session> 
                            self->Close();
                            return;
                          }
-                         self->Answer(self->listener->on_hello(self->peer, self->body));
+                         HelloRequest hello;
+                         hello.flags = self->flags;
+                         hello.address = std::move(self->body);
+                         self->Answer(self->listener->on_hello(self->peer, hello));
                        });
       return;
     }
@@ -120,6 +124,7 @@ struct HandshakeListener::Impl::Session : std::enable_shared_from_this<Session> 
   asio::steady_timer timer;
   std::array<uint8_t, kHelloRequestBytes> request{};
   std::vector<uint8_t> body;
+  uint16_t flags = 0;
   std::vector<uint8_t> out;
   std::string peer;
   bool done = false;

@@ -38,10 +38,9 @@ class HandshakeListener {
     std::chrono::milliseconds timeout{5000};  // whole exchange, per connection
     size_t max_in_progress = 256;             // handshakes open at once
   };
-  // Builds the reply to a valid hello from `peer` ("IP:PORT") whose client
-  // worker address is `address`.
-  using OnHello =
-      std::function<HelloReply(const std::string& peer, std::span<const uint8_t> address)>;
+  // Builds the reply to a valid hello `hello` (flags and the client's worker
+  // address) from `peer` ("IP:PORT").
+  using OnHello = std::function<HelloReply(const std::string& peer, const HelloRequest& hello)>;
 
   // Binds (SO_REUSEADDR, so a restarted server rebinds at once) and starts
   // the listener thread. UNAVAILABLE when the address cannot be bound.

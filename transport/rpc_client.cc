@@ -152,8 +152,11 @@ Status RpcClientImpl::Init() {
     my_address.assign(bytes, bytes + addr_len);
     ucp_worker_release_address(worker->get(), addr);
   }
-  ASSIGN_OR_RETURN(HelloReply hello_reply,
-                   ClientHandshake(address_, my_address, options_.connect_timeout));
+  ASSIGN_OR_RETURN(
+      HelloReply hello_reply,
+      ClientHandshake(
+          address_, my_address, options_.connect_timeout,
+          context_->err_mode() == UCP_ERR_HANDLING_MODE_PEER ? kHelloFlagPeerErrors : uint16_t{0}));
   max_inline_meta_ =
       worker->max_am_header() > kFrameHeaderSize ? worker->max_am_header() - kFrameHeaderSize : 0;
   ucp_am_handler_param_t ap{};

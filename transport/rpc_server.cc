@@ -209,10 +209,12 @@ class RpcServerImpl {
   // Handshake (listener thread): creates, on the next I/O thread, the
   // server's endpoint to the client's worker `address` and an unbound
   // connection with a fresh ticket; returns that thread's worker address.
-  HelloReply OnHello(const std::string& peer, std::span<const uint8_t> address);
+  HelloReply OnHello(const std::string& peer, const HelloRequest& hello);
   // Creates the endpoint and the unbound connection (loop thread of `slot`).
+  // Creates the server's endpoint to the client's worker `address`, with
+  // peer-failure reporting when the client asked for it (`peer_errors`).
   Status OpenConnection(LoopSlot* slot, const std::string& peer, std::span<const uint8_t> address,
-                        uint64_t ticket);
+                        uint64_t ticket, bool peer_errors);
   // The first frame of an unbound connection must be a hello control frame
   // carrying its ticket: true binds the connection (and the frame is
   // answered as usual); false drops the frame.
@@ -445,11 +447,10 @@ Status RpcServerImpl::Init() {
   HandshakeListener::Options lo;
   lo.listen = options_.listen;
   lo.timeout = options_.handshake_timeout;
-  ASSIGN_OR_RETURN(listener_,
-                   HandshakeListener::Start(
-                       lo, [this](const std::string& peer, std::span<const uint8_t> address) {
-                         return OnHello(peer, address);
-                       }));
+  ASSIGN_OR_RETURN(listener_, HandshakeListener::Start(
+                                  lo, [this](const std::string& peer, const HelloRequest& hello) {
+                                    return OnHello(peer, hello);
+                                  }));
   port_ = listener_->port();
   host_ = options_.listen.substr(0, options_.listen.rfind(':'));
   for (auto& l : loops_) l->Start();
@@ -490,7 +491,9 @@ void RpcServerImpl::Stop() {
   }
 }
 
-HelloReply RpcServerImpl::OnHello(const std::string& peer, std::span<const uint8_t> address) {
+HelloReply RpcServerImpl::OnHello(const std::string& peer, const HelloRequest& hello) {
+  const std::span<const uint8_t> address = hello.address;
+  const bool peer_errors = (hello.flags & kHelloFlagPeerErrors) != 0;
   HelloReply reply;
   auto refuse = [&](StatusCode code, const std::string& why) {
     reply.status = code;
@@ -513,14 +516,16 @@ HelloReply RpcServerImpl::OnHello(const std::string& peer, std::span<const uint8
     std::lock_guard<std::mutex> lock(slot->mu);
     if (slot->loop == nullptr) return refuse(StatusCode::kUnavailable, "server stopping");
   }
-  slot->own_loop->RunSync([&] { opened = OpenConnection(slot, peer, address, reply.ticket); });
+  slot->own_loop->RunSync(
+      [&] { opened = OpenConnection(slot, peer, address, reply.ticket, peer_errors); });
   if (!opened.ok()) return refuse(opened.code(), std::string(opened.message()));
   reply.body = slot->worker_address;
   return reply;
 }
 
 Status RpcServerImpl::OpenConnection(LoopSlot* slot, const std::string& peer,
-                                     std::span<const uint8_t> address, uint64_t ticket) {
+                                     std::span<const uint8_t> address, uint64_t ticket,
+                                     bool peer_errors) {
   const size_t max_hdr = slot->own_loop->ucx_worker().max_am_header();
   auto conn = std::make_shared<ServerConnection>(
       this, slots_[slot->index], next_conn_id_.fetch_add(1), peer,
@@ -533,7 +538,10 @@ Status RpcServerImpl::OpenConnection(LoopSlot* slot, const std::string& peer,
   p.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                  UCP_EP_PARAM_FIELD_ERR_HANDLER;
   p.address = reinterpret_cast<const ucp_address_t*>(address.data());
-  p.err_mode = context_->err_mode();
+  // The client's choice: UCX refuses an endpoint pair whose error modes
+  // differ, and PEER (failures reported, needed for safe teardown when a
+  // client dies mid-transfer) costs the shared-memory lanes in UCX 1.13.
+  p.err_mode = peer_errors ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
   p.err_handler.cb = &RpcServerImpl::OnEpError;
   // The slot, not the connection: UCX may report an error for an endpoint
   // whose connection object is already gone; the lookup by ep then misses.

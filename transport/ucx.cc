@@ -124,11 +124,11 @@ Result<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions& options
   ucp_context_h ctx = nullptr;
   st = ucp_init(&params, config.get(), &ctx);
   if (st != UCS_OK) return UcsToStatus(st, "ucp_init (UCX_TLS=" + tls + ")");
-  const ucp_err_handling_mode_t mode =
-      options.peer_error_handling ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
-  if (options.peer_error_handling && TlsHasSharedMemory(tls)) {
-    KVCAKE_LOG(WARNING) << "UCX peer error handling disables the shared-memory transports";
-  }
+  // PEER where it costs nothing: UCX 1.13 drops the shared-memory lanes
+  // from endpoints that ask for it.
+  const ucp_err_handling_mode_t mode = options.peer_error_handling && !TlsHasSharedMemory(tls)
+                                           ? UCP_ERR_HANDLING_MODE_PEER
+                                           : UCP_ERR_HANDLING_MODE_NONE;
   return std::unique_ptr<UcxContext>(new UcxContext(ctx, options, mode));
 }
 

@@ -46,8 +46,13 @@ TEST(HandshakeCodecTest, RequestRoundTripsAndRejectsEverythingElse) {
   bad[8] = 9;  // version
   EXPECT_NE(DecodeHead(bad, &body_len).status().message().find("version 9"), std::string::npos);
   bad = bytes;
-  bad[10] = 1;  // flags
+  bad[10] = 2;  // an unknown flag
   EXPECT_FALSE(DecodeHead(bad, &body_len).ok());
+  hello.flags = kHelloFlagPeerErrors;  // the one known flag
+  auto with_flag = EncodeHelloRequest(hello);
+  auto decoded_flag = DecodeHead(with_flag, &body_len);
+  ASSERT_TRUE(decoded_flag.ok());
+  EXPECT_EQ(decoded_flag->flags, kHelloFlagPeerErrors);
   bad = bytes;
   bad[12] = bad[13] = bad[14] = bad[15] = 0;  // no address
   EXPECT_FALSE(DecodeHead(bad, &body_len).ok());
@@ -92,7 +97,7 @@ TEST(HandshakeCodecTest, RandomBytesNeverDecodeAsARequest) {
     }
   }
   // With the magic, a random tail decodes only if version and flags are
-  // exact and the length is in range: about 2^-48 per try.
+  // valid and the length is in range: about 2^-47 per try.
   EXPECT_EQ(decoded, 0);
 }
 
@@ -128,17 +133,15 @@ TEST(HandshakeListenerTest, AnswersHellosAndClosesEverythingElse) {
   HandshakeListener::Options o;
   o.listen = "127.0.0.1:0";
   o.timeout = 300ms;
-  auto l =
-      HandshakeListener::Start(o, [&](const std::string& peer, std::span<const uint8_t> address) {
-        ++hellos;
-        EXPECT_EQ(std::vector<uint8_t>(address.begin(), address.end()),
-                  (std::vector<uint8_t>{9, 8, 7}));
-        HelloReply r;
-        r.ticket = 42;
-        r.body = {'a', 'd', 'd', 'r'};
-        EXPECT_EQ(peer.rfind("127.0.0.1:", 0), 0u) << peer;
-        return r;
-      });
+  auto l = HandshakeListener::Start(o, [&](const std::string& peer, const HelloRequest& hello) {
+    ++hellos;
+    EXPECT_EQ(hello.address, (std::vector<uint8_t>{9, 8, 7}));
+    HelloReply r;
+    r.ticket = 42;
+    r.body = {'a', 'd', 'd', 'r'};
+    EXPECT_EQ(peer.rfind("127.0.0.1:", 0), 0u) << peer;
+    return r;
+  });
   ASSERT_TRUE(l.ok()) << l.status().ToString();
   const uint16_t port = (*l)->port();
   const std::string address = "127.0.0.1:" + std::to_string(port);

@@ -107,6 +107,8 @@ int main(int argc, char** argv) {
   const double seconds = argc > 3 ? std::atof(argv[3]) : 3.0;
   const int window = argc > 4 ? std::atoi(argv[4]) : 8;
   const int values = argc > 5 ? std::max(1, std::atoi(argv[5])) : 1;
+  // 6th argument "peer": the client asks for UCX peer-failure handling.
+  const bool peer_errors = argc > 6 && std::string(argv[6]) == "peer";
   auto t = ParseUcxTransport(tls);
   if (!t.ok()) {
     std::fprintf(stderr, "%s\n", t.status().ToString().c_str());
@@ -122,6 +124,7 @@ int main(int argc, char** argv) {
   }
   RpcClientOptions co;
   co.ucx.transport = *t;
+  co.ucx.peer_error_handling = peer_errors;
   auto client = RpcClient::Connect((*server)->address(), co);
   if (!client.ok()) {
     std::fprintf(stderr, "%s\n", client.status().ToString().c_str());
