@@ -11,9 +11,14 @@
 // a connection that holds the namespace's grant, so the cluster never serves
 // a block to an engine that could not have read it locally.
 //
-// Thread-safety: thread-safe. The publisher runs on its own thread; lookups
-// and fetches run on the caller's (I/O) thread, blocking it for at most the
-// peer timeout per remote member.
+// Hand-offs (Forward) are pushed by a forwarder thread: it reads each
+// committed value back from the store and puts it on the target member with
+// the hand-off's id, every call under the peer timeout. A target that fails
+// once fails the rest of its hand-off at once (counted, not retried).
+//
+// Thread-safety: thread-safe. The publisher and the forwarder run on their
+// own threads; lookups and fetches run on the caller's (I/O) thread, blocking
+// it for at most the peer timeout per remote member.
 
 #include <atomic>
 #include <chrono>
@@ -65,6 +70,9 @@ struct ClusterNodeOptions {
   // Keys a lookup placed on another member, remembered for the get that
   // follows.
   size_t max_remote_hints = 1 << 20;
+  // Hand-off batches waiting for the forwarder at most; beyond it a batch
+  // fails its hand-off.
+  size_t max_forward_queue = 1 << 16;
   // UCX settings of the connections to other members (tcp by default).
   transport::UcxOptions ucx;
 };
@@ -84,6 +92,10 @@ struct ClusterStats {
   uint64_t directory_requests = 0;
   uint64_t bad_cluster_tokens = 0;
   double fetch_seconds_total = 0;
+  uint64_t handoffs_started = 0;  // hand-offs this node began to push
+  uint64_t handoffs_failed = 0;   // ... of which a push failed
+  uint64_t handoff_blocks_forwarded = 0;
+  uint64_t handoff_bytes_forwarded = 0;
 };
 
 class ClusterNode final : public ClusterHooks {
@@ -95,6 +107,9 @@ class ClusterNode final : public ClusterHooks {
   ClusterNode& operator=(const ClusterNode&) = delete;
 
   // ClusterHooks.
+  const std::string& node_id() const override { return options_.node_id; }
+  void Forward(const store::NamespaceConfig& ns, const HandoffTarget& target,
+               std::span<const transport::BlockRef> keys) override;
   void LearnRoots(std::span<const transport::BlockRef> keys,
                   std::span<const uint64_t> roots) override;
   void OnCommitted(const store::NamespaceConfig& ns,
@@ -127,7 +142,18 @@ class ClusterNode final : public ClusterHooks {
     }
   };
 
+  struct ForwardJob {
+    store::NamespaceConfig ns;
+    HandoffTarget target;
+    std::vector<transport::BlockRef> keys;
+  };
+
   void PublisherLoop();
+  void ForwarderLoop();
+  // Pushes one batch to its target; runs on the forwarder thread.
+  Status ForwardNow(const ForwardJob& job);
+  // Counts hand-off `id` failed (once).
+  void FailHandoff(uint64_t id, const std::string& target, const Status& why);
   // Sends `chains` (grouped by owner) now; runs on the publisher thread.
   void PublishNow(std::vector<transport::ChainRecord> chains);
   // The connection to `node_id` at `address`, connecting if needed; null if
@@ -139,7 +165,8 @@ class ClusterNode final : public ClusterHooks {
                                                         const store::NamespaceConfig& ns);
   // One call to `peer` under the peer timeout.
   transport::RpcReply CallPeer(Peer& peer, transport::RpcOp op, const std::string& meta,
-                               std::span<const transport::MutableBuffer> into = {});
+                               std::span<const transport::MutableBuffer> into = {},
+                               std::span<const transport::ConstBuffer> payload = {});
   bool Members(std::vector<PeerAddress>* out) const;
   std::string AddressOf(const std::vector<PeerAddress>& members, const std::string& node) const;
   bool TokenOk(std::string_view token);
@@ -159,17 +186,17 @@ class ClusterNode final : public ClusterHooks {
   // Chain learning: block hash -> the root of its chain (from lookups and
   // commits), and remote hints: (ns, hash) -> holder node id.
   mutable std::mutex hints_mu_;
-  std::unordered_map<uint64_t, uint64_t> roots_;  // guarded by hints_mu_
-  std::deque<uint64_t> roots_order_;              // guarded by hints_mu_
+  std::unordered_map<uint64_t, uint64_t> roots_;      // guarded by hints_mu_
+  std::deque<uint64_t> roots_order_;                  // guarded by hints_mu_
   std::unordered_map<uint64_t, std::string> remote_;  // key: ns ^ hash mix; guarded by hints_mu_
   std::deque<uint64_t> remote_order_;                 // guarded by hints_mu_
 
   // Publishing.
   std::mutex pub_mu_;
   std::condition_variable pub_cv_;
-  std::vector<transport::ChainRecord> pending_;  // guarded by pub_mu_
-  bool republish_ = false;                       // guarded by pub_mu_
-  bool stop_ = false;                            // guarded by pub_mu_
+  std::vector<transport::ChainRecord> pending_;          // guarded by pub_mu_
+  bool republish_ = false;                               // guarded by pub_mu_
+  bool stop_ = false;                                    // guarded by pub_mu_
   std::map<ChainKey, std::vector<uint64_t>> published_;  // publisher thread only
   std::deque<ChainKey> published_order_;                 // publisher thread only
   std::vector<std::string> last_members_;                // publisher thread only
@@ -179,8 +206,20 @@ class ClusterNode final : public ClusterHooks {
   std::atomic<uint64_t> published_chains_{0}, publish_failures_{0}, directory_requests_{0};
   std::atomic<uint64_t> bad_cluster_tokens_{0};
   std::atomic<uint64_t> fetch_micros_{0};
+  std::atomic<uint64_t> handoffs_started_{0}, handoffs_failed_{0};
+  std::atomic<uint64_t> handoff_blocks_forwarded_{0}, handoff_bytes_forwarded_{0};
+
+  // Forwarding (hand-offs).
+  std::mutex fwd_mu_;
+  std::condition_variable fwd_cv_;
+  std::deque<ForwardJob> fwd_queue_;  // guarded by fwd_mu_
+  bool fwd_stop_ = false;             // guarded by fwd_mu_
+  // Hand-offs seen (started) and failed, oldest first, bounded.
+  std::unordered_map<uint64_t, bool> fwd_handoffs_;  // id -> failed; guarded by fwd_mu_
+  std::deque<uint64_t> fwd_order_;                   // guarded by fwd_mu_
 
   std::thread publisher_;
+  std::thread forwarder_;
 };
 
 }  // namespace kvcake::cluster

@@ -42,6 +42,8 @@ std::string_view MetricOpName(uint16_t op) {
       return "directory_publish";
     case RpcOp::kDirectoryLookup:
       return "directory_lookup";
+    case RpcOp::kHandoffWait:
+      return "handoff_wait";
   }
   return "unknown";
 }
@@ -52,6 +54,8 @@ std::string_view AsView(std::span<const uint8_t> s) {
 std::span<const uint8_t> AsBytes(const std::string& s) {
   return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
 }
+
+}  // namespace
 
 // Counts one request in flight for its whole life (RAII), and records its
 // latency and outcome when it ends.
@@ -78,6 +82,8 @@ class RequestScope {
   std::chrono::steady_clock::time_point start_;
   Status status_;
 };
+
+namespace {
 
 // What a put call carries between AcceptPayload and OnRequest.
 struct PutCallState {
@@ -158,7 +164,32 @@ void DaemonRpcHandler::OnRequest(std::unique_ptr<transport::ServerCall> call) {
     call->ReplyError(UnavailableError("daemon is draining"));
     return;
   }
-  if (op == static_cast<uint16_t>(RpcOp::kGet)) return HandleGet(std::move(call));
+  if (op == static_cast<uint16_t>(RpcOp::kHandoffWait)) {
+    // Waits on the service's hand-off waiter thread, never on this one.
+    auto scope = std::make_shared<RequestScope>(in_flight_, op);
+    std::shared_ptr<transport::ServerCall> shared(std::move(call));
+    service_->WaitHandoff(AsView(shared->meta()), [shared, scope](const Status& s) {
+      if (!s.ok()) {
+        scope->set_status(s);
+        shared->ReplyError(s);
+        return;
+      }
+      shared->Reply(Status::Ok(), AsBytes(transport::Encode(transport::EmptyResponse{})));
+    });
+    return;
+  }
+  if (op == static_cast<uint16_t>(RpcOp::kGet) || op == static_cast<uint16_t>(RpcOp::kGetPin)) {
+    // A get of blocks a hand-off is still bringing waits for them off the
+    // I/O thread, then runs as usual.
+    // The scope counts the request in flight while it is parked too.
+    std::shared_ptr<transport::ServerCall> shared(std::move(call));
+    auto scope = std::make_shared<RequestScope>(in_flight_, op);
+    const bool parked =
+        service_->ParkForHandoff(shared->connection_id(), op, AsView(shared->meta()),
+                                 [this, shared, scope] { RunGetOrPin(shared, scope); });
+    if (parked) return;
+    return RunGetOrPin(shared, scope);
+  }
   RequestScope scope(in_flight_, op);
   std::string response_data;
   Result<std::string> meta =
@@ -197,8 +228,22 @@ void DaemonRpcHandler::HandlePut(std::unique_ptr<transport::ServerCall> call) {
   call->Reply(Status::Ok(), AsBytes(*meta));
 }
 
-void DaemonRpcHandler::HandleGet(std::unique_ptr<transport::ServerCall> call) {
-  auto scope = std::make_shared<RequestScope>(in_flight_, call->opcode());
+void DaemonRpcHandler::RunGetOrPin(const std::shared_ptr<transport::ServerCall>& call,
+                                   const std::shared_ptr<RequestScope>& scope) {
+  if (call->opcode() == static_cast<uint16_t>(RpcOp::kGet)) return HandleGet(call, scope);
+  std::string unused;
+  Result<std::string> meta =
+      service_->Handle(call->connection_id(), call->opcode(), AsView(call->meta()), {}, &unused);
+  if (!meta.ok()) {
+    scope->set_status(meta.status());
+    call->ReplyError(meta.status());
+    return;
+  }
+  call->Reply(Status::Ok(), AsBytes(*meta));
+}
+
+void DaemonRpcHandler::HandleGet(const std::shared_ptr<transport::ServerCall>& call,
+                                 const std::shared_ptr<RequestScope>& scope) {
   Result<std::unique_ptr<Service::GetState>> get =
       service_->BeginGet(call->connection_id(), AsView(call->meta()));
   if (!get.ok()) {

@@ -12,6 +12,8 @@
 
 namespace kvcake::daemon {
 
+class RequestScope;  // rpc_handler.cc
+
 // DaemonRpcHandler connects the RPC server to the Service: puts are received
 // straight into reserved store slots (AcceptPayload), gets are sent straight
 // from pinned slots (released when the send completes), every other op is
@@ -46,7 +48,11 @@ class DaemonRpcHandler : public transport::RpcHandler {
 
  private:
   void HandlePut(std::unique_ptr<transport::ServerCall> call);
-  void HandleGet(std::unique_ptr<transport::ServerCall> call);
+  // Gets and pins run here, at once or after waiting for a hand-off.
+  void RunGetOrPin(const std::shared_ptr<transport::ServerCall>& call,
+                   const std::shared_ptr<RequestScope>& scope);
+  void HandleGet(const std::shared_ptr<transport::ServerCall>& call,
+                 const std::shared_ptr<RequestScope>& scope);
 
   Service* const service_;
   std::atomic<bool> draining_{false};

@@ -18,11 +18,11 @@
 #include <nlohmann/json.hpp>
 
 #include "kvcake/client.h"
-#include "transport/messages.h"
-#include "transport/rpc_client.h"
 #include "tests/chaos/chaos_util.h"
 #include "tests/cluster/etcd_harness.h"
 #include "tests/integration/daemon_process.h"
+#include "transport/messages.h"
+#include "transport/rpc_client.h"
 
 namespace kvcake {
 namespace {
@@ -254,8 +254,8 @@ TEST_F(ClusterTest, WithEtcdDownMembersServeLocallyAndRecover) {
   auto c = Engine(2);
   ASSERT_TRUE(a && c);
   etcd_->Stop();
-  ASSERT_TRUE(WaitFor([&] { return Cluster(2).value("state", "") == "unknown"; },
-                      milliseconds(8000)));
+  ASSERT_TRUE(
+      WaitFor([&] { return Cluster(2).value("state", "") == "unknown"; }, milliseconds(8000)));
   // Local service goes on: A stores and serves its own blocks.
   const std::vector<uint64_t> chain = SaveChain(*a, 3, 4);
   EXPECT_EQ(GetChecked(*a, chain), chain.size() * kLayers);
@@ -266,8 +266,8 @@ TEST_F(ClusterTest, WithEtcdDownMembersServeLocallyAndRecover) {
   // etcd returns: membership recovers, A's chain is published again and C
   // finds it.
   ASSERT_TRUE(etcd_->Restart().ok());
-  ASSERT_TRUE(WaitFor([&] { return MembersSeenBy(2) == 3 && MembersSeenBy(0) == 3; },
-                      milliseconds(10000)));
+  ASSERT_TRUE(
+      WaitFor([&] { return MembersSeenBy(2) == 3 && MembersSeenBy(0) == 3; }, milliseconds(10000)));
   EXPECT_TRUE(WaitFor([&] { return c->LookupPrefix(chain, 0).value_or(0) == chain.size(); },
                       milliseconds(5000)));
 }
