@@ -18,9 +18,26 @@
 
 namespace kvcake::cluster {
 
+// Where a prefill's committed values go (docs/cluster.md "Prefill to decode
+// hand-off").
+struct HandoffTarget {
+  std::string node;     // member that receives the values
+  uint64_t id = 0;      // names the hand-off (> 0)
+  uint32_t blocks = 0;  // values of the hand-off in all
+};
+
 class ClusterHooks {
  public:
   virtual ~ClusterHooks() = default;
+
+  // This daemon's node id.
+  virtual const std::string& node_id() const = 0;
+
+  // Blocks `keys` of `ns` committed here belong to hand-off `target`: they
+  // are pushed to the target member asynchronously (never on the caller's
+  // thread). A failure is logged and counted, never reported to the caller.
+  virtual void Forward(const store::NamespaceConfig& ns, const HandoffTarget& target,
+                       std::span<const transport::BlockRef> keys) = 0;
 
   // A client told which chain (root hash) each of `keys` belongs to (one
   // root per key, 0 if unknown); remembered for publishing their commits.

@@ -51,6 +51,7 @@ ClusterNode::ClusterNode(ClusterNodeOptions options, store::TierManager* store, 
       fetchers_.emplace_back([this] { FetcherLoop(); });
     }
   }
+  forwarder_ = std::thread([this] { ForwarderLoop(); });
 }
 
 ClusterNode::~ClusterNode() {
@@ -69,6 +70,12 @@ ClusterNode::~ClusterNode() {
   fetch_cv_.notify_all();
   fetched_cv_.notify_all();
   for (std::thread& t : fetchers_) t.join();
+  {
+    std::lock_guard<std::mutex> lock(fwd_mu_);
+    fwd_stop_ = true;
+  }
+  fwd_cv_.notify_all();
+  if (forwarder_.joinable()) forwarder_.join();
   std::lock_guard<std::mutex> lock(peers_mu_);
   peers_.clear();
 }
@@ -180,10 +187,12 @@ Result<std::pair<uint64_t, uint64_t>> ClusterNode::EnsureNamespace(
 }
 
 transport::RpcReply ClusterNode::CallPeer(Peer& peer, RpcOp op, const std::string& meta,
-                                          std::span<const transport::MutableBuffer> into) {
+                                          std::span<const transport::MutableBuffer> into,
+                                          std::span<const transport::ConstBuffer> payload) {
   transport::CallRequest call;
   call.opcode = static_cast<uint16_t>(op);
   call.meta = Bytes(meta);
+  call.payload = payload;
   call.reply_buffers = into;
   call.timeout = options_.peer_timeout;
   return peer.rpc->Call(call);
@@ -569,6 +578,116 @@ Result<std::string> ClusterNode::HandleDirectory(uint16_t op, std::string_view h
   }
 }
 
+// ---- Hand-offs -------------------------------------------------------------
+
+void ClusterNode::Forward(const store::NamespaceConfig& ns, const HandoffTarget& target,
+                          std::span<const BlockRef> keys) {
+  if (keys.empty() || target.node.empty() || target.node == options_.node_id) return;
+  {
+    std::lock_guard<std::mutex> lock(fwd_mu_);
+    auto [it, inserted] = fwd_handoffs_.try_emplace(target.id, false);
+    if (inserted) {
+      handoffs_started_.fetch_add(1, std::memory_order_relaxed);
+      fwd_order_.push_back(target.id);
+      while (fwd_handoffs_.size() > 4096 && !fwd_order_.empty()) {
+        fwd_handoffs_.erase(fwd_order_.front());
+        fwd_order_.pop_front();
+      }
+    }
+    if (fwd_queue_.size() < options_.max_forward_queue) {
+      fwd_queue_.push_back(ForwardJob{ns, target, {keys.begin(), keys.end()}});
+      fwd_cv_.notify_one();
+      return;
+    }
+  }
+  FailHandoff(target.id, target.node, ResourceExhaustedError("hand-off forward queue full"));
+}
+
+void ClusterNode::FailHandoff(uint64_t id, const std::string& target, const Status& why) {
+  {
+    std::lock_guard<std::mutex> lock(fwd_mu_);
+    auto it = fwd_handoffs_.find(id);
+    if (it != fwd_handoffs_.end()) {
+      if (it->second) return;  // counted already
+      it->second = true;
+    }
+  }
+  handoffs_failed_.fetch_add(1, std::memory_order_relaxed);
+  KVCAKE_LOG(WARNING) << "cluster: hand-off " << id << " to " << target
+                      << " failed: " << why.ToString();
+}
+
+void ClusterNode::ForwarderLoop() {
+  std::unique_lock<std::mutex> lock(fwd_mu_);
+  while (true) {
+    fwd_cv_.wait(lock, [&] { return fwd_stop_ || !fwd_queue_.empty(); });
+    if (fwd_stop_) break;
+    ForwardJob job = std::move(fwd_queue_.front());
+    fwd_queue_.pop_front();
+    auto it = fwd_handoffs_.find(job.target.id);
+    const bool failed = it != fwd_handoffs_.end() && it->second;
+    lock.unlock();
+    if (!failed) {
+      Status s = ForwardNow(job);
+      if (!s.ok()) FailHandoff(job.target.id, job.target.node, s);
+    }
+    lock.lock();
+  }
+}
+
+Status ClusterNode::ForwardNow(const ForwardJob& job) {
+  std::vector<PeerAddress> members;
+  if (!Members(&members)) return UnavailableError("cluster membership unknown");
+  const std::string address = AddressOf(members, job.target.node);
+  if (address.empty()) return NotFoundError("no live member '" + job.target.node + "'");
+  std::shared_ptr<Peer> peer = PeerFor(job.target.node, address);
+  if (!peer) return UnavailableError("member unreachable");
+  Result<std::pair<uint64_t, uint64_t>> reg = EnsureNamespace(*peer, job.ns);
+  if (!reg.ok()) {
+    if (reg.status().code() == StatusCode::kUnavailable ||
+        reg.status().code() == StatusCode::kDeadlineExceeded) {
+      MarkDown(job.target.node);
+    }
+    return reg.status();
+  }
+  const uint64_t size = job.ns.layer_block_bytes;
+  const size_t per_call = std::clamp<size_t>(kMaxFetchBytes / std::max<uint64_t>(size, 1), 1,
+                                             transport::kMaxBatchBlocks);
+  for (size_t i = 0; i < job.keys.size(); i += per_call) {
+    const size_t n = std::min(per_call, job.keys.size() - i);
+    std::unique_ptr<char[]> buf(new (std::nothrow) char[n * size]);
+    if (!buf) return ResourceExhaustedError("no memory to stage a hand-off batch");
+    transport::PutRequest req;
+    req.ns_id = job.ns.id;
+    req.fingerprint = reg->second;
+    req.target_node = job.target.node;
+    req.handoff_id = job.target.id;
+    req.handoff_blocks = job.target.blocks;
+    std::vector<transport::ConstBuffer> payload;
+    for (size_t j = 0; j < n; ++j) {
+      const BlockRef& k = job.keys[i + j];
+      char* at = buf.get() + req.keys.size() * size;
+      Result<uint64_t> got = store_->Get(BlockKey{job.ns.id, k.hash, k.layer}, at, size);
+      if (!got.ok() || *got != size) continue;  // evicted meanwhile: the target misses it
+      req.keys.push_back(k);
+    }
+    if (req.keys.empty()) continue;
+    payload.push_back(transport::ConstBuffer{buf.get(), req.keys.size() * size});
+    transport::RpcReply reply = CallPeer(*peer, RpcOp::kPut, transport::Encode(req), {}, payload);
+    transport::KeyCodesResponse resp;
+    Status s = reply.status.ok() ? transport::Decode(View(reply.meta), &resp) : reply.status;
+    if (!s.ok()) {
+      if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded) {
+        MarkDown(job.target.node);
+      }
+      return s.WithContext("push to " + job.target.node);
+    }
+    handoff_blocks_forwarded_.fetch_add(req.keys.size(), std::memory_order_relaxed);
+    handoff_bytes_forwarded_.fetch_add(req.keys.size() * size, std::memory_order_relaxed);
+  }
+  return Status::Ok();
+}
+
 ClusterStats ClusterNode::stats() const {
   ClusterStats s;
   s.remote_lookups = remote_lookups_.load(std::memory_order_relaxed);
@@ -585,6 +704,10 @@ ClusterStats ClusterNode::stats() const {
   s.directory_requests = directory_requests_.load(std::memory_order_relaxed);
   s.bad_cluster_tokens = bad_cluster_tokens_.load(std::memory_order_relaxed);
   s.fetch_seconds_total = fetch_micros_.load(std::memory_order_relaxed) / 1e6;
+  s.handoffs_started = handoffs_started_.load(std::memory_order_relaxed);
+  s.handoffs_failed = handoffs_failed_.load(std::memory_order_relaxed);
+  s.handoff_blocks_forwarded = handoff_blocks_forwarded_.load(std::memory_order_relaxed);
+  s.handoff_bytes_forwarded = handoff_bytes_forwarded_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -11,9 +11,14 @@
 // a connection that holds the namespace's grant, so the cluster never serves
 // a block to an engine that could not have read it locally.
 //
-// Thread-safety: thread-safe. The publisher runs on its own thread; lookups
-// and fetches run on the caller's (I/O) thread, blocking it for at most the
-// peer timeout per remote member.
+// Hand-offs (Forward) are pushed by a forwarder thread: it reads each
+// committed value back from the store and puts it on the target member with
+// the hand-off's id, every call under the peer timeout. A target that fails
+// once fails the rest of its hand-off at once (counted, not retried).
+//
+// Thread-safety: thread-safe. The publisher and the forwarder run on their
+// own threads; lookups and fetches run on the caller's (I/O) thread, blocking
+// it for at most the peer timeout per remote member.
 
 #include <atomic>
 #include <chrono>
@@ -76,6 +81,9 @@ struct ClusterNodeOptions {
   int prefetch_threads = 2;
   // How long a get waits for blocks a prefetch has in flight.
   std::chrono::milliseconds prefetch_wait{2000};
+  // Hand-off batches waiting for the forwarder at most; beyond it a batch
+  // fails its hand-off.
+  size_t max_forward_queue = 1 << 16;
   // UCX settings of the connections to other members (tcp by default).
   transport::UcxOptions ucx;
 };
@@ -96,6 +104,10 @@ struct ClusterStats {
   uint64_t directory_requests = 0;
   uint64_t bad_cluster_tokens = 0;
   double fetch_seconds_total = 0;
+  uint64_t handoffs_started = 0;  // hand-offs this node began to push
+  uint64_t handoffs_failed = 0;   // ... of which a push failed
+  uint64_t handoff_blocks_forwarded = 0;
+  uint64_t handoff_bytes_forwarded = 0;
 };
 
 class ClusterNode final : public ClusterHooks {
@@ -107,6 +119,9 @@ class ClusterNode final : public ClusterHooks {
   ClusterNode& operator=(const ClusterNode&) = delete;
 
   // ClusterHooks.
+  const std::string& node_id() const override { return options_.node_id; }
+  void Forward(const store::NamespaceConfig& ns, const HandoffTarget& target,
+               std::span<const transport::BlockRef> keys) override;
   void LearnRoots(std::span<const transport::BlockRef> keys,
                   std::span<const uint64_t> roots) override;
   void OnCommitted(const store::NamespaceConfig& ns,
@@ -140,6 +155,12 @@ class ClusterNode final : public ClusterHooks {
     }
   };
 
+  struct ForwardJob {
+    store::NamespaceConfig ns;
+    HandoffTarget target;
+    std::vector<transport::BlockRef> keys;
+  };
+
   void PublisherLoop();
   // Background fetches started by lookups.
   struct FetchJob {
@@ -154,6 +175,11 @@ class ClusterNode final : public ClusterHooks {
   size_t FetchFrom(const std::string& holder, const std::vector<PeerAddress>& members,
                    const store::NamespaceConfig& ns, std::span<const transport::BlockRef> refs);
   static uint64_t FetchKey(uint64_t ns_id, const transport::BlockRef& k);
+  void ForwarderLoop();
+  // Pushes one batch to its target; runs on the forwarder thread.
+  Status ForwardNow(const ForwardJob& job);
+  // Counts hand-off `id` failed (once).
+  void FailHandoff(uint64_t id, const std::string& target, const Status& why);
   // Sends `chains` (grouped by owner) now; runs on the publisher thread.
   void PublishNow(std::vector<transport::ChainRecord> chains);
   // The connection to `node_id` at `address`, connecting if needed; null if
@@ -165,7 +191,8 @@ class ClusterNode final : public ClusterHooks {
                                                         const store::NamespaceConfig& ns);
   // One call to `peer` under the peer timeout.
   transport::RpcReply CallPeer(Peer& peer, transport::RpcOp op, const std::string& meta,
-                               std::span<const transport::MutableBuffer> into = {});
+                               std::span<const transport::MutableBuffer> into = {},
+                               std::span<const transport::ConstBuffer> payload = {});
   bool Members(std::vector<PeerAddress>* out) const;
   std::string AddressOf(const std::vector<PeerAddress>& members, const std::string& node) const;
   bool TokenOk(std::string_view token);
@@ -205,6 +232,17 @@ class ClusterNode final : public ClusterHooks {
   std::atomic<uint64_t> published_chains_{0}, publish_failures_{0}, directory_requests_{0};
   std::atomic<uint64_t> bad_cluster_tokens_{0};
   std::atomic<uint64_t> fetch_micros_{0};
+  std::atomic<uint64_t> handoffs_started_{0}, handoffs_failed_{0};
+  std::atomic<uint64_t> handoff_blocks_forwarded_{0}, handoff_bytes_forwarded_{0};
+
+  // Forwarding (hand-offs).
+  std::mutex fwd_mu_;
+  std::condition_variable fwd_cv_;
+  std::deque<ForwardJob> fwd_queue_;  // guarded by fwd_mu_
+  bool fwd_stop_ = false;             // guarded by fwd_mu_
+  // Hand-offs seen (started) and failed, oldest first, bounded.
+  std::unordered_map<uint64_t, bool> fwd_handoffs_;  // id -> failed; guarded by fwd_mu_
+  std::deque<uint64_t> fwd_order_;                   // guarded by fwd_mu_
 
   std::mutex fetch_mu_;
   std::condition_variable fetch_cv_;        // a job queued / stop
@@ -216,6 +254,7 @@ class ClusterNode final : public ClusterHooks {
 
   std::thread publisher_;
   std::vector<std::thread> fetchers_;
+  std::thread forwarder_;
 };
 
 }  // namespace kvcake::cluster

@@ -74,6 +74,17 @@ Catalog::Catalog(Registry& r)
       cluster_rejoins(
           r.AddCounter("kvcake_cluster_rejoins_total",
                        "Membership keys re-created after a lost lease or etcd outage.")),
+      cluster_handoffs(r.AddCounter("kvcake_cluster_handoffs_total",
+                                    "Prefill to decode hand-offs, by event (started and failed "
+                                    "on the sender, completed on the receiver).",
+                                    {"event"})),
+      cluster_handoff_bytes_forwarded(r.AddCounter("kvcake_cluster_handoff_bytes_forwarded_total",
+                                                   "Bytes pushed to hand-off targets.")),
+      cluster_handoff_blocks_received(r.AddCounter("kvcake_cluster_handoff_blocks_received_total",
+                                                   "Values stored for incoming hand-offs.")),
+      cluster_handoff_waits(r.AddCounter("kvcake_cluster_handoff_waits_total",
+                                         "Requests that waited for a hand-off, by outcome.",
+                                         {"outcome"})),
       registry_(r) {
   for (size_t i = 0; i < kTiers; ++i) {
     std::string ti(TierName(static_cast<Tier>(i)));

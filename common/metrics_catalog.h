@@ -90,6 +90,13 @@ class Catalog {
   // etcd keep-alives that failed, and re-registrations after an outage. []
   CounterFamily& cluster_keepalive_failures;  // kvcake_cluster_keepalive_failures_total
   CounterFamily& cluster_rejoins;             // kvcake_cluster_rejoins_total
+  // Prefill to decode hand-offs by event: started / failed (pushed from this
+  // member), completed (received by it); values and bytes pushed. [event]
+  CounterFamily& cluster_handoffs;                 // kvcake_cluster_handoffs_total
+  CounterFamily& cluster_handoff_bytes_forwarded;  // kvcake_cluster_handoff_bytes_forwarded_total
+  CounterFamily& cluster_handoff_blocks_received;  // kvcake_cluster_handoff_blocks_received_total
+  // Gets that waited for a hand-off, by outcome (arrived / expired). [outcome]
+  CounterFamily& cluster_handoff_waits;  // kvcake_cluster_handoff_waits_total
 
   // ---- pre-resolved children (hot path, no lookup) ----
   Counter* Hit(Tier t) const { return hit_[Index(t)]; }

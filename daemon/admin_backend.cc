@@ -102,6 +102,14 @@ void DaemonAdminBackend::RefreshMetrics() {
     cat.cluster_published.Get()->Set(cs.published_chains);
     cat.cluster_publish_failures.Get()->Set(cs.publish_failures);
     cat.cluster_directory_chains.Get()->Set(static_cast<double>(cs.directory_chains));
+    cat.cluster_handoffs.WithLabels({"started"})->Set(cs.handoffs_started);
+    cat.cluster_handoffs.WithLabels({"failed"})->Set(cs.handoffs_failed);
+    cat.cluster_handoff_bytes_forwarded.Get()->Set(cs.handoff_bytes_forwarded);
+    const HandoffRegistryStats hs = daemon_->service()->stats().handoffs;
+    cat.cluster_handoffs.WithLabels({"completed"})->Set(hs.completed);
+    cat.cluster_handoff_blocks_received.Get()->Set(hs.received_blocks);
+    cat.cluster_handoff_waits.WithLabels({"arrived"})->Set(hs.parked - hs.parked_expired);
+    cat.cluster_handoff_waits.WithLabels({"expired"})->Set(hs.parked_expired);
   }
   if (daemon_->rpc_server()) {
     // Only live connections: a series per peer ever seen would grow forever.

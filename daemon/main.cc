@@ -49,6 +49,9 @@ DEFINE_int64(member_ttl_s, 5, "etcd lease of the membership key; a dead member g
 DEFINE_string(cluster_token_file, "",
               "file holding the secret cluster members present to each other");
 DEFINE_uint64(peer_timeout_ms, 200, "bound on every call to another member (then a miss)");
+DEFINE_uint32(
+    handoff_wait_ms, 2000,
+    "a get of a block an announced hand-off is still bringing waits this long (0: never)");
 DEFINE_string(gpu_bytes, "0", "device tier bytes (0: none; emulated on host without CUDA)");
 DEFINE_string(host_bytes, "1G", "host tier bytes (shared-memory segment)");
 DEFINE_string(slot_bytes, "4M",
@@ -199,6 +202,7 @@ Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
     ASSIGN_OR_RETURN(o.cluster.cluster_token,
                      ReadTokenFile("cluster_token_file", FLAGS_cluster_token_file));
     o.service.cluster_token = o.cluster.cluster_token;
+    o.service.handoff_wait_ms = FLAGS_handoff_wait_ms;
   }
   o.policy = FLAGS_policy;
   o.drain_on_exit = FLAGS_drain_on_exit;

@@ -42,6 +42,8 @@ std::string_view MetricOpName(uint16_t op) {
       return "directory_publish";
     case RpcOp::kDirectoryLookup:
       return "directory_lookup";
+    case RpcOp::kHandoffWait:
+      return "handoff_wait";
   }
   return "unknown";
 }
@@ -52,16 +54,6 @@ std::string_view AsView(std::span<const uint8_t> s) {
 std::span<const uint8_t> AsBytes(const std::string& s) {
   return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
 }
-
-// What a put call carries between AcceptPayload and OnRequest.
-struct PutCallState {
-  Service* service = nullptr;
-  std::unique_ptr<Service::PutState> put;
-  std::unique_ptr<RequestScope> scope;
-  ~PutCallState() {
-    if (put) service->AbortPut(*put);  // no-op once finished
-  }
-};
 
 }  // namespace
 
@@ -90,6 +82,20 @@ class RequestScope {
   std::chrono::steady_clock::time_point start_;
   Status status_;
 };
+
+namespace {
+
+// What a put call carries between AcceptPayload and OnRequest.
+struct PutCallState {
+  Service* service = nullptr;
+  std::unique_ptr<Service::PutState> put;
+  std::unique_ptr<RequestScope> scope;
+  ~PutCallState() {
+    if (put) service->AbortPut(*put);  // no-op once finished
+  }
+};
+
+}  // namespace
 
 DaemonRpcHandler::DaemonRpcHandler(Service* service)
     : service_(service), in_flight_(std::make_shared<std::atomic<int64_t>>(0)) {}
@@ -204,23 +210,38 @@ void DaemonRpcHandler::OnRequest(std::unique_ptr<transport::ServerCall> call) {
     call->ReplyError(UnavailableError("daemon is draining"));
     return;
   }
-  if (op == static_cast<uint16_t>(RpcOp::kGet)) return HandleGet(std::move(call));
-  if (op == static_cast<uint16_t>(RpcOp::kGetPin) &&
-      service_->WaitsForCluster(AsView(call->meta()))) {
+  if (op == static_cast<uint16_t>(RpcOp::kHandoffWait)) {
+    // Waits on the service's hand-off waiter thread, never on this one.
     auto scope = std::make_shared<RequestScope>(in_flight_, op);
     std::shared_ptr<transport::ServerCall> shared(std::move(call));
-    Defer([this, shared, scope] {
-      std::string unused;
-      Result<std::string> meta = service_->Handle(shared->connection_id(), shared->opcode(),
-                                                  AsView(shared->meta()), {}, &unused);
-      if (!meta.ok()) {
-        scope->set_status(meta.status());
-        shared->ReplyError(meta.status());
-      } else {
-        shared->Reply(Status::Ok(), AsBytes(*meta));
+    service_->WaitHandoff(AsView(shared->meta()), [shared, scope](const Status& s) {
+      if (!s.ok()) {
+        scope->set_status(s);
+        shared->ReplyError(s);
+        return;
       }
+      shared->Reply(Status::Ok(), AsBytes(transport::Encode(transport::EmptyResponse{})));
     });
     return;
+  }
+  if (op == static_cast<uint16_t>(RpcOp::kGet) || op == static_cast<uint16_t>(RpcOp::kGetPin)) {
+    // A get of blocks a hand-off is still bringing waits for them off the
+    // I/O thread, then runs as usual.
+    // The scope counts the request in flight while it is parked too.
+    std::shared_ptr<transport::ServerCall> shared(std::move(call));
+    auto scope = std::make_shared<RequestScope>(in_flight_, op);
+    const bool parked =
+        service_->ParkForHandoff(shared->connection_id(), op, AsView(shared->meta()),
+                                 [this, shared, scope] { RunGetOrPin(shared, scope); });
+    if (parked) return;
+    if (service_->WaitsForCluster(AsView(shared->meta()))) {
+      // Blocks on their way from another member (a prefetch or a fetch on
+      // demand): wait for them off the I/O thread, so its other connections
+      // and its sends keep moving.
+      Defer([this, shared, scope] { RunGetOrPin(shared, scope); });
+      return;
+    }
+    return RunGetOrPin(shared, scope);
   }
   RequestScope scope(in_flight_, op);
   std::string response_data;
@@ -260,21 +281,22 @@ void DaemonRpcHandler::HandlePut(std::unique_ptr<transport::ServerCall> call) {
   call->Reply(Status::Ok(), AsBytes(*meta));
 }
 
-void DaemonRpcHandler::HandleGet(std::unique_ptr<transport::ServerCall> call) {
-  auto scope = std::make_shared<RequestScope>(in_flight_, call->opcode());
-  if (service_->WaitsForCluster(AsView(call->meta()))) {
-    // Blocks on their way from another member: wait for them off the I/O
-    // thread, so its other connections (and its sends) keep moving.
-    std::shared_ptr<transport::ServerCall> shared(std::move(call));
-    Defer([this, shared, scope] { ServeGet(*shared, scope); });
+void DaemonRpcHandler::RunGetOrPin(const std::shared_ptr<transport::ServerCall>& call,
+                                   const std::shared_ptr<RequestScope>& scope) {
+  if (call->opcode() == static_cast<uint16_t>(RpcOp::kGet)) return HandleGet(call, scope);
+  std::string unused;
+  Result<std::string> meta =
+      service_->Handle(call->connection_id(), call->opcode(), AsView(call->meta()), {}, &unused);
+  if (!meta.ok()) {
+    scope->set_status(meta.status());
+    call->ReplyError(meta.status());
     return;
   }
-  ServeGet(*call, scope);
+  call->Reply(Status::Ok(), AsBytes(*meta));
 }
 
-void DaemonRpcHandler::ServeGet(transport::ServerCall& call_ref,
-                                std::shared_ptr<RequestScope> scope) {
-  transport::ServerCall* call = &call_ref;
+void DaemonRpcHandler::HandleGet(const std::shared_ptr<transport::ServerCall>& call,
+                                 const std::shared_ptr<RequestScope>& scope) {
   Result<std::unique_ptr<Service::GetState>> get =
       service_->BeginGet(call->connection_id(), AsView(call->meta()));
   if (!get.ok()) {

@@ -17,6 +17,8 @@
 
 namespace kvcake::daemon {
 
+class RequestScope;  // rpc_handler.cc
+
 // DaemonRpcHandler connects the RPC server to the Service: puts are received
 // straight into reserved store slots (AcceptPayload), gets are sent straight
 // from pinned slots (released when the send completes), every other op is
@@ -58,12 +60,15 @@ class DaemonRpcHandler : public transport::RpcHandler {
 
  private:
   void HandlePut(std::unique_ptr<transport::ServerCall> call);
-  void HandleGet(std::unique_ptr<transport::ServerCall> call);
+  // Gets and pins run here, at once or after waiting for a hand-off or for
+  // blocks on their way from another member.
+  void RunGetOrPin(const std::shared_ptr<transport::ServerCall>& call,
+                   const std::shared_ptr<RequestScope>& scope);
+  void HandleGet(const std::shared_ptr<transport::ServerCall>& call,
+                 const std::shared_ptr<RequestScope>& scope);
   // Runs `task` on a deferred-work thread (gets that wait for blocks coming
   // from other cluster members must not block an I/O thread).
   void Defer(std::function<void()> task);
-  // BeginGet + the reply (pins released once the payload left).
-  void ServeGet(transport::ServerCall& call, std::shared_ptr<RequestScope> scope);
   void DeferredLoop();
 
   Service* const service_;

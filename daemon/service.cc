@@ -146,6 +146,8 @@ Result<std::string> Service::Dispatch(uint64_t caller, uint16_t op, std::string_
       return GetPin(caller, header);
     case RpcOp::kRelease:
       return Release(caller, header);
+    case RpcOp::kHandoffWait:
+      return HandoffWaitNow(header);
     case RpcOp::kDirectoryPublish:
     case RpcOp::kDirectoryLookup:
       if (cluster() == nullptr) {
@@ -312,7 +314,8 @@ void Service::LearnRoots(const transport::KeyedRequest& req) {
 }
 
 void Service::Published(const store::NamespaceConfig& ns, const std::vector<BlockRef>& keys,
-                        const std::vector<transport::KeyCode>& codes) {
+                        const std::vector<transport::KeyCode>& codes,
+                        const std::optional<cluster::HandoffTarget>& handoff) {
   cluster::ClusterHooks* hooks = cluster();
   if (hooks == nullptr) return;
   std::vector<BlockRef> committed;
@@ -322,13 +325,90 @@ void Service::Published(const store::NamespaceConfig& ns, const std::vector<Bloc
       committed.push_back(keys[i]);
     }
   }
-  if (!committed.empty()) hooks->OnCommitted(ns, committed);
+  if (committed.empty()) return;
+  hooks->OnCommitted(ns, committed);
+  if (!handoff) return;
+  if (handoff->node == hooks->node_id()) {
+    handoffs_.Arrived(handoff->id, static_cast<uint32_t>(committed.size()));
+  } else {
+    hooks->Forward(ns, *handoff, committed);
+  }
+}
+
+std::optional<cluster::HandoffTarget> Service::HandoffOf(const store::NamespaceConfig& ns,
+                                                         const transport::KeyedRequest& req) {
+  cluster::ClusterHooks* hooks = cluster();
+  if (req.target_node.empty() || hooks == nullptr) return std::nullopt;
+  cluster::HandoffTarget t{req.target_node, req.handoff_id, req.handoff_blocks};
+  if (t.node == hooks->node_id()) handoffs_.Announce(t.id, ns.id, t.blocks, req.keys);
+  return t;
+}
+
+bool Service::ParkForHandoff(uint64_t caller, uint16_t op, std::string_view header,
+                             std::function<void()> resume) {
+  if (options_.handoff_wait_ms == 0 || cluster() == nullptr) return false;
+  if (op != static_cast<uint16_t>(transport::RpcOp::kGet) &&
+      op != static_cast<uint16_t>(transport::RpcOp::kGetPin)) {
+    return false;
+  }
+  transport::GetRequest req;
+  if (!transport::Decode(header, &req).ok()) return false;
+  if (!CheckNamespace(caller, req.ns_id, req.fingerprint).ok()) return false;
+  std::vector<BlockKey> awaited;
+  for (const BlockRef& k : req.keys) {
+    const BlockKey key{req.ns_id, k.hash, k.layer};
+    if (!store_->Contains(key) && handoffs_.Expecting(req.ns_id, k.hash)) awaited.push_back(key);
+  }
+  if (awaited.empty()) return false;
+  const uint64_t ns_id = req.ns_id;
+  auto ready = [this, ns_id, awaited = std::move(awaited)] {
+    for (const BlockKey& key : awaited) {
+      if (!store_->Contains(key) && handoffs_.Expecting(ns_id, key.hash)) return false;
+    }
+    return true;
+  };
+  handoffs_.Park(
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.handoff_wait_ms),
+      std::move(ready), [resume = std::move(resume)](bool) { resume(); });
+  return true;
+}
+
+Result<std::string> Service::HandoffWaitNow(std::string_view header) {
+  transport::HandoffWaitRequest req;
+  RETURN_IF_ERROR(transport::Decode(header, &req));
+  std::optional<Status> outcome = handoffs_.Outcome(req.handoff_id);
+  if (!outcome) {
+    return DeadlineExceededError("hand-off " + std::to_string(req.handoff_id) + " not complete");
+  }
+  RETURN_IF_ERROR(*outcome);
+  return transport::Encode(transport::EmptyResponse{});
+}
+
+void Service::WaitHandoff(std::string_view header, std::function<void(Status)> reply) {
+  requests_.fetch_add(1, std::memory_order_relaxed);
+  transport::HandoffWaitRequest req;
+  Status decoded = transport::Decode(header, &req);
+  if (!decoded.ok()) {
+    reply(CountError(decoded));
+    return;
+  }
+  const uint64_t id = req.handoff_id;
+  handoffs_.Park(
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(req.timeout_ms),
+      [this, id] { return handoffs_.Outcome(id).has_value(); },
+      [this, id, reply = std::move(reply)](bool) {
+        std::optional<Status> outcome = handoffs_.Outcome(id);
+        reply(outcome ? *outcome
+                      : DeadlineExceededError("hand-off " + std::to_string(id) +
+                                              " did not complete in time"));
+      });
 }
 
 Result<std::string> Service::Put(uint64_t caller, std::string_view header, std::string_view data) {
   transport::PutRequest req;
   ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(caller, header, &req));
   LearnRoots(req);
+  const std::optional<cluster::HandoffTarget> handoff = HandoffOf(ns, req);
   const uint64_t size = ns.layer_block_bytes;
   if (data.size() != size * req.keys.size()) {
     return InvalidArgumentError("put data is " + std::to_string(data.size()) + " bytes, expected " +
@@ -342,7 +422,7 @@ Result<std::string> Service::Put(uint64_t caller, std::string_view header, std::
     if (s.ok()) puts_.fetch_add(1, std::memory_order_relaxed);
     resp.codes[i] = CodeOf(s);
   }
-  Published(ns, req.keys, resp.codes);
+  Published(ns, req.keys, resp.codes, handoff);
   return transport::Encode(resp);
 }
 
@@ -421,6 +501,8 @@ Result<std::unique_ptr<Service::PutState>> Service::BeginPut(uint64_t caller,
   auto state = std::make_unique<PutState>();
   state->ns_id = req.ns_id;
   state->value_bytes = size;
+  state->handoff = HandoffOf(*ns, req);
+  if (state->handoff) state->keys = req.keys;
   state->codes.resize(req.keys.size());
   state->reservations.resize(req.keys.size());
   state->targets.resize(req.keys.size());
@@ -481,11 +563,19 @@ Result<std::string> Service::FinishPut(PutState& state, const Status& payload_st
     std::vector<BlockRef> keys;
     std::vector<transport::KeyCode> codes;
     for (size_t i = 0; i < resp.codes.size(); ++i) {
-      if (state.codes[i] != 0) continue;  // never reserved: no key recorded
+      if (state.codes[i] != 0) {
+        // Never reserved: no key recorded, unless a hand-off names it (one
+        // that already existed still goes to / counts for the hand-off).
+        if (state.handoff && i < state.keys.size()) {
+          keys.push_back(state.keys[i]);
+          codes.push_back(resp.codes[i]);
+        }
+        continue;
+      }
       keys.push_back(BlockRef{state.reservations[i].key.hash, state.reservations[i].key.layer});
       codes.push_back(resp.codes[i]);
     }
-    if (ns.ok()) Published(*ns, keys, codes);
+    if (ns.ok()) Published(*ns, keys, codes, state.handoff);
   }
   return transport::Encode(resp);
 }
@@ -658,6 +748,7 @@ Result<std::string> Service::PutReserve(uint64_t caller, std::string_view header
   transport::SlotsResponse resp;
   ASSIGN_OR_RETURN(store::NamespaceConfig ns, BeginSameNode(caller, header, &req, &lease, &resp));
   LearnRoots(req);
+  lease.handoff = HandoffOf(ns, req);
   const uint64_t allowed = LeaseBytesLeft(caller);
   for (size_t i = 0; i < req.keys.size(); ++i) {
     BlockKey key{req.ns_id, req.keys[i].hash, req.keys[i].layer};
@@ -702,7 +793,7 @@ Result<std::string> Service::PutCommit(uint64_t caller, std::string_view header)
   for (size_t j = 0; j < lease.reservations.size(); ++j) {
     if (!used[j]) store_->Abort(lease.reservations[j]).IgnoreError();
   }
-  Published(ns, req.keys, resp.codes);
+  Published(ns, req.keys, resp.codes, lease.handoff);
   return transport::Encode(resp);
 }
 
@@ -807,6 +898,7 @@ ServiceStats Service::stats() const {
     s.open_leases = leases_.size();
   }
   for (const auto& c : errors_by_code_) s.errors_by_code.push_back(c.load());
+  s.handoffs = handoffs_.stats();
   return s;
 }
 

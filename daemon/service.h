@@ -2,7 +2,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -13,6 +15,7 @@
 #include "common/result.h"
 #include "common/status.h"
 #include "daemon/access_control.h"
+#include "daemon/handoff_registry.h"
 #include "store/tier_manager.h"
 #include "transport/buffer.h"
 #include "transport/messages.h"
@@ -63,6 +66,10 @@ struct ServiceOptions {
   // Other cluster members register namespaces with this token (it opens
   // every namespace when tokens are configured). Empty: none.
   std::string cluster_token;
+  // A get (or pin) of a block that an announced hand-off is still bringing
+  // waits this long for it before it reports a miss (docs/cluster.md
+  // "Prefill to decode hand-off"). 0: never wait. Default 2000.
+  uint32_t handoff_wait_ms = 2000;
 
   // INVALID_ARGUMENT on out-of-range values.
   Status Validate() const;
@@ -77,6 +84,7 @@ struct ServiceStats {
   uint64_t puts = 0;
   uint64_t open_leases = 0;
   std::vector<uint64_t> errors_by_code;  // indexed by StatusCode
+  HandoffRegistryStats handoffs;         // hand-offs received
 };
 
 // The connection a request came on (transport::ServerCall::connection_id);
@@ -127,6 +135,9 @@ class Service {
     std::unique_ptr<char[]> staging;
     uint64_t value_bytes = 0;
     bool finished = false;
+    // A hand-off put: its target and the request's keys.
+    std::optional<cluster::HandoffTarget> handoff;
+    std::vector<transport::BlockRef> keys;
   };
   // Decodes and checks a put, reserves one slot per key and fills
   // state->targets (total size == payload_size) so the payload lands directly
@@ -155,6 +166,19 @@ class Service {
   // calls EndGet.
   Result<std::unique_ptr<GetState>> BeginGet(uint64_t caller, std::string_view header);
   void EndGet(GetState& state);
+
+  // ---- hand-offs --------------------------------------------------------
+  // A get / pin (`op`, encoded `header`) asks for blocks that an announced
+  // hand-off is still bringing: parks it and returns true; `resume` runs on
+  // the hand-off waiter thread once they arrived or the wait
+  // (handoff_wait_ms) is over, and then handles the request as usual. False:
+  // handle it now (including every malformed request).
+  bool ParkForHandoff(uint64_t caller, uint16_t op, std::string_view header,
+                      std::function<void()> resume);
+  // A HandoffWait request: parks it; `reply` gets its outcome (OK,
+  // DEADLINE_EXCEEDED) on the waiter thread. A malformed request is answered
+  // at once (INVALID_ARGUMENT).
+  void WaitHandoff(std::string_view header, std::function<void(Status)> reply);
 
   // Releases every same-node lease whose deadline passed (also done lazily
   // on each call). Returns the number released.
@@ -187,6 +211,7 @@ class Service {
     uint64_t deadline_us = 0;
     std::vector<store::Reservation> reservations;
     std::vector<store::PinnedBlock> pins;
+    std::optional<cluster::HandoffTarget> handoff;  // a hand-off reservation's target
   };
 
   Result<std::string> Dispatch(uint64_t caller, uint16_t op, std::string_view header,
@@ -204,8 +229,16 @@ class Service {
   // Passes a put's chain roots (if the client sent them) to the cluster layer.
   void LearnRoots(const transport::KeyedRequest& req);
   // Tells the cluster layer which of `keys` committed (codes[i] == 0).
+  // With a hand-off, also forwards them to its target (or, on the target,
+  // counts them as arrived).
   void Published(const store::NamespaceConfig& ns, const std::vector<transport::BlockRef>& keys,
-                 const std::vector<transport::KeyCode>& codes);
+                 const std::vector<transport::KeyCode>& codes,
+                 const std::optional<cluster::HandoffTarget>& handoff = std::nullopt);
+  // The hand-off a put names (nullopt: none, or no cluster); announces it
+  // when this daemon is its target.
+  std::optional<cluster::HandoffTarget> HandoffOf(const store::NamespaceConfig& ns,
+                                                  const transport::KeyedRequest& req);
+  Result<std::string> HandoffWaitNow(std::string_view header);
   // Counts a failed request (errors_, errors_by_code_); returns `s`.
   Status CountError(Status s);
   // Decodes a keyed request (ns_id, fingerprint, keys) and checks its
@@ -260,6 +293,9 @@ class Service {
   std::mt19937_64 lease_ids_;                            // guarded by mu_
   std::unordered_map<uint64_t, Lease> leases_;           // guarded by mu_
   std::unordered_map<uint64_t, uint64_t> leased_bytes_;  // by connection; guarded by mu_
+
+  // Last member: its destructor answers parked requests, which use the rest.
+  HandoffRegistry handoffs_;
 };
 
 }  // namespace kvcake::daemon

@@ -218,6 +218,8 @@ std::string_view RpcOpName(uint16_t op) {
       return "DIRECTORY_PUBLISH";
     case RpcOp::kDirectoryLookup:
       return "DIRECTORY_LOOKUP";
+    case RpcOp::kHandoffWait:
+      return "HANDOFF_WAIT";
   }
   return "UNKNOWN";
 }
@@ -421,15 +423,45 @@ std::string Encode(const KeyedRequest& m) {
   w.U64(m.fingerprint);
   w.Keys(m.keys);
   w.U64s(m.roots);
+  w.Str(m.target_node);
+  w.U64(m.handoff_id);
+  w.U32(m.handoff_blocks);
   return w.Take();
 }
 Status Decode(std::string_view bytes, KeyedRequest* out) {
   Reader r(bytes, "KeyedRequest");
-  r.U64("ns_id", &out->ns_id) && r.U64("fingerprint", &out->fingerprint) &&
-      r.Keys("keys", 1, kMaxBatchBlocks, &out->keys) &&
-      r.U64s("roots", 0, kMaxBatchBlocks, &out->roots) &&
-      (out->roots.empty() || out->roots.size() == out->keys.size() ||
-       r.Fail("roots", "must be empty or one per key"));
+  const bool ok = r.U64("ns_id", &out->ns_id) && r.U64("fingerprint", &out->fingerprint) &&
+                  r.Keys("keys", 1, kMaxBatchBlocks, &out->keys) &&
+                  r.U64s("roots", 0, kMaxBatchBlocks, &out->roots) &&
+                  (out->roots.empty() || out->roots.size() == out->keys.size() ||
+                   r.Fail("roots", "must be empty or one per key")) &&
+                  r.Str("target_node", kMaxNodeIdBytes, &out->target_node) &&
+                  r.U64("handoff_id", &out->handoff_id) &&
+                  r.U32("handoff_blocks", &out->handoff_blocks);
+  if (ok) {
+    if (out->target_node.empty()) {
+      (out->handoff_id == 0 || r.Fail("handoff_id", "set without a target_node")) &&
+          (out->handoff_blocks == 0 || r.Fail("handoff_blocks", "set without a target_node"));
+    } else {
+      (out->handoff_id != 0 || r.Fail("handoff_id", "0 with a target_node")) &&
+          CheckRange(r, "handoff_blocks", out->handoff_blocks, 1, kMaxHandoffBlocks);
+    }
+  }
+  return r.Finish();
+}
+
+std::string Encode(const HandoffWaitRequest& m) {
+  Writer w;
+  w.U64(m.handoff_id);
+  w.U32(m.timeout_ms);
+  return w.Take();
+}
+Status Decode(std::string_view bytes, HandoffWaitRequest* out) {
+  Reader r(bytes, "HandoffWaitRequest");
+  r.U64("handoff_id", &out->handoff_id) &&
+      (out->handoff_id != 0 || r.Fail("handoff_id", "must be > 0")) &&
+      r.U32("timeout_ms", &out->timeout_ms) &&
+      CheckRange(r, "timeout_ms", out->timeout_ms, 0, kMaxHandoffWaitMs);
   return r.Finish();
 }
 

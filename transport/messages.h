@@ -37,8 +37,9 @@ enum class RpcOp : uint16_t {
   // Daemon to daemon (cluster): every request carries the cluster token.
   kDirectoryPublish = 12,  // a holder tells a directory owner which chains it has
   kDirectoryLookup = 13,   // which member holds the longest prefix of a chain
+  kHandoffWait = 14,       // wait until every block of a hand-off has arrived
 };
-inline constexpr uint16_t kMaxRpcOp = 13;
+inline constexpr uint16_t kMaxRpcOp = 14;
 // "PING", "PUT", ... ("UNKNOWN" for other values).
 std::string_view RpcOpName(uint16_t op);
 
@@ -133,7 +134,9 @@ struct LookupPrefixResponse {
 // ---- Cluster (daemon to daemon) --------------------------------------------
 
 inline constexpr uint32_t kMaxNodeIdBytes = 256;
-inline constexpr uint32_t kMaxPublishChains = 4096;  // chains in one publish
+inline constexpr uint32_t kMaxPublishChains = 4096;      // chains in one publish
+inline constexpr uint32_t kMaxHandoffBlocks = 1u << 24;  // values in one hand-off
+inline constexpr uint32_t kMaxHandoffWaitMs = 600'000;   // longest HandoffWait
 
 // Blocks `hashes` (in chain order, all of one layer) of the chain rooted at
 // `root` in namespace `ns_id`.
@@ -167,6 +170,16 @@ struct DirectoryLookupResponse {
   friend bool operator==(const DirectoryLookupResponse&, const DirectoryLookupResponse&) = default;
 };
 
+// Waits (at most `timeout_ms`) until hand-off `handoff_id` (> 0) has
+// delivered all its values to this daemon. Reply: an empty message; the
+// status is OK, DEADLINE_EXCEEDED (not complete in time, or never announced)
+// or the hand-off's failure.
+struct HandoffWaitRequest {
+  uint64_t handoff_id = 0;
+  uint32_t timeout_ms = 0;  // 0..kMaxHandoffWaitMs
+  friend bool operator==(const HandoffWaitRequest&, const HandoffWaitRequest&) = default;
+};
+
 // Put (UCX path): the request's data is the concatenation of the values, each
 // exactly layer_block_bytes long, in key order.
 struct KeyedRequest {
@@ -177,6 +190,13 @@ struct KeyedRequest {
   // the key belongs to, 0 if unknown. A clustered daemon publishes chains
   // under their root (docs/cluster.md).
   std::vector<uint64_t> roots;
+  // Puts and reservations of a prefill to decode hand-off (docs/cluster.md):
+  // `target_node` is the member the committed values are pushed to, and the
+  // hand-off named `handoff_id` (> 0) holds `handoff_blocks` values in all
+  // (1..kMaxHandoffBlocks). All three empty / 0 otherwise (and for other ops).
+  std::string target_node;  // <= kMaxNodeIdBytes
+  uint64_t handoff_id = 0;
+  uint32_t handoff_blocks = 0;
   friend bool operator==(const KeyedRequest&, const KeyedRequest&) = default;
 };
 using PutRequest = KeyedRequest;
@@ -273,6 +293,7 @@ std::string Encode(const ErrorResponse& m);
 std::string Encode(const DirectoryPublishRequest& m);
 std::string Encode(const DirectoryLookupRequest& m);
 std::string Encode(const DirectoryLookupResponse& m);
+std::string Encode(const HandoffWaitRequest& m);
 
 Status Decode(std::string_view bytes, PingRequest* out);
 Status Decode(std::string_view bytes, PingResponse* out);
@@ -292,6 +313,7 @@ Status Decode(std::string_view bytes, ErrorResponse* out);
 Status Decode(std::string_view bytes, DirectoryPublishRequest* out);
 Status Decode(std::string_view bytes, DirectoryLookupRequest* out);
 Status Decode(std::string_view bytes, DirectoryLookupResponse* out);
+Status Decode(std::string_view bytes, HandoffWaitRequest* out);
 
 // Convenience: decode into a fresh value.
 template <typename T>

@@ -595,6 +595,40 @@ class ClientImpl final : public Client {
   }
 
   Status Put(std::span<const PutBlock> blocks, std::vector<Status>* per_value) override {
+    return PutTo(blocks, per_value, nullptr);
+  }
+
+  Status PutHandoff(const HandoffTarget& target, std::span<const PutBlock> blocks,
+                    std::vector<Status>* per_value) override {
+    RETURN_IF_ERROR(target.Validate());
+    return PutTo(blocks, per_value, &target);
+  }
+
+  Result<std::unique_ptr<PutStream>> OpenHandoffStream(const HandoffTarget& target) override {
+    RETURN_IF_ERROR(target.Validate());
+    return OpenStream(std::make_shared<HandoffTarget>(target));
+  }
+
+  Status WaitHandoff(uint64_t handoff_id, std::chrono::milliseconds timeout) override {
+    if (handoff_id == 0) return InvalidArgumentError("handoff_id must be > 0");
+    if (timeout.count() < 0 || timeout.count() > transport::kMaxHandoffWaitMs) {
+      return InvalidArgumentError("WaitHandoff timeout must be in [0, " +
+                                  std::to_string(transport::kMaxHandoffWaitMs) + "] ms");
+    }
+    ASSIGN_OR_RETURN(std::shared_ptr<Connection> conn, Acquire());
+    const std::string meta = transport::Encode(
+        transport::HandoffWaitRequest{handoff_id, static_cast<uint32_t>(timeout.count())});
+    transport::CallRequest call;
+    call.opcode = static_cast<uint16_t>(RpcOp::kHandoffWait);
+    call.meta = AsBytes(meta);
+    call.timeout = timeout + options_.timeout;  // the daemon answers at `timeout`
+    transport::RpcReply reply = conn->rpc->Call(call);
+    conn->Note(reply.status);
+    return reply.status;
+  }
+
+  Status PutTo(std::span<const PutBlock> blocks, std::vector<Status>* per_value,
+               const HandoffTarget* target) {
     RETURN_IF_ERROR(CheckRegistered());
 #ifdef KVCAKE_HAVE_CUDA
     // CUDA buffers are staged through host memory (UCX here has no CUDA lanes).
@@ -611,13 +645,14 @@ class ClientImpl final : public Client {
         }
         b.data = staged.back().get();
       }
-      return PutHost(host, per_value);
+      return PutHost(host, per_value, target);
     }
 #endif
-    return PutHost(blocks, per_value);
+    return PutHost(blocks, per_value, target);
   }
 
-  Status PutHost(std::span<const PutBlock> blocks, std::vector<Status>* per_value) {
+  Status PutHost(std::span<const PutBlock> blocks, std::vector<Status>* per_value,
+                 const HandoffTarget* target = nullptr) {
     Result<std::shared_ptr<Connection>> acquired = Acquire();
     if (!acquired.ok()) {
       if (per_value) per_value->assign(blocks.size(), acquired.status());
@@ -630,7 +665,8 @@ class ClientImpl final : public Client {
     for (size_t pos = 0; pos < blocks.size(); pos += batch) {
       auto part = blocks.subspan(pos, std::min(batch, blocks.size() - pos));
       std::vector<Status> codes;
-      Status s = conn->segment ? PutMapped(conn, part, &codes) : PutUcx(conn, part, &codes);
+      Status s = conn->segment ? PutMapped(conn, part, &codes, target)
+                               : PutUcx(conn, part, &codes, target);
       if (!s.ok()) {
         if (first.ok()) first = s;
         codes.assign(part.size(), s);
@@ -650,7 +686,8 @@ class ClientImpl final : public Client {
         if (retry.empty()) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(2 * attempt));
         std::vector<Status> again;
-        Status rs = conn->segment ? PutMapped(conn, retry, &again) : PutUcx(conn, retry, &again);
+        Status rs = conn->segment ? PutMapped(conn, retry, &again, target)
+                                  : PutUcx(conn, retry, &again, target);
         if (!rs.ok()) break;
         for (size_t k = 0; k < where.size(); ++k) codes[where[k]] = again[k];
       }
@@ -766,7 +803,10 @@ class ClientImpl final : public Client {
     return std::unique_ptr<PendingGet>(std::move(pending));
   }
 
-  Result<std::unique_ptr<PutStream>> OpenPutStream() override {
+  Result<std::unique_ptr<PutStream>> OpenPutStream() override { return OpenStream(nullptr); }
+
+  // A put stream; with `target`, every group is a hand-off put.
+  Result<std::unique_ptr<PutStream>> OpenStream(std::shared_ptr<const HandoffTarget> target) {
     RETURN_IF_ERROR(CheckRegistered());
     std::function<bool(const void*)> is_device;
 #ifdef KVCAKE_HAVE_CUDA
@@ -782,8 +822,8 @@ class ClientImpl final : public Client {
       queues.push_back(stream->queue_);
     }
     std::function<Status(std::span<const PutBlock>, std::vector<Status>*)> put =
-        [this](std::span<const PutBlock> blocks, std::vector<Status>* per_value) {
-          return PutHost(blocks, per_value);
+        [this, target](std::span<const PutBlock> blocks, std::vector<Status>* per_value) {
+          return PutHost(blocks, per_value, target.get());
         };
     Status started = StartThread(&stream->worker_, [queue = stream->queue_, async = async_, put] {
       PutStreamImpl::Run(queue, async, put);
@@ -1208,8 +1248,16 @@ class ClientImpl final : public Client {
     StartWindow(*op, options_.max_inflight_requests);
   }
 
+  // Names the hand-off (if any) in a put or reservation.
+  static void FillHandoff(const HandoffTarget* target, transport::KeyedRequest* req) {
+    if (target == nullptr) return;
+    req->target_node = target->node_id;
+    req->handoff_id = target->handoff_id;
+    req->handoff_blocks = target->total_blocks;
+  }
+
   Status PutUcx(const std::shared_ptr<Connection>& conn, std::span<const PutBlock> blocks,
-                std::vector<Status>* codes) {
+                std::vector<Status>* codes, const HandoffTarget* target) {
     const uint64_t size = geometry_.layer_block_bytes;
     for (const PutBlock& b : blocks) {
       if (!b.data) return InvalidArgumentError("null buffer");
@@ -1227,6 +1275,7 @@ class ClientImpl final : public Client {
         sub->payload.push_back(transport::ConstBuffer{blocks[i].data, size});
       }
       FillRoots(&req);
+      FillHandoff(target, &req);
       sub->meta = transport::Encode(req);
       transport::CallRequest call;
       call.opcode = static_cast<uint16_t>(RpcOp::kPut);
@@ -1279,7 +1328,7 @@ class ClientImpl final : public Client {
   }
 
   Status PutMapped(const std::shared_ptr<Connection>& conn, std::span<const PutBlock> blocks,
-                   std::vector<Status>* codes) {
+                   std::vector<Status>* codes, const HandoffTarget* target) {
     const uint64_t size = geometry_.layer_block_bytes;
     transport::PutRequest req{ns_id_, fingerprint_, {}};
     for (const PutBlock& b : blocks) {
@@ -1287,6 +1336,7 @@ class ClientImpl final : public Client {
       req.keys.push_back(BlockRef{b.hash, b.layer});
     }
     FillRoots(&req);
+    FillHandoff(target, &req);
     ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
                      Call(*conn, RpcOp::kPutReserve, transport::Encode(req)));
     transport::SlotsResponse slots;
@@ -1536,6 +1586,19 @@ Status WaitEachGroup(Waiter& w, std::chrono::milliseconds timeout) {
 
 Status PendingGet::WaitAll(std::chrono::milliseconds timeout) {
   return WaitEachGroup(*this, timeout);
+}
+
+Status HandoffTarget::Validate() const {
+  if (node_id.empty() || node_id.size() > transport::kMaxNodeIdBytes) {
+    return InvalidArgumentError("HandoffTarget.node_id must be 1.." +
+                                std::to_string(transport::kMaxNodeIdBytes) + " bytes");
+  }
+  if (handoff_id == 0) return InvalidArgumentError("HandoffTarget.handoff_id must be > 0");
+  if (total_blocks == 0 || total_blocks > transport::kMaxHandoffBlocks) {
+    return InvalidArgumentError("HandoffTarget.total_blocks must be in [1, " +
+                                std::to_string(transport::kMaxHandoffBlocks) + "]");
+  }
+  return Status::Ok();
 }
 
 Status PutStream::WaitAll(std::chrono::milliseconds timeout) {

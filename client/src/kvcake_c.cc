@@ -280,6 +280,56 @@ int kvcake_put_stream_open(kvcake_client* c, kvcake_put_stream** out) {
   return 0;
 }
 
+namespace {
+
+int MakeTarget(const char* target_node, uint64_t handoff_id, int32_t total_blocks,
+               kvcake::HandoffTarget* out) {
+  if (!target_node) return BadArgument("null target_node");
+  if (total_blocks <= 0) return BadArgument("total_blocks must be > 0");
+  out->node_id = target_node;
+  out->handoff_id = handoff_id;
+  out->total_blocks = static_cast<uint32_t>(total_blocks);
+  return kvcake::StatusToCError(out->Validate());
+}
+
+}  // namespace
+
+int kvcake_put_handoff(kvcake_client* c, const char* target_node, uint64_t handoff_id,
+                       int32_t total_blocks, const uint64_t* block_hashes, const int32_t* layers,
+                       const void* const* buffers, int count) {
+  if (!c) return BadArgument("null client");
+  kvcake::HandoffTarget target;
+  if (int rc = MakeTarget(target_node, handoff_id, total_blocks, &target); rc != 0) return rc;
+  if (count < 0) return BadArgument("negative count");
+  if (count == 0) return 0;
+  if (!buffers) return BadArgument("null buffers");
+  std::vector<kvcake::PutBlock> blocks;
+  if (int rc = MakeBlocks(block_hashes, layers, buffers, count, &blocks); rc != 0) return rc;
+  return kvcake::StatusToCError(c->client->PutHandoff(target, blocks));
+}
+
+int kvcake_put_stream_open_handoff(kvcake_client* c, const char* target_node, uint64_t handoff_id,
+                                   int32_t total_blocks, kvcake_put_stream** out) {
+  if (!c || !out) return BadArgument("null client/out");
+  *out = nullptr;
+  kvcake::HandoffTarget target;
+  if (int rc = MakeTarget(target_node, handoff_id, total_blocks, &target); rc != 0) return rc;
+  auto handle = std::unique_ptr<kvcake_put_stream>(new (std::nothrow) kvcake_put_stream);
+  if (!handle) return kvcake::StatusToCError(kvcake::ResourceExhaustedError("out of memory"));
+  kvcake::Result<std::unique_ptr<kvcake::PutStream>> s = c->client->OpenHandoffStream(target);
+  if (!s.ok()) return kvcake::StatusToCError(s.status());
+  handle->stream = std::move(s).value();
+  *out = handle.release();
+  return 0;
+}
+
+int kvcake_wait_handoff(kvcake_client* c, uint64_t handoff_id, int64_t timeout_ms) {
+  if (!c) return BadArgument("null client");
+  if (timeout_ms < 0) return BadArgument("negative timeout_ms");
+  return kvcake::StatusToCError(
+      c->client->WaitHandoff(handoff_id, std::chrono::milliseconds(timeout_ms)));
+}
+
 int kvcake_put_stream_submit(kvcake_put_stream* s, const uint64_t* block_hashes,
                              const int32_t* layers, const void* const* buffers, int count,
                              int32_t* out_group) {

@@ -71,6 +71,9 @@ TEST(MessagesTest, RoundTripsEveryMessage) {
   EXPECT_EQ(RoundTrip(put), put);
   KeyedRequest rooted{5, 6, {{11, 0}, {12, 31}}, {11, 0}};
   EXPECT_EQ(RoundTrip(rooted), rooted);
+  KeyedRequest handoff{5, 6, {{11, 0}, {12, 31}}, {}, "node-b", 77, 64};
+  EXPECT_EQ(RoundTrip(handoff), handoff);
+  EXPECT_EQ(RoundTrip(HandoffWaitRequest{77, 2000}), (HandoffWaitRequest{77, 2000}));
   KeyCodesResponse codes{{0, 5, 6}};
   EXPECT_EQ(RoundTrip(codes), codes);
   ReportStatsRequest rs{5, 6, 2, 1.5, {1, 2}, {0.25, 3.0}, 1};
@@ -98,6 +101,30 @@ TEST(MessagesTest, TruncatedOrExtendedMessagesAreRefused) {
   ExpectTruncationsRefused(DirectoryPublishRequest{"t", "a", 1, {{5, 1, 0, {1, 2}}}});
   ExpectTruncationsRefused(DirectoryLookupRequest{"t", "c", 5, 2, {1, 2, 3}});
   ExpectTruncationsRefused(DirectoryLookupResponse{"node-a", 2});
+  ExpectTruncationsRefused(KeyedRequest{5, 6, {{11, 0}}, {11}, "node-b", 77, 64});
+  ExpectTruncationsRefused(HandoffWaitRequest{77, 2000});
+}
+
+TEST(MessagesTest, HandoffFieldLimits) {
+  // A target needs a hand-off id and a block count in range; without a
+  // target both must be 0; a wait names a hand-off and a bounded timeout.
+  KeyedRequest kout;
+  auto code = [&](const KeyedRequest& k) { return Decode(Encode(k), &kout).code(); };
+  EXPECT_EQ(code(KeyedRequest{1, 2, {{1, 0}}, {}, "b", 0, 4}), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(KeyedRequest{1, 2, {{1, 0}}, {}, "b", 7, 0}), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(KeyedRequest{1, 2, {{1, 0}}, {}, "b", 7, kMaxHandoffBlocks + 1}),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(KeyedRequest{1, 2, {{1, 0}}, {}, "", 7, 0}), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(KeyedRequest{1, 2, {{1, 0}}, {}, "", 0, 4}), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(KeyedRequest{1, 2, {{1, 0}}, {}, std::string(kMaxNodeIdBytes + 1, 'n'), 7, 4}),
+            StatusCode::kInvalidArgument);
+  EXPECT_TRUE(
+      Decode(Encode(KeyedRequest{1, 2, {{1, 0}}, {}, "b", 7, kMaxHandoffBlocks}), &kout).ok());
+  HandoffWaitRequest wout;
+  EXPECT_EQ(Decode(Encode(HandoffWaitRequest{0, 10}), &wout).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Decode(Encode(HandoffWaitRequest{1, kMaxHandoffWaitMs + 1}), &wout).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Decode(Encode(HandoffWaitRequest{1, kMaxHandoffWaitMs}), &wout).ok());
 }
 
 TEST(MessagesTest, ClusterMessageLimits) {

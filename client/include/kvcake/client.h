@@ -129,6 +129,17 @@ struct GetBlock {
   void* data = nullptr;
 };
 
+// Where a prefill's values go (docs/cluster.md "Prefill to decode hand-off"):
+// the local daemon stores them as usual and pushes each one, as soon as it is
+// committed, to the daemon of cluster member `node_id`, where a decode engine
+// reads them from its own daemon. Plain value type.
+struct KVCAKE_API HandoffTarget {
+  std::string node_id;        // the decode node's member id (--node_id)
+  uint64_t handoff_id = 0;    // names the request, > 0; the decode side waits on it
+  uint32_t total_blocks = 0;  // values of the whole hand-off (blocks x layers), > 0
+  Status Validate() const;
+};
+
 // A layer-wise get in flight (Client::GetAsync): one request per layer group,
 // each completing on its own, so the engine can compute layer l while layer
 // l+1 is still arriving.
@@ -266,6 +277,21 @@ class KVCAKE_API Client {
   // Blocks read from the mapped segment that failed their checksum (and were
   // reported as misses).
   virtual uint64_t checksum_failures() const = 0;
+
+  // ---- prefill to decode hand-off (docs/cluster.md) ------------------------
+  // Put, naming a hand-off: the values are stored here as by Put, and the
+  // local daemon pushes them to `target.node_id` in the background. The
+  // result is the local store's: a push that fails (target dead or not a
+  // member) is logged and counted by the daemon, never reported here.
+  virtual Status PutHandoff(const HandoffTarget& target, std::span<const PutBlock> blocks,
+                            std::vector<Status>* per_value = nullptr) = 0;
+  // OpenPutStream whose groups are hand-off puts to `target`: submit each
+  // layer as the prefill produces it; its push overlaps the next layers.
+  virtual Result<std::unique_ptr<PutStream>> OpenHandoffStream(const HandoffTarget& target) = 0;
+  // Decode side: waits until every value of hand-off `handoff_id` has arrived
+  // at this daemon. OK, DEADLINE_EXCEEDED (not complete within `timeout`,
+  // at most 600 s, or never announced here), UNAVAILABLE (daemon gone).
+  virtual Status WaitHandoff(uint64_t handoff_id, std::chrono::milliseconds timeout) = 0;
 };
 
 }  // namespace kvcake

@@ -154,6 +154,22 @@ KVCAKE_API int kvcake_put_stream_wait(kvcake_put_stream* s, int group, int64_t t
 /* Stores what was submitted (each request bounded by the client's timeout), then frees. */
 KVCAKE_API void kvcake_put_stream_free(kvcake_put_stream* s);
 
+/* Prefill to decode hand-off (docs/cluster.md): the values are stored by the local daemon as
+   kvcake_put does, and pushed by it to cluster member `target_node` as soon as they commit.
+   `handoff_id` (> 0) names the request; `total_blocks` (> 0) is the number of values of the
+   whole hand-off (blocks x layers). A failed push is the daemon's to log and count; the
+   return value is the local store's. */
+KVCAKE_API int kvcake_put_handoff(kvcake_client* c, const char* target_node, uint64_t handoff_id,
+                                  int32_t total_blocks, const uint64_t* block_hashes,
+                                  const int32_t* layers, const void* const* buffers, int count);
+/* A put stream whose groups are hand-off puts (see kvcake_put_handoff). */
+KVCAKE_API int kvcake_put_stream_open_handoff(kvcake_client* c, const char* target_node,
+                                              uint64_t handoff_id, int32_t total_blocks,
+                                              kvcake_put_stream** out);
+/* Decode side: waits up to timeout_ms (<= 600000) until every value of hand-off `handoff_id`
+   has arrived at this client's daemon: 0, or -KVCAKE_E_DEADLINE_EXCEEDED. */
+KVCAKE_API int kvcake_wait_handoff(kvcake_client* c, uint64_t handoff_id, int64_t timeout_ms);
+
 /* Deletes values; *out_deleted (may be NULL) gets how many existed. */
 KVCAKE_API int kvcake_delete(kvcake_client* c, const uint64_t* block_hashes, const int32_t* layers,
                              int count, int32_t* out_deleted);

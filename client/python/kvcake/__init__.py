@@ -124,6 +124,11 @@ def _declare(lib):
                                               _P(_c_void_p), _c_int, _P(_c_int32)]),
         "kvcake_put_stream_wait": (_c_int, [_c_void_p, _c_int, _c_int64]),
         "kvcake_put_stream_free": (None, [_c_void_p]),
+        "kvcake_put_handoff": (_c_int, [_c_void_p, _c_char_p, _c_uint64, _c_int32,
+                                        _P(_c_uint64), _P(_c_int32), _P(_c_void_p), _c_int]),
+        "kvcake_put_stream_open_handoff": (_c_int, [_c_void_p, _c_char_p, _c_uint64, _c_int32,
+                                                    _P(_c_void_p)]),
+        "kvcake_wait_handoff": (_c_int, [_c_void_p, _c_uint64, _c_int64]),
         "kvcake_delete": (_c_int, [_c_void_p, _P(_c_uint64), _P(_c_int32), _c_int,
                                    _P(_c_int32)]),
         "kvcake_report_layer_stats": (_c_int, [_c_void_p, _c_int32, _c_double, _P(_c_uint64),
@@ -576,6 +581,32 @@ class Client(_Closing):
         s = PutStream(self, handle)
         self._pending.add(s)
         return s
+
+    def put_handoff(self, target_node, handoff_id, total_blocks, hashes, layers, buffers):
+        """Prefill side of a hand-off: stores as put() does, and the local daemon pushes
+        the values to cluster member `target_node` as they commit. `handoff_id` (> 0) names
+        the request; `total_blocks` counts the values of the whole hand-off."""
+        self._keyed(hashes, layers, buffers)
+        bufs = _Buffers(buffers, self.layer_block_bytes, writable=False)
+        _check(self._lib.kvcake_put_handoff(self._h(), target_node.encode(), handoff_id,
+                                            total_blocks, _u64s(hashes), _i32s(layers),
+                                            bufs.addrs, len(hashes)))
+
+    def put_stream_handoff(self, target_node, handoff_id, total_blocks):
+        """A PutStream whose groups are hand-off puts (see put_handoff): submit each layer
+        as the prefill produces it; its push overlaps the next layers."""
+        handle = _c_void_p()
+        _check(self._lib.kvcake_put_stream_open_handoff(self._h(), target_node.encode(),
+                                                        handoff_id, total_blocks,
+                                                        ctypes.byref(handle)))
+        s = PutStream(self, handle)
+        self._pending.add(s)
+        return s
+
+    def wait_handoff(self, handoff_id, timeout_ms):
+        """Decode side: waits until every value of hand-off `handoff_id` arrived at this
+        daemon; raises KvcakeError (DEADLINE_EXCEEDED) if not within timeout_ms."""
+        _check(self._lib.kvcake_wait_handoff(self._h(), handoff_id, timeout_ms))
 
     def delete(self, hashes, layers):
         """Deletes values; how many existed."""

@@ -1,0 +1,151 @@
+#include "daemon/handoff_registry.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+namespace kvcake::daemon {
+
+HandoffRegistry::HandoffRegistry(size_t max_handoffs, std::chrono::milliseconds stale_after)
+    : max_handoffs_(max_handoffs == 0 ? 1 : max_handoffs), stale_after_(stale_after) {
+  waiter_ = std::thread([this] { WaiterLoop(); });
+}
+
+HandoffRegistry::~HandoffRegistry() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (waiter_.joinable()) waiter_.join();
+  std::list<Parked> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    left.swap(parked_);
+  }
+  for (Parked& p : left) p.run(false);
+}
+
+void HandoffRegistry::Announce(uint64_t id, uint64_t ns_id, uint32_t expected,
+                               std::span<const transport::BlockRef> keys) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto [it, inserted] = handoffs_.try_emplace(id);
+    Handoff& h = it->second;
+    if (inserted) {
+      h.ns_id = ns_id;
+      h.expected = expected;
+      order_.push_back(id);
+      ++stats_.announced;
+      while (handoffs_.size() > max_handoffs_ && !order_.empty()) {
+        handoffs_.erase(order_.front());
+        order_.pop_front();
+      }
+    }
+    h.last = Clock::now();
+    for (const transport::BlockRef& k : keys) h.hashes.insert(k.hash);
+    ++generation_;
+  }
+  cv_.notify_all();
+}
+
+void HandoffRegistry::Arrived(uint64_t id, uint32_t n) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.received_blocks += n;
+    auto it = handoffs_.find(id);
+    if (it != handoffs_.end()) {
+      Handoff& h = it->second;
+      const bool was_done = h.arrived >= h.expected;
+      h.arrived += n;
+      h.last = Clock::now();
+      if (!was_done && h.arrived >= h.expected) {
+        ++stats_.completed;
+        h.hashes.clear();  // nothing to wait for any more
+      }
+    }
+    ++generation_;
+  }
+  cv_.notify_all();
+}
+
+bool HandoffRegistry::InFlightLocked(const Handoff& h, Clock::time_point now) const {
+  return h.arrived < h.expected && now - h.last < stale_after_;
+}
+
+bool HandoffRegistry::Expecting(uint64_t ns_id, uint64_t hash) const {
+  const Clock::time_point now = Clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, h] : handoffs_) {
+    if (h.ns_id == ns_id && InFlightLocked(h, now) && h.hashes.contains(hash)) return true;
+  }
+  return false;
+}
+
+std::optional<Status> HandoffRegistry::Outcome(uint64_t id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = handoffs_.find(id);
+  if (it == handoffs_.end() || it->second.arrived < it->second.expected) return std::nullopt;
+  return Status::Ok();
+}
+
+void HandoffRegistry::Park(Clock::time_point deadline, std::function<bool()> ready,
+                           std::function<void(bool)> run) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.parked;
+    if (!stop_) {
+      parked_.push_back(Parked{deadline, std::move(ready), std::move(run)});
+      ++generation_;
+      cv_.notify_all();
+      return;
+    }
+  }
+  run(false);  // shutting down: answer now
+}
+
+void HandoffRegistry::WaiterLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  uint64_t seen = generation_;
+  while (!stop_) {
+    if (parked_.empty()) {
+      cv_.wait(lock, [&] { return stop_ || !parked_.empty(); });
+      continue;
+    }
+    // Check every parked request against the store: take them out, test them
+    // without the lock, put back those still waiting.
+    seen = generation_;
+    std::list<Parked> batch;
+    batch.swap(parked_);
+    lock.unlock();
+    const Clock::time_point now = Clock::now();
+    Clock::time_point next = Clock::time_point::max();
+    uint64_t expired = 0;
+    for (auto it = batch.begin(); it != batch.end();) {
+      const bool ready = it->ready();
+      if (ready || now >= it->deadline) {
+        if (!ready) ++expired;
+        it->run(ready);
+        it = batch.erase(it);
+      } else {
+        next = std::min(next, it->deadline);
+        ++it;
+      }
+    }
+    lock.lock();
+    stats_.parked_expired += expired;
+    parked_.splice(parked_.end(), batch);
+    if (stop_) break;
+    // Sleep until something arrives (or is parked) or the earliest deadline;
+    // wake at least every 50 ms so a block stored outside a hand-off is seen.
+    next = std::min(next, Clock::now() + std::chrono::milliseconds(50));
+    cv_.wait_until(lock, next, [&] { return stop_ || generation_ != seen; });
+  }
+}
+
+HandoffRegistryStats HandoffRegistry::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+}  // namespace kvcake::daemon
