@@ -468,11 +468,15 @@ Status Decode(std::string_view bytes, HandoffWaitRequest* out) {
 std::string Encode(const KeyCodesResponse& m) {
   Writer w;
   w.Codes(m.codes);
+  w.U64s(m.checksums);
   return w.Take();
 }
 Status Decode(std::string_view bytes, KeyCodesResponse* out) {
   Reader r(bytes, "KeyCodesResponse");
-  r.Codes("codes", kMaxBatchBlocks, &out->codes);
+  r.Codes("codes", kMaxBatchBlocks, &out->codes) &&
+      r.U64s("checksums", 0, kMaxBatchBlocks, &out->checksums) &&
+      (out->checksums.size() <= out->codes.size() ||
+       r.Fail("checksums", "more checksums than keys"));
   return r.Finish();
 }
 

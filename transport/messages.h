@@ -203,6 +203,9 @@ using PutRequest = KeyedRequest;
 // Per-key outcome: OK, ALREADY_EXISTS (treated as success), RESOURCE_EXHAUSTED...
 struct KeyCodesResponse {
   std::vector<KeyCode> codes;  // one per key of the request
+  // Gets: the checksum recorded at commit of each value returned (in payload
+  // order), so the client checks the bytes that reached it; empty otherwise.
+  std::vector<uint64_t> checksums;
   friend bool operator==(const KeyCodesResponse&, const KeyCodesResponse&) = default;
 };
 

@@ -19,6 +19,8 @@
 
 #include "common/bulk_copy.h"
 #include "common/copy_and_hash.h"
+
+#include <xxhash.h>
 #include "common/logging.h"
 #include "common/tier.h"
 #ifdef KVCAKE_HAVE_CUDA
@@ -1114,6 +1116,8 @@ class ClientImpl final : public Client {
     std::vector<bool> found;                              // gets
     std::vector<transport::KeyCode> codes;                // puts
     std::function<void(Status, std::vector<bool>)> done;  // gets (async)
+    // Gets: check values against the reply's checksums; mismatches counted here.
+    std::atomic<uint64_t>* checksum_failures = nullptr;
     bool finished = false;
     // Sub-requests not started yet (started in order as earlier ones finish,
     // at most ClientOptions::max_inflight_requests at a time).
@@ -1176,10 +1180,18 @@ class ClientImpl final : public Client {
       op.Fail(s);
     } else {
       size_t k = 0;
+      const bool verify = op.checksum_failures != nullptr && resp.checksums.size() == hits;
       for (size_t i = b; i < e; ++i) {
         if (resp.codes[i - b] != 0) continue;
         if (sub.staging) std::memcpy(blocks[i].data, sub.staging.get() + k * size, size);
+        // The bytes that reached this buffer, against the checksum taken at
+        // commit: a transfer cut short or garbled is a miss, never wrong bytes.
+        const bool intact = !verify || XXH3_64bits(blocks[i].data, size) == resp.checksums[k];
         ++k;
+        if (!intact) {
+          op.checksum_failures->fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
         op.found[i] = true;
       }
     }
@@ -1195,6 +1207,7 @@ class ClientImpl final : public Client {
     op->conn = conn;
     op->found.assign(blocks->size(), false);
     op->done = std::move(done);
+    if (options_.verify_mapped_reads) op->checksum_failures = &checksum_failures_;
     auto chunks = Chunks(blocks->size());
     op->remaining = chunks.size();
     if (chunks.empty()) {

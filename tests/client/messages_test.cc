@@ -76,6 +76,11 @@ TEST(MessagesTest, RoundTripsEveryMessage) {
   EXPECT_EQ(RoundTrip(HandoffWaitRequest{77, 2000}), (HandoffWaitRequest{77, 2000}));
   KeyCodesResponse codes{{0, 5, 6}};
   EXPECT_EQ(RoundTrip(codes), codes);
+  KeyCodesResponse summed{{0, 5, 0}, {0x1234, 0x5678}};
+  EXPECT_EQ(RoundTrip(summed), summed);
+  KeyCodesResponse too_many{{0}, {1, 2}};
+  KeyCodesResponse tout;
+  EXPECT_EQ(Decode(Encode(too_many), &tout).code(), StatusCode::kInvalidArgument);
   ReportStatsRequest rs{5, 6, 2, 1.5, {1, 2}, {0.25, 3.0}, 1};
   EXPECT_EQ(RoundTrip(rs), rs);
   EXPECT_EQ(RoundTrip(DeleteResponse{2}), DeleteResponse{2});

@@ -95,10 +95,11 @@ struct KVCAKE_API ClientOptions {
   // the backoff carries over between calls until an attempt succeeds. > 0,
   // default 2 s.
   std::chrono::milliseconds reconnect_max_backoff{2000};
-  // Same-node mapped path: verify each block copied out of the daemon's
-  // segment against the checksum recorded when it was stored (copy and hash
-  // in one pass); a mismatch is a miss, counted in checksum_failures().
-  // Default true.
+  // Verify each value read against the checksum recorded when it was
+  // stored: on the same-node mapped path while copying it out of the
+  // daemon's segment (copy and hash in one pass), over UCX after it landed in
+  // the caller's buffer (the daemon sends the checksums with the reply). A
+  // mismatch is a miss, counted in checksum_failures(). Default true.
   bool verify_mapped_reads = true;
 
   Status Validate() const;
