@@ -52,6 +52,9 @@ DEFINE_int32(keys, 32, "distinct keys per client");
 DEFINE_int32(inflight, 0, "ClientOptions::max_inflight_requests (0: the library default)");
 DEFINE_int32(client_busy_poll_us, -1, "ClientOptions::busy_poll (-1: the library default)");
 DEFINE_int32(client_spin_us, -1, "ClientOptions::spin_wait (-1: the library default)");
+DEFINE_bool(verify_reads, true,
+            "check every value read against its commit checksum (kvcaked --verify_reads, "
+            "ClientOptions::verify_mapped_reads); false measures the cost of the checks");
 DEFINE_bool(busy_poll_yield, true,
             "idle polling rounds yield, in the bench's clients and its daemons "
             "(ClientOptions::busy_poll_yield, kvcaked --busy_poll_yield)");
@@ -157,6 +160,7 @@ ClientOptions BenchClientOptions(const std::string& address, const std::string& 
   }
   if (FLAGS_client_spin_us >= 0) o.spin_wait = std::chrono::microseconds(FLAGS_client_spin_us);
   o.busy_poll_yield = FLAGS_busy_poll_yield;
+  o.verify_mapped_reads = FLAGS_verify_reads;
   return o;
 }
 
@@ -690,6 +694,7 @@ int Main(int argc, char** argv) {
   std::string tcp_addr = FLAGS_address, shm_addr;
   auto daemon_extra = [](std::vector<std::string> f) {
     f.push_back(std::string("--busy_poll_yield=") + (FLAGS_busy_poll_yield ? "true" : "false"));
+    f.push_back(std::string("--verify_reads=") + (FLAGS_verify_reads ? "true" : "false"));
     if (FLAGS_daemon_busy_poll_us >= 0) {
       f.push_back("--busy_poll_us=" + std::to_string(FLAGS_daemon_busy_poll_us));
     }
