@@ -275,8 +275,8 @@ class KVCAKE_API Client {
 
   // How many times this client has reconnected (each is logged at INFO).
   virtual uint64_t reconnects() const = 0;
-  // Blocks read from the mapped segment that failed their checksum (and were
-  // reported as misses).
+  // Values read (from the mapped segment or over UCX) that failed their
+  // checksum and were reported as misses.
   virtual uint64_t checksum_failures() const = 0;
 
   // ---- prefill to decode hand-off (docs/cluster.md) ------------------------
