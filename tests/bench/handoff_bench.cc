@@ -71,18 +71,13 @@ int Run() {
   const uint64_t size = static_cast<uint64_t>(FLAGS_value_kib) * 1024;
   std::vector<std::unique_ptr<testing::DaemonProcess>> nodes;
   for (const char* id : {"prefill", "decode"}) {
-    auto d = testing::DaemonProcess::Start({"--cluster_etcd=" + (*etcd)->endpoint(),
-                                            "--cluster_name=handoff-bench",
-                                            std::string("--node_id=") + id,
-                                            "--cluster_token_file=" + dir.path() + "/token",
-                                            "--ucx_tls=tcp",
-                                            "--io_threads=2",
-                                            "--host_bytes=1GiB",
-                                            "--slot_bytes=" + std::to_string(size),
-                                            "--expose_host_segment=false",
-                                            "--ssd_path=" + dir.path() + "/ssd-" + id,
-                                            "--admin_listen=127.0.0.1:0",
-                                            "--log_level=warning"});
+    auto d = testing::DaemonProcess::Start(
+        {"--cluster_etcd=" + (*etcd)->endpoint(), "--cluster_name=handoff-bench",
+         std::string("--node_id=") + id, "--cluster_token_file=" + dir.path() + "/token",
+         "--ucx_tls=tcp", "--io_threads=2", "--host_bytes=1GiB",
+         "--slot_bytes=" + std::to_string(size), "--expose_host_segment=false",
+         "--ssd_path=" + dir.path() + "/ssd-" + id, "--admin_listen=127.0.0.1:0",
+         "--log_level=warning"});
     if (!d.ok()) {
       std::fprintf(stderr, "kvcaked %s: %s\n", id, d.status().ToString().c_str());
       return 1;
@@ -171,14 +166,16 @@ int Run() {
                             .c_str());
     return 0;
   }
-  std::printf("kvcake-handoff-bench: etcd + 2 kvcaked on 127.0.0.1, UCX tcp, %u layers x %u "
-              "blocks x %u KiB\n",
-              FLAGS_layers, FLAGS_blocks, FLAGS_value_kib);
+  std::printf(
+      "kvcake-handoff-bench: etcd + 2 kvcaked on 127.0.0.1, UCX tcp, %u layers x %u "
+      "blocks x %u KiB\n",
+      FLAGS_layers, FLAGS_blocks, FLAGS_value_kib);
   std::printf("  one layer transfer %.2f ms (modelled prefill compute per layer: the same)\n",
               layer_ms);
-  std::printf("  last layer -> decode holds all layers: %.2f layer transfers (goal <= 1.50; a "
-              "transfer after the prefill: %u)\n",
-              exposed_layers, FLAGS_layers);
+  std::printf(
+      "  last layer -> decode holds all layers: %.2f layer transfers (goal <= 1.50; a "
+      "transfer after the prefill: %u)\n",
+      exposed_layers, FLAGS_layers);
   return 0;
 }
 
