@@ -929,12 +929,27 @@ class ClientImpl final : public Client {
       return conn;
     }
     const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
-    std::unique_lock<std::timed_mutex> lock(reconnect_mu_, std::defer_lock);
-    if (!lock.try_lock_until(deadline)) {
-      return UnavailableError("kvcake: the connection to " + options_.address +
-                              " is broken and another call's reconnect did not finish within " +
-                              std::to_string(options_.timeout.count()) + " ms");
+    // One reconnecting thread at a time (a gate rather than a timed mutex:
+    // TSan cannot follow std::timed_mutex's clock-based lock).
+    {
+      std::unique_lock<std::mutex> gate(reconnect_mu_);
+      if (!reconnect_cv_.wait_until(gate, deadline, [this] { return !reconnecting_; })) {
+        return UnavailableError("kvcake: the connection to " + options_.address +
+                                " is broken and another call's reconnect did not finish within " +
+                                std::to_string(options_.timeout.count()) + " ms");
+      }
+      reconnecting_ = true;
     }
+    struct GateRelease {
+      ClientImpl* self;
+      ~GateRelease() {
+        {
+          std::lock_guard<std::mutex> gate(self->reconnect_mu_);
+          self->reconnecting_ = false;
+        }
+        self->reconnect_cv_.notify_all();
+      }
+    } release{this};
     conn = Current();  // another thread may have reconnected meanwhile
     if (!conn->Healthy()) {
       Status why = conn->rpc->connection_status();
@@ -951,7 +966,8 @@ class ClientImpl final : public Client {
   // Opens connections until one works or `deadline` comes; installs it as
   // the current one. Attempts are spaced by a backoff that grows from
   // kInitialBackoff to ClientOptions::reconnect_max_backoff and carries over
-  // between calls until an attempt succeeds. Called with reconnect_mu_ held.
+  // between calls until an attempt succeeds. Called by the thread that holds the reconnect gate
+  // (reconnecting_).
   Result<std::shared_ptr<Connection>> ReconnectLocked(
       std::chrono::steady_clock::time_point deadline, const Status& why) {
     for (;;) {
@@ -1032,7 +1048,7 @@ class ClientImpl final : public Client {
 
   // Sends RegisterNamespace with the client's geometry and token over
   // `conn` (after a reconnect) and checks that the daemon agrees on the
-  // layout. Called with reconnect_mu_ held.
+  // layout. Called by the thread that holds the reconnect gate (reconnecting_).
   Status RegisterAgainLocked(Connection& conn) {
     NamespaceGeometry g;
     uint64_t ns_id, fingerprint;
@@ -1531,8 +1547,11 @@ class ClientImpl final : public Client {
   // Replaced connections still used by a call or an operation; guarded by
   // conn_mu_.
   std::vector<std::shared_ptr<Connection>> retired_;
-  // Held while reconnecting; guards the backoff state below.
-  std::timed_mutex reconnect_mu_;
+  // reconnecting_ is true while one thread reconnects; it alone then uses
+  // the backoff state below.
+  std::mutex reconnect_mu_;
+  std::condition_variable reconnect_cv_;
+  bool reconnecting_ = false;  // guarded by reconnect_mu_
   std::chrono::milliseconds backoff_ =
       std::min<std::chrono::milliseconds>(kInitialBackoff, options_.reconnect_max_backoff);
   std::chrono::steady_clock::time_point next_attempt_{};
