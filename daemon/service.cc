@@ -6,8 +6,6 @@
 #include <new>
 #include <optional>
 
-#include <xxhash.h>
-
 #include "common/block_hash.h"
 #include "common/copy_and_hash.h"
 #include "common/logging.h"
@@ -443,7 +441,7 @@ Result<std::string> Service::Get(uint64_t caller, std::string_view header,
     BlockKey key{req.ns_id, req.keys[i].hash, req.keys[i].layer};
     Result<uint64_t> got = store_->Get(key, response_data->data() + used, size);
     if (got.ok() && *got == size) {
-      resp.checksums.push_back(XXH3_64bits(response_data->data() + used, size));
+      resp.checksums.push_back(Xxh3(response_data->data() + used, size));
       used += size;
       resp.codes[i] = 0;
       get_hits_.fetch_add(1, std::memory_order_relaxed);
@@ -622,7 +620,7 @@ Result<std::unique_ptr<Service::GetState>> Service::BeginGet(uint64_t caller,
       return false;
     }
     staged_bytes += size;
-    resp.checksums.push_back(XXH3_64bits(buf.get(), size));
+    resp.checksums.push_back(Xxh3(buf.get(), size));
     state->payload.push_back(transport::ConstBuffer{buf.get(), size});
     state->staged.push_back(std::move(buf));
     return true;

@@ -19,8 +19,6 @@
 
 #include "common/bulk_copy.h"
 #include "common/copy_and_hash.h"
-
-#include <xxhash.h>
 #include "common/logging.h"
 #include "common/tier.h"
 #ifdef KVCAKE_HAVE_CUDA
@@ -1202,7 +1200,7 @@ class ClientImpl final : public Client {
         if (sub.staging) std::memcpy(blocks[i].data, sub.staging.get() + k * size, size);
         // The bytes that reached this buffer, against the checksum taken at
         // commit: a transfer cut short or garbled is a miss, never wrong bytes.
-        const bool intact = !verify || XXH3_64bits(blocks[i].data, size) == resp.checksums[k];
+        const bool intact = !verify || Xxh3(blocks[i].data, size) == resp.checksums[k];
         ++k;
         if (!intact) {
           op.checksum_failures->fetch_add(1, std::memory_order_relaxed);
