@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 
+#include "common/flag_help.h"
 #include "common/logging.h"
 #include "common/result.h"
 #include "daemon/daemon.h"
@@ -215,6 +216,19 @@ Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kvcake::HandleHelpFlag(
+      argc, argv,
+      "kvcaked: kvcake's KV-cache tier daemon (GPU, host memory and SSD tiers, CAKE policy).\n"
+      "usage: kvcaked [--flag=value ...]   (docs/daemon.md describes every flag)",
+      "daemon/main.cc",
+      {{"Listening and transport", {"listen", "io_threads", "ucx_", "busy_poll", "max_staged"}},
+       {"Tiers",
+        {"gpu_bytes", "host_bytes", "slot_bytes", "ssd_", "huge", "policy", "drain", "expose_",
+         "reserve_wait", "verify_reads"}},
+       {"Tenants and limits", {"token_file", "max_", "default_quota", "lease_ms"}},
+       {"Admin API", {"admin_"}},
+       {"Cluster", {"cluster_", "node_id", "advertise", "member_ttl", "peer_timeout", "handoff_"}},
+       {"Other", {""}}});
   gflags::SetUsageMessage("kvcaked: kvcake KV-cache tier daemon");
   gflags::SetVersionString("0.1.0");
   gflags::ParseCommandLineFlags(&argc, &argv, true);

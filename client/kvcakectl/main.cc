@@ -11,6 +11,7 @@
 
 #include "client/kvcakectl/commands.h"
 #include "client/kvcakectl/http_client.h"
+#include "common/flag_help.h"
 
 DEFINE_string(admin, "", "admin API HOST:PORT (default: $KVCAKE_ADMIN, else 127.0.0.1:18516)");
 DEFINE_string(token_file, "",
@@ -59,6 +60,12 @@ bool SplitAdmin(const std::string& text, std::string* host, uint16_t* port) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kvcake::HandleHelpFlag(
+      argc, argv, kvcake::ctl::Usage().c_str(), "kvcakectl/main.cc",
+      {{"Connection", {"admin", "token_file", "timeout_ms", "json"}},
+       {"Block filters (ls, evict, pin, unpin)", {"ns", "hash", "layer", "tier", "limit"}},
+       {"drain and top", {"wait", "interval_ms", "iterations"}},
+       {"Other", {""}}});
   gflags::SetUsageMessage(kvcake::ctl::Usage());
   gflags::SetVersionString("0.1.0");
   gflags::ParseCommandLineFlags(&argc, &argv, /*remove_flags=*/true);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -1173,6 +1174,26 @@ TEST_F(DaemonTest, AdminApiReportsTheDataPath) {
   EXPECT_NE(metrics.find("kvcake_tier_used_bytes{tier=\"host\"} " +
                          std::to_string(chain.size() * kLayers * kValueBytes)),
             std::string::npos);
+}
+
+// --help of the tools: exit status 0, the tool's own flags under headings,
+// none of gflags' internal flags.
+TEST(ToolsTest, HelpExitsZeroAndShowsOnlyTheToolsFlags) {
+  const std::string kvcaked = testing::KvcakedPath();
+  const std::string bin = kvcaked.substr(0, kvcaked.rfind('/'));
+  for (const auto& [tool, expect] : std::vector<std::pair<std::string, std::string>>{
+           {"kvcaked", "--cluster_etcd"}, {"kvcakectl", "--admin"}}) {
+    FILE* p = ::popen((bin + "/" + tool + " --help 2>&1").c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[4096];
+    for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) out.append(buf, n);
+    const int rc = ::pclose(p);
+    EXPECT_EQ(rc, 0) << tool << ":\n" << out;
+    EXPECT_NE(out.find(expect), std::string::npos) << tool << ":\n" << out;
+    EXPECT_EQ(out.find("tab_completion"), std::string::npos) << tool << ":\n" << out;
+    EXPECT_EQ(out.find("gflags"), std::string::npos) << tool << ":\n" << out;
+  }
 }
 
 }  // namespace

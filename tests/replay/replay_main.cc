@@ -19,6 +19,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/flag_help.h"
 #include "policy/belady_policy.h"
 #include "policy/cake_math.h"
 #include "policy/policy_factory.h"
@@ -147,6 +148,19 @@ json ToJson(const TierSimStats& s, uint64_t block_bytes, double wall_s, double c
 }  // namespace
 
 int main(int argc, char** argv) {
+  kvcake::HandleHelpFlag(
+      argc, argv,
+      "kvcake-replay: replays a request trace through kvcake's tier model "
+      "and policies.\nusage: kvcake-replay --trace FILE [--json] "
+      "[--policies=cake,lru,...] [--flag=value ...]",
+      "replay/replay_main.cc",
+      {{"Trace and output", {"trace", "json", "policies", "max_requests", "dump_layers"}},
+       {"Model and tiers",
+        {"layers", "layer_block_bytes", "gpu_fraction", "host_fraction", "ssd_fraction",
+         "host_to_gpu", "ssd_to_host"}},
+       {"CAKE policy", {"gamma", "tau", "cake_"}},
+       {"Attention model", {"seed"}},
+       {"Other", {""}}});
   gflags::SetUsageMessage("kvcake-replay --trace FILE [--json] [--gpu_fraction F] ...");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
 
