@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -1636,6 +1637,14 @@ Status PutStream::WaitAll(std::chrono::milliseconds timeout) {
 }
 
 Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
+  // An engine's log stays quiet: warnings and errors only, unless
+  // KVCAKE_LOG_LEVEL asks for more (or less).
+  static std::once_flag quiet;
+  std::call_once(quiet, [] {
+    if (std::getenv("KVCAKE_LOG_LEVEL") == nullptr && GetLogLevel() == LogLevel::kInfo) {
+      SetLogLevel(LogLevel::kWarning);
+    }
+  });
   RETURN_IF_ERROR(options.Validate());
   auto client = std::make_unique<ClientImpl>(options);
   RETURN_IF_ERROR(client->Init().WithContext("kvcake connect " + options.address));

@@ -16,6 +16,10 @@
 // Buffers may be host memory or, in CUDA builds, CUDA device memory (staged
 // through host memory by Put/Get; GetAsync takes host buffers).
 //
+// Logging: the library writes warnings and errors to stderr; set
+// KVCAKE_LOG_LEVEL=info (or debug) in the environment to see connections,
+// reconnects and more.
+//
 // Data paths: over UCX (tcp, or shared-memory lanes) the values travel as
 // active-message payloads straight from/into the caller's buffers; when the
 // daemon runs on the same machine and exposes its host segment, the client
