@@ -183,7 +183,7 @@ TEST_F(ClusterTest, PrefixSavedOnOneNodeIsServedByAnother) {
   Client::PrefixLookup where;
   ASSERT_TRUE(WaitFor(
       [&] {
-        auto r = c->LookupPrefixDetail(chain, 0, {});
+        auto r = c->LookupPrefixDetail(chain, 0, {.prefetch = false});
         if (r.ok()) where = *r;
         return r.ok() && r->total == chain.size();
       },
@@ -195,10 +195,14 @@ TEST_F(ClusterTest, PrefixSavedOnOneNodeIsServedByAnother) {
   auto local_only = c->LookupPrefixDetail(chain, 0, {.local_only = true});
   ASSERT_TRUE(local_only.ok());
   EXPECT_EQ(local_only->total, 0u);
-  // Layer 1 is looked up too (its own directory entry), then everything is
-  // fetched by C's daemon from A and checked byte for byte.
-  ASSERT_TRUE(WaitFor([&] { return c->LookupPrefix(chain, 1).value_or(0) == chain.size(); },
-                      milliseconds(5000)));
+  // Layer 1 has its own directory entry. Then everything is fetched by C's
+  // daemon from A (on demand: no prefetch) and checked byte for byte.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto r = c->LookupPrefixDetail(chain, 1, {.prefetch = false});
+        return r.ok() && r->total == chain.size();
+      },
+      milliseconds(5000)));
   EXPECT_EQ(GetChecked(*c, chain), chain.size() * kLayers);
   // C kept a copy: the same prefix is now local there.
   auto again = c->LookupPrefixDetail(chain, 0, {});
@@ -207,6 +211,29 @@ TEST_F(ClusterTest, PrefixSavedOnOneNodeIsServedByAnother) {
   EXPECT_EQ(again->total, chain.size());
   nlohmann::json stats = Cluster(2)["counters"];
   EXPECT_GE(stats.value("fetched_blocks", 0), chain.size() * kLayers) << stats.dump();
+}
+
+TEST_F(ClusterTest, ALookupPrefetchesTheRemotePartOfEveryLayer) {
+  auto a = Engine(0);
+  auto c = Engine(2);
+  ASSERT_TRUE(a && c);
+  const std::vector<uint64_t> chain = SaveChain(*a, 5, 8);
+  // One prefetching lookup of layer 0 (the default) ...
+  ASSERT_TRUE(WaitFor([&] { return c->LookupPrefix(chain, 0).value_or(0) == chain.size(); },
+                      milliseconds(5000)));
+  // ... brings every layer to C without a get.
+  for (uint32_t layer = 0; layer < kLayers; ++layer) {
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          auto r = c->LookupPrefixDetail(chain, layer, {.local_only = true});
+          return r.ok() && r->local == chain.size();
+        },
+        milliseconds(5000)))
+        << "layer " << layer;
+  }
+  // The holder can go: C serves the prefix itself, every byte right.
+  ASSERT_TRUE(members_[0]->Stop().ok());
+  EXPECT_EQ(GetChecked(*c, chain), chain.size() * kLayers);
 }
 
 TEST_F(ClusterTest, ADuplicateNodeIdIsRefused) {
@@ -220,10 +247,14 @@ TEST_F(ClusterTest, AKilledHolderCostsABoundedMissAndRejoins) {
   auto c = Engine(2);
   ASSERT_TRUE(a && c);
   const std::vector<uint64_t> chain = SaveChain(*a, 2, 8);
-  ASSERT_TRUE(WaitFor([&] { return c->LookupPrefix(chain, 0).value_or(0) == chain.size(); },
-                      milliseconds(5000)));
-  ASSERT_TRUE(WaitFor([&] { return c->LookupPrefix(chain, 1).value_or(0) == chain.size(); },
-                      milliseconds(5000)));
+  // Lookups that only ask (no prefetch): the blocks stay on A alone, so the
+  // get below has to reach the dead member.
+  auto remote_total = [&](uint32_t layer) {
+    auto r = c->LookupPrefixDetail(chain, layer, {.prefetch = false});
+    return r.ok() && r->local == 0 ? r->total : 0u;
+  };
+  ASSERT_TRUE(WaitFor([&] { return remote_total(0) == chain.size(); }, milliseconds(5000)));
+  ASSERT_TRUE(WaitFor([&] { return remote_total(1) == chain.size(); }, milliseconds(5000)));
   ::kill(members_[0]->pid(), SIGKILL);
   ASSERT_TRUE(WaitFor([&] { return !members_[0]->Alive(); }, milliseconds(5000)));
   // The get through C fails over to a miss within the peer timeout (plus
