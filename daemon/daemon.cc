@@ -34,7 +34,7 @@ std::string DaemonOptions::ToString() const {
     << "ucx_tls = " << rpc.ucx.Tls() << "\n"
     << "busy_poll_us = " << rpc.ucx.busy_poll.count() << "\n"
     << "busy_poll_yield = " << rpc.ucx.busy_poll_yield << "\n"
-    << "ucx_tcp_put = " << rpc.ucx.tcp_put_zcopy << "\n"
+    << "ucx_tcp_zero_copy = " << rpc.ucx.tcp_zero_copy << "\n"
     << "cluster_etcd = " << cluster.etcd_endpoints.size() << " endpoint(s)\n"
     << "cluster_name = " << cluster.cluster_name << "\n"
     << "node_id = " << (cluster.node_id.empty() ? "(host name)" : cluster.node_id) << "\n"

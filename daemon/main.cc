@@ -37,9 +37,9 @@ DEFINE_uint32(busy_poll_us, 100,
 DEFINE_bool(busy_poll_yield, true,
             "idle polling rounds call sched_yield() (hands the core to the thread that will "
             "produce the next event on boxes with few cores)");
-DEFINE_bool(ucx_tcp_put, false,
-            "let UCX's tcp transport emulate RDMA PUT for rendezvous (faster gets over tcp; "
-            "UCX 1.13 can abort on it when peers die mid-transfer)");
+DEFINE_bool(ucx_tcp_zero_copy, false,
+            "let UCX send zero-copy over tcp (its RDMA PUT emulation, zero-copy active "
+            "messages): faster gets, but UCX 1.13 can abort on them when peers die mid-transfer");
 DEFINE_string(cluster_etcd, "",
               "etcd client URLs, comma-separated (http://HOST:PORT,...); empty: run alone");
 DEFINE_string(cluster_name, "default", "cluster this daemon joins (etcd key prefix)");
@@ -155,7 +155,7 @@ Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
   ASSIGN_OR_RETURN(o.rpc.ucx.transport, kvcake::transport::ParseUcxTransport(FLAGS_ucx_tls));
   o.rpc.ucx.busy_poll = std::chrono::microseconds(FLAGS_busy_poll_us);
   o.rpc.ucx.busy_poll_yield = FLAGS_busy_poll_yield;
-  o.rpc.ucx.tcp_put_zcopy = FLAGS_ucx_tcp_put;
+  o.rpc.ucx.tcp_zero_copy = FLAGS_ucx_tcp_zero_copy;
   ASSIGN_OR_RETURN(o.store.device_capacity_bytes, ParseBytes("gpu_bytes", FLAGS_gpu_bytes));
   ASSIGN_OR_RETURN(o.store.host_capacity_bytes, ParseBytes("host_bytes", FLAGS_host_bytes));
   ASSIGN_OR_RETURN(o.store.slot_bytes, ParseBytes("slot_bytes", FLAGS_slot_bytes));

@@ -114,7 +114,10 @@ Result<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions& options
       RETURN_IF_ERROR(modify("MM_SEG_SIZE", std::to_string(mm)));
     }
   }
-  if (TlsHasTcp(tls) && !options.tcp_put_zcopy) RETURN_IF_ERROR(modify("PUT_ENABLE", "n"));
+  if (TlsHasTcp(tls) && !options.tcp_zero_copy) {
+    RETURN_IF_ERROR(modify("PUT_ENABLE", "n"));
+    RETURN_IF_ERROR(modify("ZCOPY_THRESH", "inf"));
+  }
   for (const auto& [name, value] : options.extra_config) RETURN_IF_ERROR(modify(name, value));
 
   ucp_params_t params{};

@@ -224,7 +224,7 @@ TEST_P(RpcTest, ConnectReportsTransport) {
         << "expected a shared-memory AM lane, got " << t;
   } else {
     EXPECT_NE(t.find("tcp"), std::string::npos) << t;
-    // UCX's tcp PUT emulation is off by default (UcxOptions::tcp_put_zcopy).
+    // UCX's tcp PUT emulation is off by default (UcxOptions::tcp_zero_copy).
     EXPECT_EQ(t.find("rma_bw:tcp"), std::string::npos) << t;
   }
   EXPECT_NE(c->server_info().find("wire=1"), std::string::npos) << c->server_info();
