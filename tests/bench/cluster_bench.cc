@@ -30,6 +30,7 @@
 
 #include "kvcake/client.h"
 #include "tests/chaos/chaos_util.h"
+#include "tests/cluster/cluster_util.h"
 #include "tests/cluster/etcd_harness.h"
 #include "tests/integration/daemon_process.h"
 
@@ -47,14 +48,7 @@ using std::chrono::milliseconds;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-bool WaitFor(const std::function<bool()>& pred, milliseconds limit) {
-  const auto end = Clock::now() + limit;
-  while (Clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(milliseconds(10));
-  }
-  return pred();
-}
+using cluster::testing::WaitFor;
 
 struct Bench {
   testing::TempDir dir;
@@ -78,15 +72,7 @@ struct Bench {
             "--log_level=warning"};
   }
 
-  size_t Members(size_t i) {
-    auto r = chaos::HttpGet(chaos::PortOf(nodes[i]->admin_address()), "/v1/cluster");
-    if (!r.ok() || r->status != 200) return 0;
-    auto j = nlohmann::json::parse(r->body, nullptr, false);
-    if (!j.is_object() || j.value("state", "") != "up") return 0;
-    size_t n = 0;
-    for (const auto& m : j["members"]) n += m.value("stale", false) ? 0 : 1;
-    return n;
-  }
+  size_t Members(size_t i) { return cluster::testing::LiveMembers(nodes[i]->admin_address()); }
 
   std::unique_ptr<Client> Engine(size_t i) {
     ClientOptions o;

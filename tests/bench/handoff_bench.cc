@@ -29,6 +29,7 @@
 
 #include "kvcake/client.h"
 #include "tests/chaos/chaos_util.h"
+#include "tests/cluster/cluster_util.h"
 #include "tests/cluster/etcd_harness.h"
 #include "tests/integration/daemon_process.h"
 
@@ -51,14 +52,7 @@ double Median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-bool WaitFor(const std::function<bool()>& pred, milliseconds limit) {
-  const auto end = Clock::now() + limit;
-  while (Clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  return pred();
-}
+using cluster::testing::WaitFor;
 
 int Run() {
   testing::TempDir dir;
@@ -84,12 +78,7 @@ int Run() {
     }
     nodes.push_back(std::move(d).value());
   }
-  auto members = [&](size_t i) {
-    auto r = chaos::HttpGet(chaos::PortOf(nodes[i]->admin_address()), "/v1/cluster");
-    if (!r.ok() || r->status != 200) return size_t{0};
-    auto j = nlohmann::json::parse(r->body, nullptr, false);
-    return j.is_object() && j.value("state", "") == "up" ? j["members"].size() : size_t{0};
-  };
+  auto members = [&](size_t i) { return cluster::testing::LiveMembers(nodes[i]->admin_address()); };
   if (!WaitFor([&] { return members(0) == 2 && members(1) == 2; }, milliseconds(10000))) {
     std::fprintf(stderr, "members did not see each other\n");
     return 1;

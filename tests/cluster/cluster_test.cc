@@ -20,6 +20,7 @@
 
 #include "kvcake/client.h"
 #include "tests/chaos/chaos_util.h"
+#include "tests/cluster/cluster_util.h"
 #include "tests/cluster/etcd_harness.h"
 #include "tests/integration/daemon_process.h"
 #include "transport/messages.h"
@@ -40,15 +41,7 @@ std::vector<char> Value(uint64_t hash, uint32_t layer) {
   return chaos::Pattern(hash, layer, kValueBytes);
 }
 
-// Waits (bounded) until `pred` holds; returns whether it did.
-bool WaitFor(std::function<bool()> pred, milliseconds limit) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(milliseconds(50));
-  }
-  return pred();
-}
+using cluster::testing::WaitFor;
 
 class ClusterTest : public ::testing::Test {
  protected:
@@ -102,11 +95,7 @@ class ClusterTest : public ::testing::Test {
   }
   // Live, non-stale members daemon `i` sees (0 if its admin API fails).
   size_t MembersSeenBy(size_t i) {
-    nlohmann::json j = Cluster(i);
-    if (!j.is_object() || !j.contains("members") || j.value("state", "") != "up") return 0;
-    size_t n = 0;
-    for (const auto& m : j["members"]) n += m.value("stale", false) ? 0 : 1;
-    return n;
+    return cluster::testing::LiveMembers(members_[i]->admin_address());
   }
 
   std::unique_ptr<Client> Engine(size_t i) {

@@ -20,6 +20,7 @@
 
 #include "kvcake/client.h"
 #include "tests/chaos/chaos_util.h"
+#include "tests/cluster/cluster_util.h"
 #include "tests/cluster/etcd_harness.h"
 #include "tests/integration/daemon_process.h"
 
@@ -41,14 +42,7 @@ std::vector<char> Value(uint64_t hash, uint32_t layer) {
   return chaos::Pattern(hash, layer, kValueBytes);
 }
 
-bool WaitFor(std::function<bool()> pred, milliseconds limit) {
-  const auto end = Clock::now() + limit;
-  while (Clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  return pred();
-}
+using cluster::testing::WaitFor;
 
 long long MsSince(Clock::time_point t) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - t).count();
@@ -88,13 +82,7 @@ class HandoffTest : public ::testing::Test {
   }
 
   size_t MembersSeenBy(size_t i) {
-    auto r = chaos::HttpGet(chaos::PortOf(members_[i]->admin_address()), "/v1/cluster");
-    if (!r.ok() || r->status != 200) return 0;
-    nlohmann::json j = nlohmann::json::parse(r->body, nullptr, false);
-    if (!j.is_object() || !j.contains("members") || j.value("state", "") != "up") return 0;
-    size_t n = 0;
-    for (const auto& m : j["members"]) n += m.value("stale", false) ? 0 : 1;
-    return n;
+    return cluster::testing::LiveMembers(members_[i]->admin_address());
   }
 
   // The value of metric line `series` (e.g. `name{event="failed"}`) on member i; -1 if absent.
