@@ -1,8 +1,8 @@
 # Install rules: `cmake --install <build> --prefix <dir>` gives
 #   bin/kvcaked, bin/kvcakectl                 the daemon and the operator CLI
 #   lib/libkvcake.so*                          the connector library
-#   include/kvcake/{client,cake,kvcake_c}.h    its public headers, plus the three
-#   include/kvcake/common/{status,result,block_hash}.h  they build on
+#   include/kvcake/*.h                         its public headers, self-contained
+#                                              (docs/api.md), version.h generated
 #   lib/cmake/kvcake/                          find_package(kvcake) -> kvcake::kvcake
 #   lib/pkgconfig/kvcake.pc                    pkg-config --cflags --libs kvcake (C++)
 #   lib/pkgconfig/kvcake-c.pc                  the same for C engines (no -std=c++20)
@@ -13,24 +13,24 @@
 # include directories and an rpath to <prefix>/lib; the installed tools find the library
 # through their own rpath ($ORIGIN/../lib). tests/install checks that an engine builds
 # and runs against the installed tree, with the README's recipes as written.
-include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set_target_properties(kvcaked kvcakectl PROPERTIES
                       INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
 install(TARGETS kvcaked kvcakectl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS kvcake EXPORT kvcakeTargets
-        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-        INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} ${CMAKE_INSTALL_INCLUDEDIR}/kvcake)
-install(FILES ${CMAKE_SOURCE_DIR}/client/include/kvcake/client.h
-              ${CMAKE_SOURCE_DIR}/client/include/kvcake/cake.h
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+# The public headers include each other as "kvcake/<name>.h" and nothing
+# outside kvcake/ but the standard library.
+install(FILES ${CMAKE_SOURCE_DIR}/client/include/kvcake/cake.h
+              ${CMAKE_SOURCE_DIR}/client/include/kvcake/client.h
+              ${CMAKE_SOURCE_DIR}/client/include/kvcake/export.h
+              ${CMAKE_SOURCE_DIR}/client/include/kvcake/hash_chain.h
               ${CMAKE_SOURCE_DIR}/client/include/kvcake/kvcake_c.h
+              ${CMAKE_SOURCE_DIR}/client/include/kvcake/result.h
+              ${CMAKE_SOURCE_DIR}/client/include/kvcake/status.h
+              ${CMAKE_BINARY_DIR}/include/kvcake/version.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/kvcake)
-# client.h includes "common/status.h" etc.: they resolve next to it, and
-# through include/kvcake for the headers that include each other.
-install(FILES ${CMAKE_SOURCE_DIR}/common/status.h ${CMAKE_SOURCE_DIR}/common/result.h
-              ${CMAKE_SOURCE_DIR}/common/block_hash.h
-        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/kvcake/common)
 
 # The Python client, installable with pip from there (its pyproject.toml and build
 # backend), plus kvcake/_libpath.py: the library's path relative to the package, which both
@@ -85,7 +85,7 @@ foreach(pc kvcake kvcake-c)
        "Description: kvcake connector library (KV-cache tiers for LLM inference), ${pc_what}\n"
        "Version: @PROJECT_VERSION@\n"
        "Libs: -L\${libdir} -Wl,-rpath,\${libdir} -lkvcake\n"
-       "Cflags: ${pc_std}-I\${includedir} -I\${includedir}/kvcake\n")
+       "Cflags: ${pc_std}-I\${includedir}\n")
 endforeach()
 # The prefix is only known at install time: write the .pc files then.
 install(CODE "

@@ -16,14 +16,10 @@
 #include "common/flag_help.h"
 #include "common/logging.h"
 #include "common/result.h"
-#include "daemon/daemon.h"
-#include "transport/ucx_options.h"
-
-#if __has_include("daemon/admin/admin_server.h") && defined(KVCAKE_HAVE_ADMIN)
 #include "daemon/admin/admin_server.h"
 #include "daemon/admin_backend.h"
-#define KVCAKE_WITH_ADMIN 1
-#endif
+#include "daemon/daemon.h"
+#include "transport/ucx_options.h"
 
 DEFINE_string(listen, "127.0.0.1:18515",
               "data-plane HOST:PORT: kvcake's connection handshake, then UCX (port 0: "
@@ -260,7 +256,6 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-#ifdef KVCAKE_WITH_ADMIN
   std::unique_ptr<kvcake::daemon::DaemonAdminBackend> admin_backend;
   std::unique_ptr<kvcake::admin::AdminServer> admin_server;
   if (!FLAGS_admin_listen.empty()) {
@@ -278,11 +273,6 @@ int main(int argc, char** argv) {
     admin_server = std::move(started).value();
     std::printf("kvcaked admin listening on %s\n", admin_server->address().c_str());
   }
-#else
-  if (!FLAGS_admin_listen.empty()) {
-    KVCAKE_LOG(WARNING) << "--admin_listen given but this build has no admin server";
-  }
-#endif
 
   std::printf("kvcaked listening on %s\n", (*daemon)->address().c_str());
   std::fflush(stdout);
@@ -290,9 +280,7 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&stop_signals, &sig);
   KVCAKE_LOG(INFO) << "received " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ", shutting down";
-#ifdef KVCAKE_WITH_ADMIN
   admin_server.reset();
-#endif
   (*daemon)->Shutdown();
   daemon->reset();
   return 0;

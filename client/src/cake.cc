@@ -5,8 +5,8 @@
 #include <cmath>
 #include <string>
 
-#include "client/src/c_error.h"
 #include "client/src/cake_stats_cuda.h"
+#include "common/status.h"
 #include "policy/cake_math.h"
 
 namespace kvcake::cake {
@@ -32,61 +32,60 @@ policy::AttentionShape ToPolicyShape(const Shape& s) {
 
 }  // namespace
 
-int ComputeLayerStats(std::span<const float> attention, const Shape& shape, const Params& params,
-                      LayerStats* out) {
-  if (out == nullptr) return StatusToCError(InvalidArgumentError("out is null"));
+Status ComputeLayerStats(std::span<const float> attention, const Shape& shape, const Params& params,
+                         LayerStats* out) {
+  if (out == nullptr) return InvalidArgumentError("out is null");
   auto stats = policy::ComputeLayerStats(attention, ToPolicyShape(shape), ToPolicyParams(params));
-  if (!stats.ok()) return StatusToCError(stats.status());
+  if (!stats.ok()) return stats.status();
   out->entropy = stats->entropy;
   out->variance = stats->variance;
   out->preference = stats->preference;
   out->indicator.assign(stats->indicator.begin(), stats->indicator.end());
-  return 0;
+  return Status::Ok();
 }
 
-int ComputeBlockScores(std::span<const float> indicator, int num_kv_heads, int num_tokens,
-                       int block_tokens, std::vector<double>* out) {
-  if (out == nullptr) return StatusToCError(InvalidArgumentError("out is null"));
+Status ComputeBlockScores(std::span<const float> indicator, int num_kv_heads, int num_tokens,
+                          int block_tokens, std::vector<double>* out) {
+  if (out == nullptr) return InvalidArgumentError("out is null");
   out->assign(static_cast<size_t>(policy::NumBlocks(num_tokens, block_tokens)), 0.0);
-  return StatusToCError(policy::ComputeBlockScores<float>(indicator, num_kv_heads, num_tokens,
-                                                          block_tokens, std::span<double>(*out)));
+  return policy::ComputeBlockScores<float>(indicator, num_kv_heads, num_tokens, block_tokens,
+                                           std::span<double>(*out));
 }
 
-int ComputeBudgets(std::span<const double> preference, std::span<const int64_t> caps,
-                   int64_t total_blocks, std::vector<int64_t>* out) {
-  if (out == nullptr) return StatusToCError(InvalidArgumentError("out is null"));
+Status ComputeBudgets(std::span<const double> preference, std::span<const int64_t> caps,
+                      int64_t total_blocks, std::vector<int64_t>* out) {
+  if (out == nullptr) return InvalidArgumentError("out is null");
   out->assign(preference.size(), 0);
-  return StatusToCError(
-      policy::WaterFillBudgets(preference, caps, total_blocks, std::span<int64_t>(*out)));
+  return policy::WaterFillBudgets(preference, caps, total_blocks, std::span<int64_t>(*out));
 }
 
-int ComputeLayerStatsOnDevice(const float* d_attention, const Shape& shape, const Params& params,
-                              void* stream, double* out_entropy, double* out_variance,
-                              double* out_preference, float* d_indicator) {
+Status ComputeLayerStatsOnDevice(const float* d_attention, const Shape& shape, const Params& params,
+                                 void* stream, double* out_entropy, double* out_variance,
+                                 double* out_preference, float* d_indicator) {
   if (d_attention == nullptr || d_indicator == nullptr || out_entropy == nullptr ||
       out_variance == nullptr || out_preference == nullptr) {
-    return StatusToCError(InvalidArgumentError("ComputeLayerStatsOnDevice: null pointer"));
+    return InvalidArgumentError("ComputeLayerStatsOnDevice: null pointer");
   }
   const policy::AttentionShape s = ToPolicyShape(shape);
   const policy::CakeParams p = ToPolicyParams(params);
-  if (Status st = s.Validate(); !st.ok()) return StatusToCError(st);
-  if (Status st = p.Validate(); !st.ok()) return StatusToCError(st);
+  RETURN_IF_ERROR(s.Validate());
+  RETURN_IF_ERROR(p.Validate());
 #if defined(KVCAKE_HAVE_CUDA)
-  if (!internal::HaveCudaDevice()) return StatusToCError(UnavailableError("no CUDA device"));
+  if (!internal::HaveCudaDevice()) return UnavailableError("no CUDA device");
   double h = 0;
   double v = 0;
   const char* error = "";
   if (internal::LayerStatsOnDevice(d_attention, s.num_query_heads, s.num_kv_heads, s.window,
                                    s.seq_len, p.gamma, p.pool_kernel, stream, &h, &v, d_indicator,
                                    &error) != 0) {
-    return StatusToCError(UnavailableError(std::string("CUDA: ") + error));
+    return UnavailableError(std::string("CUDA: ") + error);
   }
   *out_entropy = h;
   *out_variance = v;
   *out_preference = std::pow(h, 1.0 / p.tau1) * std::pow(v, 1.0 / p.tau2);
-  return 0;
+  return Status::Ok();
 #else
-  return StatusToCError(UnimplementedError("built without CUDA"));
+  return UnimplementedError("built without CUDA");
 #endif
 }
 

@@ -856,7 +856,7 @@ class ClientImpl final : public Client {
     return Status::Ok();
   }
 
-  Result<uint32_t> Delete(std::span<const PutBlock> keys) override {
+  Result<uint32_t> Delete(std::span<const BlockId> keys) override {
     RETURN_IF_ERROR(CheckRegistered());
     ASSIGN_OR_RETURN(std::shared_ptr<Connection> conn, Acquire());
     uint32_t deleted = 0;

@@ -228,8 +228,8 @@ KvResult RunKvcake(const std::string& address, const std::string& tls, bool mapp
       }
       // Rounds below 0 warm the connection up and are not counted.
       for (int r = -std::max(0, FLAGS_warmup_rounds); r < put_rounds; ++r) {
-        std::vector<PutBlock> all;
-        for (int k = 0; k < keys; ++k) all.push_back({hashes[k], 0, nullptr});
+        std::vector<BlockId> all;
+        for (int k = 0; k < keys; ++k) all.push_back({hashes[k], 0});
         (void)cl.Delete(all);
         sync.arrive_and_wait();
         auto t0 = Clock::now();
@@ -282,8 +282,8 @@ KvResult RunKvcake(const std::string& address, const std::string& tls, bool mapp
           fail(DataLossError("bytes differ"));
         }
       }
-      std::vector<PutBlock> all;
-      for (int k = 0; k < keys; ++k) all.push_back({hashes[k], 0, nullptr});
+      std::vector<BlockId> all;
+      for (int k = 0; k < keys; ++k) all.push_back({hashes[k], 0});
       (void)cl.Delete(all);
     });
   }

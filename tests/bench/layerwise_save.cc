@@ -78,10 +78,9 @@ class Saver {
 
   // Deletes what a save with `base` stored (untimed).
   Status Forget(uint64_t base) {
-    std::vector<PutBlock> keys;
+    std::vector<BlockId> keys;
     for (int l = 0; l < layers_; ++l) {
-      std::vector<PutBlock> group = Layer(base, l);
-      keys.insert(keys.end(), group.begin(), group.end());
+      for (const PutBlock& b : Layer(base, l)) keys.push_back({b.hash, b.layer});
     }
     Result<uint32_t> n = client_.Delete(keys);
     return n.status();

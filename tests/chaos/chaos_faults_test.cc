@@ -315,7 +315,7 @@ TEST(TenantIsolation, AnotherTenantCannotTouchANamespace) {
       EXPECT_FALSE(got.status.ok() && got.found + got.wrong > 0)
           << "B's client read " << got.found + got.wrong << " of A's values";
       EXPECT_FALSE((*c)->LookupPrefix(hashes, 0).ok());
-      std::vector<PutBlock> del = {{hashes[0], 0, nullptr}};
+      std::vector<BlockId> del = {{hashes[0], 0}};
       Result<uint32_t> deleted = (*c)->Delete(del);
       EXPECT_FALSE(deleted.ok() && *deleted > 0);
     }
@@ -431,8 +431,8 @@ TEST(DiskFull, DaemonStaysUpAndServesExactBytes) {
       EXPECT_EQ(all.wrong, 0);
       EXPECT_GT(all.found, 0);
       // Room again: delete everything, then new puts succeed and read back.
-      std::vector<PutBlock> del;
-      for (uint64_t h : written) del.push_back(PutBlock{h, 0, nullptr});
+      std::vector<BlockId> del;
+      for (uint64_t h : written) del.push_back(BlockId{h, 0});
       ASSERT_TRUE((*c)->Delete(del).ok());
       written.clear();
       const std::vector<uint64_t> fresh = Hashes(**c, ++prompt, 8);

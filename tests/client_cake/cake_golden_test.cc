@@ -162,8 +162,7 @@ TEST(CakeGolden, CppApiReproducesEveryCase) {
       const json& L = c["layers"][l];
       const std::vector<float> att = FlattenAttention(L["attention"]);
       kvcake::cake::LayerStats stats;
-      ASSERT_EQ(kvcake::cake::ComputeLayerStats(att, shape, params, &stats), 0)
-          << kvcake_last_error();
+      ASSERT_EQ(kvcake::cake::ComputeLayerStats(att, shape, params, &stats).ToString(), "OK");
       ExpectClose(stats.entropy, L["H"].get<double>(), 0, "H");
       ExpectClose(stats.variance, L["V"].get<double>(), 0, "V");
       ExpectClose(stats.preference, L["P"].get<double>(), 0, "P");
@@ -175,8 +174,9 @@ TEST(CakeGolden, CppApiReproducesEveryCase) {
       }
       std::vector<double> scores;
       ASSERT_EQ(
-          kvcake::cake::ComputeBlockScores(stats.indicator, k.kvh, prefix, k.block_tokens, &scores),
-          0);
+          kvcake::cake::ComputeBlockScores(stats.indicator, k.kvh, prefix, k.block_tokens, &scores)
+              .ToString(),
+          "OK");
       const std::vector<double> want_scores = L["block_scores"].get<std::vector<double>>();
       ASSERT_EQ(scores.size(), want_scores.size());
       ASSERT_EQ(static_cast<int>(scores.size()), blocks);
@@ -189,7 +189,7 @@ TEST(CakeGolden, CppApiReproducesEveryCase) {
     std::vector<int64_t> caps(static_cast<size_t>(k.num_layers), blocks);
     std::vector<int64_t> budgets;
     // From our own P (within 1e-4 of the golden P) the budgets match as well.
-    ASSERT_EQ(kvcake::cake::ComputeBudgets(our_prefs, caps, k.total, &budgets), 0);
+    ASSERT_EQ(kvcake::cake::ComputeBudgets(our_prefs, caps, k.total, &budgets).ToString(), "OK");
     EXPECT_EQ(budgets, c["budgets"].get<std::vector<int64_t>>());
   }
 }

@@ -46,7 +46,7 @@ TEST(CakeGpu, KernelMatchesCpuReference) {
     params.tau1 = 1.3;
     params.tau2 = 0.7;
     kvcake::cake::LayerStats cpu;
-    ASSERT_EQ(kvcake::cake::ComputeLayerStats(att, shape, params, &cpu), 0);
+    ASSERT_EQ(kvcake::cake::ComputeLayerStats(att, shape, params, &cpu).ToString(), "OK");
     float* d_att = nullptr;
     float* d_ind = nullptr;
     ASSERT_EQ(cudaMalloc(&d_att, att.size() * sizeof(float)), cudaSuccess);
@@ -75,11 +75,13 @@ TEST(CakeGpu, RejectsBadArguments) {
   double h, v, p;
   float dummy;
   EXPECT_EQ(kvcake::cake::ComputeLayerStatsOnDevice(nullptr, {2, 1, 4, 20}, {}, nullptr, &h, &v, &p,
-                                                    &dummy),
-            -KVCAKE_E_INVALID_ARGUMENT);
+                                                    &dummy)
+                .code(),
+            kvcake::StatusCode::kInvalidArgument);
   EXPECT_EQ(kvcake::cake::ComputeLayerStatsOnDevice(&dummy, {3, 2, 4, 20}, {}, nullptr, &h, &v, &p,
-                                                    &dummy),
-            -KVCAKE_E_INVALID_ARGUMENT);
+                                                    &dummy)
+                .code(),
+            kvcake::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -44,9 +44,12 @@ TEST(CakeProperties, BlockSizeOneEqualsTokenLevelCake) {
     const int prefix = seq_len - window;
     auto att = RandomAttention(rng, qh, window, seq_len);
     kvcake::cake::LayerStats stats;
-    ASSERT_EQ(kvcake::cake::ComputeLayerStats(att, {qh, kvh, window, seq_len}, {}, &stats), 0);
+    ASSERT_EQ(
+        kvcake::cake::ComputeLayerStats(att, {qh, kvh, window, seq_len}, {}, &stats).ToString(),
+        "OK");
     std::vector<double> scores;
-    ASSERT_EQ(kvcake::cake::ComputeBlockScores(stats.indicator, kvh, prefix, 1, &scores), 0);
+    ASSERT_EQ(kvcake::cake::ComputeBlockScores(stats.indicator, kvh, prefix, 1, &scores).ToString(),
+              "OK");
     ASSERT_EQ(static_cast<int>(scores.size()), prefix);
     // Token-level CAKE scores each token by its indicator summed over KV heads.
     std::vector<double> token(static_cast<size_t>(prefix), 0.0);
@@ -72,10 +75,10 @@ TEST(CakeProperties, LargerBlocksSumTheirTokens) {
   std::mt19937_64 rng(11);
   auto att = RandomAttention(rng, 4, 4, 70);
   kvcake::cake::LayerStats stats;
-  ASSERT_EQ(kvcake::cake::ComputeLayerStats(att, {4, 2, 4, 70}, {}, &stats), 0);
+  ASSERT_EQ(kvcake::cake::ComputeLayerStats(att, {4, 2, 4, 70}, {}, &stats).ToString(), "OK");
   std::vector<double> tok, blk;
-  ASSERT_EQ(kvcake::cake::ComputeBlockScores(stats.indicator, 2, 66, 1, &tok), 0);
-  ASSERT_EQ(kvcake::cake::ComputeBlockScores(stats.indicator, 2, 66, 16, &blk), 0);
+  ASSERT_EQ(kvcake::cake::ComputeBlockScores(stats.indicator, 2, 66, 1, &tok).ToString(), "OK");
+  ASSERT_EQ(kvcake::cake::ComputeBlockScores(stats.indicator, 2, 66, 16, &blk).ToString(), "OK");
   ASSERT_EQ(blk.size(), 5u);  // 66 tokens: 4 full blocks + a partial one
   for (size_t b = 0; b < blk.size(); ++b) {
     double sum = 0;
@@ -101,7 +104,7 @@ TEST(CakeProperties, BudgetsSumToTotalAndRespectCaps) {
     }
     const int64_t total = active + static_cast<int64_t>(rng() % (cap_sum + 5));
     std::vector<int64_t> b;
-    ASSERT_EQ(kvcake::cake::ComputeBudgets(p, c, total, &b), 0) << kvcake_last_error();
+    ASSERT_EQ(kvcake::cake::ComputeBudgets(p, c, total, &b).ToString(), "OK");
     EXPECT_EQ(std::accumulate(b.begin(), b.end(), int64_t{0}), std::min(total, cap_sum));
     for (int l = 0; l < layers; ++l) {
       EXPECT_LE(b[l], c[l]);
@@ -131,7 +134,7 @@ TEST(CakeProperties, WaterFillingIsMonotoneAsLayersAreAdded) {
       p.push_back(pref(rng));
       std::vector<int64_t> caps(static_cast<size_t>(m), cap);
       std::vector<int64_t> b;
-      ASSERT_EQ(kvcake::cake::ComputeBudgets(p, caps, total, &b), 0);
+      ASSERT_EQ(kvcake::cake::ComputeBudgets(p, caps, total, &b).ToString(), "OK");
       auto lam = kvcake::policy::WaterLevel(p, caps, total);
       ASSERT_TRUE(lam.ok());
       if (m > 1) {
@@ -210,10 +213,12 @@ TEST(CakeProperties, BadArgumentsReturnErrors) {
   EXPECT_EQ(kvcake_cake_budgets(bad_pref, caps, 3, 6, out), kInvalid);
 
   kvcake::cake::LayerStats ls;
-  EXPECT_EQ(kvcake::cake::ComputeLayerStats(att, {2, 1, 4, 20}, {}, nullptr), kInvalid);
-  EXPECT_EQ(kvcake::cake::ComputeLayerStats(std::span<const float>(att).first(10), {2, 1, 4, 20},
-                                            {}, &ls),
-            kInvalid);  // short span
+  EXPECT_EQ(kvcake::cake::ComputeLayerStats(att, {2, 1, 4, 20}, {}, nullptr).code(),
+            kvcake::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      kvcake::cake::ComputeLayerStats(std::span<const float>(att).first(10), {2, 1, 4, 20}, {}, &ls)
+          .code(),
+      kvcake::StatusCode::kInvalidArgument);  // short span
 }
 
 TEST(CakeProperties, ErrorMessagesAreThreadLocal) {

@@ -52,13 +52,28 @@ run_recipe() {
 
 cmake --install "$build" --prefix "$prefix" > "$tmp/install.log"
 for f in bin/kvcaked bin/kvcakectl include/kvcake/client.h include/kvcake/kvcake_c.h \
-         include/kvcake/common/status.h lib/cmake/kvcake/kvcakeConfig.cmake \
+         include/kvcake/status.h include/kvcake/version.h lib/cmake/kvcake/kvcakeConfig.cmake \
          lib/pkgconfig/kvcake.pc lib/pkgconfig/kvcake-c.pc \
          share/kvcake/python/kvcake/__init__.py share/kvcake/python/kvcake/_libpath.py \
          share/kvcake/python/pyproject.toml; do
   [[ -e "$prefix/$f" ]] || { echo "missing after install: $f"; exit 1; }
 done
 ls "$prefix"/lib/libkvcake.so* > /dev/null
+# The public headers are all of include/, and each compiles on its own with only
+# the prefix's include/ on the path (docs/api.md): none reaches outside kvcake/.
+extra=$(cd "$prefix/include" && find . -type f ! -path './kvcake/*.h')
+[[ -z "$extra" ]] || { echo "installed headers outside include/kvcake/: $extra"; exit 1; }
+for h in "$prefix"/include/kvcake/*.h; do
+  name=kvcake/$(basename "$h")
+  echo "#include <$name>" | g++ -std=c++20 -Wall -Wextra -Werror -fsyntax-only \
+    -I"$prefix/include" -x c++ - || { echo "$name does not compile on its own (C++)"; exit 1; }
+done
+for name in kvcake/kvcake_c.h kvcake/version.h kvcake/export.h; do
+  echo "#include <$name>" | cc -std=c99 -Wall -Wextra -Werror -fsyntax-only \
+    -I"$prefix/include" -x c - || { echo "$name does not compile on its own (C)"; exit 1; }
+done
+grep -q "KVCAKE_VERSION_STRING \"$(sed -n 's/^Version: //p' "$prefix/lib/pkgconfig/kvcake.pc")\"" \
+  "$prefix/include/kvcake/version.h" || { echo "version.h differs from kvcake.pc's version"; exit 1; }
 # Nothing outside the prefix may be needed: no repo paths in the package files.
 if grep -rq "$src" "$prefix/lib/cmake/kvcake" "$prefix/lib/pkgconfig" \
      "$prefix/share/kvcake/python"; then

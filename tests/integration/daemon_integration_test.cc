@@ -188,7 +188,7 @@ void RoundTrip(const std::string& address, const std::string& tls, bool mapped) 
   EXPECT_TRUE(bufs[1] == ValueOf(chain[1], 1));
   EXPECT_TRUE(bufs[3] == ValueOf(chain[3], 2));
   // Delete one block's layer 0: the prefix for layer 0 shrinks, layer 1 not.
-  std::vector<PutBlock> del = {{chain[2], 0, nullptr}};
+  std::vector<BlockId> del = {{chain[2], 0}};
   Result<uint32_t> deleted = c->Delete(del);
   ASSERT_TRUE(deleted.ok()) << deleted.status().ToString();
   EXPECT_EQ(*deleted, 1u);

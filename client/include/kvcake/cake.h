@@ -1,14 +1,15 @@
 // kvcake engine-side CAKE signals, C++ API (DESIGN.md §4). The same code as
 // the kvcake_cake_* C functions in kvcake_c.h. All functions are pure and
-// thread-safe; they return 0 or a negative kvcake error code (-KVCAKE_E_*),
-// and on error kvcake_last_error() holds this thread's message.
+// thread-safe; they return a Status like the rest of the C++ API
+// (INVALID_ARGUMENT for bad input, with a message that says which).
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <vector>
 
-#include "kvcake/kvcake_c.h"
+#include "kvcake/export.h"
+#include "kvcake/status.h"
 
 namespace kvcake::cake {
 
@@ -40,27 +41,27 @@ struct LayerStats {
 };
 
 // CPU reference. `attention` must hold num_query_heads*window*seq_len values.
-KVCAKE_API int ComputeLayerStats(std::span<const float> attention, const Shape& shape,
-                                 const Params& params, LayerStats* out);
+KVCAKE_API Status ComputeLayerStats(std::span<const float> attention, const Shape& shape,
+                                    const Params& params, LayerStats* out);
 
 // Same statistics computed on the GPU from device memory. `d_attention` and
 // `d_indicator` ([num_kv_heads][seq_len - window] floats) are device
 // pointers; `stream` is a cudaStream_t (nullptr: the legacy default stream).
-// Synchronises with `stream` before returning. -KVCAKE_E_UNIMPLEMENTED in
-// builds without CUDA, -KVCAKE_E_UNAVAILABLE when no device is usable.
-KVCAKE_API int ComputeLayerStatsOnDevice(const float* d_attention, const Shape& shape,
-                                         const Params& params, void* stream, double* out_entropy,
-                                         double* out_variance, double* out_preference,
-                                         float* d_indicator);
+// Synchronises with `stream` before returning. UNIMPLEMENTED in builds
+// without CUDA, UNAVAILABLE when no device is usable.
+KVCAKE_API Status ComputeLayerStatsOnDevice(const float* d_attention, const Shape& shape,
+                                            const Params& params, void* stream, double* out_entropy,
+                                            double* out_variance, double* out_preference,
+                                            float* d_indicator);
 
 // Block scores: sum over KV heads and each block's tokens of `indicator`
 // ([num_kv_heads][num_tokens]); resizes *out to ceil(num_tokens/block_tokens).
-KVCAKE_API int ComputeBlockScores(std::span<const float> indicator, int num_kv_heads,
-                                  int num_tokens, int block_tokens, std::vector<double>* out);
+KVCAKE_API Status ComputeBlockScores(std::span<const float> indicator, int num_kv_heads,
+                                     int num_tokens, int block_tokens, std::vector<double>* out);
 
 // Integer water-filling of `total_blocks` over layers by preference, capped by
 // caps[l], at least one block per layer whose cap is > 0. Resizes *out.
-KVCAKE_API int ComputeBudgets(std::span<const double> preference, std::span<const int64_t> caps,
-                              int64_t total_blocks, std::vector<int64_t>* out);
+KVCAKE_API Status ComputeBudgets(std::span<const double> preference, std::span<const int64_t> caps,
+                                 int64_t total_blocks, std::vector<int64_t>* out);
 
 }  // namespace kvcake::cake

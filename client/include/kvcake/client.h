@@ -50,14 +50,14 @@
 #include <string>
 #include <vector>
 
-#include "common/block_hash.h"  // kvcake::HashChain, NamespaceSeed
-#include "common/result.h"
-#include "common/status.h"
-#include "kvcake/kvcake_c.h"  // KVCAKE_API
+#include "kvcake/export.h"
+#include "kvcake/hash_chain.h"  // kvcake::HashChain, NamespaceSeed
+#include "kvcake/result.h"
+#include "kvcake/status.h"
 
 namespace kvcake {
 
-// kvcake::HashChain (common/block_hash.h) is the client's hash chain:
+// kvcake::HashChain (kvcake/hash_chain.h) is the client's hash chain:
 // HashChain chain(client.seed(), block_tokens); chain.Append(tokens).
 
 struct KVCAKE_API ClientOptions {
@@ -118,6 +118,13 @@ struct NamespaceGeometry {
   std::string kv_dtype;            // e.g. "fp16"
   std::string layout;              // e.g. "NHD;tp=2;rank=0"
   uint64_t quota_bytes = 0;        // 0: the daemon's default
+};
+
+// Names one value: layer `layer` of block `hash` (a hash-chain entry). Plain
+// value type.
+struct BlockId {
+  uint64_t hash = 0;
+  uint32_t layer = 0;
 };
 
 // One value to write: layer `layer` of block `hash`, layer_block_bytes at `data`.
@@ -258,8 +265,8 @@ class KVCAKE_API Client {
                                   std::span<const uint64_t> block_hashes,
                                   std::span<const double> block_scores, uint32_t window_blocks) = 0;
 
-  // Deletes values; returns how many existed.
-  virtual Result<uint32_t> Delete(std::span<const PutBlock> keys) = 0;
+  // Deletes the values `ids` name; returns how many existed.
+  virtual Result<uint32_t> Delete(std::span<const BlockId> ids) = 0;
 
   // Round trip to the daemon.
   virtual Status Ping() = 0;

@@ -1,17 +1,17 @@
 /* kvcake C ABI, exported from libkvcake.so. All functions are thread-safe
  * unless noted; negative return values are kvcake error codes
  * (-KVCAKE_E_*, the canonical status codes) and kvcake_last_error() returns
- * this thread's message for the last failure. */
+ * this thread's message for the last failure. No function lets a C++
+ * exception escape: one thrown inside becomes an error code and message
+ * (-KVCAKE_E_RESOURCE_EXHAUSTED for std::bad_alloc, -KVCAKE_E_INTERNAL for
+ * other exceptions). */
 #ifndef KVCAKE_KVCAKE_C_H_
 #define KVCAKE_KVCAKE_C_H_
 
 #include <stdint.h>
 
-#if defined(__GNUC__)
-#define KVCAKE_API __attribute__((visibility("default")))
-#else
-#define KVCAKE_API
-#endif
+#include "kvcake/export.h"
+#include "kvcake/version.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -58,7 +58,8 @@ KVCAKE_API int kvcake_cake_block_scores(const float* indicator, int num_kv_heads
 KVCAKE_API int kvcake_cake_budgets(const double* preference, const int64_t* caps, int num_layers,
                                    int64_t total_blocks, int64_t* out_budgets);
 
-/* Library version, "MAJOR.MINOR.PATCH". */
+/* The loaded library's version, "MAJOR.MINOR.PATCH" (KVCAKE_VERSION_STRING of the
+   kvcake/version.h it was built with). */
 KVCAKE_API const char* kvcake_version(void);
 
 /* ---- Connector (DESIGN.md §3, §5) --------------------------------------- */
