@@ -1,0 +1,178 @@
+#include "client/src/mapped_data_path.h"
+
+#include <chrono>
+#include <string>
+
+#include "client/src/ucx_data_path.h"
+#include "client/src/wire.h"
+#include "common/bulk_copy.h"
+#include "common/copy_and_hash.h"
+#include "common/logging.h"
+#include "common/tier.h"
+
+namespace kvcake::internal {
+namespace {
+
+using transport::BlockRef;
+using transport::RpcOp;
+
+// Copies the value of pinned slot i of `slots` into blocks[i].data: from the
+// GPU-tier arena or the host segment, checking its checksum when ctx asks.
+// Returns whether it was read; `elsewhere` gets i when the arena cannot be read
+// here (the value then comes over UCX).
+bool CopyPinned(const DataPathContext& ctx, const Connection& conn,
+                const transport::SlotsResponse& slots, size_t i, const GetBlock& block,
+                std::vector<size_t>* elsewhere) {
+  const uint64_t size = ctx.value_bytes;
+  if (slots.tiers[i] == static_cast<uint8_t>(kvcake::Tier::kDevice)) {
+    if (conn.CopyFromDeviceSegment(slots.offsets[i], block.data, size)) return true;
+    elsewhere->push_back(i);  // pinned in an arena we cannot read: over UCX
+    return false;
+  }
+  const char* src = conn.segment->At(slots.offsets[i], size);
+  if (!src) return false;
+  if (ctx.checksum_failures == nullptr) {
+    BulkCopy(block.data, src, size);
+    return true;
+  }
+  // Copy and hash in one pass; a block scribbled in the segment since it was
+  // committed is a miss, never wrong bytes.
+  if (CopyAndHash(block.data, src, size) != slots.checksums[i]) {
+    KVCAKE_LOG(WARNING) << "kvcake client: block " << block.hash << " layer " << block.layer
+                        << " failed its checksum; treated as a miss";
+    ctx.checksum_failures->fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+// Releases the pins of `slots`. The pins were valid while we copied if the
+// copy finished well inside the lease (measured from `t0`, before the pin
+// request): release without waiting. Otherwise the release confirms it; if
+// the lease had expired the bytes may be stale and every value is a miss.
+Status ReleasePins(const DataPathContext& ctx, Connection& conn,
+                   const transport::SlotsResponse& slots, std::chrono::steady_clock::time_point t0,
+                   std::vector<bool>* found) {
+  transport::ReleaseRequest rel{slots.lease_id};
+  std::string rel_meta = transport::Encode(rel);
+  auto elapsed_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  if (static_cast<uint64_t>(elapsed_us) < slots.lease_us / 2) {
+    conn.rpc->CallAsync(
+        MakeCall(RpcOp::kRelease, rel_meta, ctx.timeout), [](transport::RpcReply&& reply) {
+          if (!reply.status.ok()) {
+            KVCAKE_LOG(DEBUG) << "kvcake client: release failed: " << reply.status.ToString();
+          }
+        });
+    return Status::Ok();
+  }
+  Result<std::vector<uint8_t>> r = conn.Call(RpcOp::kRelease, rel_meta, ctx.timeout);
+  if (!r.ok()) {
+    if (r.status().code() == StatusCode::kAborted) {
+      found->assign(found->size(), false);
+      return Status::Ok();
+    }
+    return r.status();
+  }
+  return Status::Ok();
+}
+
+// The host-segment part of GetMapped; `elsewhere` gets the indices of the
+// blocks the daemon has but not in a segment this client can read.
+Status GetMappedHost(const DataPathContext& ctx, Connection& conn, std::span<const GetBlock> blocks,
+                     std::vector<bool>* found, std::vector<size_t>* elsewhere) {
+  transport::GetPinRequest req = ctx.Request();
+  for (const GetBlock& b : blocks) {
+    if (!b.data) return InvalidArgumentError("null buffer");
+    req.keys.push_back(BlockRef{b.hash, b.layer});
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
+                   conn.Call(RpcOp::kGetPin, transport::Encode(req), ctx.timeout));
+  transport::SlotsResponse slots;
+  RETURN_IF_ERROR(transport::Decode(AsView(meta), &slots));
+  if (slots.codes.size() != blocks.size()) return InternalError("PIN: wrong code count");
+  found->assign(blocks.size(), false);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (slots.codes[i] == static_cast<transport::KeyCode>(StatusCode::kUnavailable)) {
+      elsewhere->push_back(i);
+    }
+    if (slots.codes[i] != 0) continue;
+    if (CopyPinned(ctx, conn, slots, i, blocks[i], elsewhere)) (*found)[i] = true;
+  }
+  return ReleasePins(ctx, conn, slots, t0, found);
+}
+
+// Copies each reserved slot's value into the segment; `commit` gets the keys
+// and checksums to commit, `committed_index` their positions in `blocks`.
+void FillReserved(const DataPathContext& ctx, const Connection& conn,
+                  std::span<const PutBlock> blocks, const transport::PutRequest& req,
+                  const transport::SlotsResponse& slots, transport::PutCommitRequest* commit,
+                  std::vector<size_t>* committed_index, std::vector<Status>* codes) {
+  const uint64_t size = ctx.value_bytes;
+  codes->assign(blocks.size(), Status::Ok());
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (slots.codes[i] != 0) {
+      (*codes)[i] = PutKeyStatus(slots.codes[i], "put reservation refused by the daemon");
+      continue;
+    }
+    char* dst = conn.segment->At(slots.offsets[i], size);
+    if (!dst) {
+      (*codes)[i] = InternalError("reserved slot outside the mapped segment");
+      continue;
+    }
+    commit->keys.push_back(req.keys[i]);
+    commit->checksums.push_back(CopyAndHash(dst, blocks[i].data, size));
+    committed_index->push_back(i);
+  }
+}
+
+}  // namespace
+
+Status PutMapped(const DataPathContext& ctx, Connection& conn, std::span<const PutBlock> blocks,
+                 const HandoffTarget* target, std::vector<Status>* codes) {
+  transport::PutRequest req = ctx.Request();
+  for (const PutBlock& b : blocks) {
+    if (!b.data) return InvalidArgumentError("null buffer");
+    req.keys.push_back(BlockRef{b.hash, b.layer});
+  }
+  ctx.Decorate(target, &req);
+  ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
+                   conn.Call(RpcOp::kPutReserve, transport::Encode(req), ctx.timeout));
+  transport::SlotsResponse slots;
+  RETURN_IF_ERROR(transport::Decode(AsView(meta), &slots));
+  if (slots.codes.size() != blocks.size()) return InternalError("RESERVE: wrong code count");
+  transport::PutCommitRequest commit{ctx.ns_id, ctx.fingerprint, slots.lease_id, {}, {}};
+  std::vector<size_t> committed_index;
+  FillReserved(ctx, conn, blocks, req, slots, &commit, &committed_index, codes);
+  if (commit.keys.empty()) {
+    transport::ReleaseRequest rel{slots.lease_id};
+    (void)conn.Call(RpcOp::kRelease, transport::Encode(rel), ctx.timeout);
+    return Status::Ok();
+  }
+  ASSIGN_OR_RETURN(std::vector<uint8_t> cmeta,
+                   conn.Call(RpcOp::kPutCommit, transport::Encode(commit), ctx.timeout));
+  transport::KeyCodesResponse resp;
+  RETURN_IF_ERROR(transport::Decode(AsView(cmeta), &resp));
+  if (resp.codes.size() != commit.keys.size()) return InternalError("COMMIT: wrong code count");
+  for (size_t j = 0; j < committed_index.size(); ++j) {
+    (*codes)[committed_index[j]] = PutKeyStatus(resp.codes[j], "commit refused by the daemon");
+  }
+  return Status::Ok();
+}
+
+Status GetMapped(const DataPathContext& ctx, const std::shared_ptr<Connection>& conn,
+                 std::span<const GetBlock> blocks, std::vector<bool>* found) {
+  std::vector<size_t> elsewhere;
+  RETURN_IF_ERROR(GetMappedHost(ctx, *conn, blocks, found, &elsewhere));
+  if (elsewhere.empty()) return Status::Ok();
+  std::vector<GetBlock> rest;
+  for (size_t i : elsewhere) rest.push_back(blocks[i]);
+  std::vector<bool> f;
+  RETURN_IF_ERROR(GetOverUcx(ctx, conn, rest, &f));
+  for (size_t k = 0; k < elsewhere.size(); ++k) (*found)[elsewhere[k]] = f[k];
+  return Status::Ok();
+}
+
+}  // namespace kvcake::internal
