@@ -32,7 +32,8 @@ fi
 
 if has_stage release; then
   stage "release: configure + build"
-  cmake --preset release >/dev/null
+  # Warnings are errors in the release tree (g++): KVCAKE_WERROR.
+  cmake --preset release -DKVCAKE_WERROR=ON >/dev/null
   cmake --build --preset release -j "$JOBS"
   stage "release: ctest"
   ctest --preset release -j "$JOBS"

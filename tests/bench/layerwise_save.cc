@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/result.h"
+
 namespace kvcake::bench {
 namespace {
 

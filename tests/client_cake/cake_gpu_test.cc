@@ -55,8 +55,9 @@ TEST(CakeGpu, KernelMatchesCpuReference) {
               cudaSuccess);
     double h = 0, v = 0, p = 0;
     ASSERT_EQ(
-        kvcake::cake::ComputeLayerStatsOnDevice(d_att, shape, params, nullptr, &h, &v, &p, d_ind),
-        0);
+        kvcake::cake::ComputeLayerStatsOnDevice(d_att, shape, params, nullptr, &h, &v, &p, d_ind)
+            .ToString(),
+        "OK");
     std::vector<float> ind(cpu.indicator.size());
     ASSERT_EQ(cudaMemcpy(ind.data(), d_ind, ind.size() * sizeof(float), cudaMemcpyDeviceToHost),
               cudaSuccess);

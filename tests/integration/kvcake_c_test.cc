@@ -8,10 +8,20 @@
 
 #include "common/block_hash.h"
 #include "kvcake/kvcake_c.h"
+#include "kvcake/version.h"
 #include "tests/integration/daemon_process.h"
 
 namespace kvcake {
 namespace {
+
+// The loaded library's version is the one its headers were generated with
+// (project(VERSION) in the top-level CMakeLists.txt).
+TEST(KvcakeCApiTest, VersionComesFromTheGeneratedHeader) {
+  EXPECT_STREQ(kvcake_version(), KVCAKE_VERSION_STRING);
+  EXPECT_EQ(std::string(KVCAKE_VERSION_STRING), std::to_string(KVCAKE_VERSION_MAJOR) + "." +
+                                                    std::to_string(KVCAKE_VERSION_MINOR) + "." +
+                                                    std::to_string(KVCAKE_VERSION_PATCH));
+}
 
 TEST(KvcakeCApiTest, ConnectRegisterPutGetLookupAndErrors) {
   testing::TempDir dir;

@@ -13,7 +13,7 @@
 
 namespace kvcake::cake {
 
-// Tunables (CAKE defaults).
+// Tunables (CAKE defaults). Plain value type, like Shape and LayerStats.
 struct Params {
   double tau1 = 1.0;     // entropy temperature, > 0
   double tau2 = 1.0;     // variance temperature, > 0

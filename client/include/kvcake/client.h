@@ -60,6 +60,7 @@ namespace kvcake {
 // kvcake::HashChain (kvcake/hash_chain.h) is the client's hash chain:
 // HashChain chain(client.seed(), block_tokens); chain.Append(tokens).
 
+// How Client::Connect connects and how the client behaves. Plain value type.
 struct KVCAKE_API ClientOptions {
   // Daemon address "HOST:PORT". Required.
   std::string address;
@@ -111,6 +112,7 @@ struct KVCAKE_API ClientOptions {
 
 // Geometry and KV layout of the namespace (checked against the daemon's on
 // every request through a fingerprint; a mismatch is FAILED_PRECONDITION).
+// Plain value type.
 struct NamespaceGeometry {
   uint32_t num_layers = 0;         // > 0
   uint32_t block_tokens = 0;       // tokens per block, > 0
@@ -128,6 +130,7 @@ struct BlockId {
 };
 
 // One value to write: layer `layer` of block `hash`, layer_block_bytes at `data`.
+// Plain value type.
 struct PutBlock {
   uint64_t hash = 0;
   uint32_t layer = 0;
@@ -135,6 +138,7 @@ struct PutBlock {
 };
 
 // One value to read into `data` (layer_block_bytes of writable memory).
+// Plain value type.
 struct GetBlock {
   uint64_t hash = 0;
   uint32_t layer = 0;
