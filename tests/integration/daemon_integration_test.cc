@@ -1034,7 +1034,17 @@ TEST_F(DaemonTest, BadInputGetsErrorsAndNothingCommittedIsLost) {
     ASSERT_TRUE(other.ok());
     NamespaceGeometry g = Geometry();
     g.kv_dtype = "bf16";
-    EXPECT_EQ((*other)->RegisterNamespace(g).code(), StatusCode::kFailedPrecondition);
+    Status conflict = (*other)->RegisterNamespace(g);
+    EXPECT_EQ(conflict.code(), StatusCode::kFailedPrecondition);
+    // The daemon says what it holds and what was asked for.
+    EXPECT_NE(conflict.message().find("is registered with num_layers=4 block_tokens=16 "
+                                      "layer_block_bytes=65536 kv_dtype=fp16"),
+              std::string::npos)
+        << conflict.ToString();
+    EXPECT_NE(conflict.message().find("asks for num_layers=4 block_tokens=16 "
+                                      "layer_block_bytes=65536 kv_dtype=bf16"),
+              std::string::npos)
+        << conflict.ToString();
     // A value larger than the daemon's slots is refused up front.
     g = Geometry();
     g.layer_block_bytes = 1 << 20;
