@@ -236,20 +236,27 @@ Result<std::vector<admin::BlockInfo>> DaemonAdminBackend::ListBlocks(
   return out;
 }
 
-Result<uint64_t> DaemonAdminBackend::Evict(const admin::BlockFilter& filter) {
+Result<admin::EvictResult> DaemonAdminBackend::Evict(const admin::BlockFilter& filter) {
   if (!filter.ns) return InvalidArgumentError("evict needs a namespace (ns=...)");
-  uint64_t n = 0;
+  admin::EvictResult r;
   for (const BlockKey& k : Matching(filter, SIZE_MAX)) {
     // Operator-pinned blocks are never evicted (AdminBackend::Evict contract).
     Result<store::BlockInfo> info = daemon_->store()->Describe(k);
-    if (info.ok() && info->admin_pinned) continue;
+    if (info.ok() && info->admin_pinned) {
+      ++r.skipped_pinned;
+      continue;
+    }
     // From one tier: demote out of it (host -> ssd, ssd -> dropped); else remove.
     Status s = filter.tier ? daemon_->store()->Evict(
                                  k, *filter.tier == Tier::kSsd ? Tier::kRemote : Tier::kSsd)
                            : daemon_->store()->Delete(k);
-    if (s.ok()) ++n;
+    if (s.ok()) {
+      ++r.evicted;
+    } else if (s.code() != StatusCode::kNotFound) {  // not found: gone meanwhile
+      ++r.skipped_busy;
+    }
   }
-  return n;
+  return r;
 }
 
 Result<uint64_t> DaemonAdminBackend::Pin(const admin::BlockFilter& filter) {

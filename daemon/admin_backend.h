@@ -34,7 +34,7 @@ class DaemonAdminBackend final : public admin::AdminBackend {
   Result<admin::DaemonStats> GetStats() override;
   Result<std::vector<admin::NamespaceInfo>> ListNamespaces() override;
   Result<std::vector<admin::BlockInfo>> ListBlocks(const admin::BlockFilter& filter) override;
-  Result<uint64_t> Evict(const admin::BlockFilter& filter) override;
+  Result<admin::EvictResult> Evict(const admin::BlockFilter& filter) override;
   Result<uint64_t> Pin(const admin::BlockFilter& filter) override;
   Result<uint64_t> Unpin(const admin::BlockFilter& filter) override;
   Status StartDrain() override;

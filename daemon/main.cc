@@ -4,6 +4,8 @@
 
 #include <gflags/gflags.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -17,6 +19,7 @@
 #include "common/logging.h"
 #include "common/result.h"
 #include "daemon/daemon.h"
+#include "daemon/startup_checks.h"
 #include "transport/ucx_options.h"
 
 #if __has_include("daemon/admin/admin_server.h") && defined(KVCAKE_HAVE_ADMIN)
@@ -135,8 +138,23 @@ Result<uint64_t> ParseBytes(const std::string& flag, const std::string& text) {
   return static_cast<uint64_t>(v) * mult;
 }
 
+// A secret file must be a readable regular file (a directory opens, then
+// reads as empty).
+Status CheckSecretFile(const std::string& flag, const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return kvcake::ErrnoToStatus(errno, "--" + flag + " " + path);
+  if (!S_ISREG(st.st_mode)) {
+    return kvcake::InvalidArgumentError("--" + flag + " " + path + " is not a regular file");
+  }
+  if (::access(path.c_str(), R_OK) != 0) {
+    return kvcake::ErrnoToStatus(errno, "--" + flag + " " + path);
+  }
+  return Status::Ok();
+}
+
 Result<std::string> ReadTokenFile(const std::string& flag, const std::string& path) {
   if (path.empty()) return std::string();
+  RETURN_IF_ERROR(CheckSecretFile(flag, path));
   std::ifstream in(path);
   if (!in) return kvcake::ErrnoToStatus(errno, "--" + flag + " " + path);
   std::stringstream ss;
@@ -152,7 +170,9 @@ Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
   kvcake::daemon::DaemonOptions o;
   o.rpc.listen = FLAGS_listen;
   o.rpc.io_threads = FLAGS_io_threads;
-  ASSIGN_OR_RETURN(o.rpc.ucx.transport, kvcake::transport::ParseUcxTransport(FLAGS_ucx_tls));
+  Result<kvcake::transport::UcxTransport> tls = kvcake::transport::ParseUcxTransport(FLAGS_ucx_tls);
+  if (!tls.ok()) return tls.status().WithContext("--ucx_tls");
+  o.rpc.ucx.transport = *tls;
   o.rpc.ucx.busy_poll = std::chrono::microseconds(FLAGS_busy_poll_us);
   o.rpc.ucx.busy_poll_yield = FLAGS_busy_poll_yield;
   o.rpc.ucx.tcp_zero_copy = FLAGS_ucx_tcp_zero_copy;
@@ -213,6 +233,35 @@ Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
   return o;
 }
 
+// What can be checked before anything is allocated: the flags' values
+// (OptionsFromFlags), then the addresses, token files and the SSD directory
+// against this host. Each failure names its flag.
+Status CheckBeforeStart(
+#ifdef KVCAKE_WITH_ADMIN
+    const kvcake::admin::AdminServerOptions& admin,
+#endif
+    const kvcake::daemon::DaemonOptions& o) {
+  RETURN_IF_ERROR(kvcake::daemon::CheckListenAddress("listen", o.rpc.listen));
+  if (!FLAGS_admin_listen.empty()) {
+#ifdef KVCAKE_WITH_ADMIN
+    if (admin.max_connections == 0) {
+      return kvcake::InvalidArgumentError("--admin_max_connections must be > 0");
+    }
+    if (admin.header_timeout_ms == 0) {
+      return kvcake::InvalidArgumentError("--admin_header_timeout_ms must be > 0");
+    }
+    if (!admin.token_file.empty()) {
+      RETURN_IF_ERROR(CheckSecretFile("admin_token_file", admin.token_file));
+    }
+    RETURN_IF_ERROR(kvcake::admin::ValidateAdminOptions(admin));
+#endif
+    RETURN_IF_ERROR(kvcake::daemon::CheckDistinctPorts("listen", o.rpc.listen, "admin_listen",
+                                                       FLAGS_admin_listen));
+    RETURN_IF_ERROR(kvcake::daemon::CheckListenAddress("admin_listen", FLAGS_admin_listen));
+  }
+  return kvcake::daemon::CheckSsdPath(o.store.ssd_path);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -252,6 +301,22 @@ int main(int argc, char** argv) {
     std::cerr << "kvcaked: " << options.status().ToString() << "\n";
     return 2;
   }
+#ifdef KVCAKE_WITH_ADMIN
+  kvcake::admin::AdminServerOptions admin_options;
+  admin_options.listen = FLAGS_admin_listen;
+  admin_options.token_file = FLAGS_admin_token_file;
+  admin_options.max_connections = FLAGS_admin_max_connections;
+  admin_options.header_timeout_ms = FLAGS_admin_header_timeout_ms;
+#endif
+  if (Status s = CheckBeforeStart(
+#ifdef KVCAKE_WITH_ADMIN
+          admin_options,
+#endif
+          *options);
+      !s.ok()) {
+    std::cerr << "kvcaked: " << s.ToString() << "\n";
+    return 2;
+  }
   KVCAKE_LOG(INFO) << "kvcaked 0.1.0 starting with options:\n" << options->ToString();
 
   Result<std::unique_ptr<kvcake::daemon::Daemon>> daemon = kvcake::daemon::Daemon::Start(*options);
@@ -264,11 +329,6 @@ int main(int argc, char** argv) {
   std::unique_ptr<kvcake::daemon::DaemonAdminBackend> admin_backend;
   std::unique_ptr<kvcake::admin::AdminServer> admin_server;
   if (!FLAGS_admin_listen.empty()) {
-    kvcake::admin::AdminServerOptions admin_options;
-    admin_options.listen = FLAGS_admin_listen;
-    admin_options.token_file = FLAGS_admin_token_file;
-    admin_options.max_connections = FLAGS_admin_max_connections;
-    admin_options.header_timeout_ms = FLAGS_admin_header_timeout_ms;
     Result<std::unique_ptr<kvcake::admin::AdminServer>> started =
         kvcake::daemon::StartAdmin(daemon->get(), admin_options, &admin_backend);
     if (!started.ok()) {

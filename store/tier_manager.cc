@@ -432,8 +432,10 @@ Status TierManager::Impl::RegisterNamespace(const NamespaceConfig& config) {
   auto it = namespaces_.find(config.id);
   if (it != namespaces_.end()) {
     if (it->second.fingerprint != fp) {
-      return FailedPreconditionError("namespace " + config.name +
-                                     ": already registered with another geometry/layout");
+      return FailedPreconditionError("namespace " + config.name + " is registered with " +
+                                     it->second.config.GeometryText() +
+                                     "; this registration asks for " + config.GeometryText() +
+                                     " (a namespace's geometry cannot change: use another name)");
     }
     // The quota stays as the first registration set it: a later one (maybe
     // another tenant's) must not change it.

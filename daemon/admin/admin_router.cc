@@ -152,6 +152,12 @@ json DrainJson(const DrainProgress& d) {
   return j;
 }
 
+json EvictJson(const EvictResult& e) {
+  return {{"evicted", e.evicted},
+          {"skipped_pinned", e.skipped_pinned},
+          {"skipped_busy", e.skipped_busy}};
+}
+
 json ConfigJson(const std::vector<ConfigEntry>& entries) {
   json list = json::array();
   for (const auto& e : entries) {
@@ -508,12 +514,14 @@ HttpReply AdminRouter::Route(const HttpRequestView& request, std::string* route_
     if (!text->ns) return ErrorReply(InvalidArgumentError("'ns' is required"));
     auto filter = to_filter(*text);
     if (!filter.ok()) return ErrorReply(filter.status());
-    Result<uint64_t> n = path == "/v1/evict" ? backend_->Evict(*filter)
-                         : path == "/v1/pin" ? backend_->Pin(*filter)
-                                             : backend_->Unpin(*filter);
+    if (path == "/v1/evict") {
+      Result<EvictResult> e = backend_->Evict(*filter);
+      if (!e.ok()) return ErrorReply(e.status());
+      return JsonReply(200, EvictJson(*e));
+    }
+    Result<uint64_t> n = path == "/v1/pin" ? backend_->Pin(*filter) : backend_->Unpin(*filter);
     if (!n.ok()) return ErrorReply(n.status());
-    std::string key = path == "/v1/evict" ? "evicted" : path == "/v1/pin" ? "pinned" : "unpinned";
-    return JsonReply(200, {{key, *n}});
+    return JsonReply(200, {{path == "/v1/pin" ? "pinned" : "unpinned", *n}});
   }
 
   if (path == "/v1/drain") {

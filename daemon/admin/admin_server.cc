@@ -142,7 +142,7 @@ Status ValidateAdminOptions(const AdminServerOptions& options) {
   }
   bool has_token = !options.token.empty() || !options.token_file.empty();
   if (!IsLoopbackHost(host) && !has_token) {
-    return FailedPreconditionError("admin address " + options.listen +
+    return FailedPreconditionError("--admin_listen " + options.listen +
                                    " is not loopback: set --admin_token_file (refusing to "
                                    "expose the admin API without a token)");
   }

@@ -324,6 +324,8 @@ TEST_F(AdminServerTest, EvictPinUnpin) {
   EXPECT_EQ(p["pinned"], 4);
   json e = Json(Do("POST", "/v1/evict", R"({"ns":"llama","tier":"gpu"})"));
   EXPECT_EQ(e["evicted"], 4);  // 6 gpu blocks, 2 of them pinned (hash 1, layers 0 and 2)
+  EXPECT_EQ(e["skipped_pinned"], 2);
+  EXPECT_EQ(e["skipped_busy"], 0);
   EXPECT_EQ(Json(Do("GET", "/v1/blocks?ns=llama"))["count"], 8);
   json u = Json(Do("POST", "/v1/unpin", R"({"ns":"llama","hash":1,"layer":0})"));
   EXPECT_EQ(u["unpinned"], 1);

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "common/bulk_copy.h"
+#include "common/progress.h"
 #include "kvcake/client.h"
 #include "tests/bench/layerwise_save.h"
 #include "tests/integration/daemon_process.h"
@@ -132,7 +133,22 @@ struct Stats {
   }
 };
 
-std::ostream& Log() { return FLAGS_json ? std::cerr : std::cout; }
+// Main's live progress line (stderr, on a terminal, never with --json).
+// Log() clears it, so a log line never lands on the end of it.
+Progress* g_progress = nullptr;
+
+std::ostream& Log() {
+  if (g_progress != nullptr) g_progress->Done();
+  return FLAGS_json ? std::cerr : std::cout;
+}
+
+// Shows `detail` as step `done` of `total` of the phase `label`.
+void Step(const std::string& label, uint64_t done, uint64_t total, const std::string& detail) {
+  if (g_progress == nullptr) return;
+  std::cout.flush();  // what Log() wrote lands before the line is redrawn
+  g_progress->SetLabel(label);
+  g_progress->Update(done, total, detail);
+}
 
 void FillPattern(std::vector<char>& v, uint64_t seed) {
   for (size_t i = 0; i + 8 <= v.size(); i += 8) {
@@ -730,6 +746,13 @@ int Main(int argc, char** argv) {
 
   nlohmann::json j;
   nlohmann::json results = nlohmann::json::array();
+  Progress progress("kvcake-bench", {.enabled = !FLAGS_json});
+  g_progress = &progress;
+  struct Unset {
+    ~Unset() { g_progress = nullptr; }
+  } unset;
+  uint64_t pairs_done = 0;
+  const uint64_t pairs = sizes.size() * client_counts.size();
   auto redis = StartRedis();
   std::map<std::string, double> at1m;  // key figures for the ratios
   const std::vector<std::string> paths = Split(FLAGS_paths);
@@ -763,6 +786,8 @@ int Main(int argc, char** argv) {
       }
       for (const Mode& m : modes) {
         if (!wanted(m.name)) continue;
+        Step("kvcake-bench", pairs_done, pairs,
+             SizeName(size) + " x" + std::to_string(clients) + " clients: " + m.name);
         KvResult r = RunKvcake(m.addr, m.tls, m.mapped, size, clients, m.name);
         if (m.mapped && clients == 1) {
           // Memory bandwidth on a shared host drifts within a run: measure
@@ -797,6 +822,8 @@ int Main(int argc, char** argv) {
         }
       }
       if (redis) {
+        Step("kvcake-bench", pairs_done, pairs,
+             SizeName(size) + " x" + std::to_string(clients) + " clients: redis");
         KvResult r = RunRedis(redis->port, size, clients);
         std::string label = "redis x" + std::to_string(clients) + " (1/call)";
         if (!r.error.empty()) Log() << "  " << label << ": ERROR " << r.error << "\n";
@@ -815,6 +842,7 @@ int Main(int argc, char** argv) {
           at1m["redis_get"] = r.get.GBps();
         }
       }
+      ++pairs_done;
     }
     results.push_back({{"system", "baseline"},
                        {"size", size},
@@ -869,6 +897,7 @@ int Main(int argc, char** argv) {
     Log() << "\n== 1 MiB ratios, 1 client, kvcake and baselines back to back (" << rounds + 1
           << " rounds)\n";
     for (int r = 1; r <= rounds; ++r) {
+      Step("kvcake-bench ratios", r - 1, rounds, "1 MiB, round " + std::to_string(r));
       double pt = 0, mc = 0, bc = 0;
       KvResult cold, rd, mapped;
       if (tcp) {
@@ -913,6 +942,7 @@ int Main(int argc, char** argv) {
   double lookup_tcp = -1, lookup_shm = -1;
   {
     for (const std::string tls : {"tcp", "shm"}) {
+      Step("kvcake-bench lookup", tls == "shm", 2, "lookup_prefix of 1000 blocks, " + tls);
       auto d = testing::DaemonProcess::Start(
           daemon_extra({"--ucx_tls=" + tls, "--host_bytes=64M", "--slot_bytes=4K",
                         "--ssd_path=", "--io_threads=1", "--log_level=warning"}));
@@ -940,6 +970,7 @@ int Main(int argc, char** argv) {
                                                                   false},
           {"mapped", mapped_addr, mapped_tls, true}}) {
       if (!wanted(path)) continue;
+      Step("kvcake-bench layer-wise save", path != "ucx_tcp", 2, path);
       LayerwiseSaveResult r = MeasureLayerwiseSave(BenchClientOptions(addr, "", tls, mapped), 32, 4,
                                                    1 << 20, save_rounds);
       if (!r.ok) {
@@ -977,6 +1008,8 @@ int Main(int argc, char** argv) {
   j["batch"] = FLAGS_batch;
   j["results"] = results;
 
+  progress.Done();
+  g_progress = nullptr;
   Log() << "\nratios (1 MiB values, 1 client):\n";
   for (const char* k :
        {"remote_get_vs_ucx_perftest", "remote_get_hot_vs_ucx_perftest", "remote_get_vs_redis",

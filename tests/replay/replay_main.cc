@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/flag_help.h"
+#include "common/progress.h"
 #include "policy/belady_policy.h"
 #include "policy/cake_math.h"
 #include "policy/policy_factory.h"
@@ -271,9 +272,14 @@ int main(int argc, char** argv) {
   // The attention every policy sees: generated once (same seed, same order).
   std::vector<kvcake::replay::RequestAttention> attention;
   attention.reserve(reqs.size());
+  // A live line on a terminal's stderr (never with --json).
+  kvcake::Progress progress("attention model", {.enabled = !FLAGS_json});
   {
     AttentionModel model_state(model);
-    for (const TraceRequest& r : reqs) attention.push_back(model_state.Next(r.hash_ids));
+    for (const TraceRequest& r : reqs) {
+      attention.push_back(model_state.Next(r.hash_ids));
+      progress.Update(attention.size(), reqs.size());
+    }
   }
   std::vector<std::string> order;
   for (const std::string& name : Split(FLAGS_policies)) {
@@ -305,8 +311,10 @@ int main(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     const double cpu_start = CpuSeconds();
     TierSim tiers(policy.get(), sim);
+    progress.SetLabel("replay " + name);
     for (uint64_t r = 0; r < reqs.size(); ++r) {
       tiers.Run(r, dense[r], reqs[r].hash_ids, attention[r]);
+      progress.Update(r + 1, reqs.size());
     }
     const double wall =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -315,6 +323,7 @@ int main(int argc, char** argv) {
     order.push_back(name);
   }
 
+  progress.Done();
   if (FLAGS_json) {
     std::cout << out.dump(2) << "\n";
     return 0;
