@@ -205,8 +205,8 @@ DeviceSegmentInfo TierManager::Impl::device_segment() const {
   d.cuda = device_->is_cuda();
   d.cuda_device = device_->cuda_device();
   d.size = device_->size();
-  d.slot_bytes = device_->slot_bytes();
-  d.num_slots = device_->num_slots();
+  d.slot_bytes = opts_.slot_bytes;
+  d.num_slots = 0;
   d.emulated_fd = device_->emulated_fd();
   if (d.cuda) {
     Result<std::string> h = device_->IpcHandle();

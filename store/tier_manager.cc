@@ -21,13 +21,13 @@ namespace {
 // segment.
 constexpr uint64_t kExtentGranule = 4096;
 
-// Pages of the host segment's ExtentPool: slot_bytes (the largest value)
-// times 1 to 4. Larger pages lose less to a page's tail when a class does
-// not divide it; smaller ones less to the one partly filled page per class.
+// Pages of a memory tier's ExtentPool: slot_bytes (the largest value) times
+// 1 to 4. Larger pages lose less to a page's tail when a class does not
+// divide it; smaller ones less to the one partly filled page per class.
 // Segments of 64 slot_bytes or more get pages of 2 slot_bytes, of 256 or more
 // of 4.
-uint64_t HostPageBytes(const TierManagerOptions& o) {
-  return std::clamp<uint64_t>(o.host_capacity_bytes / (64 * o.slot_bytes), 1, 4) * o.slot_bytes;
+uint64_t PageBytes(uint64_t capacity_bytes, uint64_t slot_bytes) {
+  return std::clamp<uint64_t>(capacity_bytes / (64 * slot_bytes), 1, 4) * slot_bytes;
 }
 
 // True when `rec` is still the reservation `r` made.
@@ -46,6 +46,9 @@ Status TierManagerOptions::Validate() const {
   }
   if (host_capacity_bytes < slot_bytes) {
     return InvalidArgumentError("store: host_capacity_bytes must hold at least one slot");
+  }
+  if (device_capacity_bytes / kExtentGranule >= (1ull << 31)) {
+    return InvalidArgumentError("store: device_capacity_bytes must be below 8 TiB");
   }
   if (device_capacity_bytes != 0 && device_capacity_bytes < slot_bytes) {
     return InvalidArgumentError("store: device_capacity_bytes must be 0 or hold a slot");
@@ -107,22 +110,24 @@ Status TierManager::Impl::Init() {
 
 Status TierManager::Impl::OpenDeviceTier() {
   if (opts_.device_capacity_bytes == 0) return Status::Ok();
+  // The arena's slots are the pages of its ExtentPool: a value takes an
+  // extent of about its own size, as in the host segment.
+  const uint64_t page = PageBytes(opts_.device_capacity_bytes, opts_.slot_bytes);
   DeviceTier::Options d;
-  d.num_slots = opts_.device_capacity_bytes / opts_.slot_bytes;
-  d.slot_bytes = opts_.slot_bytes;
+  d.num_slots = opts_.device_capacity_bytes / page;
+  d.slot_bytes = page;
   d.allow_cuda = opts_.device_allow_cuda;
   d.cuda_device = opts_.cuda_device;
   ASSIGN_OR_RETURN(device_, DeviceTier::Open(d));
-  // The device arena keeps whole slots (DeviceTier addresses slot indexes).
-  device_pool_ = std::make_unique<ExtentPool>(static_cast<uint32_t>(d.num_slots), opts_.slot_bytes,
-                                              kExtentGranule, /*fixed=*/true);
+  device_pool_ = std::make_unique<ExtentPool>(static_cast<uint32_t>(d.num_slots), page,
+                                              kExtentGranule, /*fixed=*/false);
   return Status::Ok();
 }
 
 Status TierManager::Impl::OpenHostTier() {
   HostTier::Options h;
   h.name = opts_.host_segment_name;
-  const uint64_t page = HostPageBytes(opts_);
+  const uint64_t page = PageBytes(opts_.host_capacity_bytes, opts_.slot_bytes);
   h.num_slots = opts_.host_capacity_bytes / page;
   h.slot_bytes = page;
   h.huge_pages = opts_.host_huge_pages;
@@ -172,13 +177,13 @@ Status TierManager::Impl::OpenSsdTierLocked() {
 // --- slots and accounting -----------------------------------------------------
 
 Status TierManager::Impl::CopyToSlot(Tier t, int32_t slot, const void* src, uint64_t n) const {
-  if (t == Tier::kDevice) return device_->CopyIn(slot, src, n);
+  if (t == Tier::kDevice) return device_->CopyInAt(SlotOffset(t, slot), src, n);
   std::memcpy(SlotPtr(t, slot), src, n);
   return Status::Ok();
 }
 
 Status TierManager::Impl::CopyFromSlot(Tier t, int32_t slot, void* dst, uint64_t n) const {
-  if (t == Tier::kDevice) return device_->CopyOut(slot, dst, n);
+  if (t == Tier::kDevice) return device_->CopyOutAt(SlotOffset(t, slot), dst, n);
   std::memcpy(dst, SlotPtr(t, slot), n);
   return Status::Ok();
 }
@@ -186,7 +191,7 @@ Status TierManager::Impl::CopyFromSlot(Tier t, int32_t slot, void* dst, uint64_t
 Result<uint64_t> TierManager::Impl::ChecksumSlot(Tier t, int32_t slot, uint64_t n) const {
   if (t == Tier::kDevice && device_->is_cuda()) {
     std::vector<char> tmp(n);
-    RETURN_IF_ERROR(device_->CopyOut(slot, tmp.data(), n));
+    RETURN_IF_ERROR(CopyFromSlot(t, slot, tmp.data(), n));
     return BlockChecksum(tmp.data(), n);
   }
   return BlockChecksum(SlotPtr(t, slot), n);

@@ -163,7 +163,8 @@ class TierManager::Impl {
     return t == Tier::kDevice ? device_pool_.get() : t == Tier::kHost ? host_pool_.get() : nullptr;
   }
   char* SlotPtr(Tier t, int32_t slot) const {
-    return t == Tier::kDevice ? device_->SlotPtr(slot) : host_base_ + host_pool_->offset(slot);
+    return t == Tier::kDevice ? device_->PtrAt(device_pool_->offset(slot))
+                              : host_base_ + host_pool_->offset(slot);
   }
   uint64_t SlotOffset(Tier t, int32_t slot) const { return Pool(t)->offset(slot); }
   Status CopyToSlot(Tier t, int32_t slot, const void* src, uint64_t n) const;

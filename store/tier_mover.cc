@@ -187,7 +187,7 @@ Status TierManager::Impl::PrepareSsdWrites(std::vector<MoveItem>& items,
     const void* data = SlotPtr(it.from, it.slot);
     if (it.from == Tier::kDevice && device_->is_cuda()) {
       it.staging.resize(it.size);
-      RETURN_IF_ERROR(device_->CopyOut(it.slot, it.staging.data(), it.size));
+      RETURN_IF_ERROR(CopyFromSlot(Tier::kDevice, it.slot, it.staging.data(), it.size));
       data = it.staging.data();
     }
     if (!it.checksum_known) {
@@ -237,8 +237,8 @@ void TierManager::Impl::MoveDeviceToHostLocked(std::vector<MoveItem>& items,
   mu_.Unlock();
   std::vector<Status> results(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
-    results[i] =
-        device_->CopyOut(items[i].slot, SlotPtr(Tier::kHost, host_slots[i]), items[i].size);
+    results[i] = CopyFromSlot(Tier::kDevice, items[i].slot, SlotPtr(Tier::kHost, host_slots[i]),
+                              items[i].size);
   }
   mu_.Lock();
   const uint64_t tick = tick_.load(std::memory_order_relaxed);
@@ -379,7 +379,7 @@ void TierManager::Impl::CopyPromotions(Tier to, std::vector<Promotion>& work) {
       }
       w.status = h.status();
     } else {
-      w.status = device_->CopyIn(w.to_slot, SlotPtr(Tier::kHost, w.from_slot), w.size);
+      w.status = CopyToSlot(Tier::kDevice, w.to_slot, SlotPtr(Tier::kHost, w.from_slot), w.size);
     }
   }
 }
