@@ -119,8 +119,8 @@ Status TierManager::Impl::OpenDeviceTier() {
   d.allow_cuda = opts_.device_allow_cuda;
   d.cuda_device = opts_.cuda_device;
   ASSIGN_OR_RETURN(device_, DeviceTier::Open(d));
-  device_pool_ = std::make_unique<ExtentPool>(static_cast<uint32_t>(d.num_slots), page,
-                                              kExtentGranule, /*fixed=*/false);
+  device_pool_ =
+      std::make_unique<ExtentPool>(static_cast<uint32_t>(d.num_slots), page, kExtentGranule);
   return Status::Ok();
 }
 
@@ -132,8 +132,8 @@ Status TierManager::Impl::OpenHostTier() {
   h.slot_bytes = page;
   h.huge_pages = opts_.host_huge_pages;
   ASSIGN_OR_RETURN(host_, HostTier::Open(h));
-  host_pool_ = std::make_unique<ExtentPool>(static_cast<uint32_t>(h.num_slots), page,
-                                            kExtentGranule, /*fixed=*/false);
+  host_pool_ =
+      std::make_unique<ExtentPool>(static_cast<uint32_t>(h.num_slots), page, kExtentGranule);
   host_base_ = host_->SlotPtr(0);
   return Status::Ok();
 }
