@@ -53,16 +53,13 @@ Status ServiceOptions::Validate() const {
 Service::Service(ServiceOptions options, store::TierManager* store)
     : options_(std::move(options)),
       store_(store),
+      clock_(options_.clock != nullptr ? options_.clock : &steady_clock_),
       access_(AllGrants(options_)),
       lease_ids_(std::random_device{}()) {}
 
 Service::~Service() { ReleaseAllLeases(); }
 
-uint64_t Service::NowUs() const {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
+uint64_t Service::NowUs() const { return clock_->NowMicros(); }
 
 uint64_t Service::MaxPutPayloadBytes() const {
   return static_cast<uint64_t>(options_.max_batch_blocks) * store_->options().slot_bytes;

@@ -16,6 +16,7 @@
 #include "common/status.h"
 #include "daemon/access_control.h"
 #include "daemon/handoff_registry.h"
+#include "store/clock.h"
 #include "store/tier_manager.h"
 #include "transport/buffer.h"
 #include "transport/messages.h"
@@ -70,6 +71,10 @@ struct ServiceOptions {
   // waits this long for it before it reports a miss (docs/cluster.md
   // "Prefill to decode hand-off"). 0: never wait. Default 2000.
   uint32_t handoff_wait_ms = 2000;
+  // Clock of the same-node leases (lease_ms); null: the steady clock. Tests
+  // pass a store::ManualClock (the one the store uses) to expire leases
+  // without sleeping. Must outlive the Service.
+  const store::Clock* clock = nullptr;
 
   // INVALID_ARGUMENT on out-of-range values.
   Status Validate() const;
@@ -279,6 +284,8 @@ class Service {
 
   const ServiceOptions options_;
   store::TierManager* const store_;
+  const store::SteadyClock steady_clock_;
+  const store::Clock* const clock_;  // options_.clock or &steady_clock_
   std::atomic<cluster::ClusterHooks*> cluster_{nullptr};
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> errors_{0};

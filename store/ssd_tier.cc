@@ -328,11 +328,4 @@ Status SsdTier::FlushMemtables() {
 
 Status SsdTier::Resume() { return FromRocksStatus(db_->Resume(), "ssd tier: resume"); }
 
-uint64_t SsdTier::DiskBytes() const {
-  uint64_t sst = 0, blob = 0;
-  db_->GetIntProperty(data_cf_, rocksdb::DB::Properties::kTotalSstFilesSize, &sst);
-  db_->GetIntProperty(data_cf_, rocksdb::DB::Properties::kTotalBlobFileSize, &blob);
-  return sst + blob;
-}
-
 }  // namespace kvcake::store

@@ -3,11 +3,13 @@
 // shape and sanity invariants. It does not check the goal ratios.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -112,9 +114,22 @@ TEST(Replay, JsonShapeAndInvariants) {
   fs::remove_all(trace.parent_path());
 }
 
+// A trace that cannot be read ends the replayer with exit status 2 and a
+// message naming the trace (not just any failure, such as a missing binary).
 TEST(Replay, BadTraceIsAnError) {
-  const std::string cmd = BinDir() + "/kvcake-replay --trace /nonexistent/kvcake.jsonl 2>/dev/null";
-  EXPECT_NE(std::system(cmd.c_str()), 0);
+  const fs::path bin = fs::path(BinDir()) / "kvcake-replay";
+  ASSERT_TRUE(fs::exists(bin)) << bin << " is not built";
+  const fs::path err = fs::temp_directory_path() /
+                       ("kvcake_replay_bad_trace_" + std::to_string(::getpid()) + ".err");
+  const std::string cmd =
+      bin.string() + " --trace /nonexistent/kvcake.jsonl 2>" + err.string() + " >/dev/null";
+  const int rc = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(rc)) << rc;
+  EXPECT_EQ(WEXITSTATUS(rc), 2);
+  std::ifstream in(err);
+  const std::string message((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(message.find("/nonexistent/kvcake.jsonl"), std::string::npos) << message;
+  fs::remove(err);
 }
 
 TEST(AttentionModel, MassSumsToOnePerLayerAndIsDeterministic) {
