@@ -15,9 +15,9 @@ Status DaemonOptions::Validate() const {
   RETURN_IF_ERROR(store.Validate().WithContext("store options"));
   RETURN_IF_ERROR(rpc.Validate().WithContext("rpc options"));
   RETURN_IF_ERROR(service.Validate().WithContext("service options"));
-  if (policy != "lru" && policy != "cake" && policy != "cake_uniform" && policy != "adaptive") {
+  if (!policy::IsPolicyName(policy)) {
     return InvalidArgumentError("--policy: unknown policy '" + policy +
-                                "' (available: lru, cake, cake_uniform, adaptive)");
+                                "' (available: " + policy::PolicyNameList() + ")");
   }
   if (drain_timeout_ms == 0) return InvalidArgumentError("drain_timeout_ms must be > 0");
   if (cluster.enabled()) {

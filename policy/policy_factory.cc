@@ -9,6 +9,28 @@
 #include "policy/s3fifo_policy.h"
 
 namespace kvcake::policy {
+namespace {
+
+constexpr std::string_view kNames[] = {"lru",  "lfu",  "arc",          "s3fifo",
+                                       "gdsf", "cake", "cake_uniform", "adaptive"};
+
+}  // namespace
+
+std::string PolicyNameList() {
+  std::string out;
+  for (std::string_view n : kNames) {
+    if (!out.empty()) out += ", ";
+    out += n;
+  }
+  return out;
+}
+
+bool IsPolicyName(std::string_view name) {
+  for (std::string_view n : kNames) {
+    if (n == name) return true;
+  }
+  return false;
+}
 
 Status PolicyOptions::Validate() const {
   RETURN_IF_ERROR(cake.Validate());

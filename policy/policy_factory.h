@@ -1,6 +1,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "common/result.h"
@@ -22,6 +23,11 @@ struct PolicyOptions {
   // INVALID_ARGUMENT if an inner options struct is invalid.
   Status Validate() const;
 };
+
+// The names MakePolicy accepts, comma-separated ("lru, lfu, ...").
+std::string PolicyNameList();
+// Whether MakePolicy accepts `name`.
+bool IsPolicyName(std::string_view name);
 
 // Builds a policy by name: "lru", "lfu", "arc", "s3fifo", "gdsf", "cake",
 // "cake_uniform" or "adaptive".
