@@ -116,16 +116,25 @@ std::vector<BlockKey> ClassicPolicy::SelectPromotions(
   if (tier != Tier::kDevice || bytes_available == 0 || hot_.empty()) return out;
   struct Candidate {
     double value;
+    uint32_t rank;  // position in the hot list (most recently accessed first)
     uint32_t id;
   };
   std::vector<Candidate> candidates;
   candidates.reserve(hot_.size());
+  uint64_t min_bytes = ~uint64_t{0};
   for (uint32_t i = hot_.head(); i != kNoEntry; i = pool_[i].hot_next) {
-    if (eligible(pool_[i].key)) candidates.push_back({PromotionValue(pool_[i]), i});
+    if (!eligible(pool_[i].key)) continue;
+    candidates.push_back({PromotionValue(pool_[i]), static_cast<uint32_t>(candidates.size()), i});
+    min_bytes = std::min(min_bytes, std::max<uint64_t>(1, pool_[i].bytes));
   }
-  // Ties keep the hot list's order (most recently accessed first).
-  std::stable_sort(candidates.begin(), candidates.end(),
-                   [](const Candidate& a, const Candidate& b) { return a.value > b.value; });
+  // Only the best few can fit: sort just those (the hot list can be long
+  // while the GPU tier has room for a batch).
+  const size_t k = std::min<uint64_t>(candidates.size(), bytes_available / min_bytes + 1);
+  std::partial_sort(candidates.begin(), candidates.begin() + k, candidates.end(),
+                    [](const Candidate& a, const Candidate& b) {
+                      return a.value != b.value ? a.value > b.value : a.rank < b.rank;
+                    });
+  candidates.resize(k);
   uint64_t used = 0;
   for (const Candidate& c : candidates) {
     const Entry& e = pool_[c.id];
