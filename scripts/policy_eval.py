@@ -30,6 +30,8 @@ import math
 import sys
 
 ALLOCATIONS = ("cake", "uniform", "pyramid")
+# Table order of the exact-serving policies (others follow by name).
+POLICY_ORDER = ("lru", "lfu", "arc", "s3fifo", "gdsf", "cake", "adaptive", "belady")
 FRACTIONS = (0.1, 0.2)
 GAMMA = 200 / 512  # CAKE's gamma at block level (docs/policy.md §4)
 
@@ -254,7 +256,9 @@ def main():
     print(f"Exact serving (every prefix block on the GPU before compute); "
           f"{replay.get('config', {}).get('requests', '?')} requests")
     print(f"{'policy':<12} {'reload_ms':>10} {'p99_ms':>10} {'gpu_hit':>8} {'host_hit':>8}")
-    for name, e in exact.items():
+    ranked = sorted(exact, key=lambda n: (POLICY_ORDER.index(n) if n in POLICY_ORDER else 99, n))
+    for name in ranked:
+        e = exact[name]
         mark = " (default)" if name == args.default_policy else ""
         print(f"{name:<12} {e['reload_ms_mean']:>10.3f} {e['reload_ms_p99']:>10.3f} "
               f"{e['gpu_hit_rate']:>8.4f} {e['host_hit_rate']:>8.4f}{mark}")
