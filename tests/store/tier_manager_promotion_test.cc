@@ -1,9 +1,12 @@
 // The daemon's default policy (adaptive) fills the GPU tier for namespaces
-// that report no CAKE statistics: host blocks that are read again are
-// promoted by the mover thread (ClassicPolicy::SelectPromotions).
+// that report no CAKE statistics, and so does every classic policy: host
+// blocks that are read again are promoted by the mover thread
+// (ClassicPolicy::SelectPromotions).
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -25,8 +28,11 @@ Tier TierOf(TierManager& tm, const BlockKey& k) {
   return Tier::kRemote;  // not found
 }
 
-TEST(TierManagerPromotionTest, AdaptiveMovesRereadBlocksOfANamespaceWithoutStatisticsToTheGpu) {
-  testing::TempDir dir;
+class TierManagerPromotionTest : public ::testing::TestWithParam<std::string> {};
+
+// 8-slot GPU tier (emulated device), 16-slot host tier, SSD, policy `name`
+// policy with SSD admission of every block.
+std::unique_ptr<TierManager> Open(const testing::TempDir& dir, const std::string& name) {
   TierManagerOptions o;
   o.slot_bytes = kSlot;
   o.host_capacity_bytes = 16 * kSlot;
@@ -36,13 +42,24 @@ TEST(TierManagerPromotionTest, AdaptiveMovesRereadBlocksOfANamespaceWithoutStati
   o.ssd_path = dir.Sub("ssd");
   o.ssd_capacity_bytes = 1ull << 30;
   o.mover_interval_us = 2000;
-  auto policy = policy::MakePolicy("adaptive");
-  ASSERT_TRUE(policy.ok());
+  policy::PolicyOptions po;
+  po.lru.ssd_admission_hits = 1;
+  auto policy = policy::MakePolicy(name, po);
+  EXPECT_TRUE(policy.ok()) << name;
+  if (!policy.ok()) return nullptr;
   auto opened = TierManager::Open(o, std::move(policy).value());
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-  TierManager& tm = **opened;
+  EXPECT_TRUE(opened.ok()) << opened.status().ToString();
+  if (!opened.ok()) return nullptr;
+  EXPECT_TRUE((*opened)->RegisterNamespace(testing::TestNamespace()).ok());
+  return std::move(*opened);
+}
+
+TEST_P(TierManagerPromotionTest, RereadBlocksOfANamespaceWithoutStatisticsReachTheGpu) {
+  testing::TempDir dir;
+  auto opened = Open(dir, GetParam());
+  ASSERT_TRUE(opened);
+  TierManager& tm = *opened;
   ASSERT_TRUE(tm.has_device_tier());
-  ASSERT_TRUE(tm.RegisterNamespace(testing::TestNamespace()).ok());
   for (uint64_t h = 1; h <= 8; ++h) {
     ASSERT_TRUE(tm.Put(K(h), testing::Payload(K(h), kSlot).data(), kSlot, Tier::kHost).ok());
   }
@@ -72,6 +89,31 @@ TEST(TierManagerPromotionTest, AdaptiveMovesRereadBlocksOfANamespaceWithoutStati
   }
   EXPECT_EQ(tm.GetStats().tiers[0].hits, s.tiers[0].hits + 3);
 }
+
+// Each policy's victims cascade a full GPU tier down to host and SSD without
+// losing a block.
+TEST_P(TierManagerPromotionTest, DeviceOverflowCascadesWithoutLoss) {
+  testing::TempDir dir;
+  auto tm = Open(dir, GetParam());
+  ASSERT_TRUE(tm);
+  for (uint64_t h = 1; h <= 40; ++h) {
+    ASSERT_TRUE(tm->Put(K(h), testing::Payload(K(h), kSlot).data(), kSlot, Tier::kDevice).ok())
+        << h;
+  }
+  std::vector<char> out(kSlot);
+  for (uint64_t h = 1; h <= 40; ++h) {
+    auto n = tm->Get(K(h), out.data(), out.size());
+    ASSERT_TRUE(n.ok()) << h << ": " << n.status().ToString();
+    EXPECT_TRUE(out == testing::Payload(K(h), kSlot)) << h;
+  }
+  const StoreStats s = tm->GetStats();
+  EXPECT_GT(s.moves[0][1], 0u);  // device -> host
+  EXPECT_GT(s.moves[1][2], 0u);  // host -> ssd
+  EXPECT_EQ(s.drops[0] + s.drops[1] + s.drops[2], 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, TierManagerPromotionTest,
+                         ::testing::Values("adaptive", "lru", "lfu", "arc", "s3fifo", "gdsf"));
 
 }  // namespace
 }  // namespace kvcake::store
