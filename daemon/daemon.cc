@@ -64,10 +64,9 @@ Status ValidateFlagOptions(const DaemonOptions& o) {
                                 ") exceeds --max_quota_bytes (" + Num(sv.max_quota_bytes) + ")");
   }
   if (sv.max_namespaces == 0) return InvalidArgumentError("--max_namespaces must be > 0");
-  if (o.policy != "lru" && o.policy != "cake" && o.policy != "cake_uniform" &&
-      o.policy != "adaptive") {
+  if (!policy::IsPolicyName(o.policy)) {
     return InvalidArgumentError("--policy: unknown policy '" + o.policy +
-                                "' (available: lru, cake, cake_uniform, adaptive)");
+                                "' (available: " + policy::PolicyNameList() + ")");
   }
   if (o.cluster.enabled()) {
     if (o.cluster.member_ttl_s < 1) return InvalidArgumentError("--member_ttl_s must be >= 1");

@@ -41,7 +41,7 @@ struct DaemonOptions {
   transport::RpcServerOptions rpc;     // --listen, --io_threads, --ucx_tls
   ServiceOptions service;              // token, quotas, leases, batch limits
   DaemonClusterOptions cluster;        // --cluster_etcd ... (none by default)
-  std::string policy = "adaptive";     // lru | cake | cake_uniform | adaptive
+  std::string policy = "adaptive";     // a policy::MakePolicy name (policy::PolicyNameList)
   bool drain_on_exit = true;           // SIGTERM demotes host blocks to SSD first
   uint64_t drain_timeout_ms = 30'000;  // bound on waiting for in-flight requests
   bool expose_host_segment = true;     // same-node clients may map the host tier
