@@ -312,7 +312,8 @@ void ServerCall::Reply(const Status& status, std::span<const uint8_t> meta,
   OutgoingReply* raw = r.release();
   if (!c->PostToLoop([raw] {
         std::unique_ptr<OutgoingReply> owned(raw);
-        owned->conn->SendReply(std::move(owned));
+        ServerConnection* target = owned->conn.get();
+        target->SendReply(std::move(owned));
       })) {
     std::unique_ptr<OutgoingReply> owned(raw);
     if (owned->on_sent) owned->on_sent(UnavailableError("server stopped"));
@@ -773,7 +774,7 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
     } else if (UCS_PTR_IS_ERR(req)) {
       OnStagedReceived(nullptr, UCS_PTR_STATUS(req), 0, staged.release());
     } else {
-      staged.release();  // owned by the UCX request
+      (void)staged.release();  // owned by the UCX request
     }
     return UCS_INPROGRESS;
   }
@@ -806,7 +807,7 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
   } else if (UCS_PTR_IS_ERR(req)) {
     OnPayloadReceived(nullptr, UCS_PTR_STATUS(req), 0, recv.release());
   } else {
-    recv.release();  // owned by the UCX request until OnPayloadReceived
+    (void)recv.release();  // owned by the UCX request until OnPayloadReceived
   }
   return UCS_INPROGRESS;
 }
