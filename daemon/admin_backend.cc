@@ -37,7 +37,7 @@ DaemonAdminBackend::~DaemonAdminBackend() {
   if (hook_id_ >= 0) metrics::Catalog::Default().registry().RemoveCollectHook(hook_id_);
   std::thread t;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     t = std::move(drain_thread_);
   }
   if (t.joinable()) t.join();
@@ -143,7 +143,7 @@ Result<admin::DaemonStatus> DaemonAdminBackend::GetStatus() {
     }
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     s.draining = daemon_->draining() || drain_.active;
   }
   return s;
@@ -275,18 +275,18 @@ Result<uint64_t> DaemonAdminBackend::Unpin(const admin::BlockFilter& filter) {
 
 Status DaemonAdminBackend::StartDrain() {
   if (!daemon_->store()->has_ssd_tier()) return UnavailableError("no SSD tier to drain to");
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (drain_.active) return Status::Ok();
   if (drain_thread_.joinable()) drain_thread_.join();  // a finished earlier drain
   drain_ = admin::DrainProgress{};
   drain_.active = true;
   drain_thread_ = std::thread([this] {
     Status s = daemon_->store()->Drain([this](uint64_t done, uint64_t total) {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(&mu_);
       drain_.moved_blocks = done;
       drain_.total_blocks = total;
     });
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     drain_.active = false;
     drain_.done = true;
     if (!s.ok()) drain_.error = s.ToString();
@@ -296,7 +296,7 @@ Status DaemonAdminBackend::StartDrain() {
 }
 
 Result<admin::DrainProgress> DaemonAdminBackend::GetDrain() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return drain_;
 }
 

@@ -236,14 +236,14 @@ Status Daemon::JoinCluster() {
 }
 
 void Daemon::SweepLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (!stop_) {
-    cv_.wait_for(lock, std::chrono::milliseconds(100));
+    cv_.WaitFor(&lock, std::chrono::milliseconds(100));
     if (stop_) break;
-    lock.unlock();
+    lock.Unlock();
     size_t n = service_->ExpireLeases();
     if (n > 0) KVCAKE_LOG(INFO) << "released " << n << " expired same-node leases";
-    lock.lock();
+    lock.Lock();
   }
 }
 
@@ -269,10 +269,10 @@ void Daemon::Shutdown() {
   cluster_node_.reset();
   membership_.reset();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   if (sweeper_.joinable()) sweeper_.join();
   if (service_) service_->ReleaseAllLeases();
   if (store_) {

@@ -121,7 +121,7 @@ Result<uint64_t> ParseBytes(const std::string& flag, const std::string& text) {
   }
   std::string suffix = text.substr(pos);
   uint64_t mult = 1;
-  if (suffix == "" || suffix == "B") {
+  if (suffix.empty() || suffix == "B") {
     mult = 1;
   } else if (suffix == "K" || suffix == "KiB" || suffix == "k") {
     mult = 1ull << 10;

@@ -3,7 +3,6 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "cluster/cluster_hooks.h"
+#include "common/mutex.h"
 #include "common/result.h"
 #include "common/status.h"
 #include "daemon/access_control.h"
@@ -123,7 +123,7 @@ class Service {
   Result<std::string> Handle(uint64_t caller, uint16_t op, std::string_view header,
                              std::string_view data, std::string* response_data);
   // Connection `caller` closed: its grants end and its leases are released.
-  void ForgetCaller(uint64_t caller);
+  void ForgetCaller(uint64_t caller) EXCLUDES(mu_);
 
   // ---- zero-copy put / get (UCX path) -------------------------------------
   // State of one put between payload acceptance and completion.
@@ -187,9 +187,9 @@ class Service {
 
   // Releases every same-node lease whose deadline passed (also done lazily
   // on each call). Returns the number released.
-  size_t ExpireLeases();
+  size_t ExpireLeases() EXCLUDES(mu_);
   // Releases every open lease (shutdown).
-  void ReleaseAllLeases();
+  void ReleaseAllLeases() EXCLUDES(mu_);
 
   // The largest payload a put may carry: a full batch of the largest value
   // the store accepts (max_batch_blocks x slot size).
@@ -259,13 +259,13 @@ class Service {
                                                transport::SlotsResponse* resp);
   // Registers `lease` under a new id (written into `resp`); returns the
   // encoded response.
-  std::string GrantLease(Lease lease, transport::SlotsResponse* resp);
+  std::string GrantLease(Lease lease, transport::SlotsResponse* resp) EXCLUDES(mu_);
   // Removes and returns lease `lease_id` of `caller`; ABORTED ("unknown or
   // expired" + `what`) when there is none, or when another connection holds
   // it (which is not told apart, so lease ids reveal nothing).
-  Result<Lease> TakeLease(uint64_t caller, uint64_t lease_id, std::string_view what);
+  Result<Lease> TakeLease(uint64_t caller, uint64_t lease_id, std::string_view what) EXCLUDES(mu_);
   // Bytes `caller` may still lease (UINT64_MAX without a limit).
-  uint64_t LeaseBytesLeft(uint64_t caller) const;
+  uint64_t LeaseBytesLeft(uint64_t caller) const EXCLUDES(mu_);
   Result<std::string> PutReserve(uint64_t caller, std::string_view header);
   Result<std::string> PutCommit(uint64_t caller, std::string_view header);
   Result<std::string> GetPin(uint64_t caller, std::string_view header);
@@ -278,8 +278,8 @@ class Service {
                                                 uint64_t fingerprint);
   Status CheckKeys(const store::NamespaceConfig& ns, const std::vector<transport::BlockRef>& keys);
   void ReleaseLease(Lease& lease);
-  // Removes the lease's bytes from its owner's count. Needs mu_.
-  void UncountLeaseLocked(const Lease& lease);
+  // Removes the lease's bytes from its owner's count.
+  void UncountLeaseLocked(const Lease& lease) REQUIRES(mu_);
   uint64_t NowUs() const;
 
   const ServiceOptions options_;
@@ -296,10 +296,10 @@ class Service {
 
   AccessControl access_;
 
-  mutable std::mutex mu_;
-  std::mt19937_64 lease_ids_;                            // guarded by mu_
-  std::unordered_map<uint64_t, Lease> leases_;           // guarded by mu_
-  std::unordered_map<uint64_t, uint64_t> leased_bytes_;  // by connection; guarded by mu_
+  mutable Mutex mu_;
+  std::mt19937_64 lease_ids_ GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, Lease> leases_ GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, uint64_t> leased_bytes_ GUARDED_BY(mu_);  // by connection
 
   // Last member: its destructor answers parked requests, which use the rest.
   HandoffRegistry handoffs_;

@@ -5,13 +5,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstring>
 #include <future>
-#include <mutex>
 #include <unordered_map>
 
 #include "common/logging.h"
+#include "common/mutex.h"
 #include "transport/am_message.h"
 #include "transport/handshake.h"
 #include "transport/stat_counters.h"
@@ -114,10 +113,10 @@ class RpcClientImpl {
   bool ping_inflight_ = false;
 
   std::atomic<bool> connected_{false};
-  mutable std::mutex mu_;
-  Status broken_;  // guarded by mu_
-  std::string transport_info_;
-  std::string server_info_;
+  mutable Mutex mu_;
+  Status broken_ GUARDED_BY(mu_);
+  std::string transport_info_ GUARDED_BY(mu_);
+  std::string server_info_ GUARDED_BY(mu_);
   bool destroyed_ = false;
 };
 
@@ -206,12 +205,13 @@ Status RpcClientImpl::Init() {
   }
   std::string lanes;
   loop_->RunSync([&] { lanes = ep_ ? DescribeEndpointTransports(ep_->get()) : "closed"; });
+  const std::string server_info(r.meta.begin(), r.meta.end());
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     transport_info_ = lanes;
-    server_info_.assign(r.meta.begin(), r.meta.end());
+    server_info_ = server_info;
   }
-  KVCAKE_LOG(INFO) << "connected to " << address_ << " (" << server_info_
+  KVCAKE_LOG(INFO) << "connected to " << address_ << " (" << server_info
                    << "); UCX lanes: " << lanes;
   return Status::Ok();
 }
@@ -293,18 +293,18 @@ RpcReply RpcClientImpl::CallSync(const CallRequest& request, bool control) {
   // comes back within the window costs no thread wake-up.
   struct Waiter {
     std::atomic<bool> done{false};
-    std::mutex mu;
-    std::condition_variable cv;
-    RpcReply reply;
+    Mutex mu;
+    CondVar cv;
+    RpcReply reply GUARDED_BY(mu);
   };
   auto w = std::make_shared<Waiter>();
   CallAsync(
       request,
       [w](RpcReply&& r) {
-        std::lock_guard<std::mutex> lock(w->mu);
+        MutexLock lock(&w->mu);
         w->reply = std::move(r);
         w->done.store(true, std::memory_order_release);
-        w->cv.notify_one();
+        w->cv.NotifyOne();
       },
       control);
   const auto spin_until = Clock::now() + options_.caller_spin;
@@ -317,9 +317,9 @@ RpcReply RpcClientImpl::CallSync(const CallRequest& request, bool control) {
 #endif
     }
   }
-  std::unique_lock<std::mutex> lock(w->mu);
+  MutexLock lock(&w->mu);
   // Every call completes (its deadline is enforced by the loop), so this ends.
-  w->cv.wait(lock, [&] { return w->done.load(std::memory_order_relaxed); });
+  w->cv.Wait(&lock, [&] { return w->done.load(std::memory_order_relaxed); });
   return std::move(w->reply);
 }
 
@@ -329,7 +329,7 @@ void RpcClientImpl::StartCall(PendingCall* p) {
     return;
   }
   if (!connected_.load()) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     p->have_result = true;
     p->reply.status = UnavailableError("not connected: " + broken_.ToString());
   }
@@ -565,7 +565,7 @@ void RpcClientImpl::BreakConnection(const Status& why) {
   if (!connected_.exchange(false)) {
     // Already broken; still fail whatever is pending (destructor path).
   } else {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     broken_ = why;
     if (!destroyed_) KVCAKE_LOG(WARNING) << "rpc connection broken: " << why.ToString();
   }
@@ -684,15 +684,15 @@ Status RpcClient::Ping(std::chrono::milliseconds timeout) {
 
 bool RpcClient::connected() const { return impl_->connected_.load(); }
 Status RpcClient::connection_status() const {
-  std::lock_guard<std::mutex> lock(impl_->mu_);
+  MutexLock lock(&impl_->mu_);
   return impl_->broken_;
 }
 std::string RpcClient::transport_info() const {
-  std::lock_guard<std::mutex> lock(impl_->mu_);
+  MutexLock lock(&impl_->mu_);
   return impl_->transport_info_;
 }
 std::string RpcClient::server_info() const {
-  std::lock_guard<std::mutex> lock(impl_->mu_);
+  MutexLock lock(&impl_->mu_);
   return impl_->server_info_;
 }
 const std::string& RpcClient::address() const { return impl_->address_; }

@@ -1,13 +1,13 @@
 #include "transport/rpc_server.h"
 
 #include <algorithm>
-#include <mutex>
 #include <new>
 #include <random>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "common/logging.h"
+#include "common/mutex.h"
 #include "transport/am_message.h"
 #include "transport/handshake_listener.h"
 #include "transport/stat_counters.h"
@@ -65,8 +65,8 @@ struct OutgoingReply;
 struct LoopSlot {
   int index = 0;
   RpcServerImpl* server = nullptr;  // set at Init
-  std::mutex mu;
-  WorkerLoop* loop = nullptr;
+  Mutex mu;
+  WorkerLoop* loop GUARDED_BY(mu) = nullptr;
   WorkerLoop* own_loop = nullptr;       // loop thread only; set at Init, never nulled
   std::vector<uint8_t> worker_address;  // handed to clients by the handshake (immutable)
   // Loop-thread only:
@@ -149,18 +149,18 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
     return false;
   }
-  std::string transport;  // filled on first request (loop thread); read under info_mu
-  std::mutex info_mu;
+  Mutex info_mu;
+  std::string transport GUARDED_BY(info_mu);  // filled on first request (loop thread)
 
   // Posts `fn` to this connection's loop; false if the server is stopped.
   bool PostToLoop(std::function<void()> fn) {
-    std::lock_guard<std::mutex> lock(slot_->mu);
+    MutexLock lock(&slot_->mu);
     if (slot_->loop == nullptr) return false;
     slot_->loop->Post(std::move(fn));
     return true;
   }
   bool InLoopThread() {
-    std::lock_guard<std::mutex> lock(slot_->mu);
+    MutexLock lock(&slot_->mu);
     return slot_->loop != nullptr && slot_->loop->InLoopThread();
   }
 
@@ -221,8 +221,8 @@ class RpcServerImpl {
   std::vector<std::unique_ptr<WorkerLoop>> loops_;
   std::unique_ptr<HandshakeListener> listener_;
   std::atomic<size_t> unbound_{0};  // connections whose hello has not arrived
-  std::mutex ticket_mu_;
-  std::mt19937_64 ticket_rng_{std::random_device{}()};  // guarded by ticket_mu_
+  Mutex ticket_mu_;
+  std::mt19937_64 ticket_rng_ GUARDED_BY(ticket_mu_){std::random_device{}()};
   std::atomic<uint64_t> next_conn_id_{1};
   std::atomic<uint64_t> staged_bytes_{0};  // bytes held by StagedRecvs
   std::atomic<uint64_t> next_loop_{0};
@@ -289,7 +289,8 @@ void ServerCall::Reply(const Status& status, std::span<const uint8_t> meta,
   OutgoingReply* raw = r.release();
   if (!c->PostToLoop([raw] {
         std::unique_ptr<OutgoingReply> owned(raw);
-        owned->conn->SendReply(std::move(owned));
+        ServerConnection* target = owned->conn.get();
+        target->SendReply(std::move(owned));
       })) {
     std::unique_ptr<OutgoingReply> owned(raw);
     if (owned->on_sent) owned->on_sent(UnavailableError("server stopped"));
@@ -404,7 +405,10 @@ Status RpcServerImpl::Init() {
                                              options_.ucx.busy_poll_yield);
     LoopSlot* sp = slot.get();
     loop->AddTicker(tick, [this, sp] { Sweep(sp); });
-    slot->loop = loop.get();
+    {
+      MutexLock lock(&slot->mu);
+      slot->loop = loop.get();
+    }
     slot->own_loop = loop.get();
     slots_.push_back(std::move(slot));
     loops_.push_back(std::move(loop));
@@ -454,7 +458,7 @@ void RpcServerImpl::Stop() {
     });
   }
   for (auto& slot : slots_) {
-    std::lock_guard<std::mutex> lock(slot->mu);
+    MutexLock lock(&slot->mu);
     slot->loop = nullptr;
   }
   for (auto& l : loops_) l->Stop();
@@ -481,7 +485,7 @@ HelloReply RpcServerImpl::OnHello(const std::string& peer, const HelloRequest& h
     return refuse(StatusCode::kResourceExhausted, "too many connections being established; retry");
   }
   {
-    std::lock_guard<std::mutex> lock(ticket_mu_);
+    MutexLock lock(&ticket_mu_);
     do {
       reply.ticket = ticket_rng_();
     } while (reply.ticket == 0);
@@ -490,7 +494,7 @@ HelloReply RpcServerImpl::OnHello(const std::string& peer, const HelloRequest& h
   LoopSlot* slot = slots_[i].get();
   Status opened = UnavailableError("server stopping");
   {
-    std::lock_guard<std::mutex> lock(slot->mu);
+    MutexLock lock(&slot->mu);
     if (slot->loop == nullptr) return refuse(StatusCode::kUnavailable, "server stopping");
   }
   slot->own_loop->RunSync(
@@ -644,10 +648,10 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
   std::shared_ptr<ServerConnection> conn = it->second;
   conn->Touch();
   {
-    std::lock_guard<std::mutex> lock(conn->info_mu);
+    MutexLock lock(&conn->info_mu);
     if (conn->transport.empty()) {
-      conn->transport = DescribeEndpointTransports(conn->ep());
-      const std::string& t = conn->transport;
+      const std::string t = DescribeEndpointTransports(conn->ep());
+      conn->transport = t;
       const size_t am = t.find("am:");
       const std::string am_tl = am == std::string::npos ? "" : t.substr(am + 3, 5);
       if (am_tl.rfind("tcp", 0) == 0) {
@@ -747,7 +751,7 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
     } else if (UCS_PTR_IS_ERR(req)) {
       OnStagedReceived(nullptr, UCS_PTR_STATUS(req), 0, staged.release());
     } else {
-      staged.release();  // owned by the UCX request
+      (void)staged.release();  // owned by the UCX request
     }
     return UCS_INPROGRESS;
   }
@@ -780,7 +784,7 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
   } else if (UCS_PTR_IS_ERR(req)) {
     OnPayloadReceived(nullptr, UCS_PTR_STATUS(req), 0, recv.release());
   } else {
-    recv.release();  // owned by the UCX request until OnPayloadReceived
+    (void)recv.release();  // owned by the UCX request until OnPayloadReceived
   }
   return UCS_INPROGRESS;
 }
@@ -875,7 +879,7 @@ std::vector<ConnectionInfo> RpcServer::Connections() const {
         ci.id = conn->id();
         ci.peer = conn->peer();
         {
-          std::lock_guard<std::mutex> lock(conn->info_mu);
+          MutexLock lock(&conn->info_mu);
           ci.transport = conn->transport.empty() ? DescribeEndpointTransports(ep) : conn->transport;
         }
         ci.io_thread = slot->index;

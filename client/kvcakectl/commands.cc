@@ -328,7 +328,7 @@ std::string ProgressBar(const json& d) {
   double frac = total ? static_cast<double>(moved) / total : (d.value("done", false) ? 1.0 : 0.0);
   frac = std::clamp(frac, 0.0, 1.0);
   constexpr int kWidth = 30;
-  int filled = static_cast<int>(frac * kWidth + 0.5);
+  int filled = static_cast<int>(std::lround(frac * kWidth));
   std::string bar = "[" + std::string(filled, '#') + std::string(kWidth - filled, '.') + "]";
   char buf[160];
   std::snprintf(buf, sizeof(buf), "%s %5.1f%%  %llu/%llu blocks  %s/%s", bar.c_str(), frac * 100,

@@ -23,6 +23,7 @@
 #include <atomic>
 #include <barrier>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -122,7 +123,7 @@ struct Stats {
   double Pct(double p) const {
     if (lat_us.empty()) return 0;
     std::vector<double> v = lat_us;
-    size_t k = std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5));
+    size_t k = std::min(v.size() - 1, static_cast<size_t>(std::llround(p * (v.size() - 1))));
     std::nth_element(v.begin(), v.begin() + k, v.end());
     return v[k];
   }
@@ -394,7 +395,7 @@ int FreePort() {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  (void)::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);  // port 0: any free port
   socklen_t len = sizeof a;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   int port = ntohs(a.sin_port);

@@ -112,7 +112,7 @@ std::vector<std::string> Split(const std::string& s) {
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5));
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(std::llround(p * (v.size() - 1))));
   return v[i];
 }
 

@@ -38,7 +38,7 @@ fs::path MakeTrace() {
       fs::temp_directory_path() / ("kvcake_replay_test_" + std::to_string(::getpid()) + "_" +
                                    std::to_string(std::random_device{}()));
   fs::create_directories(dir);
-  const fs::path out = dir / "trace.jsonl";
+  fs::path out = dir / "trace.jsonl";
   std::ofstream o(out);
   const char* src = std::getenv("KVCAKE_SOURCE_DIR");
   const fs::path shared =
