@@ -36,8 +36,8 @@ std::string_view View(const std::vector<uint8_t>& v) {
 struct ClusterNode::Peer {
   std::string address;
   std::unique_ptr<transport::RpcClient> rpc;
-  std::mutex mu;
-  std::unordered_map<uint64_t, uint64_t> namespaces;  // ns id -> fingerprint; guarded by mu
+  Mutex mu;
+  std::unordered_map<uint64_t, uint64_t> namespaces GUARDED_BY(mu);  // ns id -> fingerprint
 };
 
 ClusterNode::ClusterNode(ClusterNodeOptions options, store::TierManager* store, MembersFn members)
@@ -56,27 +56,27 @@ ClusterNode::ClusterNode(ClusterNodeOptions options, store::TierManager* store, 
 
 ClusterNode::~ClusterNode() {
   {
-    std::lock_guard<std::mutex> lock(pub_mu_);
+    MutexLock lock(&pub_mu_);
     stop_ = true;
   }
-  pub_cv_.notify_all();
+  pub_cv_.NotifyAll();
   if (publisher_.joinable()) publisher_.join();
   {
-    std::lock_guard<std::mutex> lock(fetch_mu_);
+    MutexLock lock(&fetch_mu_);
     fetch_stop_ = true;
     fetch_queue_.clear();
     in_flight_.clear();
   }
-  fetch_cv_.notify_all();
-  fetched_cv_.notify_all();
+  fetch_cv_.NotifyAll();
+  fetched_cv_.NotifyAll();
   for (std::thread& t : fetchers_) t.join();
   {
-    std::lock_guard<std::mutex> lock(fwd_mu_);
+    MutexLock lock(&fwd_mu_);
     fwd_stop_ = true;
   }
-  fwd_cv_.notify_all();
+  fwd_cv_.NotifyAll();
   if (forwarder_.joinable()) forwarder_.join();
-  std::lock_guard<std::mutex> lock(peers_mu_);
+  MutexLock lock(&peers_mu_);
   peers_.clear();
 }
 
@@ -118,7 +118,7 @@ bool ClusterNode::TokenOk(std::string_view token) {
 }
 
 void ClusterNode::MarkDown(const std::string& node_id) {
-  std::lock_guard<std::mutex> lock(peers_mu_);
+  MutexLock lock(&peers_mu_);
   peers_.erase(node_id);
   down_until_[node_id] = std::chrono::steady_clock::now() + options_.peer_retry;
 }
@@ -127,7 +127,7 @@ std::shared_ptr<ClusterNode::Peer> ClusterNode::PeerFor(const std::string& node_
                                                         const std::string& address) {
   if (address.empty() || node_id == options_.node_id) return nullptr;
   {
-    std::lock_guard<std::mutex> lock(peers_mu_);
+    MutexLock lock(&peers_mu_);
     auto down = down_until_.find(node_id);
     if (down != down_until_.end()) {
       if (std::chrono::steady_clock::now() < down->second) return nullptr;
@@ -153,7 +153,7 @@ std::shared_ptr<ClusterNode::Peer> ClusterNode::PeerFor(const std::string& node_
   auto peer = std::make_shared<Peer>();
   peer->address = address;
   peer->rpc = std::move(rpc).value();
-  std::lock_guard<std::mutex> lock(peers_mu_);
+  MutexLock lock(&peers_mu_);
   auto [it, inserted] = peers_.try_emplace(node_id, peer);
   return it->second;  // another thread may have connected first: use its connection
 }
@@ -161,7 +161,7 @@ std::shared_ptr<ClusterNode::Peer> ClusterNode::PeerFor(const std::string& node_
 Result<std::pair<uint64_t, uint64_t>> ClusterNode::EnsureNamespace(
     Peer& peer, const store::NamespaceConfig& ns) {
   {
-    std::lock_guard<std::mutex> lock(peer.mu);
+    MutexLock lock(&peer.mu);
     auto it = peer.namespaces.find(ns.id);
     if (it != peer.namespaces.end()) return std::make_pair(ns.id, it->second);
   }
@@ -181,7 +181,7 @@ Result<std::pair<uint64_t, uint64_t>> ClusterNode::EnsureNamespace(
     return FailedPreconditionError("member holds namespace '" + ns.name +
                                    "' with another geometry");
   }
-  std::lock_guard<std::mutex> lock(peer.mu);
+  MutexLock lock(&peer.mu);
   peer.namespaces[ns.id] = resp.fingerprint;
   return std::make_pair(resp.ns_id, resp.fingerprint);
 }
@@ -208,7 +208,7 @@ void ClusterNode::TrimRootsLocked() {
 }
 
 void ClusterNode::LearnRoots(std::span<const BlockRef> keys, std::span<const uint64_t> roots) {
-  std::lock_guard<std::mutex> lock(hints_mu_);
+  MutexLock lock(&hints_mu_);
   for (size_t i = 0; i < keys.size() && i < roots.size(); ++i) {
     if (roots[i] == 0) continue;
     auto [it, inserted] = roots_.insert_or_assign(keys[i].hash, roots[i]);
@@ -221,7 +221,7 @@ void ClusterNode::OnCommitted(const store::NamespaceConfig& ns, std::span<const 
   if (keys.empty()) return;
   std::vector<ChainRecord> records;
   {
-    std::lock_guard<std::mutex> lock(hints_mu_);
+    MutexLock lock(&hints_mu_);
     // Keys of one request come in chain order per layer. A batch whose first
     // block was never seen in a lookup starts a chain (its root).
     std::map<uint32_t, size_t> by_layer;  // layer -> index in records
@@ -239,28 +239,28 @@ void ClusterNode::OnCommitted(const store::NamespaceConfig& ns, std::span<const 
     TrimRootsLocked();
   }
   {
-    std::lock_guard<std::mutex> lock(pub_mu_);
+    MutexLock lock(&pub_mu_);
     for (ChainRecord& r : records) pending_.push_back(std::move(r));
   }
 }
 
 void ClusterNode::OnMembershipChanged() {
   {
-    std::lock_guard<std::mutex> lock(pub_mu_);
+    MutexLock lock(&pub_mu_);
     republish_ = true;
   }
-  pub_cv_.notify_all();
+  pub_cv_.NotifyAll();
 }
 
 void ClusterNode::PublisherLoop() {
-  std::unique_lock<std::mutex> lock(pub_mu_);
+  MutexLock lock(&pub_mu_);
   while (!stop_) {
-    pub_cv_.wait_for(lock, options_.publish_interval);
+    pub_cv_.WaitFor(&lock, options_.publish_interval);
     if (stop_) break;
     std::vector<ChainRecord> batch = std::move(pending_);
     pending_.clear();
     const bool republish = std::exchange(republish_, false);
-    lock.unlock();
+    lock.Unlock();
     if (republish) {
       std::vector<PeerAddress> members;
       if (Members(&members)) {
@@ -277,7 +277,7 @@ void ClusterNode::PublisherLoop() {
       }
     }
     if (!batch.empty()) PublishNow(std::move(batch));
-    lock.lock();
+    lock.Lock();
   }
 }
 
@@ -343,7 +343,7 @@ ClusterHooks::RemotePrefix ClusterNode::LookupRemote(const store::NamespaceConfi
   if (hashes.empty() || local >= hashes.size()) return out;
   {
     // Learn the chain, so a put that continues it is published under its root.
-    std::lock_guard<std::mutex> lock(hints_mu_);
+    MutexLock lock(&hints_mu_);
     for (uint64_t h : hashes) {
       if (roots_.emplace(h, hashes[0]).second) roots_order_.push_back(h);
     }
@@ -380,7 +380,7 @@ ClusterHooks::RemotePrefix ClusterNode::LookupRemote(const store::NamespaceConfi
     return out;
   }
   {
-    std::lock_guard<std::mutex> lock(hints_mu_);
+    MutexLock lock(&hints_mu_);
     for (size_t i = local; i < hit.prefix_len; ++i) {
       const uint64_t k = HintKey(ns.id, hashes[i]);
       if (remote_.insert_or_assign(k, hit.holder).second) remote_order_.push_back(k);
@@ -411,7 +411,7 @@ void ClusterNode::Prefetch(const store::NamespaceConfig& ns, const std::string& 
       std::clamp<size_t>(options_.prefetch_batch_bytes / size, 1, transport::kMaxBatchBlocks);
   std::vector<FetchJob> jobs;
   size_t taken = 0;
-  std::lock_guard<std::mutex> lock(fetch_mu_);
+  MutexLock lock(&fetch_mu_);
   if (fetch_stop_) return;
   // Layer by layer, the order an engine loads them in.
   for (uint32_t layer = 0; layer < ns.num_layers && taken < budget; ++layer) {
@@ -427,33 +427,34 @@ void ClusterNode::Prefetch(const store::NamespaceConfig& ns, const std::string& 
     }
   }
   for (FetchJob& j : jobs) fetch_queue_.push_back(std::move(j));
-  if (!jobs.empty()) fetch_cv_.notify_all();
+  if (!jobs.empty()) fetch_cv_.NotifyAll();
 }
 
 void ClusterNode::FetcherLoop() {
-  std::unique_lock<std::mutex> lock(fetch_mu_);
+  MutexLock lock(&fetch_mu_);
   while (true) {
-    fetch_cv_.wait(lock, [this] { return fetch_stop_ || !fetch_queue_.empty(); });
+    fetch_cv_.Wait(&lock,
+                   [this]() REQUIRES(fetch_mu_) { return fetch_stop_ || !fetch_queue_.empty(); });
     if (fetch_stop_) return;
     FetchJob job = std::move(fetch_queue_.front());
     fetch_queue_.pop_front();
-    lock.unlock();
+    lock.Unlock();
     std::vector<PeerAddress> members;
     size_t stored = 0;
     if (Members(&members)) stored = FetchFrom(job.holder, members, job.ns, job.keys);
     prefetched_blocks_.fetch_add(stored, std::memory_order_relaxed);
-    lock.lock();
+    lock.Lock();
     for (const BlockRef& k : job.keys) in_flight_.erase(FetchKey(job.ns.id, k));
-    fetched_cv_.notify_all();
+    fetched_cv_.NotifyAll();
   }
 }
 
 bool ClusterNode::Fetchable(uint64_t ns_id, const BlockRef& key) {
   {
-    std::lock_guard<std::mutex> lock(fetch_mu_);
+    MutexLock lock(&fetch_mu_);
     if (in_flight_.count(FetchKey(ns_id, key)) != 0) return true;
   }
-  std::lock_guard<std::mutex> lock(hints_mu_);
+  MutexLock lock(&hints_mu_);
   return remote_.count(HintKey(ns_id, key.hash)) != 0;
 }
 
@@ -461,9 +462,9 @@ size_t ClusterNode::FetchMissing(const store::NamespaceConfig& ns, std::span<con
   // Blocks a prefetch has in flight: wait for them (bounded) rather than
   // fetching them twice.
   if (options_.max_prefetch_bytes > 0) {
-    std::unique_lock<std::mutex> lock(fetch_mu_);
+    MutexLock lock(&fetch_mu_);
     if (!in_flight_.empty()) {
-      fetched_cv_.wait_for(lock, options_.prefetch_wait, [&] {
+      fetched_cv_.WaitFor(&lock, options_.prefetch_wait, [&]() REQUIRES(fetch_mu_) {
         if (fetch_stop_) return true;
         for (const BlockRef& k : keys) {
           if (in_flight_.count(FetchKey(ns.id, k)) != 0) return false;
@@ -474,7 +475,7 @@ size_t ClusterNode::FetchMissing(const store::NamespaceConfig& ns, std::span<con
   }
   std::map<std::string, std::vector<BlockRef>> by_holder;
   {
-    std::lock_guard<std::mutex> lock(hints_mu_);
+    MutexLock lock(&hints_mu_);
     if (remote_.empty()) return 0;
     for (const BlockRef& k : keys) {
       if (store_->Contains(BlockKey{ns.id, k.hash, k.layer})) continue;  // prefetched meanwhile
@@ -584,7 +585,7 @@ void ClusterNode::Forward(const store::NamespaceConfig& ns, const HandoffTarget&
                           std::span<const BlockRef> keys) {
   if (keys.empty() || target.node.empty() || target.node == options_.node_id) return;
   {
-    std::lock_guard<std::mutex> lock(fwd_mu_);
+    MutexLock lock(&fwd_mu_);
     auto [it, inserted] = fwd_handoffs_.try_emplace(target.id, false);
     if (inserted) {
       handoffs_started_.fetch_add(1, std::memory_order_relaxed);
@@ -596,7 +597,7 @@ void ClusterNode::Forward(const store::NamespaceConfig& ns, const HandoffTarget&
     }
     if (fwd_queue_.size() < options_.max_forward_queue) {
       fwd_queue_.push_back(ForwardJob{ns, target, {keys.begin(), keys.end()}});
-      fwd_cv_.notify_one();
+      fwd_cv_.NotifyOne();
       return;
     }
   }
@@ -605,7 +606,7 @@ void ClusterNode::Forward(const store::NamespaceConfig& ns, const HandoffTarget&
 
 void ClusterNode::FailHandoff(uint64_t id, const std::string& target, const Status& why) {
   {
-    std::lock_guard<std::mutex> lock(fwd_mu_);
+    MutexLock lock(&fwd_mu_);
     auto it = fwd_handoffs_.find(id);
     if (it != fwd_handoffs_.end()) {
       if (it->second) return;  // counted already
@@ -618,20 +619,20 @@ void ClusterNode::FailHandoff(uint64_t id, const std::string& target, const Stat
 }
 
 void ClusterNode::ForwarderLoop() {
-  std::unique_lock<std::mutex> lock(fwd_mu_);
+  MutexLock lock(&fwd_mu_);
   while (true) {
-    fwd_cv_.wait(lock, [&] { return fwd_stop_ || !fwd_queue_.empty(); });
+    fwd_cv_.Wait(&lock, [&]() REQUIRES(fwd_mu_) { return fwd_stop_ || !fwd_queue_.empty(); });
     if (fwd_stop_) break;
     ForwardJob job = std::move(fwd_queue_.front());
     fwd_queue_.pop_front();
     auto it = fwd_handoffs_.find(job.target.id);
     const bool failed = it != fwd_handoffs_.end() && it->second;
-    lock.unlock();
+    lock.Unlock();
     if (!failed) {
       Status s = ForwardNow(job);
       if (!s.ok()) FailHandoff(job.target.id, job.target.node, s);
     }
-    lock.lock();
+    lock.Lock();
   }
 }
 

@@ -22,13 +22,11 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -38,6 +36,7 @@
 
 #include "cluster/cluster_hooks.h"
 #include "cluster/directory.h"
+#include "common/mutex.h"
 #include "store/tier_manager.h"
 #include "transport/rpc_client.h"
 #include "transport/ucx_options.h"
@@ -161,21 +160,21 @@ class ClusterNode final : public ClusterHooks {
     std::vector<transport::BlockRef> keys;
   };
 
-  void PublisherLoop();
+  void PublisherLoop() EXCLUDES(pub_mu_);
   // Background fetches started by lookups.
   struct FetchJob {
     store::NamespaceConfig ns;
     std::string holder;
     std::vector<transport::BlockRef> keys;
   };
-  void FetcherLoop();
+  void FetcherLoop() EXCLUDES(fetch_mu_);
   void Prefetch(const store::NamespaceConfig& ns, const std::string& holder,
                 std::span<const uint64_t> hashes);
   // Fetches `refs` from `holder` into the store; returns how many were stored.
   size_t FetchFrom(const std::string& holder, const std::vector<PeerAddress>& members,
                    const store::NamespaceConfig& ns, std::span<const transport::BlockRef> refs);
   static uint64_t FetchKey(uint64_t ns_id, const transport::BlockRef& k);
-  void ForwarderLoop();
+  void ForwarderLoop() EXCLUDES(fwd_mu_);
   // Pushes one batch to its target; runs on the forwarder thread.
   Status ForwardNow(const ForwardJob& job);
   // Counts hand-off `id` failed (once).
@@ -196,33 +195,33 @@ class ClusterNode final : public ClusterHooks {
   bool Members(std::vector<PeerAddress>* out) const;
   std::string AddressOf(const std::vector<PeerAddress>& members, const std::string& node) const;
   bool TokenOk(std::string_view token);
-  // Bounds roots_ (oldest learned first). Requires hints_mu_.
-  void TrimRootsLocked();
+  // Bounds roots_ (oldest learned first).
+  void TrimRootsLocked() REQUIRES(hints_mu_);
 
   const ClusterNodeOptions options_;
   store::TierManager* const store_;
   const MembersFn members_;
   Directory directory_;
 
-  mutable std::mutex peers_mu_;
-  std::unordered_map<std::string, std::shared_ptr<Peer>> peers_;  // guarded by peers_mu_
-  std::unordered_map<std::string, std::chrono::steady_clock::time_point>
-      down_until_;  // guarded by peers_mu_
+  mutable Mutex peers_mu_;
+  std::unordered_map<std::string, std::shared_ptr<Peer>> peers_ GUARDED_BY(peers_mu_);
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> down_until_
+      GUARDED_BY(peers_mu_);
 
   // Chain learning: block hash -> the root of its chain (from lookups and
   // commits), and remote hints: (ns, hash) -> holder node id.
-  mutable std::mutex hints_mu_;
-  std::unordered_map<uint64_t, uint64_t> roots_;      // guarded by hints_mu_
-  std::deque<uint64_t> roots_order_;                  // guarded by hints_mu_
-  std::unordered_map<uint64_t, std::string> remote_;  // key: ns ^ hash mix; guarded by hints_mu_
-  std::deque<uint64_t> remote_order_;                 // guarded by hints_mu_
+  mutable Mutex hints_mu_;
+  std::unordered_map<uint64_t, uint64_t> roots_ GUARDED_BY(hints_mu_);
+  std::deque<uint64_t> roots_order_ GUARDED_BY(hints_mu_);
+  std::unordered_map<uint64_t, std::string> remote_ GUARDED_BY(hints_mu_);  // key: ns ^ hash mix
+  std::deque<uint64_t> remote_order_ GUARDED_BY(hints_mu_);
 
   // Publishing.
-  std::mutex pub_mu_;
-  std::condition_variable pub_cv_;
-  std::vector<transport::ChainRecord> pending_;          // guarded by pub_mu_
-  bool republish_ = false;                               // guarded by pub_mu_
-  bool stop_ = false;                                    // guarded by pub_mu_
+  Mutex pub_mu_;
+  CondVar pub_cv_;
+  std::vector<transport::ChainRecord> pending_ GUARDED_BY(pub_mu_);
+  bool republish_ GUARDED_BY(pub_mu_) = false;
+  bool stop_ GUARDED_BY(pub_mu_) = false;
   std::map<ChainKey, std::vector<uint64_t>> published_;  // publisher thread only
   std::deque<ChainKey> published_order_;                 // publisher thread only
   std::vector<std::string> last_members_;                // publisher thread only
@@ -236,20 +235,20 @@ class ClusterNode final : public ClusterHooks {
   std::atomic<uint64_t> handoff_blocks_forwarded_{0}, handoff_bytes_forwarded_{0};
 
   // Forwarding (hand-offs).
-  std::mutex fwd_mu_;
-  std::condition_variable fwd_cv_;
-  std::deque<ForwardJob> fwd_queue_;  // guarded by fwd_mu_
-  bool fwd_stop_ = false;             // guarded by fwd_mu_
+  Mutex fwd_mu_;
+  CondVar fwd_cv_;
+  std::deque<ForwardJob> fwd_queue_ GUARDED_BY(fwd_mu_);
+  bool fwd_stop_ GUARDED_BY(fwd_mu_) = false;
   // Hand-offs seen (started) and failed, oldest first, bounded.
-  std::unordered_map<uint64_t, bool> fwd_handoffs_;  // id -> failed; guarded by fwd_mu_
-  std::deque<uint64_t> fwd_order_;                   // guarded by fwd_mu_
+  std::unordered_map<uint64_t, bool> fwd_handoffs_ GUARDED_BY(fwd_mu_);  // id -> failed
+  std::deque<uint64_t> fwd_order_ GUARDED_BY(fwd_mu_);
 
-  std::mutex fetch_mu_;
-  std::condition_variable fetch_cv_;        // a job queued / stop
-  std::condition_variable fetched_cv_;      // keys left in_flight_
-  std::deque<FetchJob> fetch_queue_;        // guarded by fetch_mu_
-  std::unordered_set<uint64_t> in_flight_;  // FetchKey of queued keys; guarded by fetch_mu_
-  bool fetch_stop_ = false;                 // guarded by fetch_mu_
+  Mutex fetch_mu_;
+  CondVar fetch_cv_;    // a job queued / stop
+  CondVar fetched_cv_;  // keys left in_flight_
+  std::deque<FetchJob> fetch_queue_ GUARDED_BY(fetch_mu_);
+  std::unordered_set<uint64_t> in_flight_ GUARDED_BY(fetch_mu_);  // FetchKey of queued keys
+  bool fetch_stop_ GUARDED_BY(fetch_mu_) = false;
   std::atomic<uint64_t> prefetched_blocks_{0};
 
   std::thread publisher_;

@@ -15,7 +15,7 @@ Directory::Directory(size_t max_chains) : max_chains_(std::max<size_t>(1, max_ch
 void Directory::Publish(const std::string& holder, const transport::ChainRecord& chain) {
   if (chain.hashes.empty()) return;
   const ChainKey key{chain.ns_id, chain.root, chain.layer};
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto [it, inserted] = chains_.try_emplace(key);
   if (inserted) {
     order_.push_back(key);
@@ -29,7 +29,7 @@ void Directory::Publish(const std::string& holder, const transport::ChainRecord&
 
 void Directory::Withdraw(const std::string& holder, const transport::ChainRecord& chain) {
   const ChainKey key{chain.ns_id, chain.root, chain.layer};
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = chains_.find(key);
   if (it == chains_.end()) return;
   auto h = it->second.find(holder);
@@ -40,7 +40,7 @@ void Directory::Withdraw(const std::string& holder, const transport::ChainRecord
 }
 
 void Directory::DropHolder(const std::string& holder) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (auto& [key, holders] : chains_) holders.erase(holder);
 }
 
@@ -48,7 +48,7 @@ Directory::Hit Directory::Lookup(uint64_t ns_id, uint32_t layer, std::span<const
                                  const std::string& exclude) const {
   Hit best;
   if (hashes.empty()) return best;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = chains_.find(ChainKey{ns_id, hashes[0], layer});
   if (it == chains_.end()) return best;
   for (const auto& [holder, have] : it->second) {
@@ -65,7 +65,7 @@ Directory::Hit Directory::Lookup(uint64_t ns_id, uint32_t layer, std::span<const
 }
 
 size_t Directory::chains() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return chains_.size();
 }
 

@@ -17,13 +17,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
-#include <mutex>
 #include <span>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "common/mutex.h"
 #include "transport/messages.h"
 
 namespace kvcake::cluster {
@@ -66,12 +66,12 @@ class Directory {
   // Holder node id -> the hashes of the chain it published.
   using Holders = std::unordered_map<std::string, std::unordered_set<uint64_t>>;
 
-  void EvictLocked();
+  void EvictLocked() REQUIRES(mu_);
 
   const size_t max_chains_;
-  mutable std::mutex mu_;
-  std::unordered_map<ChainKey, Holders, ChainKeyHash> chains_;  // guarded by mu_
-  std::deque<ChainKey> order_;  // insertion order, for eviction; guarded by mu_
+  mutable Mutex mu_;
+  std::unordered_map<ChainKey, Holders, ChainKeyHash> chains_ GUARDED_BY(mu_);
+  std::deque<ChainKey> order_ GUARDED_BY(mu_);  // insertion order, for eviction
 };
 
 }  // namespace kvcake::cluster

@@ -140,7 +140,7 @@ Status Membership::Register() {
       RETURN_IF_ERROR(client_->Put(key_, value_, lease_id_));
     }
     registered_ = true;
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     self_last_seen_unix_ms_ = NowUnixMs();
     return Status::Ok();
   }
@@ -158,7 +158,7 @@ Status Membership::Round() {
       lease_id_ = 0;
       registered_ = false;
     } else {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       self_last_seen_unix_ms_ = NowUnixMs();
     }
   }
@@ -195,7 +195,7 @@ Status Membership::Poll() {
     if (s.code() == StatusCode::kAlreadyExists) KVCAKE_LOG(ERROR) << s.message();
     RETURN_IF_ERROR(s);
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   members_ = std::move(members);
   return Status::Ok();
 }
@@ -219,7 +219,7 @@ void Membership::SetState(MembershipState state) {
 std::vector<MemberInfo> Membership::Members() const {
   bool unknown = state() == MembershipState::kUnknown;
   std::vector<MemberInfo> out;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   out.reserve(members_.size() + 1);
   bool self_added = false;
   for (const auto& [node_id, info] : members_) {
@@ -248,7 +248,7 @@ MembershipStats Membership::stats() const {
 }
 
 void Membership::SetChangeCallback(ChangeCallback callback) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   callback_ = std::move(callback);
 }
 
@@ -262,7 +262,7 @@ void Membership::NotifyIfChanged() {
   notified_state_ = state;
   ChangeCallback callback;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     callback = callback_;
   }
   if (callback) callback(members, state);
@@ -277,8 +277,8 @@ void Membership::Run() {
   MembershipState reported = state();
   while (true) {
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (cv_.wait_until(lock, next, [this] { return stopping_; })) return;
+      MutexLock lock(&mu_);
+      if (cv_.WaitUntil(&lock, next, [this]() REQUIRES(mu_) { return stopping_; })) return;
     }
     Status s = Round();
     if (s.ok()) {
@@ -301,15 +301,15 @@ void Membership::Run() {
 
 void Membership::StopThread() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   if (thread_.joinable()) thread_.join();
 }
 
 void Membership::Stop() {
-  std::lock_guard<std::mutex> lock(stop_mu_);
+  MutexLock lock(&stop_mu_);
   if (stopped_) return;
   stopped_ = true;
   StopThread();
@@ -326,7 +326,7 @@ void Membership::Stop() {
 }
 
 void Membership::Abandon() {
-  std::lock_guard<std::mutex> lock(stop_mu_);
+  MutexLock lock(&stop_mu_);
   if (stopped_) return;
   stopped_ = true;
   StopThread();

@@ -1,12 +1,10 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -14,6 +12,7 @@
 
 #include "cluster/etcd_client.h"
 #include "cluster/member_info.h"
+#include "common/mutex.h"
 #include "common/result.h"
 #include "common/status.h"
 
@@ -116,16 +115,16 @@ class Membership {
   // the key goes at once and peers drop this member at their next poll.
   // Waits at most about 2 × request_timeout_ms (a request in flight, then
   // the revoke). Idempotent.
-  void Stop();
+  void Stop() EXCLUDES(stop_mu_);
 
   // For tests: stops the background thread without revoking the lease, as if
   // the process had died; the key stays until its lease expires (ttl_s).
-  void Abandon();
+  void Abandon() EXCLUDES(stop_mu_);
 
   // The live members, sorted by node_id, self included (also before the
   // first successful poll). In kUnknown every member other than self has
   // stale = true and is the state of the last successful poll.
-  std::vector<MemberInfo> Members() const;
+  std::vector<MemberInfo> Members() const EXCLUDES(mu_);
 
   MembershipState state() const { return state_.load(std::memory_order_acquire); }
   const MemberInfo& self() const { return self_; }
@@ -136,7 +135,7 @@ class Membership {
   // Sets (replaces; null clears) the change callback. Safe to call at any
   // time; a call in progress on the background thread may still use the old
   // one.
-  void SetChangeCallback(ChangeCallback callback);
+  void SetChangeCallback(ChangeCallback callback) EXCLUDES(mu_);
 
  private:
   Membership(MembershipOptions options, std::unique_ptr<EtcdClient> client);
@@ -155,7 +154,7 @@ class Membership {
   // from what it was last called with.
   void NotifyIfChanged();
   void Run();
-  void StopThread();
+  void StopThread() REQUIRES(stop_mu_) EXCLUDES(mu_);
 
   const MembershipOptions options_;
   const std::unique_ptr<EtcdClient> client_;
@@ -177,15 +176,15 @@ class Membership {
   std::atomic<uint64_t> reconnects_{0};
   std::atomic<uint64_t> membership_changes_{0};
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;                      // guarded by mu_
-  std::map<std::string, MemberInfo> members_;  // guarded by mu_; last successful poll
-  int64_t self_last_seen_unix_ms_ = 0;         // guarded by mu_
-  ChangeCallback callback_;                    // guarded by mu_
+  mutable Mutex mu_;
+  CondVar cv_;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::map<std::string, MemberInfo> members_ GUARDED_BY(mu_);  // last successful poll
+  int64_t self_last_seen_unix_ms_ GUARDED_BY(mu_) = 0;
+  ChangeCallback callback_ GUARDED_BY(mu_);
 
-  std::mutex stop_mu_;  // serialises Stop/Abandon
-  bool stopped_ = false;
+  Mutex stop_mu_ ACQUIRED_BEFORE(mu_);  // serialises Stop/Abandon
+  bool stopped_ GUARDED_BY(stop_mu_) = false;
   std::thread thread_;
 };
 

@@ -202,7 +202,7 @@ bool FamilyBase::BadArity(size_t n) const {
 template <>
 void Family<Counter>::Render(std::string* out) const {
   RenderHeader(out);
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  ReaderLock lock(&mu_);
   for (const auto& [values, child] : children_) {
     *out += name_ + FormatLabels(values, "") + " " + std::to_string(child->Value()) + "\n";
   }
@@ -211,7 +211,7 @@ void Family<Counter>::Render(std::string* out) const {
 template <>
 void Family<Gauge>::Render(std::string* out) const {
   RenderHeader(out);
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  ReaderLock lock(&mu_);
   for (const auto& [values, child] : children_) {
     *out += name_ + FormatLabels(values, "") + " " + FormatDouble(child->Value()) + "\n";
   }
@@ -220,7 +220,7 @@ void Family<Gauge>::Render(std::string* out) const {
 template <>
 void Family<Histogram>::Render(std::string* out) const {
   RenderHeader(out);
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  ReaderLock lock(&mu_);
   for (const auto& [values, child] : children_) {
     Histogram::Snapshot s = child->Take();
     for (size_t i = 0; i <= s.bounds.size(); ++i) {
@@ -260,7 +260,7 @@ FamilyBase* Registry::Register(std::string_view name, MetricType type,
   }
   if (!s.ok()) KVCAKE_LOG(FATAL) << "metrics: " << s.ToString();
 
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = families_.find(name);
   if (it != families_.end()) {
     FamilyBase* f = it->second.get();
@@ -317,24 +317,24 @@ HistogramFamily& Registry::AddHistogram(std::string_view name, std::string_view 
 }
 
 int Registry::AddCollectHook(std::function<void()> hook) {
-  std::lock_guard<std::mutex> lock(hooks_mu_);
+  MutexLock lock(&hooks_mu_);
   int id = next_hook_id_++;
   hooks_.emplace(id, std::make_shared<std::function<void()>>(std::move(hook)));
   return id;
 }
 
 void Registry::RemoveCollectHook(int id) {
-  std::lock_guard<std::mutex> run_lock(collect_mu_);  // waits for a running Expose's hooks
-  std::lock_guard<std::mutex> lock(hooks_mu_);
+  MutexLock run_lock(&collect_mu_);  // waits for a running Expose's hooks
+  MutexLock lock(&hooks_mu_);
   hooks_.erase(id);
 }
 
 std::string Registry::Expose() const {
   {
-    std::lock_guard<std::mutex> run_lock(collect_mu_);
+    MutexLock run_lock(&collect_mu_);
     std::vector<std::shared_ptr<std::function<void()>>> hooks;
     {
-      std::lock_guard<std::mutex> lock(hooks_mu_);
+      MutexLock lock(&hooks_mu_);
       for (const auto& [id, h] : hooks_) hooks.push_back(h);
     }
     for (const auto& h : hooks) (*h)();
@@ -342,7 +342,7 @@ std::string Registry::Expose() const {
 
   std::vector<const FamilyBase*> families;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (const auto& [name, f] : families_) families.push_back(f.get());
   }
   std::string out;
@@ -351,7 +351,7 @@ std::string Registry::Expose() const {
 }
 
 const FamilyBase* Registry::Find(std::string_view name) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = families_.find(name);
   return it == families_.end() ? nullptr : it->second.get();
 }

@@ -25,13 +25,12 @@
 #include <initializer_list>
 #include <map>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace kvcake::metrics {
@@ -179,10 +178,10 @@ class Family : public FamilyBase {
   friend class Registry;
   // Readers (lookups of existing children, rendering) share; inserts and
   // Clear are exclusive.
-  mutable std::shared_mutex mu_;
-  std::map<std::vector<std::string>, T*> children_;  // guarded by mu_
-  std::vector<std::unique_ptr<T>> owned_;            // guarded by mu_; never shrinks
-  std::unique_ptr<T> detached_;                      // guarded by mu_
+  mutable SharedMutex mu_;
+  std::map<std::vector<std::string>, T*> children_ GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<T>> owned_ GUARDED_BY(mu_);  // never shrinks
+  std::unique_ptr<T> detached_ GUARDED_BY(mu_);
 };
 
 template <>
@@ -253,12 +252,12 @@ class Registry {
                        const std::vector<std::string>& label_names,
                        const std::function<std::unique_ptr<FamilyBase>()>& make);
 
-  mutable std::mutex mu_;
-  std::map<std::string, std::unique_ptr<FamilyBase>, std::less<>> families_;  // guarded by mu_
-  mutable std::mutex collect_mu_;  // held while hooks run; serialises Expose
-  mutable std::mutex hooks_mu_;
-  std::map<int, std::shared_ptr<std::function<void()>>> hooks_;  // guarded by hooks_mu_
-  int next_hook_id_ = 1;                                         // guarded by hooks_mu_
+  mutable Mutex mu_;
+  std::map<std::string, std::unique_ptr<FamilyBase>, std::less<>> families_ GUARDED_BY(mu_);
+  mutable Mutex collect_mu_ ACQUIRED_BEFORE(hooks_mu_);  // held while hooks run; serialises Expose
+  mutable Mutex hooks_mu_;
+  std::map<int, std::shared_ptr<std::function<void()>>> hooks_ GUARDED_BY(hooks_mu_);
+  int next_hook_id_ GUARDED_BY(hooks_mu_) = 1;
 };
 
 // ---- implementation of the template members -------------------------------
@@ -266,11 +265,11 @@ class Registry {
 template <typename T>
 T* Family<T>::WithLabels(const std::vector<std::string>& values) {
   if (values.size() == label_names_.size()) {
-    std::shared_lock<std::shared_mutex> lock(mu_);
+    ReaderLock lock(&mu_);
     auto it = children_.find(values);
     if (it != children_.end()) return it->second;
   }
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  WriterLock lock(&mu_);
   if (BadArity(values.size())) {
     if (!detached_) detached_ = NewChild();
     return detached_.get();
@@ -285,7 +284,7 @@ T* Family<T>::WithLabels(const std::vector<std::string>& values) {
 
 template <typename T>
 void Family<T>::Clear() {
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  WriterLock lock(&mu_);
   children_.clear();
 }
 

@@ -83,23 +83,23 @@ Status AccessControl::Authorize(std::string_view token, std::string_view name) c
 }
 
 void AccessControl::Grant(uint64_t connection, uint64_t ns_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   opened_[connection].insert(ns_id);
 }
 
 bool AccessControl::Granted(uint64_t connection, uint64_t ns_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = opened_.find(connection);
   return it != opened_.end() && it->second.contains(ns_id);
 }
 
 void AccessControl::Forget(uint64_t connection) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   opened_.erase(connection);
 }
 
 size_t AccessControl::connections() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return opened_.size();
 }
 

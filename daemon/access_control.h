@@ -12,13 +12,13 @@
 // connection may open any namespace, but still only uses what it opened.
 
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/result.h"
 #include "common/status.h"
 
@@ -67,8 +67,8 @@ class AccessControl {
 
  private:
   const std::vector<TokenGrant> grants_;
-  mutable std::mutex mu_;
-  std::unordered_map<uint64_t, std::unordered_set<uint64_t>> opened_;  // guarded by mu_
+  mutable Mutex mu_;
+  std::unordered_map<uint64_t, std::unordered_set<uint64_t>> opened_ GUARDED_BY(mu_);
 };
 
 }  // namespace kvcake::daemon

@@ -6,6 +6,7 @@
 #include "common/logging.h"
 #include "common/metrics_catalog.h"
 #include "daemon/daemon.h"
+#include "kvcake/version.h"
 
 namespace kvcake::daemon {
 namespace {
@@ -28,7 +29,7 @@ Result<uint64_t> ParseU64(const std::string& name, const std::string& value) {
 DaemonAdminBackend::DaemonAdminBackend(Daemon* daemon)
     : daemon_(daemon), start_(std::chrono::steady_clock::now()) {
   auto& cat = metrics::Catalog::Default();
-  cat.build_info.WithLabels({"0.1.0"})->Set(1);
+  cat.build_info.WithLabels({KVCAKE_VERSION_STRING})->Set(1);
   cat.start_time.Get()->Set(static_cast<double>(std::time(nullptr)));
   hook_id_ = cat.registry().AddCollectHook([this] { RefreshMetrics(); });
 }
@@ -37,7 +38,7 @@ DaemonAdminBackend::~DaemonAdminBackend() {
   if (hook_id_ >= 0) metrics::Catalog::Default().registry().RemoveCollectHook(hook_id_);
   std::thread t;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     t = std::move(drain_thread_);
   }
   if (t.joinable()) t.join();
@@ -122,7 +123,7 @@ void DaemonAdminBackend::RefreshMetrics() {
 
 Result<admin::DaemonStatus> DaemonAdminBackend::GetStatus() {
   admin::DaemonStatus s;
-  s.version = "0.1.0";
+  s.version = KVCAKE_VERSION_STRING;
   s.node_id = daemon_->address();
   s.uptime_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
@@ -143,7 +144,7 @@ Result<admin::DaemonStatus> DaemonAdminBackend::GetStatus() {
     }
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     s.draining = daemon_->draining() || drain_.active;
   }
   return s;
@@ -236,20 +237,27 @@ Result<std::vector<admin::BlockInfo>> DaemonAdminBackend::ListBlocks(
   return out;
 }
 
-Result<uint64_t> DaemonAdminBackend::Evict(const admin::BlockFilter& filter) {
+Result<admin::EvictResult> DaemonAdminBackend::Evict(const admin::BlockFilter& filter) {
   if (!filter.ns) return InvalidArgumentError("evict needs a namespace (ns=...)");
-  uint64_t n = 0;
+  admin::EvictResult r;
   for (const BlockKey& k : Matching(filter, SIZE_MAX)) {
     // Operator-pinned blocks are never evicted (AdminBackend::Evict contract).
     Result<store::BlockInfo> info = daemon_->store()->Describe(k);
-    if (info.ok() && info->admin_pinned) continue;
+    if (info.ok() && info->admin_pinned) {
+      ++r.skipped_pinned;
+      continue;
+    }
     // From one tier: demote out of it (host -> ssd, ssd -> dropped); else remove.
     Status s = filter.tier ? daemon_->store()->Evict(
                                  k, *filter.tier == Tier::kSsd ? Tier::kRemote : Tier::kSsd)
                            : daemon_->store()->Delete(k);
-    if (s.ok()) ++n;
+    if (s.ok()) {
+      ++r.evicted;
+    } else if (s.code() != StatusCode::kNotFound) {  // not found: gone meanwhile
+      ++r.skipped_busy;
+    }
   }
-  return n;
+  return r;
 }
 
 Result<uint64_t> DaemonAdminBackend::Pin(const admin::BlockFilter& filter) {
@@ -268,18 +276,18 @@ Result<uint64_t> DaemonAdminBackend::Unpin(const admin::BlockFilter& filter) {
 
 Status DaemonAdminBackend::StartDrain() {
   if (!daemon_->store()->has_ssd_tier()) return UnavailableError("no SSD tier to drain to");
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (drain_.active) return Status::Ok();
   if (drain_thread_.joinable()) drain_thread_.join();  // a finished earlier drain
   drain_ = admin::DrainProgress{};
   drain_.active = true;
   drain_thread_ = std::thread([this] {
     Status s = daemon_->store()->Drain([this](uint64_t done, uint64_t total) {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(&mu_);
       drain_.moved_blocks = done;
       drain_.total_blocks = total;
     });
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     drain_.active = false;
     drain_.done = true;
     if (!s.ok()) drain_.error = s.ToString();
@@ -289,7 +297,7 @@ Status DaemonAdminBackend::StartDrain() {
 }
 
 Result<admin::DrainProgress> DaemonAdminBackend::GetDrain() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return drain_;
 }
 

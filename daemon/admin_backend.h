@@ -3,12 +3,12 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/result.h"
 #include "common/status.h"
 #include "daemon/admin/admin_backend.h"
@@ -34,11 +34,11 @@ class DaemonAdminBackend final : public admin::AdminBackend {
   Result<admin::DaemonStats> GetStats() override;
   Result<std::vector<admin::NamespaceInfo>> ListNamespaces() override;
   Result<std::vector<admin::BlockInfo>> ListBlocks(const admin::BlockFilter& filter) override;
-  Result<uint64_t> Evict(const admin::BlockFilter& filter) override;
+  Result<admin::EvictResult> Evict(const admin::BlockFilter& filter) override;
   Result<uint64_t> Pin(const admin::BlockFilter& filter) override;
   Result<uint64_t> Unpin(const admin::BlockFilter& filter) override;
-  Status StartDrain() override;
-  Result<admin::DrainProgress> GetDrain() override;
+  Status StartDrain() EXCLUDES(mu_) override;
+  Result<admin::DrainProgress> GetDrain() EXCLUDES(mu_) override;
   Result<std::vector<admin::ConfigEntry>> GetConfig() override;
   Result<admin::ClusterStatus> GetCluster() override;
   Status SetConfig(const std::vector<std::pair<std::string, std::string>>& updates) override;
@@ -51,9 +51,9 @@ class DaemonAdminBackend final : public admin::AdminBackend {
   Daemon* const daemon_;
   const std::chrono::steady_clock::time_point start_;
   int hook_id_ = -1;
-  std::mutex mu_;
-  admin::DrainProgress drain_;  // guarded by mu_
-  std::thread drain_thread_;    // guarded by mu_
+  Mutex mu_;
+  admin::DrainProgress drain_ GUARDED_BY(mu_);
+  std::thread drain_thread_ GUARDED_BY(mu_);
 };
 
 // Starts the admin HTTP server for `daemon` with `options` (listen address,

@@ -8,22 +8,88 @@
 
 #include "common/logging.h"
 #include "policy/policy_factory.h"
+#include "transport/ucx.h"
 
 namespace kvcake::daemon {
 
+namespace {
+
+std::string Num(uint64_t v) { return std::to_string(v); }
+
+// The checks of the options kvcaked sets from its flags, each naming the
+// flag; what no flag sets is left to the parts' own Validate().
+Status ValidateFlagOptions(const DaemonOptions& o) {
+  const store::TierManagerOptions& st = o.store;
+  sockaddr_storage ss;
+  size_t len = 0;
+  RETURN_IF_ERROR(transport::ParseHostPort(o.rpc.listen, &ss, &len).WithContext("--listen"));
+  if (o.rpc.io_threads < 1 || o.rpc.io_threads > 64) {
+    return InvalidArgumentError("--io_threads must be in 1..64, got " +
+                                std::to_string(o.rpc.io_threads));
+  }
+  if (o.rpc.ucx.busy_poll.count() < 0 || o.rpc.ucx.busy_poll > std::chrono::seconds(1)) {
+    return InvalidArgumentError("--busy_poll_us must be at most 1000000 (1 s), got " +
+                                std::to_string(o.rpc.ucx.busy_poll.count()));
+  }
+  if (o.rpc.max_staged_bytes == 0) return InvalidArgumentError("--max_staged_bytes must be > 0");
+  if (st.slot_bytes == 0 || st.slot_bytes % 4096 != 0) {
+    return InvalidArgumentError("--slot_bytes must be a positive multiple of 4096 (4K), got " +
+                                Num(st.slot_bytes));
+  }
+  if (st.host_capacity_bytes >= (8ull << 40)) {
+    return InvalidArgumentError("--host_bytes must be below 8T, got " +
+                                Num(st.host_capacity_bytes));
+  }
+  if (st.host_capacity_bytes < st.slot_bytes) {
+    return InvalidArgumentError("--host_bytes (" + Num(st.host_capacity_bytes) +
+                                ") must hold at least one value of --slot_bytes (" +
+                                Num(st.slot_bytes) + ")");
+  }
+  if (st.device_capacity_bytes != 0 && st.device_capacity_bytes < st.slot_bytes) {
+    return InvalidArgumentError("--gpu_bytes (" + Num(st.device_capacity_bytes) +
+                                ") must be 0 or hold at least one slot of --slot_bytes (" +
+                                Num(st.slot_bytes) + ")");
+  }
+  if (!st.ssd_path.empty() && st.ssd_capacity_bytes < st.slot_bytes) {
+    return InvalidArgumentError("--ssd_bytes (" + Num(st.ssd_capacity_bytes) +
+                                ") must hold at least one value of --slot_bytes (" +
+                                Num(st.slot_bytes) + ") when --ssd_path is set");
+  }
+  const ServiceOptions& sv = o.service;
+  if (sv.lease_ms == 0 || sv.lease_ms > 3'600'000) {
+    return InvalidArgumentError("--lease_ms must be in [1, 3600000], got " + Num(sv.lease_ms));
+  }
+  if (sv.max_quota_bytes != 0 && sv.default_quota_bytes > sv.max_quota_bytes) {
+    return InvalidArgumentError("--default_quota_bytes (" + Num(sv.default_quota_bytes) +
+                                ") exceeds --max_quota_bytes (" + Num(sv.max_quota_bytes) + ")");
+  }
+  if (sv.max_namespaces == 0) return InvalidArgumentError("--max_namespaces must be > 0");
+  if (!policy::IsPolicyName(o.policy)) {
+    return InvalidArgumentError("--policy: unknown policy '" + o.policy +
+                                "' (available: " + policy::PolicyNameList() + ")");
+  }
+  if (o.cluster.enabled()) {
+    if (o.cluster.member_ttl_s < 1) return InvalidArgumentError("--member_ttl_s must be >= 1");
+    if (o.cluster.peer_timeout_ms == 0) {
+      return InvalidArgumentError("--peer_timeout_ms must be > 0");
+    }
+    if (o.cluster.advertise.empty() &&
+        (o.rpc.listen.rfind("0.0.0.0:", 0) == 0 || o.rpc.listen.rfind("[::]:", 0) == 0)) {
+      return InvalidArgumentError("--advertise is needed when --listen is a wildcard (" +
+                                  o.rpc.listen + ")");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status DaemonOptions::Validate() const {
+  RETURN_IF_ERROR(ValidateFlagOptions(*this));
   RETURN_IF_ERROR(store.Validate().WithContext("store options"));
   RETURN_IF_ERROR(rpc.Validate().WithContext("rpc options"));
   RETURN_IF_ERROR(service.Validate().WithContext("service options"));
-  if (policy != "lru" && policy != "cake" && policy != "cake_uniform" && policy != "adaptive") {
-    return InvalidArgumentError("--policy: unknown policy '" + policy +
-                                "' (available: lru, cake, cake_uniform, adaptive)");
-  }
   if (drain_timeout_ms == 0) return InvalidArgumentError("drain_timeout_ms must be > 0");
-  if (cluster.enabled()) {
-    if (cluster.member_ttl_s < 1) return InvalidArgumentError("member_ttl_s must be >= 1");
-    if (cluster.peer_timeout_ms == 0) return InvalidArgumentError("peer_timeout_ms must be > 0");
-  }
   return Status::Ok();
 }
 
@@ -170,14 +236,14 @@ Status Daemon::JoinCluster() {
 }
 
 void Daemon::SweepLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (!stop_) {
-    cv_.wait_for(lock, std::chrono::milliseconds(100));
+    cv_.WaitFor(&lock, std::chrono::milliseconds(100));
     if (stop_) break;
-    lock.unlock();
+    lock.Unlock();
     size_t n = service_->ExpireLeases();
     if (n > 0) KVCAKE_LOG(INFO) << "released " << n << " expired same-node leases";
-    lock.lock();
+    lock.Lock();
   }
 }
 
@@ -203,10 +269,10 @@ void Daemon::Shutdown() {
   cluster_node_.reset();
   membership_.reset();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   if (sweeper_.joinable()) sweeper_.join();
   if (service_) service_->ReleaseAllLeases();
   if (store_) {

@@ -1,14 +1,13 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "cluster/cluster_node.h"
 #include "cluster/membership.h"
+#include "common/mutex.h"
 #include "common/result.h"
 #include "common/status.h"
 #include "daemon/rpc_handler.h"
@@ -41,7 +40,7 @@ struct DaemonOptions {
   transport::RpcServerOptions rpc;     // --listen, --io_threads, --ucx_tls
   ServiceOptions service;              // token, quotas, leases, batch limits
   DaemonClusterOptions cluster;        // --cluster_etcd ... (none by default)
-  std::string policy = "adaptive";     // lru | cake | cake_uniform | adaptive
+  std::string policy = "adaptive";     // a policy::MakePolicy name (policy::PolicyNameList)
   bool drain_on_exit = true;           // SIGTERM demotes host blocks to SSD first
   uint64_t drain_timeout_ms = 30'000;  // bound on waiting for in-flight requests
   bool expose_host_segment = true;     // same-node clients may map the host tier
@@ -69,7 +68,7 @@ class Daemon {
   // Graceful stop: refuses new requests, waits for in-flight ones (bounded
   // by drain_timeout_ms), stops the listener, releases leases, optionally
   // demotes everything to SSD, flushes SSD writes. Idempotent.
-  void Shutdown();
+  void Shutdown() EXCLUDES(mu_);
 
   // "HOST:PORT" actually bound.
   std::string address() const;
@@ -85,7 +84,7 @@ class Daemon {
 
  private:
   explicit Daemon(DaemonOptions options) : options_(std::move(options)) {}
-  void SweepLoop();
+  void SweepLoop() EXCLUDES(mu_);
   // Joins the cluster once the listener is bound (ALREADY_EXISTS: the node
   // id is taken by a live member).
   Status JoinCluster();
@@ -97,9 +96,9 @@ class Daemon {
   std::unique_ptr<transport::RpcServer> server_;
   std::unique_ptr<cluster::ClusterNode> cluster_node_;
   std::unique_ptr<cluster::Membership> membership_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;  // guarded by mu_
+  Mutex mu_;
+  CondVar cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread sweeper_;
   bool shut_down_ = false;
 };

@@ -13,14 +13,14 @@ HandoffRegistry::HandoffRegistry(size_t max_handoffs, std::chrono::milliseconds 
 
 HandoffRegistry::~HandoffRegistry() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   if (waiter_.joinable()) waiter_.join();
   std::list<Parked> left;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     left.swap(parked_);
   }
   for (Parked& p : left) p.run(false);
@@ -29,7 +29,7 @@ HandoffRegistry::~HandoffRegistry() {
 void HandoffRegistry::Announce(uint64_t id, uint64_t ns_id, uint32_t expected,
                                std::span<const transport::BlockRef> keys) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto [it, inserted] = handoffs_.try_emplace(id);
     Handoff& h = it->second;
     if (inserted) {
@@ -46,12 +46,12 @@ void HandoffRegistry::Announce(uint64_t id, uint64_t ns_id, uint32_t expected,
     for (const transport::BlockRef& k : keys) h.hashes.insert(k.hash);
     ++generation_;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 void HandoffRegistry::Arrived(uint64_t id, uint32_t n) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stats_.received_blocks += n;
     auto it = handoffs_.find(id);
     if (it != handoffs_.end()) {
@@ -66,7 +66,7 @@ void HandoffRegistry::Arrived(uint64_t id, uint32_t n) {
     }
     ++generation_;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 bool HandoffRegistry::InFlightLocked(const Handoff& h, Clock::time_point now) const {
@@ -75,7 +75,7 @@ bool HandoffRegistry::InFlightLocked(const Handoff& h, Clock::time_point now) co
 
 bool HandoffRegistry::Expecting(uint64_t ns_id, uint64_t hash) const {
   const Clock::time_point now = Clock::now();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const auto& [id, h] : handoffs_) {
     if (h.ns_id == ns_id && InFlightLocked(h, now) && h.hashes.contains(hash)) return true;
   }
@@ -83,7 +83,7 @@ bool HandoffRegistry::Expecting(uint64_t ns_id, uint64_t hash) const {
 }
 
 std::optional<Status> HandoffRegistry::Outcome(uint64_t id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = handoffs_.find(id);
   if (it == handoffs_.end() || it->second.arrived < it->second.expected) return std::nullopt;
   return Status::Ok();
@@ -92,12 +92,12 @@ std::optional<Status> HandoffRegistry::Outcome(uint64_t id) const {
 void HandoffRegistry::Park(Clock::time_point deadline, std::function<bool()> ready,
                            std::function<void(bool)> run) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     ++stats_.parked;
     if (!stop_) {
       parked_.push_back(Parked{deadline, std::move(ready), std::move(run)});
       ++generation_;
-      cv_.notify_all();
+      cv_.NotifyAll();
       return;
     }
   }
@@ -105,11 +105,11 @@ void HandoffRegistry::Park(Clock::time_point deadline, std::function<bool()> rea
 }
 
 void HandoffRegistry::WaiterLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   uint64_t seen = generation_;
   while (!stop_) {
     if (parked_.empty()) {
-      cv_.wait(lock, [&] { return stop_ || !parked_.empty(); });
+      cv_.Wait(&lock, [&]() REQUIRES(mu_) { return stop_ || !parked_.empty(); });
       continue;
     }
     // Check every parked request against the store: take them out, test them
@@ -117,7 +117,7 @@ void HandoffRegistry::WaiterLoop() {
     seen = generation_;
     std::list<Parked> batch;
     batch.swap(parked_);
-    lock.unlock();
+    lock.Unlock();
     const Clock::time_point now = Clock::now();
     Clock::time_point next = Clock::time_point::max();
     uint64_t expired = 0;
@@ -132,19 +132,19 @@ void HandoffRegistry::WaiterLoop() {
         ++it;
       }
     }
-    lock.lock();
+    lock.Lock();
     stats_.parked_expired += expired;
     parked_.splice(parked_.end(), batch);
     if (stop_) break;
     // Sleep until something arrives (or is parked) or the earliest deadline;
     // wake at least every 50 ms so a block stored outside a hand-off is seen.
     next = std::min(next, Clock::now() + std::chrono::milliseconds(50));
-    cv_.wait_until(lock, next, [&] { return stop_ || generation_ != seen; });
+    cv_.WaitUntil(&lock, next, [&]() REQUIRES(mu_) { return stop_ || generation_ != seen; });
   }
 }
 
 HandoffRegistryStats HandoffRegistry::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return stats_;
 }
 

@@ -15,18 +15,17 @@
 // thread (or in the destructor) without the registry's lock held.
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <list>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "transport/messages.h"
 
@@ -59,7 +58,7 @@ class HandoffRegistry {
   void Announce(uint64_t id, uint64_t ns_id, uint32_t expected,
                 std::span<const transport::BlockRef> keys);
   // `n` values of hand-off `id` were stored.
-  void Arrived(uint64_t id, uint32_t n);
+  void Arrived(uint64_t id, uint32_t n) EXCLUDES(mu_);
   // True if a hand-off in flight (announced, not complete, not stale) in
   // `ns_id` carries block `hash`.
   bool Expecting(uint64_t ns_id, uint64_t hash) const;
@@ -71,7 +70,7 @@ class HandoffRegistry {
   // now and after every arrival), or `run(false)` at `deadline`. `ready` is
   // called without the registry's lock and must be cheap.
   void Park(Clock::time_point deadline, std::function<bool()> ready,
-            std::function<void(bool ready)> run);
+            std::function<void(bool ready)> run) EXCLUDES(mu_);
 
   HandoffRegistryStats stats() const;
 
@@ -88,20 +87,20 @@ class HandoffRegistry {
     std::function<bool()> ready;
     std::function<void(bool)> run;
   };
-  bool InFlightLocked(const Handoff& h, Clock::time_point now) const;
-  void WaiterLoop();
+  bool InFlightLocked(const Handoff& h, Clock::time_point now) const REQUIRES(mu_);
+  void WaiterLoop() EXCLUDES(mu_);
 
   const size_t max_handoffs_;
   const std::chrono::milliseconds stale_after_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::unordered_map<uint64_t, Handoff> handoffs_;  // guarded by mu_
-  std::deque<uint64_t> order_;                      // guarded by mu_
-  std::list<Parked> parked_;                        // guarded by mu_
-  uint64_t generation_ = 0;                         // arrivals + parks; guarded by mu_
-  bool stop_ = false;                               // guarded by mu_
-  HandoffRegistryStats stats_;                      // guarded by mu_
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::unordered_map<uint64_t, Handoff> handoffs_ GUARDED_BY(mu_);
+  std::deque<uint64_t> order_ GUARDED_BY(mu_);
+  std::list<Parked> parked_ GUARDED_BY(mu_);
+  uint64_t generation_ GUARDED_BY(mu_) = 0;  // arrivals + parks
+  bool stop_ GUARDED_BY(mu_) = false;
+  HandoffRegistryStats stats_ GUARDED_BY(mu_);
   std::thread waiter_;
 };
 

@@ -4,6 +4,8 @@
 
 #include <gflags/gflags.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -19,6 +21,8 @@
 #include "daemon/admin/admin_server.h"
 #include "daemon/admin_backend.h"
 #include "daemon/daemon.h"
+#include "daemon/startup_checks.h"
+#include "kvcake/version.h"
 #include "transport/ucx_options.h"
 
 DEFINE_string(listen, "127.0.0.1:18515",
@@ -88,8 +92,8 @@ DEFINE_uint32(admin_header_timeout_ms, 5000,
               "an admin connection that has not sent a complete request header this long after "
               "connecting (or after starting a request) is closed");
 DEFINE_string(policy, "adaptive",
-              "tier policy: lru | cake | cake_uniform | adaptive (CAKE where engines report "
-              "statistics, LRU otherwise)");
+              "tier policy: adaptive (CAKE where engines report statistics, LRU otherwise) | "
+              "cake | cake_uniform | lru | lfu | arc | s3fifo | gdsf (docs/policy.md)");
 DEFINE_bool(drain_on_exit, true, "on SIGTERM, demote host-tier blocks to SSD before exiting");
 DEFINE_bool(expose_host_segment, true, "let same-node clients map the host tier");
 DEFINE_bool(expose_gpu_arena, true,
@@ -114,7 +118,7 @@ Result<uint64_t> ParseBytes(const std::string& flag, const std::string& text) {
   }
   std::string suffix = text.substr(pos);
   uint64_t mult = 1;
-  if (suffix == "" || suffix == "B") {
+  if (suffix.empty() || suffix == "B") {
     mult = 1;
   } else if (suffix == "K" || suffix == "KiB" || suffix == "k") {
     mult = 1ull << 10;
@@ -131,8 +135,23 @@ Result<uint64_t> ParseBytes(const std::string& flag, const std::string& text) {
   return static_cast<uint64_t>(v) * mult;
 }
 
+// A secret file must be a readable regular file (a directory opens, then
+// reads as empty).
+Status CheckSecretFile(const std::string& flag, const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return kvcake::ErrnoToStatus(errno, "--" + flag + " " + path);
+  if (!S_ISREG(st.st_mode)) {
+    return kvcake::InvalidArgumentError("--" + flag + " " + path + " is not a regular file");
+  }
+  if (::access(path.c_str(), R_OK) != 0) {
+    return kvcake::ErrnoToStatus(errno, "--" + flag + " " + path);
+  }
+  return Status::Ok();
+}
+
 Result<std::string> ReadTokenFile(const std::string& flag, const std::string& path) {
   if (path.empty()) return std::string();
+  RETURN_IF_ERROR(CheckSecretFile(flag, path));
   std::ifstream in(path);
   if (!in) return kvcake::ErrnoToStatus(errno, "--" + flag + " " + path);
   std::stringstream ss;
@@ -148,7 +167,9 @@ Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
   kvcake::daemon::DaemonOptions o;
   o.rpc.listen = FLAGS_listen;
   o.rpc.io_threads = FLAGS_io_threads;
-  ASSIGN_OR_RETURN(o.rpc.ucx.transport, kvcake::transport::ParseUcxTransport(FLAGS_ucx_tls));
+  Result<kvcake::transport::UcxTransport> tls = kvcake::transport::ParseUcxTransport(FLAGS_ucx_tls);
+  if (!tls.ok()) return tls.status().WithContext("--ucx_tls");
+  o.rpc.ucx.transport = *tls;
   o.rpc.ucx.busy_poll = std::chrono::microseconds(FLAGS_busy_poll_us);
   o.rpc.ucx.busy_poll_yield = FLAGS_busy_poll_yield;
   o.rpc.ucx.tcp_zero_copy = FLAGS_ucx_tcp_zero_copy;
@@ -209,6 +230,30 @@ Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
   return o;
 }
 
+// What can be checked before anything is allocated: the flags' values
+// (OptionsFromFlags), then the addresses, token files and the SSD directory
+// against this host. Each failure names its flag.
+Status CheckBeforeStart(const kvcake::admin::AdminServerOptions& admin,
+                        const kvcake::daemon::DaemonOptions& o) {
+  RETURN_IF_ERROR(kvcake::daemon::CheckListenAddress("listen", o.rpc.listen));
+  if (!FLAGS_admin_listen.empty()) {
+    if (admin.max_connections == 0) {
+      return kvcake::InvalidArgumentError("--admin_max_connections must be > 0");
+    }
+    if (admin.header_timeout_ms == 0) {
+      return kvcake::InvalidArgumentError("--admin_header_timeout_ms must be > 0");
+    }
+    if (!admin.token_file.empty()) {
+      RETURN_IF_ERROR(CheckSecretFile("admin_token_file", admin.token_file));
+    }
+    RETURN_IF_ERROR(kvcake::admin::ValidateAdminOptions(admin));
+    RETURN_IF_ERROR(kvcake::daemon::CheckDistinctPorts("listen", o.rpc.listen, "admin_listen",
+                                                       FLAGS_admin_listen));
+    RETURN_IF_ERROR(kvcake::daemon::CheckListenAddress("admin_listen", FLAGS_admin_listen));
+  }
+  return kvcake::daemon::CheckSsdPath(o.store.ssd_path);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -226,7 +271,7 @@ int main(int argc, char** argv) {
        {"Cluster", {"cluster_", "node_id", "advertise", "member_ttl", "peer_timeout", "handoff_"}},
        {"Other", {""}}});
   gflags::SetUsageMessage("kvcaked: kvcake KV-cache tier daemon");
-  gflags::SetVersionString("0.1.0");
+  gflags::SetVersionString(KVCAKE_VERSION_STRING);
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   kvcake::LogLevel level;
   if (!kvcake::ParseLogLevel(FLAGS_log_level, &level)) {
@@ -248,7 +293,17 @@ int main(int argc, char** argv) {
     std::cerr << "kvcaked: " << options.status().ToString() << "\n";
     return 2;
   }
-  KVCAKE_LOG(INFO) << "kvcaked 0.1.0 starting with options:\n" << options->ToString();
+  kvcake::admin::AdminServerOptions admin_options;
+  admin_options.listen = FLAGS_admin_listen;
+  admin_options.token_file = FLAGS_admin_token_file;
+  admin_options.max_connections = FLAGS_admin_max_connections;
+  admin_options.header_timeout_ms = FLAGS_admin_header_timeout_ms;
+  if (Status s = CheckBeforeStart(admin_options, *options); !s.ok()) {
+    std::cerr << "kvcaked: " << s.ToString() << "\n";
+    return 2;
+  }
+  KVCAKE_LOG(INFO) << "kvcaked " << KVCAKE_VERSION_STRING << " starting with options:\n"
+                   << options->ToString();
 
   Result<std::unique_ptr<kvcake::daemon::Daemon>> daemon = kvcake::daemon::Daemon::Start(*options);
   if (!daemon.ok()) {
@@ -259,11 +314,6 @@ int main(int argc, char** argv) {
   std::unique_ptr<kvcake::daemon::DaemonAdminBackend> admin_backend;
   std::unique_ptr<kvcake::admin::AdminServer> admin_server;
   if (!FLAGS_admin_listen.empty()) {
-    kvcake::admin::AdminServerOptions admin_options;
-    admin_options.listen = FLAGS_admin_listen;
-    admin_options.token_file = FLAGS_admin_token_file;
-    admin_options.max_connections = FLAGS_admin_max_connections;
-    admin_options.header_timeout_ms = FLAGS_admin_header_timeout_ms;
     Result<std::unique_ptr<kvcake::admin::AdminServer>> started =
         kvcake::daemon::StartAdmin(daemon->get(), admin_options, &admin_backend);
     if (!started.ok()) {

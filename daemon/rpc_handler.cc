@@ -107,7 +107,7 @@ constexpr size_t kDeferredThreads = 4;
 
 void DaemonRpcHandler::Defer(std::function<void()> task) {
   {
-    std::lock_guard<std::mutex> lock(deferred_mu_);
+    MutexLock lock(&deferred_mu_);
     if (!deferred_stop_) {
       if (deferred_threads_.empty()) {
         for (size_t i = 0; i < kDeferredThreads; ++i) {
@@ -115,7 +115,7 @@ void DaemonRpcHandler::Defer(std::function<void()> task) {
         }
       }
       deferred_.push_back(std::move(task));
-      deferred_cv_.notify_one();
+      deferred_cv_.NotifyOne();
       return;
     }
   }
@@ -123,26 +123,27 @@ void DaemonRpcHandler::Defer(std::function<void()> task) {
 }
 
 void DaemonRpcHandler::DeferredLoop() {
-  std::unique_lock<std::mutex> lock(deferred_mu_);
+  MutexLock lock(&deferred_mu_);
   while (true) {
-    deferred_cv_.wait(lock, [this] { return deferred_stop_ || !deferred_.empty(); });
+    deferred_cv_.Wait(
+        &lock, [this]() REQUIRES(deferred_mu_) { return deferred_stop_ || !deferred_.empty(); });
     if (deferred_.empty()) return;  // stopping and drained
     std::function<void()> task = std::move(deferred_.front());
     deferred_.pop_front();
-    lock.unlock();
+    lock.Unlock();
     task();
-    lock.lock();
+    lock.Lock();
   }
 }
 
 void DaemonRpcHandler::StopDeferred() {
   std::vector<std::thread> threads;
   {
-    std::lock_guard<std::mutex> lock(deferred_mu_);
+    MutexLock lock(&deferred_mu_);
     deferred_stop_ = true;
     threads = std::move(deferred_threads_);
   }
-  deferred_cv_.notify_all();
+  deferred_cv_.NotifyAll();
   for (std::thread& t : threads) t.join();
 }
 

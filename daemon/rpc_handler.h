@@ -2,15 +2,14 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "daemon/service.h"
 #include "transport/rpc_server.h"
@@ -56,7 +55,7 @@ class DaemonRpcHandler : public transport::RpcHandler {
   int64_t in_flight() const { return in_flight_->load(std::memory_order_acquire); }
   // Runs what is deferred, then joins the deferred-work threads; later
   // deferred work runs inline. Call before the RPC server stops.
-  void StopDeferred();
+  void StopDeferred() EXCLUDES(deferred_mu_);
 
  private:
   void HandlePut(std::unique_ptr<transport::ServerCall> call);
@@ -68,16 +67,16 @@ class DaemonRpcHandler : public transport::RpcHandler {
                  const std::shared_ptr<RequestScope>& scope);
   // Runs `task` on a deferred-work thread (gets that wait for blocks coming
   // from other cluster members must not block an I/O thread).
-  void Defer(std::function<void()> task);
-  void DeferredLoop();
+  void Defer(std::function<void()> task) EXCLUDES(deferred_mu_);
+  void DeferredLoop() EXCLUDES(deferred_mu_);
 
   Service* const service_;
   std::atomic<bool> draining_{false};
-  std::mutex deferred_mu_;
-  std::condition_variable deferred_cv_;
-  std::deque<std::function<void()>> deferred_;  // guarded by deferred_mu_
-  bool deferred_stop_ = false;                  // guarded by deferred_mu_
-  std::vector<std::thread> deferred_threads_;   // started on first use; guarded by deferred_mu_
+  Mutex deferred_mu_;
+  CondVar deferred_cv_;
+  std::deque<std::function<void()>> deferred_ GUARDED_BY(deferred_mu_);
+  bool deferred_stop_ GUARDED_BY(deferred_mu_) = false;
+  std::vector<std::thread> deferred_threads_ GUARDED_BY(deferred_mu_);  // started on first use
   // Shared so completions that outlive a request (send callbacks) stay safe.
   std::shared_ptr<std::atomic<int64_t>> in_flight_;
 };

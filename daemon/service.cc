@@ -53,16 +53,13 @@ Status ServiceOptions::Validate() const {
 Service::Service(ServiceOptions options, store::TierManager* store)
     : options_(std::move(options)),
       store_(store),
+      clock_(options_.clock != nullptr ? options_.clock : &steady_clock_),
       access_(AllGrants(options_)),
       lease_ids_(std::random_device{}()) {}
 
 Service::~Service() { ReleaseAllLeases(); }
 
-uint64_t Service::NowUs() const {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
+uint64_t Service::NowUs() const { return clock_->NowMicros(); }
 
 uint64_t Service::MaxPutPayloadBytes() const {
   return static_cast<uint64_t>(options_.max_batch_blocks) * store_->options().slot_bytes;
@@ -92,7 +89,7 @@ void Service::ForgetCaller(uint64_t caller) {
   access_.Forget(caller);
   std::vector<Lease> owned;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (auto it = leases_.begin(); it != leases_.end();) {
       if (it->second.owner == caller) {
         UncountLeaseLocked(it->second);
@@ -702,7 +699,7 @@ Result<store::NamespaceConfig> Service::BeginSameNode(uint64_t caller, std::stri
 }
 
 std::string Service::GrantLease(Lease lease, transport::SlotsResponse* resp) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   // Unguessable ids (0 is never used): a lease is its owner's alone, and an
   // id says nothing about other connections' leases.
   do {
@@ -723,7 +720,7 @@ void Service::UncountLeaseLocked(const Lease& lease) {
 
 uint64_t Service::LeaseBytesLeft(uint64_t caller) const {
   if (options_.max_lease_bytes_per_connection == 0) return UINT64_MAX;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = leased_bytes_.find(caller);
   const uint64_t used = it == leased_bytes_.end() ? 0 : it->second;
   return used >= options_.max_lease_bytes_per_connection
@@ -733,7 +730,7 @@ uint64_t Service::LeaseBytesLeft(uint64_t caller) const {
 
 Result<Service::Lease> Service::TakeLease(uint64_t caller, uint64_t lease_id,
                                           std::string_view what) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = leases_.find(lease_id);
   if (it == leases_.end() || it->second.owner != caller) {
     return AbortedError("lease " + std::to_string(lease_id) + " unknown or expired" +
@@ -864,7 +861,7 @@ size_t Service::ExpireLeases() {
   std::vector<Lease> expired;
   uint64_t now = NowUs();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (auto it = leases_.begin(); it != leases_.end();) {
       if (it->second.deadline_us <= now) {
         UncountLeaseLocked(it->second);
@@ -882,7 +879,7 @@ size_t Service::ExpireLeases() {
 void Service::ReleaseAllLeases() {
   std::unordered_map<uint64_t, Lease> all;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     all.swap(leases_);
     leased_bytes_.clear();
   }
@@ -897,7 +894,7 @@ ServiceStats Service::stats() const {
   s.get_misses = get_misses_.load();
   s.puts = puts_.load();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     s.open_leases = leases_.size();
   }
   for (const auto& c : errors_by_code_) s.errors_by_code.push_back(c.load());

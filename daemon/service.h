@@ -3,7 +3,6 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -12,10 +11,13 @@
 #include <vector>
 
 #include "cluster/cluster_hooks.h"
+#include "common/mutex.h"
 #include "common/result.h"
 #include "common/status.h"
 #include "daemon/access_control.h"
 #include "daemon/handoff_registry.h"
+#include "kvcake/version.h"
+#include "store/clock.h"
 #include "store/tier_manager.h"
 #include "transport/buffer.h"
 #include "transport/messages.h"
@@ -62,7 +64,7 @@ struct ServiceOptions {
   std::string device_segment;
   uint64_t device_segment_bytes = 0;
   uint64_t device_segment_inode = 0;
-  std::string server_version = "0.1.0";
+  std::string server_version = KVCAKE_VERSION_STRING;
   // Other cluster members register namespaces with this token (it opens
   // every namespace when tokens are configured). Empty: none.
   std::string cluster_token;
@@ -70,6 +72,10 @@ struct ServiceOptions {
   // waits this long for it before it reports a miss (docs/cluster.md
   // "Prefill to decode hand-off"). 0: never wait. Default 2000.
   uint32_t handoff_wait_ms = 2000;
+  // Clock of the same-node leases (lease_ms); null: the steady clock. Tests
+  // pass a store::ManualClock (the one the store uses) to expire leases
+  // without sleeping. Must outlive the Service.
+  const store::Clock* clock = nullptr;
 
   // INVALID_ARGUMENT on out-of-range values.
   Status Validate() const;
@@ -118,7 +124,7 @@ class Service {
   Result<std::string> Handle(uint64_t caller, uint16_t op, std::string_view header,
                              std::string_view data, std::string* response_data);
   // Connection `caller` closed: its grants end and its leases are released.
-  void ForgetCaller(uint64_t caller);
+  void ForgetCaller(uint64_t caller) EXCLUDES(mu_);
 
   // ---- zero-copy put / get (UCX path) -------------------------------------
   // State of one put between payload acceptance and completion.
@@ -182,9 +188,9 @@ class Service {
 
   // Releases every same-node lease whose deadline passed (also done lazily
   // on each call). Returns the number released.
-  size_t ExpireLeases();
+  size_t ExpireLeases() EXCLUDES(mu_);
   // Releases every open lease (shutdown).
-  void ReleaseAllLeases();
+  void ReleaseAllLeases() EXCLUDES(mu_);
 
   // The largest payload a put may carry: a full batch of the largest value
   // the store accepts (max_batch_blocks x slot size).
@@ -254,13 +260,13 @@ class Service {
                                                transport::SlotsResponse* resp);
   // Registers `lease` under a new id (written into `resp`); returns the
   // encoded response.
-  std::string GrantLease(Lease lease, transport::SlotsResponse* resp);
+  std::string GrantLease(Lease lease, transport::SlotsResponse* resp) EXCLUDES(mu_);
   // Removes and returns lease `lease_id` of `caller`; ABORTED ("unknown or
   // expired" + `what`) when there is none, or when another connection holds
   // it (which is not told apart, so lease ids reveal nothing).
-  Result<Lease> TakeLease(uint64_t caller, uint64_t lease_id, std::string_view what);
+  Result<Lease> TakeLease(uint64_t caller, uint64_t lease_id, std::string_view what) EXCLUDES(mu_);
   // Bytes `caller` may still lease (UINT64_MAX without a limit).
-  uint64_t LeaseBytesLeft(uint64_t caller) const;
+  uint64_t LeaseBytesLeft(uint64_t caller) const EXCLUDES(mu_);
   Result<std::string> PutReserve(uint64_t caller, std::string_view header);
   Result<std::string> PutCommit(uint64_t caller, std::string_view header);
   Result<std::string> GetPin(uint64_t caller, std::string_view header);
@@ -273,12 +279,14 @@ class Service {
                                                 uint64_t fingerprint);
   Status CheckKeys(const store::NamespaceConfig& ns, const std::vector<transport::BlockRef>& keys);
   void ReleaseLease(Lease& lease);
-  // Removes the lease's bytes from its owner's count. Needs mu_.
-  void UncountLeaseLocked(const Lease& lease);
+  // Removes the lease's bytes from its owner's count.
+  void UncountLeaseLocked(const Lease& lease) REQUIRES(mu_);
   uint64_t NowUs() const;
 
   const ServiceOptions options_;
   store::TierManager* const store_;
+  const store::SteadyClock steady_clock_;
+  const store::Clock* const clock_;  // options_.clock or &steady_clock_
   std::atomic<cluster::ClusterHooks*> cluster_{nullptr};
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> errors_{0};
@@ -289,10 +297,10 @@ class Service {
 
   AccessControl access_;
 
-  mutable std::mutex mu_;
-  std::mt19937_64 lease_ids_;                            // guarded by mu_
-  std::unordered_map<uint64_t, Lease> leases_;           // guarded by mu_
-  std::unordered_map<uint64_t, uint64_t> leased_bytes_;  // by connection; guarded by mu_
+  mutable Mutex mu_;
+  std::mt19937_64 lease_ids_ GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, Lease> leases_ GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, uint64_t> leased_bytes_ GUARDED_BY(mu_);  // by connection
 
   // Last member: its destructor answers parked requests, which use the rest.
   HandoffRegistry handoffs_;

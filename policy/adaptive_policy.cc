@@ -112,7 +112,16 @@ bool AdaptivePolicy::Admit(const BlockKey& key, Tier to) {
 }
 
 std::vector<BlockKey> AdaptivePolicy::SelectPromotions(Tier tier, uint64_t bytes_available) {
-  return cake_.SelectPromotions(tier, bytes_available);
+  // CAKE's picks first, then the LRU group's hot blocks in what is left.
+  std::vector<BlockKey> out = cake_.SelectPromotions(tier, bytes_available);
+  uint64_t used = 0;
+  for (const BlockKey& k : out) used += held_.at(k).bytes;
+  if (used >= bytes_available) return out;
+  auto lru_ok = [&](const BlockKey& k) { return !cake_.HasStatistics(k.ns); };
+  for (const BlockKey& k : lru_.SelectPromotions(tier, bytes_available - used, lru_ok)) {
+    out.push_back(k);
+  }
+  return out;
 }
 
 void AdaptivePolicy::ReportLayerSignal(uint64_t ns, const LayerSignal& signal) {

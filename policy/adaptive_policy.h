@@ -17,7 +17,8 @@ namespace kvcake::policy {
 // (DESIGN.md §4 "without statistics"). Both inner policies see every event,
 // so a namespace switches to CAKE with its full history the moment its first
 // signal arrives. Victims are taken from the two groups in proportion to the
-// bytes each holds in the tier.
+// bytes each holds in the tier. Promotions: CAKE's first, then the LRU
+// group's host blocks that were accessed again (GPU tier only).
 //
 // Thread-safety: not thread-safe; the owner serialises all calls.
 class AdaptivePolicy final : public Policy {

@@ -5,6 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git clang-14 clang-format libclang-rt-14-dev
+  clang-tidy-14                  # scripts/check-tidy.sh (the tsa stage)
   libucx-dev ucx-utils           # UCX (ucp) + ucx_perftest baseline
   librocksdb-dev                 # SSD tier
   libboost-dev libboost-system-dev  # Asio, Beast

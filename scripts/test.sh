@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The test command (README "Run the tests"): installs dependencies, checks
-# formatting, builds the release and ASan+UBSan trees, runs ctest on both, runs
-# the TSan stress tests and a short fuzz run of the wire decoder.
+# formatting, builds the product with clang's thread-safety analysis and runs
+# clang-tidy on the changed files (tsa), builds the release and ASan+UBSan
+# trees, runs ctest on both, runs the TSan stress tests and a short fuzz run of
+# the wire decoder.
 #
 #   scripts/test.sh            everything
 #   KVCAKE_SKIP_DEPS=1 ...     skip apt-get
-#   KVCAKE_STAGES="release asan" scripts/test.sh   a subset of: format release asan tsan fuzz
+#   KVCAKE_STAGES="release asan" scripts/test.sh   a subset of: format tsa release asan tsan fuzz
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 JOBS=${KVCAKE_JOBS:-$(nproc)}
-STAGES=${KVCAKE_STAGES:-"format release asan tsan fuzz"}
+STAGES=${KVCAKE_STAGES:-"format tsa release asan tsan fuzz"}
 export CTEST_OUTPUT_ON_FAILURE=1
 
 stage() { echo; echo "=== [$(date +%H:%M:%S)] $*"; }
@@ -28,6 +30,16 @@ fi
 if has_stage format; then
   stage "clang-format check"
   scripts/check-format.sh
+fi
+
+if has_stage tsa; then
+  # clang-14 at -O0 without debug info (the analysis runs in the front end):
+  # every library and binary of the product (target `product`), no tests.
+  stage "tsa: clang thread-safety analysis build (-Werror=thread-safety) + clang-tidy"
+  cmake --preset tsa >/dev/null
+  cmake --build --preset tsa -j "$JOBS" --target product
+  # Files changed since origin/main (else HEAD~1); nothing on a clone without either.
+  scripts/check-tidy.sh --build-dir build/tsa
 fi
 
 if has_stage release; then

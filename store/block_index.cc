@@ -45,8 +45,4 @@ void BlockIndex::ForEach(const std::function<void(const BlockKey&, const BlockRe
   for (const auto& [k, r] : map_) fn(k, r);
 }
 
-void BlockIndex::ForEachMutable(const std::function<void(const BlockKey&, BlockRecord&)>& fn) {
-  for (auto& [k, r] : map_) fn(k, r);
-}
-
 }  // namespace kvcake::store

@@ -70,7 +70,6 @@ class BlockIndex {
   size_t size() const { return map_.size(); }
   uint64_t NamespaceBytes(uint64_t ns) const;
   void ForEach(const std::function<void(const BlockKey&, const BlockRecord&)>& fn) const;
-  void ForEachMutable(const std::function<void(const BlockKey&, BlockRecord&)>& fn);
 
  private:
   std::unordered_map<BlockKey, BlockRecord, BlockKeyHash> map_;

@@ -115,29 +115,33 @@ Result<std::string> DeviceTier::IpcHandle() const {
   return UnimplementedError("device tier: emulated device has no CUDA IPC handle");
 }
 
-Status DeviceTier::CopyIn(int32_t slot, const void* src, uint64_t n) const {
-  if (n > slot_bytes_) return InvalidArgumentError("device tier: copy larger than a slot");
+bool DeviceTier::InArena(uint64_t offset, uint64_t n) const {
+  return offset <= size() && n <= size() - offset;
+}
+
+Status DeviceTier::CopyInAt(uint64_t offset, const void* src, uint64_t n) const {
+  if (!InArena(offset, n)) return InvalidArgumentError("device tier: copy past the arena's end");
 #if defined(KVCAKE_HAVE_CUDA)
   if (is_cuda_) {
-    cudaError_t err = cudaMemcpy(SlotPtr(slot), src, n, cudaMemcpyDefault);
+    cudaError_t err = cudaMemcpy(PtrAt(offset), src, n, cudaMemcpyDefault);
     if (err != cudaSuccess) return CudaToStatus(err, "device tier: cudaMemcpy in");
     return Status::Ok();
   }
 #endif
-  std::memcpy(SlotPtr(slot), src, n);
+  std::memcpy(PtrAt(offset), src, n);
   return Status::Ok();
 }
 
-Status DeviceTier::CopyOut(int32_t slot, void* dst, uint64_t n) const {
-  if (n > slot_bytes_) return InvalidArgumentError("device tier: copy larger than a slot");
+Status DeviceTier::CopyOutAt(uint64_t offset, void* dst, uint64_t n) const {
+  if (!InArena(offset, n)) return InvalidArgumentError("device tier: copy past the arena's end");
 #if defined(KVCAKE_HAVE_CUDA)
   if (is_cuda_) {
-    cudaError_t err = cudaMemcpy(dst, SlotPtr(slot), n, cudaMemcpyDefault);
+    cudaError_t err = cudaMemcpy(dst, PtrAt(offset), n, cudaMemcpyDefault);
     if (err != cudaSuccess) return CudaToStatus(err, "device tier: cudaMemcpy out");
     return Status::Ok();
   }
 #endif
-  std::memcpy(dst, SlotPtr(slot), n);
+  std::memcpy(dst, PtrAt(offset), n);
   return Status::Ok();
 }
 

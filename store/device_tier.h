@@ -8,15 +8,17 @@
 
 namespace kvcake::store {
 
-// Device tier (T0): one arena carved into `num_slots` fixed slots of
-// `slot_bytes`; slot i at byte offset i * slot_bytes. When built with CUDA
+// Device tier (T0): one arena of `num_slots` * `slot_bytes` bytes (slot i at
+// byte offset i * slot_bytes). The TierManager uses the slots as the pages of
+// an ExtentPool and addresses values by byte offset. When built with CUDA
 // (KVCAKE_HAVE_CUDA) and a GPU is present at runtime, the arena is a single
 // cudaMalloc on `cuda_device`; otherwise it is the *emulated device*: host
 // memory with the same interface and semantics, so every path above it runs
 // everywhere. The choice is made in Open and logged. Owns the arena (RAII).
 //
-// Thread-safety: immutable after Open; copies into/out of distinct slots may
-// run concurrently; slot ownership is the caller's (SlotPool).
+// Thread-safety: immutable after Open; copies into/out of distinct byte
+// ranges may run concurrently; ownership of the ranges is the caller's
+// (ExtentPool).
 class DeviceTier {
  public:
   struct Options {
@@ -32,13 +34,16 @@ class DeviceTier {
   DeviceTier(const DeviceTier&) = delete;
   DeviceTier& operator=(const DeviceTier&) = delete;
 
-  // Device pointer (CUDA) or host pointer (emulated) of a slot.
-  char* SlotPtr(int32_t slot) const { return base_ + static_cast<uint64_t>(slot) * slot_bytes_; }
+  // Device pointer (CUDA) or host pointer (emulated) at byte `offset` of the
+  // arena, and of a slot.
+  char* PtrAt(uint64_t offset) const { return base_ + offset; }
+  char* SlotPtr(int32_t slot) const { return PtrAt(SlotOffset(slot)); }
   uint64_t SlotOffset(int32_t slot) const { return static_cast<uint64_t>(slot) * slot_bytes_; }
-  // Host memory -> slot / slot -> host memory, `n` <= slot_bytes. Synchronous.
-  // INTERNAL on a CUDA error.
-  Status CopyIn(int32_t slot, const void* src, uint64_t n) const;
-  Status CopyOut(int32_t slot, void* dst, uint64_t n) const;
+  // Host memory -> arena bytes [offset, offset + n) / those bytes -> host
+  // memory. Synchronous. INVALID_ARGUMENT past the arena's end, INTERNAL on
+  // a CUDA error.
+  Status CopyInAt(uint64_t offset, const void* src, uint64_t n) const;
+  Status CopyOutAt(uint64_t offset, void* dst, uint64_t n) const;
 
   // CUDA IPC handle of the arena (cudaIpcMemHandle_t bytes) for same-node
   // engines to open once; UNIMPLEMENTED for the emulated device.
@@ -55,6 +60,7 @@ class DeviceTier {
 
  private:
   DeviceTier() = default;
+  bool InArena(uint64_t offset, uint64_t n) const;
 
   char* base_ = nullptr;
   uint64_t slot_bytes_ = 0;

@@ -4,11 +4,10 @@
 
 namespace kvcake::store {
 
-ExtentPool::ExtentPool(uint32_t num_pages, uint64_t page_bytes, uint64_t granule, bool fixed)
+ExtentPool::ExtentPool(uint32_t num_pages, uint64_t page_bytes, uint64_t granule)
     : page_bytes_(page_bytes),
       granule_(granule),
-      fixed_(fixed),
-      max_per_page_(fixed ? 1 : page_bytes / granule),
+      max_per_page_(page_bytes / granule),
       pages_(num_pages),
       usable_pages_(num_pages) {
   assert(granule > 0 && page_bytes > 0 && page_bytes % granule == 0);
@@ -18,7 +17,6 @@ ExtentPool::ExtentPool(uint32_t num_pages, uint64_t page_bytes, uint64_t granule
 
 uint64_t ExtentPool::ClassBytes(uint64_t bytes) const {
   if (bytes == 0 || bytes > page_bytes_) return 0;
-  if (fixed_) return page_bytes_;
   return (bytes + granule_ - 1) / granule_ * granule_;
 }
 

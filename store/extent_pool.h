@@ -20,8 +20,6 @@ namespace kvcake::store {
 // space lost is the tail of each page (< one extent) plus at most one partly
 // filled page per class while the segment fills.
 //
-// With `fixed` every extent is a whole page (the fixed-slot layout).
-//
 // Extents are named by handles (>= 0, stable while allocated). Reference
 // counts: the index holds one, every pin, reservation or in-flight move one
 // more; an extent is free again when its count drops to zero, so it is never
@@ -33,7 +31,7 @@ class ExtentPool {
  public:
   // page_bytes a positive multiple of granule; num_pages * page_bytes /
   // granule < 2^31.
-  ExtentPool(uint32_t num_pages, uint64_t page_bytes, uint64_t granule, bool fixed);
+  ExtentPool(uint32_t num_pages, uint64_t page_bytes, uint64_t granule);
 
   // The extent size an allocation of `bytes` takes (0 if it cannot fit a page).
   uint64_t ClassBytes(uint64_t bytes) const;
@@ -83,8 +81,7 @@ class ExtentPool {
 
   uint64_t page_bytes_;
   uint64_t granule_;
-  bool fixed_;
-  uint64_t max_per_page_;  // extents a page holds at most (page_bytes / granule, or 1)
+  uint64_t max_per_page_;  // extents a page holds at most (page_bytes / granule)
   std::vector<Page> pages_;
   std::vector<uint32_t> free_pages_;  // stack; low pages handed out first
   // Per class: pages with at least one free extent (may hold stale entries,

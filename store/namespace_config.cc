@@ -16,6 +16,14 @@ Status NamespaceConfig::Validate() const {
   return Status::Ok();
 }
 
+std::string NamespaceConfig::GeometryText() const {
+  return "num_layers=" + std::to_string(num_layers) +
+         " block_tokens=" + std::to_string(block_tokens) +
+         " layer_block_bytes=" + std::to_string(layer_block_bytes) +
+         " kv_dtype=" + (kv_dtype.empty() ? "''" : kv_dtype) +
+         " layout=" + (layout.empty() ? "''" : layout);
+}
+
 uint64_t NamespaceConfig::Fingerprint() const {
   XXH3_state_t* state = XXH3_createState();
   XXH3_64bits_reset(state);

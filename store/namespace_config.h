@@ -26,6 +26,10 @@ struct NamespaceConfig {
   // INVALID_ARGUMENT when a geometry field is zero or the name is empty.
   Status Validate() const;
 
+  // "num_layers=32 block_tokens=16 layer_block_bytes=262144 kv_dtype=fp16
+  // layout=''": the fingerprinted fields, for error messages.
+  std::string GeometryText() const;
+
   // xxh3 over (id, num_layers, block_tokens, layer_block_bytes, kv_dtype,
   // layout). Never 0. Quota and name are not part of it.
   uint64_t Fingerprint() const;

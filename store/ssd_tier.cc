@@ -35,6 +35,10 @@ void PutU64(char* p, uint64_t v) {
 // RocksDB's info log routed into kvcake's log (warnings and up). Keeps
 // RocksDB from writing a LOG file on the SSD tier's own disk, which fails
 // (and trips assertions in some RocksDB builds) exactly when the disk is full.
+// RocksDB's warnings are routine for it (write stalls, slow compactions):
+// they are logged at INFO, so the daemon's log keeps them while tools and
+// benchmarks that log warnings and up (the daemons they start included) do
+// not print them into their output; RocksDB's errors stay errors.
 class RocksLogger final : public rocksdb::Logger {
  public:
   RocksLogger() : rocksdb::Logger(rocksdb::WARN_LEVEL) {}
@@ -47,7 +51,7 @@ class RocksLogger final : public rocksdb::Logger {
     if (level >= rocksdb::ERROR_LEVEL) {
       KVCAKE_LOG(ERROR) << "rocksdb: " << buf;
     } else {
-      KVCAKE_LOG(WARNING) << "rocksdb: " << buf;
+      KVCAKE_LOG(INFO) << "rocksdb warning: " << buf;
     }
   }
 };
@@ -323,12 +327,5 @@ Status SsdTier::FlushMemtables() {
 }
 
 Status SsdTier::Resume() { return FromRocksStatus(db_->Resume(), "ssd tier: resume"); }
-
-uint64_t SsdTier::DiskBytes() const {
-  uint64_t sst = 0, blob = 0;
-  db_->GetIntProperty(data_cf_, rocksdb::DB::Properties::kTotalSstFilesSize, &sst);
-  db_->GetIntProperty(data_cf_, rocksdb::DB::Properties::kTotalBlobFileSize, &blob);
-  return sst + blob;
-}
 
 }  // namespace kvcake::store

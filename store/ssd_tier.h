@@ -116,8 +116,6 @@ class SsdTier {
   Status FlushMemtables();
   // Tries to clear a background error (e.g. after disk full) so writes resume.
   Status Resume();
-  // Bytes of SST + blob files on disk (approximate).
-  uint64_t DiskBytes() const;
   const std::string& path() const { return options_.path; }
   // Where Open moved a corrupt directory; empty when it did not.
   const std::string& quarantined_path() const { return quarantined_path_; }

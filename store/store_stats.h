@@ -52,7 +52,7 @@ struct TierStats {
   uint64_t capacity_bytes = 0;  // current (hot-settable) capacity
   uint64_t used_bytes = 0;      // bytes of blocks resident (payload sizes)
   uint64_t used_slots = 0;      // extents (slots) in use (device/host; 0 for ssd)
-  uint64_t total_slots = 0;     // physical slots of the device arena (0 for host and ssd)
+  uint64_t total_slots = 0;     // pages of the device arena (0 for host and ssd)
   // Device/host: bytes of the extents in use (values take their size class:
   // used_bytes / allocated_bytes is the packing, used_bytes / capacity_bytes
   // the tier's value utilisation), and the physical segment size.

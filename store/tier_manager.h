@@ -22,11 +22,10 @@ namespace kvcake::store {
 
 // Options of the TierManager. Defaults are usable for a small single node.
 struct TierManagerOptions {
-  // Capacities in bytes. The host tier gives each value an extent of about
-  // its own size (ExtentPool size classes in pages of 1-4 x slot_bytes); the
-  // device tier is carved into fixed slots of `slot_bytes`. Both are fixed at
-  // Open; SetCapacity can later lower or restore the usable part. 0 disables
-  // a tier (host must be > 0).
+  // Capacities in bytes. The host and device tiers give each value an extent
+  // of about its own size (ExtentPool size classes in pages of 1-4 x
+  // slot_bytes). Both are fixed at Open; SetCapacity can later lower or
+  // restore the usable part. 0 disables a tier (host must be > 0).
   uint64_t device_capacity_bytes = 0;           // default: no device tier
   uint64_t host_capacity_bytes = 256ull << 20;  // 256 MiB
   uint64_t ssd_capacity_bytes = 16ull << 30;    // 16 GiB (logical; payload bytes)
@@ -135,8 +134,9 @@ struct HostSegmentInfo {
   bool huge_pages = false;
 };
 
-// The device tier's arena, for same-node engines. Same slot layout as the
-// host segment (slot i at i * slot_bytes). `ipc_handle` holds the
+// The device tier's arena, for same-node engines. Same layout as the host
+// segment: a value lives at its Reservation / PinnedBlock `offset` for `size`
+// bytes (num_slots 0: no fixed slots). `ipc_handle` holds the
 // cudaIpcMemHandle_t bytes when `cuda`; empty for the emulated device.
 struct DeviceSegmentInfo {
   bool present = false;
@@ -263,7 +263,7 @@ class TierManager {
   // One block's description; NOT_FOUND unless committed.
   Result<BlockInfo> Describe(const BlockKey& key) const;
   StoreStats GetStats() const;
-  // Hot capacity change. For device/host, bytes are rounded down to slots and
+  // Hot capacity change. For device/host, bytes are rounded down to pages and
   // clamped to the physical segment (INVALID_ARGUMENT above it); lowering
   // triggers demotion by the mover. For SSD, a logical byte limit.
   Status SetCapacity(Tier tier, uint64_t bytes);

@@ -5,15 +5,15 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstring>
 #include <future>
-#include <mutex>
 #include <unordered_map>
 
 #include "common/logging.h"
+#include "common/mutex.h"
 #include "transport/am_message.h"
 #include "transport/handshake.h"
+#include "transport/stat_counters.h"
 #include "transport/ucx.h"
 #include "transport/worker_loop.h"
 
@@ -66,19 +66,6 @@ struct PendingCall {
   RpcReply reply;
 };
 
-struct Counters {
-  std::atomic<uint64_t> calls{0};
-  std::atomic<uint64_t> calls_ok{0};
-  std::atomic<uint64_t> calls_error{0};
-  std::atomic<uint64_t> calls_timed_out{0};
-  std::atomic<uint64_t> calls_failed{0};
-  std::atomic<uint64_t> bytes_sent{0};
-  std::atomic<uint64_t> bytes_received{0};
-  std::atomic<uint64_t> in_flight{0};
-};
-
-void Inc(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
-
 }  // namespace
 
 class RpcClientImpl {
@@ -111,7 +98,7 @@ class RpcClientImpl {
 
   std::string address_;
   RpcClientOptions options_;
-  Counters counters_;
+  StatCounters<RpcClientStats> counters_;
   std::unique_ptr<UcxContext> context_;
   std::unique_ptr<WorkerLoop> loop_;
   std::unique_ptr<UcxEndpoint> ep_;  // loop thread
@@ -126,10 +113,10 @@ class RpcClientImpl {
   bool ping_inflight_ = false;
 
   std::atomic<bool> connected_{false};
-  mutable std::mutex mu_;
-  Status broken_;  // guarded by mu_
-  std::string transport_info_;
-  std::string server_info_;
+  mutable Mutex mu_;
+  Status broken_ GUARDED_BY(mu_);
+  std::string transport_info_ GUARDED_BY(mu_);
+  std::string server_info_ GUARDED_BY(mu_);
   bool destroyed_ = false;
 };
 
@@ -218,12 +205,13 @@ Status RpcClientImpl::Init() {
   }
   std::string lanes;
   loop_->RunSync([&] { lanes = ep_ ? DescribeEndpointTransports(ep_->get()) : "closed"; });
+  const std::string server_info(r.meta.begin(), r.meta.end());
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     transport_info_ = lanes;
-    server_info_.assign(r.meta.begin(), r.meta.end());
+    server_info_ = server_info;
   }
-  KVCAKE_LOG(INFO) << "connected to " << address_ << " (" << server_info_
+  KVCAKE_LOG(INFO) << "connected to " << address_ << " (" << server_info
                    << "); UCX lanes: " << lanes;
   return Status::Ok();
 }
@@ -286,7 +274,7 @@ void RpcClientImpl::CallAsync(const CallRequest& request, CallCallback done, boo
     p->have_result = true;
     p->reply.status = bad;
   }
-  if (!control) Inc(counters_.calls);
+  if (!control) counters_.Add(&RpcClientStats::calls);
   PendingCall* raw = p.release();
   if (loop_->InLoopThread()) {
     StartCall(raw);
@@ -305,18 +293,18 @@ RpcReply RpcClientImpl::CallSync(const CallRequest& request, bool control) {
   // comes back within the window costs no thread wake-up.
   struct Waiter {
     std::atomic<bool> done{false};
-    std::mutex mu;
-    std::condition_variable cv;
-    RpcReply reply;
+    Mutex mu;
+    CondVar cv;
+    RpcReply reply GUARDED_BY(mu);
   };
   auto w = std::make_shared<Waiter>();
   CallAsync(
       request,
       [w](RpcReply&& r) {
-        std::lock_guard<std::mutex> lock(w->mu);
+        MutexLock lock(&w->mu);
         w->reply = std::move(r);
         w->done.store(true, std::memory_order_release);
-        w->cv.notify_one();
+        w->cv.NotifyOne();
       },
       control);
   const auto spin_until = Clock::now() + options_.caller_spin;
@@ -329,9 +317,9 @@ RpcReply RpcClientImpl::CallSync(const CallRequest& request, bool control) {
 #endif
     }
   }
-  std::unique_lock<std::mutex> lock(w->mu);
+  MutexLock lock(&w->mu);
   // Every call completes (its deadline is enforced by the loop), so this ends.
-  w->cv.wait(lock, [&] { return w->done.load(std::memory_order_relaxed); });
+  w->cv.Wait(&lock, [&] { return w->done.load(std::memory_order_relaxed); });
   return std::move(w->reply);
 }
 
@@ -341,7 +329,7 @@ void RpcClientImpl::StartCall(PendingCall* p) {
     return;
   }
   if (!connected_.load()) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     p->have_result = true;
     p->reply.status = UnavailableError("not connected: " + broken_.ToString());
   }
@@ -351,7 +339,7 @@ void RpcClientImpl::StartCall(PendingCall* p) {
   }
   pending_.emplace(p->id, p);
   loop_->HurryTicker(sweep_ticker_, kSweepTick);  // its deadline is now watched
-  Inc(counters_.in_flight);
+  counters_.Add(&RpcClientStats::in_flight);
   internal::DataDesc d = internal::DescribeSend(p->payload, &p->send_iov);
   ucp_request_param_t param{};
   param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
@@ -402,19 +390,19 @@ void RpcClientImpl::Finish(PendingCall* p, Status status) {
   if (!p->control) {
     switch (reply.status.code()) {
       case StatusCode::kOk:
-        Inc(counters_.calls_ok);
-        Inc(counters_.bytes_sent, p->payload_bytes);
-        Inc(counters_.bytes_received, reply.payload_size);
+        counters_.Add(&RpcClientStats::calls_ok);
+        counters_.Add(&RpcClientStats::bytes_sent, p->payload_bytes);
+        counters_.Add(&RpcClientStats::bytes_received, reply.payload_size);
         break;
       case StatusCode::kDeadlineExceeded:
-        Inc(counters_.calls_timed_out);
+        counters_.Add(&RpcClientStats::calls_timed_out);
         break;
       case StatusCode::kUnavailable:
       case StatusCode::kCancelled:
-        Inc(counters_.calls_failed);
+        counters_.Add(&RpcClientStats::calls_failed);
         break;
       default:
-        Inc(counters_.calls_error);
+        counters_.Add(&RpcClientStats::calls_error);
     }
   }
   CallCallback done = std::move(p->done);
@@ -427,7 +415,7 @@ void RpcClientImpl::Finish(PendingCall* p, Status status) {
 void RpcClientImpl::MaybeComplete(PendingCall* p) {
   if (p->completed || !p->have_result || p->send_inflight || p->recv_inflight) return;
   pending_.erase(p->id);
-  counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+  counters_.Sub(&RpcClientStats::in_flight);
   Finish(p, p->reply.status);
 }
 
@@ -577,7 +565,7 @@ void RpcClientImpl::BreakConnection(const Status& why) {
   if (!connected_.exchange(false)) {
     // Already broken; still fail whatever is pending (destructor path).
   } else {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     broken_ = why;
     if (!destroyed_) KVCAKE_LOG(WARNING) << "rpc connection broken: " << why.ToString();
   }
@@ -601,7 +589,7 @@ void RpcClientImpl::BreakConnection(const Status& why) {
   for (auto& [id, p] : pending_) rest.push_back(p);
   pending_.clear();
   for (PendingCall* p : rest) {
-    counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    counters_.Sub(&RpcClientStats::in_flight);
     Finish(p, p->reply.status);
   }
 }
@@ -696,33 +684,21 @@ Status RpcClient::Ping(std::chrono::milliseconds timeout) {
 
 bool RpcClient::connected() const { return impl_->connected_.load(); }
 Status RpcClient::connection_status() const {
-  std::lock_guard<std::mutex> lock(impl_->mu_);
+  MutexLock lock(&impl_->mu_);
   return impl_->broken_;
 }
 std::string RpcClient::transport_info() const {
-  std::lock_guard<std::mutex> lock(impl_->mu_);
+  MutexLock lock(&impl_->mu_);
   return impl_->transport_info_;
 }
 std::string RpcClient::server_info() const {
-  std::lock_guard<std::mutex> lock(impl_->mu_);
+  MutexLock lock(&impl_->mu_);
   return impl_->server_info_;
 }
 const std::string& RpcClient::address() const { return impl_->address_; }
 size_t RpcClient::max_meta_bytes() const { return impl_->options_.limits.max_meta_bytes; }
 size_t RpcClient::max_inline_meta_bytes() const { return impl_->max_inline_meta_; }
 
-RpcClientStats RpcClient::stats() const {
-  const Counters& c = impl_->counters_;
-  RpcClientStats s;
-  s.calls = c.calls.load();
-  s.calls_ok = c.calls_ok.load();
-  s.calls_error = c.calls_error.load();
-  s.calls_timed_out = c.calls_timed_out.load();
-  s.calls_failed = c.calls_failed.load();
-  s.bytes_sent = c.bytes_sent.load();
-  s.bytes_received = c.bytes_received.load();
-  s.in_flight = c.in_flight.load();
-  return s;
-}
+RpcClientStats RpcClient::stats() const { return impl_->counters_.Snapshot(); }
 
 }  // namespace kvcake::transport

@@ -1,15 +1,16 @@
 #include "transport/rpc_server.h"
 
 #include <algorithm>
-#include <mutex>
 #include <new>
 #include <random>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "common/logging.h"
+#include "common/mutex.h"
 #include "transport/am_message.h"
 #include "transport/handshake_listener.h"
+#include "transport/stat_counters.h"
 #include "transport/ucx.h"
 #include "transport/worker_loop.h"
 
@@ -54,30 +55,6 @@ Status RpcHandler::CheckRequestHeader(const FrameHeader& header) { return Status
 
 void RpcHandler::OnConnectionClosed(uint64_t connection_id) {}
 
-namespace {
-
-struct Counters {
-  std::atomic<uint64_t> connections_accepted{0};
-  std::atomic<uint64_t> connections_open{0};
-  std::atomic<uint64_t> connections_closed_idle{0};
-  std::atomic<uint64_t> requests{0};
-  std::atomic<uint64_t> control_frames{0};
-  std::atomic<uint64_t> replies_ok{0};
-  std::atomic<uint64_t> replies_error{0};
-  std::atomic<uint64_t> payloads_refused{0};
-  std::atomic<uint64_t> malformed_frames{0};
-  std::atomic<uint64_t> bytes_received{0};
-  std::atomic<uint64_t> bytes_sent{0};
-  std::atomic<uint64_t> send_errors{0};
-  std::atomic<uint64_t> connections_tcp{0};
-  std::atomic<uint64_t> connections_shm{0};
-  std::atomic<uint64_t> connections_other{0};
-};
-
-void Inc(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
-
-}  // namespace
-
 // Per-I/O-thread state. `loop` is guarded by `mu` for posting from other
 // threads; it is nulled at Stop() before the loop is stopped, so other
 // threads stop posting. Code on the loop thread itself (UCX callbacks,
@@ -88,8 +65,8 @@ struct OutgoingReply;
 struct LoopSlot {
   int index = 0;
   RpcServerImpl* server = nullptr;  // set at Init
-  std::mutex mu;
-  WorkerLoop* loop = nullptr;
+  Mutex mu;
+  WorkerLoop* loop GUARDED_BY(mu) = nullptr;
   WorkerLoop* own_loop = nullptr;       // loop thread only; set at Init, never nulled
   std::vector<uint8_t> worker_address;  // handed to clients by the handshake (immutable)
   // Loop-thread only:
@@ -172,18 +149,18 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
     return false;
   }
-  std::string transport;  // filled on first request (loop thread); read under info_mu
-  std::mutex info_mu;
+  Mutex info_mu;
+  std::string transport GUARDED_BY(info_mu);  // filled on first request (loop thread)
 
   // Posts `fn` to this connection's loop; false if the server is stopped.
   bool PostToLoop(std::function<void()> fn) {
-    std::lock_guard<std::mutex> lock(slot_->mu);
+    MutexLock lock(&slot_->mu);
     if (slot_->loop == nullptr) return false;
     slot_->loop->Post(std::move(fn));
     return true;
   }
   bool InLoopThread() {
-    std::lock_guard<std::mutex> lock(slot_->mu);
+    MutexLock lock(&slot_->mu);
     return slot_->loop != nullptr && slot_->loop->InLoopThread();
   }
 
@@ -238,14 +215,14 @@ class RpcServerImpl {
 
   RpcServerOptions options_;
   RpcHandler* handler_;
-  Counters counters_;
+  StatCounters<RpcServerStats> counters_;
   std::unique_ptr<UcxContext> context_;
   std::vector<std::shared_ptr<LoopSlot>> slots_;
   std::vector<std::unique_ptr<WorkerLoop>> loops_;
   std::unique_ptr<HandshakeListener> listener_;
   std::atomic<size_t> unbound_{0};  // connections whose hello has not arrived
-  std::mutex ticket_mu_;
-  std::mt19937_64 ticket_rng_{std::random_device{}()};  // guarded by ticket_mu_
+  Mutex ticket_mu_;
+  std::mt19937_64 ticket_rng_ GUARDED_BY(ticket_mu_){std::random_device{}()};
   std::atomic<uint64_t> next_conn_id_{1};
   std::atomic<uint64_t> staged_bytes_{0};  // bytes held by StagedRecvs
   std::atomic<uint64_t> next_loop_{0};
@@ -312,7 +289,8 @@ void ServerCall::Reply(const Status& status, std::span<const uint8_t> meta,
   OutgoingReply* raw = r.release();
   if (!c->PostToLoop([raw] {
         std::unique_ptr<OutgoingReply> owned(raw);
-        owned->conn->SendReply(std::move(owned));
+        ServerConnection* target = owned->conn.get();
+        target->SendReply(std::move(owned));
       })) {
     std::unique_ptr<OutgoingReply> owned(raw);
     if (owned->on_sent) owned->on_sent(UnavailableError("server stopped"));
@@ -335,9 +313,9 @@ void ServerConnection::SendReply(std::unique_ptr<OutgoingReply> r) {
   // longer than the idle timeout starts when the reply leaves, not when the
   // request arrived.
   Touch();
-  Counters& c = server_->counters_;
+  auto& c = server_->counters_;
   if (ep_ == nullptr) {
-    Inc(c.send_errors);
+    c.Add(&RpcServerStats::send_errors);
     if (r->on_sent) r->on_sent(UnavailableError("connection closed before the reply was sent"));
     return;
   }
@@ -368,13 +346,13 @@ void ServerConnection::OnReplySent(OutgoingReply* raw, ucs_status_t st) {
     slot_->orphans.erase(raw);
     return;
   }
-  Counters& c = server_->counters_;
+  auto& c = server_->counters_;
   Status status = UcsToStatus(st, "sending reply");
   if (status.ok()) {
-    Inc(r->ok_status ? c.replies_ok : c.replies_error);
-    Inc(c.bytes_sent, TotalSize(r->payload));
+    c.Add(r->ok_status ? &RpcServerStats::replies_ok : &RpcServerStats::replies_error);
+    c.Add(&RpcServerStats::bytes_sent, TotalSize(r->payload));
   } else {
-    Inc(c.send_errors);
+    c.Add(&RpcServerStats::send_errors);
   }
   if (r->on_sent) r->on_sent(status);
 }
@@ -390,7 +368,7 @@ void ServerConnection::Close(const char* why) {
   // longer needed: the peer is gone), but the reply object lives on, parked in
   // the slot, until that callback; freeing it here was a use-after-free.
   for (OutgoingReply* r : inflight_) {
-    Inc(server_->counters_.send_errors);
+    server_->counters_.Add(&RpcServerStats::send_errors);
     r->orphaned = true;
     SendDoneCallback cb = std::move(r->on_sent);
     r->on_sent = nullptr;
@@ -427,7 +405,10 @@ Status RpcServerImpl::Init() {
                                              options_.ucx.busy_poll_yield);
     LoopSlot* sp = slot.get();
     loop->AddTicker(tick, [this, sp] { Sweep(sp); });
-    slot->loop = loop.get();
+    {
+      MutexLock lock(&slot->mu);
+      slot->loop = loop.get();
+    }
     slot->own_loop = loop.get();
     slots_.push_back(std::move(slot));
     loops_.push_back(std::move(loop));
@@ -477,7 +458,7 @@ void RpcServerImpl::Stop() {
     });
   }
   for (auto& slot : slots_) {
-    std::lock_guard<std::mutex> lock(slot->mu);
+    MutexLock lock(&slot->mu);
     slot->loop = nullptr;
   }
   for (auto& l : loops_) l->Stop();
@@ -504,7 +485,7 @@ HelloReply RpcServerImpl::OnHello(const std::string& peer, const HelloRequest& h
     return refuse(StatusCode::kResourceExhausted, "too many connections being established; retry");
   }
   {
-    std::lock_guard<std::mutex> lock(ticket_mu_);
+    MutexLock lock(&ticket_mu_);
     do {
       reply.ticket = ticket_rng_();
     } while (reply.ticket == 0);
@@ -513,7 +494,7 @@ HelloReply RpcServerImpl::OnHello(const std::string& peer, const HelloRequest& h
   LoopSlot* slot = slots_[i].get();
   Status opened = UnavailableError("server stopping");
   {
-    std::lock_guard<std::mutex> lock(slot->mu);
+    MutexLock lock(&slot->mu);
     if (slot->loop == nullptr) return refuse(StatusCode::kUnavailable, "server stopping");
   }
   slot->own_loop->RunSync(
@@ -556,8 +537,8 @@ Status RpcServerImpl::OpenConnection(LoopSlot* slot, const std::string& peer,
   conn->SetEndpoint(std::make_unique<UcxEndpoint>(slot->own_loop->worker(), ep));
   slot->conns.emplace(ep, conn);
   unbound_.fetch_add(1, std::memory_order_relaxed);
-  Inc(counters_.connections_accepted);
-  Inc(counters_.connections_open);
+  counters_.Add(&RpcServerStats::connections_accepted);
+  counters_.Add(&RpcServerStats::connections_open);
   KVCAKE_LOG(DEBUG) << "accepted connection " << conn->id() << " from " << peer << " on io thread "
                     << slot->index;
   return Status::Ok();
@@ -596,7 +577,7 @@ void RpcServerImpl::RemoveConnection(ServerConnection* conn, const char* why) {
   slot->conns.erase(it);
   if (!keep->bound) unbound_.fetch_sub(1, std::memory_order_relaxed);
   keep->Close(why);
-  counters_.connections_open.fetch_sub(1, std::memory_order_relaxed);
+  counters_.Sub(&RpcServerStats::connections_open);
   handler_->OnConnectionClosed(keep->id());
 }
 
@@ -614,7 +595,7 @@ void RpcServerImpl::Sweep(LoopSlot* slot) {
     }
   }
   for (auto& c : dead) {
-    Inc(counters_.connections_closed_idle);
+    counters_.Add(&RpcServerStats::connections_closed_idle);
     KVCAKE_LOG(INFO) << "closing connection " << c->id() << " from " << c->peer()
                      << ": idle or send timeout";
     RemoveConnection(c.get(), "idle or send timeout");
@@ -633,7 +614,7 @@ ucs_status_t RpcServerImpl::OnRequestAm(void* arg, const void* header, size_t he
                                                                  : slot->conns.end();
   // Nothing is served before the connection's hello with its ticket.
   if (it == slot->conns.end() || (!it->second->bound && !self->TryBind(it->second.get(), head))) {
-    Inc(self->counters_.malformed_frames);
+    self->counters_.Add(&RpcServerStats::malformed_frames);
     return (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) ? UCS_ERR_REJECTED : UCS_OK;
   }
   return self->HandleRequest(slot, head, data, length, param);
@@ -641,7 +622,7 @@ ucs_status_t RpcServerImpl::OnRequestAm(void* arg, const void* header, size_t he
 
 void RpcServerImpl::HandleControl(const std::shared_ptr<ServerConnection>& conn,
                                   const FrameHeader& h) {
-  Inc(counters_.control_frames);
+  counters_.Add(&RpcServerStats::control_frames);
   if (h.opcode == kControlOpGoodbye) {
     // Not from inside the AM callback (closing progresses the worker).
     conn->slot()->own_loop->Post(
@@ -667,18 +648,18 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
   std::shared_ptr<ServerConnection> conn = it->second;
   conn->Touch();
   {
-    std::lock_guard<std::mutex> lock(conn->info_mu);
+    MutexLock lock(&conn->info_mu);
     if (conn->transport.empty()) {
-      conn->transport = DescribeEndpointTransports(conn->ep());
-      const std::string& t = conn->transport;
+      const std::string t = DescribeEndpointTransports(conn->ep());
+      conn->transport = t;
       const size_t am = t.find("am:");
       const std::string am_tl = am == std::string::npos ? "" : t.substr(am + 3, 5);
       if (am_tl.rfind("tcp", 0) == 0) {
-        Inc(counters_.connections_tcp);
+        counters_.Add(&RpcServerStats::connections_tcp);
       } else if (am_tl.rfind("posix", 0) == 0 || am_tl.rfind("sysv", 0) == 0) {
-        Inc(counters_.connections_shm);
+        counters_.Add(&RpcServerStats::connections_shm);
       } else {
-        Inc(counters_.connections_other);
+        counters_.Add(&RpcServerStats::connections_other);
       }
       KVCAKE_LOG(INFO) << "connection " << conn->id() << " from " << conn->peer()
                        << " uses UCX lanes: " << conn->transport;
@@ -696,7 +677,7 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
                                " bytes of data but " + std::to_string(length) + " arrived");
   }
   if (!bad.ok()) {
-    Inc(counters_.malformed_frames);
+    counters_.Add(&RpcServerStats::malformed_frames);
     uint64_t id = 0;
     uint32_t flags = 0;
     if (internal::PeekRequestId(head, &id, &flags)) {
@@ -720,9 +701,9 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
     HandleControl(conn, h);
     return rndv ? UCS_ERR_INVALID_PARAM : UCS_OK;
   }
-  Inc(counters_.requests);
+  counters_.Add(&RpcServerStats::requests);
   if (Status admitted = handler_->CheckRequestHeader(h); !admitted.ok()) {
-    Inc(counters_.payloads_refused);
+    counters_.Add(&RpcServerStats::payloads_refused);
     std::unique_ptr<ServerCall> call(new ServerCall(conn, h, {}));
     call->Reply(admitted);
     return rndv ? UCS_ERR_NO_RESOURCE : UCS_OK;
@@ -746,7 +727,7 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
     }
     if (!staging) {
       staged_bytes_.fetch_sub(length, std::memory_order_acq_rel);
-      Inc(counters_.payloads_refused);
+      counters_.Add(&RpcServerStats::payloads_refused);
       std::unique_ptr<ServerCall> call(new ServerCall(conn, h, {}));
       call->Reply(ResourceExhaustedError("request of " + std::to_string(length) +
                                          " bytes would pass the server's staging limit"));
@@ -770,7 +751,7 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
     } else if (UCS_PTR_IS_ERR(req)) {
       OnStagedReceived(nullptr, UCS_PTR_STATUS(req), 0, staged.release());
     } else {
-      staged.release();  // owned by the UCX request
+      (void)staged.release();  // owned by the UCX request
     }
     return UCS_INPROGRESS;
   }
@@ -803,7 +784,7 @@ ucs_status_t RpcServerImpl::HandleRequest(LoopSlot* slot, std::span<const uint8_
   } else if (UCS_PTR_IS_ERR(req)) {
     OnPayloadReceived(nullptr, UCS_PTR_STATUS(req), 0, recv.release());
   } else {
-    recv.release();  // owned by the UCX request until OnPayloadReceived
+    (void)recv.release();  // owned by the UCX request until OnPayloadReceived
   }
   return UCS_INPROGRESS;
 }
@@ -816,7 +797,7 @@ Status RpcServerImpl::AcceptInto(ServerCall& call) {
                              "-byte payload");
   }
   if (!accepted.ok()) {
-    Inc(counters_.payloads_refused);
+    counters_.Add(&RpcServerStats::payloads_refused);
     call.payload_buffers_.clear();
     call.Reply(accepted);
   }
@@ -830,7 +811,7 @@ void RpcServerImpl::DeliverEager(const std::shared_ptr<ServerConnection>& conn,
   if (payload_size > 0) {
     if (!AcceptInto(*call).ok()) return;  // refused: already answered
     internal::ScatterCopy(payload, payload_size, call->payload_buffers_);
-    Inc(counters_.bytes_received, payload_size);
+    counters_.Add(&RpcServerStats::bytes_received, payload_size);
   }
   handler_->OnRequest(std::move(call));
 }
@@ -861,7 +842,7 @@ void RpcServerImpl::OnPayloadReceived(void* request, ucs_status_t status, size_t
   std::unique_ptr<ServerCall> call = std::move(recv->call);
   RpcServerImpl* self = call->conn_->server();
   if (status == UCS_OK) {
-    Inc(self->counters_.bytes_received, length);
+    self->counters_.Add(&RpcServerStats::bytes_received, length);
   } else {
     call->payload_status_ = UcsToStatus(status, "receiving request payload");
   }
@@ -886,26 +867,7 @@ uint16_t RpcServer::bound_port() const { return impl_->port_; }
 std::string RpcServer::address() const { return impl_->host_ + ":" + std::to_string(impl_->port_); }
 const RpcServerOptions& RpcServer::options() const { return impl_->options_; }
 
-RpcServerStats RpcServer::stats() const {
-  const Counters& c = impl_->counters_;
-  RpcServerStats s;
-  s.connections_accepted = c.connections_accepted.load();
-  s.connections_open = c.connections_open.load();
-  s.connections_closed_idle = c.connections_closed_idle.load();
-  s.requests = c.requests.load();
-  s.control_frames = c.control_frames.load();
-  s.replies_ok = c.replies_ok.load();
-  s.replies_error = c.replies_error.load();
-  s.payloads_refused = c.payloads_refused.load();
-  s.malformed_frames = c.malformed_frames.load();
-  s.bytes_received = c.bytes_received.load();
-  s.bytes_sent = c.bytes_sent.load();
-  s.send_errors = c.send_errors.load();
-  s.connections_tcp = c.connections_tcp.load();
-  s.connections_shm = c.connections_shm.load();
-  s.connections_other = c.connections_other.load();
-  return s;
-}
+RpcServerStats RpcServer::stats() const { return impl_->counters_.Snapshot(); }
 
 std::vector<ConnectionInfo> RpcServer::Connections() const {
   std::vector<ConnectionInfo> out;
@@ -917,7 +879,7 @@ std::vector<ConnectionInfo> RpcServer::Connections() const {
         ci.id = conn->id();
         ci.peer = conn->peer();
         {
-          std::lock_guard<std::mutex> lock(conn->info_mu);
+          MutexLock lock(&conn->info_mu);
           ci.transport = conn->transport.empty() ? DescribeEndpointTransports(ep) : conn->transport;
         }
         ci.io_thread = slot->index;

@@ -111,9 +111,6 @@ class ServerCall {
   std::span<const uint8_t> meta() const { return meta_; }
   // Size of the request payload announced by the caller.
   uint64_t payload_size() const { return header_.payload_size; }
-  // The buffers AcceptPayload() gave (the payload is in them when
-  // payload_status() is OK).
-  std::span<const MutableBuffer> payload_buffers() const { return payload_buffers_; }
   // OK when the payload (if any) arrived completely; UNAVAILABLE /
   // CANCELLED if the connection broke while it was being received.
   const Status& payload_status() const { return payload_status_; }

@@ -4,18 +4,6 @@
 
 namespace kvcake::transport {
 
-std::string_view UcxTransportName(UcxTransport t) {
-  switch (t) {
-    case UcxTransport::kTcp:
-      return "tcp";
-    case UcxTransport::kSharedMemory:
-      return "shm";
-    case UcxTransport::kCustom:
-      return "custom";
-  }
-  return "unknown";
-}
-
 Result<UcxTransport> ParseUcxTransport(std::string_view text) {
   if (text == "tcp") return UcxTransport::kTcp;
   if (text == "shm" || text == "sm" || text == "shared_memory") return UcxTransport::kSharedMemory;

@@ -23,8 +23,6 @@ enum class UcxTransport {
   kCustom,        // UcxOptions::custom_tls verbatim.
 };
 
-// "tcp", "shm", or "custom".
-std::string_view UcxTransportName(UcxTransport t);
 // Parses "tcp" | "shm" | "sm" | "shared_memory" (case-sensitive).
 Result<UcxTransport> ParseUcxTransport(std::string_view text);
 

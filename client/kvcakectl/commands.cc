@@ -11,6 +11,8 @@
 #include <sstream>
 #include <thread>
 
+#include "common/progress.h"
+
 namespace kvcake::ctl {
 namespace {
 
@@ -274,10 +276,21 @@ int CmdList(const CtlOptions& o, std::ostream& out, std::ostream& err) {
     PrintJson(out, c.body);
     return kExitOk;
   }
+  // Blocks carry namespace ids; the table shows names (the id where the
+  // namespace list is unavailable).
+  std::map<std::string, std::string> names;
+  std::ostringstream ignored;
+  Call ns = DoCall(o, "GET", "/v1/namespaces", "", ignored);
+  for (const auto& n :
+       ns.body.is_object() ? ns.body.value("namespaces", json::array()) : json::array()) {
+    names[Str(n["id"])] = Str(n["name"]);
+  }
   std::vector<std::vector<std::string>> rows = {
-      {"NS", "HASH", "LAYER", "TIER", "SIZE", "STATE", "PINS", "SCORE", "LAST_ACCESS"}};
+      {"NAMESPACE", "HASH", "LAYER", "TIER", "SIZE", "STATE", "PINS", "SCORE", "LAST_ACCESS"}};
   for (const auto& b : c.body.value("blocks", json::array())) {
-    rows.push_back({Str(b["ns"]), Str(b["hash"]), Str(b["layer"]), Str(b["tier"]),
+    auto name = names.find(Str(b["ns"]));
+    rows.push_back({name != names.end() ? name->second : Str(b["ns"]), Str(b["hash"]),
+                    Str(b["layer"]), Str(b["tier"]),
                     HumanBytes(static_cast<double>(U64(b, "size_bytes"))), Str(b["state"]),
                     Str(b["pin_count"]), Str(b["score"]), Str(b["last_access"])});
   }
@@ -299,6 +312,13 @@ int CmdMutate(const CtlOptions& o, const std::string& cmd, std::ostream& out, st
   } else {
     std::string key = cmd == "evict" ? "evicted" : cmd == "pin" ? "pinned" : "unpinned";
     out << key << " " << U64(c.body, key.c_str()) << " block(s)\n";
+    if (uint64_t n = U64(c.body, "skipped_pinned"); n > 0) {
+      out << "skipped " << n << " operator-pinned block(s) (kvcakectl unpin releases them)\n";
+    }
+    if (uint64_t n = U64(c.body, "skipped_busy"); n > 0) {
+      out << "skipped " << n
+          << " block(s) in use (being written, or held by a client's get; try again)\n";
+    }
   }
   return kExitOk;
 }
@@ -308,7 +328,7 @@ std::string ProgressBar(const json& d) {
   double frac = total ? static_cast<double>(moved) / total : (d.value("done", false) ? 1.0 : 0.0);
   frac = std::clamp(frac, 0.0, 1.0);
   constexpr int kWidth = 30;
-  int filled = static_cast<int>(frac * kWidth + 0.5);
+  int filled = static_cast<int>(std::lround(frac * kWidth));
   std::string bar = "[" + std::string(filled, '#') + std::string(kWidth - filled, '.') + "]";
   char buf[160];
   std::snprintf(buf, sizeof(buf), "%s %5.1f%%  %llu/%llu blocks  %s/%s", bar.c_str(), frac * 100,
@@ -330,23 +350,27 @@ int CmdDrain(const CtlOptions& o, const std::vector<std::string>& args, std::ost
   if (c.exit != kExitOk) return c.exit;
   json d = c.body;
   if (o.wait && !status_only) {
-    std::string last;
+    // The live line goes to stderr on a terminal; the outcome to stdout.
+    Progress progress("draining", Progress::Options{.enabled = !o.json});
     while (!d.value("done", false) && d.value("active", false)) {
-      std::string line = ProgressBar(d);
-      if (!o.json && line != last) {
-        out << (o.tty ? "\r" : "") << line << (o.tty ? "" : "\n") << std::flush;
-        last = line;
-      }
+      progress.Update(U64(d, "moved_blocks"), U64(d, "total_blocks"),
+                      HumanBytes(static_cast<double>(U64(d, "moved_bytes"))) + "/" +
+                          HumanBytes(static_cast<double>(U64(d, "total_bytes"))));
       std::this_thread::sleep_for(std::chrono::milliseconds(o.interval_ms));
-      Call p = DoCall(o, "GET", "/v1/drain", "", err);
-      if (p.exit != kExitOk) return p.exit;
+      std::ostringstream why;
+      Call p = DoCall(o, "GET", "/v1/drain", "", why);
+      if (p.exit != kExitOk) {
+        progress.Done();  // the message starts on a clean line
+        err << why.str();
+        return p.exit;
+      }
       d = p.body;
     }
   }
   if (o.json) {
     PrintJson(out, d);
   } else {
-    out << (o.tty ? "\r" : "") << ProgressBar(d) << "\n";
+    out << ProgressBar(d) << "\n";
     if (d.contains("error")) out << "drain failed: " << Str(d["error"]) << "\n";
     out << (d.value("done", false)     ? "drain complete"
             : d.value("active", false) ? "draining"

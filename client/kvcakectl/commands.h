@@ -32,7 +32,7 @@ struct CtlOptions {
   // top / drain polling.
   uint32_t interval_ms = 1000;
   int iterations = 0;  // top: 0 = until interrupted
-  bool tty = false;    // stdout is a terminal (progress bar redraws, screen clears)
+  bool tty = false;    // stdout is a terminal (top clears the screen)
 };
 
 // Runs one kvcakectl command (`args[0]` is the command name) and returns the

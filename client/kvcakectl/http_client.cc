@@ -24,6 +24,27 @@ HttpClient::HttpClient(HttpClientOptions options) : options_(std::move(options))
 
 namespace {
 
+// Why reading the answer failed. Something that closes at once or answers in
+// another protocol is not an admin API (often kvcaked's data port, --listen):
+// say so instead of quoting a parser error.
+Status ReadFailure(const beast::error_code& ec, const std::string& where, uint32_t timeout_ms) {
+  constexpr const char* kHint =
+      ": is this kvcaked's admin API? (kvcaked --admin_listen, default 127.0.0.1:18516; "
+      "--listen is its data port, not HTTP)";
+  if (ec == beast::error::timeout) {
+    return DeadlineExceededError("no answer from " + where + " within " +
+                                 std::to_string(timeout_ms) + " ms (--timeout_ms)" + kHint);
+  }
+  if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+      ec == asio::error::connection_reset || ec == http::error::partial_message) {
+    return UnavailableError(where + " closed the connection without an HTTP answer" + kHint);
+  }
+  if (ec.category() == http::make_error_code(http::error::bad_version).category()) {
+    return UnavailableError(where + " answered, but not in HTTP (" + ec.message() + ")" + kHint);
+  }
+  return UnavailableError("reading from " + where + ": " + ec.message());
+}
+
 // Runs one exchange with async operations so the tcp_stream deadline applies
 // to connect, write and read alike.
 Result<HttpResponse> Exchange(const HttpClientOptions& o, std::string_view method,
@@ -76,9 +97,7 @@ Result<HttpResponse> Exchange(const HttpClientOptions& o, std::string_view metho
       }
       http::async_read(stream, buffer, parser, [&](beast::error_code ec, size_t) {
         if (ec) {
-          failure = ec == beast::error::timeout
-                        ? DeadlineExceededError("timed out waiting for " + where)
-                        : UnavailableError("reading from " + where + ": " + ec.message());
+          failure = ReadFailure(ec, where, o.timeout_ms);
           return;
         }
         done = true;

@@ -127,6 +127,13 @@ struct DrainProgress {
   std::string error;  // empty unless the drain failed
 };
 
+// POST /v1/evict: what an eviction did. Skipped values stay where they are.
+struct EvictResult {
+  uint64_t evicted = 0;
+  uint64_t skipped_pinned = 0;  // operator-pinned (kvcakectl pin; unpin to evict)
+  uint64_t skipped_busy = 0;    // being written, or held by a client's get
+};
+
 // One hot-reloadable knob. Names are dotted: "tier.gpu.capacity_bytes",
 // "tier.host.capacity_bytes", "tier.ssd.capacity_bytes", "policy.<param>".
 struct ConfigEntry {
@@ -178,9 +185,10 @@ class AdminBackend {
 
   // Removes the matching blocks (from `filter.tier` only if set, otherwise
   // from every tier). Pinned or in-flight blocks are skipped. Returns the
-  // number of values removed. INVALID_ARGUMENT if the filter selects the
-  // whole cache (no ns) — callers must name a namespace.
-  virtual Result<uint64_t> Evict(const BlockFilter& filter) = 0;
+  // number of values removed and of those skipped, by reason.
+  // INVALID_ARGUMENT if the filter selects the whole cache (no ns) — callers
+  // must name a namespace.
+  virtual Result<EvictResult> Evict(const BlockFilter& filter) = 0;
   // Adds / removes an operator pin (no lease; survives until unpinned) on the
   // matching blocks; pinned blocks are never demoted or evicted. Returns the
   // number of values affected. Same filter rules as Evict.

@@ -100,6 +100,20 @@ struct FilterText {
   std::optional<std::string> ns, hash, layer, tier, limit;
 };
 
+// Stores `value` in the field of `f` named `key`; false if there is no such
+// field (`limit` counts only `with_limit`).
+bool SetFilterField(FilterText* f, std::string_view key, std::string value, bool with_limit) {
+  std::optional<std::string>* field = key == "ns"                    ? &f->ns
+                                      : key == "hash"                ? &f->hash
+                                      : key == "layer"               ? &f->layer
+                                      : key == "tier"                ? &f->tier
+                                      : key == "limit" && with_limit ? &f->limit
+                                                                     : nullptr;
+  if (field == nullptr) return false;
+  *field = std::move(value);
+  return true;
+}
+
 Result<FilterText> FilterFromJson(const json& body) {
   FilterText f;
   if (!body.is_object()) return InvalidArgumentError("request body must be a JSON object");
@@ -112,15 +126,7 @@ Result<FilterText> FilterFromJson(const json& body) {
     } else {
       return InvalidArgumentError("field '" + key + "' must be a string or a non-negative integer");
     }
-    if (key == "ns") {
-      f.ns = text;
-    } else if (key == "hash") {
-      f.hash = text;
-    } else if (key == "layer") {
-      f.layer = text;
-    } else if (key == "tier") {
-      f.tier = text;
-    } else {
+    if (!SetFilterField(&f, key, std::move(text), /*with_limit=*/false)) {
       return InvalidArgumentError("unknown field '" + key + "'");
     }
   }
@@ -152,6 +158,12 @@ json DrainJson(const DrainProgress& d) {
   return j;
 }
 
+json EvictJson(const EvictResult& e) {
+  return {{"evicted", e.evicted},
+          {"skipped_pinned", e.skipped_pinned},
+          {"skipped_busy", e.skipped_busy}};
+}
+
 json ConfigJson(const std::vector<ConfigEntry>& entries) {
   json list = json::array();
   for (const auto& e : entries) {
@@ -160,10 +172,346 @@ json ConfigJson(const std::vector<ConfigEntry>& entries) {
   return {{"config", list}};
 }
 
-// Route label for kvcake_admin_requests_total (bounded cardinality).
-constexpr std::string_view kKnownPaths[] = {
-    "/healthz",  "/metrics", "/v1/status", "/v1/stats", "/v1/namespaces", "/v1/blocks",
-    "/v1/evict", "/v1/pin",  "/v1/unpin",  "/v1/drain", "/v1/config",     "/v1/cluster"};
+// Parses the body of a POST as a JSON object ("" = {}).
+Status ParseBody(std::string_view body, json* out) {
+  if (body.empty()) {
+    *out = json::object();
+    return Status::Ok();
+  }
+  *out = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (out->is_discarded()) return InvalidArgumentError("request body is not valid JSON");
+  if (!out->is_object()) return InvalidArgumentError("request body must be a JSON object");
+  return Status::Ok();
+}
+
+// Resolves a namespace given as "0x<hex id>" or by name.
+Result<uint64_t> ResolveNamespace(AdminBackend* backend, const std::string& text) {
+  if (text.size() >= 2 && (text.substr(0, 2) == "0x" || text.substr(0, 2) == "0X")) {
+    return ParseU64(text, 16, "namespace id");
+  }
+  if (text.empty()) return InvalidArgumentError("empty namespace");
+  auto list = backend->ListNamespaces();
+  if (!list.ok()) return list.status();
+  for (const auto& n : *list) {
+    if (n.name == text) return n.id;
+  }
+  return NotFoundError("unknown namespace '" + text + "'");
+}
+
+Result<BlockFilter> ToFilter(AdminBackend* backend, const FilterText& t) {
+  BlockFilter f;
+  if (t.ns) {
+    ASSIGN_OR_RETURN(f.ns, ResolveNamespace(backend, *t.ns));
+  }
+  if (t.hash) {
+    ASSIGN_OR_RETURN(f.hash, ParseU64(*t.hash, 16, "block hash"));
+  }
+  if (t.layer) {
+    ASSIGN_OR_RETURN(uint64_t layer, ParseU64(*t.layer, 10, "layer"));
+    if (layer > UINT32_MAX) return InvalidArgumentError("layer out of range");
+    f.layer = static_cast<uint32_t>(layer);
+  }
+  if (t.tier) {
+    ASSIGN_OR_RETURN(f.tier, ParseTier(*t.tier));
+  }
+  if (t.limit) {
+    ASSIGN_OR_RETURN(uint64_t limit, ParseU64(*t.limit, 10, "limit"));
+    if (limit == 0 || limit > kMaxListLimit) {
+      return InvalidArgumentError("limit must be 1.." + std::to_string(kMaxListLimit));
+    }
+    f.limit = static_cast<uint32_t>(limit);
+  }
+  return f;
+}
+
+// The filter fields of GET /v1/blocks' query string.
+Result<FilterText> FilterFromQuery(const std::map<std::string, std::string>& params) {
+  FilterText t;
+  for (const auto& [key, value] : params) {
+    if (!SetFilterField(&t, key, value, /*with_limit=*/true)) {
+      return InvalidArgumentError("unknown query parameter '" + key + "'");
+    }
+  }
+  return t;
+}
+
+// --- endpoints ---------------------------------------------------------------
+
+// What an endpoint's handler gets: the request, its path (without the query
+// string and trailing slashes) and its query parameters.
+struct RouteCall {
+  AdminBackend* backend;
+  metrics::Registry* registry;
+  std::string_view method;
+  std::string_view path;
+  const std::map<std::string, std::string>& params;
+  std::string_view body;
+};
+
+HttpReply HandleHealthz(const RouteCall&) { return JsonReply(200, {{"status", "ok"}}); }
+
+HttpReply HandleMetrics(const RouteCall& call) {
+  HttpReply r;
+  r.content_type = std::string(metrics::Registry::kContentType);
+  r.body = call.registry->Expose();
+  return r;
+}
+
+HttpReply HandleStatus(const RouteCall& call) {
+  auto st = call.backend->GetStatus();
+  if (!st.ok()) return ErrorReply(st.status());
+  json tiers = json::array();
+  for (const auto& t : st->tiers) tiers.push_back(TierStatusJson(t));
+  json peers = json::array();
+  for (const auto& p : st->peers) peers.push_back({{"peer", p.peer}, {"transport", p.transport}});
+  return JsonReply(200, {{"version", st->version},
+                         {"node_id", st->node_id},
+                         {"uptime_seconds", st->uptime_seconds},
+                         {"policy", st->policy},
+                         {"transports", st->transports},
+                         {"peers", peers},
+                         {"draining", st->draining},
+                         {"tiers", tiers}});
+}
+
+json ClusterMemberJson(const ClusterMemberStatus& m) {
+  return {{"node_id", m.node_id},
+          {"advertise_address", m.advertise_address},
+          {"admin_address", m.admin_address},
+          {"version", m.version},
+          {"start_time_unix_ms", m.start_time_unix_ms},
+          {"last_seen_unix_ms", m.last_seen_unix_ms},
+          {"stale", m.stale},
+          {"self", m.self},
+          {"host_capacity_bytes", m.host_capacity_bytes},
+          {"ssd_capacity_bytes", m.ssd_capacity_bytes},
+          {"gpu_capacity_bytes", m.gpu_capacity_bytes}};
+}
+
+HttpReply HandleCluster(const RouteCall& call) {
+  auto c = call.backend->GetCluster();
+  if (!c.ok()) return ErrorReply(c.status());
+  if (!c->enabled) return JsonReply(200, {{"enabled", false}});
+  json members = json::array();
+  for (const auto& m : c->members) members.push_back(ClusterMemberJson(m));
+  json counters = json::object();
+  for (const auto& [name, value] : c->counters) counters[name] = value;
+  return JsonReply(200, {{"enabled", true},
+                         {"cluster_name", c->cluster_name},
+                         {"node_id", c->node_id},
+                         {"state", c->state},
+                         {"members", members},
+                         {"counters", counters}});
+}
+
+json TierStatsJson(const TierStats& t) {
+  uint64_t lookups = t.hits + t.misses;
+  json reasons = json::object();
+  for (const auto& [reason, n] : t.drop_reasons) reasons[reason] = n;
+  return {{"tier", TierText(t.tier)},
+          {"hits", t.hits},
+          {"misses", t.misses},
+          {"hit_ratio", lookups ? static_cast<double>(t.hits) / lookups : 0.0},
+          {"drops", t.drops},
+          {"drop_reasons", reasons}};
+}
+
+HttpReply HandleStats(const RouteCall& call) {
+  auto st = call.backend->GetStats();
+  if (!st.ok()) return ErrorReply(st.status());
+  json tiers = json::array();
+  for (const auto& t : st->tiers) tiers.push_back(TierStatsJson(t));
+  json promotions = json::array(), demotions = json::array();
+  for (const auto& p : st->promotions) promotions.push_back(PathJson(p));
+  for (const auto& p : st->demotions) demotions.push_back(PathJson(p));
+  return JsonReply(200, {{"puts", st->puts},
+                         {"gets", st->gets},
+                         {"errors", st->errors},
+                         {"leases_expired", st->leases_expired},
+                         {"tiers", tiers},
+                         {"promotions", promotions},
+                         {"demotions", demotions}});
+}
+
+json NamespaceJson(const NamespaceInfo& n) {
+  json budgets = json::object();
+  for (const auto& b : n.budgets) budgets[TierText(b.tier)] = b.blocks_per_layer;
+  return {{"name", n.name},
+          {"id", Hex(n.id)},
+          {"model", n.model},
+          {"dtype", n.dtype},
+          {"num_layers", n.num_layers},
+          {"block_tokens", n.block_tokens},
+          {"layer_block_bytes", n.layer_block_bytes},
+          {"blocks", n.blocks},
+          {"bytes", n.bytes},
+          {"layer_budgets", budgets}};
+}
+
+HttpReply HandleNamespaces(const RouteCall& call) {
+  auto list = call.backend->ListNamespaces();
+  if (!list.ok()) return ErrorReply(list.status());
+  json out = json::array();
+  for (const auto& n : *list) out.push_back(NamespaceJson(n));
+  return JsonReply(200, {{"namespaces", out}});
+}
+
+json BlockJson(const BlockInfo& b) {
+  return {{"ns", Hex(b.key.ns)},      {"hash", Hex(b.key.hash)},    {"layer", b.key.layer},
+          {"tier", TierText(b.tier)}, {"size_bytes", b.size_bytes}, {"state", b.state},
+          {"pin_count", b.pin_count}, {"score", b.score},           {"last_access", b.last_access}};
+}
+
+HttpReply HandleBlocks(const RouteCall& call) {
+  auto text = FilterFromQuery(call.params);
+  if (!text.ok()) return ErrorReply(text.status());
+  auto filter = ToFilter(call.backend, *text);
+  if (!filter.ok()) return ErrorReply(filter.status());
+  auto blocks = call.backend->ListBlocks(*filter);
+  if (!blocks.ok()) return ErrorReply(blocks.status());
+  json out = json::array();
+  size_t n = 0;
+  for (const auto& b : *blocks) {
+    if (n++ >= filter->limit) break;
+    out.push_back(BlockJson(b));
+  }
+  return JsonReply(200, {{"blocks", out}, {"count", out.size()}, {"limit", filter->limit}});
+}
+
+// The filter of a POST /v1/evict, /v1/pin or /v1/unpin body ('ns' required).
+Result<BlockFilter> BlockActionFilter(const RouteCall& call) {
+  json body;
+  RETURN_IF_ERROR(ParseBody(call.body, &body));
+  ASSIGN_OR_RETURN(FilterText text, FilterFromJson(body));
+  if (!text.ns) return InvalidArgumentError("'ns' is required");
+  return ToFilter(call.backend, text);
+}
+
+// POST /v1/pin, /v1/unpin: `action` on the blocks the body's filter selects;
+// replies {`count_key`: n}.
+HttpReply HandleBlockAction(const RouteCall& call,
+                            Result<uint64_t> (AdminBackend::*action)(const BlockFilter&),
+                            const char* count_key) {
+  auto filter = BlockActionFilter(call);
+  if (!filter.ok()) return ErrorReply(filter.status());
+  Result<uint64_t> n = (call.backend->*action)(*filter);
+  if (!n.ok()) return ErrorReply(n.status());
+  return JsonReply(200, {{count_key, *n}});
+}
+
+// POST /v1/evict: {"evicted", "skipped_pinned", "skipped_busy"}.
+HttpReply HandleEvict(const RouteCall& call) {
+  auto filter = BlockActionFilter(call);
+  if (!filter.ok()) return ErrorReply(filter.status());
+  Result<EvictResult> e = call.backend->Evict(*filter);
+  if (!e.ok()) return ErrorReply(e.status());
+  return JsonReply(200, EvictJson(*e));
+}
+HttpReply HandlePin(const RouteCall& call) {
+  return HandleBlockAction(call, &AdminBackend::Pin, "pinned");
+}
+HttpReply HandleUnpin(const RouteCall& call) {
+  return HandleBlockAction(call, &AdminBackend::Unpin, "unpinned");
+}
+
+// POST starts a drain (202), GET reports its progress.
+HttpReply HandleDrain(const RouteCall& call) {
+  const bool start = call.method == "POST";
+  if (start) {
+    if (Status s = call.backend->StartDrain(); !s.ok()) return ErrorReply(s);
+  }
+  auto d = call.backend->GetDrain();
+  if (!d.ok()) return ErrorReply(d.status());
+  return JsonReply(start ? 202 : 200, DrainJson(*d));
+}
+
+// The settings of a POST body: strings as they are, numbers and bools as JSON.
+Status ConfigUpdates(const json& body, std::vector<std::pair<std::string, std::string>>* updates) {
+  for (const auto& [key, value] : body.items()) {
+    if (value.is_string()) {
+      updates->emplace_back(key, value.get<std::string>());
+    } else if (value.is_number() || value.is_boolean()) {
+      updates->emplace_back(key, value.dump());
+    } else {
+      return InvalidArgumentError("value of '" + key + "' must be a string, number or bool");
+    }
+  }
+  if (updates->empty()) return InvalidArgumentError("no settings given");
+  return Status::Ok();
+}
+
+// POST applies settings, then (like GET) lists them all.
+HttpReply HandleConfig(const RouteCall& call) {
+  if (call.method == "POST") {
+    json body;
+    if (Status s = ParseBody(call.body, &body); !s.ok()) return ErrorReply(s);
+    std::vector<std::pair<std::string, std::string>> updates;
+    if (Status s = ConfigUpdates(body, &updates); !s.ok()) return ErrorReply(s);
+    if (Status s = call.backend->SetConfig(updates); !s.ok()) return ErrorReply(s);
+  }
+  auto cfg = call.backend->GetConfig();
+  if (!cfg.ok()) return ErrorReply(cfg.status());
+  return JsonReply(200, ConfigJson(*cfg));
+}
+
+// --- routing table -----------------------------------------------------------
+
+// Methods an endpoint accepts (a bit set).
+enum Method : uint8_t { kGet = 1, kHead = 2, kPost = 4 };
+constexpr uint8_t kRead = kGet | kHead;
+
+uint8_t MethodBit(std::string_view method) {
+  if (method == "GET") return kGet;
+  if (method == "HEAD") return kHead;
+  if (method == "POST") return kPost;
+  return 0;
+}
+
+enum class Auth {
+  kNone,     // never needs the token
+  kToken,    // needs the bearer token when one is configured
+  kMetrics,  // needs it only with metrics_require_token
+};
+
+struct Endpoint {
+  std::string_view path;   // also the route label of kvcake_admin_requests_total
+  uint8_t methods;         // Method bits
+  std::string_view allow;  // Allow header of a 405
+  Auth auth;
+  bool query;  // parses the query string (a bad one is 400)
+  HttpReply (*handle)(const RouteCall&);
+};
+
+constexpr Endpoint kEndpoints[] = {
+    {"/healthz", kRead, "GET, HEAD", Auth::kNone, false, HandleHealthz},
+    {"/metrics", kRead, "GET, HEAD", Auth::kMetrics, false, HandleMetrics},
+    {"/v1/status", kRead, "GET", Auth::kToken, true, HandleStatus},
+    {"/v1/stats", kRead, "GET", Auth::kToken, true, HandleStats},
+    {"/v1/namespaces", kRead, "GET", Auth::kToken, true, HandleNamespaces},
+    {"/v1/blocks", kRead, "GET", Auth::kToken, true, HandleBlocks},
+    {"/v1/evict", kPost, "POST", Auth::kToken, true, HandleEvict},
+    {"/v1/pin", kPost, "POST", Auth::kToken, true, HandlePin},
+    {"/v1/unpin", kPost, "POST", Auth::kToken, true, HandleUnpin},
+    {"/v1/drain", kRead | kPost, "GET, POST", Auth::kToken, true, HandleDrain},
+    {"/v1/config", kRead | kPost, "GET, POST", Auth::kToken, true, HandleConfig},
+    {"/v1/cluster", kRead, "GET", Auth::kToken, true, HandleCluster},
+};
+
+const Endpoint* FindEndpoint(std::string_view path) {
+  for (const Endpoint& e : kEndpoints) {
+    if (e.path == path) return &e;
+  }
+  return nullptr;
+}
+
+HttpReply MethodNotAllowed(std::string_view method, const Endpoint& e) {
+  HttpReply r =
+      JsonReply(405, {{"code", "INVALID_ARGUMENT"},
+                      {"message", std::string(method) + " not allowed on " + std::string(e.path) +
+                                      " (allowed: " + std::string(e.allow) + ")"}});
+  r.headers.emplace_back("Allow", std::string(e.allow));
+  return r;
+}
 
 }  // namespace
 
@@ -266,295 +614,29 @@ HttpReply AdminRouter::Route(const HttpRequestView& request, std::string* route_
   std::string_view query = qmark == std::string_view::npos ? "" : target.substr(qmark + 1);
   while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
 
-  bool known = false;
-  for (std::string_view p : kKnownPaths) {
-    if (p == path) {
-      known = true;
-      *route_label = std::string(p);
-    }
+  const Endpoint* endpoint = FindEndpoint(path);
+  if (endpoint == nullptr) {
+    return ErrorReply(NotFoundError("no such endpoint: " + std::string(path)));
   }
-  if (!known) return ErrorReply(NotFoundError("no such endpoint: " + std::string(path)));
+  *route_label = std::string(endpoint->path);
 
-  const std::string_view method = request.method;
-  auto method_not_allowed = [&](std::string_view allowed) {
-    HttpReply r =
-        JsonReply(405, {{"code", "INVALID_ARGUMENT"},
-                        {"message", std::string(method) + " not allowed on " + std::string(path) +
-                                        " (allowed: " + std::string(allowed) + ")"}});
-    r.headers.emplace_back("Allow", std::string(allowed));
-    return r;
-  };
-
-  if (path == "/healthz") {
-    if (method != "GET" && method != "HEAD") return method_not_allowed("GET, HEAD");
-    return JsonReply(200, {{"status", "ok"}});
-  }
-
-  bool needs_token = path != "/metrics" || metrics_require_token_;
+  const bool needs_token = endpoint->auth == Auth::kToken ||
+                           (endpoint->auth == Auth::kMetrics && metrics_require_token_);
   if (needs_token && !Authorized(request.authorization)) {
     HttpReply r = ErrorReply(UnauthenticatedError(
         request.authorization.empty() ? "missing bearer token" : "invalid bearer token"));
     r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"kvcake\"");
     return r;
   }
-
-  if (path == "/metrics") {
-    if (method != "GET" && method != "HEAD") return method_not_allowed("GET, HEAD");
-    HttpReply r;
-    r.content_type = std::string(metrics::Registry::kContentType);
-    r.body = registry_->Expose();
-    return r;
-  }
-
   std::map<std::string, std::string> params;
-  if (Status s = ParseQuery(query, &params); !s.ok()) return ErrorReply(s);
-
-  // Parses the body of a POST as a JSON object ("" = {}).
-  auto parse_body = [&](json* out) -> Status {
-    if (request.body.empty()) {
-      *out = json::object();
-      return Status::Ok();
-    }
-    *out = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
-    if (out->is_discarded()) return InvalidArgumentError("request body is not valid JSON");
-    if (!out->is_object()) return InvalidArgumentError("request body must be a JSON object");
-    return Status::Ok();
-  };
-
-  // Resolves a namespace given as "0x<hex id>" or by name.
-  auto resolve_ns = [&](const std::string& text) -> Result<uint64_t> {
-    if (text.size() >= 2 && (text.substr(0, 2) == "0x" || text.substr(0, 2) == "0X")) {
-      return ParseU64(text, 16, "namespace id");
-    }
-    if (text.empty()) return InvalidArgumentError("empty namespace");
-    auto list = backend_->ListNamespaces();
-    if (!list.ok()) return list.status();
-    for (const auto& n : *list) {
-      if (n.name == text) return n.id;
-    }
-    return NotFoundError("unknown namespace '" + text + "'");
-  };
-
-  auto to_filter = [&](const FilterText& t) -> Result<BlockFilter> {
-    BlockFilter f;
-    if (t.ns) {
-      ASSIGN_OR_RETURN(f.ns, resolve_ns(*t.ns));
-    }
-    if (t.hash) {
-      ASSIGN_OR_RETURN(f.hash, ParseU64(*t.hash, 16, "block hash"));
-    }
-    if (t.layer) {
-      ASSIGN_OR_RETURN(uint64_t layer, ParseU64(*t.layer, 10, "layer"));
-      if (layer > UINT32_MAX) return InvalidArgumentError("layer out of range");
-      f.layer = static_cast<uint32_t>(layer);
-    }
-    if (t.tier) {
-      ASSIGN_OR_RETURN(f.tier, ParseTier(*t.tier));
-    }
-    if (t.limit) {
-      ASSIGN_OR_RETURN(uint64_t limit, ParseU64(*t.limit, 10, "limit"));
-      if (limit == 0 || limit > kMaxListLimit) {
-        return InvalidArgumentError("limit must be 1.." + std::to_string(kMaxListLimit));
-      }
-      f.limit = static_cast<uint32_t>(limit);
-    }
-    return f;
-  };
-
-  auto require_get = [&]() { return method == "GET" || method == "HEAD"; };
-
-  if (path == "/v1/status") {
-    if (!require_get()) return method_not_allowed("GET");
-    auto st = backend_->GetStatus();
-    if (!st.ok()) return ErrorReply(st.status());
-    json tiers = json::array();
-    for (const auto& t : st->tiers) tiers.push_back(TierStatusJson(t));
-    json peers = json::array();
-    for (const auto& p : st->peers) peers.push_back({{"peer", p.peer}, {"transport", p.transport}});
-    return JsonReply(200, {{"version", st->version},
-                           {"node_id", st->node_id},
-                           {"uptime_seconds", st->uptime_seconds},
-                           {"policy", st->policy},
-                           {"transports", st->transports},
-                           {"peers", peers},
-                           {"draining", st->draining},
-                           {"tiers", tiers}});
+  if (endpoint->query) {
+    if (Status s = ParseQuery(query, &params); !s.ok()) return ErrorReply(s);
   }
-
-  if (path == "/v1/cluster") {
-    if (!require_get()) return method_not_allowed("GET");
-    auto c = backend_->GetCluster();
-    if (!c.ok()) return ErrorReply(c.status());
-    if (!c->enabled) return JsonReply(200, {{"enabled", false}});
-    json members = json::array();
-    for (const auto& m : c->members) {
-      members.push_back({{"node_id", m.node_id},
-                         {"advertise_address", m.advertise_address},
-                         {"admin_address", m.admin_address},
-                         {"version", m.version},
-                         {"start_time_unix_ms", m.start_time_unix_ms},
-                         {"last_seen_unix_ms", m.last_seen_unix_ms},
-                         {"stale", m.stale},
-                         {"self", m.self},
-                         {"host_capacity_bytes", m.host_capacity_bytes},
-                         {"ssd_capacity_bytes", m.ssd_capacity_bytes},
-                         {"gpu_capacity_bytes", m.gpu_capacity_bytes}});
-    }
-    json counters = json::object();
-    for (const auto& [name, value] : c->counters) counters[name] = value;
-    return JsonReply(200, {{"enabled", true},
-                           {"cluster_name", c->cluster_name},
-                           {"node_id", c->node_id},
-                           {"state", c->state},
-                           {"members", members},
-                           {"counters", counters}});
+  if ((MethodBit(request.method) & endpoint->methods) == 0) {
+    return MethodNotAllowed(request.method, *endpoint);
   }
-
-  if (path == "/v1/stats") {
-    if (!require_get()) return method_not_allowed("GET");
-    auto st = backend_->GetStats();
-    if (!st.ok()) return ErrorReply(st.status());
-    json tiers = json::array();
-    for (const auto& t : st->tiers) {
-      uint64_t lookups = t.hits + t.misses;
-      json reasons = json::object();
-      for (const auto& [reason, n] : t.drop_reasons) reasons[reason] = n;
-      tiers.push_back({{"tier", TierText(t.tier)},
-                       {"hits", t.hits},
-                       {"misses", t.misses},
-                       {"hit_ratio", lookups ? static_cast<double>(t.hits) / lookups : 0.0},
-                       {"drops", t.drops},
-                       {"drop_reasons", reasons}});
-    }
-    json promotions = json::array(), demotions = json::array();
-    for (const auto& p : st->promotions) promotions.push_back(PathJson(p));
-    for (const auto& p : st->demotions) demotions.push_back(PathJson(p));
-    return JsonReply(200, {{"puts", st->puts},
-                           {"gets", st->gets},
-                           {"errors", st->errors},
-                           {"leases_expired", st->leases_expired},
-                           {"tiers", tiers},
-                           {"promotions", promotions},
-                           {"demotions", demotions}});
-  }
-
-  if (path == "/v1/namespaces") {
-    if (!require_get()) return method_not_allowed("GET");
-    auto list = backend_->ListNamespaces();
-    if (!list.ok()) return ErrorReply(list.status());
-    json out = json::array();
-    for (const auto& n : *list) {
-      json budgets = json::object();
-      for (const auto& b : n.budgets) budgets[TierText(b.tier)] = b.blocks_per_layer;
-      out.push_back({{"name", n.name},
-                     {"id", Hex(n.id)},
-                     {"model", n.model},
-                     {"dtype", n.dtype},
-                     {"num_layers", n.num_layers},
-                     {"block_tokens", n.block_tokens},
-                     {"layer_block_bytes", n.layer_block_bytes},
-                     {"blocks", n.blocks},
-                     {"bytes", n.bytes},
-                     {"layer_budgets", budgets}});
-    }
-    return JsonReply(200, {{"namespaces", out}});
-  }
-
-  if (path == "/v1/blocks") {
-    if (!require_get()) return method_not_allowed("GET");
-    FilterText t;
-    for (const auto& [key, value] : params) {
-      if (key == "ns") {
-        t.ns = value;
-      } else if (key == "hash") {
-        t.hash = value;
-      } else if (key == "layer") {
-        t.layer = value;
-      } else if (key == "tier") {
-        t.tier = value;
-      } else if (key == "limit") {
-        t.limit = value;
-      } else {
-        return ErrorReply(InvalidArgumentError("unknown query parameter '" + key + "'"));
-      }
-    }
-    auto filter = to_filter(t);
-    if (!filter.ok()) return ErrorReply(filter.status());
-    auto blocks = backend_->ListBlocks(*filter);
-    if (!blocks.ok()) return ErrorReply(blocks.status());
-    json out = json::array();
-    size_t n = 0;
-    for (const auto& b : *blocks) {
-      if (n++ >= filter->limit) break;
-      out.push_back({{"ns", Hex(b.key.ns)},
-                     {"hash", Hex(b.key.hash)},
-                     {"layer", b.key.layer},
-                     {"tier", TierText(b.tier)},
-                     {"size_bytes", b.size_bytes},
-                     {"state", b.state},
-                     {"pin_count", b.pin_count},
-                     {"score", b.score},
-                     {"last_access", b.last_access}});
-    }
-    return JsonReply(200, {{"blocks", out}, {"count", out.size()}, {"limit", filter->limit}});
-  }
-
-  if (path == "/v1/evict" || path == "/v1/pin" || path == "/v1/unpin") {
-    if (method != "POST") return method_not_allowed("POST");
-    json body;
-    if (Status s = parse_body(&body); !s.ok()) return ErrorReply(s);
-    auto text = FilterFromJson(body);
-    if (!text.ok()) return ErrorReply(text.status());
-    if (!text->ns) return ErrorReply(InvalidArgumentError("'ns' is required"));
-    auto filter = to_filter(*text);
-    if (!filter.ok()) return ErrorReply(filter.status());
-    Result<uint64_t> n = path == "/v1/evict" ? backend_->Evict(*filter)
-                         : path == "/v1/pin" ? backend_->Pin(*filter)
-                                             : backend_->Unpin(*filter);
-    if (!n.ok()) return ErrorReply(n.status());
-    std::string key = path == "/v1/evict" ? "evicted" : path == "/v1/pin" ? "pinned" : "unpinned";
-    return JsonReply(200, {{key, *n}});
-  }
-
-  if (path == "/v1/drain") {
-    if (method == "POST") {
-      if (Status s = backend_->StartDrain(); !s.ok()) return ErrorReply(s);
-      auto d = backend_->GetDrain();
-      if (!d.ok()) return ErrorReply(d.status());
-      return JsonReply(202, DrainJson(*d));
-    }
-    if (!require_get()) return method_not_allowed("GET, POST");
-    auto d = backend_->GetDrain();
-    if (!d.ok()) return ErrorReply(d.status());
-    return JsonReply(200, DrainJson(*d));
-  }
-
-  if (path == "/v1/config") {
-    if (method == "POST") {
-      json body;
-      if (Status s = parse_body(&body); !s.ok()) return ErrorReply(s);
-      std::vector<std::pair<std::string, std::string>> updates;
-      for (const auto& [key, value] : body.items()) {
-        if (value.is_string()) {
-          updates.emplace_back(key, value.get<std::string>());
-        } else if (value.is_number() || value.is_boolean()) {
-          updates.emplace_back(key, value.dump());
-        } else {
-          return ErrorReply(
-              InvalidArgumentError("value of '" + key + "' must be a string, number or bool"));
-        }
-      }
-      if (updates.empty()) return ErrorReply(InvalidArgumentError("no settings given"));
-      if (Status s = backend_->SetConfig(updates); !s.ok()) return ErrorReply(s);
-    } else if (!require_get()) {
-      return method_not_allowed("GET, POST");
-    }
-    auto cfg = backend_->GetConfig();
-    if (!cfg.ok()) return ErrorReply(cfg.status());
-    return JsonReply(200, ConfigJson(*cfg));
-  }
-
-  return ErrorReply(NotFoundError("no such endpoint: " + std::string(path)));
+  return endpoint->handle(
+      RouteCall{backend_, registry_, request.method, path, params, request.body});
 }
 
 }  // namespace kvcake::admin

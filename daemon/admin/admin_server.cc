@@ -9,12 +9,12 @@
 #include <chrono>
 #include <fstream>
 #include <list>
-#include <mutex>
 #include <optional>
 #include <thread>
 
 #include "common/logging.h"
 #include "common/metrics_catalog.h"
+#include "common/mutex.h"
 #include "daemon/admin/admin_router.h"
 
 namespace kvcake::admin {
@@ -142,7 +142,7 @@ Status ValidateAdminOptions(const AdminServerOptions& options) {
   }
   bool has_token = !options.token.empty() || !options.token_file.empty();
   if (!IsLoopbackHost(host) && !has_token) {
-    return FailedPreconditionError("admin address " + options.listen +
+    return FailedPreconditionError("--admin_listen " + options.listen +
                                    " is not loopback: set --admin_token_file (refusing to "
                                    "expose the admin API without a token)");
   }
@@ -204,8 +204,8 @@ class AdminServer::Impl {
     });
   }
 
-  void Stop() {
-    std::lock_guard<std::mutex> lock(stop_mu_);
+  void Stop() EXCLUDES(stop_mu_) {
+    MutexLock lock(&stop_mu_);
     if (stopped_) return;
     stopped_ = true;
     asio::post(ioc_, [this] {
@@ -278,8 +278,8 @@ class AdminServer::Impl {
   tcp::acceptor acceptor_;
   tcp::endpoint bound_;
   std::thread thread_;
-  std::mutex stop_mu_;
-  bool stopped_ = false;  // guarded by stop_mu_
+  Mutex stop_mu_;
+  bool stopped_ GUARDED_BY(stop_mu_) = false;
 };
 
 // One HTTP connection: read request → route → write reply, with keep-alive.

@@ -216,8 +216,8 @@ TEST_F(AdminServerTest, HealthzNeedsNoToken) {
 }
 
 TEST_F(AdminServerTest, V1EndpointsRequireValidToken) {
-  for (std::string token : {std::string(), std::string("wrong"), std::string(kToken) + "x",
-                            std::string(kToken).substr(0, 5)}) {
+  for (const std::string& token : {std::string(), std::string("wrong"), std::string(kToken) + "x",
+                                   std::string(kToken).substr(0, 5)}) {
     HttpResponse r = Do("GET", "/v1/status", "", token);
     EXPECT_EQ(r.status, 401) << "token '" << token << "'";
     EXPECT_EQ(Json(r)["code"], "UNAUTHENTICATED");
@@ -324,6 +324,8 @@ TEST_F(AdminServerTest, EvictPinUnpin) {
   EXPECT_EQ(p["pinned"], 4);
   json e = Json(Do("POST", "/v1/evict", R"({"ns":"llama","tier":"gpu"})"));
   EXPECT_EQ(e["evicted"], 4);  // 6 gpu blocks, 2 of them pinned (hash 1, layers 0 and 2)
+  EXPECT_EQ(e["skipped_pinned"], 2);
+  EXPECT_EQ(e["skipped_busy"], 0);
   EXPECT_EQ(Json(Do("GET", "/v1/blocks?ns=llama"))["count"], 8);
   json u = Json(Do("POST", "/v1/unpin", R"({"ns":"llama","hash":1,"layer":0})"));
   EXPECT_EQ(u["unpinned"], 1);
@@ -596,7 +598,7 @@ TEST_F(AdminServerTest, IdleKeepAliveConnectionIsClosedAfterIdleTimeout) {
   ASSERT_EQ(send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
   std::string out;
   char buf[4096];
-  while (out.find("\r\n\r\n") == std::string::npos || out.find("}") == std::string::npos) {
+  while (out.find("\r\n\r\n") == std::string::npos || out.find('}') == std::string::npos) {
     ssize_t n = recv(fd, buf, sizeof(buf), 0);  // 10 s receive timeout
     ASSERT_GT(n, 0) << out;
     out.append(buf, static_cast<size_t>(n));

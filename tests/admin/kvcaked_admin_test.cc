@@ -3,9 +3,12 @@
 // client library (libkvcake over UCX on loopback), kvcakectl output read
 // through --json, the real /metrics checked by promtool.
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "client/kvcakectl/commands.h"
 #include "client/kvcakectl/http_client.h"
 #include "kvcake/client.h"
 
@@ -450,7 +454,17 @@ TEST_F(KvcakedAdminTest, KvcakectlDrivesTheDaemon) {
   EXPECT_EQ(pinned["pinned"], 2) << pinned.dump();
   json evicted = CtlJson("evict --ns=admin-ctl");
   EXPECT_EQ(evicted["evicted"], 6) << evicted.dump();
+  EXPECT_EQ(evicted["skipped_pinned"], 2) << evicted.dump();
   EXPECT_EQ(CtlJson("ls --ns=admin-ctl")["count"], 2);
+  // The table says what was skipped and why, and names the namespace.
+  Ran again = Ctl("evict --ns=admin-ctl");
+  ASSERT_EQ(again.exit, 0) << again.err;
+  EXPECT_NE(again.out.find("evicted 0 block(s)"), std::string::npos) << again.out;
+  EXPECT_NE(again.out.find("skipped 2 operator-pinned block(s)"), std::string::npos) << again.out;
+  Ran listed = Ctl("ls --ns=admin-ctl");
+  ASSERT_EQ(listed.exit, 0) << listed.err;
+  EXPECT_NE(listed.out.find("NAMESPACE"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("\nadmin-ctl "), std::string::npos) << listed.out;
   json unpinned = CtlJson(std::string("unpin --ns=admin-ctl --hash=") + hash);
   EXPECT_EQ(unpinned["unpinned"], 2);
 
@@ -552,6 +566,65 @@ TEST_F(KvcakedAdminTest, RefusesNonLoopbackAdminWithoutToken) {
   EXPECT_FALSE(s.ok()) << "kvcaked started with a non-loopback admin address and no token";
   EXPECT_NE(daemon_->WaitExit(30), 0);
   EXPECT_NE(daemon_->log().find("admin_token_file"), std::string::npos) << daemon_->log();
+}
+
+// A one-connection TCP server on 127.0.0.1 that sends `greeting` (maybe
+// nothing) to whoever connects first and closes.
+class OneShotServer {
+ public:
+  explicit OneShotServer(std::string greeting) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(fd_, 4) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      return;
+    }
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this, greeting = std::move(greeting)] {
+      int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      if (!greeting.empty()) (void)!::write(c, greeting.data(), greeting.size());
+      ::close(c);
+    });
+  }
+  ~OneShotServer() {
+    ::shutdown(fd_, SHUT_RDWR);  // wakes accept() if nobody came
+    if (thread_.joinable()) thread_.join();
+    ::close(fd_);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+// kvcakectl pointed at something that is not the admin API (the daemon's
+// data port, a server of another protocol, one that hangs up) fails at once
+// and says what to check.
+TEST_F(KvcakedAdminTest, KvcakectlAtANonHttpPortFailsAtOnce) {
+  StartDaemon();
+  if (IsSkipped() || HasFatalFailure()) return;
+  OneShotServer ssh("SSH-2.0-OpenSSH_9.2\r\n");
+  OneShotServer hangs_up("");
+  for (const auto& [address, says] : std::vector<std::pair<std::string, std::string>>{
+           {daemon_->ucx_address(), "closed the connection without an HTTP answer"},
+           {ssh.address(), "not in HTTP"},
+           {hangs_up.address(), "closed the connection without an HTTP answer"}}) {
+    const auto start = std::chrono::steady_clock::now();
+    Ran r = Ctl("--admin=" + address + " status");
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_EQ(r.exit, ctl::kExitUnavailable) << address << ": " << r.err;
+    EXPECT_LT(seconds, 1.0) << address << ": " << r.err;
+    EXPECT_NE(r.err.find(address + " "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(says), std::string::npos) << address << ": " << r.err;
+    EXPECT_NE(r.err.find("--admin_listen"), std::string::npos) << address << ": " << r.err;
+  }
 }
 
 }  // namespace

@@ -103,20 +103,21 @@ class MemoryBackend : public AdminBackend {
     return out;
   }
 
-  Result<uint64_t> Evict(const BlockFilter& f) override {
+  Result<EvictResult> Evict(const BlockFilter& f) override {
     std::lock_guard<std::mutex> l(mu_);
     last_filter_ = f;
     if (!f.ns) return InvalidArgumentError("ns required");
-    uint64_t n = 0;
+    EvictResult r;
     for (auto it = blocks_.begin(); it != blocks_.end();) {
       if (Matches(f, it->second) && it->second.pin_count == 0) {
         it = blocks_.erase(it);
-        ++n;
+        ++r.evicted;
       } else {
+        r.skipped_pinned += Matches(f, it->second);
         ++it;
       }
     }
-    return n;
+    return r;
   }
 
   Result<uint64_t> Pin(const BlockFilter& f) override { return AdjustPins(f, +1); }

@@ -28,6 +28,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/progress.h"
 #include "kvcake/client.h"
 #include "tests/chaos/chaos_util.h"
 #include "tests/cluster/cluster_util.h"
@@ -153,7 +154,12 @@ int Run() {
 
   // ---- remote get through the local daemon vs a direct get from A ----------
   std::vector<double> direct, remote;
+  // A live line on a terminal's stderr (never with --json): get rounds, the
+  // lookups, then the membership measurement.
+  Progress progress("kvcake-cluster-bench", {.enabled = !FLAGS_json});
+  const uint64_t steps = FLAGS_rounds + 2;
   for (uint32_t r = 0; r < FLAGS_rounds; ++r) {
+    progress.Update(r, steps, "get round " + std::to_string(r + 1));
     std::vector<uint64_t> chain = Chain(*a, r + 1, FLAGS_blocks);
     std::vector<PutBlock> puts;
     for (size_t i = 0; i < chain.size(); ++i) puts.push_back({chain[i], 0, &data[i * size]});
@@ -196,6 +202,7 @@ int Run() {
     return 1;
   }
   std::vector<double> local_us, remote_us;
+  progress.Update(FLAGS_rounds, steps, "lookups");
   for (uint32_t i = 0; i < FLAGS_lookups; ++i) {
     auto t0 = Clock::now();
     auto l = a->LookupPrefix(chain, 0);
@@ -208,6 +215,7 @@ int Run() {
   }
 
   // ---- membership: kill -9 to removal, restart to rejoin ---------------------
+  progress.Update(FLAGS_rounds + 1, steps, "membership: kill, removal, rejoin");
   ::kill(b.nodes[1]->pid(), SIGKILL);
   const auto killed = Clock::now();
   WaitFor([&] { return b.Members(0) == 2 && b.Members(2) == 2; }, milliseconds(10000));
@@ -220,6 +228,7 @@ int Run() {
   WaitFor([&] { return b.Members(0) == 3 && b.Members(2) == 3; }, milliseconds(10000));
   const double rejoin_s = Seconds(Clock::now() - restart);
 
+  progress.Done();
   const double get_ratio = remote_gbps / direct_gbps;
   const double lookup_ratio = P50(remote_us) / P50(local_us);
   nlohmann::json j = {{"value_bytes", size},

@@ -27,6 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/progress.h"
 #include "kvcake/client.h"
 #include "tests/chaos/chaos_util.h"
 #include "tests/cluster/cluster_util.h"
@@ -110,7 +111,10 @@ int Run() {
     return g;
   };
   std::vector<double> transfer, exposed;
+  // A live line on a terminal's stderr (never with --json).
+  Progress progress("kvcake-handoff-bench", {.enabled = !FLAGS_json});
   for (uint32_t r = 0; r < FLAGS_rounds; ++r) {
+    progress.Update(r, FLAGS_rounds, "hand-off " + std::to_string(r + 1));
     std::vector<uint32_t> tokens(16 * FLAGS_blocks);
     for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = (r + 1) * 7919u + i;
     // One layer transfer: a put of one layer straight to the decode daemon.
@@ -142,6 +146,7 @@ int Run() {
     }
     exposed.push_back(tail / layer_s);
   }
+  progress.Done();
   const double layer_ms = Median(transfer) * 1e3;
   const double exposed_layers = Median(exposed);
   if (FLAGS_json) {

@@ -23,6 +23,7 @@
 #include <atomic>
 #include <barrier>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -36,11 +37,15 @@
 #include <vector>
 
 #include "common/bulk_copy.h"
+#include "common/progress.h"
 #include "kvcake/client.h"
 #include "tests/bench/layerwise_save.h"
 #include "tests/integration/daemon_process.h"
 
-DEFINE_bool(quick, false, "short run (< 2 minutes)");
+DEFINE_bool(quick, false, "short run (about 2 minutes on an idle 2-core machine)");
+DEFINE_uint32(watchdog_s, 0,
+              "abort a run that takes longer than this (0: 600 s with --quick, 1800 s "
+              "without); a slow machine is not a failure, a wedged run is");
 DEFINE_bool(json, false, "print one JSON object on stdout (human table on stderr)");
 DEFINE_string(address, "", "use this running kvcaked (tcp); empty: start our own");
 DEFINE_string(sizes, "256K,1M,4M", "value sizes");
@@ -118,7 +123,7 @@ struct Stats {
   double Pct(double p) const {
     if (lat_us.empty()) return 0;
     std::vector<double> v = lat_us;
-    size_t k = std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5));
+    size_t k = std::min(v.size() - 1, static_cast<size_t>(std::llround(p * (v.size() - 1))));
     std::nth_element(v.begin(), v.begin() + k, v.end());
     return v[k];
   }
@@ -129,7 +134,22 @@ struct Stats {
   }
 };
 
-std::ostream& Log() { return FLAGS_json ? std::cerr : std::cout; }
+// Main's live progress line (stderr, on a terminal, never with --json).
+// Log() clears it, so a log line never lands on the end of it.
+Progress* g_progress = nullptr;
+
+std::ostream& Log() {
+  if (g_progress != nullptr) g_progress->Done();
+  return FLAGS_json ? std::cerr : std::cout;
+}
+
+// Shows `detail` as step `done` of `total` of the phase `label`.
+void Step(const std::string& label, uint64_t done, uint64_t total, const std::string& detail) {
+  if (g_progress == nullptr) return;
+  std::cout.flush();  // what Log() wrote lands before the line is redrawn
+  g_progress->SetLabel(label);
+  g_progress->Update(done, total, detail);
+}
 
 void FillPattern(std::vector<char>& v, uint64_t seed) {
   for (size_t i = 0; i + 8 <= v.size(); i += 8) {
@@ -375,7 +395,7 @@ int FreePort() {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  (void)::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);  // port 0: any free port
   socklen_t len = sizeof a;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   int port = ntohs(a.sin_port);
@@ -672,7 +692,8 @@ int Main(int argc, char** argv) {
   ::setenv("KVCAKE_LOG_LEVEL", "warning", 0);
   // Watchdog: a wedged run must not hang CI (the daemons die with us).
   std::thread([] {
-    std::this_thread::sleep_for(std::chrono::seconds(FLAGS_quick ? 150 : 1200));
+    const uint32_t limit_s = FLAGS_watchdog_s != 0 ? FLAGS_watchdog_s : (FLAGS_quick ? 600 : 1800);
+    std::this_thread::sleep_for(std::chrono::seconds(limit_s));
     std::cerr << "kvcake-bench: watchdog: run took too long, aborting\n";
     std::_Exit(3);
   }).detach();
@@ -726,6 +747,13 @@ int Main(int argc, char** argv) {
 
   nlohmann::json j;
   nlohmann::json results = nlohmann::json::array();
+  Progress progress("kvcake-bench", {.enabled = !FLAGS_json});
+  g_progress = &progress;
+  struct Unset {
+    ~Unset() { g_progress = nullptr; }
+  } unset;
+  uint64_t pairs_done = 0;
+  const uint64_t pairs = sizes.size() * client_counts.size();
   auto redis = StartRedis();
   std::map<std::string, double> at1m;  // key figures for the ratios
   const std::vector<std::string> paths = Split(FLAGS_paths);
@@ -759,6 +787,8 @@ int Main(int argc, char** argv) {
       }
       for (const Mode& m : modes) {
         if (!wanted(m.name)) continue;
+        Step("kvcake-bench", pairs_done, pairs,
+             SizeName(size) + " x" + std::to_string(clients) + " clients: " + m.name);
         KvResult r = RunKvcake(m.addr, m.tls, m.mapped, size, clients, m.name);
         if (m.mapped && clients == 1) {
           // Memory bandwidth on a shared host drifts within a run: measure
@@ -793,6 +823,8 @@ int Main(int argc, char** argv) {
         }
       }
       if (redis) {
+        Step("kvcake-bench", pairs_done, pairs,
+             SizeName(size) + " x" + std::to_string(clients) + " clients: redis");
         KvResult r = RunRedis(redis->port, size, clients);
         std::string label = "redis x" + std::to_string(clients) + " (1/call)";
         if (!r.error.empty()) Log() << "  " << label << ": ERROR " << r.error << "\n";
@@ -811,6 +843,7 @@ int Main(int argc, char** argv) {
           at1m["redis_get"] = r.get.GBps();
         }
       }
+      ++pairs_done;
     }
     results.push_back({{"system", "baseline"},
                        {"size", size},
@@ -865,6 +898,7 @@ int Main(int argc, char** argv) {
     Log() << "\n== 1 MiB ratios, 1 client, kvcake and baselines back to back (" << rounds + 1
           << " rounds)\n";
     for (int r = 1; r <= rounds; ++r) {
+      Step("kvcake-bench ratios", r - 1, rounds, "1 MiB, round " + std::to_string(r));
       double pt = 0, mc = 0, bc = 0;
       KvResult cold, rd, mapped;
       if (tcp) {
@@ -909,6 +943,7 @@ int Main(int argc, char** argv) {
   double lookup_tcp = -1, lookup_shm = -1;
   {
     for (const std::string tls : {"tcp", "shm"}) {
+      Step("kvcake-bench lookup", tls == "shm", 2, "lookup_prefix of 1000 blocks, " + tls);
       auto d = testing::DaemonProcess::Start(
           daemon_extra({"--ucx_tls=" + tls, "--host_bytes=64M", "--slot_bytes=4K",
                         "--ssd_path=", "--io_threads=1", "--log_level=warning"}));
@@ -936,6 +971,7 @@ int Main(int argc, char** argv) {
                                                                   false},
           {"mapped", mapped_addr, mapped_tls, true}}) {
       if (!wanted(path)) continue;
+      Step("kvcake-bench layer-wise save", path != "ucx_tcp", 2, path);
       LayerwiseSaveResult r = MeasureLayerwiseSave(BenchClientOptions(addr, "", tls, mapped), 32, 4,
                                                    1 << 20, save_rounds);
       if (!r.ok) {
@@ -973,6 +1009,8 @@ int Main(int argc, char** argv) {
   j["batch"] = FLAGS_batch;
   j["results"] = results;
 
+  progress.Done();
+  g_progress = nullptr;
   Log() << "\nratios (1 MiB values, 1 client):\n";
   for (const char* k :
        {"remote_get_vs_ucx_perftest", "remote_get_hot_vs_ucx_perftest", "remote_get_vs_redis",

@@ -14,6 +14,7 @@
 
 #include "common/block_hash.h"
 #include "store/checksum.h"
+#include "store/clock.h"
 
 namespace kvcake::daemon {
 namespace {
@@ -23,8 +24,10 @@ using transport::RpcOp;
 
 constexpr uint64_t kBytes = 16 * 1024;
 
-std::unique_ptr<store::TierManager> OpenStore(uint64_t lease_us = 30'000'000) {
+std::unique_ptr<store::TierManager> OpenStore(std::shared_ptr<store::Clock> clock,
+                                              uint64_t lease_us = 30'000'000) {
   store::TierManagerOptions o;
+  o.clock = std::move(clock);
   o.host_capacity_bytes = 8 << 20;
   o.slot_bytes = kBytes;
   o.ssd_path = "";
@@ -45,9 +48,10 @@ class ServiceTest : public ::testing::Test {
   void SetUp() override { Make({}); }
   void Make(ServiceOptions o, uint64_t lease_us = 30'000'000) {
     service_.reset();
-    store_ = OpenStore(lease_us);
+    store_ = OpenStore(clock_, lease_us);
     ASSERT_NE(store_, nullptr);
     o.host_segment_path = "/proc/self/fd/0";  // only its presence matters here
+    o.clock = clock_.get();
     service_ = std::make_unique<Service>(o, store_.get());
   }
   Result<std::string> Call(RpcOp op, const std::string& header, std::string_view data = {},
@@ -74,6 +78,8 @@ class ServiceTest : public ::testing::Test {
     return resp.codes;
   }
 
+  // Leases of the store and the service expire on this clock only.
+  std::shared_ptr<store::ManualClock> clock_ = std::make_shared<store::ManualClock>();
   std::unique_ptr<store::TierManager> store_;
   std::unique_ptr<Service> service_;
   uint64_t caller_ = 1;  // the connection requests come on
@@ -245,7 +251,8 @@ TEST_F(ServiceTest, ExpiredSameNodeLeasesAreReclaimed) {
       *Call(RpcOp::kPutReserve, transport::Encode(req)));
   ASSERT_TRUE(slots.ok());
   ASSERT_EQ(slots->codes[0], 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  EXPECT_EQ(service_->ExpireLeases(), 0u);  // not yet
+  clock_->Advance(60'000);
   EXPECT_EQ(service_->ExpireLeases(), 1u);
   transport::PutCommitRequest commit{ns.ns_id, ns.fingerprint, slots->lease_id, req.keys, {1}};
   EXPECT_EQ(Call(RpcOp::kPutCommit, transport::Encode(commit)).status().code(),

@@ -11,9 +11,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <regex>
@@ -1034,7 +1037,17 @@ TEST_F(DaemonTest, BadInputGetsErrorsAndNothingCommittedIsLost) {
     ASSERT_TRUE(other.ok());
     NamespaceGeometry g = Geometry();
     g.kv_dtype = "bf16";
-    EXPECT_EQ((*other)->RegisterNamespace(g).code(), StatusCode::kFailedPrecondition);
+    Status conflict = (*other)->RegisterNamespace(g);
+    EXPECT_EQ(conflict.code(), StatusCode::kFailedPrecondition);
+    // The daemon says what it holds and what was asked for.
+    EXPECT_NE(conflict.message().find("is registered with num_layers=4 block_tokens=16 "
+                                      "layer_block_bytes=65536 kv_dtype=fp16"),
+              std::string::npos)
+        << conflict.ToString();
+    EXPECT_NE(conflict.message().find("asks for num_layers=4 block_tokens=16 "
+                                      "layer_block_bytes=65536 kv_dtype=bf16"),
+              std::string::npos)
+        << conflict.ToString();
     // A value larger than the daemon's slots is refused up front.
     g = Geometry();
     g.layer_block_bytes = 1 << 20;
@@ -1194,6 +1207,166 @@ TEST(ToolsTest, HelpExitsZeroAndShowsOnlyTheToolsFlags) {
     EXPECT_EQ(out.find("tab_completion"), std::string::npos) << tool << ":\n" << out;
     EXPECT_EQ(out.find("gflags"), std::string::npos) << tool << ":\n" << out;
   }
+}
+
+// A finished tool run: exit status (-1: killed after the deadline), stderr,
+// wall time.
+struct ToolRun {
+  int exit = -1;
+  std::string err;
+  double seconds = 0;
+};
+
+// Runs `bin args...` with stdout discarded, stderr captured, killed after 10 s.
+ToolRun RunTool(const std::string& bin, const std::vector<std::string>& args) {
+  ToolRun r;
+  // Everything the child needs is made before fork: it only redirects and execs.
+  std::vector<std::string> all = {bin};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) return r;
+  const auto start = std::chrono::steady_clock::now();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(pipefd[1], STDERR_FILENO);
+    int null_fd = ::open("/dev/null", O_WRONLY);
+    ::dup2(null_fd, STDOUT_FILENO);
+    ::execv(bin.c_str(), argv.data());
+    ::_exit(127);
+  }
+  ::close(pipefd[1]);
+  if (pid < 0) {
+    ::close(pipefd[0]);
+    return r;
+  }
+  ::fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
+  int status = 0;
+  for (;;) {
+    char buf[4096];
+    for (ssize_t n; (n = ::read(pipefd[0], buf, sizeof(buf))) > 0;) r.err.append(buf, n);
+    if (::waitpid(pid, &status, WNOHANG) == pid) break;
+    if (std::chrono::steady_clock::now() - start > std::chrono::seconds(10)) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      ::close(pipefd[0]);
+      return r;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  char buf[4096];
+  for (ssize_t n; (n = ::read(pipefd[0], buf, sizeof(buf))) > 0;) r.err.append(buf, n);
+  ::close(pipefd[0]);
+  r.exit = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// A socket listening on 127.0.0.1 at an ephemeral port; closed by the destructor.
+class Listener {
+ public:
+  Listener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 && ::listen(fd_, 16) == 0 &&
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+      port_ = ntohs(a.sin_port);
+    }
+  }
+  ~Listener() { ::close(fd_); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
+
+// Each bad flag fails before the daemon allocates anything: exit != 0 in
+// well under a second, and one stderr line naming the flag.
+TEST(ToolsTest, BadStartupFlagsFailAtOnceNamingTheFlag) {
+  TempDir dir;
+  const std::string d = dir.path();
+  std::ofstream(d + "/empty.token").close();
+  std::ofstream(d + "/a-file") << "x";
+  std::ofstream(d + "/admin.token") << "secret\n";
+  Listener busy;
+  ASSERT_NE(busy.address(), "127.0.0.1:0");
+  std::string free_port;
+  {
+    Listener closed;  // its port is free once it is closed
+    free_port = closed.address().substr(closed.address().rfind(':') + 1);
+  }
+  // The SSD directory of a running daemon is locked by it.
+  auto owner = DaemonProcess::Start({"--ssd_path=" + d + "/owned", "--host_bytes=64M",
+                                     "--slot_bytes=64K", "--log_level=warning"});
+  ASSERT_TRUE(owner.ok()) << owner.status().ToString();
+
+  const std::vector<std::string> base = {"--listen=127.0.0.1:0",     "--admin_listen=127.0.0.1:0",
+                                         "--ssd_path=" + d + "/ssd", "--host_bytes=64M",
+                                         "--slot_bytes=64K",         "--log_level=info"};
+  struct Case {
+    std::vector<std::string> flags;
+    std::string flag;     // must appear in the message
+    std::string details;  // and this too
+  };
+  const std::string busy_port = busy.address().substr(busy.address().rfind(':') + 1);
+  const std::vector<Case> cases = {
+      {{"--admin_listen=" + busy.address()}, "--admin_listen", "port " + busy_port + " is in use"},
+      {{"--listen=" + busy.address()}, "--listen", "is in use"},
+      {{"--listen=127.0.0.1:" + free_port, "--admin_listen=0.0.0.0:" + free_port,
+        "--admin_token_file=" + d + "/admin.token"},
+       "--admin_listen",
+       "port of --listen"},
+      {{"--listen=no-port"}, "--listen", "HOST:PORT"},
+      {{"--listen=192.0.2.1:0"}, "--listen", "not an address of this host"},
+      {{"--admin_listen=127.0.0.1:99999"}, "--admin_listen", ""},
+      {{"--admin_listen=0.0.0.0:0"}, "--admin_listen 0.0.0.0:0", "set --admin_token_file"},
+      {{"--admin_token_file=" + d + "/missing.token"}, "--admin_token_file", "missing.token"},
+      {{"--admin_max_connections=0"}, "--admin_max_connections", "> 0"},
+      {{"--token_file=" + d + "/missing.token"}, "--token_file", "No such file"},
+      {{"--token_file=" + d + "/empty.token"}, "--token_file", "empty"},
+      {{"--token_file=" + d}, "--token_file", "not a regular file"},
+      {{"--cluster_etcd=http://127.0.0.1:1", "--cluster_token_file=" + d + "/missing.token"},
+       "--cluster_token_file",
+       "No such file"},
+      {{"--ssd_path=" + d + "/a-file"}, "--ssd_path", "not a directory"},
+      {{"--ssd_path=" + d + "/a-file/sub"}, "--ssd_path", "cannot be created"},
+      {{"--ssd_path=" + d + "/owned"}, "--ssd_path", "in use by process"},
+      {{"--slot_bytes=5000"}, "--slot_bytes", "multiple of 4096"},
+      {{"--slot_bytes=4M", "--host_bytes=1M"}, "--host_bytes", "--slot_bytes"},
+      {{"--gpu_bytes=16K"}, "--gpu_bytes", "--slot_bytes"},
+      {{"--ssd_bytes=16K"}, "--ssd_bytes", "--slot_bytes"},
+      {{"--host_bytes=12X"}, "--host_bytes", "suffix"},
+      {{"--lease_ms=0"}, "--lease_ms", "[1, 3600000]"},
+      {{"--default_quota_bytes=2G", "--max_quota_bytes=1G"}, "--default_quota_bytes", ""},
+      {{"--max_namespaces=0"}, "--max_namespaces", "> 0"},
+      {{"--max_staged_bytes=0"}, "--max_staged_bytes", "> 0"},
+      {{"--io_threads=0"}, "--io_threads", "1..64"},
+      {{"--busy_poll_us=5000000"}, "--busy_poll_us", "1 s"},
+      {{"--ucx_tls=carrier-pigeon"}, "--ucx_tls", "carrier-pigeon"},
+      {{"--policy=fifo"}, "--policy", "fifo"},
+      {{"--log_level=loud"}, "--log_level", "loud"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), c.flags.begin(), c.flags.end());
+    const ToolRun r = RunTool(testing::KvcakedPath(), args);
+    std::string what = c.flags[0];
+    EXPECT_NE(r.exit, 0) << what << ": " << r.err;
+    EXPECT_NE(r.exit, -1) << what << ": did not exit";
+    EXPECT_LT(r.seconds, 1.0) << what << ": " << r.err;
+    EXPECT_NE(r.err.find(c.flag), std::string::npos) << what << ": " << r.err;
+    EXPECT_NE(r.err.find(c.details), std::string::npos) << what << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << what << ": " << r.err;
+    std::printf("%-40s %.3f s  %s", what.substr(0, 40).c_str(), r.seconds, r.err.c_str());
+  }
+  EXPECT_FALSE(std::filesystem::exists(d + "/ssd")) << "a failed start created the SSD tier";
+  EXPECT_TRUE((*owner)->Alive());
 }
 
 }  // namespace

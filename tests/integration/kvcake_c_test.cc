@@ -177,7 +177,7 @@ TEST_P(KvcakeCApiPathTest, OptionsHashingLayerwiseGetPutStreamDeleteAndStats) {
   std::vector<const void*> in;
   for (int l = 0; l < 2; ++l) {
     for (int b = 0; b < 3; ++b) {
-      std::vector<char>& v = src[static_cast<size_t>(l * 3 + b)];
+      std::vector<char>& v = src[static_cast<size_t>(l) * 3 + static_cast<size_t>(b)];
       for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<char>(i * 13 + l * 7 + b);
       put_hashes.push_back(hashes[b]);
       put_layers.push_back(l);

@@ -32,6 +32,21 @@ TEST(LruPolicyTest, MovesEnterTheOtherTierAsMostRecent) {
   EXPECT_EQ(p.Size(Tier::kSsd), 2u);
   EXPECT_EQ(p.SelectVictims(Tier::kSsd, 10, All()), (std::vector<BlockKey>{K(9)}));
   EXPECT_EQ(p.SelectVictims(Tier::kHost, 100, All()), (std::vector<BlockKey>{K(2), K(3)}));
+  // A moved block is removed from the tier it moved to.
+  p.OnRemove(K(1), Tier::kSsd);
+  EXPECT_EQ(p.Size(Tier::kSsd), 1u);
+  EXPECT_EQ(p.SelectVictims(Tier::kSsd, 100, All()), (std::vector<BlockKey>{K(9)}));
+}
+
+TEST(LruPolicyTest, VictimsComeOnlyFromTheAskedTier) {
+  LruPolicy p;
+  p.OnInsert(K(1), Tier::kHost, 100, 1);
+  p.OnInsert(K(2), Tier::kHost, 100, 2);
+  p.OnInsert(K(3), Tier::kDevice, 100, 3);
+  auto not1 = [](const BlockKey& k) { return k.hash != 1; };
+  EXPECT_EQ(p.SelectVictims(Tier::kHost, 1000, not1), (std::vector<BlockKey>{K(2)}));
+  EXPECT_EQ(p.SelectVictims(Tier::kDevice, 1000, All()), (std::vector<BlockKey>{K(3)}));
+  EXPECT_TRUE(p.SelectVictims(Tier::kSsd, 1000, All()).empty());
 }
 
 TEST(LruPolicyTest, SecondHitAdmissionAndGhosts) {
@@ -39,8 +54,9 @@ TEST(LruPolicyTest, SecondHitAdmissionAndGhosts) {
   o.ghost_entries = 2;
   LruPolicy p(o);
   p.OnInsert(K(1), Tier::kHost, 10, 1);
-  EXPECT_FALSE(p.Admit(K(1), Tier::kSsd));  // one hit so far
-  EXPECT_TRUE(p.Admit(K(1), Tier::kDevice));
+  EXPECT_FALSE(p.Admit(K(1), Tier::kSsd));    // one hit so far
+  EXPECT_TRUE(p.Admit(K(1), Tier::kDevice));  // memory tiers admit everything
+  EXPECT_TRUE(p.Admit(K(1), Tier::kHost));
   p.OnAccess(K(1), Tier::kHost, 2);
   EXPECT_TRUE(p.Admit(K(1), Tier::kSsd));
   // A dropped key comes back as a second hit while it is remembered ...
@@ -58,6 +74,12 @@ TEST(LruPolicyTest, SecondHitAdmissionAndGhosts) {
   p.OnInsert(K(5), Tier::kHost, 10, 7);
   EXPECT_TRUE(p.Admit(K(5), Tier::kSsd));
   EXPECT_FALSE(p.Admit(K(42), Tier::kSsd));  // unknown
+}
+
+TEST(LruPolicyTest, AdmitAllOption) {
+  LruPolicy p(LruPolicyOptions{.ssd_admission_hits = 1});
+  p.OnInsert(K(1), Tier::kHost, 100, 1);
+  EXPECT_TRUE(p.Admit(K(1), Tier::kSsd));  // the first hit is enough
 }
 
 // Many inserts and removals (pool slots reused, index grown and shrunk) keep

@@ -63,7 +63,14 @@ RequestAttention AttentionModel::Next(const std::vector<uint64_t>& hashes) {
   out.scores.assign(size_t{out.layers} * n, 0.0f);
   out.preference.assign(out.layers, 0.0);
   out.needles.resize(out.layers);
+  if (options_.observe_answer) {
+    out.window_mean.assign(size_t{out.layers} * n, 0.0f);
+    out.window_var.assign(size_t{out.layers} * n, 0.0f);
+    out.answer_mass.assign(size_t{out.layers} * n, 0.0f);
+  }
   if (n == 0) return out;
+  std::vector<double> answer(static_cast<size_t>(n));
+  const int queries = options_.observe_answer ? 2 * w : w;  // window, then the answer
   std::vector<double> m(static_cast<size_t>(n));
   std::vector<double> block_scores(static_cast<size_t>(n));
   // Turn state: a block's hot set reshuffles with shift_probability per turn.
@@ -89,8 +96,9 @@ RequestAttention AttentionModel::Next(const std::vector<uint64_t>& hashes) {
     const double kappa = focus_[l];
     for (int j = 0; j < n; ++j) hot[j] = Hot(hashes[j], l, epoch[j]);
     std::fill(att.begin(), att.end(), 0.0f);
+    std::fill(answer.begin(), answer.end(), 0.0);
     for (int h = 0; h < heads; ++h) {
-      for (int i = 0; i < w; ++i) {
+      for (int i = 0; i < queries; ++i) {
         // Background: near-uniform, with a per-(head, block) tilt that
         // persists across turns and per-query noise (every query's
         // distribution differs a little, as real attention rows do).
@@ -125,6 +133,10 @@ RequestAttention AttentionModel::Next(const std::vector<uint64_t>& hashes) {
         if (hot_sum > 0) {
           for (int j = 0; j < n; ++j) row[j] += kappa * (f_hotw / f_total) * keep[j] / hot_sum;
         }
+        if (i >= w) {  // an answer query: only its prefix distribution is kept
+          for (int j = 0; j < n; ++j) answer[j] += row[j];
+          continue;
+        }
         // Prefix gets 1 - local_mass; the window's own (causal) positions the rest.
         float* a = att.data() + (static_cast<size_t>(h) * w + i) * seq;
         for (int j = 0; j < n; ++j) a[j] = static_cast<float>((1 - options_.local_mass) * row[j]);
@@ -139,6 +151,7 @@ RequestAttention AttentionModel::Next(const std::vector<uint64_t>& hashes) {
         for (int j = 0; j < n; ++j) m[j] += att[(static_cast<size_t>(h) * w + i) * seq + j];
     for (double x : m) total += x;
     for (int j = 0; j < n; ++j) out.mass[size_t{l} * n + j] = static_cast<float>(m[j] / total);
+    if (options_.observe_answer) ObserveLayer(att, answer, l, &out);
     // The engine-side signal, from the real CAKE statistics code.
     auto stats = policy::ComputeLayerStats(att, shape, options_.cake);
     if (!stats.ok()) continue;  // options are validated up front; defensive
@@ -148,6 +161,33 @@ RequestAttention AttentionModel::Next(const std::vector<uint64_t>& hashes) {
     out.needles[l] = policy::NeedleBlocks(stats->indicator, 1, n, 1);
   }
   return out;
+}
+
+void AttentionModel::ObserveLayer(const std::vector<float>& att, const std::vector<double>& answer,
+                                  uint32_t l, RequestAttention* out) const {
+  const int n = static_cast<int>(out->blocks);
+  const int w = options_.window;
+  const int seq = n + w;
+  double answer_total = 0;
+  for (double x : answer) answer_total += x;
+  for (int j = 0; j < n; ++j) {
+    double mean = 0, var = 0;
+    for (int h = 0; h < options_.heads; ++h) {
+      double s = 0, s2 = 0;
+      for (int i = 0; i < w; ++i) {
+        const double a = att[(static_cast<size_t>(h) * w + i) * seq + j];
+        s += a;
+        s2 += a * a;
+      }
+      const double mu = s / w;
+      mean += mu / options_.heads;
+      var += std::max(0.0, (s2 - w * mu * mu) / (w - 1)) / options_.heads;
+    }
+    const size_t at = size_t{l} * n + j;
+    out->window_mean[at] = static_cast<float>(mean);
+    out->window_var[at] = static_cast<float>(var);
+    out->answer_mass[at] = static_cast<float>(answer_total > 0 ? answer[j] / answer_total : 0);
+  }
 }
 
 void RequestAttention::FillSignal(uint32_t l, const std::vector<uint64_t>& hashes,

@@ -28,6 +28,10 @@ struct AttentionModelOptions {
   double query_hot_keep = 0.7;     // P(a query attends a given hot block)
   int layers_per_group = 4;        // hot sets are shared by groups of layers
   policy::CakeParams cake;         // CAKE params for the signals (pool_kernel 1)
+  // Also fill RequestAttention's window statistics and the attention of
+  // `window` further queries (the answer), for policy-eval's budgeted
+  // objective. The other outputs do not change.
+  bool observe_answer = false;
   Status Validate() const;
 };
 
@@ -43,6 +47,13 @@ struct RequestAttention {
   std::vector<float> scores;                   // [layer][block]
   std::vector<double> preference;              // [layer]
   std::vector<std::vector<uint32_t>> needles;  // [layer]
+  // With observe_answer (else empty), for the one KV head: each block's
+  // attention over the window queries, mean and unbiased variance (averaged
+  // over the query heads of the group), and the answer queries' attention
+  // per block (normalised over the prefix).
+  std::vector<float> window_mean;  // [layer][block]
+  std::vector<float> window_var;   // [layer][block]
+  std::vector<float> answer_mass;  // [layer][block]
   double Mass(uint32_t l, uint32_t b) const { return mass[size_t{l} * blocks + b]; }
   // The LayerSignal an engine would report for layer `l`.
   void FillSignal(uint32_t l, const std::vector<uint64_t>& hashes, policy::LayerSignal* out) const;
@@ -65,6 +76,9 @@ class AttentionModel {
 
  private:
   double Hot(uint64_t hash, uint32_t layer, uint32_t epoch) const;
+  // Fills layer l's window statistics and answer mass (observe_answer).
+  void ObserveLayer(const std::vector<float>& att, const std::vector<double>& answer, uint32_t l,
+                    RequestAttention* out) const;
 
   AttentionModelOptions options_;
   std::vector<bool> broad_;

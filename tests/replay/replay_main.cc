@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/flag_help.h"
+#include "common/progress.h"
 #include "policy/belady_policy.h"
 #include "policy/cake_math.h"
 #include "policy/policy_factory.h"
@@ -30,7 +31,13 @@
 DEFINE_string(trace, "../shared/traces/conversation_trace.jsonl", "Mooncake JSONL trace");
 DEFINE_bool(json, false, "print JSON instead of a table");
 DEFINE_string(policies, "cake,lru,belady,cake_uniform",
-              "comma-separated: cake, lru, belady, cake_uniform, adaptive");
+              "comma-separated: lru, lfu, arc, s3fifo, gdsf, cake, cake_uniform, adaptive, belady");
+DEFINE_bool(admit_all, false,
+            "classic policies (lru, lfu, arc, s3fifo, gdsf) admit every block to SSD, as cake "
+            "does for namespaces with statistics (default: on the second hit)");
+DEFINE_string(dump_attention, "",
+              "write the attention model's per-prompt window statistics and answer attention "
+              "to this JSONL file (docs/policy.md, attention file) and exit");
 DEFINE_uint64(max_requests, 0, "replay only the first N requests (0 = all)");
 DEFINE_uint32(layers, 32, "model layers");
 DEFINE_uint64(layer_block_bytes, 2ULL << 20,
@@ -105,7 +112,7 @@ std::vector<std::string> Split(const std::string& s) {
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5));
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(std::llround(p * (v.size() - 1))));
   return v[i];
 }
 
@@ -113,6 +120,54 @@ double CpuSeconds() {
   timespec ts{};
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Tokens of each prefix block of `r`: 512, the last one what remains of
+// input_length (at least 1).
+std::vector<uint32_t> BlockTokens(const TraceRequest& r) {
+  constexpr uint64_t kBlockTokens = 512;
+  std::vector<uint32_t> out(r.hash_ids.size(), kBlockTokens);
+  if (!out.empty()) {
+    const uint64_t before = kBlockTokens * (out.size() - 1);
+    const uint64_t last = r.input_length > before ? r.input_length - before : 1;
+    out.back() = static_cast<uint32_t>(std::min(last, kBlockTokens));
+  }
+  return out;
+}
+
+// Writes one JSON line per request: its block hashes and, per layer, the one
+// KV head's window mean / variance and the answer's attention per block.
+bool DumpAttention(const std::string& path, const std::vector<TraceRequest>& reqs,
+                   AttentionModelOptions model) {
+  model.observe_answer = true;
+  AttentionModel gen(model);
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return false;
+  for (size_t r = 0; r < reqs.size(); ++r) {
+    const kvcake::replay::RequestAttention a = gen.Next(reqs[r].hash_ids);
+    json line;
+    line["id"] = r;
+    line["block_hashes"] = reqs[r].hash_ids;
+    line["block_tokens"] = BlockTokens(reqs[r]);
+    json layers = json::array();
+    for (uint32_t l = 0; l < a.layers; ++l) {
+      auto slice = [&](const std::vector<float>& v) {
+        return std::vector<float>(v.begin() + size_t{l} * a.blocks,
+                                  v.begin() + size_t{l + 1} * a.blocks);
+      };
+      layers.push_back(
+          {{"layer", l},
+           {"heads", json::array({{{"mean", slice(a.window_mean)}, {"var", slice(a.window_var)}}})},
+           {"answer", slice(a.answer_mass)}});
+    }
+    line["layers"] = std::move(layers);
+    const std::string text = line.dump() + "\n";
+    if (std::fwrite(text.data(), 1, text.size(), f) != text.size()) {
+      std::fclose(f);
+      return false;
+    }
+  }
+  return std::fclose(f) == 0;
 }
 
 json ToJson(const TierSimStats& s, uint64_t block_bytes, double wall_s, double cpu_s) {
@@ -140,6 +195,16 @@ json ToJson(const TierSimStats& s, uint64_t block_bytes, double wall_s, double c
   j["reload_ms_per_request"]["mean"] = 1e3 * sum / n;
   j["reload_ms_per_request"]["p50"] = 1e3 * Percentile(s.reload_seconds, 0.5);
   j["reload_ms_per_request"]["p99"] = 1e3 * Percentile(s.reload_seconds, 0.99);
+  // Exact serving: every block of a prefix must be on the GPU before the
+  // request computes; hit rates weighted by tokens.
+  double tokens = 0;
+  for (double t : s.token_hits) tokens += t;
+  tokens = std::max(1.0, tokens);
+  j["exact"]["reload_ms_mean"] = j["reload_ms_per_request"]["mean"];
+  j["exact"]["reload_ms_p99"] = j["reload_ms_per_request"]["p99"];
+  j["exact"]["gpu_hit_rate"] = s.token_hits[0] / tokens;
+  j["exact"]["host_hit_rate"] = s.token_hits[1] / tokens;
+  j["exact"]["ssd_hit_rate"] = s.token_hits[2] / tokens;
   j["wall_s"] = wall_s;
   j["cpu_s"] = cpu_s;
   return j;
@@ -154,10 +219,11 @@ int main(int argc, char** argv) {
       "and policies.\nusage: kvcake-replay --trace FILE [--json] "
       "[--policies=cake,lru,...] [--flag=value ...]",
       "replay/replay_main.cc",
-      {{"Trace and output", {"trace", "json", "policies", "max_requests", "dump_layers"}},
+      {{"Trace and output",
+        {"trace", "json", "policies", "max_requests", "dump_layers", "dump_attention"}},
        {"Model and tiers",
         {"layers", "layer_block_bytes", "gpu_fraction", "host_fraction", "ssd_fraction",
-         "host_to_gpu", "ssd_to_host"}},
+         "host_to_gpu", "ssd_to_host", "admit_all"}},
        {"CAKE policy", {"gamma", "tau", "cake_"}},
        {"Attention model", {"seed"}},
        {"Other", {""}}});
@@ -225,6 +291,13 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (!FLAGS_dump_attention.empty()) {
+    if (!DumpAttention(FLAGS_dump_attention, reqs, model)) {
+      std::cerr << "kvcake-replay: cannot write " << FLAGS_dump_attention << "\n";
+      return 2;
+    }
+    return 0;
+  }
   if (FLAGS_dump_layers) {
     AttentionModel probe(model);
     const uint64_t n = std::min<uint64_t>(reqs.size(), 500);
@@ -267,14 +340,23 @@ int main(int argc, char** argv) {
                    {"ssd_fraction", FLAGS_ssd_fraction},
                    {"host_to_gpu_gbps", FLAGS_host_to_gpu_gbps},
                    {"ssd_to_host_gbps", FLAGS_ssd_to_host_gbps},
-                   {"seed", FLAGS_seed}};
+                   {"seed", FLAGS_seed},
+                   {"admit_all", FLAGS_admit_all}};
   // The attention every policy sees: generated once (same seed, same order).
   std::vector<kvcake::replay::RequestAttention> attention;
   attention.reserve(reqs.size());
+  // A live line on a terminal's stderr (never with --json).
+  kvcake::Progress progress("attention model", {.enabled = !FLAGS_json});
   {
     AttentionModel model_state(model);
-    for (const TraceRequest& r : reqs) attention.push_back(model_state.Next(r.hash_ids));
+    for (const TraceRequest& r : reqs) {
+      attention.push_back(model_state.Next(r.hash_ids));
+      progress.Update(attention.size(), reqs.size());
+    }
   }
+  std::vector<std::vector<uint32_t>> tokens;
+  tokens.reserve(reqs.size());
+  for (const TraceRequest& r : reqs) tokens.push_back(BlockTokens(r));
   std::vector<std::string> order;
   for (const std::string& name : Split(FLAGS_policies)) {
     std::unique_ptr<kvcake::policy::Policy> policy;
@@ -295,6 +377,7 @@ int main(int argc, char** argv) {
       po.cake.reuse_prior = FLAGS_cake_reuse_prior;
       po.cake.reuse_position_buckets = FLAGS_cake_reuse_position_buckets;
       po.cake.reuse_gain = FLAGS_cake_reuse_gain;
+      if (FLAGS_admit_all) po.lru.ssd_admission_hits = 1;
       auto made = kvcake::policy::MakePolicy(name, po);
       if (!made.ok()) {
         std::cerr << "kvcake-replay: " << made.status().ToString() << "\n";
@@ -305,8 +388,10 @@ int main(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     const double cpu_start = CpuSeconds();
     TierSim tiers(policy.get(), sim);
+    progress.SetLabel("replay " + name);
     for (uint64_t r = 0; r < reqs.size(); ++r) {
-      tiers.Run(r, dense[r], reqs[r].hash_ids, attention[r]);
+      tiers.Run(r, dense[r], reqs[r].hash_ids, attention[r], &tokens[r]);
+      progress.Update(r + 1, reqs.size());
     }
     const double wall =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -315,6 +400,7 @@ int main(int argc, char** argv) {
     order.push_back(name);
   }
 
+  progress.Done();
   if (FLAGS_json) {
     std::cout << out.dump(2) << "\n";
     return 0;
@@ -328,20 +414,23 @@ int main(int argc, char** argv) {
               c["gpu_layer_blocks"].get<unsigned long long>(), FLAGS_gpu_fraction,
               c["host_layer_blocks"].get<unsigned long long>(), FLAGS_host_fraction,
               c["ssd_layer_blocks"].get<unsigned long long>(), FLAGS_ssd_fraction);
-  std::printf("%-13s %8s %8s %8s %8s %9s %10s %10s %10s %10s %9s %7s\n", "policy", "gpu_hit",
-              "host_hit", "ssd_hit", "miss", "gpu_attn", "g->h GB", "h->s GB", "s->h GB", "h->g GB",
-              "reload_ms", "cpu_s");
+  std::printf("%-13s %8s %8s %8s %8s %9s %10s %10s %10s %10s %9s %8s %8s %8s %7s\n", "policy",
+              "gpu_hit", "host_hit", "ssd_hit", "miss", "gpu_attn", "g->h GB", "h->s GB", "s->h GB",
+              "h->g GB", "reload_ms", "p99_ms", "gpu_tok", "host_tok", "cpu_s");
   for (const std::string& name : order) {
     const auto& p = out["policies"][name];
-    std::printf("%-13s %8.4f %8.4f %8.4f %8.4f %9.4f %10.1f %10.1f %10.1f %10.1f %9.3f %7.2f\n",
-                name.c_str(), p["hit_share"]["gpu"].get<double>(),
-                p["hit_share"]["host"].get<double>(), p["hit_share"]["ssd"].get<double>(),
-                p["hit_share"]["miss"].get<double>(), p["gpu_attention_share"].get<double>(),
-                p["bytes_moved"]["gpu_to_host"].get<double>() / 1e9,
-                p["bytes_moved"]["host_to_ssd"].get<double>() / 1e9,
-                p["bytes_moved"]["ssd_to_host"].get<double>() / 1e9,
-                p["bytes_moved"]["host_to_gpu"].get<double>() / 1e9,
-                p["reload_ms_per_request"]["mean"].get<double>(), p["cpu_s"].get<double>());
+    std::printf(
+        "%-13s %8.4f %8.4f %8.4f %8.4f %9.4f %10.1f %10.1f %10.1f %10.1f %9.3f %8.3f %8.4f %8.4f "
+        "%7.2f\n",
+        name.c_str(), p["hit_share"]["gpu"].get<double>(), p["hit_share"]["host"].get<double>(),
+        p["hit_share"]["ssd"].get<double>(), p["hit_share"]["miss"].get<double>(),
+        p["gpu_attention_share"].get<double>(), p["bytes_moved"]["gpu_to_host"].get<double>() / 1e9,
+        p["bytes_moved"]["host_to_ssd"].get<double>() / 1e9,
+        p["bytes_moved"]["ssd_to_host"].get<double>() / 1e9,
+        p["bytes_moved"]["host_to_gpu"].get<double>() / 1e9,
+        p["reload_ms_per_request"]["mean"].get<double>(), p["exact"]["reload_ms_p99"].get<double>(),
+        p["exact"]["gpu_hit_rate"].get<double>(), p["exact"]["host_hit_rate"].get<double>(),
+        p["cpu_s"].get<double>());
   }
   if (out["policies"].contains("cake") && out["policies"].contains("lru") &&
       out["policies"].contains("belady")) {

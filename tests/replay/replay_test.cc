@@ -3,11 +3,13 @@
 // shape and sanity invariants. It does not check the goal ratios.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -36,7 +38,7 @@ fs::path MakeTrace() {
       fs::temp_directory_path() / ("kvcake_replay_test_" + std::to_string(::getpid()) + "_" +
                                    std::to_string(std::random_device{}()));
   fs::create_directories(dir);
-  const fs::path out = dir / "trace.jsonl";
+  fs::path out = dir / "trace.jsonl";
   std::ofstream o(out);
   const char* src = std::getenv("KVCAKE_SOURCE_DIR");
   const fs::path shared =
@@ -112,9 +114,79 @@ TEST(Replay, JsonShapeAndInvariants) {
   fs::remove_all(trace.parent_path());
 }
 
+TEST(Replay, EveryBaselineReportsExactServingFigures) {
+  const fs::path trace = MakeTrace();
+  const json j =
+      RunReplay(trace, "--admit_all --policies=lru,lfu,arc,s3fifo,gdsf,cake,adaptive,belady");
+  ASSERT_TRUE(j.is_object()) << "kvcake-replay did not print JSON";
+  EXPECT_TRUE(j["config"]["admit_all"].get<bool>());
+  for (const char* name : {"lru", "lfu", "arc", "s3fifo", "gdsf", "cake", "adaptive", "belady"}) {
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(j["policies"].contains(name));
+    const json& e = j["policies"][name]["exact"];
+    const double gpu = e["gpu_hit_rate"].get<double>();
+    const double host = e["host_hit_rate"].get<double>();
+    EXPECT_GE(gpu, 0.0);
+    EXPECT_GE(host, 0.0);
+    EXPECT_LE(gpu + host + e["ssd_hit_rate"].get<double>(), 1.0 + 1e-9);
+    EXPECT_GE(e["reload_ms_p99"].get<double>(), 0.0);
+    EXPECT_DOUBLE_EQ(e["reload_ms_mean"].get<double>(),
+                     j["policies"][name]["reload_ms_per_request"]["mean"].get<double>());
+  }
+  // Reused prefixes exist in the trace slice, so the oracle hits the GPU.
+  EXPECT_GT(j["policies"]["belady"]["exact"]["gpu_hit_rate"].get<double>(), 0.0);
+  fs::remove_all(trace.parent_path());
+}
+
+TEST(Replay, DumpsTheAttentionFile) {
+  const fs::path trace = MakeTrace();
+  const fs::path out = trace.parent_path() / "attention.jsonl";
+  const std::string cmd = BinDir() + "/kvcake-replay --layers 3 --max_requests 5 --trace " +
+                          trace.string() + " --dump_attention " + out.string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::ifstream in(out);
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line)) {
+    const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    ASSERT_TRUE(j.is_object()) << line;
+    const size_t n = j["block_hashes"].size();
+    ASSERT_GT(n, 0u);
+    ASSERT_EQ(j["block_tokens"].size(), n);
+    ASSERT_EQ(j["layers"].size(), 3u);
+    for (const json& l : j["layers"]) {
+      ASSERT_EQ(l["heads"].size(), 1u);
+      ASSERT_EQ(l["heads"][0]["mean"].size(), n);
+      ASSERT_EQ(l["heads"][0]["var"].size(), n);
+      double answer = 0;
+      for (const json& a : l["answer"]) answer += a.get<double>();
+      EXPECT_NEAR(answer, 1.0, 1e-4);
+    }
+    ++lines;
+  }
+  EXPECT_EQ(lines, 5);
+  const std::string bad = BinDir() + "/kvcake-replay --trace " + trace.string() +
+                          " --dump_attention /nonexistent/dir/a.jsonl 2>/dev/null";
+  EXPECT_NE(std::system(bad.c_str()), 0);
+  fs::remove_all(trace.parent_path());
+}
+
+// A trace that cannot be read ends the replayer with exit status 2 and a
+// message naming the trace (not just any failure, such as a missing binary).
 TEST(Replay, BadTraceIsAnError) {
-  const std::string cmd = BinDir() + "/kvcake-replay --trace /nonexistent/kvcake.jsonl 2>/dev/null";
-  EXPECT_NE(std::system(cmd.c_str()), 0);
+  const fs::path bin = fs::path(BinDir()) / "kvcake-replay";
+  ASSERT_TRUE(fs::exists(bin)) << bin << " is not built";
+  const fs::path err = fs::temp_directory_path() /
+                       ("kvcake_replay_bad_trace_" + std::to_string(::getpid()) + ".err");
+  const std::string cmd =
+      bin.string() + " --trace /nonexistent/kvcake.jsonl 2>" + err.string() + " >/dev/null";
+  const int rc = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(rc)) << rc;
+  EXPECT_EQ(WEXITSTATUS(rc), 2);
+  std::ifstream in(err);
+  const std::string message((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(message.find("/nonexistent/kvcake.jsonl"), std::string::npos) << message;
+  fs::remove(err);
 }
 
 TEST(AttentionModel, MassSumsToOnePerLayerAndIsDeterministic) {
@@ -136,6 +208,34 @@ TEST(AttentionModel, MassSumsToOnePerLayerAndIsDeterministic) {
   }
   EXPECT_EQ(x.mass, y.mass);
   EXPECT_EQ(x.scores, y.scores);
+  EXPECT_TRUE(x.answer_mass.empty());
+}
+
+TEST(AttentionModel, ObservingTheAnswerChangesNothingElse) {
+  kvcake::replay::AttentionModelOptions o;
+  o.num_layers = 4;
+  o.cake.pool_kernel = 1;
+  kvcake::replay::AttentionModel plain(o);
+  o.observe_answer = true;
+  kvcake::replay::AttentionModel observed(o);
+  const std::vector<uint64_t> hashes = {21, 22, 23, 24, 25, 26};
+  const auto x = plain.Next(hashes);
+  const auto y = observed.Next(hashes);
+  EXPECT_EQ(x.mass, y.mass);
+  EXPECT_EQ(x.scores, y.scores);
+  ASSERT_EQ(y.answer_mass.size(), 4u * 6u);
+  ASSERT_EQ(y.window_mean.size(), 4u * 6u);
+  for (uint32_t l = 0; l < 4; ++l) {
+    double answer = 0, mean = 0;
+    for (uint32_t j = 0; j < 6; ++j) {
+      answer += y.answer_mass[l * 6 + j];
+      mean += y.window_mean[l * 6 + j];
+      EXPECT_GE(y.window_var[l * 6 + j], 0.0f);
+    }
+    EXPECT_NEAR(answer, 1.0, 1e-5);
+    EXPECT_NEAR(mean, 0.8, 1e-4);  // the prefix's share of each query (1 - local_mass)
+  }
+  EXPECT_NE(y.answer_mass, y.mass);  // other queries, other noise
 }
 
 }  // namespace

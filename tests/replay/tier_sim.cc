@@ -84,7 +84,8 @@ uint64_t TierSim::MakeRoom(int t, uint64_t blocks, uint64_t tick) {
 }
 
 void TierSim::Run(uint64_t tick, const std::vector<uint64_t>& ids,
-                  const std::vector<uint64_t>& hashes, const RequestAttention& attention) {
+                  const std::vector<uint64_t>& hashes, const RequestAttention& attention,
+                  const std::vector<uint32_t>* tokens) {
   const uint32_t layers = options_.num_layers;
   const size_t n = hashes.size();
   ++stats_.requests;
@@ -101,6 +102,7 @@ void TierSim::Run(uint64_t tick, const std::vector<uint64_t>& ids,
       loc[b * layers + l] = w;
       ++stats_.accesses;
       ++stats_.hits[w == kAbsent ? 3 : w];
+      stats_.token_hits[w == kAbsent ? 3 : w] += tokens != nullptr ? (*tokens)[b] : 1;
       const double mass = attention.Mass(l, static_cast<uint32_t>(b));
       stats_.attention_total += mass;
       if (w == 0) {

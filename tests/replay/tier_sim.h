@@ -33,6 +33,8 @@ struct TierSimStats {
   uint64_t gpu_to_host = 0, host_to_ssd = 0, ssd_to_host = 0, host_to_gpu = 0;  // blocks
   uint64_t dropped = 0;                                                         // blocks
   std::vector<double> reload_seconds;                                           // per request
+  // Token-weighted (each layer-block counts its tokens): gpu, host, ssd, miss.
+  std::array<double, 4> token_hits{};
 };
 
 // TierSim: the tier accounting of a node, driving a real policy::Policy the
@@ -48,9 +50,11 @@ class TierSim {
   TierSim(policy::Policy* policy, TierSimOptions options);
 
   // Replays one request at logical time `tick`. `ids[b]` is a dense index
-  // (< max_ids) of block b, `hashes[b]` its block hash.
+  // (< max_ids) of block b, `hashes[b]` its block hash, `tokens[b]` (if
+  // given) its number of tokens (for the token-weighted hit counts; 1 each
+  // otherwise).
   void Run(uint64_t tick, const std::vector<uint64_t>& ids, const std::vector<uint64_t>& hashes,
-           const RequestAttention& attention);
+           const RequestAttention& attention, const std::vector<uint32_t>* tokens = nullptr);
 
   const TierSimStats& stats() const { return stats_; }
   uint64_t used(Tier t) const { return used_[static_cast<int>(t)]; }

@@ -13,39 +13,48 @@ namespace {
 constexpr uint64_t kKiB = 1024;
 constexpr uint64_t kMiB = 1024 * kKiB;
 
-TEST(ExtentPoolTest, FixedModeAllocatesEveryPageOnceAndRefcounts) {
-  ExtentPool pool(4, 64 * kKiB, 4096, /*fixed=*/true);
-  std::set<int32_t> got;
-  for (int i = 0; i < 4; ++i) got.insert(pool.Allocate(100));
-  EXPECT_EQ(got, (std::set<int32_t>{0, 1, 2, 3}));
-  EXPECT_EQ(pool.offset(3), 3 * 64 * kKiB);
-  EXPECT_EQ(pool.extent_bytes(3), 64 * kKiB);
-  EXPECT_EQ(pool.Allocate(1), -1);
-  EXPECT_EQ(pool.Allocate(64 * kKiB + 1), -1);  // larger than a page: never
-  pool.Ref(2);
-  EXPECT_FALSE(pool.Unref(2));  // still referenced
-  EXPECT_EQ(pool.Allocate(1), -1);
-  EXPECT_TRUE(pool.Unref(2));
+// Values of a whole page each: one extent per page, reference counted.
+TEST(ExtentPoolTest, PageSizedValuesTakeEveryPageOnceAndRefcount) {
+  constexpr uint64_t kPage = 64 * kKiB;
+  ExtentPool pool(4, kPage, 4096);
+  std::set<uint64_t> offsets;
+  std::vector<int32_t> got;
+  for (int i = 0; i < 4; ++i) got.push_back(pool.Allocate(kPage));
+  for (int32_t h : got) {
+    ASSERT_GE(h, 0);
+    offsets.insert(pool.offset(h));
+    EXPECT_EQ(pool.extent_bytes(h), kPage);
+  }
+  EXPECT_EQ(offsets, (std::set<uint64_t>{0, kPage, 2 * kPage, 3 * kPage}));
+  EXPECT_EQ(pool.Allocate(kPage), -1);
+  EXPECT_EQ(pool.Allocate(kPage + 1), -1);  // larger than a page: never
+  pool.Ref(got[2]);
+  EXPECT_FALSE(pool.Unref(got[2]));  // still referenced
+  EXPECT_EQ(pool.Allocate(kPage), -1);
+  EXPECT_TRUE(pool.Unref(got[2]));
   EXPECT_EQ(pool.used_extents(), 3u);
-  EXPECT_EQ(pool.used_bytes(), 3 * 64 * kKiB);
-  EXPECT_EQ(pool.Allocate(1), 2);
+  EXPECT_EQ(pool.used_bytes(), 3 * kPage);
+  const int32_t again = pool.Allocate(kPage);
+  ASSERT_GE(again, 0);
+  EXPECT_EQ(pool.offset(again), pool.offset(got[2]));
 }
 
 TEST(ExtentPoolTest, UsablePagesCapAllocation) {
-  ExtentPool pool(4, 64 * kKiB, 4096, /*fixed=*/true);
+  constexpr uint64_t kPage = 64 * kKiB;
+  ExtentPool pool(4, kPage, 4096);
   pool.set_usable_pages(2);
-  EXPECT_GE(pool.Allocate(1), 0);
-  EXPECT_GE(pool.Allocate(1), 0);
-  EXPECT_FALSE(pool.CanAllocate(1));
-  EXPECT_EQ(pool.Allocate(1), -1);
+  EXPECT_GE(pool.Allocate(kPage), 0);
+  EXPECT_GE(pool.Allocate(kPage), 0);
+  EXPECT_FALSE(pool.CanAllocate(kPage));
+  EXPECT_EQ(pool.Allocate(kPage), -1);
   pool.set_usable_pages(100);  // clamped
   EXPECT_EQ(pool.usable_pages(), 4u);
-  EXPECT_EQ(pool.usable_bytes(), 4 * 64 * kKiB);
-  EXPECT_GE(pool.Allocate(1), 0);
+  EXPECT_EQ(pool.usable_bytes(), 4 * kPage);
+  EXPECT_GE(pool.Allocate(kPage), 0);
 }
 
 TEST(ExtentPoolTest, SizeClassesShareNoPageAndTakeTheirOwnSize) {
-  ExtentPool pool(4, 1 * kMiB, 4096, /*fixed=*/false);
+  ExtentPool pool(4, 1 * kMiB, 4096);
   EXPECT_EQ(pool.ClassBytes(1), 4096u);
   EXPECT_EQ(pool.ClassBytes(256 * kKiB), 256 * kKiB);
   EXPECT_EQ(pool.ClassBytes(256 * kKiB + 1), 260 * kKiB);
@@ -88,7 +97,7 @@ TEST(ExtentPoolTest, SizeClassesShareNoPageAndTakeTheirOwnSize) {
 // Random churn over three classes: extents never overlap, counts add up, and
 // a freed extent is reused.
 TEST(ExtentPoolTest, ChurnKeepsExtentsDisjoint) {
-  ExtentPool pool(16, 4 * kMiB, 4096, /*fixed=*/false);
+  ExtentPool pool(16, 4 * kMiB, 4096);
   const uint64_t sizes[] = {16 * kKiB, 256 * kKiB, 4 * kMiB};
   std::mt19937_64 rng(7);
   std::vector<int32_t> live;
@@ -120,7 +129,7 @@ TEST(ExtentPoolTest, ChurnKeepsExtentsDisjoint) {
 
 // Filled with one namespace per class, the segment's bytes hold values.
 TEST(ExtentPoolTest, MixedClassesFillMoreThanNinetyPercent) {
-  ExtentPool pool(128, 4 * kMiB, 4096, /*fixed=*/false);  // 512 MiB
+  ExtentPool pool(128, 4 * kMiB, 4096);  // 512 MiB
   const uint64_t sizes[] = {16 * kKiB, 256 * kKiB, 4 * kMiB};
   bool any = true;
   for (int round = 0; any; ++round) {

@@ -37,8 +37,8 @@ TEST(StoreGpuTest, CudaArenaRoundTrip) {
   ASSERT_EQ(cudaPointerGetAttributes(&attr, (*t)->SlotPtr(3)), cudaSuccess);
   EXPECT_EQ(attr.type, cudaMemoryTypeDevice);
   std::vector<char> in = testing::Payload(BlockKey{1, 2, 3}, 1 << 20), out(1 << 20);
-  ASSERT_TRUE((*t)->CopyIn(3, in.data(), in.size()).ok());
-  ASSERT_TRUE((*t)->CopyOut(3, out.data(), out.size()).ok());
+  ASSERT_TRUE((*t)->CopyInAt((*t)->SlotOffset(3), in.data(), in.size()).ok());
+  ASSERT_TRUE((*t)->CopyOutAt((*t)->SlotOffset(3), out.data(), out.size()).ok());
   EXPECT_EQ(in, out);
   auto h = (*t)->IpcHandle();
   ASSERT_TRUE(h.ok()) << h.status().ToString();

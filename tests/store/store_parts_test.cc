@@ -146,10 +146,17 @@ TEST(DeviceTierTest, EmulatedRoundTrip) {
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   EXPECT_FALSE((*t)->is_cuda());
   std::vector<char> in = testing::Payload(BlockKey{1, 2, 0}, 4096), out(4096);
-  ASSERT_TRUE((*t)->CopyIn(2, in.data(), in.size()).ok());
-  ASSERT_TRUE((*t)->CopyOut(2, out.data(), out.size()).ok());
+  ASSERT_TRUE((*t)->CopyInAt((*t)->SlotOffset(2), in.data(), in.size()).ok());
+  ASSERT_TRUE((*t)->CopyOutAt((*t)->SlotOffset(2), out.data(), out.size()).ok());
   EXPECT_EQ(in, out);
-  EXPECT_EQ((*t)->CopyIn(2, in.data(), 8192).code(), StatusCode::kInvalidArgument);
+  // Any byte range of the arena; nothing past its end (16 KiB).
+  ASSERT_TRUE((*t)->CopyInAt(5000, in.data(), 3000).ok());
+  std::vector<char> part(3000);
+  ASSERT_TRUE((*t)->CopyOutAt(5000, part.data(), part.size()).ok());
+  EXPECT_TRUE(std::equal(part.begin(), part.end(), in.begin()));
+  EXPECT_EQ((*t)->CopyInAt(3 * 4096, in.data(), 4097).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*t)->CopyOutAt(16385, out.data(), 0).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*t)->CopyOutAt(4096, out.data(), UINT64_MAX).code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <random>
+#include <set>
 #include <thread>
 
 #include "policy/lru_policy.h"
@@ -87,6 +89,11 @@ TEST(TierManagerTest, OptionsValidate) {
   o.slot_bytes = 1000;
   EXPECT_EQ(o.Validate().code(), StatusCode::kInvalidArgument);
   o = TierManagerOptions();
+  o.device_capacity_bytes = 8ull << 40;  // extents are named by 31-bit handles
+  EXPECT_EQ(o.Validate().code(), StatusCode::kInvalidArgument);
+  o.device_capacity_bytes = (8ull << 40) - (1ull << 30);
+  EXPECT_TRUE(o.Validate().ok());
+  o = TierManagerOptions();
   o.low_watermark = 0.99;
   o.high_watermark = 0.5;
   EXPECT_EQ(o.Validate().code(), StatusCode::kInvalidArgument);
@@ -102,7 +109,9 @@ TEST(TierManagerTest, PutGetHostAndDevice) {
   DeviceSegmentInfo dev = tm->device_segment();
   EXPECT_TRUE(dev.present);
   EXPECT_FALSE(dev.cuda);
-  EXPECT_EQ(dev.num_slots, 4u);
+  EXPECT_EQ(dev.num_slots, 0u);  // values are in extents of their own size
+  EXPECT_EQ(dev.slot_bytes, kSlot);
+  EXPECT_EQ(dev.size, 4 * kSlot);
   EXPECT_TRUE(dev.ipc_handle.empty());
   ASSERT_TRUE(tm->Put(K(1), Payload(K(1), 5000).data(), 5000, Tier::kHost).ok());
   ASSERT_TRUE(tm->Put(K(2), Payload(K(2), kSlot).data(), kSlot, Tier::kDevice).ok());
@@ -442,6 +451,58 @@ TEST(TierManagerTest, DeviceOverflowCascadesToHostAndSsd) {
   EXPECT_GT(s.moves[0][1], 0u);  // device -> host
   EXPECT_GT(s.moves[1][2], 0u);  // host -> ssd
   EXPECT_LE(s.tiers[0].used_slots, 2u);
+}
+
+// Mixed 16 KiB / 256 KiB / 4 MiB values fill the (emulated) device arena to
+// at least 90 % with value bytes, as the host segment's extents do; fixed
+// 4 MiB slots would keep about a third. Admin pins keep the mover from
+// demoting anything, so "full" is the device tier refusing every size.
+TEST(TierManagerTest, DeviceTierPacksMixedValueSizes) {
+  constexpr uint64_t kKiB = 1024, kMiB = 1024 * kKiB;
+  constexpr uint64_t kSizes[] = {16 * kKiB, 256 * kKiB, 4 * kMiB};
+  TierManagerOptions o;
+  o.slot_bytes = 4 * kMiB;
+  o.device_capacity_bytes = 128 * kMiB;
+  o.host_capacity_bytes = 4 * kMiB;
+  o.host_huge_pages = false;
+  o.device_allow_cuda = false;
+  o.high_watermark = 1.0;
+  o.low_watermark = 1.0;
+  o.reserve_wait_us = 1000;
+  auto tm = TierManager::Open(o, nullptr);
+  ASSERT_TRUE(tm.ok()) << tm.status().ToString();
+  ASSERT_TRUE((*tm)->RegisterNamespace(TestNamespace(42, 4 * kMiB)).ok());
+  std::mt19937_64 rng(99);
+  std::map<uint64_t, uint64_t> sizes;  // hash -> value size on the device
+  std::set<uint64_t> refused;          // sizes the full tier refused
+  for (uint64_t h = 0; refused.size() < std::size(kSizes); ++h) {
+    const uint64_t size = kSizes[rng() % std::size(kSizes)];
+    if (refused.count(size)) continue;
+    Status s = (*tm)->Put(K(h), Payload(K(h), size).data(), size, Tier::kDevice);
+    if (s.code() == StatusCode::kResourceExhausted) {
+      refused.insert(size);
+      continue;
+    }
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_TRUE((*tm)->AdminPin(K(h)).ok());
+    sizes[h] = size;
+  }
+  const StoreStats st = (*tm)->GetStats();
+  const TierStats& dev = st.tiers[static_cast<size_t>(Tier::kDevice)];
+  EXPECT_EQ(dev.blocks, sizes.size());
+  EXPECT_EQ(dev.segment_bytes, 128 * kMiB);
+  EXPECT_GE(static_cast<double>(dev.used_bytes), 0.9 * static_cast<double>(dev.segment_bytes))
+      << dev.used_bytes << " value bytes in " << sizes.size() << " blocks";
+  EXPECT_EQ(st.tiers[static_cast<size_t>(Tier::kHost)].blocks, 0u);
+  // Every value reads back from its own extent.
+  std::vector<char> out(4 * kMiB);
+  for (const auto& [h, size] : sizes) {
+    auto n = (*tm)->Get(K(h), out.data(), out.size());
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    ASSERT_EQ(*n, size);
+    ASSERT_TRUE(std::equal(out.begin(), out.begin() + size, Payload(K(h), size).begin()))
+        << K(h).ToString();
+  }
 }
 
 TEST(TierManagerTest, EvictAdminPinAndDelete) {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/logging.h"
+#include "common/progress.h"
 #include "policy/policy.h"
 #include "store/checksum.h"
 #include "store/ssd_tier.h"
@@ -277,7 +278,14 @@ int Main() {
 
   std::vector<SizeResult> results;
   std::string device_kind = "none";
+  // A live line on a terminal's stderr (never with --json): one step per
+  // measured round.
+  Progress progress("store-bench", {.enabled = !FLAGS_json});
+  const uint64_t steps = sizes.size() * (1 + mem_reps + 2 * reps);
+  uint64_t step = 0;
   for (uint64_t size : sizes) {
+    const std::string size_text = std::to_string(size) + " B: ";
+    progress.Update(step, steps, size_text + "host and gpu puts");
     SizeResult res{size, {}};
     const uint64_t nblocks = std::max<uint64_t>(ws / size, 16);
     // Destination buffers: a rotating set bigger than the LLC, shared by
@@ -343,6 +351,7 @@ int Main() {
           });
         });
       }
+      progress.Update(++step, steps, size_text + "gets vs memcpy");
       for (uint64_t i = 0; i < nblocks; ++i) {
         auto p = tm.Pin(BlockKey{1, i, 0});
         if (!p.ok()) return 1;
@@ -362,6 +371,7 @@ int Main() {
           });
           if (g.gbps_p50 > best_get[t].gbps_p50) best_get[t] = g;
         }
+        progress.Update(++step, steps, size_text + "gets vs memcpy");
       }
       res.m["memcpy"] = best_memcpy;
       res.m["host_get"] = best_get[0];
@@ -399,6 +409,7 @@ int Main() {
           return ssd.Write(std::span<const SsdTier::WriteItem>(&item, 1)).ok();
         });
         if (b.gbps_p50 > ssd_put.gbps_p50) ssd_put = b;
+        progress.Update(++step, steps, size_text + "ssd puts vs rocksdb");
       }
       // Both sides read from SST/blob files, not from the memtable.
       {
@@ -425,6 +436,7 @@ int Main() {
           return h.ok() && h->size == size;
         });
         if (b.gbps_p50 > ssd_get.gbps_p50) ssd_get = b;
+        progress.Update(++step, steps, size_text + "ssd gets vs rocksdb");
       }
       res.m["rocksdb_put"] = raw_put;
       res.m["ssd_put"] = ssd_put;
@@ -434,6 +446,7 @@ int Main() {
     std::filesystem::remove_all(base + "/ssd-" + std::to_string(size));
     std::filesystem::remove_all(base + "/raw-" + std::to_string(size));
     results.push_back(std::move(res));
+    progress.Done();
     if (!FLAGS_json) {
       const auto& r = results.back();
       std::printf("size %8llu B\n", static_cast<unsigned long long>(size));

@@ -30,7 +30,8 @@ class [[nodiscard]] Result {
   template <typename U>
   requires(std::is_constructible_v<T, U&&> && !std::is_same_v<std::decay_t<U>, T> &&
            !std::is_same_v<std::decay_t<U>, Status> && !std::is_same_v<std::decay_t<U>, Result<T>>)
-      // NOLINTNEXTLINE(google-explicit-constructor)
+      // The requires-clause keeps it from hiding the copy/move constructors.
+      // NOLINTNEXTLINE(google-explicit-constructor,bugprone-forwarding-reference-overload)
       Result(U&& value)
       : value_(T(std::forward<U>(value))) {}
 

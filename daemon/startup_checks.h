@@ -1,0 +1,30 @@
+#pragma once
+
+// Checks kvcaked runs on its configuration before it allocates anything
+// (host segment, GPU arena, RocksDB): each failure is one line naming the
+// command-line flag to change.
+
+#include <string>
+
+#include "common/status.h"
+
+namespace kvcake::daemon {
+
+// UNAVAILABLE when nothing can bind `address` ("HOST:PORT") now: the port is
+// in use, the host is not an address of this machine, or the port needs
+// privileges. Port 0 (ephemeral) always passes. INVALID_ARGUMENT when
+// `address` does not parse. Messages start with "--<flag> <address>".
+Status CheckListenAddress(const std::string& flag, const std::string& address);
+
+// FAILED_PRECONDITION when the SSD tier's directory cannot be used: it is not
+// a directory, cannot be created or written, or another process holds its
+// RocksDB LOCK (another kvcaked on the same --ssd_path). An empty path (no
+// SSD tier) passes. Messages start with "--ssd_path <path>".
+Status CheckSsdPath(const std::string& path);
+
+// FAILED_PRECONDITION when `a` and `b` ("HOST:PORT", non-zero ports) would
+// bind the same port: the same port on the same host, or on a wildcard host.
+Status CheckDistinctPorts(const std::string& flag_a, const std::string& a,
+                          const std::string& flag_b, const std::string& b);
+
+}  // namespace kvcake::daemon

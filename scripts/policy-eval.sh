@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Evaluates the tier policies on the conversation trace (docs/policy.md §6):
+# exact serving (reload time, token-weighted GPU / host hit rates) with
+# kvcake-replay, and budgeted attention (recall under a per-layer GPU budget
+# of 10 % / 20 % of a prompt's blocks, follow-up recall with the pushed-out
+# blocks dropped vs demoted) with scripts/policy_eval.py.
+#
+#   scripts/policy-eval.sh [--quick] [--json] [--trace FILE] [--attention FILE]
+#
+#   --quick           the first 600 requests (under a minute on a 2-core box)
+#   --json            the last line of output is one JSON object
+#   --trace FILE      a Mooncake JSONL trace (default: the shared conversation trace)
+#   --attention FILE  captured attention (JSONL, docs/policy.md §6) for the
+#                     budgeted objective; without it the replayer's synthetic
+#                     attention model is used and the results are provisional
+#
+# Environment: KVCAKE_BIN_DIR (default build/release/bin), KVCAKE_SHARED_DIR
+# (default ../shared beside the checkout).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+QUICK=0
+JSON=()
+TRACE="${KVCAKE_SHARED_DIR:-$ROOT/../shared}/traces/conversation_trace.jsonl"
+ATTENTION=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --json) JSON=(--json) ;;
+    --trace) [[ $# -ge 2 ]] || usage; TRACE=$2; shift ;;
+    --attention) [[ $# -ge 2 ]] || usage; ATTENTION=$2; shift ;;
+    -h|--help) usage ;;
+    *) echo "policy-eval: unknown argument '$1'" >&2; usage ;;
+  esac
+  shift
+done
+
+BIN=${KVCAKE_BIN_DIR:-$ROOT/build/release/bin}
+REPLAY=$BIN/kvcake-replay
+[[ -x $REPLAY ]] || { echo "policy-eval: $REPLAY not found (build the kvcake-replay target)" >&2; exit 2; }
+[[ -r $TRACE ]] || { echo "policy-eval: cannot read trace $TRACE" >&2; exit 2; }
+if [[ -n $ATTENTION && ! -r $ATTENTION ]]; then
+  echo "policy-eval: cannot read attention file $ATTENTION" >&2
+  exit 2
+fi
+
+# Quick: 600 requests replayed and 600 prompts for the budgeted objective.
+# Full: the whole trace replayed, 2000 prompts for the budgeted objective.
+if [[ $QUICK == 1 ]]; then
+  REQUESTS=600
+  PROMPTS=600
+else
+  REQUESTS=0
+  PROMPTS=2000
+fi
+POLICIES=lru,lfu,arc,s3fifo,gdsf,cake,adaptive,belady
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/kvcake-policy-eval.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+
+# Classic baselines admit every block to SSD, as cake does for namespaces
+# with statistics (the replay's only namespace reports them).
+"$REPLAY" --trace "$TRACE" --json --admit_all --policies=$POLICIES \
+  --max_requests=$REQUESTS >"$TMP/exact.json"
+
+if [[ -n $ATTENTION ]]; then
+  SOURCE="captured attention ($(basename "$ATTENTION"))"
+  PROVISIONAL=()
+else
+  ATTENTION=$TMP/attention.jsonl
+  "$REPLAY" --trace "$TRACE" --max_requests=$PROMPTS --dump_attention="$ATTENTION"
+  SOURCE="synthetic model"
+  PROVISIONAL=(--provisional)
+fi
+
+python3 "$ROOT/scripts/policy_eval.py" --exact "$TMP/exact.json" --attention "$ATTENTION" \
+  --source "$SOURCE" --max_prompts=$PROMPTS "${PROVISIONAL[@]}" "${JSON[@]}"
