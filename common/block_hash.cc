@@ -6,14 +6,9 @@
 #include <bit>
 #include <cstring>
 
+#include "common/coding.h"
+
 namespace kvcake {
-namespace {
-
-inline void PutLe64(uint64_t v, unsigned char* out) {
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<unsigned char>(v >> (8 * i));
-}
-
-}  // namespace
 
 uint64_t NamespaceSeed(std::string_view salt) {
   return XXH3_64bits_withSeed(salt.data(), salt.size(), 0);
@@ -25,7 +20,7 @@ uint64_t HashBlockTokens(std::span<const uint32_t> tokens, uint64_t seed) {
   } else {
     std::vector<unsigned char> buf(tokens.size() * 4);
     for (size_t i = 0; i < tokens.size(); ++i) {
-      for (int b = 0; b < 4; ++b) buf[i * 4 + b] = static_cast<unsigned char>(tokens[i] >> (8 * b));
+      EncodeFixed<uint32_t>(&buf[i * 4], tokens[i]);
     }
     return XXH3_64bits_withSeed(buf.data(), buf.size(), seed);
   }
@@ -33,8 +28,8 @@ uint64_t HashBlockTokens(std::span<const uint32_t> tokens, uint64_t seed) {
 
 uint64_t ChainBlockHash(uint64_t parent, uint64_t block_tokens_hash, uint64_t seed) {
   unsigned char buf[16];
-  PutLe64(parent, buf);
-  PutLe64(block_tokens_hash, buf + 8);
+  EncodeFixed<uint64_t>(buf, parent);
+  EncodeFixed<uint64_t>(buf + 8, block_tokens_hash);
   return XXH3_64bits_withSeed(buf, sizeof(buf), seed);
 }
 

@@ -32,6 +32,13 @@ constexpr uint64_t kMaxStagedGetBytes = 256ull << 20;
 
 KeyCode CodeOf(const Status& s) { return static_cast<KeyCode>(s.code()); }
 
+// INVALID_ARGUMENT unless `layer` is one of the layers of namespace `ns`.
+Status CheckLayer(const store::NamespaceConfig& ns, uint32_t layer) {
+  if (layer < ns.num_layers) return Status::Ok();
+  return InvalidArgumentError("layer " + std::to_string(layer) + " >= num_layers " +
+                              std::to_string(ns.num_layers) + " of namespace '" + ns.name + "'");
+}
+
 }  // namespace
 
 Status ServiceOptions::Validate() const {
@@ -105,11 +112,15 @@ void Service::ForgetCaller(uint64_t caller) {
 }
 
 template <typename Request>
-Result<store::NamespaceConfig> Service::DecodeKeyed(uint64_t caller, std::string_view header,
-                                                    Request* req) {
+Result<store::NamespaceConfig> Service::DecodeRequest(uint64_t caller, std::string_view header,
+                                                      Request* req) {
   RETURN_IF_ERROR(transport::Decode(header, req));
   ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(caller, req->ns_id, req->fingerprint));
-  RETURN_IF_ERROR(CheckKeys(ns, req->keys));
+  if constexpr (requires { req->keys; }) {
+    RETURN_IF_ERROR(CheckKeys(ns, req->keys));
+  } else {
+    RETURN_IF_ERROR(CheckLayer(ns, req->layer));
+  }
   return ns;
 }
 
@@ -248,24 +259,13 @@ Status Service::CheckKeys(const store::NamespaceConfig& ns, const std::vector<Bl
     return InvalidArgumentError("batch of " + std::to_string(keys.size()) + " keys exceeds " +
                                 std::to_string(options_.max_batch_blocks));
   }
-  for (const BlockRef& k : keys) {
-    if (k.layer >= ns.num_layers) {
-      return InvalidArgumentError("layer " + std::to_string(k.layer) + " >= num_layers " +
-                                  std::to_string(ns.num_layers) + " of namespace '" + ns.name +
-                                  "'");
-    }
-  }
+  for (const BlockRef& k : keys) RETURN_IF_ERROR(CheckLayer(ns, k.layer));
   return Status::Ok();
 }
 
 Result<std::string> Service::LookupPrefix(uint64_t caller, std::string_view header) {
   transport::LookupPrefixRequest req;
-  RETURN_IF_ERROR(transport::Decode(header, &req));
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(caller, req.ns_id, req.fingerprint));
-  if (req.layer >= ns.num_layers) {
-    return InvalidArgumentError("layer " + std::to_string(req.layer) + " >= num_layers " +
-                                std::to_string(ns.num_layers));
-  }
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeRequest(caller, header, &req));
   transport::LookupPrefixResponse resp;
   resp.prefix_len = static_cast<uint32_t>(store_->LookupPrefix(req.ns_id, req.hashes, req.layer));
   resp.local_len = resp.prefix_len;
@@ -403,7 +403,7 @@ void Service::WaitHandoff(std::string_view header, std::function<void(Status)> r
 
 Result<std::string> Service::Put(uint64_t caller, std::string_view header, std::string_view data) {
   transport::PutRequest req;
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(caller, header, &req));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeRequest(caller, header, &req));
   LearnRoots(req);
   const std::optional<cluster::HandoffTarget> handoff = HandoffOf(ns, req);
   const uint64_t size = ns.layer_block_bytes;
@@ -426,7 +426,7 @@ Result<std::string> Service::Put(uint64_t caller, std::string_view header, std::
 Result<std::string> Service::Get(uint64_t caller, std::string_view header,
                                  std::string* response_data) {
   transport::GetRequest req;
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(caller, header, &req));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeRequest(caller, header, &req));
   FetchRemote(ns, req.keys);
   const uint64_t size = ns.layer_block_bytes;
   transport::KeyCodesResponse resp;
@@ -453,12 +453,7 @@ Result<std::string> Service::Get(uint64_t caller, std::string_view header,
 
 Result<std::string> Service::ReportStats(uint64_t caller, std::string_view header) {
   transport::ReportStatsRequest req;
-  RETURN_IF_ERROR(transport::Decode(header, &req));
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, CheckNamespace(caller, req.ns_id, req.fingerprint));
-  if (req.layer >= ns.num_layers) {
-    return InvalidArgumentError("layer " + std::to_string(req.layer) + " >= num_layers " +
-                                std::to_string(ns.num_layers));
-  }
+  RETURN_IF_ERROR(DecodeRequest(caller, header, &req).status());
   policy::LayerSignal signal;
   signal.layer = req.layer;
   signal.preference = req.preference;
@@ -471,7 +466,7 @@ Result<std::string> Service::ReportStats(uint64_t caller, std::string_view heade
 
 Result<std::string> Service::Delete(uint64_t caller, std::string_view header) {
   transport::DeleteRequest req;
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(caller, header, &req));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeRequest(caller, header, &req));
   transport::DeleteResponse resp;
   for (const BlockRef& k : req.keys) {
     if (store_->Delete(BlockKey{req.ns_id, k.hash, k.layer}).ok()) ++resp.deleted;
@@ -487,7 +482,7 @@ Result<std::unique_ptr<Service::PutState>> Service::BeginPut(uint64_t caller,
   requests_.fetch_add(1, std::memory_order_relaxed);
   auto fail = [this](Status s) { return CountError(std::move(s)); };
   transport::PutRequest req;
-  Result<store::NamespaceConfig> ns = DecodeKeyed(caller, header, &req);
+  Result<store::NamespaceConfig> ns = DecodeRequest(caller, header, &req);
   if (!ns.ok()) return fail(ns.status());
   LearnRoots(req);
   const uint64_t size = ns->layer_block_bytes;
@@ -591,7 +586,7 @@ Result<std::unique_ptr<Service::GetState>> Service::BeginGet(uint64_t caller,
   requests_.fetch_add(1, std::memory_order_relaxed);
   auto fail = [this](Status s) { return CountError(std::move(s)); };
   transport::GetRequest req;
-  Result<store::NamespaceConfig> ns = DecodeKeyed(caller, header, &req);
+  Result<store::NamespaceConfig> ns = DecodeRequest(caller, header, &req);
   if (!ns.ok()) return fail(ns.status());
   FetchRemote(*ns, req.keys);
   const uint64_t size = ns->layer_block_bytes;
@@ -684,7 +679,7 @@ template <typename Request>
 Result<store::NamespaceConfig> Service::BeginSameNode(uint64_t caller, std::string_view header,
                                                       Request* req, Lease* lease,
                                                       transport::SlotsResponse* resp) {
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(caller, header, req));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeRequest(caller, header, req));
   if (options_.host_segment_path.empty()) {
     return FailedPreconditionError("this daemon exposes no host segment (same-node path off)");
   }
@@ -773,7 +768,7 @@ Result<std::string> Service::PutReserve(uint64_t caller, std::string_view header
 
 Result<std::string> Service::PutCommit(uint64_t caller, std::string_view header) {
   transport::PutCommitRequest req;
-  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeKeyed(caller, header, &req));
+  ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeRequest(caller, header, &req));
   ASSIGN_OR_RETURN(Lease lease, TakeLease(caller, req.lease_id, ""));
   transport::KeyCodesResponse resp;
   resp.codes.resize(req.keys.size(), static_cast<KeyCode>(StatusCode::kNotFound));

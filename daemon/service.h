@@ -247,11 +247,12 @@ class Service {
   Result<std::string> HandoffWaitNow(std::string_view header);
   // Counts a failed request (errors_, errors_by_code_); returns `s`.
   Status CountError(Status s);
-  // Decodes a keyed request (ns_id, fingerprint, keys) and checks its
-  // namespace and keys; returns the namespace.
+  // Decodes a request about a namespace (ns_id, fingerprint, and either keys
+  // or one layer) and checks its namespace and its keys or layer; returns the
+  // namespace.
   template <typename Request>
-  Result<store::NamespaceConfig> DecodeKeyed(uint64_t caller, std::string_view header,
-                                             Request* req);
+  Result<store::NamespaceConfig> DecodeRequest(uint64_t caller, std::string_view header,
+                                               Request* req);
   // Same-node requests: decodes `header` into `req`, checks namespace, keys
   // and that a host segment is exposed; starts `lease` and sizes `resp`.
   template <typename Request>

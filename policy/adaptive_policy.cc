@@ -3,14 +3,6 @@
 #include <string>
 
 namespace kvcake::policy {
-namespace {
-
-int TierIndex(Tier t) {
-  const int i = static_cast<int>(t);
-  return i < kNumLocalTiers ? i : kNumLocalTiers - 1;
-}
-
-}  // namespace
 
 AdaptivePolicy::AdaptivePolicy(LruPolicyOptions lru, CakePolicyOptions cake)
     : lru_(lru), cake_(cake) {}

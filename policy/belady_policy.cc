@@ -9,11 +9,6 @@ BeladyPolicy::BeladyPolicy(std::unordered_map<uint64_t, std::vector<uint64_t>> a
   for (auto& [hash, ticks] : access_ticks_) std::sort(ticks.begin(), ticks.end());
 }
 
-int BeladyPolicy::TierIndex(Tier t) {
-  const int i = static_cast<int>(t);
-  return i < kNumLocalTiers ? i : kNumLocalTiers - 1;
-}
-
 uint64_t BeladyPolicy::NextUse(uint64_t hash, uint64_t tick) const {
   auto it = access_ticks_.find(hash);
   if (it == access_ticks_.end()) return kNever;

@@ -54,7 +54,6 @@ class BeladyPolicy final : public Policy {
     uint64_t bytes = 0;
     Tier tier = Tier::kDevice;
   };
-  static int TierIndex(Tier t);
   void Place(const BlockKey& key, Entry& e, Tier tier, uint64_t tick);
 
   std::unordered_map<uint64_t, std::vector<uint64_t>> access_ticks_;

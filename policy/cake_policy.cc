@@ -9,14 +9,6 @@
 #include "policy/dary_heap.h"
 
 namespace kvcake::policy {
-namespace {
-
-int TierIndex(Tier t) {
-  const int i = static_cast<int>(t);
-  return i < kNumLocalTiers ? i : kNumLocalTiers - 1;
-}
-
-}  // namespace
 
 Status CakePolicyOptions::Validate() const {
   if (!std::isfinite(score_weight) || score_weight < 0) {

@@ -94,9 +94,6 @@ class ClassicPolicy : public Policy {
   // Promotion order: higher first.
   virtual double PromotionValue(const Entry& e) const = 0;
 
-  static size_t TierIndex(Tier t) {
-    return static_cast<size_t>(t) < kNumLocalTiers ? static_cast<size_t>(t) : kNumLocalTiers - 1;
-  }
   // Capacity given by SetTierCapacity (0 if never given).
   uint64_t capacity(size_t t) const { return capacity_[t]; }
   size_t count(size_t t) const { return count_[t]; }

@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "common/coding.h"
+
 namespace kvcake::store {
 
 Status NamespaceConfig::Validate() const {
@@ -29,7 +31,7 @@ uint64_t NamespaceConfig::Fingerprint() const {
   XXH3_64bits_reset(state);
   auto add_u64 = [&](uint64_t v) {
     unsigned char b[8];
-    for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>(v >> (8 * i));
+    EncodeFixed<uint64_t>(b, v);
     XXH3_64bits_update(state, b, sizeof(b));
   };
   auto add_str = [&](const std::string& s) {

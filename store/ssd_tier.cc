@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "common/coding.h"
 #include "common/logging.h"
 #include "store/checksum.h"
 
@@ -23,15 +24,6 @@ namespace kvcake::store {
 namespace {
 constexpr char kMetaCf[] = "meta";
 
-void PutU16(char* p, uint16_t v) {
-  for (int i = 0; i < 2; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-void PutU32(char* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-void PutU64(char* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
 // RocksDB's info log routed into kvcake's log (warnings and up). Keeps
 // RocksDB from writing a LOG file on the SSD tier's own disk, which fails
 // (and trips assertions in some RocksDB builds) exactly when the disk is full.
@@ -82,33 +74,28 @@ Result<std::string> MoveAside(const std::string& path) {
   return target;
 }
 
-uint64_t GetLE(const char* p, int n) {
-  uint64_t v = 0;
-  for (int i = n - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
 }  // namespace
 
 void SsdHeader::EncodeTo(char* out) const {
-  PutU32(out, kMagic);
-  PutU16(out + 4, kVersion);
-  PutU16(out + 6, 0);
-  PutU64(out + 8, size);
-  PutU64(out + 16, checksum);
-  PutU64(out + 24, fingerprint);
+  EncodeFixed<uint32_t>(out, kMagic);
+  EncodeFixed<uint16_t>(out + 4, kVersion);
+  EncodeFixed<uint16_t>(out + 6, 0);
+  EncodeFixed<uint64_t>(out + 8, size);
+  EncodeFixed<uint64_t>(out + 16, checksum);
+  EncodeFixed<uint64_t>(out + 24, fingerprint);
 }
 
 Result<SsdHeader> SsdHeader::Decode(std::string_view bytes) {
   if (bytes.size() < kEncodedSize) return DataLossError("ssd header: short value");
-  if (GetLE(bytes.data(), 4) != kMagic) return DataLossError("ssd header: bad magic");
-  uint64_t version = GetLE(bytes.data() + 4, 2);
+  if (DecodeFixed<uint32_t>(bytes.data()) != kMagic) return DataLossError("ssd header: bad magic");
+  const uint16_t version = DecodeFixed<uint16_t>(bytes.data() + 4);
   if (version != kVersion) {
     return UnimplementedError("ssd header: unknown format version " + std::to_string(version));
   }
   SsdHeader h;
-  h.size = GetLE(bytes.data() + 8, 8);
-  h.checksum = GetLE(bytes.data() + 16, 8);
-  h.fingerprint = GetLE(bytes.data() + 24, 8);
+  h.size = DecodeFixed<uint64_t>(bytes.data() + 8);
+  h.checksum = DecodeFixed<uint64_t>(bytes.data() + 16);
+  h.fingerprint = DecodeFixed<uint64_t>(bytes.data() + 24);
   return h;
 }
 

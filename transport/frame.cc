@@ -6,32 +6,12 @@
 #include <cstring>
 #include <string>
 
+#include "common/coding.h"
+
 namespace kvcake::transport {
 namespace {
 
 constexpr size_t kChecksumOffset = 36;
-
-void PutU16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v);
-  p[1] = static_cast<uint8_t>(v >> 8);
-}
-void PutU32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void PutU64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint16_t GetU16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
-uint32_t GetU32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-uint64_t GetU64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
 
 uint32_t HeaderChecksum(const uint8_t* p) { return XXH32(p, kChecksumOffset, 0); }
 
@@ -46,15 +26,15 @@ Status FrameLimits::Validate() const {
 }
 
 void EncodeFrameHeader(const FrameHeader& h, uint8_t out[kFrameHeaderSize]) {
-  PutU32(out + 0, kFrameMagic);
-  PutU16(out + 4, h.version);
-  PutU16(out + 6, h.opcode);
-  PutU32(out + 8, h.flags);
-  PutU32(out + 12, static_cast<uint32_t>(h.status));
-  PutU64(out + 16, h.request_id);
-  PutU64(out + 24, h.payload_size);
-  PutU32(out + 32, h.meta_size);
-  PutU32(out + kChecksumOffset, HeaderChecksum(out));
+  EncodeFixed<uint32_t>(out + 0, kFrameMagic);
+  EncodeFixed<uint16_t>(out + 4, h.version);
+  EncodeFixed<uint16_t>(out + 6, h.opcode);
+  EncodeFixed<uint32_t>(out + 8, h.flags);
+  EncodeFixed<uint32_t>(out + 12, static_cast<uint32_t>(h.status));
+  EncodeFixed<uint64_t>(out + 16, h.request_id);
+  EncodeFixed<uint64_t>(out + 24, h.payload_size);
+  EncodeFixed<uint32_t>(out + 32, h.meta_size);
+  EncodeFixed<uint32_t>(out + kChecksumOffset, HeaderChecksum(out));
 }
 
 Result<FrameHeader> DecodeFrameHeader(std::span<const uint8_t> bytes, const FrameLimits& limits) {
@@ -63,14 +43,14 @@ Result<FrameHeader> DecodeFrameHeader(std::span<const uint8_t> bytes, const Fram
                                 " bytes, header needs " + std::to_string(kFrameHeaderSize));
   }
   const uint8_t* p = bytes.data();
-  const uint32_t magic = GetU32(p);
+  const uint32_t magic = DecodeFixed<uint32_t>(p);
   if (magic != kFrameMagic) {
     char buf[64];
     std::snprintf(buf, sizeof(buf), "bad frame magic 0x%08x (expected 0x%08x)", magic, kFrameMagic);
     return InvalidArgumentError(buf);
   }
   FrameHeader h;
-  h.version = GetU16(p + 4);
+  h.version = DecodeFixed<uint16_t>(p + 4);
   if (h.version != kWireVersion) {
     return UnimplementedError("unsupported wire version " + std::to_string(h.version) +
                               " (this build speaks " + std::to_string(kWireVersion) + ")");
@@ -79,15 +59,15 @@ Result<FrameHeader> DecodeFrameHeader(std::span<const uint8_t> bytes, const Fram
     return InvalidArgumentError("frame too short: " + std::to_string(bytes.size()) +
                                 " bytes, header needs " + std::to_string(kFrameHeaderSize));
   }
-  const uint32_t want = GetU32(p + kChecksumOffset);
+  const uint32_t want = DecodeFixed<uint32_t>(p + kChecksumOffset);
   const uint32_t got = HeaderChecksum(p);
   if (want != got) return InvalidArgumentError("frame header checksum mismatch");
-  h.opcode = GetU16(p + 6);
-  h.flags = GetU32(p + 8);
-  const uint32_t status = GetU32(p + 12);
-  h.request_id = GetU64(p + 16);
-  h.payload_size = GetU64(p + 24);
-  h.meta_size = GetU32(p + 32);
+  h.opcode = DecodeFixed<uint16_t>(p + 6);
+  h.flags = DecodeFixed<uint32_t>(p + 8);
+  const uint32_t status = DecodeFixed<uint32_t>(p + 12);
+  h.request_id = DecodeFixed<uint64_t>(p + 16);
+  h.payload_size = DecodeFixed<uint64_t>(p + 24);
+  h.meta_size = DecodeFixed<uint32_t>(p + 32);
 
   if ((h.flags & ~static_cast<uint32_t>(kKnownFrameFlags)) != 0) {
     return InvalidArgumentError("unknown frame flags 0x" + [&] {

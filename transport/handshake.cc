@@ -9,32 +9,11 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/coding.h"
 #include "transport/ucx.h"
 
 namespace kvcake::transport {
 namespace {
-
-void PutU16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v);
-  p[1] = static_cast<uint8_t>(v >> 8);
-}
-void PutU32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void PutU64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint16_t GetU16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
-uint32_t GetU32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-uint64_t GetU64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
 
 using Clock = std::chrono::steady_clock;
 
@@ -80,9 +59,9 @@ Status ReadFull(int fd, uint8_t* out, size_t n, Clock::time_point deadline,
 std::vector<uint8_t> EncodeHelloRequest(const HelloRequest& r) {
   std::vector<uint8_t> out(kHelloRequestBytes + r.address.size());
   std::memcpy(out.data(), kHelloRequestMagic.data(), 8);
-  PutU16(out.data() + 8, r.version);
-  PutU16(out.data() + 10, r.flags);
-  PutU32(out.data() + 12, static_cast<uint32_t>(r.address.size()));
+  EncodeFixed<uint16_t>(out.data() + 8, r.version);
+  EncodeFixed<uint16_t>(out.data() + 10, r.flags);
+  EncodeFixed<uint32_t>(out.data() + 12, static_cast<uint32_t>(r.address.size()));
   if (!r.address.empty()) {
     std::memcpy(out.data() + kHelloRequestBytes, r.address.data(), r.address.size());
   }
@@ -98,8 +77,8 @@ Result<HelloRequest> DecodeHelloRequestHead(std::span<const uint8_t> bytes, uint
     return InvalidArgumentError("handshake: not a kvcake client (bad magic)");
   }
   HelloRequest r;
-  r.version = GetU16(bytes.data() + 8);
-  r.flags = GetU16(bytes.data() + 10);
+  r.version = DecodeFixed<uint16_t>(bytes.data() + 8);
+  r.flags = DecodeFixed<uint16_t>(bytes.data() + 10);
   if (r.version != kHandshakeVersion) {
     return InvalidArgumentError("handshake: version " + std::to_string(r.version) +
                                 " not supported (this build speaks " +
@@ -107,7 +86,7 @@ Result<HelloRequest> DecodeHelloRequestHead(std::span<const uint8_t> bytes, uint
   }
   if ((r.flags & ~kHelloFlagsMask) != 0)
     return InvalidArgumentError("handshake: unknown flags set");
-  *body_len = GetU32(bytes.data() + 12);
+  *body_len = DecodeFixed<uint32_t>(bytes.data() + 12);
   if (*body_len == 0 || *body_len > kMaxHelloBodyBytes) {
     return InvalidArgumentError("handshake: worker address of " + std::to_string(*body_len) +
                                 " bytes");
@@ -118,10 +97,10 @@ Result<HelloRequest> DecodeHelloRequestHead(std::span<const uint8_t> bytes, uint
 std::vector<uint8_t> EncodeHelloReply(const HelloReply& r) {
   std::vector<uint8_t> out(kHelloReplyHeadBytes + r.body.size());
   std::memcpy(out.data(), kHelloReplyMagic.data(), 8);
-  PutU16(out.data() + 8, r.version);
-  PutU16(out.data() + 10, static_cast<uint16_t>(r.status));
-  PutU32(out.data() + 12, static_cast<uint32_t>(r.body.size()));
-  PutU64(out.data() + 16, r.ticket);
+  EncodeFixed<uint16_t>(out.data() + 8, r.version);
+  EncodeFixed<uint16_t>(out.data() + 10, static_cast<uint16_t>(r.status));
+  EncodeFixed<uint32_t>(out.data() + 12, static_cast<uint32_t>(r.body.size()));
+  EncodeFixed<uint64_t>(out.data() + 16, r.ticket);
   if (!r.body.empty()) std::memcpy(out.data() + kHelloReplyHeadBytes, r.body.data(), r.body.size());
   return out;
 }
@@ -136,20 +115,20 @@ Result<HelloReply> DecodeHelloReplyHead(std::span<const uint8_t> head, uint32_t*
         "handshake: the server is not a kvcake daemon of this version (bad reply magic)");
   }
   HelloReply r;
-  r.version = GetU16(head.data() + 8);
+  r.version = DecodeFixed<uint16_t>(head.data() + 8);
   if (r.version != kHandshakeVersion) {
     return InvalidArgumentError("handshake: server speaks version " + std::to_string(r.version));
   }
-  const uint16_t code = GetU16(head.data() + 10);
+  const uint16_t code = DecodeFixed<uint16_t>(head.data() + 10);
   if (code > static_cast<uint16_t>(StatusCode::kUnauthenticated)) {
     return InvalidArgumentError("handshake: unknown status " + std::to_string(code));
   }
   r.status = static_cast<StatusCode>(code);
-  *body_len = GetU32(head.data() + 12);
+  *body_len = DecodeFixed<uint32_t>(head.data() + 12);
   if (*body_len > kMaxHelloBodyBytes || (r.status == StatusCode::kOk && *body_len == 0)) {
     return InvalidArgumentError("handshake: bad body length " + std::to_string(*body_len));
   }
-  r.ticket = GetU64(head.data() + 16);
+  r.ticket = DecodeFixed<uint64_t>(head.data() + 16);
   return r;
 }
 
