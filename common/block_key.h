@@ -10,7 +10,7 @@
 
 namespace kvcake {
 
-// Identifies one value: one layer of one block of one namespace (DESIGN.md §2).
+// Identifies one value: one layer of one block of one namespace (docs/design.md §2).
 // `ns` is the namespace id (NamespaceSeed of the namespace name), `hash` the
 // chained block hash, `layer` the transformer layer. Plain value type.
 struct BlockKey {

@@ -1,6 +1,6 @@
 #pragma once
 
-// Prometheus-style metrics registry (DESIGN.md §6): counters, gauges and
+// Prometheus-style metrics registry (docs/design.md §6): counters, gauges and
 // histograms, each a family with a fixed list of label names, rendered in the
 // Prometheus text exposition format 0.0.4 by Registry::Expose().
 //

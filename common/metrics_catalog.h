@@ -1,6 +1,6 @@
 #pragma once
 
-// The kvcake metric set (DESIGN.md §6, issue 5): every metric the daemon
+// The kvcake metric set (docs/design.md §6, issue 5): every metric the daemon
 // exports at /metrics, with its name, type, help and labels in one place so
 // the store, transport and daemon record into the same families and
 // docs/operations.md can list them. All names follow Prometheus conventions.

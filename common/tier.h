@@ -5,7 +5,7 @@
 
 namespace kvcake {
 
-// Storage tiers, fastest first (DESIGN.md §3). kRemote is a peer daemon.
+// Storage tiers, fastest first (docs/design.md §3). kRemote is a peer daemon.
 enum class Tier : uint8_t { kDevice = 0, kHost = 1, kSsd = 2, kRemote = 3 };
 inline constexpr int kNumLocalTiers = 3;
 

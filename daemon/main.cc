@@ -1,4 +1,4 @@
-// kvcaked: the kvcake node daemon (DESIGN.md §6). Maps gflags onto
+// kvcaked: the kvcake node daemon (docs/design.md §6). Maps gflags onto
 // DaemonOptions, starts the daemon, prints the bound address and waits for
 // SIGTERM / SIGINT, then drains gracefully.
 

@@ -98,7 +98,7 @@ struct ServiceStats {
 // grant.
 inline constexpr uint64_t kInProcessCaller = 0;
 
-// Service executes decoded kvcake operations (DESIGN.md §2-3, §5) against the
+// Service executes decoded kvcake operations (docs/design.md §2-3, §5) against the
 // TierManager: register namespace, lookup_prefix, put, get, report_stats,
 // delete, ping and the same-node reserve/commit/pin/release. It is independent
 // of the transport: the RPC server hands it (opcode, header, data) and sends

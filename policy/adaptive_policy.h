@@ -14,7 +14,7 @@ namespace kvcake::policy {
 
 // AdaptivePolicy: the policy the daemon installs. Namespaces that reported
 // CAKE statistics are governed by CakePolicy, all others by LruPolicy
-// (DESIGN.md §4 "without statistics"). Both inner policies see every event,
+// (docs/design.md §4 "without statistics"). Both inner policies see every event,
 // so a namespace switches to CAKE with its full history the moment its first
 // signal arrives. Victims are taken from the two groups in proportion to the
 // bytes each holds in the tier. Promotions: CAKE's first, then the LRU

@@ -9,7 +9,7 @@
 
 namespace kvcake::policy {
 
-// CAKE's layer statistics, block scores and budget water-filling (DESIGN.md §4;
+// CAKE's layer statistics, block scores and budget water-filling (docs/design.md §4;
 // exact formulas in ../shared/golden/cake_vectors.json "spec"). Pure
 // functions: no state, thread-safe, all arithmetic in double precision.
 

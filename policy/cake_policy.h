@@ -85,7 +85,7 @@ struct CakePolicyOptions {
   Status Validate() const;
 };
 
-// CakePolicy: CAKE-guided cascading tier policy (DESIGN.md §4).
+// CakePolicy: CAKE-guided cascading tier policy (docs/design.md §4).
 //
 // Per namespace and tier, the tier's capacity in layer-blocks is water-filled
 // over the layers by their rolling preference P_l (WaterFillBudgets; equal

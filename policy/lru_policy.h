@@ -13,7 +13,7 @@ namespace kvcake::policy {
 
 using LruPolicyOptions = ClassicPolicyOptions;
 
-// LRU baseline (DESIGN.md §4 "without statistics"): per tier, victims are the
+// LRU baseline (docs/design.md §4 "without statistics"): per tier, victims are the
 // least recently inserted/accessed blocks; Admit(key, kSsd) is true from a
 // block's second hit on (ClassicPolicyOptions). The TierManager asks it only
 // while the SSD tier is under pressure (with room, every block leaving host

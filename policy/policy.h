@@ -10,7 +10,7 @@
 
 namespace kvcake::policy {
 
-// CAKE signals an engine reports for one layer of one prompt (DESIGN.md §4).
+// CAKE signals an engine reports for one layer of one prompt (docs/design.md §4).
 struct LayerSignal {
   uint32_t layer = 0;
   double preference = 0;               // P_l = H^(1/tau1) * V^(1/tau2)

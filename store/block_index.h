@@ -9,7 +9,7 @@
 
 namespace kvcake::store {
 
-// Lifecycle of a block (DESIGN.md §2). Readers only see kCommitted,
+// Lifecycle of a block (docs/design.md §2). Readers only see kCommitted,
 // kDemoting and kPromoting (the data is complete in `slot` / on SSD).
 enum class BlockState : uint8_t {
   kReserved = 0,   // a writer holds the slot; invisible to readers

@@ -7,7 +7,7 @@
 
 namespace kvcake::store {
 
-// Geometry and KV layout of one namespace (one model deployment, DESIGN.md §2).
+// Geometry and KV layout of one namespace (one model deployment, docs/design.md §2).
 // Every block of the namespace is one layer of one block of `block_tokens`
 // tokens: at most `layer_block_bytes` bytes. The fingerprint of the geometry
 // and layout is stored with every block and checked on every load, so a

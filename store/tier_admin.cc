@@ -1,4 +1,4 @@
-// TierManager's admin operations (DESIGN.md §6): delete, evict, admin pins,
+// TierManager's admin operations (docs/design.md §6): delete, evict, admin pins,
 // drain, flush, listings, stats, hot capacity changes and the segment
 // descriptions (tier_manager_impl.h).
 #include <algorithm>

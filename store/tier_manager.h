@@ -152,7 +152,7 @@ struct DeviceSegmentInfo {
 // Progress of Drain(): blocks done out of total.
 using DrainProgress = std::function<void(uint64_t done, uint64_t total)>;
 
-// TierManager: the three-tier block store (DESIGN.md §2-3). Owns the device,
+// TierManager: the three-tier block store (docs/design.md §2-3). Owns the device,
 // host and SSD tiers, the block index and a mover thread that carries out the
 // policy's decisions (demote GPU -> host -> SSD -> drop, promote on access).
 // Demote, don't drop: while the SSD tier has room, a block leaving host memory

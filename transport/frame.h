@@ -1,6 +1,6 @@
 #pragma once
 
-// Versioned wire frames of the kvcake RPC protocol (DESIGN.md §5).
+// Versioned wire frames of the kvcake RPC protocol (docs/design.md §5).
 //
 // Every message (request or response) starts with a fixed 40-byte
 // little-endian header, followed by `meta_size` bytes of op-level metadata

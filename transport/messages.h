@@ -1,6 +1,6 @@
 #pragma once
 
-// Op-level request/response payloads of the kvcake protocol (DESIGN.md §5).
+// Op-level request/response payloads of the kvcake protocol (docs/design.md §5).
 //
 // A frame (transport/frame.h) carries an opcode and a header; the header of
 // every kvcake operation is one of the messages below, encoded little-endian

@@ -1,7 +1,7 @@
 // kvcake-bench: put/get throughput and latency of kvcaked over UCX tcp
 // loopback, UCX shared memory and the same-node mapped path, with baselines
 // measured in the same run (memcpy, ucx_perftest tag_bw, Redis SET/GET) and
-// the ratios between them (DESIGN.md §8: absolute numbers drift on shared
+// the ratios between them (docs/design.md §8: absolute numbers drift on shared
 // machines, ratios much less).
 //
 //   kvcake-bench                 full run, human-readable table

@@ -1,4 +1,4 @@
-// kvcake engine-side CAKE signals, C++ API (DESIGN.md §4). The same code as
+// kvcake engine-side CAKE signals, C++ API (docs/design.md §4). The same code as
 // the kvcake_cake_* C functions in kvcake_c.h. All functions are pure and
 // thread-safe; they return a Status like the rest of the C++ API
 // (INVALID_ARGUMENT for bad input, with a message that says which).

@@ -1,7 +1,7 @@
 #pragma once
 
 // libkvcake C++ API: the connector an inference engine links to save and
-// reload KV blocks through the local kvcaked (DESIGN.md §2-§3, §5).
+// reload KV blocks through the local kvcaked (docs/design.md §2-§3, §5).
 //
 //   kvcake::ClientOptions opts;
 //   opts.address = "127.0.0.1:7420";
@@ -264,7 +264,7 @@ class KVCAKE_API Client {
   virtual Result<std::unique_ptr<PendingGet>> GetAsync(
       std::vector<std::vector<GetBlock>> groups) = 0;
 
-  // Reports a layer's CAKE statistics for a prompt (DESIGN.md §4).
+  // Reports a layer's CAKE statistics for a prompt (docs/design.md §4).
   virtual Status ReportLayerStats(uint32_t layer, double preference,
                                   std::span<const uint64_t> block_hashes,
                                   std::span<const double> block_scores, uint32_t window_blocks) = 0;

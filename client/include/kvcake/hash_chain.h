@@ -13,7 +13,7 @@
 
 namespace kvcake {
 
-// The chained block hash of DESIGN.md §2 (frozen; format version 1):
+// The chained block hash of docs/design.md §2 (frozen; format version 1):
 //
 //   seed = xxh3_64(namespace salt bytes, seed 0)            (NamespaceSeed)
 //   t_i  = xxh3_64(le_u32(tokens[i*B .. (i+1)*B)), seed)

@@ -37,7 +37,7 @@ enum {
   KVCAKE_E_UNAUTHENTICATED = 16
 };
 
-/* ---- CAKE engine-side signals (DESIGN.md §4) ---------------------------- */
+/* ---- CAKE engine-side signals (docs/design.md §4) ---------------------------- */
 
 /* attention: float32 [num_query_heads][window][seq_len], row-major: softmax probabilities of the
    last `window` queries over all seq_len keys (zero past the causal limit).
@@ -62,7 +62,7 @@ KVCAKE_API int kvcake_cake_budgets(const double* preference, const int64_t* caps
    kvcake/version.h it was built with). */
 KVCAKE_API const char* kvcake_version(void);
 
-/* ---- Connector (DESIGN.md §3, §5) --------------------------------------- */
+/* ---- Connector (docs/design.md §3, §5) --------------------------------------- */
 
 typedef struct kvcake_client kvcake_client;
 KVCAKE_API int kvcake_connect(const char* address /* "HOST:PORT" */, const char* namespace_name,
@@ -108,7 +108,7 @@ KVCAKE_API int kvcake_register_namespace_ex(kvcake_client* c, int num_layers, in
                                             int64_t layer_block_bytes, const char* kv_dtype,
                                             const char* layout, int64_t quota_bytes);
 
-/* The chained hashes of the full blocks of `tokens` (DESIGN.md §2: seeded by the namespace,
+/* The chained hashes of the full blocks of `tokens` (docs/design.md §2: seeded by the namespace,
    block_tokens from the registered geometry): num_tokens / block_tokens values into
    out_hashes. *out_count gets that number; -KVCAKE_E_OUT_OF_RANGE (nothing written) when it
    exceeds `capacity`, -KVCAKE_E_FAILED_PRECONDITION before kvcake_register_namespace. */
@@ -174,7 +174,7 @@ KVCAKE_API int kvcake_wait_handoff(kvcake_client* c, uint64_t handoff_id, int64_
 /* Deletes values; *out_deleted (may be NULL) gets how many existed. */
 KVCAKE_API int kvcake_delete(kvcake_client* c, const uint64_t* block_hashes, const int32_t* layers,
                              int count, int32_t* out_deleted);
-/* Reports a layer's CAKE signals for one prompt (DESIGN.md §4): the layer's preference and
+/* Reports a layer's CAKE signals for one prompt (docs/design.md §4): the layer's preference and
    each block's score (kvcake_cake_layer_stats, kvcake_cake_block_scores); window_blocks is
    the observation window in blocks. */
 KVCAKE_API int kvcake_report_layer_stats(kvcake_client* c, int32_t layer, double preference,

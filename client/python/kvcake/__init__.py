@@ -617,7 +617,7 @@ class Client(_Closing):
         return n.value
 
     def report_layer_stats(self, layer, preference, hashes, scores, window_blocks):
-        """Reports a layer's CAKE signals for one prompt (DESIGN.md §4)."""
+        """Reports a layer's CAKE signals for one prompt (docs/design.md §4)."""
         if len(hashes) != len(scores):
             raise ValueError("hashes and scores differ in length")
         sc = (_c_double * len(scores))(*[float(s) for s in scores])
