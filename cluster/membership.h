@@ -169,7 +169,6 @@ class Membership {
   bool ever_up_ = false;
   std::vector<MemberInfo> notified_members_;
   MembershipState notified_state_ = MembershipState::kUnknown;
-  bool notified_once_ = false;
 
   std::atomic<MembershipState> state_{MembershipState::kUnknown};
   std::atomic<uint64_t> keepalive_failures_{0};
