@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 
 namespace kvcake {
@@ -33,7 +34,7 @@ std::string Progress::Render(std::string_view label, uint64_t done, uint64_t tot
     const double frac =
         std::clamp(static_cast<double>(done) / static_cast<double>(total), 0.0, 1.0);
     constexpr int kBar = 20;
-    const int filled = static_cast<int>(frac * kBar + 0.5);
+    const int filled = static_cast<int>(std::lround(frac * kBar));
     std::snprintf(buf, sizeof(buf), " [%s%s] %5.1f%%  %llu/%llu", std::string(filled, '#').c_str(),
                   std::string(kBar - filled, '.').c_str(), frac * 100,
                   static_cast<unsigned long long>(done), static_cast<unsigned long long>(total));
