@@ -39,6 +39,7 @@
 #include "common/bulk_copy.h"
 #include "common/progress.h"
 #include "kvcake/client.h"
+#include "tests/bench/bench_util.h"
 #include "tests/bench/layerwise_save.h"
 #include "tests/integration/daemon_process.h"
 
@@ -85,8 +86,6 @@ namespace kvcake::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 uint64_t ParseSize(const std::string& s) {
   size_t pos = 0;
@@ -164,6 +163,16 @@ struct KvResult {
   Stats put, get;
   bool ok = false;
   std::string error;
+
+  // Merges the clients' put and get samples; the runs took `put_wall_s`
+  // and `get_wall_s`.
+  void Collect(const std::vector<Stats>& puts, const std::vector<Stats>& gets, double put_wall_s,
+               double get_wall_s) {
+    for (const Stats& p : puts) put.Merge(p);
+    for (const Stats& g : gets) get.Merge(g);
+    put.wall_s = put_wall_s;
+    get.wall_s = get_wall_s;
+  }
 };
 
 // Client options of every bench client (the flags override library defaults).
@@ -308,12 +317,7 @@ KvResult RunKvcake(const std::string& address, const std::string& tls, bool mapp
     });
   }
   for (auto& t : threads) t.join();
-  for (int c = 0; c < clients; ++c) {
-    res.put.Merge(put[c]);
-    res.get.Merge(get[c]);
-  }
-  res.put.wall_s = put_wall;
-  res.get.wall_s = get_wall;
+  res.Collect(put, get, put_wall, get_wall);
   res.ok = !failed;
   res.error = first_error;
   (void)tag;
@@ -654,12 +658,7 @@ KvResult RunRedis(int port, uint64_t size, int clients) {
     });
   }
   for (auto& t : threads) t.join();
-  for (int c = 0; c < clients; ++c) {
-    res.put.Merge(put[c]);
-    res.get.Merge(get[c]);
-  }
-  res.put.wall_s = put_wall;
-  res.get.wall_s = get_wall;
+  res.Collect(put, get, put_wall, get_wall);
   res.ok = !failed;
   if (failed) res.error = "redis error";
   return res;
