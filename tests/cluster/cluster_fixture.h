@@ -38,8 +38,15 @@ struct ClusterFixtureOptions {
 // Skipped when /usr/bin/etcd is absent. Not thread-safe (the test's thread).
 class ClusterFixture : public ::testing::Test {
  protected:
-  // A subclass sets options_ in its constructor.
-  ClusterFixture() = default;
+  // Engines register `ns` with `layers` layers of `value_bytes`; members
+  // run with --peer_timeout_ms=`peer_timeout_ms`. A subclass may set the
+  // rest of options_ in its constructor.
+  ClusterFixture(std::string ns, uint32_t layers, uint64_t value_bytes, uint64_t peer_timeout_ms) {
+    options_.ns = std::move(ns);
+    options_.layers = layers;
+    options_.value_bytes = value_bytes;
+    options_.peer_timeout_ms = peer_timeout_ms;
+  }
 
   void SetUp() override {
     if (!EtcdProcess::Available()) GTEST_SKIP() << "no /usr/bin/etcd";

@@ -43,12 +43,7 @@ using cluster::testing::WaitFor;
 
 class ClusterTest : public cluster::testing::ClusterFixture {
  protected:
-  ClusterTest() {
-    options_.ns = "llama-test";
-    options_.layers = kLayers;
-    options_.value_bytes = kValueBytes;
-    options_.peer_timeout_ms = kPeerTimeoutMs;
-  }
+  ClusterTest() : ClusterFixture("llama-test", kLayers, kValueBytes, kPeerTimeoutMs) {}
 
   nlohmann::json Cluster(size_t i) {
     auto r = chaos::HttpGet(chaos::PortOf(members_[i]->admin_address()), "/v1/cluster");

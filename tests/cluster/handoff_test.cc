@@ -43,11 +43,7 @@ long long MsSince(Clock::time_point t) {
 
 class HandoffTest : public cluster::testing::ClusterFixture {
  protected:
-  HandoffTest() {
-    options_.ns = "llama-handoff";
-    options_.layers = kLayers;
-    options_.value_bytes = kValueBytes;
-    options_.peer_timeout_ms = kPeerTimeoutMs;
+  HandoffTest() : ClusterFixture("llama-handoff", kLayers, kValueBytes, kPeerTimeoutMs) {
     options_.watchers = 2;
     options_.log_level = "error";
     options_.extra_flags = {"--handoff_wait_ms=" + std::to_string(kHandoffWaitMs)};
