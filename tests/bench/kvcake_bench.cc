@@ -41,6 +41,7 @@
 #include "kvcake/client.h"
 #include "tests/bench/bench_util.h"
 #include "tests/bench/layerwise_save.h"
+#include "tests/common/comma_list.h"
 #include "tests/integration/daemon_process.h"
 
 DEFINE_bool(quick, false, "short run (about 2 minutes on an idle 2-core machine)");
@@ -100,15 +101,6 @@ std::string SizeName(uint64_t b) {
   if (b % (1 << 20) == 0) return std::to_string(b >> 20) + "MiB";
   if (b % (1 << 10) == 0) return std::to_string(b >> 10) + "KiB";
   return std::to_string(b) + "B";
-}
-std::vector<std::string> Split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string x;
-  while (std::getline(ss, x, ',')) {
-    if (!x.empty()) out.push_back(x);
-  }
-  return out;
 }
 
 // Latency samples (per request) plus bytes moved and wall time.
@@ -700,9 +692,9 @@ int Main(int argc, char** argv) {
   ::setenv("KVCAKE_BIN_DIR", FLAGS_kvcaked.substr(0, FLAGS_kvcaked.rfind('/')).c_str(), 1);
 
   std::vector<uint64_t> sizes;
-  for (auto& s : Split(FLAGS_sizes)) sizes.push_back(ParseSize(s));
+  for (auto& s : testing::SplitCommaList(FLAGS_sizes)) sizes.push_back(ParseSize(s));
   std::vector<int> client_counts;
-  for (auto& s : Split(FLAGS_clients)) client_counts.push_back(std::stoi(s));
+  for (auto& s : testing::SplitCommaList(FLAGS_clients)) client_counts.push_back(std::stoi(s));
   uint64_t max_size = *std::max_element(sizes.begin(), sizes.end());
   int max_clients = *std::max_element(client_counts.begin(), client_counts.end());
   // Host tier: every client's keys of the largest size, twice over.
@@ -755,7 +747,7 @@ int Main(int argc, char** argv) {
   const uint64_t pairs = sizes.size() * client_counts.size();
   auto redis = StartRedis();
   std::map<std::string, double> at1m;  // key figures for the ratios
-  const std::vector<std::string> paths = Split(FLAGS_paths);
+  const std::vector<std::string> paths = testing::SplitCommaList(FLAGS_paths);
   auto wanted = [&](const std::string& path) {
     return std::find(paths.begin(), paths.end(), path) != paths.end();
   };

@@ -9,22 +9,16 @@
 
 #include "kvcake/cake.h"
 #include "tests/client_cake/random_attention.h"
+#include "tests/common/cuda_device.h"
 
 namespace {
 
-bool HaveDevice() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return n > 0;
-}
+using kvcake::testing::HaveCudaDevice;
 
 using kvcake::testing::RandomAttention;
 
 TEST(CakeGpu, KernelMatchesCpuReference) {
-  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  if (!HaveCudaDevice()) GTEST_SKIP() << "no CUDA device";
   std::mt19937_64 rng(42);
   const kvcake::cake::Shape shapes[] = {{8, 2, 32, 2080}, {4, 4, 8, 300}, {32, 8, 32, 4096}};
   for (const auto& shape : shapes) {
