@@ -1269,7 +1269,7 @@ class Listener {
 // well under a second, and one stderr line naming the flag.
 TEST(ToolsTest, BadStartupFlagsFailAtOnceNamingTheFlag) {
   TempDir dir;
-  const std::string d = dir.path();
+  const std::string& d = dir.path();
   std::ofstream(d + "/empty.token").close();
   std::ofstream(d + "/a-file") << "x";
   std::ofstream(d + "/admin.token") << "secret\n";
