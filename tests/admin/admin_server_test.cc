@@ -26,6 +26,7 @@
 #include "common/metrics.h"
 #include "daemon/admin/admin_router.h"
 #include "tests/admin/memory_backend.h"
+#include "tests/common/loopback_socket.h"
 
 namespace kvcake::admin {
 namespace {
@@ -40,19 +41,11 @@ constexpr char kToken[] = "s3cret-token-for-tests";
 // A loopback TCP connection to `port` (-1 on failure), with 10 s send and
 // receive timeouts so a test never hangs on it.
 int ConnectLoopback(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = kvcake::testing::ConnectLoopback(port);
   if (fd < 0) return -1;
   timeval tv{10, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return -1;
-  }
   return fd;
 }
 
@@ -138,6 +131,14 @@ class SlowClients {
 
 class AdminServerTest : public ::testing::Test {
  protected:
+  // A server on an ephemeral 127.0.0.1 port that wants kToken; default
+  // limits and timeouts.
+  static AdminServerOptions LoopbackOptions() {
+    AdminServerOptions o;
+    o.listen = "127.0.0.1:0";
+    o.token = kToken;
+    return o;
+  }
   void StartServer(AdminServerOptions options) {
     auto server = AdminServer::Start(options, &backend_, &registry_);
     ASSERT_TRUE(server.ok()) << server.status().ToString();
@@ -145,9 +146,7 @@ class AdminServerTest : public ::testing::Test {
     ASSERT_NE(server_->port(), 0);
   }
   void SetUp() override {
-    AdminServerOptions o;
-    o.listen = "127.0.0.1:0";
-    o.token = kToken;
+    AdminServerOptions o = LoopbackOptions();
     o.max_body_bytes = 4096;
     StartServer(o);
   }
@@ -418,9 +417,7 @@ TEST_F(AdminServerTest, MetricsAreOpenAndCountAdminRequests) {
 
 TEST_F(AdminServerTest, MetricsTokenCanBeRequired) {
   server_.reset();
-  AdminServerOptions o;
-  o.listen = "127.0.0.1:0";
-  o.token = kToken;
+  AdminServerOptions o = LoopbackOptions();
   o.metrics_require_token = true;
   StartServer(o);
   EXPECT_EQ(Do("GET", "/metrics", "", "").status, 401);
@@ -484,9 +481,7 @@ TEST_F(AdminServerTest, ConcurrentClients) {
 // every probe is answered, promptly, while the slow connections are held.
 TEST_F(AdminServerTest, SlowClientsDoNotStarveHealthz) {
   server_.reset();
-  AdminServerOptions o;  // default limits and timeouts
-  o.listen = "127.0.0.1:0";
-  o.token = kToken;
+  AdminServerOptions o = LoopbackOptions();  // default limits and timeouts
   StartServer(o);
   const int slow_count = static_cast<int>(o.max_connections) + 16;
   SlowClients slow(server_->port(), slow_count, std::chrono::milliseconds(50));
@@ -549,9 +544,7 @@ bool Eventually(Pred done) {
 // nothing; the long idle timeout does not apply to it.
 TEST_F(AdminServerTest, SlowHeaderIsClosedAfterHeaderTimeout) {
   server_.reset();
-  AdminServerOptions o;
-  o.listen = "127.0.0.1:0";
-  o.token = kToken;
+  AdminServerOptions o = LoopbackOptions();
   o.header_timeout_ms = 200;
   o.idle_timeout_ms = 60'000;
   StartServer(o);
@@ -587,9 +580,7 @@ TEST_F(AdminServerTest, SlowHeaderIsClosedAfterHeaderTimeout) {
 // gets its answer.
 TEST_F(AdminServerTest, IdleKeepAliveConnectionIsClosedAfterIdleTimeout) {
   server_.reset();
-  AdminServerOptions o;
-  o.listen = "127.0.0.1:0";
-  o.token = kToken;
+  AdminServerOptions o = LoopbackOptions();
   o.idle_timeout_ms = 300;
   StartServer(o);
   int fd = ConnectLoopback(server_->port());
@@ -617,9 +608,7 @@ TEST_F(AdminServerTest, IdleKeepAliveConnectionIsClosedAfterIdleTimeout) {
 // progress for the longest is closed, oldest first.
 TEST_F(AdminServerTest, ConnectionLimitClosesTheLongestStalled) {
   server_.reset();
-  AdminServerOptions o;
-  o.listen = "127.0.0.1:0";
-  o.token = kToken;
+  AdminServerOptions o = LoopbackOptions();
   o.max_connections = 4;
   o.header_timeout_ms = 60'000;  // only the limit closes anything here
   StartServer(o);

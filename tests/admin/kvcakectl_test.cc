@@ -16,6 +16,7 @@
 
 #include "client/kvcakectl/commands.h"
 #include "daemon/admin/admin_server.h"
+#include "tests/admin/admin_test_util.h"
 #include "tests/admin/memory_backend.h"
 
 namespace kvcake::admin {
@@ -28,22 +29,8 @@ struct Ran {
   std::string out, err;
 };
 
-// $KVCAKE_BIN_DIR, else the directory of this test binary (<build>/bin, where
-// kvcaked and kvcakectl are built too).
-std::string BinDir() {
-  const char* dir = std::getenv("KVCAKE_BIN_DIR");
-  if (dir != nullptr && *dir != '\0') return dir;
-  std::error_code ec;
-  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return ec ? "build/release/bin" : self.parent_path().string();
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using kvcake::testing::BinDir;
+using kvcake::testing::ReadFile;
 
 // Runs `kvcakectl <args>` with `env` prepended ("VAR=x VAR2=y").
 Ran RunCtl(const std::string& args, const std::string& env = "") {
@@ -55,8 +42,8 @@ Ran RunCtl(const std::string& args, const std::string& env = "") {
   int rc = std::system(cmd.c_str());
   Ran r;
   r.exit = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  r.out = ReadAll(base + ".out");
-  r.err = ReadAll(base + ".err");
+  r.out = ReadFile(base + ".out");
+  r.err = ReadFile(base + ".err");
   std::remove((base + ".out").c_str());
   std::remove((base + ".err").c_str());
   return r;

@@ -27,6 +27,7 @@
 #include "client/kvcakectl/commands.h"
 #include "client/kvcakectl/http_client.h"
 #include "kvcake/client.h"
+#include "tests/admin/admin_test_util.h"
 
 namespace kvcake {
 namespace {
@@ -34,22 +35,8 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-// $KVCAKE_BIN_DIR, else the directory of this test binary (<build>/bin, where
-// kvcaked and kvcakectl are built too).
-std::string BinDir() {
-  const char* dir = std::getenv("KVCAKE_BIN_DIR");
-  if (dir != nullptr && *dir != '\0') return dir;
-  std::error_code ec;
-  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return ec ? "build/release/bin" : self.parent_path().string();
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using kvcake::testing::BinDir;
+using kvcake::testing::ReadFile;
 
 // A kvcaked child process; stdout+stderr go to a log file that is scanned for
 // the UCX and admin addresses. SIGTERM (then SIGKILL) on destruction.

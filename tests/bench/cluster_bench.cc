@@ -30,10 +30,12 @@
 
 #include "common/progress.h"
 #include "kvcake/client.h"
+#include "tests/bench/bench_util.h"
 #include "tests/chaos/chaos_util.h"
 #include "tests/cluster/cluster_util.h"
 #include "tests/cluster/etcd_harness.h"
 #include "tests/integration/daemon_process.h"
+#include "tests/integration/test_engine.h"
 
 DEFINE_uint32(blocks, 64, "blocks per get round");
 DEFINE_uint32(value_kib, 1024, "value size in KiB");
@@ -47,7 +49,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+using bench::Median;
+using bench::Seconds;
 
 using cluster::testing::WaitFor;
 
@@ -76,21 +79,12 @@ struct Bench {
   size_t Members(size_t i) { return cluster::testing::LiveMembers(nodes[i]->admin_address()); }
 
   std::unique_ptr<Client> Engine(size_t i) {
-    ClientOptions o;
-    o.address = nodes[i]->address();
-    o.namespace_name = "bench";
-    o.use_mapped_path = false;
-    o.ucx_tls = "tcp";
-    auto c = Client::Connect(o);
+    auto c = testing::ConnectEngine(testing::EngineOptions(nodes[i]->address(), "bench"),
+                                    testing::TestGeometry(1, value_bytes));
     if (!c.ok()) {
-      std::fprintf(stderr, "connect: %s\n", c.status().ToString().c_str());
+      std::fprintf(stderr, "engine: %s\n", c.status().ToString().c_str());
       return nullptr;
     }
-    NamespaceGeometry g;
-    g.num_layers = 1;
-    g.block_tokens = 16;
-    g.layer_block_bytes = value_bytes;
-    if (!(*c)->RegisterNamespace(g).ok()) return nullptr;
     return std::move(c).value();
   }
 };
@@ -114,11 +108,6 @@ double TimedGet(Client& c, const std::vector<uint64_t>& chain, std::vector<char>
     return -1;
   }
   return secs;
-}
-
-double P50(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
 }
 
 int Run() {
@@ -186,8 +175,8 @@ int Run() {
     remote.push_back(t);
   }
   const double bytes = static_cast<double>(FLAGS_blocks) * size;
-  const double direct_gbps = bytes / P50(direct) / 1e9;
-  const double remote_gbps = bytes / P50(remote) / 1e9;
+  const double direct_gbps = bytes / Median(direct) / 1e9;
+  const double remote_gbps = bytes / Median(remote) / 1e9;
 
   // ---- lookup_prefix of a 1000-block chain: local vs remote owner ------------
   std::vector<uint64_t> chain = Chain(*a, 999, 1000);
@@ -230,14 +219,14 @@ int Run() {
 
   progress.Done();
   const double get_ratio = remote_gbps / direct_gbps;
-  const double lookup_ratio = P50(remote_us) / P50(local_us);
+  const double lookup_ratio = Median(remote_us) / Median(local_us);
   nlohmann::json j = {{"value_bytes", size},
                       {"blocks", FLAGS_blocks},
                       {"direct_get_gbps", direct_gbps},
                       {"remote_get_gbps", remote_gbps},
                       {"remote_get_vs_direct", get_ratio},
-                      {"lookup_1000_local_p50_us", P50(local_us)},
-                      {"lookup_1000_remote_p50_us", P50(remote_us)},
+                      {"lookup_1000_local_p50_us", Median(local_us)},
+                      {"lookup_1000_remote_p50_us", Median(remote_us)},
                       {"remote_lookup_vs_local", lookup_ratio},
                       {"member_ttl_s", 2},
                       {"kill_to_removal_s", removal_s},
@@ -255,7 +244,7 @@ int Run() {
   std::printf(
       "  lookup_prefix(1000) p50      %6.1f us remote owner vs %6.1f us local"
       "  = %.2fx (goal <= 2.00)\n",
-      P50(remote_us), P50(local_us), lookup_ratio);
+      Median(remote_us), Median(local_us), lookup_ratio);
   std::printf(
       "  kill -9 -> removed everywhere %.2f s (member TTL 2 s); restart -> rejoined %.2f s\n",
       removal_s, rejoin_s);

@@ -29,10 +29,12 @@
 
 #include "common/progress.h"
 #include "kvcake/client.h"
+#include "tests/bench/bench_util.h"
 #include "tests/chaos/chaos_util.h"
 #include "tests/cluster/cluster_util.h"
 #include "tests/cluster/etcd_harness.h"
 #include "tests/integration/daemon_process.h"
+#include "tests/integration/test_engine.h"
 
 DEFINE_uint32(layers, 32, "layers per request");
 DEFINE_uint32(blocks, 4, "blocks per layer");
@@ -46,12 +48,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using bench::Median;
+using bench::Seconds;
 
 using cluster::testing::WaitFor;
 
@@ -85,20 +83,12 @@ int Run() {
     return 1;
   }
   auto engine = [&](size_t i) -> std::unique_ptr<Client> {
-    ClientOptions o;
-    o.address = nodes[i]->address();
-    o.namespace_name = "handoff-bench";
-    o.use_mapped_path = false;
-    o.ucx_tls = "tcp";
-    auto c = Client::Connect(o);
+    auto c = testing::ConnectEngine(testing::EngineOptions(nodes[i]->address(), "handoff-bench"),
+                                    testing::TestGeometry(FLAGS_layers, size));
     if (!c.ok()) return nullptr;
-    NamespaceGeometry g;
-    g.num_layers = FLAGS_layers;
-    g.block_tokens = 16;
-    g.layer_block_bytes = size;
-    if (!(*c)->RegisterNamespace(g).ok()) return nullptr;
     return std::move(c).value();
   };
+
   auto prefill = engine(0);
   auto direct = engine(1);  // the prefill engine's view of the decode daemon
   auto decode = engine(1);

@@ -39,7 +39,9 @@
 #include "common/bulk_copy.h"
 #include "common/progress.h"
 #include "kvcake/client.h"
+#include "tests/bench/bench_util.h"
 #include "tests/bench/layerwise_save.h"
+#include "tests/common/comma_list.h"
 #include "tests/integration/daemon_process.h"
 
 DEFINE_bool(quick, false, "short run (about 2 minutes on an idle 2-core machine)");
@@ -86,8 +88,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
 uint64_t ParseSize(const std::string& s) {
   size_t pos = 0;
   uint64_t v = std::stoull(s, &pos);
@@ -101,15 +101,6 @@ std::string SizeName(uint64_t b) {
   if (b % (1 << 20) == 0) return std::to_string(b >> 20) + "MiB";
   if (b % (1 << 10) == 0) return std::to_string(b >> 10) + "KiB";
   return std::to_string(b) + "B";
-}
-std::vector<std::string> Split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string x;
-  while (std::getline(ss, x, ',')) {
-    if (!x.empty()) out.push_back(x);
-  }
-  return out;
 }
 
 // Latency samples (per request) plus bytes moved and wall time.
@@ -164,6 +155,16 @@ struct KvResult {
   Stats put, get;
   bool ok = false;
   std::string error;
+
+  // Merges the clients' put and get samples; the runs took `put_wall_s`
+  // and `get_wall_s`.
+  void Collect(const std::vector<Stats>& puts, const std::vector<Stats>& gets, double put_wall_s,
+               double get_wall_s) {
+    for (const Stats& p : puts) put.Merge(p);
+    for (const Stats& g : gets) get.Merge(g);
+    put.wall_s = put_wall_s;
+    get.wall_s = get_wall_s;
+  }
 };
 
 // Client options of every bench client (the flags override library defaults).
@@ -308,12 +309,7 @@ KvResult RunKvcake(const std::string& address, const std::string& tls, bool mapp
     });
   }
   for (auto& t : threads) t.join();
-  for (int c = 0; c < clients; ++c) {
-    res.put.Merge(put[c]);
-    res.get.Merge(get[c]);
-  }
-  res.put.wall_s = put_wall;
-  res.get.wall_s = get_wall;
+  res.Collect(put, get, put_wall, get_wall);
   res.ok = !failed;
   res.error = first_error;
   (void)tag;
@@ -654,12 +650,7 @@ KvResult RunRedis(int port, uint64_t size, int clients) {
     });
   }
   for (auto& t : threads) t.join();
-  for (int c = 0; c < clients; ++c) {
-    res.put.Merge(put[c]);
-    res.get.Merge(get[c]);
-  }
-  res.put.wall_s = put_wall;
-  res.get.wall_s = get_wall;
+  res.Collect(put, get, put_wall, get_wall);
   res.ok = !failed;
   if (failed) res.error = "redis error";
   return res;
@@ -701,9 +692,9 @@ int Main(int argc, char** argv) {
   ::setenv("KVCAKE_BIN_DIR", FLAGS_kvcaked.substr(0, FLAGS_kvcaked.rfind('/')).c_str(), 1);
 
   std::vector<uint64_t> sizes;
-  for (auto& s : Split(FLAGS_sizes)) sizes.push_back(ParseSize(s));
+  for (auto& s : testing::SplitCommaList(FLAGS_sizes)) sizes.push_back(ParseSize(s));
   std::vector<int> client_counts;
-  for (auto& s : Split(FLAGS_clients)) client_counts.push_back(std::stoi(s));
+  for (auto& s : testing::SplitCommaList(FLAGS_clients)) client_counts.push_back(std::stoi(s));
   uint64_t max_size = *std::max_element(sizes.begin(), sizes.end());
   int max_clients = *std::max_element(client_counts.begin(), client_counts.end());
   // Host tier: every client's keys of the largest size, twice over.
@@ -756,7 +747,7 @@ int Main(int argc, char** argv) {
   const uint64_t pairs = sizes.size() * client_counts.size();
   auto redis = StartRedis();
   std::map<std::string, double> at1m;  // key figures for the ratios
-  const std::vector<std::string> paths = Split(FLAGS_paths);
+  const std::vector<std::string> paths = testing::SplitCommaList(FLAGS_paths);
   auto wanted = [&](const std::string& path) {
     return std::find(paths.begin(), paths.end(), path) != paths.end();
   };

@@ -34,6 +34,7 @@
 #include "kvcake/client.h"
 #include "tests/chaos/chaos_util.h"
 #include "tests/integration/daemon_process.h"
+#include "tests/integration/test_engine.h"
 #include "transport/messages.h"
 #include "transport/rpc_client.h"
 
@@ -56,12 +57,7 @@ constexpr uint64_t kMiB = 1 << 20;
 // ---- clients -----------------------------------------------------------------
 
 NamespaceGeometry Geometry(uint64_t value_bytes, uint32_t layers) {
-  NamespaceGeometry g;
-  g.num_layers = layers;
-  g.block_tokens = 16;
-  g.layer_block_bytes = value_bytes;
-  g.kv_dtype = "fp16";
-  return g;
+  return testing::TestGeometry(layers, value_bytes);
 }
 
 // A client connected to `address` whose namespace `ns` is registered with
@@ -69,16 +65,11 @@ NamespaceGeometry Geometry(uint64_t value_bytes, uint32_t layers) {
 Result<std::unique_ptr<Client>> OpenClient(const std::string& address, const std::string& ns,
                                            const std::string& token, uint64_t value_bytes,
                                            uint32_t layers, bool mapped = false) {
-  ClientOptions o;
-  o.address = address;
-  o.namespace_name = ns;
+  ClientOptions o = testing::EngineOptions(address, ns);
   o.token = token;
-  o.ucx_tls = "tcp";
   o.use_mapped_path = mapped;
   o.timeout = std::chrono::milliseconds(20000);
-  ASSIGN_OR_RETURN(std::unique_ptr<Client> c, Client::Connect(o));
-  RETURN_IF_ERROR(c->RegisterNamespace(Geometry(value_bytes, layers)));
-  return c;
+  return testing::ConnectEngine(o, Geometry(value_bytes, layers));
 }
 
 // The `blocks` chained hashes of a namespace's prompt number `prompt`.
@@ -98,17 +89,10 @@ std::vector<char> ValueOf(uint64_t tenant, uint64_t hash, uint32_t layer, uint64
 // Puts every layer of `hashes`; `per` gets each value's status.
 Status PutAll(Client& c, uint64_t tenant, const std::vector<uint64_t>& hashes, uint32_t layers,
               uint64_t bytes, std::vector<Status>* per = nullptr) {
-  std::vector<std::vector<char>> values;
-  std::vector<PutBlock> blocks;
-  for (uint64_t h : hashes) {
-    for (uint32_t l = 0; l < layers; ++l) values.push_back(ValueOf(tenant, h, l, bytes));
-  }
-  size_t k = 0;
-  for (uint64_t h : hashes) {
-    for (uint32_t l = 0; l < layers; ++l) blocks.push_back(PutBlock{h, l, values[k++].data()});
-  }
+  std::vector<testing::LayerValue> values = testing::LayerValues(
+      hashes, layers, [&](uint64_t h, uint32_t l) { return ValueOf(tenant, h, l, bytes); });
   std::vector<Status> local;
-  return c.Put(blocks, per ? per : &local);
+  return c.Put(testing::PutBlocksOf(values), per ? per : &local);
 }
 
 struct GetOutcome {
@@ -123,18 +107,13 @@ struct GetOutcome {
 GetOutcome GetAll(Client& c, uint64_t tenant, const std::vector<uint64_t>& hashes, uint32_t layers,
                   uint64_t bytes) {
   GetOutcome out;
-  std::vector<std::vector<char>> bufs(hashes.size() * layers, std::vector<char>(bytes));
-  std::vector<GetBlock> blocks;
-  size_t k = 0;
-  for (uint64_t h : hashes) {
-    for (uint32_t l = 0; l < layers; ++l) blocks.push_back(GetBlock{h, l, bufs[k++].data()});
-  }
-  out.status = c.Get(blocks, &out.found_flags);
+  std::vector<testing::LayerValue> bufs = testing::LayerBuffers(hashes, layers, bytes);
+  out.status = c.Get(testing::GetBlocksOf(bufs), &out.found_flags);
   if (!out.status.ok()) return out;
-  for (size_t i = 0; i < blocks.size(); ++i) {
+  for (size_t i = 0; i < bufs.size(); ++i) {
     if (!out.found_flags[i]) {
       ++out.missing;
-    } else if (bufs[i] != ValueOf(tenant, blocks[i].hash, blocks[i].layer, bytes)) {
+    } else if (bufs[i].bytes != ValueOf(tenant, bufs[i].hash, bufs[i].layer, bytes)) {
       ++out.wrong;
     } else {
       ++out.found;
@@ -187,6 +166,13 @@ Result<transport::RegisterNamespaceResponse> RawRegister(transport::RpcClient& r
 
 std::vector<std::string> BaseFlags(const std::string& ssd_path) {
   return {"--ssd_path=" + ssd_path, "--io_threads=2", "--ucx_tls=tcp", "--log_level=warning"};
+}
+
+// A daemon without an SSD tier: a 32 MiB host tier of 64 KiB slots.
+std::vector<std::string> HostOnlyFlags() {
+  std::vector<std::string> flags = BaseFlags("");
+  flags.insert(flags.end(), {"--host_bytes=32M", "--slot_bytes=64K"});
+  return flags;
 }
 
 Result<double> ScrapeMetric(DaemonProcess& d, const std::string& name) {
@@ -715,8 +701,7 @@ TEST(SlowAdminAndChurn, ProbesAnswerAndMemoryReturns) {
   TempDir dir;
   // No SSD tier: a full host tier drops blocks, so the daemon's memory is
   // the host segment plus what connections cost.
-  auto flags = BaseFlags("");
-  flags.insert(flags.end(), {"--host_bytes=32M", "--slot_bytes=64K"});
+  auto flags = HostOnlyFlags();
   Result<std::unique_ptr<DaemonProcess>> d = DaemonProcess::Start(flags);
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   const std::string address = (*d)->address();
@@ -942,8 +927,8 @@ TEST_P(ConnectionIdentity, NewConnectionNeverInheritsAClosedOnesGrants) {
   TempDir dir;
   const std::string tokens = dir.path() + "/tokens";
   std::ofstream(tokens) << "tokA nsA\ntokB nsB\n";
-  auto flags = BaseFlags("");
-  flags.insert(flags.end(), {"--token_file=" + tokens, "--host_bytes=32M", "--slot_bytes=64K"});
+  auto flags = HostOnlyFlags();
+  flags.push_back("--token_file=" + tokens);
   Result<std::unique_ptr<DaemonProcess>> d = DaemonProcess::Start(flags);
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   const std::string address = (*d)->address();
@@ -1012,8 +997,7 @@ INSTANTIATE_TEST_SUITE_P(CloseOrCrash, ConnectionIdentity, ::testing::Values(fal
 // handshake completed never pile up against --max_pending_handshakes.
 TEST(ConnectionChurn, ThousandsOfShortConnectionsAreServed) {
   TempDir dir;
-  auto flags = BaseFlags("");
-  flags.insert(flags.end(), {"--host_bytes=32M", "--slot_bytes=64K"});
+  auto flags = HostOnlyFlags();
   Result<std::unique_ptr<DaemonProcess>> d = DaemonProcess::Start(flags);
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   for (SoakRounds r(1); r.Next();) {

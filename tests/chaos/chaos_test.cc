@@ -28,6 +28,7 @@
 #include "kvcake/client.h"
 #include "tests/chaos/chaos_util.h"
 #include "tests/integration/daemon_process.h"
+#include "tests/integration/test_engine.h"
 
 namespace kvcake {
 namespace {
@@ -77,20 +78,12 @@ class CpuLoad {
 };
 
 std::unique_ptr<Client> Connect(const std::string& address, const std::string& tls) {
-  ClientOptions o;
-  o.address = address;
-  o.namespace_name = "chaos-model";
+  ClientOptions o = testing::EngineOptions(address, "chaos-model");
   o.ucx_tls = tls;
-  o.use_mapped_path = false;
   o.timeout = std::chrono::milliseconds(30000);
-  Result<std::unique_ptr<Client>> c = Client::Connect(o);
+  Result<std::unique_ptr<Client>> c =
+      testing::ConnectEngine(o, testing::TestGeometry(kLayers, kValueBytes));
   if (!c.ok()) return nullptr;
-  NamespaceGeometry g;
-  g.num_layers = kLayers;
-  g.block_tokens = 16;
-  g.layer_block_bytes = kValueBytes;
-  g.kv_dtype = "fp16";
-  if (!(*c)->RegisterNamespace(g).ok()) return nullptr;
   return std::move(c).value();
 }
 
@@ -102,35 +95,20 @@ std::vector<uint64_t> Chain(Client& c) {
 
 // Stores every layer of the chain (already stored blocks stay as they are).
 bool PutChain(Client& c) {
-  std::vector<uint64_t> chain = Chain(c);
-  std::vector<std::vector<char>> values;
-  std::vector<PutBlock> blocks;
-  for (uint64_t h : chain) {
-    for (uint32_t l = 0; l < kLayers; ++l) values.push_back(ValueOf(h, l));
-  }
-  size_t k = 0;
-  for (uint64_t h : chain) {
-    for (uint32_t l = 0; l < kLayers; ++l) blocks.push_back(PutBlock{h, l, values[k++].data()});
-  }
+  std::vector<testing::LayerValue> values = testing::LayerValues(Chain(c), kLayers, ValueOf);
   std::vector<Status> per;
-  return c.Put(blocks, &per).ok();
+  return c.Put(testing::PutBlocksOf(values), &per).ok();
 }
 
 // Gets the whole chain; the number of values that came back wrong (a value
 // not found counts as wrong too), or -1 if the call failed.
 int GetChainErrors(Client& c) {
-  std::vector<uint64_t> chain = Chain(c);
-  std::vector<std::vector<char>> bufs(chain.size() * kLayers, std::vector<char>(kValueBytes));
-  std::vector<GetBlock> blocks;
-  size_t k = 0;
-  for (uint64_t h : chain) {
-    for (uint32_t l = 0; l < kLayers; ++l) blocks.push_back(GetBlock{h, l, bufs[k++].data()});
-  }
+  std::vector<testing::LayerValue> bufs = testing::LayerBuffers(Chain(c), kLayers, kValueBytes);
   std::vector<bool> found;
-  if (!c.Get(blocks, &found).ok()) return -1;
+  if (!c.Get(testing::GetBlocksOf(bufs), &found).ok()) return -1;
   int wrong = 0;
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    if (!found[i] || bufs[i] != ValueOf(blocks[i].hash, blocks[i].layer)) ++wrong;
+  for (size_t i = 0; i < bufs.size(); ++i) {
+    if (!found[i] || bufs[i].bytes != ValueOf(bufs[i].hash, bufs[i].layer)) ++wrong;
   }
   return wrong;
 }
@@ -144,15 +122,22 @@ std::vector<std::string> Flags(const TempDir& dir) {
           "--log_level=warning"};
 }
 
+// A kvcaked with Flags(dir) whose UCX transports are `tls`, then `extra`.
+Result<std::unique_ptr<DaemonProcess>> StartDaemon(const TempDir& dir, const std::string& tls,
+                                                   const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> flags = Flags(dir);
+  flags.push_back("--ucx_tls=" + tls);
+  flags.insert(flags.end(), extra.begin(), extra.end());
+  return DaemonProcess::Start(flags);
+}
+
 // A client SIGKILLed while 1 MiB get replies are in flight must cost the
 // daemon nothing but the connection.
 class ClientKilledMidGet : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(ClientKilledMidGet, DaemonSurvivesUnderLoad) {
   TempDir dir;
-  auto flags = Flags(dir);
-  flags.push_back(std::string("--ucx_tls=") + GetParam());
-  Result<std::unique_ptr<DaemonProcess>> d = DaemonProcess::Start(flags);
+  Result<std::unique_ptr<DaemonProcess>> d = StartDaemon(dir, GetParam());
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   const std::string address = (*d)->address();
   CpuLoad load(2);
@@ -248,9 +233,7 @@ std::vector<uint16_t> ListeningPorts(pid_t pid) {
 // packet and other malformed input; the daemon must keep serving.
 TEST(CraftedPackets, NoPacketKillsTheDaemon) {
   TempDir dir;
-  auto flags = Flags(dir);
-  flags.push_back("--ucx_tls=tcp");
-  Result<std::unique_ptr<DaemonProcess>> d = DaemonProcess::Start(flags);
+  Result<std::unique_ptr<DaemonProcess>> d = StartDaemon(dir, "tcp");
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   auto pack = [](uint64_t len, uint8_t status) {
     std::string s(9, '\0');
@@ -303,9 +286,7 @@ TEST(CraftedPackets, NoPacketKillsTheDaemon) {
 // TIME_WAIT), and the engine's existing Client works again.
 TEST(DaemonCrash, RestartBindsItsPortAtOnceAndClientsComeBack) {
   TempDir dir;
-  auto flags = Flags(dir);
-  flags.push_back("--ucx_tls=tcp");
-  Result<std::unique_ptr<DaemonProcess>> d = DaemonProcess::Start(flags);
+  Result<std::unique_ptr<DaemonProcess>> d = StartDaemon(dir, "tcp");
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   const std::string address = (*d)->address();
   // The clients live in a child: this process forks daemons.
@@ -331,9 +312,8 @@ TEST(DaemonCrash, RestartBindsItsPortAtOnceAndClientsComeBack) {
   ASSERT_EQ(::read(ready[0], &b, 1), 1);
   ::kill((*d)->pid(), SIGKILL);
   while ((*d)->Alive()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  flags.push_back("--listen=" + address);
   const auto t0 = std::chrono::steady_clock::now();
-  Result<std::unique_ptr<DaemonProcess>> again = DaemonProcess::Start(flags);
+  Result<std::unique_ptr<DaemonProcess>> again = StartDaemon(dir, "tcp", {"--listen=" + address});
   ASSERT_TRUE(again.ok()) << "restart on " << address << ": " << again.status().ToString();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
   ASSERT_EQ(::write(go[1], "g", 1), 1);

@@ -18,6 +18,8 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/common/loopback_socket.h"
+
 namespace kvcake::chaos {
 
 int SoakSeconds() {
@@ -45,26 +47,8 @@ std::vector<char> Pattern(uint64_t seed, uint64_t index, size_t bytes) {
   return v;
 }
 
-namespace {
-
-int BlockingConnect(uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  ::inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-}  // namespace
-
 void SendRaw(uint16_t port, const std::string& bytes) {
-  const int fd = BlockingConnect(port);
+  const int fd = testing::ConnectLoopback(port);
   if (fd < 0) return;
   ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -72,7 +56,7 @@ void SendRaw(uint16_t port, const std::string& bytes) {
 }
 
 int ConnectTcp(uint16_t port) {
-  const int fd = BlockingConnect(port);
+  const int fd = testing::ConnectLoopback(port);
   if (fd >= 0) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
   return fd;
 }

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -84,14 +85,32 @@ double MaxAbs(const std::vector<double>& v) {
   return m;
 }
 
-TEST(CakeGolden, FileIsPresentAndHasCases) {
-  const json g = LoadGolden();
-  ASSERT_TRUE(g.is_object());
-  ASSERT_TRUE(g.contains("cases"));
-  EXPECT_GE(g["cases"].size(), 1u);
+// Expects the layer's statistics to match golden layer `L`: H, V and P, the
+// token indicator and the block scores, each within tolerance.
+void ExpectLayerMatches(const json& L, double h, double v, double p,
+                        const std::vector<float>& indicator, const std::vector<double>& scores) {
+  ExpectClose(h, L["H"].get<double>(), 0, "H");
+  ExpectClose(v, L["V"].get<double>(), 0, "V");
+  ExpectClose(p, L["P"].get<double>(), 0, "P");
+  const std::vector<double> want_ind = Flatten2(L["indicator"]);
+  ASSERT_EQ(want_ind.size(), indicator.size());
+  const double ind_scale = MaxAbs(want_ind);
+  for (size_t i = 0; i < indicator.size(); ++i) {
+    ExpectClose(indicator[i], want_ind[i], ind_scale, "indicator[" + std::to_string(i) + "]");
+  }
+  const std::vector<double> want_scores = L["block_scores"].get<std::vector<double>>();
+  ASSERT_EQ(want_scores.size(), scores.size());
+  const double score_scale = MaxAbs(want_scores);
+  for (size_t b = 0; b < scores.size(); ++b) {
+    ExpectClose(scores[b], want_scores[b], score_scale, "block_scores[" + std::to_string(b) + "]");
+  }
 }
 
-TEST(CakeGolden, CAbiReproducesEveryCase) {
+// Runs `check` on every golden case (traced by its number) with its prefix
+// length (seq_len - window) and the prefix's block count; stops at the first
+// fatal failure.
+void ForEachCase(
+    const std::function<void(const json& c, const Case& k, int prefix, int blocks)>& check) {
   const json g = LoadGolden();
   ASSERT_TRUE(g.is_object() && g.contains("cases"));
   int case_no = 0;
@@ -100,6 +119,20 @@ TEST(CakeGolden, CAbiReproducesEveryCase) {
     const Case k = ReadCase(c);
     const int prefix = k.seq_len - k.window;
     const int blocks = (prefix + k.block_tokens - 1) / k.block_tokens;
+    check(c, k, prefix, blocks);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+}
+
+TEST(CakeGolden, FileIsPresentAndHasCases) {
+  const json g = LoadGolden();
+  ASSERT_TRUE(g.is_object());
+  ASSERT_TRUE(g.contains("cases"));
+  EXPECT_GE(g["cases"].size(), 1u);
+}
+
+TEST(CakeGolden, CAbiReproducesEveryCase) {
+  ForEachCase([](const json& c, const Case& k, int prefix, int blocks) {
     std::vector<double> prefs;
     ASSERT_EQ(static_cast<int>(c["layers"].size()), k.num_layers);
     for (int l = 0; l < k.num_layers; ++l) {
@@ -113,26 +146,11 @@ TEST(CakeGolden, CAbiReproducesEveryCase) {
                                         k.tau2, k.gamma, k.pool_kernel, &h, &v, &p, ind.data()),
                 0)
           << kvcake_last_error();
-      ExpectClose(h, L["H"].get<double>(), 0, "H");
-      ExpectClose(v, L["V"].get<double>(), 0, "V");
-      ExpectClose(p, L["P"].get<double>(), 0, "P");
-      const std::vector<double> want_ind = Flatten2(L["indicator"]);
-      ASSERT_EQ(want_ind.size(), ind.size());
-      const double ind_scale = MaxAbs(want_ind);
-      for (size_t i = 0; i < ind.size(); ++i) {
-        ExpectClose(ind[i], want_ind[i], ind_scale, "indicator[" + std::to_string(i) + "]");
-      }
       std::vector<double> scores(static_cast<size_t>(blocks), -1);
       ASSERT_EQ(kvcake_cake_block_scores(ind.data(), k.kvh, prefix, k.block_tokens, scores.data()),
                 0)
           << kvcake_last_error();
-      std::vector<double> want_scores = L["block_scores"].get<std::vector<double>>();
-      ASSERT_EQ(want_scores.size(), scores.size());
-      const double score_scale = MaxAbs(want_scores);
-      for (size_t b = 0; b < scores.size(); ++b) {
-        ExpectClose(scores[b], want_scores[b], score_scale,
-                    "block_scores[" + std::to_string(b) + "]");
-      }
+      ASSERT_NO_FATAL_FAILURE(ExpectLayerMatches(L, h, v, p, ind, scores));
       prefs.push_back(L["P"].get<double>());
     }
     // Budgets are exact given the golden P; caps are each layer's block count.
@@ -142,18 +160,11 @@ TEST(CakeGolden, CAbiReproducesEveryCase) {
               0)
         << kvcake_last_error();
     EXPECT_EQ(budgets, c["budgets"].get<std::vector<int64_t>>());
-  }
+  });
 }
 
 TEST(CakeGolden, CppApiReproducesEveryCase) {
-  const json g = LoadGolden();
-  ASSERT_TRUE(g.is_object() && g.contains("cases"));
-  int case_no = 0;
-  for (const auto& c : g["cases"]) {
-    SCOPED_TRACE("case " + std::to_string(case_no++));
-    const Case k = ReadCase(c);
-    const int prefix = k.seq_len - k.window;
-    const int blocks = (prefix + k.block_tokens - 1) / k.block_tokens;
+  ForEachCase([](const json& c, const Case& k, int prefix, int blocks) {
     kvcake::cake::Params params{k.tau1, k.tau2, k.gamma, k.pool_kernel};
     kvcake::cake::Shape shape{k.qh, k.kvh, k.window, k.seq_len};
     std::vector<double> our_prefs;
@@ -163,27 +174,14 @@ TEST(CakeGolden, CppApiReproducesEveryCase) {
       const std::vector<float> att = FlattenAttention(L["attention"]);
       kvcake::cake::LayerStats stats;
       ASSERT_EQ(kvcake::cake::ComputeLayerStats(att, shape, params, &stats).ToString(), "OK");
-      ExpectClose(stats.entropy, L["H"].get<double>(), 0, "H");
-      ExpectClose(stats.variance, L["V"].get<double>(), 0, "V");
-      ExpectClose(stats.preference, L["P"].get<double>(), 0, "P");
-      const std::vector<double> want_ind = Flatten2(L["indicator"]);
-      ASSERT_EQ(want_ind.size(), stats.indicator.size());
-      const double ind_scale = MaxAbs(want_ind);
-      for (size_t i = 0; i < want_ind.size(); ++i) {
-        ExpectClose(stats.indicator[i], want_ind[i], ind_scale, "indicator");
-      }
       std::vector<double> scores;
       ASSERT_EQ(
           kvcake::cake::ComputeBlockScores(stats.indicator, k.kvh, prefix, k.block_tokens, &scores)
               .ToString(),
           "OK");
-      const std::vector<double> want_scores = L["block_scores"].get<std::vector<double>>();
-      ASSERT_EQ(scores.size(), want_scores.size());
       ASSERT_EQ(static_cast<int>(scores.size()), blocks);
-      const double score_scale = MaxAbs(want_scores);
-      for (size_t b = 0; b < scores.size(); ++b) {
-        ExpectClose(scores[b], want_scores[b], score_scale, "block_scores");
-      }
+      ASSERT_NO_FATAL_FAILURE(ExpectLayerMatches(L, stats.entropy, stats.variance, stats.preference,
+                                                 stats.indicator, scores));
       our_prefs.push_back(stats.preference);
     }
     std::vector<int64_t> caps(static_cast<size_t>(k.num_layers), blocks);
@@ -191,7 +189,7 @@ TEST(CakeGolden, CppApiReproducesEveryCase) {
     // From our own P (within 1e-4 of the golden P) the budgets match as well.
     ASSERT_EQ(kvcake::cake::ComputeBudgets(our_prefs, caps, k.total, &budgets).ToString(), "OK");
     EXPECT_EQ(budgets, c["budgets"].get<std::vector<int64_t>>());
-  }
+  });
 }
 
 }  // namespace

@@ -8,36 +8,17 @@
 #include <vector>
 
 #include "kvcake/cake.h"
+#include "tests/client_cake/random_attention.h"
+#include "tests/common/cuda_device.h"
 
 namespace {
 
-bool HaveDevice() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return n > 0;
-}
+using kvcake::testing::HaveCudaDevice;
 
-std::vector<float> RandomAttention(std::mt19937_64& rng, int heads, int window, int seq_len) {
-  std::normal_distribution<double> logit(0.0, 2.0);
-  std::vector<float> a(static_cast<size_t>(heads) * window * seq_len, 0.0f);
-  for (int h = 0; h < heads; ++h) {
-    for (int i = 0; i < window; ++i) {
-      const int limit = seq_len - window + i + 1;
-      std::vector<double> e(static_cast<size_t>(limit));
-      double sum = 0;
-      for (int n = 0; n < limit; ++n) sum += (e[n] = std::exp(logit(rng)));
-      float* row = a.data() + (static_cast<size_t>(h) * window + i) * seq_len;
-      for (int n = 0; n < limit; ++n) row[n] = static_cast<float>(e[n] / sum);
-    }
-  }
-  return a;
-}
+using kvcake::testing::RandomAttention;
 
 TEST(CakeGpu, KernelMatchesCpuReference) {
-  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  if (!HaveCudaDevice()) GTEST_SKIP() << "no CUDA device";
   std::mt19937_64 rng(42);
   const kvcake::cake::Shape shapes[] = {{8, 2, 32, 2080}, {4, 4, 8, 300}, {32, 8, 32, 4096}};
   for (const auto& shape : shapes) {

@@ -9,8 +9,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -20,9 +18,10 @@
 
 #include "kvcake/client.h"
 #include "tests/chaos/chaos_util.h"
+#include "tests/cluster/cluster_fixture.h"
 #include "tests/cluster/cluster_util.h"
-#include "tests/cluster/etcd_harness.h"
 #include "tests/integration/daemon_process.h"
+#include "tests/integration/test_engine.h"
 #include "transport/messages.h"
 #include "transport/rpc_client.h"
 
@@ -31,7 +30,6 @@ namespace {
 
 using std::chrono::milliseconds;
 using testing::DaemonProcess;
-using testing::TempDir;
 
 constexpr uint64_t kValueBytes = 64 * 1024;
 constexpr uint32_t kLayers = 2;
@@ -43,78 +41,14 @@ std::vector<char> Value(uint64_t hash, uint32_t layer) {
 
 using cluster::testing::WaitFor;
 
-class ClusterTest : public ::testing::Test {
+class ClusterTest : public cluster::testing::ClusterFixture {
  protected:
-  void SetUp() override {
-    if (!cluster::testing::EtcdProcess::Available()) GTEST_SKIP() << "no /usr/bin/etcd";
-    auto etcd = cluster::testing::EtcdProcess::Start();
-    ASSERT_TRUE(etcd.ok()) << etcd.status().ToString();
-    etcd_ = std::move(etcd).value();
-    token_file_ = dir_.path() + "/cluster.token";
-    std::ofstream(token_file_) << "cluster-secret-for-tests\n";
-    for (const char* id : {"a", "b", "c"}) ASSERT_TRUE(StartMember(id));
-    ASSERT_TRUE(WaitFor(
-        [&] { return MembersSeenBy(0) == 3 && MembersSeenBy(1) == 3 && MembersSeenBy(2) == 3; },
-        milliseconds(10000)));
-  }
-
-  std::vector<std::string> Flags(const std::string& id, const std::string& dir_suffix = "") {
-    return {"--cluster_etcd=" + etcd_->endpoint(),
-            "--cluster_name=test",
-            "--node_id=" + id,
-            "--member_ttl_s=2",
-            "--peer_timeout_ms=" + std::to_string(kPeerTimeoutMs),
-            "--cluster_token_file=" + token_file_,
-            "--ucx_tls=tcp",
-            "--io_threads=2",
-            "--host_bytes=64MiB",
-            "--slot_bytes=64KiB",
-            "--expose_host_segment=false",
-            "--ssd_path=" + dir_.path() + "/ssd-" + id + dir_suffix,
-            "--ssd_bytes=256MiB",
-            "--admin_listen=127.0.0.1:0",
-            "--log_level=warning"};
-  }
-
-  bool StartMember(const std::string& id) {
-    auto d = DaemonProcess::Start(Flags(id));
-    if (!d.ok()) {
-      ADD_FAILURE() << id << ": " << d.status().ToString();
-      return false;
-    }
-    const size_t i = static_cast<size_t>(id[0] - 'a');
-    if (members_.size() <= i) members_.resize(i + 1);
-    members_[i] = std::move(d).value();
-    return true;
-  }
+  ClusterTest() : ClusterFixture("llama-test", kLayers, kValueBytes, kPeerTimeoutMs) {}
 
   nlohmann::json Cluster(size_t i) {
     auto r = chaos::HttpGet(chaos::PortOf(members_[i]->admin_address()), "/v1/cluster");
     if (!r.ok() || r->status != 200) return nlohmann::json::object();
     return nlohmann::json::parse(r->body, nullptr, false);
-  }
-  // Live, non-stale members daemon `i` sees (0 if its admin API fails).
-  size_t MembersSeenBy(size_t i) {
-    return cluster::testing::LiveMembers(members_[i]->admin_address());
-  }
-
-  std::unique_ptr<Client> Engine(size_t i) {
-    ClientOptions o;
-    o.address = members_[i]->address();
-    o.namespace_name = "llama-test";
-    o.use_mapped_path = false;
-    o.ucx_tls = "tcp";
-    o.timeout = milliseconds(10000);
-    auto c = Client::Connect(o);
-    EXPECT_TRUE(c.ok()) << c.status().ToString();
-    if (!c.ok()) return nullptr;
-    NamespaceGeometry g;
-    g.num_layers = kLayers;
-    g.block_tokens = 16;
-    g.layer_block_bytes = kValueBytes;
-    g.kv_dtype = "fp16";
-    EXPECT_TRUE((*c)->RegisterNamespace(g).ok());
-    return std::move(c).value();
   }
 
   // A chain of `n` blocks with every layer stored through `engine`.
@@ -122,44 +56,26 @@ class ClusterTest : public ::testing::Test {
     std::vector<uint32_t> tokens(16 * n);
     for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = seed * 100000 + i;
     std::vector<uint64_t> chain = engine.HashTokens(tokens);
-    std::vector<std::vector<char>> values;
-    std::vector<PutBlock> blocks;
-    for (uint64_t h : chain) {
-      for (uint32_t l = 0; l < kLayers; ++l) values.push_back(Value(h, l));
-    }
-    size_t v = 0;
-    for (uint64_t h : chain) {
-      for (uint32_t l = 0; l < kLayers; ++l) blocks.push_back({h, l, values[v++].data()});
-    }
-    EXPECT_TRUE(engine.Put(blocks, nullptr).ok());
+    std::vector<testing::LayerValue> values = testing::LayerValues(chain, kLayers, Value);
+    EXPECT_TRUE(engine.Put(testing::PutBlocksOf(values), nullptr).ok());
     return chain;
   }
 
   // Gets every layer of `chain` through `engine`; the number of blocks that
   // came back, each checked byte for byte.
   size_t GetChecked(Client& engine, const std::vector<uint64_t>& chain) {
-    std::vector<std::vector<char>> bufs(chain.size() * kLayers, std::vector<char>(kValueBytes));
-    std::vector<GetBlock> blocks;
-    size_t v = 0;
-    for (uint64_t h : chain) {
-      for (uint32_t l = 0; l < kLayers; ++l) blocks.push_back({h, l, bufs[v++].data()});
-    }
+    std::vector<testing::LayerValue> bufs = testing::LayerBuffers(chain, kLayers, kValueBytes);
     std::vector<bool> found;
-    Status s = engine.Get(blocks, &found);
+    Status s = engine.Get(testing::GetBlocksOf(bufs), &found);
     if (!s.ok() && s.code() != StatusCode::kNotFound) ADD_FAILURE() << s.ToString();
     size_t ok = 0;
-    for (size_t i = 0; i < blocks.size(); ++i) {
+    for (size_t i = 0; i < bufs.size(); ++i) {
       if (i >= found.size() || !found[i]) continue;
-      EXPECT_EQ(bufs[i], Value(blocks[i].hash, blocks[i].layer)) << "wrong bytes in block " << i;
+      EXPECT_EQ(bufs[i].bytes, Value(bufs[i].hash, bufs[i].layer)) << "wrong bytes in block " << i;
       ++ok;
     }
     return ok;
   }
-
-  TempDir dir_;
-  std::string token_file_;
-  std::unique_ptr<cluster::testing::EtcdProcess> etcd_;
-  std::vector<std::unique_ptr<DaemonProcess>> members_;
 };
 
 TEST_F(ClusterTest, PrefixSavedOnOneNodeIsServedByAnother) {

@@ -9,28 +9,21 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "kvcake/client.h"
 #include "tests/chaos/chaos_util.h"
+#include "tests/cluster/cluster_fixture.h"
 #include "tests/cluster/cluster_util.h"
-#include "tests/cluster/etcd_harness.h"
-#include "tests/integration/daemon_process.h"
 
 namespace kvcake {
 namespace {
 
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
-using testing::DaemonProcess;
-using testing::TempDir;
 
 constexpr uint64_t kValueBytes = 64 * 1024;
 constexpr uint32_t kLayers = 32;
@@ -48,41 +41,12 @@ long long MsSince(Clock::time_point t) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - t).count();
 }
 
-class HandoffTest : public ::testing::Test {
+class HandoffTest : public cluster::testing::ClusterFixture {
  protected:
-  void SetUp() override {
-    if (!cluster::testing::EtcdProcess::Available()) GTEST_SKIP() << "no /usr/bin/etcd";
-    auto etcd = cluster::testing::EtcdProcess::Start();
-    ASSERT_TRUE(etcd.ok()) << etcd.status().ToString();
-    etcd_ = std::move(etcd).value();
-    token_file_ = dir_.path() + "/cluster.token";
-    std::ofstream(token_file_) << "cluster-secret-for-tests\n";
-    for (const char* id : {"a", "b", "c"}) ASSERT_TRUE(StartMember(id));
-    ASSERT_TRUE(WaitFor([&] { return MembersSeenBy(0) == 3 && MembersSeenBy(1) == 3; },
-                        milliseconds(10000)));
-  }
-
-  bool StartMember(const std::string& id) {
-    auto d = DaemonProcess::Start(
-        {"--cluster_etcd=" + etcd_->endpoint(), "--cluster_name=test", "--node_id=" + id,
-         "--member_ttl_s=2", "--peer_timeout_ms=" + std::to_string(kPeerTimeoutMs),
-         "--handoff_wait_ms=" + std::to_string(kHandoffWaitMs),
-         "--cluster_token_file=" + token_file_, "--ucx_tls=tcp", "--io_threads=2",
-         "--host_bytes=64MiB", "--slot_bytes=64KiB", "--expose_host_segment=false",
-         "--ssd_path=" + dir_.path() + "/ssd-" + id, "--ssd_bytes=256MiB",
-         "--admin_listen=127.0.0.1:0", "--log_level=error"});
-    if (!d.ok()) {
-      ADD_FAILURE() << id << ": " << d.status().ToString();
-      return false;
-    }
-    const size_t i = static_cast<size_t>(id[0] - 'a');
-    if (members_.size() <= i) members_.resize(i + 1);
-    members_[i] = std::move(d).value();
-    return true;
-  }
-
-  size_t MembersSeenBy(size_t i) {
-    return cluster::testing::LiveMembers(members_[i]->admin_address());
+  HandoffTest() : ClusterFixture("llama-handoff", kLayers, kValueBytes, kPeerTimeoutMs) {
+    options_.watchers = 2;
+    options_.log_level = "error";
+    options_.extra_flags = {"--handoff_wait_ms=" + std::to_string(kHandoffWaitMs)};
   }
 
   // The value of metric line `series` (e.g. `name{event="failed"}`) on member i; -1 if absent.
@@ -94,29 +58,16 @@ class HandoffTest : public ::testing::Test {
     return std::stod(r->body.substr(at + series.size() + 2));
   }
 
-  std::unique_ptr<Client> Engine(size_t i) {
-    ClientOptions o;
-    o.address = members_[i]->address();
-    o.namespace_name = "llama-handoff";
-    o.use_mapped_path = false;
-    o.ucx_tls = "tcp";
-    o.timeout = milliseconds(10000);
-    auto c = Client::Connect(o);
-    EXPECT_TRUE(c.ok()) << c.status().ToString();
-    if (!c.ok()) return nullptr;
-    NamespaceGeometry g;
-    g.num_layers = kLayers;
-    g.block_tokens = 16;
-    g.layer_block_bytes = kValueBytes;
-    g.kv_dtype = "fp16";
-    EXPECT_TRUE((*c)->RegisterNamespace(g).ok());
-    return std::move(c).value();
-  }
-
   std::vector<uint64_t> Chain(Client& engine, uint32_t seed) {
     std::vector<uint32_t> tokens(16 * kBlocks);
     for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = seed * 100000 + i;
     return engine.HashTokens(tokens);
+  }
+
+  // Hand-off `id` of every layer of the kBlocks-block request to member
+  // `node`.
+  static HandoffTarget WholeRequestTo(const std::string& node, uint64_t id) {
+    return HandoffTarget{node, id, static_cast<uint32_t>(kBlocks * kLayers)};
   }
 
   // Whether `decode`'s daemon holds layer 0 of every block of `chain` (waits
@@ -140,11 +91,6 @@ class HandoffTest : public ::testing::Test {
     }
     return group;
   }
-
-  TempDir dir_;
-  std::string token_file_;
-  std::unique_ptr<cluster::testing::EtcdProcess> etcd_;
-  std::vector<std::unique_ptr<DaemonProcess>> members_;
 };
 
 TEST_F(HandoffTest, LayersStreamedToTheDecodeNodeArriveWhileThePrefillRuns) {
@@ -152,7 +98,7 @@ TEST_F(HandoffTest, LayersStreamedToTheDecodeNodeArriveWhileThePrefillRuns) {
   auto decode = Engine(1);
   ASSERT_TRUE(prefill && decode);
   const std::vector<uint64_t> chain = Chain(*prefill, 1);
-  const HandoffTarget target{"b", 42, static_cast<uint32_t>(kBlocks * kLayers)};
+  const HandoffTarget target = WholeRequestTo("b", 42);
   auto stream = prefill->OpenHandoffStream(target);
   ASSERT_TRUE(stream.ok()) << stream.status().ToString();
   std::vector<std::vector<char>> values;
@@ -203,7 +149,7 @@ TEST_F(HandoffTest, AKilledTargetFailsTheHandoffNotThePrefill) {
   auto prefill = Engine(0);
   ASSERT_TRUE(prefill);
   const std::vector<uint64_t> chain = Chain(*prefill, 2);
-  const HandoffTarget target{"b", 7, static_cast<uint32_t>(kBlocks * kLayers)};
+  const HandoffTarget target = WholeRequestTo("b", 7);
   std::vector<std::vector<char>> values;
   values.reserve(kBlocks * kLayers);
   const auto start = Clock::now();
@@ -231,7 +177,7 @@ TEST_F(HandoffTest, AnAnnouncedLayerThatNeverArrivesIsAMissAfterTheWait) {
   auto decode = Engine(1);
   ASSERT_TRUE(prefill && decode);
   const std::vector<uint64_t> chain = Chain(*prefill, 3);
-  const HandoffTarget target{"b", 9, static_cast<uint32_t>(kBlocks * kLayers)};
+  const HandoffTarget target = WholeRequestTo("b", 9);
   std::vector<std::vector<char>> values;
   ASSERT_TRUE(prefill->PutHandoff(target, Layer(chain, 0, &values)).ok());
   ASSERT_TRUE(HoldsLayerZero(*decode, chain));

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <initializer_list>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +18,14 @@ namespace {
 
 bool Contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
+}
+
+// Expects each of `parts` in exposition `text` (most are whole lines, their
+// "\n" included).
+void ExpectLines(const std::string& text, std::initializer_list<const char*> parts) {
+  for (const char* part : parts) {
+    EXPECT_TRUE(Contains(text, part)) << "no \"" << part << "\" in:\n" << text;
+  }
 }
 
 TEST(MetricsTest, NameValidation) {
@@ -40,10 +49,8 @@ TEST(MetricsTest, CounterRendersWithLabels) {
   f.WithLabels({"put"})->Increment();
   EXPECT_EQ(f.WithLabels({"get"})->Value(), 5u);
   std::string text = r.Expose();
-  EXPECT_TRUE(Contains(text, "# HELP t_requests_total Requests.\n")) << text;
-  EXPECT_TRUE(Contains(text, "# TYPE t_requests_total counter\n")) << text;
-  EXPECT_TRUE(Contains(text, "t_requests_total{op=\"get\"} 5\n")) << text;
-  EXPECT_TRUE(Contains(text, "t_requests_total{op=\"put\"} 1\n")) << text;
+  ExpectLines(text, {"# HELP t_requests_total Requests.\n", "# TYPE t_requests_total counter\n",
+                     "t_requests_total{op=\"get\"} 5\n", "t_requests_total{op=\"put\"} 1\n"});
 }
 
 TEST(MetricsTest, ReRegistrationReturnsSameFamily) {
@@ -64,9 +71,8 @@ TEST(MetricsTest, GaugeAndEscaping) {
   g.WithLabels({"we\"ird\\"})->Add(1);
   g.WithLabels({"x"})->Sub(3);
   std::string text = r.Expose();
-  EXPECT_TRUE(Contains(text, "# HELP t_temp Line1\\nline2 \\\\ back.\n")) << text;
-  EXPECT_TRUE(Contains(text, "t_temp{name=\"we\\\"ird\\\\\"} 2.5\n")) << text;
-  EXPECT_TRUE(Contains(text, "t_temp{name=\"x\"} -3\n")) << text;
+  ExpectLines(text, {"# HELP t_temp Line1\\nline2 \\\\ back.\n",
+                     "t_temp{name=\"we\\\"ird\\\\\"} 2.5\n", "t_temp{name=\"x\"} -3\n"});
 }
 
 TEST(MetricsTest, HistogramBucketsAreCumulative) {
@@ -86,11 +92,11 @@ TEST(MetricsTest, HistogramBucketsAreCumulative) {
   EXPECT_EQ(s.count, 4u);
   EXPECT_DOUBLE_EQ(s.sum, 100.65);
   std::string text = r.Expose();
-  EXPECT_TRUE(Contains(text, "# TYPE t_latency_seconds histogram\n")) << text;
-  EXPECT_TRUE(Contains(text, "t_latency_seconds_bucket{op=\"get\",le=\"0.1\"} 2\n")) << text;
-  EXPECT_TRUE(Contains(text, "t_latency_seconds_bucket{op=\"get\",le=\"+Inf\"} 4\n")) << text;
-  EXPECT_TRUE(Contains(text, "t_latency_seconds_count{op=\"get\"} 4\n")) << text;
-  EXPECT_TRUE(Contains(text, "t_latency_seconds_sum{op=\"get\"} 100.65\n")) << text;
+  ExpectLines(text, {"# TYPE t_latency_seconds histogram\n",
+                     "t_latency_seconds_bucket{op=\"get\",le=\"0.1\"} 2\n",
+                     "t_latency_seconds_bucket{op=\"get\",le=\"+Inf\"} 4\n",
+                     "t_latency_seconds_count{op=\"get\"} 4\n",
+                     "t_latency_seconds_sum{op=\"get\"} 100.65\n"});
 }
 
 TEST(MetricsTest, UnlabelledHistogramAndScopedLatency) {
@@ -100,8 +106,7 @@ TEST(MetricsTest, UnlabelledHistogramAndScopedLatency) {
   EXPECT_EQ(h.Get()->Count(), 1u);
   EXPECT_GE(h.Get()->Sum(), 0.0);
   std::string text = r.Expose();
-  EXPECT_TRUE(Contains(text, "t_op_seconds_bucket{le=\"1e-05\"}")) << text;
-  EXPECT_TRUE(Contains(text, "t_op_seconds_count 1\n")) << text;
+  ExpectLines(text, {"t_op_seconds_bucket{le=\"1e-05\"}", "t_op_seconds_count 1\n"});
 }
 
 TEST(MetricsTest, WrongArityIsDetachedNotExported) {
@@ -172,15 +177,15 @@ TEST(MetricsTest, CatalogRecordsIntoFamilies) {
   cat.RecordError("get", StatusCode::kNotFound);
   cat.Latency("get")->Observe(0.001);
   std::string text = r.Expose();
-  EXPECT_TRUE(Contains(text, "kvcake_hits_total{tier=\"host\"} 3\n")) << text;
-  EXPECT_TRUE(Contains(text, "kvcake_misses_total{tier=\"ssd\"} 1\n")) << text;
-  EXPECT_TRUE(Contains(text, "kvcake_demotions_total{from=\"host\",to=\"ssd\"} 1\n")) << text;
-  EXPECT_TRUE(Contains(text, "kvcake_moved_bytes_total{from=\"host\",to=\"ssd\"} 4096\n")) << text;
-  EXPECT_TRUE(Contains(text, "kvcake_promotions_total{from=\"ssd\",to=\"gpu\"} 1\n")) << text;
-  EXPECT_TRUE(Contains(text, "kvcake_drops_total{tier=\"ssd\",reason=\"capacity\"} 1\n")) << text;
-  EXPECT_TRUE(Contains(text, "kvcake_errors_total{op=\"get\",code=\"NOT_FOUND\"} 1\n")) << text;
-  EXPECT_TRUE(Contains(text, "kvcake_requests_total{op=\"get\"} 1\n")) << text;
-  EXPECT_TRUE(Contains(text, "kvcake_request_duration_seconds_count{op=\"get\"} 1\n")) << text;
+  ExpectLines(text,
+              {"kvcake_hits_total{tier=\"host\"} 3\n", "kvcake_misses_total{tier=\"ssd\"} 1\n",
+               "kvcake_demotions_total{from=\"host\",to=\"ssd\"} 1\n",
+               "kvcake_moved_bytes_total{from=\"host\",to=\"ssd\"} 4096\n",
+               "kvcake_promotions_total{from=\"ssd\",to=\"gpu\"} 1\n",
+               "kvcake_drops_total{tier=\"ssd\",reason=\"capacity\"} 1\n",
+               "kvcake_errors_total{op=\"get\",code=\"NOT_FOUND\"} 1\n",
+               "kvcake_requests_total{op=\"get\"} 1\n",
+               "kvcake_request_duration_seconds_count{op=\"get\"} 1\n"});
 }
 
 TEST(MetricsTest, CatalogMirrorsSnapshotsAndKeepsPeerPathsLazy) {

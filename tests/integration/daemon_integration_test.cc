@@ -26,6 +26,7 @@
 
 #include "kvcake/client.h"
 #include "tests/integration/daemon_process.h"
+#include "tests/integration/test_engine.h"
 #include "transport/messages.h"
 #include "transport/rpc_client.h"
 
@@ -62,30 +63,19 @@ std::vector<std::string> SmallDaemonFlags(const TempDir& dir) {
           "--ucx_tls=tcp"};
 }
 
-NamespaceGeometry Geometry() {
-  NamespaceGeometry g;
-  g.num_layers = kLayers;
-  g.block_tokens = 16;
-  g.layer_block_bytes = kValueBytes;
-  g.kv_dtype = "fp16";
-  return g;
-}
+NamespaceGeometry Geometry() { return testing::TestGeometry(kLayers, kValueBytes); }
 
 std::unique_ptr<Client> ConnectOrDie(const std::string& address, const std::string& tls,
                                      bool mapped, const std::string& ns = "it-model",
                                      const std::string& token = "") {
-  ClientOptions o;
-  o.address = address;
-  o.namespace_name = ns;
+  ClientOptions o = testing::EngineOptions(address, ns);
+  o.token = token;
   o.ucx_tls = tls;
   o.use_mapped_path = mapped;
-  o.token = token;
   o.timeout = std::chrono::milliseconds(20000);
-  Result<std::unique_ptr<Client>> c = Client::Connect(o);
+  Result<std::unique_ptr<Client>> c = testing::ConnectEngine(o, Geometry());
   EXPECT_TRUE(c.ok()) << c.status().ToString();
   if (!c.ok()) return nullptr;
-  Status s = (*c)->RegisterNamespace(Geometry());
-  EXPECT_TRUE(s.ok()) << s.ToString();
   return std::move(c).value();
 }
 
@@ -97,34 +87,23 @@ std::vector<uint64_t> Chain(Client& c, uint32_t first_token, size_t blocks) {
 
 // Puts every layer of `hashes` and checks the result.
 void PutAll(Client& c, const std::vector<uint64_t>& hashes) {
-  std::vector<std::vector<char>> values;
-  std::vector<PutBlock> blocks;
-  for (uint64_t h : hashes) {
-    for (uint32_t l = 0; l < kLayers; ++l) values.push_back(ValueOf(h, l));
-  }
-  size_t k = 0;
-  for (uint64_t h : hashes) {
-    for (uint32_t l = 0; l < kLayers; ++l) blocks.push_back(PutBlock{h, l, values[k++].data()});
-  }
+  std::vector<testing::LayerValue> values =
+      testing::LayerValues(hashes, kLayers, [](uint64_t h, uint32_t l) { return ValueOf(h, l); });
   std::vector<Status> per;
-  Status s = c.Put(blocks, &per);
+  Status s = c.Put(testing::PutBlocksOf(values), &per);
   ASSERT_TRUE(s.ok()) << s.ToString();
 }
 
 // Gets every layer of `hashes`; expects all found and byte-identical.
 void GetAndVerify(Client& c, const std::vector<uint64_t>& hashes) {
-  std::vector<std::vector<char>> bufs(hashes.size() * kLayers, std::vector<char>(kValueBytes));
-  std::vector<GetBlock> blocks;
-  size_t k = 0;
-  for (uint64_t h : hashes) {
-    for (uint32_t l = 0; l < kLayers; ++l) blocks.push_back(GetBlock{h, l, bufs[k++].data()});
-  }
+  std::vector<testing::LayerValue> bufs = testing::LayerBuffers(hashes, kLayers, kValueBytes);
   std::vector<bool> found;
-  Status s = c.Get(blocks, &found);
+  Status s = c.Get(testing::GetBlocksOf(bufs), &found);
   ASSERT_TRUE(s.ok()) << s.ToString();
-  for (size_t i = 0; i < blocks.size(); ++i) {
+  for (size_t i = 0; i < bufs.size(); ++i) {
     ASSERT_TRUE(found[i]) << "value " << i << " missing";
-    ASSERT_TRUE(bufs[i] == ValueOf(blocks[i].hash, blocks[i].layer)) << "value " << i << " differs";
+    ASSERT_TRUE(bufs[i].bytes == ValueOf(bufs[i].hash, bufs[i].layer))
+        << "value " << i << " differs";
   }
 }
 

@@ -24,6 +24,7 @@
 #include "policy/belady_policy.h"
 #include "policy/cake_math.h"
 #include "policy/policy_factory.h"
+#include "tests/common/comma_list.h"
 #include "tests/replay/attention_model.h"
 #include "tests/replay/tier_sim.h"
 #include "tests/replay/trace.h"
@@ -99,15 +100,7 @@ using kvcake::replay::TierSimStats;
 using kvcake::replay::TraceRequest;
 using nlohmann::json;
 
-std::vector<std::string> Split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
+using kvcake::testing::SplitCommaList;
 
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -358,7 +351,7 @@ int main(int argc, char** argv) {
   tokens.reserve(reqs.size());
   for (const TraceRequest& r : reqs) tokens.push_back(BlockTokens(r));
   std::vector<std::string> order;
-  for (const std::string& name : Split(FLAGS_policies)) {
+  for (const std::string& name : SplitCommaList(FLAGS_policies)) {
     std::unique_ptr<kvcake::policy::Policy> policy;
     if (name == "belady") {
       policy = std::make_unique<kvcake::policy::BeladyPolicy>(ticks);

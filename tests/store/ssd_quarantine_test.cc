@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <span>
 #include <string>
@@ -27,6 +28,14 @@ constexpr int kBlocks = 20;
 constexpr size_t kBlockBytes = 16 << 10;  // payloads go to blob files
 
 BlockKey Key(int i) { return BlockKey{9, static_cast<uint64_t>(i), 0}; }
+
+// The options of a tier at <dir>/db.
+SsdTier::Options TierOptions(const TempDir& dir, bool quarantine_corrupt = true) {
+  SsdTier::Options o;
+  o.path = dir.Sub("db");
+  o.quarantine_corrupt = quarantine_corrupt;
+  return o;
+}
 
 // Writes kBlocks blocks and flushes them to SST and blob files, then closes.
 void WriteBlocks(const SsdTier::Options& o) {
@@ -115,78 +124,73 @@ void ExpectQuarantined(const TempDir& dir, const SsdTier::Options& o,
   EXPECT_TRUE(fs::exists(q[0] / "CURRENT"));
 }
 
-TEST(SsdQuarantineTest, CorruptManifestIsQuarantined) {
-  TempDir dir;
-  SsdTier::Options o;
-  o.path = dir.Sub("db");
-  ASSERT_NO_FATAL_FAILURE(WriteBlocks(o));
-  std::vector<fs::path> manifests = FilesIn(o.path, "MANIFEST-");
+// Clobbers bytes 10..49 of the tier's only MANIFEST: record checksums no
+// longer match.
+void ClobberManifest(const std::string& db) {
+  std::vector<fs::path> manifests = FilesIn(db, "MANIFEST-");
   ASSERT_EQ(manifests.size(), 1u);
-  Clobber(manifests[0], 10, 40);  // record checksums no longer match
+  Clobber(manifests[0], 10, 40);
+}
+
+// Writes a tier at <tmp>/db, applies `damage` to its directory (which may
+// drop from `old_files` a data file it removes) and expects the next open to
+// quarantine it (ExpectQuarantined).
+void ExpectDamageQuarantined(
+    const std::function<void(const std::string& db, std::set<std::string>* old_files)>& damage) {
+  TempDir dir;
+  SsdTier::Options o = TierOptions(dir);
+  ASSERT_NO_FATAL_FAILURE(WriteBlocks(o));
   std::set<std::string> old_files = DataFiles(o.path);
+  ASSERT_NO_FATAL_FAILURE(damage(o.path, &old_files));
   ASSERT_NO_FATAL_FAILURE(ExpectQuarantined(dir, o, old_files));
+}
+
+TEST(SsdQuarantineTest, CorruptManifestIsQuarantined) {
+  ExpectDamageQuarantined(
+      [](const std::string& db, std::set<std::string>*) { ClobberManifest(db); });
 }
 
 TEST(SsdQuarantineTest, MissingManifestIsQuarantined) {
-  TempDir dir;
-  SsdTier::Options o;
-  o.path = dir.Sub("db");
-  ASSERT_NO_FATAL_FAILURE(WriteBlocks(o));
-  std::vector<fs::path> manifests = FilesIn(o.path, "MANIFEST-");
-  ASSERT_EQ(manifests.size(), 1u);
-  fs::remove(manifests[0]);  // CURRENT names a file that is gone
-  std::set<std::string> old_files = DataFiles(o.path);
-  ASSERT_NO_FATAL_FAILURE(ExpectQuarantined(dir, o, old_files));
+  ExpectDamageQuarantined([](const std::string& db, std::set<std::string>*) {
+    std::vector<fs::path> manifests = FilesIn(db, "MANIFEST-");
+    ASSERT_EQ(manifests.size(), 1u);
+    fs::remove(manifests[0]);  // CURRENT names a file that is gone
+  });
 }
 
 TEST(SsdQuarantineTest, CorruptSstFooterIsQuarantined) {
-  TempDir dir;
-  SsdTier::Options o;
-  o.path = dir.Sub("db");
-  ASSERT_NO_FATAL_FAILURE(WriteBlocks(o));
-  std::vector<fs::path> ssts = FilesIn(o.path, "", ".sst");
-  ASSERT_FALSE(ssts.empty());
-  Clobber(ssts[0], -20, 16);  // footer: RocksDB's open reads it and fails
-  std::set<std::string> old_files = DataFiles(o.path);
-  ASSERT_NO_FATAL_FAILURE(ExpectQuarantined(dir, o, old_files));
+  ExpectDamageQuarantined([](const std::string& db, std::set<std::string>*) {
+    std::vector<fs::path> ssts = FilesIn(db, "", ".sst");
+    ASSERT_FALSE(ssts.empty());
+    Clobber(ssts[0], -20, 16);  // footer: RocksDB's open reads it and fails
+  });
 }
 
 TEST(SsdQuarantineTest, CorruptSstDataBlockIsQuarantined) {
-  TempDir dir;
-  SsdTier::Options o;
-  o.path = dir.Sub("db");
-  ASSERT_NO_FATAL_FAILURE(WriteBlocks(o));
-  std::vector<fs::path> ssts = FilesIn(o.path, "", ".sst");
-  ASSERT_FALSE(ssts.empty());
-  // Inside the first data block (it starts at offset 0): RocksDB's open does
-  // not read it; the checksum pass after open does.
-  for (const fs::path& f : ssts) Clobber(f, 100, 16);
-  std::set<std::string> old_files = DataFiles(o.path);
-  ASSERT_NO_FATAL_FAILURE(ExpectQuarantined(dir, o, old_files));
+  ExpectDamageQuarantined([](const std::string& db, std::set<std::string>*) {
+    std::vector<fs::path> ssts = FilesIn(db, "", ".sst");
+    ASSERT_FALSE(ssts.empty());
+    // Inside the first data block (it starts at offset 0): RocksDB's open
+    // does not read it; the checksum pass after open does.
+    for (const fs::path& f : ssts) Clobber(f, 100, 16);
+  });
 }
 
 TEST(SsdQuarantineTest, MissingBlobFileIsQuarantined) {
-  TempDir dir;
-  SsdTier::Options o;
-  o.path = dir.Sub("db");
-  ASSERT_NO_FATAL_FAILURE(WriteBlocks(o));
-  std::set<std::string> old_files = DataFiles(o.path);
-  std::vector<fs::path> blobs = FilesIn(o.path, "", ".blob");
-  ASSERT_FALSE(blobs.empty());
-  fs::remove(blobs[0]);  // RocksDB's open does not notice; the file check does
-  old_files.erase(blobs[0].filename().string());
-  ASSERT_NO_FATAL_FAILURE(ExpectQuarantined(dir, o, old_files));
+  ExpectDamageQuarantined([](const std::string& db, std::set<std::string>* old_files) {
+    std::vector<fs::path> blobs = FilesIn(db, "", ".blob");
+    ASSERT_FALSE(blobs.empty());
+    fs::remove(blobs[0]);  // RocksDB's open does not notice; the file check does
+    old_files->erase(blobs[0].filename().string());
+  });
 }
 
 TEST(SsdQuarantineTest, EachQuarantineKeepsItsOwnCopy) {
   TempDir dir;
-  SsdTier::Options o;
-  o.path = dir.Sub("db");
+  SsdTier::Options o = TierOptions(dir);
   for (size_t round = 1; round <= 2; ++round) {
     ASSERT_NO_FATAL_FAILURE(WriteBlocks(o));
-    std::vector<fs::path> manifests = FilesIn(o.path, "MANIFEST-");
-    ASSERT_EQ(manifests.size(), 1u);
-    Clobber(manifests[0], 10, 40);
+    ASSERT_NO_FATAL_FAILURE(ClobberManifest(o.path));
     auto ssd = SsdTier::Open(o);
     ASSERT_TRUE(ssd.ok()) << ssd.status().ToString();
     EXPECT_TRUE((*ssd)->quarantined());
@@ -196,13 +200,9 @@ TEST(SsdQuarantineTest, EachQuarantineKeepsItsOwnCopy) {
 
 TEST(SsdQuarantineTest, QuarantineOffFailsOnCorruptManifest) {
   TempDir dir;
-  SsdTier::Options o;
-  o.path = dir.Sub("db");
-  o.quarantine_corrupt = false;
+  SsdTier::Options o = TierOptions(dir, /*quarantine_corrupt=*/false);
   ASSERT_NO_FATAL_FAILURE(WriteBlocks(o));
-  std::vector<fs::path> manifests = FilesIn(o.path, "MANIFEST-");
-  ASSERT_EQ(manifests.size(), 1u);
-  Clobber(manifests[0], 10, 40);
+  ASSERT_NO_FATAL_FAILURE(ClobberManifest(o.path));
   std::set<std::string> before = DataFiles(o.path);
   auto ssd = SsdTier::Open(o);
   ASSERT_FALSE(ssd.ok());
@@ -215,9 +215,7 @@ TEST(SsdQuarantineTest, QuarantineOffFailsOnCorruptManifest) {
 // blocks are damaged; reads then fail with DATA_LOSS and never return bytes.
 TEST(SsdQuarantineTest, CorruptSstDataBlockFailsReadsWhenQuarantineOff) {
   TempDir dir;
-  SsdTier::Options o;
-  o.path = dir.Sub("db");
-  o.quarantine_corrupt = false;
+  SsdTier::Options o = TierOptions(dir, /*quarantine_corrupt=*/false);
   ASSERT_NO_FATAL_FAILURE(WriteBlocks(o));
   for (const fs::path& f : FilesIn(o.path, "", ".sst")) Clobber(f, 100, 16);
   auto ssd = SsdTier::Open(o);
@@ -236,8 +234,7 @@ TEST(SsdQuarantineTest, CorruptSstDataBlockFailsReadsWhenQuarantineOff) {
 
 TEST(SsdQuarantineTest, LockHeldFailsAndQuarantinesNothing) {
   TempDir dir;
-  SsdTier::Options o;
-  o.path = dir.Sub("db");
+  SsdTier::Options o = TierOptions(dir);
   ASSERT_NO_FATAL_FAILURE(WriteBlocks(o));
   auto first = SsdTier::Open(o);
   ASSERT_TRUE(first.ok()) << first.status().ToString();
@@ -250,8 +247,7 @@ TEST(SsdQuarantineTest, LockHeldFailsAndQuarantinesNothing) {
 
 TEST(SsdQuarantineTest, PathThatIsAFileFailsAndQuarantinesNothing) {
   TempDir dir;
-  SsdTier::Options o;
-  o.path = dir.Sub("db");
+  SsdTier::Options o = TierOptions(dir);
   std::ofstream(o.path) << "not a directory";
   auto ssd = SsdTier::Open(o);
   ASSERT_FALSE(ssd.ok());

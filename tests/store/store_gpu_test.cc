@@ -8,22 +8,16 @@
 #include "store/device_tier.h"
 #include "store/host_tier.h"
 #include "store/tier_manager.h"
+#include "tests/common/cuda_device.h"
 #include "tests/store/store_test_util.h"
 
 namespace kvcake::store {
 namespace {
 
-bool HaveGpu() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return n > 0;
-}
+using kvcake::testing::HaveCudaDevice;
 
 #define SKIP_WITHOUT_GPU() \
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device"
+  if (!HaveCudaDevice()) GTEST_SKIP() << "no CUDA device"
 
 TEST(StoreGpuTest, CudaArenaRoundTrip) {
   SKIP_WITHOUT_GPU();

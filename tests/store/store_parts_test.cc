@@ -76,12 +76,17 @@ TEST(ChecksumTest, DetectsAFlippedBit) {
   EXPECT_NE(BlockChecksum(v.data(), v.size()), c);
 }
 
-TEST(HostTierTest, SegmentIsSharedThroughItsFd) {
+// A host tier "kvcake-test" of `slots` slots of 64 KiB.
+Result<std::unique_ptr<HostTier>> OpenHostTier(uint64_t slots) {
   HostTier::Options o;
   o.name = "kvcake-test";
-  o.num_slots = 8;
+  o.num_slots = slots;
   o.slot_bytes = 64 << 10;
-  auto t = HostTier::Open(o);
+  return HostTier::Open(o);
+}
+
+TEST(HostTierTest, SegmentIsSharedThroughItsFd) {
+  auto t = OpenHostTier(8);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   HostTier& h = **t;
   EXPECT_GE(h.size(), 8u * (64 << 10));
@@ -99,11 +104,7 @@ TEST(HostTierTest, SegmentIsSharedThroughItsFd) {
 // /proc/<pid>/fd) cannot resize it: a shrink would make the daemon's next
 // access fault with SIGBUS.
 TEST(HostTierTest, SegmentSizeIsSealed) {
-  HostTier::Options o;
-  o.name = "kvcake-test";
-  o.num_slots = 4;
-  o.slot_bytes = 64 << 10;
-  auto t = HostTier::Open(o);
+  auto t = OpenHostTier(4);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   const std::string path = "/proc/self/fd/" + std::to_string((*t)->fd());
   const int fd = ::open(path.c_str(), O_RDWR);
@@ -116,12 +117,17 @@ TEST(HostTierTest, SegmentSizeIsSealed) {
   std::memset((*t)->SlotPtr(3), 7, 64 << 10);
 }
 
-TEST(DeviceTierTest, EmulatedArenaSizeIsSealed) {
+// A device tier of 4 slots of 4 KiB emulated in host memory (no CUDA).
+Result<std::unique_ptr<DeviceTier>> OpenEmulatedDeviceTier() {
   DeviceTier::Options o;
   o.num_slots = 4;
   o.slot_bytes = 4096;
   o.allow_cuda = false;
-  auto t = DeviceTier::Open(o);
+  return DeviceTier::Open(o);
+}
+
+TEST(DeviceTierTest, EmulatedArenaSizeIsSealed) {
+  auto t = OpenEmulatedDeviceTier();
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   ASSERT_GE((*t)->emulated_fd(), 0);
   EXPECT_NE(::ftruncate((*t)->emulated_fd(), 0), 0) << "the arena could be shrunk";
@@ -138,11 +144,7 @@ TEST(HostTierTest, RejectsBadOptions) {
 }
 
 TEST(DeviceTierTest, EmulatedRoundTrip) {
-  DeviceTier::Options o;
-  o.num_slots = 4;
-  o.slot_bytes = 4096;
-  o.allow_cuda = false;
-  auto t = DeviceTier::Open(o);
+  auto t = OpenEmulatedDeviceTier();
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   EXPECT_FALSE((*t)->is_cuda());
   std::vector<char> in = testing::Payload(BlockKey{1, 2, 0}, 4096), out(4096);

@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "tests/common/loopback_socket.h"
 #include "transport/handshake_listener.h"
 
 namespace kvcake::transport {
@@ -101,18 +102,7 @@ TEST(HandshakeCodecTest, RandomBytesNeverDecodeAsARequest) {
   EXPECT_EQ(decoded, 0);
 }
 
-int ConnectTo(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  ::inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
+using kvcake::testing::ConnectLoopback;
 
 // Reads until EOF (or 5 s); the bytes read.
 std::vector<uint8_t> ReadToEof(int fd) {
@@ -156,14 +146,14 @@ TEST(HandshakeListenerTest, AnswersHellosAndClosesEverythingElse) {
   garbage.push_back(std::vector<uint8_t>(4096, 0xff));
   garbage.push_back(std::vector<uint8_t>(3, 0));
   for (const auto& g : garbage) {
-    int fd = ConnectTo(port);
+    int fd = ConnectLoopback(port);
     ASSERT_GE(fd, 0);
     ::send(fd, g.data(), g.size(), MSG_NOSIGNAL);
     EXPECT_TRUE(ReadToEof(fd).empty()) << "garbage of " << g.size() << " bytes was answered";
     ::close(fd);
   }
   // Too slow: closed after the deadline, unanswered.
-  int slow = ConnectTo(port);
+  int slow = ConnectLoopback(port);
   ASSERT_GE(slow, 0);
   HelloRequest hello;
   hello.address = {9, 8, 7};
@@ -174,7 +164,7 @@ TEST(HandshakeListenerTest, AnswersHellosAndClosesEverythingElse) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 4s);
   ::close(slow);
   // A kvcake client of another version gets a readable refusal.
-  int other = ConnectTo(port);
+  int other = ConnectLoopback(port);
   req[8] = 7;
   ::send(other, req.data(), req.size(), MSG_NOSIGNAL);
   std::vector<uint8_t> refusal = ReadToEof(other);

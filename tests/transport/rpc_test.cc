@@ -209,6 +209,16 @@ class RpcTest : public ::testing::TestWithParam<Param> {
     EXPECT_EQ(out[size], 0xee) << "wrote past the reply";
   }
 
+  // Asks for a generated reply of `n` bytes, received into all of `*out`.
+  static RpcReply Generate(RpcClient& client, uint64_t n, std::vector<uint8_t>* out) {
+    MutableBuffer mb{out->data(), out->size()};
+    CallRequest req;
+    req.opcode = kGenerate;
+    req.meta = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&n), 8);
+    req.reply_buffers = {&mb, 1};
+    return client.Call(req);
+  }
+
   TestHandler handler_;
   std::unique_ptr<RpcServer> server_;
 };
@@ -266,12 +276,7 @@ TEST_P(RpcTest, ReplyLandsInCallerBuffers) {
   ASSERT_TRUE(c);
   for (uint64_t n : {uint64_t{100}, uint64_t{5 << 20}}) {
     std::vector<uint8_t> out(n);
-    MutableBuffer mb{out.data(), out.size()};
-    CallRequest req;
-    req.opcode = kGenerate;
-    req.meta = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&n), 8);
-    req.reply_buffers = {&mb, 1};
-    RpcReply r = c->Call(req);
+    RpcReply r = Generate(*c, n, &out);
     ASSERT_TRUE(r.status.ok()) << r.status.ToString();
     EXPECT_EQ(r.payload_size, n);
     EXPECT_EQ(out, Pattern(n, static_cast<uint32_t>(n)));
@@ -283,12 +288,7 @@ TEST_P(RpcTest, ReplyLargerThanBuffersIsOutOfRange) {
   ASSERT_TRUE(c);
   for (uint64_t n : {uint64_t{1000}, uint64_t{2 << 20}}) {
     std::vector<uint8_t> out(n - 1);
-    MutableBuffer mb{out.data(), out.size()};
-    CallRequest req;
-    req.opcode = kGenerate;
-    req.meta = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&n), 8);
-    req.reply_buffers = {&mb, 1};
-    RpcReply r = c->Call(req);
+    RpcReply r = Generate(*c, n, &out);
     EXPECT_EQ(r.status.code(), StatusCode::kOutOfRange) << r.status.ToString();
   }
   Echo(*c, 3000, 7);  // still usable
