@@ -287,7 +287,9 @@ void TierManager::Impl::ProcessForcedLocked() {
     if (!to_ssd.empty()) WriteToSsdLocked(to_ssd).IgnoreError();  // reported per request
     if (req->next < req->keys.size()) return;  // one batch per pass; the loop runs again at once
     req->finished = true;
-    forced_.pop_front();
+    // The lock was dropped for the copies and the SSD write: shutdown may
+    // have cleared the queue meanwhile.
+    if (!forced_.empty() && forced_.front() == req) forced_.pop_front();
     space_cv_.NotifyAll();
   }
 }
