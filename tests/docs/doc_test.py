@@ -179,25 +179,23 @@ def static_errors(block, root, bin_dir):
         except ValueError as e:
             errors.append(f"{block.where()}: cannot split '{cmd}': {e}")
             continue
-        for tool_name, flag_args in find_tool_invocations(words):
+        for tool_name, flag_words in find_tool_invocations(words):
             known = tool_flags(bin_dir, tool_name)
-            for flag in flag_args:
-                if flag not in known:
-                    errors.append(f"{block.where()}: {tool_name} has no flag --{flag}")
-            for w in words:
-                if w.startswith("--flagfile="):
-                    ff = os.path.join(root, w.split("=", 1)[1])
-                    if os.path.exists(ff):
-                        for fl in open(ff, encoding="utf-8"):
-                            fm = re.match(r"^\s*--(\w+)", fl)
-                            if fm and fm.group(1) not in known:
-                                errors.append(f"{block.where()}: {ff}: kvcaked has no flag "
-                                              f"--{fm.group(1)}")
+            for w in flag_words:
+                name, _, value = w[2:].partition("=")
+                if name not in known:
+                    errors.append(f"{block.where()}: {tool_name} has no flag --{name}")
+                if name == "flagfile" and os.path.exists(os.path.join(root, value)):
+                    for fl in open(os.path.join(root, value), encoding="utf-8"):
+                        fm = re.match(r"^\s*--(\w+)", fl)
+                        if fm and fm.group(1) not in known:
+                            errors.append(f"{block.where()}: {value}: {tool_name} has no flag "
+                                          f"--{fm.group(1)}")
     return errors
 
 
 def find_tool_invocations(words):
-    """Yields (tool, [flag names]) for each kvcaked/kvcakectl in a split command."""
+    """Yields (tool, [--flag[=value] words]) for each kvcaked/kvcakectl in a split command."""
     tool, flags = None, []
     for w in words + ["|"]:
         if w in ("|", "&&", "||", ";"):
@@ -210,7 +208,7 @@ def find_tool_invocations(words):
             tool = base
             continue
         if tool and w.startswith("--") and w != "--":
-            flags.append(w[2:].split("=", 1)[0])
+            flags.append(w)
 
 
 class Sandbox:
@@ -235,9 +233,6 @@ class Sandbox:
         if self.shared:
             text = re.sub(r"(?<![\w/.-])\.\./shared/", self.shared + "/", text)
         return text
-
-    def path(self, p):
-        return self.rewrite(p)
 
     def close(self):
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -318,7 +313,7 @@ def with_daemon(block, sb, prelude, opts):
     flags = [f"--ssd_path={sb.dir}/with-daemon/ssd"]
     for a in args:
         if a.startswith("token="):
-            flags.append(f"--admin_token_file={sb.path(a[6:])}")
+            flags.append(f"--admin_token_file={sb.rewrite(a[6:])}")
     log = os.path.join(sb.dir, "with-daemon.log")
     with open(log, "w") as lf:
         proc = start(os.path.join(sb.bin_dir, "kvcaked") + " " + " ".join(flags), sb, lf)
