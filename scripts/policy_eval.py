@@ -21,6 +21,8 @@ scored against the blocks kept at the first turn:
   followup_recall_demote  they were demoted to host and are promoted back:
                           the follow-up re-selects, under the same budgets,
                           by its own window statistics
+A file captured by scripts/attention/capture.py starts with a header line
+whose structure-probe verdict "fail" marks the budgeted results provisional.
 Pure Python (no third-party modules).
 """
 
@@ -198,12 +200,15 @@ def evaluate_budgeted(prompts, tau1, tau2):
 
 
 def read_prompts(path, limit):
-    prompts = []
+    """(prompts, the capture's probe verdict: "pass", "fail" or None when the
+    file has no capture header)."""
+    prompts, probe = [], None
     try:
         f = open(path, encoding="utf-8")
     except OSError as e:
         fail(f"cannot read attention file {path}: {e.strerror}")
     with f:
+        first = True
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -211,12 +216,23 @@ def read_prompts(path, limit):
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 fail(f"{path}:{lineno}: not JSON ({e.msg})")
+            if isinstance(obj, dict) and "capture" in obj:
+                if not first:
+                    fail(f"{path}:{lineno}: the capture header must be the first line")
+                meta = obj["capture"]
+                probe = meta.get("probe") if isinstance(meta, dict) else None
+                if probe not in ("pass", "fail"):
+                    fail(f"{path}:{lineno}: the capture header's probe must be "
+                         f"\"pass\" or \"fail\"")
+                first = False
+                continue
+            first = False
             prompts.append(Prompt(obj, lineno))
             if limit and len(prompts) >= limit:
                 break
     if not prompts:
         fail(f"{path}: no prompts")
-    return prompts
+    return prompts, probe
 
 
 def main():
@@ -243,14 +259,18 @@ def main():
         }
     except (OSError, ValueError, KeyError, TypeError) as e:
         fail(f"{args.exact}: not a kvcake-replay --json result ({e})")
-    budgeted = evaluate_budgeted(read_prompts(args.attention, args.max_prompts), args.tau1,
-                                 args.tau2)
+    prompts, probe = read_prompts(args.attention, args.max_prompts)
+    budgeted = evaluate_budgeted(prompts, args.tau1, args.tau2)
+    # Attention captured from a model that fails the structure probe
+    # (scripts/attention/probe.py) says little about a real model's.
+    provisional = args.provisional or probe == "fail"
     result = {
         "default_policy": args.default_policy,
         "exact": exact,
         "budgeted": budgeted,
-        "provisional": args.provisional,
+        "provisional": provisional,
         "attention_source": args.source,
+        "attention_probe": probe,
         "config": replay.get("config", {}),
     }
     print(f"Exact serving (every prefix block on the GPU before compute); "
@@ -264,7 +284,10 @@ def main():
               f"{e['gpu_hit_rate']:>8.4f} {e['host_hit_rate']:>8.4f}{mark}")
     any_alloc = budgeted[ALLOCATIONS[0]][str(FRACTIONS[0])]
     print()
-    print(f"Budgeted attention ({args.source}{', provisional' if args.provisional else ''}); "
+    why = ", provisional" if provisional else ""
+    if probe == "fail":
+        why += ": the model failed the structure probe"
+    print(f"Budgeted attention ({args.source}{why}); "
           f"{any_alloc['prompts']} prompts, {any_alloc['followups']} with a follow-up")
     print(f"{'allocation':<10} {'budget':>6} {'recall':>8} {'fu_drop':>8} {'fu_demote':>9}")
     for allocation, per in budgeted.items():
