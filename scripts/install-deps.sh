@@ -16,6 +16,7 @@ PACKAGES=(
   prometheus                     # promtool check metrics
   yamllint python3 python3-yaml jq curl procps util-linux
   python3-pip python3-venv       # pip install of the Python client (README, tests/install)
+  python3-torch                  # scripts/attention (trainer, attention capture and its test)
 )
 
 SUDO=""
