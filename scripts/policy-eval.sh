@@ -11,8 +11,10 @@
 #   --json            the last line of output is one JSON object
 #   --trace FILE      a Mooncake JSONL trace (default: the shared conversation trace)
 #   --attention FILE  captured attention (JSONL, docs/policy.md §6) for the
-#                     budgeted objective; without it the replayer's synthetic
-#                     attention model is used and the results are provisional
+#                     budgeted objective (provisional if its capture header
+#                     says the model failed the structure probe); without it
+#                     the replayer's synthetic attention model is used and
+#                     the results are provisional
 #
 # Environment: KVCAKE_BIN_DIR (default build/release/bin), KVCAKE_SHARED_DIR
 # (default ../shared beside the checkout).
@@ -20,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 QUICK=0
 JSON=()

@@ -14,6 +14,7 @@ checkpoint, trace, corpus and options give a byte-identical file.
 
 The probe (probe.py) runs first; its verdict is recorded as "probe": "pass" or
 "fail", and policy_eval.py marks the budgeted results provisional on "fail".
+Its table is also written beside the output (captured.probe.txt).
 
 Prompts. Each trace request is a prompt; requests that share leading
 hash_ids are turns of one conversation. Every block id gets text once, when
@@ -260,6 +261,11 @@ def parse_args(argv):
     return ap.parse_args(argv)
 
 
+def probe_path(out):
+    """The probe's table beside the attention file: captured.jsonl -> captured.probe.txt."""
+    return os.path.splitext(out)[0] + ".probe.txt"
+
+
 def sha256_file(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -363,8 +369,12 @@ def capture(args):
         for line in lines:
             f.write(line + "\n")
     os.replace(tmp, args.out)
+    model = header["capture"]["model"]
+    with open(probe_path(args.out), "w", encoding="utf-8") as f:
+        f.write(f"checkpoint: preset {model['preset']}, step {model['step']}, sha256 "
+                f"{model['checkpoint_sha256']}\n{P.format_table(table)}\n")
     print(f"capture: {len(lines)} prompts ({quoted} with a quote, {skipped} skipped), "
-          f"probe {header['capture']['probe']}, wrote {args.out}")
+          f"probe {header['capture']['probe']}, wrote {args.out} and {probe_path(args.out)}")
     return 0
 
 

@@ -160,7 +160,8 @@ def check_bad_input(torch_python, capture, tmp, ckpt, trace):
         r = run([torch_python, capture, "--out", out] + args)
         check(r.returncode == 2 and msg in r.stderr,
               f"capture {args}: exit 2 with '{msg}', got {r.returncode}: {r.stderr[-500:]}")
-    check(not os.path.exists(out), "a failed capture writes nothing")
+    check(not os.path.exists(out) and not os.path.exists(os.path.join(tmp, "bad.probe.txt")),
+          "a failed capture writes nothing")
 
 
 def main():
@@ -198,6 +199,9 @@ def main():
             with open(out, "rb") as f:
                 outs.append(f.read())
         check(outs[0] == outs[1], "two captures are byte-identical")
+        with open(os.path.join(tmp, "a", "captured.probe.txt"), encoding="utf-8") as f:
+            table = f.read()
+        check("step 20" in table and "probe: FAILED" in table, "the probe's table beside it")
         attention = os.path.join(tmp, "a", "captured.jsonl")
         lines = check_file(attention, reqs)
         if lines:
