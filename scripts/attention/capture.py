@@ -23,8 +23,9 @@ the held-out 1 % of the corpus (train.py's validation split), so block 0 (in
 every request of the conversation trace) is the system prompt and the blocks
 after it are the document. The last --quote-bytes of a prompt's new blocks
 are its question: a verbatim quote of an earlier block of the prompt,
-preferably of the part shared with earlier turns and not quoted by them, so
-each turn asks about a different part of the document. The answer is the
+preferably of the part shared with earlier turns, neither quoted by them nor
+inside their questions, so each turn asks about a different part of the
+document. The answer is the
 --answer-bytes that follow the quoted span in the document (what a model
 that attends back to the quote should produce), fed after the prompt.
 
@@ -184,12 +185,13 @@ class PromptBuilder:
     def _pick_source(self, ids, first_new, tail, starts, q, qstart):
         """The block the question quotes: one whose quote and answer lie
         before the question, not block 0 (the system prompt); preferably in
-        the part shared with earlier turns and not quoted by them."""
+        the part shared with earlier turns, neither quoted by them nor part
+        of their questions."""
         fits = [i for i in range(1, len(ids)) if starts[i] + q + self.answer_bytes <= qstart]
         done = {self.quoted[h] for h in ids[:first_new] if h in self.quoted}
+        fresh = [i for i in fits if ids[i] not in done and ids[i] not in self.quoted]
         rng = self._rng(ids[tail] ^ 0x5151)
-        for cands in ([i for i in fits if i < first_new and ids[i] not in done],
-                      [i for i in fits if ids[i] not in done], fits):
+        for cands in ([i for i in fresh if i < first_new], fresh, fits):
             if cands:
                 return rng.choice(cands)
         return None
