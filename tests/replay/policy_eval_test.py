@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks scripts/policy-eval.sh --quick --json (shape and sanity of the
 result) and scripts/policy_eval.py on a hand-made attention file whose
-recall figures are known, plus its errors on bad input."""
+recall figures are known (with and without a capture header), plus its
+errors on bad input."""
 
 import argparse
 import json
@@ -110,6 +111,21 @@ def check_known_file(root, tmp):
         check(abs(r["followup_recall_drop"] - 0.1 / 0.8) < 1e-9, f"{alloc}: drop")
         check(abs(r["followup_recall_demote"] - 0.6 / 0.8) < 1e-9, f"{alloc}: demote")
         check(r["followups"] == 1, f"{alloc}: one follow-up")
+    # A capture header (scripts/attention/capture.py): the structure probe's
+    # verdict decides whether the budgeted figures are provisional.
+    with open(attention, encoding="utf-8") as f:
+        turns = [json.loads(line) for line in f]
+    for verdict, provisional in (("fail", True), ("pass", False)):
+        captured = os.path.join(tmp, f"captured_{verdict}.jsonl")
+        write_lines(captured, [{"capture": {"probe": verdict, "prompts": 2}}] + turns)
+        run = subprocess.run([sys.executable, script, "--exact", exact, "--attention", captured,
+                              "--json"], capture_output=True, text=True)
+        check(run.returncode == 0, f"probe {verdict}: policy_eval.py failed: {run.stderr}")
+        if run.returncode == 0:
+            r = json.loads(run.stdout.strip().splitlines()[-1])
+            check(r["provisional"] is provisional and r["attention_probe"] == verdict,
+                  f"probe {verdict}: provisional must be {provisional}")
+            check(r["budgeted"]["cake"]["0.2"]["prompts"] == 2, "the header is not a prompt")
     # Bad input: a clear error, exit status 2.
     bad = os.path.join(tmp, "bad.jsonl")
     write_lines(bad, [{"block_hashes": [1, 2], "layers": [layer([0.5], [1.0])]}])
@@ -122,6 +138,11 @@ def check_known_file(root, tmp):
     run = subprocess.run([sys.executable, script, "--exact", exact, "--attention", bad],
                          capture_output=True, text=True)
     check(run.returncode == 2 and "not JSON" in run.stderr, f"bad JSON: {run.stderr}")
+    write_lines(bad, [{"capture": {"probe": "unknown"}}] + turns)
+    run = subprocess.run([sys.executable, script, "--exact", exact, "--attention", bad],
+                         capture_output=True, text=True)
+    check(run.returncode == 2 and "must be \"pass\" or \"fail\"" in run.stderr,
+          f"bad probe verdict: {run.stderr}")
     run = subprocess.run([os.path.join(root, "scripts", "policy-eval.sh"), "--bogus"],
                          capture_output=True, text=True)
     check(run.returncode == 2 and "unknown argument" in run.stderr, "unknown argument")
