@@ -251,6 +251,17 @@ Status CheckBeforeStart(const kvcake::admin::AdminServerOptions& admin,
                                                        FLAGS_admin_listen));
     RETURN_IF_ERROR(kvcake::daemon::CheckListenAddress("admin_listen", FLAGS_admin_listen));
   }
+  // The host segment is pre-faulted (MAP_POPULATE), and so is an emulated
+  // GPU arena: a size past the machine's memory would end in the OOM killer.
+  uint64_t prefaulted = o.store.host_capacity_bytes;
+  std::string memory_flag = "host_bytes";
+#ifndef KVCAKE_HAVE_CUDA
+  if (o.store.device_capacity_bytes > 0) {
+    prefaulted += o.store.device_capacity_bytes;
+    memory_flag = "host_bytes plus --gpu_bytes (emulated on host memory)";
+  }
+#endif
+  RETURN_IF_ERROR(kvcake::daemon::CheckMemoryFits(memory_flag, prefaulted));
   return kvcake::daemon::CheckSsdPath(o.store.ssd_path);
 }
 

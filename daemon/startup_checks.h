@@ -4,6 +4,7 @@
 // (host segment, GPU arena, RocksDB): each failure is one line naming the
 // command-line flag to change.
 
+#include <cstdint>
 #include <string>
 
 #include "common/status.h"
@@ -26,5 +27,15 @@ Status CheckSsdPath(const std::string& path);
 // bind the same port: the same port on the same host, or on a wildcard host.
 Status CheckDistinctPorts(const std::string& flag_a, const std::string& a,
                           const std::string& flag_b, const std::string& b);
+
+// RESOURCE_EXHAUSTED when `bytes` of memory that kvcaked pre-faults at start
+// (the host segment, plus an emulated GPU arena) exceed what this machine can
+// give it: MemAvailable in `meminfo_path`, and the room left under the memory
+// cgroup's limit (`cgroup_dir`/memory.max minus memory.current) when there is
+// one. A start that would be killed by the OOM killer fails instead with a
+// line naming `flag`. Missing files are not an error (no limit known).
+Status CheckMemoryFits(const std::string& flag, uint64_t bytes,
+                       const std::string& meminfo_path = "/proc/meminfo",
+                       const std::string& cgroup_dir = "/sys/fs/cgroup");
 
 }  // namespace kvcake::daemon
