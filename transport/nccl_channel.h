@@ -146,7 +146,8 @@ class NcclCommPool {
   Status Loopback(int device, std::span<const ConstBuffer> src, std::span<const MutableBuffer> dst);
 
   // Aborts and forgets the communicator of `peer`, if any (e.g. when the
-  // peer left the cluster). Waits for a call using it to finish.
+  // peer left the cluster). A call in flight on it fails (the watchdog
+  // aborts it) or, if it is between NCCL calls, finishes and then aborts it.
   void Drop(const NcclPeer& peer);
 
   // Communicators held (initializing or ready).
@@ -154,9 +155,8 @@ class NcclCommPool {
   NcclChannelStats stats() const;
   const NcclChannelOptions& options() const { return options_; }
 
-  class Impl;  // defined by the CUDA build (nccl_channel.cc) or the stub
-
  private:
+  class Impl;  // defined by the CUDA build (nccl_channel.cc) or the stub
   const NcclChannelOptions options_;
   std::unique_ptr<Impl> impl_;
 };

@@ -375,6 +375,25 @@ TEST_F(ServiceTest, EveryKeyedOpNeedsTheNamespaceOpenOnTheConnection) {
   EXPECT_EQ(out, Value(7, 0));
 }
 
+TEST_F(ServiceTest, NcclConnectIsCheckedAndRefusedWithoutACluster) {
+  // Malformed requests are INVALID_ARGUMENT; a well-formed one on a daemon in
+  // no cluster (whatever --handoff_transport says) is FAILED_PRECONDITION.
+  transport::NcclConnectRequest req{"", "node-a", 0,
+                                    std::string(transport::kNcclUniqueIdBytes, 'x')};
+  EXPECT_EQ(Call(RpcOp::kNcclConnect, "\x01").status().code(), StatusCode::kInvalidArgument);
+  transport::NcclConnectRequest short_id = req;
+  short_id.unique_id.resize(16);
+  EXPECT_EQ(Call(RpcOp::kNcclConnect, transport::Encode(short_id)).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Call(RpcOp::kNcclConnect, transport::Encode(req)).status().code(),
+            StatusCode::kFailedPrecondition);
+  ServiceOptions o;
+  o.handoff_transport = HandoffTransport::kAuto;
+  Make(o);
+  EXPECT_EQ(Call(RpcOp::kNcclConnect, transport::Encode(req)).status().code(),
+            StatusCode::kFailedPrecondition);
+}
+
 TEST(TokenGrantsTest, ParsesGrantsAndRefusesBadFiles) {
   auto g = ParseTokenGrants("# tenants\nonly-one-token\n\nteam-b-token  llama*, mistral-7b\n");
   ASSERT_TRUE(g.ok()) << g.status().ToString();
