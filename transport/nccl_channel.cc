@@ -380,10 +380,10 @@ class NcclCommPool::Impl {
     {
       MutexLock l(&mu_);
       c->busy = false;
-      abort = c->retire && c->comm != nullptr;
+      abort = c->retire && c->comm != nullptr && !c->failed;
       cv_.NotifyAll();
     }
-    if (abort) c->Abort();
+    if (abort) AbortAll({c});
   }
 
   // Posts one group (sends of `src` and receives into `dst`, to / from the
@@ -429,11 +429,8 @@ class NcclCommPool::Impl {
     WatchLocked(c, Phase::kTransfer, start + options_.transfer_timeout);
     cv_.Wait(&l, [&] { return !c->watched; });
     Status s = c->failed ? c->failure : Status::Ok();
-    c->busy = false;
-    const bool abort = c->retire && c->comm != nullptr && !c->failed;
-    cv_.NotifyAll();
     l.Unlock();
-    if (abort) c->Abort();
+    Release(c);
     return s;
   }
 
