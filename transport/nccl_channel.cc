@@ -360,8 +360,7 @@ class NcclCommPool::Impl {
       Status e = (*exchange)(id);
       l.Lock();
       if (!e.ok() && c->watched) {
-        c->cancel =
-            UnavailableError("NCCL " + c->what + ": unique id exchange failed: " + e.ToString());
+        c->cancel = e.WithContext("NCCL " + c->what + ": unique id exchange");
         wd_cv_.NotifyAll();
       }
     }

@@ -186,8 +186,10 @@ TEST(NcclChannelGpuTest, FailedExchangeAbortsAtOnce) {
   Status s = pool.Connect(NcclPeer{0, "refuses", 0}, [](const NcclUniqueId&) {
     return FailedPreconditionError("NCCL hand-offs are off there");
   });
-  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  // The exchange's own error, so a caller can tell a peer without NCCL apart.
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
   EXPECT_NE(s.message().find("NCCL hand-offs are off there"), std::string_view::npos);
+  EXPECT_EQ(pool.stats().comms_aborted, 1u);
   EXPECT_LT(Clock::now() - start, milliseconds(10'000));
   EXPECT_EQ(pool.size(), 0u);
 }
