@@ -196,4 +196,17 @@ Status CheckMemoryFits(const std::string& flag, uint64_t bytes, const std::strin
                                 GiB(*room) + " of " + what + "; lower --" + flag);
 }
 
+Result<HandoffTransport> ParseHandoffTransport(const std::string& value, bool nccl_built) {
+  if (value == "ucx") return HandoffTransport::kUcx;
+  if (value == "auto") return HandoffTransport::kAuto;
+  if (value == "nccl") {
+    if (!nccl_built) {
+      return FailedPreconditionError(
+          "--handoff_transport nccl: this kvcaked was built without CUDA (use ucx or auto)");
+    }
+    return HandoffTransport::kNccl;
+  }
+  return InvalidArgumentError("--handoff_transport '" + value + "': want ucx, nccl or auto");
+}
+
 }  // namespace kvcake::daemon

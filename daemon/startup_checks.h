@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/result.h"
 #include "common/status.h"
 
 namespace kvcake::daemon {
@@ -37,5 +38,18 @@ Status CheckDistinctPorts(const std::string& flag_a, const std::string& a,
 Status CheckMemoryFits(const std::string& flag, uint64_t bytes,
                        const std::string& meminfo_path = "/proc/meminfo",
                        const std::string& cgroup_dir = "/sys/fs/cgroup");
+
+// How a prefill daemon pushes hand-off values to their target
+// (--handoff_transport, docs/operations.md "NCCL hand-offs").
+enum class HandoffTransport {
+  kUcx,   // over the daemon-to-daemon UCX RPC (staged through host memory)
+  kNccl,  // GPU to GPU over NCCL where both ends hold a CUDA device tier
+  kAuto,  // NCCL when this build has it, else UCX
+};
+
+// Parses --handoff_transport: "ucx", "nccl" or "auto". INVALID_ARGUMENT for
+// any other value; FAILED_PRECONDITION for "nccl" when `nccl_built` is false
+// (a kvcaked built without CUDA). Messages start with "--handoff_transport".
+Result<HandoffTransport> ParseHandoffTransport(const std::string& value, bool nccl_built);
 
 }  // namespace kvcake::daemon

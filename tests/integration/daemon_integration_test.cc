@@ -1329,6 +1329,7 @@ TEST(ToolsTest, BadStartupFlagsFailAtOnceNamingTheFlag) {
       {{"--io_threads=0"}, "--io_threads", "1..64"},
       {{"--busy_poll_us=5000000"}, "--busy_poll_us", "1 s"},
       {{"--ucx_tls=carrier-pigeon"}, "--ucx_tls", "carrier-pigeon"},
+      {{"--handoff_transport=rdma"}, "--handoff_transport", "want ucx, nccl or auto"},
       {{"--policy=fifo"}, "--policy", "fifo"},
       {{"--log_level=loud"}, "--log_level", "loud"},
   };

@@ -47,6 +47,13 @@ RegisterNamespaceRequest SampleRegister() {
   return m;
 }
 
+// An ncclUniqueId's worth of bytes, zeros included.
+std::string SampleNcclId() {
+  std::string id(kNcclUniqueIdBytes, '\0');
+  for (size_t i = 0; i < id.size(); i += 3) id[i] = static_cast<char>(i * 7);
+  return id;
+}
+
 TEST(MessagesTest, RoundTripsEveryMessage) {
   EXPECT_EQ(RoundTrip(PingRequest{42}), PingRequest{42});
   PingResponse pong{7, "0.1.0", "/proc/1/fd/3", 1 << 20, 77, 1, "/proc/1/fd/4", 1 << 21, 78};
@@ -74,6 +81,9 @@ TEST(MessagesTest, RoundTripsEveryMessage) {
   KeyedRequest handoff{5, 6, {{11, 0}, {12, 31}}, {}, "node-b", 77, 64};
   EXPECT_EQ(RoundTrip(handoff), handoff);
   EXPECT_EQ(RoundTrip(HandoffWaitRequest{77, 2000}), (HandoffWaitRequest{77, 2000}));
+  NcclConnectRequest nccl{"secret", "node-a", 3, SampleNcclId()};
+  EXPECT_EQ(RoundTrip(nccl), nccl);
+  EXPECT_EQ(RoundTrip(NcclConnectResponse{kMaxCudaDevice}), NcclConnectResponse{kMaxCudaDevice});
   KeyCodesResponse codes{{0, 5, 6}};
   EXPECT_EQ(RoundTrip(codes), codes);
   KeyCodesResponse summed{{0, 5, 0}, {0x1234, 0x5678}};
@@ -108,6 +118,30 @@ TEST(MessagesTest, TruncatedOrExtendedMessagesAreRefused) {
   ExpectTruncationsRefused(DirectoryLookupResponse{"node-a", 2});
   ExpectTruncationsRefused(KeyedRequest{5, 6, {{11, 0}}, {11}, "node-b", 77, 64});
   ExpectTruncationsRefused(HandoffWaitRequest{77, 2000});
+  ExpectTruncationsRefused(NcclConnectRequest{"t", "a", 1, SampleNcclId()});
+  ExpectTruncationsRefused(NcclConnectResponse{2});
+}
+
+TEST(MessagesTest, NcclConnectLimits) {
+  // The id is exactly an ncclUniqueId; the sender is named; device ordinals
+  // are bounded.
+  NcclConnectRequest out;
+  auto code = [&](const NcclConnectRequest& m) { return Decode(Encode(m), &out).code(); };
+  EXPECT_EQ(code(NcclConnectRequest{"t", "a", 0, SampleNcclId().substr(1)}),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(NcclConnectRequest{"t", "a", 0, SampleNcclId() + "x"}),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(NcclConnectRequest{"t", "a", 0, ""}), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(NcclConnectRequest{"t", "", 0, SampleNcclId()}), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(NcclConnectRequest{"t", "a", kMaxCudaDevice + 1, SampleNcclId()}),
+            StatusCode::kInvalidArgument);
+  Status s = Decode(Encode(NcclConnectRequest{"t", "a", 0, "short"}), &out);
+  EXPECT_NE(s.message().find("unique_id"), std::string_view::npos) << s.ToString();
+  EXPECT_TRUE(
+      Decode(Encode(NcclConnectRequest{"", "a", kMaxCudaDevice, SampleNcclId()}), &out).ok());
+  NcclConnectResponse rout;
+  EXPECT_EQ(Decode(Encode(NcclConnectResponse{kMaxCudaDevice + 1}), &rout).code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(MessagesTest, HandoffFieldLimits) {
@@ -269,6 +303,7 @@ TEST(MessagesTest, ErrorResponseMapsStatus) {
   EXPECT_EQ(back, s);
   EXPECT_EQ(FromErrorResponse(ErrorResponse{0, ""}).code(), StatusCode::kInternal);
   EXPECT_EQ(RpcOpName(static_cast<uint16_t>(RpcOp::kGet)), "GET");
+  EXPECT_EQ(RpcOpName(static_cast<uint16_t>(RpcOp::kNcclConnect)), "NCCL_CONNECT");
   EXPECT_EQ(RpcOpName(999), "UNKNOWN");
 }
 
