@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/flag_help.h"
+#include "common/logging.h"
 #include "common/progress.h"
 #include "policy/belady_policy.h"
 #include "policy/cake_math.h"
@@ -343,6 +344,8 @@ int main(int argc, char** argv) {
        {"Other", {""}}});
   gflags::SetUsageMessage("kvcake-replay --trace FILE [--json] [--gpu_fraction F] ...");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
+  // The store engine opens a store per policy: its info lines are noise here.
+  kvcake::SetLogLevel(kvcake::LogLevel::kWarning);
 
   auto trace = kvcake::replay::ReadMooncakeTrace(FLAGS_trace, FLAGS_max_requests);
   if (!trace.ok()) {
