@@ -6,13 +6,17 @@
 # blocks dropped vs demoted) with scripts/policy_eval.py.
 #
 #   scripts/policy-eval.sh [--quick] [--json] [--trace FILE] [--attention FILE]
-#                          [--engine store|sim] [--jobs N]
+#                          [--engine store|sim] [--jobs N] [--layers N]
 #
 #   --quick           the first 600 requests (under a minute on a 2-core box)
 #   --json            the last line of output is one JSON object
 #   --engine E        store (default): the policies drive the daemon's
 #                     TierManager; sim: the tier model (docs/policy.md §4)
 #   --jobs N          policies replayed at once (default 2)
+#   --layers N        model layers replayed (default: 8 for the store engine,
+#                     with the same fractions of the distinct layer-blocks:
+#                     the whole trace at 32 layers takes far longer than 10
+#                     minutes there; 32 for sim)
 #   --trace FILE      a Mooncake JSONL trace (default: the shared conversation trace)
 #   --attention FILE  captured attention (JSONL, docs/policy.md §6) for the
 #                     budgeted objective; without it the replayer's synthetic
@@ -24,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 QUICK=0
 JSON=()
@@ -32,10 +36,12 @@ TRACE="${KVCAKE_SHARED_DIR:-$ROOT/../shared}/traces/conversation_trace.jsonl"
 ATTENTION=""
 ENGINE=store
 JOBS=2
+LAYERS=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --engine) [[ $# -ge 2 ]] || usage; ENGINE=$2; shift ;;
     --jobs) [[ $# -ge 2 ]] || usage; JOBS=$2; shift ;;
+    --layers) [[ $# -ge 2 ]] || usage; LAYERS=$2; shift ;;
     --quick) QUICK=1 ;;
     --json) JSON=(--json) ;;
     --trace) [[ $# -ge 2 ]] || usage; TRACE=$2; shift ;;
@@ -46,6 +52,9 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
+if [[ -z $LAYERS ]]; then
+  if [[ $ENGINE == store ]]; then LAYERS=8; else LAYERS=32; fi
+fi
 BIN=${KVCAKE_BIN_DIR:-$ROOT/build/release/bin}
 REPLAY=$BIN/kvcake-replay
 [[ -x $REPLAY ]] || { echo "policy-eval: $REPLAY not found (build the kvcake-replay target)" >&2; exit 2; }
@@ -72,7 +81,7 @@ trap 'rm -rf "$TMP"' EXIT
 # Classic baselines admit every block to SSD, as cake does for namespaces
 # with statistics (the replay's only namespace reports them).
 "$REPLAY" --trace "$TRACE" --json --admit_all --policies=$POLICIES \
-  --max_requests=$REQUESTS --engine="$ENGINE" --jobs="$JOBS" >"$TMP/exact.json"
+  --max_requests=$REQUESTS --engine="$ENGINE" --jobs="$JOBS" --layers="$LAYERS" >"$TMP/exact.json"
 
 if [[ -n $ATTENTION ]]; then
   SOURCE="captured attention ($(basename "$ATTENTION"))"
