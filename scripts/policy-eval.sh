@@ -16,7 +16,9 @@
 #   --layers N        model layers replayed (default: 8 for the store engine,
 #                     with the same fractions of the distinct layer-blocks:
 #                     the whole trace at 32 layers takes far longer than 10
-#                     minutes there; 32 for sim)
+#                     minutes there; 32 for sim). Each layer-block then models
+#                     32 / N layers' bytes, so reload times stay those of a
+#                     32-layer model
 #   --trace FILE      a Mooncake JSONL trace (default: the shared conversation trace)
 #   --attention FILE  captured attention (JSONL, docs/policy.md §6) for the
 #                     budgeted objective; without it the replayer's synthetic
@@ -28,7 +30,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 QUICK=0
 JSON=()
@@ -55,6 +57,9 @@ done
 if [[ -z $LAYERS ]]; then
   if [[ $ENGINE == store ]]; then LAYERS=8; else LAYERS=32; fi
 fi
+[[ $LAYERS =~ ^[1-9][0-9]*$ ]] || { echo "policy-eval: --layers must be a positive integer" >&2; exit 2; }
+# 2 MiB per layer of a 512-token block (docs/policy.md §4), 32 layers in all.
+LAYER_BLOCK_BYTES=$(( (2 << 20) * 32 / LAYERS ))
 BIN=${KVCAKE_BIN_DIR:-$ROOT/build/release/bin}
 REPLAY=$BIN/kvcake-replay
 [[ -x $REPLAY ]] || { echo "policy-eval: $REPLAY not found (build the kvcake-replay target)" >&2; exit 2; }
@@ -81,7 +86,8 @@ trap 'rm -rf "$TMP"' EXIT
 # Classic baselines admit every block to SSD, as cake does for namespaces
 # with statistics (the replay's only namespace reports them).
 "$REPLAY" --trace "$TRACE" --json --admit_all --policies=$POLICIES \
-  --max_requests=$REQUESTS --engine="$ENGINE" --jobs="$JOBS" --layers="$LAYERS" >"$TMP/exact.json"
+  --max_requests=$REQUESTS --engine="$ENGINE" --jobs="$JOBS" --layers="$LAYERS" \
+  --layer_block_bytes="$LAYER_BLOCK_BYTES" >"$TMP/exact.json"
 
 if [[ -n $ATTENTION ]]; then
   SOURCE="captured attention ($(basename "$ATTENTION"))"

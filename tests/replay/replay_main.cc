@@ -52,7 +52,7 @@ DEFINE_double(decode_ms_per_token, 20,
               "store engine: modelled decode time per output token (answer completion time)");
 DEFINE_double(mover_interval_ms, 20,
               "store engine: the mover runs once per this much trace time (the daemon's "
-              "mover interval), after each request and when a put finds host memory full");
+              "mover interval), and whenever a store call would wake the daemon's mover");
 DEFINE_bool(json, false, "print JSON instead of a table");
 DEFINE_string(policies, "cake,lru,belady,cake_uniform",
               "comma-separated: lru, lfu, arc, s3fifo, gdsf, cake, cake_uniform, adaptive, belady "
@@ -329,8 +329,9 @@ json StoreJson(const kvcake::replay::StoreReplay& replay) {
 int main(int argc, char** argv) {
   kvcake::HandleHelpFlag(
       argc, argv,
-      "kvcake-replay: replays a request trace through kvcake's tier model "
-      "and policies.\nusage: kvcake-replay --trace FILE [--json] "
+      "kvcake-replay: replays a request trace through kvcake's policies on "
+      "the daemon's TierManager (--engine=store) or a tier model (--engine=sim).\nusage: "
+      "kvcake-replay --trace FILE [--json] "
       "[--policies=cake,lru,...] [--flag=value ...]",
       "replay/replay_main.cc",
       {{"Trace and output",
