@@ -89,6 +89,35 @@ DEFINE_bool(dump_layers, false, "print the attention model's layer profile and m
 DEFINE_double(broad_fraction, 0.35, "attention model: share of broad layers");
 DEFINE_double(hot_probability, 0.15, "attention model: P(block hot in a layer group)");
 DEFINE_double(shift_probability, 0.3, "attention model: P(hot set reshuffles on a turn)");
+// Evaluation splits and ablations (scripts/policy-eval.sh, docs/policy.md §6).
+DEFINE_string(split, "all",
+              "all, tune or heldout: replay only the conversations of that half (by the "
+              "second block's hash, docs/policy.md §6)");
+DEFINE_string(serving, "exact",
+              "the replay namespace's serving mode (exact or budgeted, policy/serving_mode.h)");
+
+namespace {
+
+// Keeps the requests of FLAGS_split, given the trace's block ids (before they
+// are mixed into block hashes); false for an unknown split name. A request is
+// held out iff Mix64 of its second block hash (its first if it has one; the
+// first block is a system prompt every conversation shares) is odd, so the
+// turns of a conversation stay together; policy_eval.py splits attention
+// files the same way. Requests without blocks are tuning data.
+bool ApplySplit(std::vector<kvcake::replay::TraceRequest>* reqs) {
+  if (FLAGS_split == "all") return true;
+  if (FLAGS_split != "tune" && FLAGS_split != "heldout") return false;
+  const bool want = FLAGS_split == "heldout";
+  std::erase_if(*reqs, [&](const kvcake::replay::TraceRequest& r) {
+    using kvcake::replay::Mix64;
+    const std::vector<uint64_t>& h = r.hash_ids;
+    const bool held_out = !h.empty() && (Mix64(Mix64(h[h.size() > 1 ? 1 : 0])) & 1) == 1;
+    return held_out != want;
+  });
+  return true;
+}
+
+}  // namespace
 
 namespace {
 
@@ -216,7 +245,7 @@ int main(int argc, char** argv) {
         {"trace", "json", "policies", "max_requests", "dump_layers", "dump_attention"}},
        {"Model and tiers",
         {"layers", "layer_block_bytes", "gpu_fraction", "host_fraction", "ssd_fraction",
-         "host_to_gpu", "ssd_to_host", "admit_all"}},
+         "host_to_gpu", "ssd_to_host", "admit_all", "split", "serving"}},
        {"CAKE policy", {"gamma", "tau", "cake_"}},
        {"Attention model", {"seed"}},
        {"Other", {""}}});
@@ -228,9 +257,15 @@ int main(int argc, char** argv) {
     std::cerr << "kvcake-replay: " << trace.status().ToString() << "\n";
     return 2;
   }
+  std::vector<TraceRequest>& reqs = *trace;
+  kvcake::policy::ServingMode serving;
+  if (!ApplySplit(&reqs) || !kvcake::policy::ParseServingMode(FLAGS_serving, &serving)) {
+    std::cerr << "kvcake-replay: --split must be all, tune or heldout and --serving exact or "
+                 "budgeted\n";
+    return 2;
+  }
   // Trace ids are small remapped integers; real block keys carry chained
   // 64-bit xxh3 hashes, so map each id to a well-mixed 64-bit value.
-  std::vector<TraceRequest>& reqs = *trace;
   std::vector<std::vector<uint64_t>> dense(reqs.size());
   std::unordered_map<uint64_t, uint64_t> dense_of;
   for (size_t r = 0; r < reqs.size(); ++r) {
@@ -334,7 +369,9 @@ int main(int argc, char** argv) {
                    {"host_to_gpu_gbps", FLAGS_host_to_gpu_gbps},
                    {"ssd_to_host_gbps", FLAGS_ssd_to_host_gbps},
                    {"seed", FLAGS_seed},
-                   {"admit_all", FLAGS_admit_all}};
+                   {"admit_all", FLAGS_admit_all},
+                   {"split", FLAGS_split},
+                   {"serving", FLAGS_serving}};
   // The attention every policy sees: generated once (same seed, same order).
   std::vector<kvcake::replay::RequestAttention> attention;
   attention.reserve(reqs.size());
@@ -380,6 +417,7 @@ int main(int argc, char** argv) {
     }
     const auto start = std::chrono::steady_clock::now();
     const double cpu_start = CpuSeconds();
+    policy->SetServingMode(sim.ns, serving);
     TierSim tiers(policy.get(), sim);
     progress.SetLabel("replay " + name);
     for (uint64_t r = 0; r < reqs.size(); ++r) {
