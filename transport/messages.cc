@@ -148,6 +148,7 @@ class Reader {
     return false;
   }
   // OK iff every read succeeded and the whole input was consumed.
+  bool AtEnd() const { return status_.ok() && pos_ == in_.size(); }
   Status Finish() {
     if (status_.ok() && pos_ != in_.size()) {
       status_ = InvalidArgumentError(std::string(what_) + ": " + std::to_string(in_.size() - pos_) +
@@ -276,21 +277,25 @@ std::string Encode(const RegisterNamespaceRequest& m) {
   w.Str(m.kv_dtype);
   w.Str(m.layout);
   w.U64(m.quota_bytes);
+  w.U8(m.serving);
   return w.Take();
 }
 Status Decode(std::string_view bytes, RegisterNamespaceRequest* out) {
   Reader r(bytes, "RegisterNamespaceRequest");
-  bool ok = r.Str("name", kMaxNameBytes, &out->name) &&
-            (!out->name.empty() || r.Fail("name", "must not be empty")) &&
-            r.Str("token", kMaxTokenBytes, &out->token) && r.U32("num_layers", &out->num_layers) &&
-            CheckRange(r, "num_layers", out->num_layers, 1, kMaxLayers) &&
-            r.U32("block_tokens", &out->block_tokens) &&
-            CheckRange(r, "block_tokens", out->block_tokens, 1, kMaxBlockTokens) &&
-            r.U64("layer_block_bytes", &out->layer_block_bytes) &&
-            CheckRange(r, "layer_block_bytes", out->layer_block_bytes, 1, kMaxLayerBlockBytes) &&
-            r.Str("kv_dtype", kMaxNameBytes, &out->kv_dtype) &&
-            r.Str("layout", kMaxLayoutBytes, &out->layout) &&
-            r.U64("quota_bytes", &out->quota_bytes);
+  out->serving = 0;
+  bool ok =
+      r.Str("name", kMaxNameBytes, &out->name) &&
+      (!out->name.empty() || r.Fail("name", "must not be empty")) &&
+      r.Str("token", kMaxTokenBytes, &out->token) && r.U32("num_layers", &out->num_layers) &&
+      CheckRange(r, "num_layers", out->num_layers, 1, kMaxLayers) &&
+      r.U32("block_tokens", &out->block_tokens) &&
+      CheckRange(r, "block_tokens", out->block_tokens, 1, kMaxBlockTokens) &&
+      r.U64("layer_block_bytes", &out->layer_block_bytes) &&
+      CheckRange(r, "layer_block_bytes", out->layer_block_bytes, 1, kMaxLayerBlockBytes) &&
+      r.Str("kv_dtype", kMaxNameBytes, &out->kv_dtype) &&
+      r.Str("layout", kMaxLayoutBytes, &out->layout) && r.U64("quota_bytes", &out->quota_bytes) &&
+      (r.AtEnd() ||  // optional: older clients do not send it
+       (r.U8("serving", &out->serving) && CheckRange(r, "serving", out->serving, 0, kMaxServing)));
   (void)ok;
   return r.Finish();
 }
