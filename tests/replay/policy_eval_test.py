@@ -245,6 +245,18 @@ def check_split(root, bin_dir):
     r = subprocess.run([os.path.join(bin_dir, "kvcake-replay"), "--trace", trace,
                         "--split=half"], capture_output=True, text=True)
     check(r.returncode == 2 and "--split" in r.stderr, "an unknown split is an error")
+    # A budgeted-serving namespace is governed by CAKE under the default.
+    r = subprocess.run([os.path.join(bin_dir, "kvcake-replay"), "--trace", trace, "--json",
+                        "--policies=adaptive,cake,gdsf", "--max_requests=300",
+                        "--serving=budgeted"], capture_output=True, text=True)
+    check(r.returncode == 0, f"kvcake-replay --serving=budgeted: {r.stderr}")
+    if r.returncode == 0:
+        p = json.loads(r.stdout)["policies"]
+        check(p["adaptive"]["exact"] == p["cake"]["exact"], "budgeted: adaptive != cake")
+        check(p["adaptive"]["exact"] != p["gdsf"]["exact"], "budgeted: adaptive == gdsf")
+    r = subprocess.run([os.path.join(bin_dir, "kvcake-replay"), "--trace", trace,
+                        "--serving=sometimes"], capture_output=True, text=True)
+    check(r.returncode == 2 and "--serving" in r.stderr, "an unknown serving mode is an error")
 
 
 def main():

@@ -259,9 +259,12 @@ int main(int argc, char** argv) {
   }
   std::vector<TraceRequest>& reqs = *trace;
   kvcake::policy::ServingMode serving;
-  if (!ApplySplit(&reqs) || !kvcake::policy::ParseServingMode(FLAGS_serving, &serving)) {
-    std::cerr << "kvcake-replay: --split must be all, tune or heldout and --serving exact or "
-                 "budgeted\n";
+  if (!ApplySplit(&reqs)) {
+    std::cerr << "kvcake-replay: --split=" << FLAGS_split << ": expected all, tune or heldout\n";
+    return 2;
+  }
+  if (!kvcake::policy::ParseServingMode(FLAGS_serving, &serving)) {
+    std::cerr << "kvcake-replay: --serving=" << FLAGS_serving << ": expected exact or budgeted\n";
     return 2;
   }
   // Trace ids are small remapped integers; real block keys carry chained
