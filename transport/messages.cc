@@ -147,8 +147,9 @@ class Reader {
     }
     return false;
   }
-  // OK iff every read succeeded and the whole input was consumed.
+  // True iff every read succeeded and nothing is left (optional last fields).
   bool AtEnd() const { return status_.ok() && pos_ == in_.size(); }
+  // OK iff every read succeeded and the whole input was consumed.
   Status Finish() {
     if (status_.ok() && pos_ != in_.size()) {
       status_ = InvalidArgumentError(std::string(what_) + ": " + std::to_string(in_.size() - pos_) +
@@ -283,19 +284,20 @@ std::string Encode(const RegisterNamespaceRequest& m) {
 Status Decode(std::string_view bytes, RegisterNamespaceRequest* out) {
   Reader r(bytes, "RegisterNamespaceRequest");
   out->serving = 0;
-  bool ok =
-      r.Str("name", kMaxNameBytes, &out->name) &&
-      (!out->name.empty() || r.Fail("name", "must not be empty")) &&
-      r.Str("token", kMaxTokenBytes, &out->token) && r.U32("num_layers", &out->num_layers) &&
-      CheckRange(r, "num_layers", out->num_layers, 1, kMaxLayers) &&
-      r.U32("block_tokens", &out->block_tokens) &&
-      CheckRange(r, "block_tokens", out->block_tokens, 1, kMaxBlockTokens) &&
-      r.U64("layer_block_bytes", &out->layer_block_bytes) &&
-      CheckRange(r, "layer_block_bytes", out->layer_block_bytes, 1, kMaxLayerBlockBytes) &&
-      r.Str("kv_dtype", kMaxNameBytes, &out->kv_dtype) &&
-      r.Str("layout", kMaxLayoutBytes, &out->layout) && r.U64("quota_bytes", &out->quota_bytes) &&
-      (r.AtEnd() ||  // optional: older clients do not send it
-       (r.U8("serving", &out->serving) && CheckRange(r, "serving", out->serving, 0, kMaxServing)));
+  bool ok = r.Str("name", kMaxNameBytes, &out->name) &&
+            (!out->name.empty() || r.Fail("name", "must not be empty")) &&
+            r.Str("token", kMaxTokenBytes, &out->token) && r.U32("num_layers", &out->num_layers) &&
+            CheckRange(r, "num_layers", out->num_layers, 1, kMaxLayers) &&
+            r.U32("block_tokens", &out->block_tokens) &&
+            CheckRange(r, "block_tokens", out->block_tokens, 1, kMaxBlockTokens) &&
+            r.U64("layer_block_bytes", &out->layer_block_bytes) &&
+            CheckRange(r, "layer_block_bytes", out->layer_block_bytes, 1, kMaxLayerBlockBytes) &&
+            r.Str("kv_dtype", kMaxNameBytes, &out->kv_dtype) &&
+            r.Str("layout", kMaxLayoutBytes, &out->layout) &&
+            r.U64("quota_bytes", &out->quota_bytes);
+  // Optional last field: older clients do not send it (exact serving).
+  ok = ok && (r.AtEnd() || (r.U8("serving", &out->serving) &&
+                            CheckRange(r, "serving", out->serving, 0, kMaxServing)));
   (void)ok;
   return r.Finish();
 }
