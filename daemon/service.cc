@@ -10,6 +10,7 @@
 #include "common/copy_and_hash.h"
 #include "common/logging.h"
 #include "common/token_equals.h"
+#include "policy/serving_mode.h"
 #include "store/checksum.h"
 
 namespace kvcake::daemon {
@@ -217,6 +218,7 @@ Result<std::string> Service::RegisterNamespace(uint64_t caller, std::string_view
   cfg.layer_block_bytes = req.layer_block_bytes;
   cfg.kv_dtype = req.kv_dtype;
   cfg.layout = req.layout;
+  cfg.serving = static_cast<policy::ServingMode>(req.serving);  // range-checked by Decode
   cfg.quota_bytes = req.quota_bytes ? req.quota_bytes : options_.default_quota_bytes;
   if (options_.max_quota_bytes != 0 &&
       (cfg.quota_bytes == 0 || cfg.quota_bytes > options_.max_quota_bytes)) {
@@ -245,7 +247,8 @@ Result<std::string> Service::RegisterNamespace(uint64_t caller, std::string_view
     KVCAKE_LOG(INFO) << "registered namespace '" << cfg.name << "' layers=" << cfg.num_layers
                      << " block_tokens=" << cfg.block_tokens
                      << " layer_block_bytes=" << cfg.layer_block_bytes
-                     << " quota_bytes=" << cfg.quota_bytes;
+                     << " quota_bytes=" << cfg.quota_bytes
+                     << " serving=" << policy::ServingModeName(cfg.serving);
   }
   return transport::Encode(resp);
 }

@@ -253,6 +253,7 @@ Status TierManager::Impl::RegisterNamespace(const NamespaceConfig& config) {
   }
   namespaces_.emplace(config.id, NamespaceEntry{config, fp});
   policy_->RegisterNamespace(config.id, config.num_layers, config.layer_block_bytes);
+  policy_->SetServingMode(config.id, config.serving);
   return Status::Ok();
 }
 

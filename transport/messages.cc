@@ -147,6 +147,8 @@ class Reader {
     }
     return false;
   }
+  // True iff every read succeeded and nothing is left (optional last fields).
+  bool AtEnd() const { return status_.ok() && pos_ == in_.size(); }
   // OK iff every read succeeded and the whole input was consumed.
   Status Finish() {
     if (status_.ok() && pos_ != in_.size()) {
@@ -278,10 +280,12 @@ std::string Encode(const RegisterNamespaceRequest& m) {
   w.Str(m.kv_dtype);
   w.Str(m.layout);
   w.U64(m.quota_bytes);
+  w.U8(m.serving);
   return w.Take();
 }
 Status Decode(std::string_view bytes, RegisterNamespaceRequest* out) {
   Reader r(bytes, "RegisterNamespaceRequest");
+  out->serving = 0;
   bool ok = r.Str("name", kMaxNameBytes, &out->name) &&
             (!out->name.empty() || r.Fail("name", "must not be empty")) &&
             r.Str("token", kMaxTokenBytes, &out->token) && r.U32("num_layers", &out->num_layers) &&
@@ -293,6 +297,9 @@ Status Decode(std::string_view bytes, RegisterNamespaceRequest* out) {
             r.Str("kv_dtype", kMaxNameBytes, &out->kv_dtype) &&
             r.Str("layout", kMaxLayoutBytes, &out->layout) &&
             r.U64("quota_bytes", &out->quota_bytes);
+  // Optional last field: older clients do not send it (exact serving).
+  ok = ok && (r.AtEnd() || (r.U8("serving", &out->serving) &&
+                            CheckRange(r, "serving", out->serving, 0, kMaxServing)));
   (void)ok;
   return r.Finish();
 }

@@ -53,6 +53,7 @@ inline constexpr uint32_t kMaxLayers = 4096;                 // layers per names
 inline constexpr uint32_t kMaxBlockTokens = 1u << 20;        // tokens per block
 inline constexpr uint64_t kMaxLayerBlockBytes = 1ull << 30;  // bytes per value
 inline constexpr uint32_t kMaxLookupHashes = 1u << 20;       // hashes in one lookup
+inline constexpr uint8_t kMaxServing = 1;                    // RegisterNamespaceRequest::serving
 
 // One value of a namespace: block `hash`, layer `layer`.
 struct BlockRef {
@@ -97,6 +98,9 @@ struct RegisterNamespaceRequest {
   std::string kv_dtype;            // e.g. "fp16" (part of the fingerprint)
   std::string layout;              // e.g. "NHD;tp=2;rank=0" (part of the fingerprint)
   uint64_t quota_bytes = 0;        // requested quota; 0 = the daemon's default
+  // How the engine serves (policy/serving_mode.h): 0 exact, 1 budgeted.
+  // Optional trailing field: a request without it (an older client) is exact.
+  uint8_t serving = 0;
   friend bool operator==(const RegisterNamespaceRequest&,
                          const RegisterNamespaceRequest&) = default;
 };

@@ -321,6 +321,23 @@ TEST_F(ServiceTest, QuotaAndReportStats) {
             StatusCode::kInvalidArgument);
 }
 
+// The serving mode a registration asks for reaches the store (and through
+// it the policy); a registration without one is exact serving.
+TEST_F(ServiceTest, RegisterCarriesTheServingMode) {
+  transport::RegisterNamespaceRequest r{"budgeted", "", 2, 16, kBytes, "fp16", "", 0, 1};
+  auto reg = transport::DecodeAs<transport::RegisterNamespaceResponse>(
+      *Call(RpcOp::kRegisterNamespace, transport::Encode(r)));
+  ASSERT_TRUE(reg.ok());
+  auto cfg = store_->GetNamespace(reg->ns_id);
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_EQ(cfg->serving, policy::ServingMode::kBudgeted);
+  EXPECT_EQ(store_->GetNamespace(Register().ns_id)->serving, policy::ServingMode::kExact);
+  r.name = "bad";
+  r.serving = 2;
+  EXPECT_EQ(Call(RpcOp::kRegisterNamespace, transport::Encode(r)).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 // A connection uses only the namespaces it opened (RegisterNamespace on that
 // connection, with a token that covers the name when tokens are set).
 TEST_F(ServiceTest, EveryKeyedOpNeedsTheNamespaceOpenOnTheConnection) {

@@ -113,6 +113,35 @@ DEFINE_bool(dump_layers, false, "print the attention model's layer profile and m
 DEFINE_double(broad_fraction, 0.35, "attention model: share of broad layers");
 DEFINE_double(hot_probability, 0.15, "attention model: P(block hot in a layer group)");
 DEFINE_double(shift_probability, 0.3, "attention model: P(hot set reshuffles on a turn)");
+// Evaluation splits and ablations (scripts/policy-eval.sh, docs/policy.md §6).
+DEFINE_string(split, "all",
+              "all, tune or heldout: replay only the conversations of that half (by the "
+              "second block's hash, docs/policy.md §6)");
+DEFINE_string(serving, "exact",
+              "the replay namespace's serving mode (exact or budgeted, policy/serving_mode.h)");
+
+namespace {
+
+// Keeps the requests of FLAGS_split, given the trace's block ids (before they
+// are mixed into block hashes); false for an unknown split name. A request is
+// held out iff Mix64 of its second block hash (its first if it has one; the
+// first block is a system prompt every conversation shares) is odd, so the
+// turns of a conversation stay together; policy_eval.py splits attention
+// files the same way. Requests without blocks are tuning data.
+bool ApplySplit(std::vector<kvcake::replay::TraceRequest>* reqs) {
+  if (FLAGS_split == "all") return true;
+  if (FLAGS_split != "tune" && FLAGS_split != "heldout") return false;
+  const bool want = FLAGS_split == "heldout";
+  std::erase_if(*reqs, [&](const kvcake::replay::TraceRequest& r) {
+    using kvcake::replay::Mix64;
+    const std::vector<uint64_t>& h = r.hash_ids;
+    const bool held_out = !h.empty() && (Mix64(Mix64(h[h.size() > 1 ? 1 : 0])) & 1) == 1;
+    return held_out != want;
+  });
+  return true;
+}
+
+}  // namespace
 
 namespace {
 
@@ -340,7 +369,7 @@ int main(int argc, char** argv) {
        {"Model and tiers",
         {"layers", "layer_block_bytes", "payload_bytes", "gpu_fraction", "host_fraction",
          "ssd_fraction", "host_to_gpu", "ssd_to_host", "admit_all", "prefill_tokens_per_s",
-         "decode_ms_per_token", "mover_interval_ms"}},
+         "decode_ms_per_token", "mover_interval_ms", "split", "serving"}},
        {"CAKE policy", {"gamma", "tau", "cake_"}},
        {"Attention model", {"seed"}},
        {"Other", {""}}});
@@ -354,9 +383,18 @@ int main(int argc, char** argv) {
     std::cerr << "kvcake-replay: " << trace.status().ToString() << "\n";
     return 2;
   }
+  std::vector<TraceRequest>& reqs = *trace;
+  kvcake::policy::ServingMode serving;
+  if (!ApplySplit(&reqs)) {
+    std::cerr << "kvcake-replay: --split=" << FLAGS_split << ": expected all, tune or heldout\n";
+    return 2;
+  }
+  if (!kvcake::policy::ParseServingMode(FLAGS_serving, &serving)) {
+    std::cerr << "kvcake-replay: --serving=" << FLAGS_serving << ": expected exact or budgeted\n";
+    return 2;
+  }
   // Trace ids are small remapped integers; real block keys carry chained
   // 64-bit xxh3 hashes, so map each id to a well-mixed 64-bit value.
-  std::vector<TraceRequest>& reqs = *trace;
   if (FLAGS_engine != "store" && FLAGS_engine != "sim") {
     std::cerr << "kvcake-replay: --engine must be store or sim, not '" << FLAGS_engine << "'\n";
     return 2;
@@ -467,7 +505,9 @@ int main(int argc, char** argv) {
                    {"ssd_to_host_gbps", FLAGS_ssd_to_host_gbps},
                    {"seed", FLAGS_seed},
                    {"admit_all", FLAGS_admit_all},
-                   {"engine", FLAGS_engine}};
+                   {"engine", FLAGS_engine},
+                   {"split", FLAGS_split},
+                   {"serving", FLAGS_serving}};
   if (FLAGS_engine == "store") {
     out["config"]["payload_bytes"] = FLAGS_payload_bytes;
     out["config"]["prefill_tokens_per_s"] = FLAGS_prefill_tokens_per_s;
@@ -528,6 +568,7 @@ int main(int argc, char** argv) {
     store_opts.ssd_to_host_gbps = FLAGS_ssd_to_host_gbps;
     store_opts.prefill_tokens_per_s = FLAGS_prefill_tokens_per_s;
     store_opts.decode_ms_per_token = FLAGS_decode_ms_per_token;
+    store_opts.serving = serving;
     store_opts.mover_interval_us =
         static_cast<uint64_t>(std::llround(FLAGS_mover_interval_ms * 1e3));
   }
@@ -557,6 +598,7 @@ int main(int argc, char** argv) {
       TierSimStats stats;
       json extra;
       if (FLAGS_engine == "sim") {
+        policies[i]->SetServingMode(sim.ns, serving);
         TierSim tiers(policies[i].get(), sim);
         for (uint64_t r = 0; r < reqs.size(); ++r) {
           tiers.Run(r, dense[r], reqs[r].hash_ids, attention[r], &tokens[r]);

@@ -87,6 +87,7 @@ Result<std::unique_ptr<StoreReplay>> StoreReplay::Open(std::unique_ptr<policy::P
   ns.layer_block_bytes = o.payload_bytes;
   ns.kv_dtype = "fp16";
   ns.layout = "NHD";
+  ns.serving = o.serving;
   RETURN_IF_ERROR(replay->store_->RegisterNamespace(ns));
   replay->tiers_.resize(o.num_layers);
   return replay;

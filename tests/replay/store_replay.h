@@ -9,6 +9,7 @@
 #include "common/result.h"
 #include "common/status.h"
 #include "policy/policy.h"
+#include "policy/serving_mode.h"
 #include "store/clock.h"
 #include "store/store_stats.h"
 #include "store/tier_manager.h"
@@ -43,6 +44,9 @@ struct StoreReplayOptions {
   // mover_interval_us), after every request and whenever a put finds its
   // tier full.
   uint64_t mover_interval_us = 20'000;
+  // The replay namespace's serving mode (the policy sees it through the
+  // TierManager, as it sees a registered namespace's).
+  policy::ServingMode serving = policy::ServingMode::kExact;
   // The SSD tier (RocksDB) lives in a fresh directory under this one
   // (empty: $TMPDIR, else /tmp), removed when the replay ends.
   std::string tmp_parent;

@@ -21,13 +21,19 @@ T RoundTrip(const T& m) {
   return out;
 }
 
-// Every strict prefix and every extension by one byte must be refused.
+// Every strict prefix and every extension by one byte must be refused,
+// except the prefix that ends before `optional_tail` trailing bytes (the
+// older message without its optional last field).
 template <typename T>
-void ExpectTruncationsRefused(const T& m) {
+void ExpectTruncationsRefused(const T& m, size_t optional_tail = 0) {
   std::string bytes = Encode(m);
   for (size_t n = 0; n < bytes.size(); ++n) {
     T out;
     Status s = Decode(std::string_view(bytes).substr(0, n), &out);
+    if (optional_tail > 0 && n == bytes.size() - optional_tail) {
+      EXPECT_TRUE(s.ok()) << "prefix " << n << ": " << s.ToString();
+      continue;
+    }
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << "prefix " << n;
   }
   T out;
@@ -105,7 +111,7 @@ TEST(MessagesTest, RoundTripsEveryMessage) {
 }
 
 TEST(MessagesTest, TruncatedOrExtendedMessagesAreRefused) {
-  ExpectTruncationsRefused(SampleRegister());
+  ExpectTruncationsRefused(SampleRegister(), /*optional_tail=*/1);  // serving
   ExpectTruncationsRefused(LookupPrefixRequest{5, 6, 3, {1, 2, 3}});
   ExpectTruncationsRefused(KeyedRequest{5, 6, {{11, 0}, {12, 1}}});
   ExpectTruncationsRefused(ReportStatsRequest{5, 6, 2, 1.5, {1, 2}, {0.25, 3.0}, 1});
@@ -190,6 +196,24 @@ TEST(MessagesTest, ClusterMessageLimits) {
   DirectoryLookupRequest lout;
   EXPECT_EQ(Decode(Encode(DirectoryLookupRequest{"t", "c", 5, 0, {}}), &lout).code(),
             StatusCode::kInvalidArgument);
+}
+
+TEST(MessagesTest, RegisterServingIsOptionalAndChecked) {
+  RegisterNamespaceRequest m = SampleRegister();
+  m.serving = 1;
+  EXPECT_EQ(RoundTrip(m), m);
+  // An older client's request ends after quota_bytes: exact serving (0).
+  std::string old = Encode(SampleRegister());
+  old.pop_back();
+  RegisterNamespaceRequest out;
+  out.serving = 1;
+  ASSERT_TRUE(Decode(old, &out).ok());
+  EXPECT_EQ(out.serving, 0);
+  EXPECT_EQ(out, SampleRegister());
+  m.serving = kMaxServing + 1;
+  Status s = Decode(Encode(m), &out);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("serving"), std::string_view::npos) << s.ToString();
 }
 
 TEST(MessagesTest, FieldLimitsAreEnforced) {
