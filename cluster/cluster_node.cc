@@ -172,7 +172,8 @@ Result<std::pair<uint64_t, uint64_t>> ClusterNode::EnsureNamespace(
                                           ns.layer_block_bytes,
                                           ns.kv_dtype,
                                           ns.layout,
-                                          0};
+                                          0,
+                                          static_cast<uint8_t>(ns.serving)};
   transport::RpcReply reply = CallPeer(peer, RpcOp::kRegisterNamespace, transport::Encode(req));
   if (!reply.status.ok()) return reply.status.WithContext("register namespace on member");
   transport::RegisterNamespaceResponse resp;

@@ -23,6 +23,7 @@
 #include "daemon/daemon.h"
 #include "daemon/startup_checks.h"
 #include "kvcake/version.h"
+#include "transport/nccl_channel.h"
 #include "transport/ucx_options.h"
 
 DEFINE_string(listen, "127.0.0.1:18515",
@@ -53,6 +54,9 @@ DEFINE_uint64(peer_timeout_ms, 200, "bound on every call to another member (then
 DEFINE_uint32(
     handoff_wait_ms, 2000,
     "a get of a block an announced hand-off is still bringing waits this long (0: never)");
+DEFINE_string(handoff_transport, "ucx",
+              "ucx | nccl | auto: with nccl or auto (and CUDA device tiers), answer other "
+              "members' requests to join GPU-to-GPU NCCL hand-off channels");
 DEFINE_string(gpu_bytes, "0", "device tier bytes (0: none; emulated on host without CUDA)");
 DEFINE_string(host_bytes, "1G", "host tier bytes (shared-memory segment)");
 DEFINE_string(slot_bytes, "4M",
@@ -222,6 +226,9 @@ Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
     o.service.cluster_token = o.cluster.cluster_token;
     o.service.handoff_wait_ms = FLAGS_handoff_wait_ms;
   }
+  ASSIGN_OR_RETURN(o.service.handoff_transport,
+                   kvcake::daemon::ParseHandoffTransport(FLAGS_handoff_transport,
+                                                         kvcake::transport::NcclCommPool::Built()));
   o.policy = FLAGS_policy;
   o.drain_on_exit = FLAGS_drain_on_exit;
   o.expose_host_segment = FLAGS_expose_host_segment;
@@ -251,6 +258,17 @@ Status CheckBeforeStart(const kvcake::admin::AdminServerOptions& admin,
                                                        FLAGS_admin_listen));
     RETURN_IF_ERROR(kvcake::daemon::CheckListenAddress("admin_listen", FLAGS_admin_listen));
   }
+  // The host segment is pre-faulted (MAP_POPULATE), and so is an emulated
+  // GPU arena: a size past the machine's memory would end in the OOM killer.
+  uint64_t prefaulted = o.store.host_capacity_bytes;
+  std::string memory_flag = "host_bytes";
+#ifndef KVCAKE_HAVE_CUDA
+  if (o.store.device_capacity_bytes > 0) {
+    prefaulted += o.store.device_capacity_bytes;
+    memory_flag = "host_bytes plus --gpu_bytes (emulated on host memory)";
+  }
+#endif
+  RETURN_IF_ERROR(kvcake::daemon::CheckMemoryFits(memory_flag, prefaulted));
   return kvcake::daemon::CheckSsdPath(o.store.ssd_path);
 }
 

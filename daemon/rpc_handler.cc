@@ -44,6 +44,8 @@ std::string_view MetricOpName(uint16_t op) {
       return "directory_lookup";
     case RpcOp::kHandoffWait:
       return "handoff_wait";
+    case RpcOp::kNcclConnect:
+      return "nccl_connect";
   }
   return "unknown";
 }

@@ -9,6 +9,8 @@
 #include "common/block_hash.h"
 #include "common/copy_and_hash.h"
 #include "common/logging.h"
+#include "common/token_equals.h"
+#include "policy/serving_mode.h"
 #include "store/checksum.h"
 
 namespace kvcake::daemon {
@@ -62,7 +64,17 @@ Service::Service(ServiceOptions options, store::TierManager* store)
       store_(store),
       clock_(options_.clock != nullptr ? options_.clock : &steady_clock_),
       access_(AllGrants(options_)),
-      lease_ids_(std::random_device{}()) {}
+      lease_ids_(std::random_device{}()) {
+  if (options_.handoff_transport != HandoffTransport::kUcx && transport::NcclCommPool::Built() &&
+      store_->device_is_cuda()) {
+    nccl_ = std::make_unique<transport::NcclCommPool>();
+  } else if (options_.handoff_transport != HandoffTransport::kUcx) {
+    KVCAKE_LOG(WARNING) << "--handoff_transport: NCCL hand-offs stay off ("
+                        << (transport::NcclCommPool::Built() ? "the device tier is not a CUDA arena"
+                                                             : "built without CUDA")
+                        << "); hand-offs go over UCX";
+  }
+}
 
 Service::~Service() { ReleaseAllLeases(); }
 
@@ -156,6 +168,8 @@ Result<std::string> Service::Dispatch(uint64_t caller, uint16_t op, std::string_
       return Release(caller, header);
     case RpcOp::kHandoffWait:
       return HandoffWaitNow(header);
+    case RpcOp::kNcclConnect:
+      return NcclConnect(header);
     case RpcOp::kDirectoryPublish:
     case RpcOp::kDirectoryLookup:
       if (cluster() == nullptr) {
@@ -204,6 +218,7 @@ Result<std::string> Service::RegisterNamespace(uint64_t caller, std::string_view
   cfg.layer_block_bytes = req.layer_block_bytes;
   cfg.kv_dtype = req.kv_dtype;
   cfg.layout = req.layout;
+  cfg.serving = static_cast<policy::ServingMode>(req.serving);  // range-checked by Decode
   cfg.quota_bytes = req.quota_bytes ? req.quota_bytes : options_.default_quota_bytes;
   if (options_.max_quota_bytes != 0 &&
       (cfg.quota_bytes == 0 || cfg.quota_bytes > options_.max_quota_bytes)) {
@@ -232,7 +247,8 @@ Result<std::string> Service::RegisterNamespace(uint64_t caller, std::string_view
     KVCAKE_LOG(INFO) << "registered namespace '" << cfg.name << "' layers=" << cfg.num_layers
                      << " block_tokens=" << cfg.block_tokens
                      << " layer_block_bytes=" << cfg.layer_block_bytes
-                     << " quota_bytes=" << cfg.quota_bytes;
+                     << " quota_bytes=" << cfg.quota_bytes
+                     << " serving=" << policy::ServingModeName(cfg.serving);
   }
   return transport::Encode(resp);
 }
@@ -368,6 +384,26 @@ bool Service::ParkForHandoff(uint64_t caller, uint16_t op, std::string_view head
       std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.handoff_wait_ms),
       std::move(ready), [resume = std::move(resume)](bool) { resume(); });
   return true;
+}
+
+Result<std::string> Service::NcclConnect(std::string_view header) {
+  transport::NcclConnectRequest req;
+  RETURN_IF_ERROR(transport::Decode(header, &req));
+  if (cluster() == nullptr) return FailedPreconditionError("this daemon is in no cluster");
+  if (!options_.cluster_token.empty() && !TokenEquals(req.cluster_token, options_.cluster_token)) {
+    return PermissionDeniedError("bad cluster token");
+  }
+  if (nccl_ == nullptr) {
+    return FailedPreconditionError(
+        "NCCL hand-offs are off on this daemon (--handoff_transport=ucx, a build without CUDA, "
+        "or no CUDA device tier)");
+  }
+  const int device = store_->device_segment().cuda_device;
+  transport::NcclUniqueId id;
+  std::copy(req.unique_id.begin(), req.unique_id.end(), id.begin());
+  RETURN_IF_ERROR(nccl_->Join(
+      transport::NcclPeer{device, req.sender, static_cast<int>(req.sender_device)}, id));
+  return transport::Encode(transport::NcclConnectResponse{static_cast<uint32_t>(device)});
 }
 
 Result<std::string> Service::HandoffWaitNow(std::string_view header) {

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -16,11 +17,13 @@
 #include "common/status.h"
 #include "daemon/access_control.h"
 #include "daemon/handoff_registry.h"
+#include "daemon/startup_checks.h"
 #include "kvcake/version.h"
 #include "store/clock.h"
 #include "store/tier_manager.h"
 #include "transport/buffer.h"
 #include "transport/messages.h"
+#include "transport/nccl_channel.h"
 
 namespace kvcake::daemon {
 
@@ -72,6 +75,11 @@ struct ServiceOptions {
   // waits this long for it before it reports a miss (docs/cluster.md
   // "Prefill to decode hand-off"). 0: never wait. Default 2000.
   uint32_t handoff_wait_ms = 2000;
+  // --handoff_transport. With nccl or auto, a build with CUDA and a CUDA
+  // device tier, the service answers NCCL_CONNECT: another member's request
+  // to join a 2-rank NCCL communicator on the device tier's GPU. Default ucx
+  // (NCCL_CONNECT is then FAILED_PRECONDITION).
+  HandoffTransport handoff_transport = HandoffTransport::kUcx;
   // Clock of the same-node leases (lease_ms); null: the steady clock. Tests
   // pass a store::ManualClock (the one the store uses) to expire leases
   // without sleeping. Must outlive the Service.
@@ -245,6 +253,8 @@ class Service {
   std::optional<cluster::HandoffTarget> HandoffOf(const store::NamespaceConfig& ns,
                                                   const transport::KeyedRequest& req);
   Result<std::string> HandoffWaitNow(std::string_view header);
+  // NCCL_CONNECT from another member: joins its communicator (nccl_).
+  Result<std::string> NcclConnect(std::string_view header);
   // Counts a failed request (errors_, errors_by_code_); returns `s`.
   Status CountError(Status s);
   // Decodes a request about a namespace (ns_id, fingerprint, and either keys
@@ -297,6 +307,9 @@ class Service {
   std::atomic<uint64_t> errors_by_code_[17] = {};
 
   AccessControl access_;
+  // NCCL communicators with other members; null unless NCCL hand-offs are on
+  // and the device tier is a CUDA arena.
+  std::unique_ptr<transport::NcclCommPool> nccl_;
 
   mutable Mutex mu_;
   std::mt19937_64 lease_ids_ GUARDED_BY(mu_);

@@ -7,8 +7,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <optional>
 
 namespace kvcake::daemon {
 namespace {
@@ -141,6 +144,69 @@ Status CheckSsdPath(const std::string& path) {
                                    "); every kvcaked needs its own --ssd_path");
   }
   return Status::Ok();
+}
+
+namespace {
+
+// The number after `key` in a /proc/meminfo-style file, in bytes ("kB" units).
+std::optional<uint64_t> MeminfoBytes(const std::string& path, const std::string& key) {
+  std::ifstream in(path);
+  std::string name;
+  uint64_t value = 0;
+  std::string unit;
+  while (in >> name >> value) {
+    std::getline(in, unit);
+    if (name == key + ":") return value * 1024;
+  }
+  return std::nullopt;
+}
+
+// The first number in a one-line file; nullopt for "max", unreadable or empty.
+std::optional<uint64_t> FileNumber(const std::string& path) {
+  std::ifstream in(path);
+  uint64_t value = 0;
+  if (!(in >> value)) return std::nullopt;
+  return value;
+}
+
+std::string GiB(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / (1ull << 30));
+  return buf;
+}
+
+}  // namespace
+
+Status CheckMemoryFits(const std::string& flag, uint64_t bytes, const std::string& meminfo_path,
+                       const std::string& cgroup_dir) {
+  std::optional<uint64_t> room = MeminfoBytes(meminfo_path, "MemAvailable");
+  std::string what = "available memory";
+  const std::optional<uint64_t> limit = FileNumber(cgroup_dir + "/memory.max");
+  const std::optional<uint64_t> used = FileNumber(cgroup_dir + "/memory.current");
+  if (limit.has_value()) {
+    const uint64_t left = *limit > used.value_or(0) ? *limit - used.value_or(0) : 0;
+    if (!room.has_value() || left < *room) {
+      room = left;
+      what = "room under the memory cgroup's limit (" + GiB(*limit) + ")";
+    }
+  }
+  if (!room.has_value() || bytes <= *room) return Status::Ok();
+  return ResourceExhaustedError("--" + flag + " needs " + GiB(bytes) +
+                                " of memory at start (it is pre-faulted), but this machine has " +
+                                GiB(*room) + " of " + what + "; lower --" + flag);
+}
+
+Result<HandoffTransport> ParseHandoffTransport(const std::string& value, bool nccl_built) {
+  if (value == "ucx") return HandoffTransport::kUcx;
+  if (value == "auto") return HandoffTransport::kAuto;
+  if (value == "nccl") {
+    if (!nccl_built) {
+      return FailedPreconditionError(
+          "--handoff_transport nccl: this kvcaked was built without CUDA (use ucx or auto)");
+    }
+    return HandoffTransport::kNccl;
+  }
+  return InvalidArgumentError("--handoff_transport '" + value + "': want ucx, nccl or auto");
 }
 
 }  // namespace kvcake::daemon

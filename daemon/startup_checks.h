@@ -4,8 +4,10 @@
 // (host segment, GPU arena, RocksDB): each failure is one line naming the
 // command-line flag to change.
 
+#include <cstdint>
 #include <string>
 
+#include "common/result.h"
 #include "common/status.h"
 
 namespace kvcake::daemon {
@@ -26,5 +28,28 @@ Status CheckSsdPath(const std::string& path);
 // bind the same port: the same port on the same host, or on a wildcard host.
 Status CheckDistinctPorts(const std::string& flag_a, const std::string& a,
                           const std::string& flag_b, const std::string& b);
+
+// RESOURCE_EXHAUSTED when `bytes` of memory that kvcaked pre-faults at start
+// (the host segment, plus an emulated GPU arena) exceed what this machine can
+// give it: MemAvailable in `meminfo_path`, and the room left under the memory
+// cgroup's limit (`cgroup_dir`/memory.max minus memory.current) when there is
+// one. A start that would be killed by the OOM killer fails instead with a
+// line naming `flag`. Missing files are not an error (no limit known).
+Status CheckMemoryFits(const std::string& flag, uint64_t bytes,
+                       const std::string& meminfo_path = "/proc/meminfo",
+                       const std::string& cgroup_dir = "/sys/fs/cgroup");
+
+// How a prefill daemon pushes hand-off values to their target
+// (--handoff_transport, docs/operations.md "NCCL hand-offs").
+enum class HandoffTransport {
+  kUcx,   // over the daemon-to-daemon UCX RPC (staged through host memory)
+  kNccl,  // GPU to GPU over NCCL where both ends hold a CUDA device tier
+  kAuto,  // NCCL when this build has it, else UCX
+};
+
+// Parses --handoff_transport: "ucx", "nccl" or "auto". INVALID_ARGUMENT for
+// any other value; FAILED_PRECONDITION for "nccl" when `nccl_built` is false
+// (a kvcaked built without CUDA). Messages start with "--handoff_transport".
+Result<HandoffTransport> ParseHandoffTransport(const std::string& value, bool nccl_built);
 
 }  // namespace kvcake::daemon

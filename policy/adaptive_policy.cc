@@ -4,18 +4,39 @@
 
 namespace kvcake::policy {
 
-AdaptivePolicy::AdaptivePolicy(LruPolicyOptions lru, CakePolicyOptions cake)
-    : lru_(lru), cake_(cake) {}
+AdaptivePolicy::AdaptivePolicy(ClassicPolicyOptions classic, GdsfPolicyOptions costs,
+                               CakePolicyOptions cake)
+    : classic_(classic, costs), cake_(cake) {}
 
 void AdaptivePolicy::SetTierCapacity(Tier tier, uint64_t bytes) {
-  lru_.SetTierCapacity(tier, bytes);
+  classic_.SetTierCapacity(tier, bytes);
   cake_.SetTierCapacity(tier, bytes);
 }
 
 void AdaptivePolicy::RegisterNamespace(uint64_t ns, uint32_t num_layers,
                                        uint64_t layer_block_bytes) {
-  lru_.RegisterNamespace(ns, num_layers, layer_block_bytes);
+  classic_.RegisterNamespace(ns, num_layers, layer_block_bytes);
   cake_.RegisterNamespace(ns, num_layers, layer_block_bytes);
+}
+
+void AdaptivePolicy::SetServingMode(uint64_t ns, ServingMode mode) {
+  const bool budgeted = mode == ServingMode::kBudgeted;
+  if (budgeted == Budgeted(ns)) return;
+  // CakePolicy tracks only budgeted namespaces: hand it the blocks the
+  // namespace already holds, or take them back.
+  for (const auto& [key, held] : held_) {
+    if (key.ns != ns) continue;
+    if (budgeted) {
+      cake_.OnInsert(key, held.tier, held.bytes, 0);
+    } else {
+      cake_.OnRemove(key, held.tier);
+    }
+  }
+  if (budgeted) {
+    budgeted_.insert(ns);
+  } else {
+    budgeted_.erase(ns);
+  }
 }
 
 void AdaptivePolicy::OnInsert(const BlockKey& key, Tier tier, uint64_t bytes, uint64_t tick) {
@@ -24,13 +45,13 @@ void AdaptivePolicy::OnInsert(const BlockKey& key, Tier tier, uint64_t bytes, ui
   if (!inserted) per_ns[TierIndex(it->second.tier)] -= it->second.bytes;
   it->second = Held{tier, bytes};
   per_ns[TierIndex(tier)] += bytes;
-  lru_.OnInsert(key, tier, bytes, tick);
-  cake_.OnInsert(key, tier, bytes, tick);
+  classic_.OnInsert(key, tier, bytes, tick);
+  if (Budgeted(key.ns)) cake_.OnInsert(key, tier, bytes, tick);
 }
 
 void AdaptivePolicy::OnAccess(const BlockKey& key, Tier tier, uint64_t tick) {
-  lru_.OnAccess(key, tier, tick);
-  cake_.OnAccess(key, tier, tick);
+  classic_.OnAccess(key, tier, tick);
+  if (Budgeted(key.ns)) cake_.OnAccess(key, tier, tick);
 }
 
 void AdaptivePolicy::OnMove(const BlockKey& key, Tier from, Tier to, uint64_t tick) {
@@ -41,8 +62,8 @@ void AdaptivePolicy::OnMove(const BlockKey& key, Tier from, Tier to, uint64_t ti
     per_ns[TierIndex(to)] += it->second.bytes;
     it->second.tier = to;
   }
-  lru_.OnMove(key, from, to, tick);
-  cake_.OnMove(key, from, to, tick);
+  classic_.OnMove(key, from, to, tick);
+  if (Budgeted(key.ns)) cake_.OnMove(key, from, to, tick);
 }
 
 void AdaptivePolicy::OnRemove(const BlockKey& key, Tier tier) {
@@ -51,14 +72,14 @@ void AdaptivePolicy::OnRemove(const BlockKey& key, Tier tier) {
     ns_bytes_[key.ns][TierIndex(it->second.tier)] -= it->second.bytes;
     held_.erase(it);
   }
-  lru_.OnRemove(key, tier);
-  cake_.OnRemove(key, tier);
+  classic_.OnRemove(key, tier);
+  if (Budgeted(key.ns)) cake_.OnRemove(key, tier);
 }
 
 std::array<uint64_t, kNumLocalTiers> AdaptivePolicy::CakeBytes() const {
   std::array<uint64_t, kNumLocalTiers> out{};
   for (const auto& [ns, bytes] : ns_bytes_) {
-    if (!cake_.HasStatistics(ns)) continue;
+    if (!UsesCake(ns)) continue;
     for (int t = 0; t < kNumLocalTiers; ++t) out[t] += bytes[t];
   }
   return out;
@@ -75,19 +96,19 @@ std::vector<BlockKey> AdaptivePolicy::SelectVictims(
       total == 0 ? 0
                  : static_cast<uint64_t>(
                        static_cast<long double>(bytes_to_free) * cake_bytes / total + 0.999);
-  auto cake_ok = [&](const BlockKey& k) { return cake_.HasStatistics(k.ns) && eligible(k); };
-  auto lru_ok = [&](const BlockKey& k) { return !cake_.HasStatistics(k.ns) && eligible(k); };
+  auto cake_ok = [&](const BlockKey& k) { return UsesCake(k.ns) && eligible(k); };
+  auto classic_ok = [&](const BlockKey& k) { return !UsesCake(k.ns) && eligible(k); };
   std::vector<BlockKey> victims;
   if (cake_share > 0) victims = cake_.SelectVictims(tier, cake_share, cake_ok);
   uint64_t freed = 0;
   for (const BlockKey& k : victims) freed += held_.at(k).bytes;
   if (freed < bytes_to_free) {
-    for (const BlockKey& k : lru_.SelectVictims(tier, bytes_to_free - freed, lru_ok)) {
+    for (const BlockKey& k : classic_.SelectVictims(tier, bytes_to_free - freed, classic_ok)) {
       victims.push_back(k);
       freed += held_.at(k).bytes;
     }
   }
-  if (freed < bytes_to_free) {  // the LRU group ran short: CAKE gives the rest
+  if (freed < bytes_to_free) {  // the classic group ran short: CAKE gives the rest
     std::unordered_map<BlockKey, bool, BlockKeyHash> taken;
     for (const BlockKey& k : victims) taken[k] = true;
     auto more_ok = [&](const BlockKey& k) { return cake_ok(k) && !taken.count(k); };
@@ -100,28 +121,29 @@ std::vector<BlockKey> AdaptivePolicy::SelectVictims(
 }
 
 bool AdaptivePolicy::Admit(const BlockKey& key, Tier to) {
-  return cake_.HasStatistics(key.ns) ? cake_.Admit(key, to) : lru_.Admit(key, to);
+  return UsesCake(key.ns) ? cake_.Admit(key, to) : classic_.Admit(key, to);
 }
 
 std::vector<BlockKey> AdaptivePolicy::SelectPromotions(Tier tier, uint64_t bytes_available) {
-  // CAKE's picks first, then the LRU group's hot blocks in what is left.
+  // CAKE's picks first, then the classic group's hot blocks in what is left.
   std::vector<BlockKey> out = cake_.SelectPromotions(tier, bytes_available);
   uint64_t used = 0;
   for (const BlockKey& k : out) used += held_.at(k).bytes;
   if (used >= bytes_available) return out;
-  auto lru_ok = [&](const BlockKey& k) { return !cake_.HasStatistics(k.ns); };
-  for (const BlockKey& k : lru_.SelectPromotions(tier, bytes_available - used, lru_ok)) {
+  auto classic_ok = [&](const BlockKey& k) { return !UsesCake(k.ns); };
+  for (const BlockKey& k : classic_.SelectPromotions(tier, bytes_available - used, classic_ok)) {
     out.push_back(k);
   }
   return out;
 }
 
 void AdaptivePolicy::ReportLayerSignal(uint64_t ns, const LayerSignal& signal) {
-  cake_.ReportLayerSignal(ns, signal);
+  // Exact-serving namespaces are ranked by GDSF alone (docs/policy.md §6).
+  if (Budgeted(ns)) cake_.ReportLayerSignal(ns, signal);
 }
 
 std::vector<int64_t> AdaptivePolicy::LayerBudgets(uint64_t ns, Tier tier) const {
-  return cake_.HasStatistics(ns) ? cake_.LayerBudgets(ns, tier) : std::vector<int64_t>{};
+  return UsesCake(ns) ? cake_.LayerBudgets(ns, tier) : std::vector<int64_t>{};
 }
 
 }  // namespace kvcake::policy

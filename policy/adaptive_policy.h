@@ -2,32 +2,44 @@
 
 #include <array>
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "policy/cake_policy.h"
-#include "policy/lru_policy.h"
+#include "policy/classic_policy.h"
+#include "policy/gdsf_policy.h"
 #include "policy/policy.h"
 
 namespace kvcake::policy {
 
-// AdaptivePolicy: the policy the daemon installs. Namespaces that reported
-// CAKE statistics are governed by CakePolicy, all others by LruPolicy
-// (docs/design.md §4 "without statistics"). Both inner policies see every event,
-// so a namespace switches to CAKE with its full history the moment its first
-// signal arrives. Victims are taken from the two groups in proportion to the
-// bytes each holds in the tier. Promotions: CAKE's first, then the LRU
-// group's host blocks that were accessed again (GPU tier only).
+// AdaptivePolicy: the policy the daemon installs (docs/policy.md §3).
+//
+// Exact serving (the default ServingMode): the engine needs every block of a
+// prefix, so the objective is reload cost and every tier is ordered by
+// GreedyDual-Size-Frequency (GdsfPolicy, the best classic ranking on the
+// conversation trace), with the classic SSD admission and GPU promotions of
+// host blocks read again. CAKE signals of such namespaces are ignored.
+//
+// Budgeted serving (SetServingMode(ns, kBudgeted)): once the namespace
+// reports CAKE statistics it is governed by CakePolicy (layer budgets, block
+// scores, cascade). Until then it is ranked by GDSF like the others.
+//
+// CakePolicy sees only the events of budgeted namespaces; GdsfPolicy sees
+// every event, so a budgeted namespace falls back with its full history.
+// Victims are taken from the two groups in proportion to the bytes each
+// holds in the tier. Promotions: CAKE's first, then GDSF's host blocks of
+// the other namespaces that were accessed again (GPU tier only).
 //
 // Thread-safety: not thread-safe; the owner serialises all calls.
 class AdaptivePolicy final : public Policy {
  public:
-  AdaptivePolicy(LruPolicyOptions lru, CakePolicyOptions cake);
+  AdaptivePolicy(ClassicPolicyOptions classic, GdsfPolicyOptions costs, CakePolicyOptions cake);
 
   std::string_view name() const override { return "adaptive"; }
   void SetTierCapacity(Tier tier, uint64_t bytes) override;
   void RegisterNamespace(uint64_t ns, uint32_t num_layers, uint64_t layer_block_bytes) override;
+  void SetServingMode(uint64_t ns, ServingMode mode) override;
   void OnInsert(const BlockKey& key, Tier tier, uint64_t bytes, uint64_t tick) override;
   void OnAccess(const BlockKey& key, Tier tier, uint64_t tick) override;
   void OnMove(const BlockKey& key, Tier from, Tier to, uint64_t tick) override;
@@ -40,18 +52,20 @@ class AdaptivePolicy final : public Policy {
   void ReportLayerSignal(uint64_t ns, const LayerSignal& signal) override;
   std::vector<int64_t> LayerBudgets(uint64_t ns, Tier tier) const override;
 
-  // True if `ns` is governed by CAKE.
-  bool UsesCake(uint64_t ns) const { return cake_.HasStatistics(ns); }
+  // True if `ns` is governed by CAKE: budgeted serving and statistics reported.
+  bool UsesCake(uint64_t ns) const { return Budgeted(ns) && cake_.HasStatistics(ns); }
 
  private:
   struct Held {
     Tier tier;
     uint64_t bytes;
   };
+  bool Budgeted(uint64_t ns) const { return budgeted_.count(ns) != 0; }
   std::array<uint64_t, kNumLocalTiers> CakeBytes() const;
 
-  LruPolicy lru_;
+  GdsfPolicy classic_;
   CakePolicy cake_;
+  std::unordered_set<uint64_t> budgeted_;  // namespaces with ServingMode::kBudgeted
   std::unordered_map<BlockKey, Held, BlockKeyHash> held_;
   // Bytes per tier per namespace, to split victims between the groups.
   std::unordered_map<uint64_t, std::array<uint64_t, kNumLocalTiers>> ns_bytes_;

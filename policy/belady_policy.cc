@@ -65,6 +65,21 @@ std::vector<BlockKey> BeladyPolicy::SelectVictims(
   return victims;
 }
 
+std::vector<BlockKey> BeladyPolicy::SelectPromotions(Tier tier, uint64_t bytes_available) {
+  std::vector<BlockKey> out;
+  if (tier == Tier::kSsd || tier == Tier::kRemote) return out;
+  const auto& below = order_[TierIndex(tier) + 1];
+  uint64_t used = 0;
+  // order_ is by descending next use: the nearest is at the end.
+  for (auto it = below.rbegin(); it != below.rend() && it->next != kNever; ++it) {
+    const uint64_t bytes = entries_.at(it->key).bytes;
+    if (used + bytes > bytes_available) break;
+    used += bytes;
+    out.push_back(it->key);
+  }
+  return out;
+}
+
 bool BeladyPolicy::Admit(const BlockKey& key, Tier to) {
   auto it = entries_.find(key);
   return it != entries_.end() && it->second.next != kNever;

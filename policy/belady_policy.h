@@ -15,7 +15,8 @@ namespace kvcake::policy {
 // BeladyPolicy: Belady's MIN oracle, for evaluation only (it needs the
 // future). Given every tick at which each block hash will be accessed, each
 // tier's victims are the blocks whose next access is farthest away (never:
-// first); a block is admitted to SSD only if it is accessed again. All layers
+// first); a block is admitted to SSD only if it is accessed again, and the
+// blocks promoted into a tier are those whose next access is nearest. All layers
 // of a block share its hash's access ticks; the namespace is ignored.
 //
 // Thread-safety: not thread-safe; the owner serialises all calls.
@@ -36,6 +37,9 @@ class BeladyPolicy final : public Policy {
       Tier tier, uint64_t bytes_to_free,
       const std::function<bool(const BlockKey&)>& eligible) override;
   bool Admit(const BlockKey& key, Tier to) override;
+  // The blocks one tier down whose next access is nearest (never-again
+  // blocks are not promoted), while they fit in `bytes_available`.
+  std::vector<BlockKey> SelectPromotions(Tier tier, uint64_t bytes_available) override;
 
   // Next access tick of `hash` strictly after `tick` (kNever if none).
   uint64_t NextUse(uint64_t hash, uint64_t tick) const;

@@ -7,6 +7,7 @@
 
 #include "common/block_key.h"
 #include "common/tier.h"
+#include "policy/serving_mode.h"
 
 namespace kvcake::policy {
 
@@ -38,6 +39,9 @@ class Policy {
   virtual void SetTierCapacity(Tier tier, uint64_t bytes) = 0;
   // Geometry of a namespace, needed for per-layer budgets. Idempotent.
   virtual void RegisterNamespace(uint64_t ns, uint32_t num_layers, uint64_t layer_block_bytes) {}
+  // How the namespace's engine serves (policy/serving_mode.h); kExact until
+  // set. Policies that treat every namespace alike ignore it.
+  virtual void SetServingMode(uint64_t ns, ServingMode mode) {}
 
   // Lifecycle events for committed blocks.
   virtual void OnInsert(const BlockKey& key, Tier tier, uint64_t bytes, uint64_t tick) = 0;

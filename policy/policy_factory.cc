@@ -60,7 +60,8 @@ Result<std::unique_ptr<Policy>> MakePolicy(std::string_view name, const PolicyOp
     return std::unique_ptr<Policy>(std::make_unique<CakePolicy>(cake));
   }
   if (name == "adaptive") {
-    return std::unique_ptr<Policy>(std::make_unique<AdaptivePolicy>(options.lru, options.cake));
+    return std::unique_ptr<Policy>(
+        std::make_unique<AdaptivePolicy>(options.lru, options.gdsf, options.cake));
   }
   return InvalidArgumentError(
       "unknown policy '" + std::string(name) +

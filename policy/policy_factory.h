@@ -15,7 +15,7 @@ namespace kvcake::policy {
 // Options of every policy MakePolicy can build.
 struct PolicyOptions {
   // Admission and promotion of every classic baseline (lru, lfu, arc,
-  // s3fifo, gdsf) and of adaptive's namespaces without statistics.
+  // s3fifo, gdsf) and of adaptive's namespaces not governed by CAKE.
   ClassicPolicyOptions lru;
   GdsfPolicyOptions gdsf;
   double s3fifo_small_fraction = 0.1;  // in (0, 1)

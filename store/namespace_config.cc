@@ -15,6 +15,11 @@ Status NamespaceConfig::Validate() const {
   if (layer_block_bytes == 0) {
     return InvalidArgumentError("namespace " + name + ": layer_block_bytes is 0");
   }
+  if (static_cast<uint8_t>(serving) > policy::kMaxServingMode) {
+    return InvalidArgumentError("namespace " + name + ": serving mode " +
+                                std::to_string(static_cast<unsigned>(serving)) +
+                                " is neither exact (0) nor budgeted (1)");
+  }
   return Status::Ok();
 }
 

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "policy/serving_mode.h"
 
 namespace kvcake::store {
 
@@ -22,8 +23,13 @@ struct NamespaceConfig {
   std::string kv_dtype;            // e.g. "fp16", "bf16", "fp8_e4m3"
   std::string layout;              // e.g. "NHD;tp=2;rank=0" (free text, part of the fingerprint)
   uint64_t quota_bytes = 0;        // bytes across all tiers; 0 = unlimited (not fingerprinted)
+  // How the engine serves (policy/serving_mode.h; not fingerprinted): the
+  // default policy ranks exact-serving namespaces by GDSF and gives CAKE's
+  // budgets to budgeted ones. The first registration sets it.
+  policy::ServingMode serving = policy::ServingMode::kExact;
 
-  // INVALID_ARGUMENT when a geometry field is zero or the name is empty.
+  // INVALID_ARGUMENT when a geometry field is zero, the name is empty or
+  // `serving` is not a ServingMode.
   Status Validate() const;
 
   // "num_layers=32 block_tokens=16 layer_block_bytes=262144 kv_dtype=fp16

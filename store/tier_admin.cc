@@ -52,6 +52,7 @@ Status TierManager::Impl::Evict(const BlockKey& key, Tier to) {
   MutexLock lock(&mu_);
   if (stop_) return UnavailableError("store: shutting down");
   QueueForcedLocked(req);
+  while (InlineMover() && !req->finished && !stop_) RunMoverInlineLocked(&lock);
   space_cv_.Wait(&lock, [&]() REQUIRES(mu_) { return req->finished; });
   return req->status;
 }
@@ -78,6 +79,7 @@ Status TierManager::Impl::Drain(const DrainProgress& progress) {
     });
     total = req->keys.size();
     QueueForcedLocked(req);
+    while (InlineMover() && !req->finished && !stop_) RunMoverInlineLocked(&lock);
     while (!req->finished) {
       space_cv_.WaitFor(&lock, std::chrono::milliseconds(100));
       if (progress && !req->finished) {
@@ -96,6 +98,7 @@ Status TierManager::Impl::Flush() {
   {
     MutexLock lock(&mu_);
     WakeMoverLocked();
+    if (InlineMover()) RunMoverInlineLocked(&lock);
     space_cv_.Wait(&lock, [&]() REQUIRES(mu_) {
       return stop_ || (!ssd_busy_ && forced_.empty() && (ssd_deletes_.empty() || ssd_error_));
     });

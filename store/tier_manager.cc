@@ -17,10 +17,6 @@ namespace kvcake::store {
 
 namespace {
 
-// Extents are multiples of 4 KiB, so every value starts page-aligned in its
-// segment.
-constexpr uint64_t kExtentGranule = 4096;
-
 // Pages of a memory tier's ExtentPool: slot_bytes (the largest value) times
 // 1 to 4. Larger pages lose less to a page's tail when a class does not
 // divide it; smaller ones less to the one partly filled page per class.
@@ -41,14 +37,18 @@ Status TierManagerOptions::Validate() const {
   if (slot_bytes == 0 || slot_bytes % 4096 != 0) {
     return InvalidArgumentError("store: slot_bytes must be a positive multiple of 4096");
   }
-  if (host_capacity_bytes / kExtentGranule >= (1ull << 31)) {
-    return InvalidArgumentError("store: host_capacity_bytes must be below 8 TiB");
+  if (extent_granule_bytes < 64 || extent_granule_bytes > 4096 ||
+      (extent_granule_bytes & (extent_granule_bytes - 1)) != 0) {
+    return InvalidArgumentError("store: extent_granule_bytes must be a power of two in [64, 4096]");
+  }
+  if (host_capacity_bytes / extent_granule_bytes >= (1ull << 31)) {
+    return InvalidArgumentError("store: host_capacity_bytes must be below 2^31 extent granules");
   }
   if (host_capacity_bytes < slot_bytes) {
     return InvalidArgumentError("store: host_capacity_bytes must hold at least one slot");
   }
-  if (device_capacity_bytes / kExtentGranule >= (1ull << 31)) {
-    return InvalidArgumentError("store: device_capacity_bytes must be below 8 TiB");
+  if (device_capacity_bytes / extent_granule_bytes >= (1ull << 31)) {
+    return InvalidArgumentError("store: device_capacity_bytes must be below 2^31 extent granules");
   }
   if (device_capacity_bytes != 0 && device_capacity_bytes < slot_bytes) {
     return InvalidArgumentError("store: device_capacity_bytes must be 0 or hold a slot");
@@ -60,7 +60,6 @@ Status TierManagerOptions::Validate() const {
   if (pin_lease_us == 0 || reservation_lease_us == 0) {
     return InvalidArgumentError("store: lease durations must be > 0");
   }
-  if (mover_interval_us == 0) return InvalidArgumentError("store: mover_interval_us is 0");
   if (!ssd_path.empty() && ssd_capacity_bytes == 0) {
     return InvalidArgumentError("store: ssd_capacity_bytes is 0 with an ssd_path");
   }
@@ -104,7 +103,7 @@ Status TierManager::Impl::Init() {
   KVCAKE_LOG(INFO) << "store: policy " << policy_->name() << ", device "
                    << (device_ ? (device_->is_cuda() ? "cuda" : "emulated") : "none") << ", host "
                    << host_->num_slots() << " slots, ssd " << (ssd_ ? opts_.ssd_path : "none");
-  mover_ = std::thread([this] { MoverLoop(); });
+  if (!InlineMover()) mover_ = std::thread([this] { MoverLoop(); });
   return Status::Ok();
 }
 
@@ -119,8 +118,8 @@ Status TierManager::Impl::OpenDeviceTier() {
   d.allow_cuda = opts_.device_allow_cuda;
   d.cuda_device = opts_.cuda_device;
   ASSIGN_OR_RETURN(device_, DeviceTier::Open(d));
-  device_pool_ =
-      std::make_unique<ExtentPool>(static_cast<uint32_t>(d.num_slots), page, kExtentGranule);
+  device_pool_ = std::make_unique<ExtentPool>(static_cast<uint32_t>(d.num_slots), page,
+                                              opts_.extent_granule_bytes);
   return Status::Ok();
 }
 
@@ -132,8 +131,8 @@ Status TierManager::Impl::OpenHostTier() {
   h.slot_bytes = page;
   h.huge_pages = opts_.host_huge_pages;
   ASSIGN_OR_RETURN(host_, HostTier::Open(h));
-  host_pool_ =
-      std::make_unique<ExtentPool>(static_cast<uint32_t>(h.num_slots), page, kExtentGranule);
+  host_pool_ = std::make_unique<ExtentPool>(static_cast<uint32_t>(h.num_slots), page,
+                                            opts_.extent_granule_bytes);
   host_base_ = host_->SlotPtr(0);
   return Status::Ok();
 }
@@ -254,6 +253,7 @@ Status TierManager::Impl::RegisterNamespace(const NamespaceConfig& config) {
   }
   namespaces_.emplace(config.id, NamespaceEntry{config, fp});
   policy_->RegisterNamespace(config.id, config.num_layers, config.layer_block_bytes);
+  policy_->SetServingMode(config.id, config.serving);
   return Status::Ok();
 }
 
@@ -375,6 +375,13 @@ bool TierManager::Impl::WaitForSpaceLocked(MutexLock* lock, Tier tier, uint64_t 
   const uint64_t want = Pool(tier)->ClassBytes(size);
   ++waiting_[Idx(tier)];
   waiting_bytes_[Idx(tier)] += want;
+  if (InlineMover()) {
+    // No mover thread: demote for this reserver here and now.
+    RunMoverInlineLocked(lock);
+    --waiting_[Idx(tier)];
+    waiting_bytes_[Idx(tier)] -= want;
+    return Pool(tier)->CanAllocate(size);
+  }
   WakeMoverLocked();
   const bool timed_out = !space_cv_.WaitFor(lock, deadline - std::chrono::steady_clock::now());
   --waiting_[Idx(tier)];
@@ -894,6 +901,7 @@ Status TierManager::SetCapacity(Tier tier, uint64_t bytes) {
 void TierManager::ReportLayerSignal(uint64_t ns, const policy::LayerSignal& signal) {
   impl_->ReportLayerSignal(ns, signal);
 }
+bool TierManager::RunMoverOnce(bool only_if_woken) { return impl_->RunMoverOnce(only_if_woken); }
 std::vector<int64_t> TierManager::LayerBudgets(uint64_t ns, Tier tier) const {
   return impl_->LayerBudgets(ns, tier);
 }

@@ -44,6 +44,11 @@ struct TierManagerOptions {
   // Host segment: memfd name, and whether to try MAP_HUGETLB (falls back, logged).
   std::string host_segment_name = "kvcake-host";
   bool host_huge_pages = true;
+  // Extents of the host and device tiers are multiples of this (a power of
+  // two in [64, 4096]); values start aligned to it in their segment. 4096
+  // (page-aligned values) is what same-node clients expect; smaller values
+  // let a replay with scaled-down payloads keep capacities in proportion.
+  uint64_t extent_granule_bytes = 4096;
 
   // Device tier: use a real CUDA arena when built with CUDA and a device is
   // present; otherwise (or when false) the emulated device on host memory.
@@ -64,7 +69,12 @@ struct TierManagerOptions {
   double high_watermark = 0.95;
   double low_watermark = 0.85;
   uint32_t mover_batch_blocks = 16;
-  uint64_t mover_interval_us = 20'000;   // periodic sweep (leases, watermarks)
+  // Periodic sweep (leases, watermarks) of the mover thread. 0: no mover
+  // thread; the owner runs the mover with RunMoverOnce at points of its
+  // choosing, and a call that would wait for the mover (Reserve with the tier
+  // full, Evict, Drain, Flush) runs it in the calling thread instead. For
+  // deterministic replays and tests; the daemon keeps the thread.
+  uint64_t mover_interval_us = 20'000;
   uint64_t reserve_wait_us = 5'000'000;  // Reserve waits this long for space
 
   // Lease clock; null = SteadyClock.
@@ -121,10 +131,10 @@ struct BlockFilter {
 };
 
 // Shared-memory segment of the host tier, for same-node clients.
-// Layout: a value lives at its Reservation / PinnedBlock `offset` (4 KiB
-// aligned) for `size` bytes (no header); offsets + sizes are the whole
-// contract. The fd is a memfd owned by the HostTier; dup/send it
-// (SCM_RIGHTS) and mmap `size` bytes MAP_SHARED.
+// Layout: a value lives at its Reservation / PinnedBlock `offset` (aligned to
+// TierManagerOptions::extent_granule_bytes, 4 KiB by default) for `size` bytes (no header); offsets
+// + sizes are the whole contract. The fd is a memfd owned by the HostTier; dup/send it (SCM_RIGHTS)
+// and mmap `size` bytes MAP_SHARED.
 struct HostSegmentInfo {
   int fd = -1;
   std::string name;
@@ -267,6 +277,16 @@ class TierManager {
   // clamped to the physical segment (INVALID_ARGUMENT above it); lowering
   // triggers demotion by the mover. For SSD, a logical byte limit.
   Status SetCapacity(Tier tier, uint64_t bytes);
+  // With mover_interval_us == 0: does in the calling thread what the mover
+  // thread does on one wake-up (lease sweep, forced moves, demotion by the
+  // watermarks, one batch of promotions, SSD writes), passes until none asks
+  // for another. `only_if_woken`: only if something would have woken the
+  // thread since the last run (a tier above its high watermark after a put
+  // or promotion, CAKE signals, an admin change); calling it so after every
+  // store call reacts as promptly as the thread. Returns true if it moved,
+  // promoted or dropped any block. With a mover thread it does nothing and
+  // returns false.
+  bool RunMoverOnce(bool only_if_woken = false);
 
   // CAKE signals, forwarded to the policy under the lock; wakes the mover.
   void ReportLayerSignal(uint64_t ns, const policy::LayerSignal& signal);

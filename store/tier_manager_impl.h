@@ -87,6 +87,7 @@ class TierManager::Impl {
   StoreStats GetStats() const EXCLUDES(mu_);
   Status SetCapacity(Tier tier, uint64_t bytes) EXCLUDES(mu_);
   void ReportLayerSignal(uint64_t ns, const policy::LayerSignal& signal) EXCLUDES(mu_);
+  bool RunMoverOnce(bool only_if_woken) EXCLUDES(mu_);
   std::vector<int64_t> LayerBudgets(uint64_t ns, Tier tier) const EXCLUDES(mu_);
   HostSegmentInfo host_segment() const;
   DeviceSegmentInfo device_segment() const;
@@ -281,7 +282,15 @@ class TierManager::Impl {
   void QueueForcedLocked(std::shared_ptr<ForcedRequest> req) REQUIRES(mu_);
 
   // --- mover (tier_mover.cc) ---
+  // True when no mover thread runs (mover_interval_us == 0): callers run
+  // the mover themselves (RunMoverOnce, RunMoverInlineLocked).
+  bool InlineMover() const { return opts_.mover_interval_us == 0; }
   void MoverLoop() EXCLUDES(mu_);
+  // Inline mover: one wake-up's passes in the calling thread (after any
+  // other thread's inline run has finished).
+  void RunMoverInlineLocked(MutexLock* lock) REQUIRES(mu_);
+  // Blocks moved, promoted or dropped so far (RunMoverOnce's progress).
+  uint64_t MoverActivityLocked() const REQUIRES(mu_);
   // One pass; returns true if it made progress and should run again at once.
   bool MoverPassLocked() REQUIRES(mu_);
   // Drops the policy's SSD victims while the SSD is above its high watermark.
@@ -289,6 +298,11 @@ class TierManager::Impl {
   // How much a memory tier must free: above its high watermark (counting
   // what reservers wait for), a reserver waiting, or `also`.
   DemotionTarget DemotionTargetLocked(Tier t, bool also) const REQUIRES(mu_);
+  // The bytes of victims to ask the policy for in one pass: `to_free`, at
+  // most one batch (mover_batch_blocks extents of the tier's mean size; a
+  // pass takes no more, and the policies pick greedily, so the batch is the
+  // same first victims a larger request would start with).
+  uint64_t BatchBytesLocked(Tier t, uint64_t to_free) const REQUIRES(mu_);
   // Device over its watermark: demotes victims to host. True if it moved any.
   bool DemoteDeviceLocked() REQUIRES(mu_);
   // Host over its watermark: clean copies dropped, dirty ones written to SSD
@@ -365,6 +379,8 @@ class TierManager::Impl {
   // The last SSD write failed: back off until the next interval.
   bool ssd_error_ GUARDED_BY(mu_) = false;
   bool stop_ GUARDED_BY(mu_) = false;
+  // An inline mover run is in progress (InlineMover).
+  bool inline_mover_running_ GUARDED_BY(mu_) = false;
   std::atomic<uint64_t> tick_{0};
   std::thread mover_;
 };

@@ -2,6 +2,7 @@
 // demotion device -> host -> SSD -> drop above the watermarks, promotion
 // below them, and the SSD writes. Each phase runs under mu_ and releases it
 // only around payload copies and SSD I/O (tier_manager_impl.h).
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -24,6 +25,36 @@ void TierManager::Impl::MoverLoop() {
     if (MoverPassLocked()) mover_work_ = true;
     space_cv_.NotifyAll();
   }
+}
+
+void TierManager::Impl::RunMoverInlineLocked(MutexLock* lock) {
+  // Passes drop mu_ around copies and SSD I/O: one inline run at a time.
+  space_cv_.Wait(lock, [&]() REQUIRES(mu_) { return !inline_mover_running_; });
+  inline_mover_running_ = true;
+  mover_work_ = false;
+  while (!stop_ && MoverPassLocked()) {
+  }
+  mover_work_ = false;
+  inline_mover_running_ = false;
+  space_cv_.NotifyAll();
+}
+
+uint64_t TierManager::Impl::MoverActivityLocked() const {
+  uint64_t n = 0;
+  for (size_t t = 0; t < kNumLocalTiers; ++t) {
+    n += stats_.drops[t];
+    for (size_t u = 0; u < kNumLocalTiers; ++u) n += stats_.moves[t][u];
+  }
+  return n;
+}
+
+bool TierManager::Impl::RunMoverOnce(bool only_if_woken) {
+  MutexLock lock(&mu_);
+  if (!InlineMover() || stop_ || (only_if_woken && !mover_work_)) return false;
+  const uint64_t before = MoverActivityLocked();
+  ssd_error_ = false;  // an interval has passed: SSD writes are retried
+  RunMoverInlineLocked(&lock);
+  return MoverActivityLocked() != before;
 }
 
 bool TierManager::Impl::MoverPassLocked() {
@@ -73,6 +104,13 @@ TierManager::Impl::DemotionTarget TierManager::Impl::DemotionTargetLocked(Tier t
   return target;
 }
 
+uint64_t TierManager::Impl::BatchBytesLocked(Tier t, uint64_t to_free) const {
+  const ExtentPool* p = Pool(t);
+  const uint64_t mean =
+      p->used_extents() == 0 ? p->page_bytes() : p->used_bytes() / p->used_extents();
+  return std::min(to_free, uint64_t{opts_.mover_batch_blocks} * std::max<uint64_t>(mean, 1));
+}
+
 bool TierManager::Impl::DemoteDeviceLocked() {
   const DemotionTarget target = DemotionTargetLocked(Tier::kDevice, /*also=*/false);
   if (!target.needed) return false;
@@ -81,7 +119,8 @@ bool TierManager::Impl::DemoteDeviceLocked() {
   std::vector<MoveItem> items;
   std::vector<int32_t> host_slots;
   uint64_t freed = 0;
-  for (const BlockKey& k : policy_->SelectVictims(Tier::kDevice, target.to_free, eligible)) {
+  for (const BlockKey& k : policy_->SelectVictims(
+           Tier::kDevice, BatchBytesLocked(Tier::kDevice, target.to_free), eligible)) {
     BlockRecord* r = index_.Find(k);
     if (!EligibleVictim(r, Tier::kDevice)) continue;
     if (!policy_->Admit(k, Tier::kHost)) {
@@ -112,7 +151,8 @@ bool TierManager::Impl::DemoteHostLocked() {
   uint64_t freed = 0, victims = 0;
   uint64_t batch_bytes = 0;  // queued for SSD in this pass, not yet in tier_bytes_
   if (!ssd_error_) {
-    for (const BlockKey& k : policy_->SelectVictims(Tier::kHost, target.to_free, eligible)) {
+    for (const BlockKey& k : policy_->SelectVictims(
+             Tier::kHost, BatchBytesLocked(Tier::kHost, target.to_free), eligible)) {
       BlockRecord* r = index_.Find(k);
       if (!EligibleVictim(r, Tier::kHost)) continue;
       freed += host_pool_->extent_bytes(r->slot);

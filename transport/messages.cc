@@ -147,6 +147,8 @@ class Reader {
     }
     return false;
   }
+  // True iff every read succeeded and nothing is left (optional last fields).
+  bool AtEnd() const { return status_.ok() && pos_ == in_.size(); }
   // OK iff every read succeeded and the whole input was consumed.
   Status Finish() {
     if (status_.ok() && pos_ != in_.size()) {
@@ -220,6 +222,8 @@ std::string_view RpcOpName(uint16_t op) {
       return "DIRECTORY_LOOKUP";
     case RpcOp::kHandoffWait:
       return "HANDOFF_WAIT";
+    case RpcOp::kNcclConnect:
+      return "NCCL_CONNECT";
   }
   return "UNKNOWN";
 }
@@ -276,10 +280,12 @@ std::string Encode(const RegisterNamespaceRequest& m) {
   w.Str(m.kv_dtype);
   w.Str(m.layout);
   w.U64(m.quota_bytes);
+  w.U8(m.serving);
   return w.Take();
 }
 Status Decode(std::string_view bytes, RegisterNamespaceRequest* out) {
   Reader r(bytes, "RegisterNamespaceRequest");
+  out->serving = 0;
   bool ok = r.Str("name", kMaxNameBytes, &out->name) &&
             (!out->name.empty() || r.Fail("name", "must not be empty")) &&
             r.Str("token", kMaxTokenBytes, &out->token) && r.U32("num_layers", &out->num_layers) &&
@@ -291,6 +297,9 @@ Status Decode(std::string_view bytes, RegisterNamespaceRequest* out) {
             r.Str("kv_dtype", kMaxNameBytes, &out->kv_dtype) &&
             r.Str("layout", kMaxLayoutBytes, &out->layout) &&
             r.U64("quota_bytes", &out->quota_bytes);
+  // Optional last field: older clients do not send it (exact serving).
+  ok = ok && (r.AtEnd() || (r.U8("serving", &out->serving) &&
+                            CheckRange(r, "serving", out->serving, 0, kMaxServing)));
   (void)ok;
   return r.Finish();
 }
@@ -462,6 +471,40 @@ Status Decode(std::string_view bytes, HandoffWaitRequest* out) {
       (out->handoff_id != 0 || r.Fail("handoff_id", "must be > 0")) &&
       r.U32("timeout_ms", &out->timeout_ms) &&
       CheckRange(r, "timeout_ms", out->timeout_ms, 0, kMaxHandoffWaitMs);
+  return r.Finish();
+}
+
+std::string Encode(const NcclConnectRequest& m) {
+  Writer w;
+  w.Str(m.cluster_token);
+  w.Str(m.sender);
+  w.U32(m.sender_device);
+  w.Str(m.unique_id);
+  return w.Take();
+}
+Status Decode(std::string_view bytes, NcclConnectRequest* out) {
+  Reader r(bytes, "NcclConnectRequest");
+  r.Str("cluster_token", kMaxTokenBytes, &out->cluster_token) &&
+      r.Str("sender", kMaxNodeIdBytes, &out->sender) &&
+      (!out->sender.empty() || r.Fail("sender", "empty")) &&
+      r.U32("sender_device", &out->sender_device) &&
+      CheckRange(r, "sender_device", out->sender_device, 0, kMaxCudaDevice) &&
+      r.Str("unique_id", kNcclUniqueIdBytes, &out->unique_id) &&
+      (out->unique_id.size() == kNcclUniqueIdBytes ||
+       r.Fail("unique_id", "length " + std::to_string(out->unique_id.size()) + ", want " +
+                               std::to_string(kNcclUniqueIdBytes)));
+  return r.Finish();
+}
+
+std::string Encode(const NcclConnectResponse& m) {
+  Writer w;
+  w.U32(m.receiver_device);
+  return w.Take();
+}
+Status Decode(std::string_view bytes, NcclConnectResponse* out) {
+  Reader r(bytes, "NcclConnectResponse");
+  r.U32("receiver_device", &out->receiver_device) &&
+      CheckRange(r, "receiver_device", out->receiver_device, 0, kMaxCudaDevice);
   return r.Finish();
 }
 

@@ -38,8 +38,9 @@ enum class RpcOp : uint16_t {
   kDirectoryPublish = 12,  // a holder tells a directory owner which chains it has
   kDirectoryLookup = 13,   // which member holds the longest prefix of a chain
   kHandoffWait = 14,       // wait until every block of a hand-off has arrived
+  kNcclConnect = 15,       // join a 2-rank NCCL communicator for GPU hand-offs
 };
-inline constexpr uint16_t kMaxRpcOp = 14;
+inline constexpr uint16_t kMaxRpcOp = 15;
 // "PING", "PUT", ... ("UNKNOWN" for other values).
 std::string_view RpcOpName(uint16_t op);
 
@@ -52,6 +53,7 @@ inline constexpr uint32_t kMaxLayers = 4096;                 // layers per names
 inline constexpr uint32_t kMaxBlockTokens = 1u << 20;        // tokens per block
 inline constexpr uint64_t kMaxLayerBlockBytes = 1ull << 30;  // bytes per value
 inline constexpr uint32_t kMaxLookupHashes = 1u << 20;       // hashes in one lookup
+inline constexpr uint8_t kMaxServing = 1;                    // RegisterNamespaceRequest::serving
 
 // One value of a namespace: block `hash`, layer `layer`.
 struct BlockRef {
@@ -96,6 +98,9 @@ struct RegisterNamespaceRequest {
   std::string kv_dtype;            // e.g. "fp16" (part of the fingerprint)
   std::string layout;              // e.g. "NHD;tp=2;rank=0" (part of the fingerprint)
   uint64_t quota_bytes = 0;        // requested quota; 0 = the daemon's default
+  // How the engine serves (policy/serving_mode.h): 0 exact, 1 budgeted.
+  // Optional trailing field: a request without it (an older client) is exact.
+  uint8_t serving = 0;
   friend bool operator==(const RegisterNamespaceRequest&,
                          const RegisterNamespaceRequest&) = default;
 };
@@ -178,6 +183,25 @@ struct HandoffWaitRequest {
   uint64_t handoff_id = 0;
   uint32_t timeout_ms = 0;  // 0..kMaxHandoffWaitMs
   friend bool operator==(const HandoffWaitRequest&, const HandoffWaitRequest&) = default;
+};
+
+// A member that pushes hand-off values GPU to GPU over NCCL (docs/design.md
+// "NCCL hand-off channel") creates a 2-rank communicator as rank 0 and sends
+// its id: the receiver joins it as rank 1 on the GPU of its device tier.
+// Reply: NcclConnectResponse once the receiver started joining (the
+// communicator's initialization completes on both sides afterwards).
+inline constexpr uint32_t kNcclUniqueIdBytes = 128;  // NCCL_UNIQUE_ID_BYTES
+inline constexpr uint32_t kMaxCudaDevice = 1023;     // largest CUDA device ordinal accepted
+struct NcclConnectRequest {
+  std::string cluster_token;
+  std::string sender;          // node id of rank 0; 1..kMaxNodeIdBytes
+  uint32_t sender_device = 0;  // rank 0's CUDA device; <= kMaxCudaDevice
+  std::string unique_id;       // ncclUniqueId bytes: exactly kNcclUniqueIdBytes
+  friend bool operator==(const NcclConnectRequest&, const NcclConnectRequest&) = default;
+};
+struct NcclConnectResponse {
+  uint32_t receiver_device = 0;  // rank 1's CUDA device; <= kMaxCudaDevice
+  friend bool operator==(const NcclConnectResponse&, const NcclConnectResponse&) = default;
 };
 
 // Put (UCX path): the request's data is the concatenation of the values, each
@@ -297,6 +321,8 @@ std::string Encode(const DirectoryPublishRequest& m);
 std::string Encode(const DirectoryLookupRequest& m);
 std::string Encode(const DirectoryLookupResponse& m);
 std::string Encode(const HandoffWaitRequest& m);
+std::string Encode(const NcclConnectRequest& m);
+std::string Encode(const NcclConnectResponse& m);
 
 Status Decode(std::string_view bytes, PingRequest* out);
 Status Decode(std::string_view bytes, PingResponse* out);
@@ -317,6 +343,8 @@ Status Decode(std::string_view bytes, DirectoryPublishRequest* out);
 Status Decode(std::string_view bytes, DirectoryLookupRequest* out);
 Status Decode(std::string_view bytes, DirectoryLookupResponse* out);
 Status Decode(std::string_view bytes, HandoffWaitRequest* out);
+Status Decode(std::string_view bytes, NcclConnectRequest* out);
+Status Decode(std::string_view bytes, NcclConnectResponse* out);
 
 // Convenience: decode into a fresh value.
 template <typename T>

@@ -264,6 +264,7 @@ Result<transport::RegisterNamespaceResponse> ClientImpl::SendRegister(
   req.kv_dtype = g.kv_dtype;
   req.layout = g.layout;
   req.quota_bytes = g.quota_bytes;
+  req.serving = g.budgeted_serving ? 1 : 0;
   ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
                    Call(conn, RpcOp::kRegisterNamespace, transport::Encode(req)));
   transport::RegisterNamespaceResponse resp;

@@ -5,6 +5,7 @@
 #include "client/src/client_impl.h"
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <utility>
@@ -225,9 +226,16 @@ Status ClientImpl::PutBatch(const std::shared_ptr<Connection>& conn, std::span<c
     return s;
   }
   // ABORTED: another writer holds the key's reservation (e.g. two engines
-  // saving the same prefix). Retry those keys a few times: the other writer
-  // usually commits, and the retry then sees ALREADY_EXISTS.
-  for (int attempt = 1; attempt <= 5; ++attempt) {
+  // saving the same prefix). Retry those keys with backoff for up to
+  // kPutContentionBudget (the client timeout if shorter): the other writer
+  // usually commits meanwhile, and the retry then sees ALREADY_EXISTS. A
+  // writer that died holds its reservation until the lease expires, so the
+  // keys stay ABORTED past the budget.
+  constexpr std::chrono::milliseconds kPutContentionBudget{2000};
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::min(kPutContentionBudget, options_.timeout);
+  std::chrono::milliseconds backoff{2};
+  for (;;) {
     std::vector<PutBlock> retry;
     std::vector<size_t> where;
     for (size_t i = 0; i < part.size(); ++i) {
@@ -236,8 +244,9 @@ Status ClientImpl::PutBatch(const std::shared_ptr<Connection>& conn, std::span<c
         where.push_back(i);
       }
     }
-    if (retry.empty()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2 * attempt));
+    if (retry.empty() || std::chrono::steady_clock::now() + backoff > deadline) break;
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(50));
     std::vector<Status> again;
     if (!PutOnce(conn, retry, target, &again).ok()) break;
     for (size_t k = 0; k < where.size(); ++k) (*codes)[where[k]] = again[k];

@@ -145,8 +145,19 @@ int kvcake_register_namespace(kvcake_client* c, int num_layers, int block_tokens
 int kvcake_register_namespace_ex(kvcake_client* c, int num_layers, int block_tokens,
                                  int64_t layer_block_bytes, const char* kv_dtype,
                                  const char* layout, int64_t quota_bytes) {
-  return kvcake::CatchAll("kvcake_register_namespace_ex", [&] {
+  return kvcake_register_namespace_serving(c, num_layers, block_tokens, layer_block_bytes, kv_dtype,
+                                           layout, quota_bytes, KVCAKE_SERVING_EXACT);
+}
+
+int kvcake_register_namespace_serving(kvcake_client* c, int num_layers, int block_tokens,
+                                      int64_t layer_block_bytes, const char* kv_dtype,
+                                      const char* layout, int64_t quota_bytes, int serving) {
+  return kvcake::CatchAll("kvcake_register_namespace", [&] {
     if (!c) return BadArgument("null client");
+    if (serving != KVCAKE_SERVING_EXACT && serving != KVCAKE_SERVING_BUDGETED) {
+      return BadArgument("serving " + std::to_string(serving) +
+                         " is neither KVCAKE_SERVING_EXACT (0) nor KVCAKE_SERVING_BUDGETED (1)");
+    }
     if (num_layers <= 0 || block_tokens <= 0 || layer_block_bytes <= 0) {
       return BadArgument("num_layers, block_tokens and layer_block_bytes must be > 0");
     }
@@ -158,6 +169,7 @@ int kvcake_register_namespace_ex(kvcake_client* c, int num_layers, int block_tok
     if (kv_dtype) g.kv_dtype = kv_dtype;
     if (layout) g.layout = layout;
     g.quota_bytes = static_cast<uint64_t>(quota_bytes);
+    g.budgeted_serving = serving == KVCAKE_SERVING_BUDGETED;
     return kvcake::StatusToCError(c->client->RegisterNamespace(g));
   });
 }

@@ -251,6 +251,13 @@ class AdminServer::Impl {
     open_.fetch_add(1, std::memory_order_relaxed);
     return sessions_.insert(sessions_.end(), session);
   }
+  // The session to close when a new connection arrives at the limit: the
+  // least recently progressed one that is part-way through sending a request
+  // (a slow or stalled sender), else the least recently progressed one. A
+  // fresh connection whose request has not been read yet (its client or this
+  // thread was slow to run) is thus never closed while a slow sender holds a
+  // slot.
+  Session* PickVictim();
   // Moves a session that made progress to the back.
   void Touch(SessionList::iterator pos) { sessions_.splice(sessions_.end(), sessions_, pos); }
   // Removes a closing session and counts why it was closed.
@@ -303,6 +310,13 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
   // Closes the connection to make room for a new one; its pending operation
   // completes with operation_aborted.
   void Evict() { Close(CloseReason::kEvicted); }
+
+  // Part of a request has been read and the rest has not arrived: a header
+  // read with bytes buffered (Beast consumes a header only once it is
+  // complete), or a body being read.
+  bool MidRequest() const {
+    return (phase_ == Phase::kHeader && buffer_.size() > 0) || phase_ == Phase::kBody;
+  }
 
  private:
   enum class Phase { kIdle, kHeader, kBody, kHandling, kWriting, kClosed };
@@ -444,6 +458,13 @@ class AdminServer::Impl::Session : public std::enable_shared_from_this<Session> 
   Impl* server_;
 };
 
+AdminServer::Impl::Session* AdminServer::Impl::PickVictim() {
+  for (Session* s : sessions_) {
+    if (s->MidRequest()) return s;
+  }
+  return sessions_.front();
+}
+
 // All handlers run on the one server thread (no strands needed): the accept
 // loop and the sessions share the session list without locks.
 void AdminServer::Impl::Accept() {
@@ -454,7 +475,7 @@ void AdminServer::Impl::Accept() {
     } else {
       accepted_.fetch_add(1, std::memory_order_relaxed);
       while (!sessions_.empty() && sessions_.size() >= options_.max_connections) {
-        sessions_.front()->Evict();
+        PickVictim()->Evict();
       }
       std::make_shared<Session>(std::move(sock), this)->Start();
     }

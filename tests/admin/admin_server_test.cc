@@ -638,6 +638,47 @@ TEST_F(AdminServerTest, ConnectionLimitClosesTheLongestStalled) {
   for (int fd : fds) close(fd);
 }
 
+// At the limit, a connection part-way through sending its request header (a
+// slow sender) is closed before an older one that has sent nothing yet: a
+// client whose request has not been read (it or the server was slow to run)
+// keeps its slot while slow senders hold the others.
+TEST_F(AdminServerTest, ConnectionLimitClosesSlowSendersFirst) {
+  server_.reset();
+  AdminServerOptions o = LoopbackOptions();
+  o.max_connections = 4;
+  o.header_timeout_ms = 60'000;  // only the limit closes anything here
+  StartServer(o);
+  // The quiet client connects first, so it has made no progress for longest.
+  const int quiet = ConnectLoopback(server_->port());
+  ASSERT_GE(quiet, 0);
+  ASSERT_TRUE(Eventually([&] { return server_->stats().open_connections == 1; }));
+  std::vector<int> slow;
+  for (int i = 0; i < 5; ++i) {
+    slow.push_back(ConnectLoopback(server_->port()));
+    ASSERT_GE(slow.back(), 0);
+    const std::string part = "GET /healthz HTTP/1.1\r\nHost: x\r\n";  // no blank line
+    ASSERT_EQ(::send(slow.back(), part.data(), part.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(part.size()));
+    // Let the server read the partial header before the next one connects.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_TRUE(Eventually([&] { return server_->stats().evicted == 2; }));
+  EXPECT_FALSE(PeerClosed(quiet)) << "the connection that had sent nothing was closed";
+  // The quiet client now sends its request and is answered.
+  const std::string req = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(::send(quiet, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+  std::string reply;
+  char buf[512];
+  for (ssize_t n; (n = ::recv(quiet, buf, sizeof buf, 0)) > 0;) reply.append(buf, n);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 200", 0), 0u) << reply;
+  // The two closed were the oldest slow senders.
+  EXPECT_TRUE(PeerClosed(slow[0]));
+  EXPECT_TRUE(PeerClosed(slow[1]));
+  for (size_t i = 2; i < slow.size(); ++i) EXPECT_FALSE(PeerClosed(slow[i])) << i;
+  close(quiet);
+  for (int fd : slow) close(fd);
+}
+
 TEST_F(AdminServerTest, ClientReportsDaemonDown) {
   uint16_t port = server_->port();
   server_.reset();

@@ -220,9 +220,9 @@ class KvcakedAdminTest : public ::testing::Test {
     return j;
   }
 
-  // Connects a real client, registers `ns` and puts `blocks` x `layers`
-  // values of 16 KiB; then gets them all back once.
-  void Traffic(const std::string& ns, int blocks, int layers) {
+  // Connects a real client, registers `ns` (budgeted serving if asked) and
+  // puts `blocks` x `layers` values of 16 KiB; then gets them all back once.
+  void Traffic(const std::string& ns, int blocks, int layers, bool budgeted = false) {
     ClientOptions o;
     o.address = daemon_->ucx_address();
     o.namespace_name = ns;
@@ -234,6 +234,7 @@ class KvcakedAdminTest : public ::testing::Test {
     g.block_tokens = 16;
     g.layer_block_bytes = 16 << 10;
     g.kv_dtype = "fp16";
+    g.budgeted_serving = budgeted;
     ASSERT_TRUE((*client)->RegisterNamespace(g).ok());
     std::vector<uint32_t> tokens(static_cast<size_t>(blocks) * 16);
     for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint32_t>(i * 7 + 1);
@@ -505,17 +506,17 @@ TEST_F(KvcakedAdminTest, KvcakectlDrivesTheDaemon) {
   EXPECT_EQ(WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, 3);
 }
 
-// An engine that reports CAKE statistics gets per-layer budgets from the
-// (default, adaptive) policy, and /metrics exports them per namespace, tier
-// and layer.
+// An engine with budgeted serving that reports CAKE statistics gets
+// per-layer budgets from the (default, adaptive) policy, and /metrics exports
+// them per namespace, tier and layer; an exact-serving one does not.
 TEST_F(KvcakedAdminTest, CakeLayerBudgetsAreExported) {
   StartDaemon({"--gpu_bytes=256K", "--slot_bytes=16K"});
   if (IsSkipped() || HasFatalFailure()) return;
   // 12 blocks x 2 layers = 24 layer-blocks; the emulated GPU tier holds 16.
-  Traffic("cake-ns", 12, 2);
+  Traffic("cake-ns", 12, 2, /*budgeted=*/true);
   if (HasFatalFailure()) return;
   EXPECT_EQ(SumSamples(Metrics(), "kvcake_cake_layer_budget_blocks{namespace=\"cake-ns\""), 0)
-      << "no statistics reported yet: the namespace is governed by LRU";
+      << "no statistics reported yet: the namespace is governed by GDSF";
 
   ClientOptions o;
   o.address = daemon_->ucx_address();
@@ -527,6 +528,7 @@ TEST_F(KvcakedAdminTest, CakeLayerBudgetsAreExported) {
   g.block_tokens = 16;
   g.layer_block_bytes = 16 << 10;
   g.kv_dtype = "fp16";
+  g.budgeted_serving = true;
   ASSERT_TRUE((*client)->RegisterNamespace(g).ok());
   // Layer 1 prefers far more budget (P) than layer 0.
   std::vector<double> scores(hashes_.size());
@@ -542,6 +544,18 @@ TEST_F(KvcakedAdminTest, CakeLayerBudgetsAreExported) {
   ASSERT_GE(l1, 1) << m;
   EXPECT_LE(l0 + l1, 16) << "budgets fit the GPU tier (256 KiB / 16 KiB)";
   EXPECT_GT(l1, l0) << "the layer with the larger preference gets more GPU blocks";
+
+  // Exact serving (the default): the same statistics leave it to GDSF.
+  Traffic("exact-ns", 4, 2);
+  if (HasFatalFailure()) return;
+  o.namespace_name = "exact-ns";
+  auto exact = Client::Connect(o);
+  ASSERT_TRUE(exact.ok()) << exact.status().ToString();
+  g.budgeted_serving = false;
+  ASSERT_TRUE((*exact)->RegisterNamespace(g).ok());
+  const std::vector<double> four_scores = {1.0, 2.0, 3.0, 1.0};
+  ASSERT_TRUE((*exact)->ReportLayerStats(1, 9.0, hashes_, four_scores, 1).ok());
+  EXPECT_EQ(SumSamples(Metrics(), "kvcake_cake_layer_budget_blocks{namespace=\"exact-ns\""), 0);
 }
 
 TEST_F(KvcakedAdminTest, RefusesNonLoopbackAdminWithoutToken) {

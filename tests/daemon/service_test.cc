@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "cluster/cluster_node.h"
 #include "common/block_hash.h"
 #include "store/checksum.h"
 #include "store/clock.h"
@@ -320,6 +321,23 @@ TEST_F(ServiceTest, QuotaAndReportStats) {
             StatusCode::kInvalidArgument);
 }
 
+// The serving mode a registration asks for reaches the store (and through
+// it the policy); a registration without one is exact serving.
+TEST_F(ServiceTest, RegisterCarriesTheServingMode) {
+  transport::RegisterNamespaceRequest r{"budgeted", "", 2, 16, kBytes, "fp16", "", 0, 1};
+  auto reg = transport::DecodeAs<transport::RegisterNamespaceResponse>(
+      *Call(RpcOp::kRegisterNamespace, transport::Encode(r)));
+  ASSERT_TRUE(reg.ok());
+  auto cfg = store_->GetNamespace(reg->ns_id);
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_EQ(cfg->serving, policy::ServingMode::kBudgeted);
+  EXPECT_EQ(store_->GetNamespace(Register().ns_id)->serving, policy::ServingMode::kExact);
+  r.name = "bad";
+  r.serving = 2;
+  EXPECT_EQ(Call(RpcOp::kRegisterNamespace, transport::Encode(r)).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 // A connection uses only the namespaces it opened (RegisterNamespace on that
 // connection, with a token that covers the name when tokens are set).
 TEST_F(ServiceTest, EveryKeyedOpNeedsTheNamespaceOpenOnTheConnection) {
@@ -373,6 +391,53 @@ TEST_F(ServiceTest, EveryKeyedOpNeedsTheNamespaceOpenOnTheConnection) {
   EXPECT_EQ(Codes(Call(RpcOp::kGet, transport::Encode(put), {}, &out)),
             std::vector<transport::KeyCode>{0});
   EXPECT_EQ(out, Value(7, 0));
+}
+
+TEST_F(ServiceTest, NcclConnectIsCheckedAndRefusedWithoutACluster) {
+  // Malformed requests are INVALID_ARGUMENT; a well-formed one on a daemon in
+  // no cluster (whatever --handoff_transport says) is FAILED_PRECONDITION.
+  transport::NcclConnectRequest req{"", "node-a", 0,
+                                    std::string(transport::kNcclUniqueIdBytes, 'x')};
+  EXPECT_EQ(Call(RpcOp::kNcclConnect, "\x01").status().code(), StatusCode::kInvalidArgument);
+  transport::NcclConnectRequest short_id = req;
+  short_id.unique_id.resize(16);
+  EXPECT_EQ(Call(RpcOp::kNcclConnect, transport::Encode(short_id)).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Call(RpcOp::kNcclConnect, transport::Encode(req)).status().code(),
+            StatusCode::kFailedPrecondition);
+  ServiceOptions o;
+  o.handoff_transport = HandoffTransport::kAuto;
+  Make(o);
+  EXPECT_EQ(Call(RpcOp::kNcclConnect, transport::Encode(req)).status().code(),
+            StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ServiceTest, NcclConnectInAClusterChecksTheTokenAndTheTransport) {
+  for (HandoffTransport t : {HandoffTransport::kUcx, HandoffTransport::kAuto}) {
+    ServiceOptions o;
+    o.cluster_token = "tok";
+    o.handoff_transport = t;
+    Make(o);
+    cluster::ClusterNodeOptions co;
+    co.node_id = "self";
+    co.cluster_token = "tok";
+    cluster::ClusterNode node(co, store_.get(), [](std::vector<cluster::PeerAddress>* m) {
+      m->push_back({"self", "127.0.0.1:1"});
+      return true;
+    });
+    service_->set_cluster(&node);
+    transport::NcclConnectRequest req{"wrong", "node-a", 0,
+                                      std::string(transport::kNcclUniqueIdBytes, 'x')};
+    EXPECT_EQ(Call(RpcOp::kNcclConnect, transport::Encode(req)).status().code(),
+              StatusCode::kPermissionDenied);
+    // The right token, but this daemon has no CUDA device tier (and with ucx
+    // NCCL is off anyway): refused, naming the flag.
+    req.cluster_token = "tok";
+    Status s = Call(RpcOp::kNcclConnect, transport::Encode(req)).status();
+    EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+    EXPECT_NE(s.message().find("--handoff_transport"), std::string_view::npos) << s.ToString();
+    service_->set_cluster(nullptr);
+  }
 }
 
 TEST(TokenGrantsTest, ParsesGrantsAndRefusesBadFiles) {

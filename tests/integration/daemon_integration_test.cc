@@ -1321,6 +1321,7 @@ TEST(ToolsTest, BadStartupFlagsFailAtOnceNamingTheFlag) {
       {{"--gpu_bytes=16K"}, "--gpu_bytes", "--slot_bytes"},
       {{"--ssd_bytes=16K"}, "--ssd_bytes", "--slot_bytes"},
       {{"--host_bytes=12X"}, "--host_bytes", "suffix"},
+      {{"--host_bytes=4T"}, "--host_bytes", "pre-faulted"},
       {{"--lease_ms=0"}, "--lease_ms", "[1, 3600000]"},
       {{"--default_quota_bytes=2G", "--max_quota_bytes=1G"}, "--default_quota_bytes", ""},
       {{"--max_namespaces=0"}, "--max_namespaces", "> 0"},
@@ -1328,6 +1329,7 @@ TEST(ToolsTest, BadStartupFlagsFailAtOnceNamingTheFlag) {
       {{"--io_threads=0"}, "--io_threads", "1..64"},
       {{"--busy_poll_us=5000000"}, "--busy_poll_us", "1 s"},
       {{"--ucx_tls=carrier-pigeon"}, "--ucx_tls", "carrier-pigeon"},
+      {{"--handoff_transport=rdma"}, "--handoff_transport", "want ucx, nccl or auto"},
       {{"--policy=fifo"}, "--policy", "fifo"},
       {{"--log_level=loud"}, "--log_level", "loud"},
   };

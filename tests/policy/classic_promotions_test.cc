@@ -74,9 +74,10 @@ TEST(ClassicPromotionsTest, PromotionsCanBeTurnedOff) {
   EXPECT_TRUE((*p)->SelectPromotions(Tier::kDevice, 100).empty());
 }
 
-TEST(ClassicPromotionsTest, AdaptiveLeavesNamespacesWithStatisticsToCake) {
-  AdaptivePolicy p(ClassicPolicyOptions{}, CakePolicyOptions{});
+TEST(ClassicPromotionsTest, AdaptiveLeavesBudgetedNamespacesWithStatisticsToCake) {
+  AdaptivePolicy p(ClassicPolicyOptions{}, GdsfPolicyOptions{}, CakePolicyOptions{});
   p.RegisterNamespace(2, 1, 10);
+  p.SetServingMode(2, ServingMode::kBudgeted);
   for (uint64_t ns : {1, 2}) {
     p.OnInsert(K(7, ns), Tier::kHost, 10, 1);
     p.OnAccess(K(7, ns), Tier::kHost, 2);

@@ -205,7 +205,13 @@ class CakeSignalsToTheDaemonTest(DaemonTestCase):
         with self.assertRaises(kvcake.KvcakeError) as e:
             c.report_attention(0, flat(attention_matrix(1)), [1], HQ, HKV, WINDOW)
         self.assertEqual(e.exception.code, "FAILED_PRECONDITION")
-        c.register_namespace(num_layers=2, block_tokens=BLOCK_TOKENS, layer_block_bytes=value)
+        with self.assertRaises(kvcake.KvcakeError) as e:
+            c.register_namespace(num_layers=2, block_tokens=BLOCK_TOKENS,
+                                 layer_block_bytes=value, serving="sometimes")
+        self.assertEqual(e.exception.code, "INVALID_ARGUMENT")
+        # Budgeted serving: the default policy gives the namespace CAKE's budgets.
+        c.register_namespace(num_layers=2, block_tokens=BLOCK_TOKENS, layer_block_bytes=value,
+                             serving="budgeted")
         chain = c.hash_tokens(range(SEQ))  # 5 full blocks of the 21-token prompt
         self.assertEqual(len(chain), 5)
         for layer in range(2):

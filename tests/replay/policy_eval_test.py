@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Checks scripts/policy-eval.sh --quick --json (shape and sanity of the
-result) and scripts/policy_eval.py on a hand-made attention file whose
-recall figures are known (with and without a capture header), plus its
-errors on bad input."""
+result) and scripts/policy_eval.py on hand-made attention files whose
+recall figures are known (the ablation switches each change what they
+should; a capture header's probe verdict decides provisional), the tuning /
+held-out split (deterministic, disjoint, covers every conversation, the same
+in kvcake-replay), plus errors on bad input."""
 
 import argparse
 import json
@@ -60,6 +62,32 @@ def check_quick(root, bin_dir):
             r = per.get(frac, {})
             for key in ("recall", "followup_recall_drop", "followup_recall_demote"):
                 check(rate(r.get(key)), f"{alloc} {frac}: {key} not in [0, 1]")
+    for alloc in ("cake_gamma0", "cake_tau1", "equal_scores"):
+        check(alloc in budgeted and alloc in result.get("ablations", []), f"ablation {alloc}")
+    for alloc, per in budgeted.items():
+        for frac, r in per.items():
+            for key in ("recall", "followup_recall_drop", "followup_recall_demote"):
+                lo, hi = r.get("ci95", {}).get(key, (1, 0))
+                check(lo <= r.get(key, -1) <= hi, f"{alloc} {frac}: {key} outside its ci95")
+    check(result.get("ci", {}).get("attention_files") == 3, "three attention seeds")
+    check(result.get("split", {}).get("budgeted") == "heldout", "budgeted is reported held out")
+    tuning = result.get("tuning") or {}
+    knobs = result.get("split", {}).get("knobs")
+    check(tuning.get("chosen") == knobs and tuning.get("prompts", 0) > 0,
+          "the knobs are chosen on the tuning split")
+    check(knobs is not None and all(knobs[k] in tuning.get("grid", {}).get(k, ())
+                                    for k in ("tau1", "tau2", "gamma")), "knobs from the grid")
+    heldout = budgeted.get("cake", {}).get("0.1", {}).get("prompts", 0)
+    check(0 < heldout and heldout + tuning.get("prompts", 0) == 3 * 600,
+          "tuning and held-out prompts partition the quick subset (per seed)")
+    for split in ("tune", "heldout"):
+        e = result.get("exact_split", {}).get(split, {})
+        check(result["default_policy"] in e and "gdsf" in e, f"exact {split} split")
+        check(result.get("default_check", {}).get(split) is not None, f"default_check {split}")
+        if result["default_policy"] in e and "gdsf" in e:
+            # Exact serving ranks by GDSF: the default must equal it.
+            check(e[result["default_policy"]] == e["gdsf"], f"{split}: default != gdsf")
+    check(exact.get(result["default_policy"]) == exact.get("gdsf"), "default != gdsf")
     u = budgeted.get("uniform", {})
     if "0.1" in u and "0.2" in u:
         # Uniform budgets at 20 % keep a superset of the 10 % blocks.
@@ -151,6 +179,107 @@ def check_known_file(root, tmp):
     check(run.returncode == 2, "a missing attention file is an error")
 
 
+def check_ablations(root, tmp):
+    """One prompt, 10 blocks, 2 layers: layer 0 attends broadly (high H),
+    layer 1 concentrates on block 0 (low H); at 20 % the prompt keeps 4
+    layer-blocks, so tau1 = 0.25, tau2 = 4 give 3 + 1 and tau = 1 gives 2 + 2.
+    Block 9 of layer 0 stands out only by its variance (gamma)."""
+    exact = os.path.join(tmp, "exact.json")
+    other = 0.6 / 9
+    layer0 = {"layer": 0, "heads": [{"mean": [0.1] * 10, "var": [0.0001] * 9 + [0.01]}],
+              "answer": [other] * 9 + [0.4]}
+    layer1 = {"layer": 1, "heads": [{"mean": [0.91] + [0.01] * 9,
+                                     "var": [0.0] * 5 + [0.05] + [0.0] * 4}],
+              "answer": [0.5] + [0.0] * 4 + [0.5] + [0.0] * 4}
+    attention = os.path.join(tmp, "ablation.jsonl")
+    write_lines(attention, [{"block_hashes": list(range(101, 111)), "layers": [layer0, layer1]}])
+    script = os.path.join(root, "scripts", "policy_eval.py")
+
+    def run(tau1, tau2, gamma):
+        r = subprocess.run([sys.executable, script, "--exact", exact, "--attention", attention,
+                            f"--tau1={tau1}", f"--tau2={tau2}", f"--gamma={gamma}", "--json"],
+                           capture_output=True, text=True)
+        check(r.returncode == 0, f"policy_eval.py failed: {r.stderr}")
+        if r.returncode != 0:
+            return None
+        return {a: per["0.2"]["recall"] for a, per in json.loads(
+            r.stdout.strip().splitlines()[-1])["budgeted"].items()}
+
+    a, b, c = run(0.25, 4, 10), run(1, 1, 10), run(0.25, 4, 0)
+    if a is None or b is None or c is None:
+        return
+    near = lambda x, y: abs(x - y) < 1e-9  # noqa: E731
+    # cake: layer 0 keeps blocks 9, 0, 1; layer 1 keeps block 0.
+    check(near(a["cake"], (0.4 + 2 * other + 0.5) / 2), f"cake recall {a['cake']}")
+    # tau = 1: budgets 2 + 2 (layer 1 also keeps block 5, by its variance).
+    check(near(a["cake_tau1"], b["cake"]), "cake_tau1 is cake with tau1 = tau2 = 1")
+    check(near(a["cake_tau1"], (0.4 + other + 1.0) / 2), f"cake_tau1 {a['cake_tau1']}")
+    check(near(a["uniform"], a["cake_tau1"]), "uniform: 2 + 2 here")
+    # gamma = 0 ignores the variance: layer 0 keeps blocks 0, 1, 2.
+    check(near(a["cake_gamma0"], c["cake"]), "cake_gamma0 is cake with gamma = 0")
+    check(near(a["cake_gamma0"], (3 * other + 0.5) / 2), f"cake_gamma0 {a['cake_gamma0']}")
+    # Equal scores: the most recent blocks (layer 0: 9, 8, 7; layer 1: 9).
+    check(near(a["equal_scores"], (0.4 + 2 * other) / 2), f"equal_scores {a['equal_scores']}")
+
+
+def check_split(root, bin_dir):
+    """The split is a function of the conversation, the same in
+    policy_eval.py and kvcake-replay --split."""
+    sys.path.insert(0, os.path.join(root, "scripts"))
+    import policy_eval  # noqa: E402
+
+    # 200 conversations of 3 turns behind a shared system-prompt block.
+    turns, seen = [], {}
+    for c in range(200):
+        blocks = [7, 1000 + 10 * c]
+        for t in range(3):
+            blocks = blocks + [100000 + 100 * c + t]
+            turns.append((c, list(blocks)))
+    for c, hashes in turns:
+        s = policy_eval.split_of(hashes)
+        check(s in ("tune", "heldout"), "every prompt is in one split")
+        check(s == policy_eval.split_of(list(hashes)), "the split is deterministic")
+        check(seen.setdefault(c, s) == s, f"conversation {c} straddles the split")
+    halves = list(seen.values())
+    check(60 <= halves.count("heldout") <= 140, f"unbalanced split {halves.count('heldout')}")
+    # kvcake-replay splits the trace's requests the same way.
+    trace = os.path.join(root, "..", "shared", "traces", "conversation_trace.jsonl")
+    if not os.path.exists(trace):
+        return
+    n, held = 0, 0
+    with open(trace, encoding="utf-8") as f:
+        for line in f:
+            ids = json.loads(line)["hash_ids"]
+            held += policy_eval.split_of([policy_eval.mix64(h) for h in ids]) == "heldout"
+            n += 1
+            if n == 300:
+                break
+    counts = {}
+    for split in ("all", "tune", "heldout"):
+        r = subprocess.run([os.path.join(bin_dir, "kvcake-replay"), "--trace", trace, "--json",
+                            "--policies=lru", "--max_requests=300", f"--split={split}"],
+                           capture_output=True, text=True)
+        check(r.returncode == 0, f"kvcake-replay --split={split}: {r.stderr}")
+        counts[split] = json.loads(r.stdout)["config"]["requests"] if r.returncode == 0 else -1
+    check(counts["heldout"] == held and counts["tune"] == n - held and counts["all"] == n,
+          f"kvcake-replay split {counts} != policy_eval's {held} held out of {n}")
+    r = subprocess.run([os.path.join(bin_dir, "kvcake-replay"), "--trace", trace,
+                        "--split=half"], capture_output=True, text=True)
+    check(r.returncode == 2 and "--split" in r.stderr, "an unknown split is an error")
+    # A budgeted-serving namespace is governed by CAKE under the default.
+    r = subprocess.run([os.path.join(bin_dir, "kvcake-replay"), "--trace", trace, "--json",
+                        "--policies=adaptive,cake,gdsf", "--max_requests=300",
+                        "--serving=budgeted"], capture_output=True, text=True)
+    check(r.returncode == 0, f"kvcake-replay --serving=budgeted: {r.stderr}")
+    if r.returncode == 0:
+        p = json.loads(r.stdout)["policies"]
+        check(p["adaptive"]["exact"] == p["cake"]["exact"], "budgeted: adaptive != cake")
+        check(p["adaptive"]["exact"] != p["gdsf"]["exact"], "budgeted: adaptive == gdsf")
+    r = subprocess.run([os.path.join(bin_dir, "kvcake-replay"), "--trace", trace,
+                        "--serving=sometimes"], capture_output=True, text=True)
+    check(r.returncode == 2 and "--serving" in r.stderr, "an unknown serving mode is an error")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", required=True)
@@ -158,6 +287,8 @@ def main():
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         check_known_file(args.root, tmp)
+        check_ablations(args.root, tmp)
+    check_split(args.root, args.bin_dir)
     check_quick(args.root, args.bin_dir)
     if FAILURES:
         print(f"{len(FAILURES)} check(s) failed", file=sys.stderr)

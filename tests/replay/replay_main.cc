@@ -1,8 +1,10 @@
 // kvcake-replay: replays a Mooncake-format trace through the real policy
-// classes (policy/) and a tier-accounting model of one node, with a seeded
-// attention layer-profile model generating the engines' CAKE signals, and
-// prints hit shares, attention share served from GPU, bytes moved and
-// modelled reload time per policy. See docs/policy.md.
+// classes (policy/) on the daemon's real TierManager (--engine=store: emulated
+// device, RocksDB SSD tier, manual clock, synchronous mover) or on a
+// tier-accounting model of one node (--engine=sim), with a seeded attention
+// layer-profile model generating the engines' CAKE signals, and prints hit
+// shares, attention share served from GPU, bytes moved and modelled reload
+// time per policy. See docs/policy.md.
 #include <gflags/gflags.h>
 
 #include <algorithm>
@@ -12,27 +14,49 @@
 #include <ctime>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "common/flag_help.h"
+#include "common/logging.h"
 #include "common/progress.h"
 #include "policy/belady_policy.h"
 #include "policy/cake_math.h"
 #include "policy/policy_factory.h"
 #include "tests/common/comma_list.h"
 #include "tests/replay/attention_model.h"
+#include "tests/replay/request_tick_policy.h"
+#include "tests/replay/store_replay.h"
 #include "tests/replay/tier_sim.h"
 #include "tests/replay/trace.h"
 
 DEFINE_string(trace, "../shared/traces/conversation_trace.jsonl", "Mooncake JSONL trace");
+DEFINE_string(engine, "store",
+              "store: the daemon's TierManager (emulated device, RocksDB SSD in a temporary "
+              "directory, manual clock, mover run synchronously; promotions, watermarks and SSD "
+              "admission are the store's), with the trace's timestamps and output lengths; sim: "
+              "the tier-accounting model (loads every block onto the GPU; fast cross-check)");
+DEFINE_uint32(jobs, 1, "replay this many policies at once (threads; each its own store)");
+DEFINE_uint64(payload_bytes, 64,
+              "store engine: bytes stored per layer-block (a power of two in [64, 4096]); reload "
+              "time and bytes moved use --layer_block_bytes");
+DEFINE_double(prefill_tokens_per_s, 10000,
+              "store engine: modelled prefill rate of recomputed tokens (answer completion time)");
+DEFINE_double(decode_ms_per_token, 20,
+              "store engine: modelled decode time per output token (answer completion time)");
+DEFINE_double(mover_interval_ms, 20,
+              "store engine: the mover runs once per this much trace time (the daemon's "
+              "mover interval), and whenever a store call would wake the daemon's mover");
 DEFINE_bool(json, false, "print JSON instead of a table");
 DEFINE_string(policies, "cake,lru,belady,cake_uniform",
-              "comma-separated: lru, lfu, arc, s3fifo, gdsf, cake, cake_uniform, adaptive, belady");
+              "comma-separated: lru, lfu, arc, s3fifo, gdsf, cake, cake_uniform, adaptive, belady "
+              "(every one runs on both engines; belady sees request indices as its ticks)");
 DEFINE_bool(admit_all, false,
             "classic policies (lru, lfu, arc, s3fifo, gdsf) admit every block to SSD, as cake "
             "does for namespaces with statistics (default: on the second hit)");
@@ -89,11 +113,44 @@ DEFINE_bool(dump_layers, false, "print the attention model's layer profile and m
 DEFINE_double(broad_fraction, 0.35, "attention model: share of broad layers");
 DEFINE_double(hot_probability, 0.15, "attention model: P(block hot in a layer group)");
 DEFINE_double(shift_probability, 0.3, "attention model: P(hot set reshuffles on a turn)");
+// Evaluation splits and ablations (scripts/policy-eval.sh, docs/policy.md §6).
+DEFINE_string(split, "all",
+              "all, tune or heldout: replay only the conversations of that half (by the "
+              "second block's hash, docs/policy.md §6)");
+DEFINE_string(serving, "exact",
+              "the replay namespace's serving mode (exact or budgeted, policy/serving_mode.h)");
 
 namespace {
 
+// Keeps the requests of FLAGS_split, given the trace's block ids (before they
+// are mixed into block hashes); false for an unknown split name. A request is
+// held out iff Mix64 of its second block hash (its first if it has one; the
+// first block is a system prompt every conversation shares) is odd, so the
+// turns of a conversation stay together; policy_eval.py splits attention
+// files the same way. Requests without blocks are tuning data.
+bool ApplySplit(std::vector<kvcake::replay::TraceRequest>* reqs) {
+  if (FLAGS_split == "all") return true;
+  if (FLAGS_split != "tune" && FLAGS_split != "heldout") return false;
+  const bool want = FLAGS_split == "heldout";
+  std::erase_if(*reqs, [&](const kvcake::replay::TraceRequest& r) {
+    using kvcake::replay::Mix64;
+    const std::vector<uint64_t>& h = r.hash_ids;
+    const bool held_out = !h.empty() && (Mix64(Mix64(h[h.size() > 1 ? 1 : 0])) & 1) == 1;
+    return held_out != want;
+  });
+  return true;
+}
+
+}  // namespace
+
+namespace {
+
+using kvcake::Status;
 using kvcake::replay::AttentionModel;
 using kvcake::replay::AttentionModelOptions;
+using kvcake::replay::StoreReplay;
+using kvcake::replay::StoreReplayOptions;
+using kvcake::replay::StoreRequest;
 using kvcake::replay::TierSim;
 using kvcake::replay::TierSimOptions;
 using kvcake::replay::TierSimStats;
@@ -109,9 +166,10 @@ double Percentile(std::vector<double> v, double p) {
   return v[i];
 }
 
-double CpuSeconds() {
+// CPU time of the process, or of the calling thread only.
+double CpuSeconds(bool thread = false) {
   timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  clock_gettime(thread ? CLOCK_THREAD_CPUTIME_ID : CLOCK_PROCESS_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
@@ -203,34 +261,145 @@ json ToJson(const TierSimStats& s, uint64_t block_bytes, double wall_s, double c
   return j;
 }
 
+// PolicyOptions from the --cake_* and --admit_all flags.
+kvcake::policy::PolicyOptions PolicyOptionsFromFlags() {
+  kvcake::policy::PolicyOptions po;
+  po.cake.score_weight = FLAGS_cake_score_weight;
+  po.cake.score_ema = FLAGS_cake_score_ema;
+  po.cake.accumulate_scores = FLAGS_cake_accumulate;
+  po.cake.boost_pinned = FLAGS_cake_boost_pinned;
+  po.cake.needle_reserve = FLAGS_cake_needle_reserve;
+  po.cake.absolute_scores = FLAGS_cake_absolute;
+  po.cake.global_ranking = FLAGS_cake_global;
+  po.cake.pin_reported = FLAGS_cake_pin;
+  po.cake.learn_reuse = FLAGS_cake_reuse;
+  po.cake.reuse_buckets = FLAGS_cake_reuse_buckets;
+  po.cake.reuse_prior = FLAGS_cake_reuse_prior;
+  po.cake.reuse_position_buckets = FLAGS_cake_reuse_position_buckets;
+  po.cake.reuse_gain = FLAGS_cake_reuse_gain;
+  if (FLAGS_admit_all) po.lru.ssd_admission_hits = 1;
+  return po;
+}
+
+// The blocks each request's answer completes: its output tokens follow its
+// input, so the full 512-token blocks from input_length / 512 up to
+// (input_length + output_length) / 512 hold them. Where a later request
+// extends this prompt (its follow-up turn: it starts with all of this
+// prompt's blocks but a partial last one, at least two), those blocks are the
+// follow-up's; otherwise they get hashes of their own that nothing reads.
+// Hashes are the trace's raw ids here; raw ids of the answer-only blocks are
+// above 2^63 (the trace's are small).
+std::vector<std::vector<uint64_t>> OutputBlocks(const std::vector<TraceRequest>& reqs) {
+  constexpr uint64_t kBlockTokens = 512;
+  std::vector<std::vector<uint64_t>> out(reqs.size());
+  std::vector<int64_t> followup(reqs.size(), -1);
+  // (shared block count, id of its last shared block) -> earlier requests waiting.
+  std::unordered_map<uint64_t, std::vector<size_t>> pending;
+  auto key = [](uint64_t count, uint64_t id) { return kvcake::replay::Mix64(count * 0x9e37 ^ id); };
+  std::vector<uint64_t> full(reqs.size());
+  for (size_t r = 0; r < reqs.size(); ++r) {
+    const auto& ids = reqs[r].hash_ids;
+    for (size_t j = 0; j < ids.size(); ++j) {
+      auto it = pending.find(key(j + 1, ids[j]));
+      if (it == pending.end()) continue;
+      std::vector<size_t> waiting = std::move(it->second);
+      pending.erase(it);
+      for (size_t e : waiting) {
+        const auto& prev = reqs[e].hash_ids;
+        if (followup[e] < 0 && ids.size() > j + 1 &&
+            std::equal(prev.begin(), prev.begin() + static_cast<int64_t>(j + 1), ids.begin())) {
+          followup[e] = static_cast<int64_t>(r);
+        } else if (followup[e] < 0) {
+          pending[key(j + 1, ids[j])].push_back(e);
+        }
+      }
+    }
+    full[r] = std::min<uint64_t>(reqs[r].input_length / kBlockTokens, ids.size());
+    if (full[r] >= 2) pending[key(full[r], ids[full[r] - 1])].push_back(r);
+  }
+  for (size_t r = 0; r < reqs.size(); ++r) {
+    const uint64_t first = reqs[r].input_length / kBlockTokens;
+    const uint64_t end = (reqs[r].input_length + reqs[r].output_length) / kBlockTokens;
+    for (uint64_t k = first; k < end; ++k) {
+      const int64_t f = followup[r];
+      if (f >= 0 && first == full[r] && k < reqs[f].hash_ids.size()) {
+        out[r].push_back(reqs[f].hash_ids[k]);
+      } else {
+        out[r].push_back((uint64_t{1} << 63) | (uint64_t{r} << 20) | k);
+      }
+    }
+  }
+  return out;
+}
+
+// The store engine's own figures: promotions, drops by reason, puts.
+json StoreJson(const kvcake::replay::StoreReplay& replay) {
+  const kvcake::store::StoreStats st = replay.StoreStats();
+  constexpr int kDev = 0, kHost = 1, kSsd = 2;
+  json j;
+  j["promotions"]["host_to_gpu"] = st.moves[kHost][kDev];
+  j["promotions"]["ssd_to_host"] = st.moves[kSsd][kHost];
+  j["demotions"]["gpu_to_host"] = st.moves[kDev][kHost];
+  j["demotions"]["host_to_ssd"] = st.moves[kHost][kSsd];
+  for (int r = 0; r < kvcake::store::kNumDropReasons; ++r) {
+    uint64_t n = 0;
+    for (int t = 0; t < kvcake::kNumLocalTiers; ++t) n += st.drop_reasons[t][r];
+    j["drops"]
+     [std::string(kvcake::store::DropReasonName(static_cast<kvcake::store::DropReason>(r)))] = n;
+  }
+  j["puts"] = st.puts;
+  j["put_failures"] = replay.put_failures();
+  j["stranded_layer_blocks"] = replay.stranded();
+  return j;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   kvcake::HandleHelpFlag(
       argc, argv,
-      "kvcake-replay: replays a request trace through kvcake's tier model "
-      "and policies.\nusage: kvcake-replay --trace FILE [--json] "
+      "kvcake-replay: replays a request trace through kvcake's policies on "
+      "the daemon's TierManager (--engine=store) or a tier model (--engine=sim).\nusage: "
+      "kvcake-replay --trace FILE [--json] "
       "[--policies=cake,lru,...] [--flag=value ...]",
       "replay/replay_main.cc",
       {{"Trace and output",
-        {"trace", "json", "policies", "max_requests", "dump_layers", "dump_attention"}},
+        {"trace", "json", "engine", "policies", "jobs", "max_requests", "dump_layers",
+         "dump_attention"}},
        {"Model and tiers",
-        {"layers", "layer_block_bytes", "gpu_fraction", "host_fraction", "ssd_fraction",
-         "host_to_gpu", "ssd_to_host", "admit_all"}},
+        {"layers", "layer_block_bytes", "payload_bytes", "gpu_fraction", "host_fraction",
+         "ssd_fraction", "host_to_gpu", "ssd_to_host", "admit_all", "prefill_tokens_per_s",
+         "decode_ms_per_token", "mover_interval_ms", "split", "serving"}},
        {"CAKE policy", {"gamma", "tau", "cake_"}},
        {"Attention model", {"seed"}},
        {"Other", {""}}});
   gflags::SetUsageMessage("kvcake-replay --trace FILE [--json] [--gpu_fraction F] ...");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
+  // The store engine opens a store per policy: its info lines are noise here.
+  kvcake::SetLogLevel(kvcake::LogLevel::kWarning);
 
   auto trace = kvcake::replay::ReadMooncakeTrace(FLAGS_trace, FLAGS_max_requests);
   if (!trace.ok()) {
     std::cerr << "kvcake-replay: " << trace.status().ToString() << "\n";
     return 2;
   }
+  std::vector<TraceRequest>& reqs = *trace;
+  kvcake::policy::ServingMode serving;
+  if (!ApplySplit(&reqs)) {
+    std::cerr << "kvcake-replay: --split=" << FLAGS_split << ": expected all, tune or heldout\n";
+    return 2;
+  }
+  if (!kvcake::policy::ParseServingMode(FLAGS_serving, &serving)) {
+    std::cerr << "kvcake-replay: --serving=" << FLAGS_serving << ": expected exact or budgeted\n";
+    return 2;
+  }
   // Trace ids are small remapped integers; real block keys carry chained
   // 64-bit xxh3 hashes, so map each id to a well-mixed 64-bit value.
-  std::vector<TraceRequest>& reqs = *trace;
+  if (FLAGS_engine != "store" && FLAGS_engine != "sim") {
+    std::cerr << "kvcake-replay: --engine must be store or sim, not '" << FLAGS_engine << "'\n";
+    return 2;
+  }
+  const std::vector<std::vector<uint64_t>> output_blocks = OutputBlocks(reqs);
   std::vector<std::vector<uint64_t>> dense(reqs.size());
   std::unordered_map<uint64_t, uint64_t> dense_of;
   for (size_t r = 0; r < reqs.size(); ++r) {
@@ -241,7 +410,8 @@ int main(int argc, char** argv) {
   }
   if (FLAGS_layers < 1 || FLAGS_layer_block_bytes < 1 || !(FLAGS_gpu_fraction > 0) ||
       !(FLAGS_host_fraction >= 0) || !(FLAGS_ssd_fraction >= 0) || !(FLAGS_host_to_gpu_gbps > 0) ||
-      !(FLAGS_ssd_to_host_gbps > 0)) {
+      !(FLAGS_ssd_to_host_gbps > 0) || FLAGS_jobs < 1 || !(FLAGS_prefill_tokens_per_s > 0) ||
+      !(FLAGS_decode_ms_per_token >= 0) || !(FLAGS_mover_interval_ms > 0)) {
     std::cerr << "kvcake-replay: invalid capacity, geometry or bandwidth flags\n";
     return 2;
   }
@@ -334,7 +504,16 @@ int main(int argc, char** argv) {
                    {"host_to_gpu_gbps", FLAGS_host_to_gpu_gbps},
                    {"ssd_to_host_gbps", FLAGS_ssd_to_host_gbps},
                    {"seed", FLAGS_seed},
-                   {"admit_all", FLAGS_admit_all}};
+                   {"admit_all", FLAGS_admit_all},
+                   {"engine", FLAGS_engine},
+                   {"split", FLAGS_split},
+                   {"serving", FLAGS_serving}};
+  if (FLAGS_engine == "store") {
+    out["config"]["payload_bytes"] = FLAGS_payload_bytes;
+    out["config"]["prefill_tokens_per_s"] = FLAGS_prefill_tokens_per_s;
+    out["config"]["decode_ms_per_token"] = FLAGS_decode_ms_per_token;
+    out["config"]["mover_interval_ms"] = FLAGS_mover_interval_ms;
+  }
   // The attention every policy sees: generated once (same seed, same order).
   std::vector<kvcake::replay::RequestAttention> attention;
   attention.reserve(reqs.size());
@@ -350,47 +529,122 @@ int main(int argc, char** argv) {
   std::vector<std::vector<uint32_t>> tokens;
   tokens.reserve(reqs.size());
   for (const TraceRequest& r : reqs) tokens.push_back(BlockTokens(r));
-  std::vector<std::string> order;
-  for (const std::string& name : SplitCommaList(FLAGS_policies)) {
+  const std::vector<std::string> order = SplitCommaList(FLAGS_policies);
+  std::vector<std::unique_ptr<kvcake::policy::Policy>> policies;
+  for (const std::string& name : order) {
     std::unique_ptr<kvcake::policy::Policy> policy;
     if (name == "belady") {
       policy = std::make_unique<kvcake::policy::BeladyPolicy>(ticks);
     } else {
-      kvcake::policy::PolicyOptions po;
-      po.cake.score_weight = FLAGS_cake_score_weight;
-      po.cake.score_ema = FLAGS_cake_score_ema;
-      po.cake.accumulate_scores = FLAGS_cake_accumulate;
-      po.cake.boost_pinned = FLAGS_cake_boost_pinned;
-      po.cake.needle_reserve = FLAGS_cake_needle_reserve;
-      po.cake.absolute_scores = FLAGS_cake_absolute;
-      po.cake.global_ranking = FLAGS_cake_global;
-      po.cake.pin_reported = FLAGS_cake_pin;
-      po.cake.learn_reuse = FLAGS_cake_reuse;
-      po.cake.reuse_buckets = FLAGS_cake_reuse_buckets;
-      po.cake.reuse_prior = FLAGS_cake_reuse_prior;
-      po.cake.reuse_position_buckets = FLAGS_cake_reuse_position_buckets;
-      po.cake.reuse_gain = FLAGS_cake_reuse_gain;
-      if (FLAGS_admit_all) po.lru.ssd_admission_hits = 1;
-      auto made = kvcake::policy::MakePolicy(name, po);
+      auto made = kvcake::policy::MakePolicy(name, PolicyOptionsFromFlags());
       if (!made.ok()) {
         std::cerr << "kvcake-replay: " << made.status().ToString() << "\n";
         return 2;
       }
       policy = std::move(made).value();
     }
-    const auto start = std::chrono::steady_clock::now();
-    const double cpu_start = CpuSeconds();
-    TierSim tiers(policy.get(), sim);
-    progress.SetLabel("replay " + name);
-    for (uint64_t r = 0; r < reqs.size(); ++r) {
-      tiers.Run(r, dense[r], reqs[r].hash_ids, attention[r], &tokens[r]);
-      progress.Update(r + 1, reqs.size());
+    policies.push_back(std::move(policy));
+  }
+  std::vector<StoreRequest> store_reqs;
+  StoreReplayOptions store_opts;
+  if (FLAGS_engine == "store") {
+    store_reqs.resize(reqs.size());
+    for (size_t r = 0; r < reqs.size(); ++r) {
+      store_reqs[r].timestamp_ms = reqs[r].timestamp_ms;
+      store_reqs[r].hashes = reqs[r].hash_ids;
+      store_reqs[r].tokens = tokens[r];
+      for (uint64_t id : output_blocks[r]) {
+        store_reqs[r].output_hashes.push_back(kvcake::replay::Mix64(id));
+      }
+      store_reqs[r].output_tokens = reqs[r].output_length;
     }
-    const double wall =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const double cpu = CpuSeconds() - cpu_start;
-    out["policies"][name] = ToJson(tiers.stats(), FLAGS_layer_block_bytes, wall, cpu);
-    order.push_back(name);
+    store_opts.num_layers = FLAGS_layers;
+    store_opts.layer_block_bytes = FLAGS_layer_block_bytes;
+    store_opts.payload_bytes = FLAGS_payload_bytes;
+    store_opts.gpu_blocks = sim.gpu_blocks;
+    store_opts.host_blocks = sim.host_blocks;
+    store_opts.ssd_blocks = sim.ssd_blocks;
+    store_opts.host_to_gpu_gbps = FLAGS_host_to_gpu_gbps;
+    store_opts.ssd_to_host_gbps = FLAGS_ssd_to_host_gbps;
+    store_opts.prefill_tokens_per_s = FLAGS_prefill_tokens_per_s;
+    store_opts.decode_ms_per_token = FLAGS_decode_ms_per_token;
+    store_opts.serving = serving;
+    store_opts.mover_interval_us =
+        static_cast<uint64_t>(std::llround(FLAGS_mover_interval_ms * 1e3));
+  }
+  // Each policy replays on its own tiers; --jobs of them at once.
+  std::vector<json> results(order.size());
+  std::vector<std::string> errors(order.size());
+  std::mutex mu;
+  size_t next = 0;
+  const bool one = FLAGS_jobs == 1;
+  auto worker = [&] {
+    while (true) {
+      size_t i;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (next >= order.size()) return;
+        i = next++;
+      }
+      const std::string& name = order[i];
+      const auto start = std::chrono::steady_clock::now();
+      // With --jobs > 1 the replaying thread's CPU time (the store's
+      // RocksDB threads are not in it).
+      const double cpu_start = CpuSeconds(!one);
+      auto tick = [&](uint64_t r) {
+        if (one) progress.Update(r + 1, reqs.size());
+      };
+      if (one) progress.SetLabel("replay " + name);
+      TierSimStats stats;
+      json extra;
+      if (FLAGS_engine == "sim") {
+        policies[i]->SetServingMode(sim.ns, serving);
+        TierSim tiers(policies[i].get(), sim);
+        for (uint64_t r = 0; r < reqs.size(); ++r) {
+          tiers.Run(r, dense[r], reqs[r].hash_ids, attention[r], &tokens[r]);
+          tick(r);
+        }
+        stats = tiers.stats();
+      } else {
+        uint64_t request = 0;
+        std::unique_ptr<kvcake::policy::Policy> policy = std::move(policies[i]);
+        if (name == "belady") {
+          policy = std::make_unique<kvcake::replay::RequestTickPolicy>(std::move(policy), &request);
+        }
+        auto opened = StoreReplay::Open(std::move(policy), store_opts);
+        Status st = opened.status();
+        for (; st.ok() && request < reqs.size(); ++request) {
+          st = (*opened)->Run(store_reqs[request], attention[request]);
+          tick(request);
+        }
+        if (st.ok()) st = (*opened)->Finish();
+        if (!st.ok()) {
+          errors[i] = name + ": " + st.ToString();
+          continue;
+        }
+        stats = (*opened)->Stats();
+        extra = StoreJson(**opened);
+      }
+      const double wall =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double cpu = CpuSeconds(!one) - cpu_start;
+      results[i] = ToJson(stats, FLAGS_layer_block_bytes, wall, cpu);
+      results[i]["engine"] = FLAGS_engine;
+      if (!extra.is_null()) results[i]["store"] = std::move(extra);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (uint32_t j = 1; j < std::min<uint64_t>(FLAGS_jobs, order.size()); ++j) {
+    threads.emplace_back(worker);
+  }
+  worker();
+  for (std::thread& t : threads) t.join();
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (!errors[i].empty()) {
+      std::cerr << "kvcake-replay: " << errors[i] << "\n";
+      return 1;
+    }
+    out["policies"][order[i]] = std::move(results[i]);
   }
 
   progress.Done();

@@ -67,6 +67,14 @@ TEST(NamespaceConfigTest, ValidateAndFingerprint) {
   d = c;
   d.num_layers = 0;
   EXPECT_EQ(d.Validate().code(), StatusCode::kInvalidArgument);
+  d = c;
+  d.serving = policy::ServingMode::kBudgeted;
+  EXPECT_TRUE(d.Validate().ok());
+  EXPECT_EQ(d.Fingerprint(), fp);  // how the engine serves is not layout
+  d.serving = static_cast<policy::ServingMode>(policy::kMaxServingMode + 1);
+  Status s = d.Validate();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("serving"), std::string_view::npos) << s.ToString();
 }
 
 TEST(ChecksumTest, DetectsAFlippedBit) {

@@ -847,6 +847,8 @@ class RecordingPolicy final : public policy::Policy {
   void ReportLayerSignal(uint64_t ns, const policy::LayerSignal& s) override {
     layers_->push_back(s.layer);
   }
+  void SetServingMode(uint64_t ns, policy::ServingMode mode) override { serving[ns] = mode; }
+  std::map<uint64_t, policy::ServingMode> serving;  // what SetServingMode was told
 
  private:
   policy::LruPolicy lru_;
@@ -864,6 +866,27 @@ TEST(TierManagerTest, ReportLayerSignalReachesPolicy) {
   tm->ReportLayerSignal(42, sig);
   EXPECT_EQ(tm->policy_name(), "recording");
   EXPECT_EQ(layers, std::vector<uint32_t>{3});
+}
+
+// A namespace's serving mode reaches the policy at registration; a second
+// registration with another mode does not change it (like the quota).
+TEST(TierManagerTest, RegisterNamespaceTellsThePolicyHowItServes) {
+  TempDir dir;
+  std::vector<uint32_t> layers;
+  auto owned = std::make_unique<RecordingPolicy>(&layers);
+  RecordingPolicy* policy = owned.get();
+  auto tm = OpenOrDie(SmallOptions(dir), std::move(owned));
+  ASSERT_TRUE(tm);
+  NamespaceConfig budgeted = TestNamespace(7);
+  budgeted.serving = policy::ServingMode::kBudgeted;
+  ASSERT_TRUE(tm->RegisterNamespace(budgeted).ok());
+  ASSERT_TRUE(tm->RegisterNamespace(TestNamespace(8)).ok());
+  NamespaceConfig again = TestNamespace(8);
+  again.serving = policy::ServingMode::kBudgeted;
+  ASSERT_TRUE(tm->RegisterNamespace(again).ok());
+  EXPECT_EQ(policy->serving.at(7), policy::ServingMode::kBudgeted);
+  EXPECT_EQ(policy->serving.at(8), policy::ServingMode::kExact);
+  EXPECT_EQ(tm->GetNamespace(8)->serving, policy::ServingMode::kExact);
 }
 
 TEST(TierManagerTest, MoverCarriesOutPolicyPromotions) {

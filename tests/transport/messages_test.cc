@@ -21,13 +21,19 @@ T RoundTrip(const T& m) {
   return out;
 }
 
-// Every strict prefix and every extension by one byte must be refused.
+// Every strict prefix and every extension by one byte must be refused,
+// except the prefix that ends before `optional_tail` trailing bytes (the
+// older message without its optional last field).
 template <typename T>
-void ExpectTruncationsRefused(const T& m) {
+void ExpectTruncationsRefused(const T& m, size_t optional_tail = 0) {
   std::string bytes = Encode(m);
   for (size_t n = 0; n < bytes.size(); ++n) {
     T out;
     Status s = Decode(std::string_view(bytes).substr(0, n), &out);
+    if (optional_tail > 0 && n == bytes.size() - optional_tail) {
+      EXPECT_TRUE(s.ok()) << "prefix " << n << ": " << s.ToString();
+      continue;
+    }
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << "prefix " << n;
   }
   T out;
@@ -45,6 +51,13 @@ RegisterNamespaceRequest SampleRegister() {
   m.layout = "NHD;tp=1";
   m.quota_bytes = 1 << 30;
   return m;
+}
+
+// An ncclUniqueId's worth of bytes, zeros included.
+std::string SampleNcclId() {
+  std::string id(kNcclUniqueIdBytes, '\0');
+  for (size_t i = 0; i < id.size(); i += 3) id[i] = static_cast<char>(i * 7);
+  return id;
 }
 
 TEST(MessagesTest, RoundTripsEveryMessage) {
@@ -74,6 +87,9 @@ TEST(MessagesTest, RoundTripsEveryMessage) {
   KeyedRequest handoff{5, 6, {{11, 0}, {12, 31}}, {}, "node-b", 77, 64};
   EXPECT_EQ(RoundTrip(handoff), handoff);
   EXPECT_EQ(RoundTrip(HandoffWaitRequest{77, 2000}), (HandoffWaitRequest{77, 2000}));
+  NcclConnectRequest nccl{"secret", "node-a", 3, SampleNcclId()};
+  EXPECT_EQ(RoundTrip(nccl), nccl);
+  EXPECT_EQ(RoundTrip(NcclConnectResponse{kMaxCudaDevice}), NcclConnectResponse{kMaxCudaDevice});
   KeyCodesResponse codes{{0, 5, 6}};
   EXPECT_EQ(RoundTrip(codes), codes);
   KeyCodesResponse summed{{0, 5, 0}, {0x1234, 0x5678}};
@@ -95,7 +111,7 @@ TEST(MessagesTest, RoundTripsEveryMessage) {
 }
 
 TEST(MessagesTest, TruncatedOrExtendedMessagesAreRefused) {
-  ExpectTruncationsRefused(SampleRegister());
+  ExpectTruncationsRefused(SampleRegister(), /*optional_tail=*/1);  // serving
   ExpectTruncationsRefused(LookupPrefixRequest{5, 6, 3, {1, 2, 3}});
   ExpectTruncationsRefused(KeyedRequest{5, 6, {{11, 0}, {12, 1}}});
   ExpectTruncationsRefused(ReportStatsRequest{5, 6, 2, 1.5, {1, 2}, {0.25, 3.0}, 1});
@@ -108,6 +124,30 @@ TEST(MessagesTest, TruncatedOrExtendedMessagesAreRefused) {
   ExpectTruncationsRefused(DirectoryLookupResponse{"node-a", 2});
   ExpectTruncationsRefused(KeyedRequest{5, 6, {{11, 0}}, {11}, "node-b", 77, 64});
   ExpectTruncationsRefused(HandoffWaitRequest{77, 2000});
+  ExpectTruncationsRefused(NcclConnectRequest{"t", "a", 1, SampleNcclId()});
+  ExpectTruncationsRefused(NcclConnectResponse{2});
+}
+
+TEST(MessagesTest, NcclConnectLimits) {
+  // The id is exactly an ncclUniqueId; the sender is named; device ordinals
+  // are bounded.
+  NcclConnectRequest out;
+  auto code = [&](const NcclConnectRequest& m) { return Decode(Encode(m), &out).code(); };
+  EXPECT_EQ(code(NcclConnectRequest{"t", "a", 0, SampleNcclId().substr(1)}),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(NcclConnectRequest{"t", "a", 0, SampleNcclId() + "x"}),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(NcclConnectRequest{"t", "a", 0, ""}), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(NcclConnectRequest{"t", "", 0, SampleNcclId()}), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(NcclConnectRequest{"t", "a", kMaxCudaDevice + 1, SampleNcclId()}),
+            StatusCode::kInvalidArgument);
+  Status s = Decode(Encode(NcclConnectRequest{"t", "a", 0, "short"}), &out);
+  EXPECT_NE(s.message().find("unique_id"), std::string_view::npos) << s.ToString();
+  EXPECT_TRUE(
+      Decode(Encode(NcclConnectRequest{"", "a", kMaxCudaDevice, SampleNcclId()}), &out).ok());
+  NcclConnectResponse rout;
+  EXPECT_EQ(Decode(Encode(NcclConnectResponse{kMaxCudaDevice + 1}), &rout).code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(MessagesTest, HandoffFieldLimits) {
@@ -156,6 +196,24 @@ TEST(MessagesTest, ClusterMessageLimits) {
   DirectoryLookupRequest lout;
   EXPECT_EQ(Decode(Encode(DirectoryLookupRequest{"t", "c", 5, 0, {}}), &lout).code(),
             StatusCode::kInvalidArgument);
+}
+
+TEST(MessagesTest, RegisterServingIsOptionalAndChecked) {
+  RegisterNamespaceRequest m = SampleRegister();
+  m.serving = 1;
+  EXPECT_EQ(RoundTrip(m), m);
+  // An older client's request ends after quota_bytes: exact serving (0).
+  std::string old = Encode(SampleRegister());
+  old.pop_back();
+  RegisterNamespaceRequest out;
+  out.serving = 1;
+  ASSERT_TRUE(Decode(old, &out).ok());
+  EXPECT_EQ(out.serving, 0);
+  EXPECT_EQ(out, SampleRegister());
+  m.serving = kMaxServing + 1;
+  Status s = Decode(Encode(m), &out);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("serving"), std::string_view::npos) << s.ToString();
 }
 
 TEST(MessagesTest, FieldLimitsAreEnforced) {
@@ -269,6 +327,7 @@ TEST(MessagesTest, ErrorResponseMapsStatus) {
   EXPECT_EQ(back, s);
   EXPECT_EQ(FromErrorResponse(ErrorResponse{0, ""}).code(), StatusCode::kInternal);
   EXPECT_EQ(RpcOpName(static_cast<uint16_t>(RpcOp::kGet)), "GET");
+  EXPECT_EQ(RpcOpName(static_cast<uint16_t>(RpcOp::kNcclConnect)), "NCCL_CONNECT");
   EXPECT_EQ(RpcOpName(999), "UNKNOWN");
 }
 

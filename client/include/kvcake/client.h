@@ -120,6 +120,11 @@ struct NamespaceGeometry {
   std::string kv_dtype;            // e.g. "fp16"
   std::string layout;              // e.g. "NHD;tp=2;rank=0"
   uint64_t quota_bytes = 0;        // 0: the daemon's default
+  // How the engine serves from the GPU tier (not fingerprinted; the first
+  // registration sets it): false = exact (every block of a prefix before it
+  // computes; the daemon's default policy minimises reload cost), true =
+  // budgeted (attends over a per-layer budget; CAKE's budgets and scores).
+  bool budgeted_serving = false;
 };
 
 // Names one value: layer `layer` of block `hash` (a hash-chain entry). Plain

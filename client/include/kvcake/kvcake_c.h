@@ -107,6 +107,15 @@ KVCAKE_API int kvcake_connect_with_options(const char* address, const char* name
 KVCAKE_API int kvcake_register_namespace_ex(kvcake_client* c, int num_layers, int block_tokens,
                                             int64_t layer_block_bytes, const char* kv_dtype,
                                             const char* layout, int64_t quota_bytes);
+/* How the engine serves from the GPU tier (docs/policy.md §3). */
+#define KVCAKE_SERVING_EXACT 0    /* every block of a prefix before it computes (the default) */
+#define KVCAKE_SERVING_BUDGETED 1 /* attends over a per-layer budget: CAKE's budgets and scores */
+/* As kvcake_register_namespace_ex, with the serving mode (KVCAKE_SERVING_*; anything else is
+   -KVCAKE_E_INVALID_ARGUMENT). The first registration of a namespace sets it. */
+KVCAKE_API int kvcake_register_namespace_serving(kvcake_client* c, int num_layers, int block_tokens,
+                                                 int64_t layer_block_bytes, const char* kv_dtype,
+                                                 const char* layout, int64_t quota_bytes,
+                                                 int serving);
 
 /* The chained hashes of the full blocks of `tokens` (docs/design.md §2: seeded by the namespace,
    block_tokens from the registered geometry): num_tokens / block_tokens values into

@@ -106,8 +106,8 @@ def _declare(lib):
         "kvcake_options_init": (None, [_P(_Options)]),
         "kvcake_connect_with_options": (_c_int, [_c_char_p, _c_char_p, _P(_Options),
                                                  _P(_c_void_p)]),
-        "kvcake_register_namespace_ex": (_c_int, [_c_void_p, _c_int, _c_int, _c_int64,
-                                                  _c_char_p, _c_char_p, _c_int64]),
+        "kvcake_register_namespace_serving": (_c_int, [_c_void_p, _c_int, _c_int, _c_int64,
+                                                       _c_char_p, _c_char_p, _c_int64, _c_int]),
         "kvcake_hash_tokens": (_c_int, [_c_void_p, _P(_c_uint32), _c_int64, _P(_c_uint64),
                                         _c_int64, _P(_c_int64)]),
         "kvcake_lookup_prefix": (_c_int, [_c_void_p, _P(_c_uint64), _c_int, _c_int32,
@@ -507,11 +507,14 @@ class Client(_Closing):
         return self._handle
 
     def register_namespace(self, num_layers, block_tokens, layer_block_bytes, kv_dtype="",
-                           layout="", quota_bytes=0):
-        """Registers the namespace's geometry (idempotent for the same one)."""
-        _check(self._lib.kvcake_register_namespace_ex(
+                           layout="", quota_bytes=0, serving="exact"):
+        """Registers the namespace's geometry (idempotent for the same one).
+        serving: "exact" (the engine needs every block of a prefix) or
+        "budgeted" (it attends over a per-layer budget; docs/policy.md §3)."""
+        mode = {"exact": 0, "budgeted": 1}.get(serving, -1)  # -1: the library refuses it
+        _check(self._lib.kvcake_register_namespace_serving(
             self._h(), int(num_layers), int(block_tokens), int(layer_block_bytes),
-            kv_dtype.encode(), layout.encode(), int(quota_bytes)))
+            kv_dtype.encode(), layout.encode(), int(quota_bytes), mode))
         self.layer_block_bytes = int(layer_block_bytes)
         self.block_tokens = int(block_tokens)
 
