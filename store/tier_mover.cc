@@ -1,8 +1,8 @@
 // TierManager's mover thread: leases swept, forced moves (Evict, Drain),
 // demotion device -> host -> SSD -> drop above the watermarks, promotion
 // below them, GPU refresh (exchanges) once the GPU tier is full, and the SSD
-// writes. Each phase runs under mu_ and releases it
-// only around payload copies and SSD I/O (tier_manager_impl.h).
+// writes. Each phase runs under mu_ and releases it only around payload
+// copies and SSD I/O (tier_manager_impl.h).
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -437,8 +437,10 @@ bool TierManager::Impl::RefreshDeviceLocked() {
   for (const policy::Exchange& x : exchanges) {
     if (items.size() >= opts_.mover_batch_blocks) break;
     BlockRecord* victim = index_.Find(x.demote);
+    // An exchange never drops: a victim the host tier would not admit stays.
     if (!EligibleVictim(victim, Tier::kDevice) ||
-        !EligibleVictim(index_.Find(x.promote), Tier::kHost)) {
+        !EligibleVictim(index_.Find(x.promote), Tier::kHost) ||
+        !policy_->Admit(x.demote, Tier::kHost)) {
       continue;
     }
     const int32_t hs = AllocateLocked(Tier::kHost, victim->size);
