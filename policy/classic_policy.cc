@@ -145,6 +145,28 @@ std::vector<BlockKey> ClassicPolicy::SelectPromotions(
   return out;
 }
 
+std::vector<Exchange> ClassicPolicy::SelectExchanges(
+    Tier tier, uint64_t max_bytes, const std::function<bool(const BlockKey&)>& eligible) {
+  std::vector<Exchange> out;
+  if (tier != Tier::kDevice || max_bytes == 0 || hot_.empty() || count(TierIndex(tier)) == 0) {
+    return out;
+  }
+  const std::vector<BlockKey> up = SelectPromotions(tier, max_bytes, eligible);
+  if (up.empty()) return out;
+  uint64_t up_bytes = 0;
+  for (const BlockKey& k : up) up_bytes += pool_[Find(k)].bytes;
+  const std::vector<BlockKey> down = SelectVictims(tier, up_bytes, eligible);
+  // Best candidate against least valuable victim: once a candidate is not
+  // worth more than its victim, the later (lesser) ones are not either.
+  for (size_t i = 0; i < up.size() && i < down.size(); ++i) {
+    const uint32_t c = Find(up[i]);
+    const uint32_t v = Find(down[i]);
+    if (v == kNoEntry || !(ExchangeValue(pool_[c]) > ExchangeValue(pool_[v]))) break;
+    out.push_back({up[i], down[i]});
+  }
+  return out;
+}
+
 size_t ClassicPolicy::Size(Tier tier) const { return count_[TierIndex(tier)]; }
 
 }  // namespace kvcake::policy

@@ -57,6 +57,12 @@ class ClassicPolicy : public Policy {
   std::vector<BlockKey> SelectPromotions(Tier tier, uint64_t bytes_available,
                                          const std::function<bool(const BlockKey&)>& eligible);
 
+  // For tier kDevice: the best promotion candidates (as SelectPromotions)
+  // against the subclass's GPU victims (SelectVictims), while the candidate's
+  // ExchangeValue is strictly above its victim's. None for the other tiers.
+  std::vector<Exchange> SelectExchanges(Tier tier, uint64_t max_bytes,
+                                        const std::function<bool(const BlockKey&)>& eligible) final;
+
   // Number of blocks tracked in `tier` (tests).
   size_t Size(Tier tier) const;
 
@@ -93,6 +99,9 @@ class ClassicPolicy : public Policy {
   virtual void Touch(uint32_t id) = 0;
   // Promotion order: higher first.
   virtual double PromotionValue(const Entry& e) const = 0;
+  // The worth of keeping `e` on the GPU, comparable between a host
+  // candidate and a GPU resident (SelectExchanges). Default: PromotionValue.
+  virtual double ExchangeValue(const Entry& e) const { return PromotionValue(e); }
 
   // Capacity given by SetTierCapacity (0 if never given).
   uint64_t capacity(size_t t) const { return capacity_[t]; }

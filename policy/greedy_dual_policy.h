@@ -46,6 +46,12 @@ class GreedyDualPolicy : public ClassicPolicy {
   void Leave(uint32_t id, Exit why) override;
   void Touch(uint32_t id) override { Queue(id); }
   double PromotionValue(const Entry& e) const override { return e.hits * Credit(e, e.tier); }
+  // A GPU resident's priority against the one a host block would enter the
+  // GPU tier with (its current L, the GPU's credit).
+  double ExchangeValue(const Entry& e) const override {
+    constexpr size_t kGpu = TierIndex(Tier::kDevice);
+    return e.tier == kGpu ? e.priority : inflation_[kGpu] + e.hits * Credit(e, kGpu);
+  }
   void Queue(uint32_t id);
   bool Valid(const Item& item, size_t t) const;
 

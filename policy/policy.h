@@ -23,6 +23,13 @@ struct LayerSignal {
   std::vector<uint32_t> needle_blocks;
 };
 
+// One exchange SelectExchanges proposes: `promote` (in the tier below) moves
+// up into the tier in place of `demote`, which moves one tier down.
+struct Exchange {
+  BlockKey promote;
+  BlockKey demote;
+};
+
 // Policy decides *which* blocks move between tiers; the TierManager (store/)
 // carries the decisions out. Implementations are pure: no I/O, no threads, no
 // clocks of their own — time arrives as a logical `tick` from the caller.
@@ -63,6 +70,19 @@ class Policy {
   // Blocks currently in a lower tier that deserve to move up into `tier`,
   // most valuable first, fitting in `bytes_available`. Default: none.
   virtual std::vector<BlockKey> SelectPromotions(Tier tier, uint64_t bytes_available) { return {}; }
+
+  // For a full `tier`: blocks of the tier below that the policy values more
+  // than blocks of `tier` it would evict, paired best candidate with least
+  // valuable victim first, promotions totalling at most `max_bytes`. Only
+  // keys for which `eligible(key)` is true may be returned. A candidate must
+  // be strictly more valuable than its victim, and a block demoted by an
+  // exchange must earn its place among the candidates again, so a steady
+  // access pattern stops exchanging. Default: none (a full tier keeps its
+  // blocks until demotions above its high watermark make room).
+  virtual std::vector<Exchange> SelectExchanges(
+      Tier tier, uint64_t max_bytes, const std::function<bool(const BlockKey&)>& eligible) {
+    return {};
+  }
 
   // CAKE signals from an engine. Policies without statistics ignore them.
   virtual void ReportLayerSignal(uint64_t ns, const LayerSignal& signal) {}

@@ -19,6 +19,9 @@ namespace kvcake::policy {
 // otherwise. Blocks moved between tiers enter the new tier's S (M if in its
 // G) with their counter. SSD admission as ClassicPolicyOptions. Promotions:
 // host blocks accessed again, highest counter first, most recent first.
+// Exchanges with a full GPU tier compare recency only: choosing GPU victims
+// decrements the residents' counters, which the host candidates' counters
+// never are, so counters would favour the candidates on every pass.
 //
 // Thread-safety: not thread-safe (the TierManager serialises calls).
 class S3FifoPolicy final : public ClassicPolicy {
@@ -41,6 +44,7 @@ class S3FifoPolicy final : public ClassicPolicy {
   void Leave(uint32_t id, Exit why) override;
   void Touch(uint32_t id) override;
   double PromotionValue(const Entry& e) const override;
+  double ExchangeValue(const Entry& e) const override { return static_cast<double>(e.last_tick); }
 
   double small_fraction_;
   SplitTiers<Entry> tiers_;

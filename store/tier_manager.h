@@ -164,7 +164,8 @@ using DrainProgress = std::function<void(uint64_t done, uint64_t total)>;
 
 // TierManager: the three-tier block store (docs/design.md §2-3). Owns the device,
 // host and SSD tiers, the block index and a mover thread that carries out the
-// policy's decisions (demote GPU -> host -> SSD -> drop, promote on access).
+// policy's decisions (demote GPU -> host -> SSD -> drop, promote on access,
+// exchange a full GPU tier's victims for more valuable host blocks).
 // Demote, don't drop: while the SSD tier has room, a block leaving host memory
 // goes to SSD whatever the policy's admission control would say; every block
 // the store does drop is counted with its DropReason.
@@ -279,13 +280,13 @@ class TierManager {
   Status SetCapacity(Tier tier, uint64_t bytes);
   // With mover_interval_us == 0: does in the calling thread what the mover
   // thread does on one wake-up (lease sweep, forced moves, demotion by the
-  // watermarks, one batch of promotions, SSD writes), passes until none asks
-  // for another. `only_if_woken`: only if something would have woken the
-  // thread since the last run (a tier above its high watermark after a put
-  // or promotion, CAKE signals, an admin change); calling it so after every
-  // store call reacts as promptly as the thread. Returns true if it moved,
-  // promoted or dropped any block. With a mover thread it does nothing and
-  // returns false.
+  // watermarks, one batch of promotions, GPU exchanges, SSD writes), passes
+  // until none asks for another. `only_if_woken`: only if something would
+  // have woken the thread since the last run (a tier above its high
+  // watermark after a put or promotion, CAKE signals, an admin change);
+  // calling it so after every store call reacts as promptly as the thread.
+  // Returns true if it moved, promoted or dropped any block. With a mover
+  // thread it does nothing and returns false.
   bool RunMoverOnce(bool only_if_woken = false);
 
   // CAKE signals, forwarded to the policy under the lock; wakes the mover.

@@ -334,8 +334,18 @@ class TierManager::Impl {
   // Carries out Policy::SelectPromotions while a tier is below its low
   // watermark: SSD -> host (verified read) and host -> device.
   void PromoteLocked() REQUIRES(mu_);
-  // Picks the policy's promotions into `to` and allocates their slots.
-  std::vector<Promotion> StartPromotionsLocked(Tier to, uint64_t low) REQUIRES(mu_);
+  // Starts promotions of `keys` into `to` (at most one batch) while the
+  // tier stays at or below `limit` bytes, and allocates their slots.
+  std::vector<Promotion> StartPromotionsLocked(Tier to, const std::vector<BlockKey>& keys,
+                                               uint64_t limit) REQUIRES(mu_);
+  // Copies and completes started promotions into `to` (lock released for the
+  // copies).
+  void RunPromotionsLocked(Tier to, std::vector<Promotion>& work) REQUIRES(mu_);
+  // GPU refresh: carries out Policy::SelectExchanges for the device tier,
+  // one batch per pass: the victims move to host (as DemoteDeviceLocked's),
+  // then the candidates are promoted into the room they left, the tier
+  // growing no fuller than it was or its low watermark. True if it moved any.
+  bool RefreshDeviceLocked() REQUIRES(mu_);
   // Copies promoted blocks into their new slots. Runs without mu_.
   void CopyPromotions(Tier to, std::vector<Promotion>& work) EXCLUDES(mu_);
   // Moves the records of copied promotions to `to`; frees slots of failed ones.

@@ -1,7 +1,8 @@
 // TierManager's mover thread: leases swept, forced moves (Evict, Drain),
 // demotion device -> host -> SSD -> drop above the watermarks, promotion
-// below them, and the SSD writes. Each phase runs under mu_ and releases it
-// only around payload copies and SSD I/O (tier_manager_impl.h).
+// below them, GPU refresh (exchanges) once the GPU tier is full, and the SSD
+// writes. Each phase runs under mu_ and releases it only around payload
+// copies and SSD I/O (tier_manager_impl.h).
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -68,7 +69,10 @@ bool TierManager::Impl::MoverPassLocked() {
   DropSsdExcessLocked();
   if (device_pool_ && DemoteDeviceLocked()) again = true;
   if (DemoteHostLocked()) again = true;
-  if (!again && !stop_) PromoteLocked();
+  if (!again && !stop_) {
+    PromoteLocked();
+    if (device_pool_ && !stop_ && RefreshDeviceLocked()) again = true;
+  }
   if (!ssd_deletes_.empty() && ssd_ && !ssd_error_) {
     std::vector<MoveItem> none;
     WriteToSsdLocked(none).IgnoreError();  // retried next pass
@@ -382,25 +386,22 @@ void TierManager::Impl::PromoteLocked() {
     if (pool == nullptr || (to == Tier::kHost && !ssd_)) continue;
     const uint64_t low = static_cast<uint64_t>(opts_.low_watermark * pool->usable_bytes());
     if (pool->used_bytes() >= low) continue;
-    std::vector<Promotion> work = StartPromotionsLocked(to, low);
-    if (work.empty()) continue;
-    mu_.Unlock();
-    CopyPromotions(to, work);
-    mu_.Lock();
-    FinishPromotionsLocked(to, work);
+    std::vector<Promotion> work =
+        StartPromotionsLocked(to, policy_->SelectPromotions(to, low - pool->used_bytes()), low);
+    RunPromotionsLocked(to, work);
   }
 }
 
-std::vector<TierManager::Impl::Promotion> TierManager::Impl::StartPromotionsLocked(Tier to,
-                                                                                   uint64_t low) {
+std::vector<TierManager::Impl::Promotion> TierManager::Impl::StartPromotionsLocked(
+    Tier to, const std::vector<BlockKey>& keys, uint64_t limit) {
   ExtentPool* pool = Pool(to);
   const Tier from = to == Tier::kHost ? Tier::kSsd : Tier::kHost;
   std::vector<Promotion> work;
-  for (const BlockKey& k : policy_->SelectPromotions(to, low - pool->used_bytes())) {
+  for (const BlockKey& k : keys) {
     if (work.size() >= opts_.mover_batch_blocks) break;
     BlockRecord* rec = index_.Find(k);
     if (!EligibleVictim(rec, from)) continue;  // committed in `from`, not pinned
-    if (pool->used_bytes() + pool->ClassBytes(rec->size) > low) break;
+    if (pool->used_bytes() + pool->ClassBytes(rec->size) > limit) break;
     const int32_t slot = pool->Allocate(rec->size);
     if (slot < 0) break;
     rec->state = BlockState::kPromoting;
@@ -409,6 +410,51 @@ std::vector<TierManager::Impl::Promotion> TierManager::Impl::StartPromotionsLock
                     rec->size, Status::Ok()});
   }
   return work;
+}
+
+void TierManager::Impl::RunPromotionsLocked(Tier to, std::vector<Promotion>& work) {
+  if (work.empty()) return;
+  mu_.Unlock();
+  CopyPromotions(to, work);
+  mu_.Lock();
+  FinishPromotionsLocked(to, work);
+}
+
+bool TierManager::Impl::RefreshDeviceLocked() {
+  if (device_pool_->used_extents() == 0) return false;
+  auto eligible = [&](const BlockKey& k) REQUIRES(mu_) {
+    const BlockRecord* r = index_.Find(k);
+    return EligibleVictim(r, Tier::kDevice) || EligibleVictim(r, Tier::kHost);
+  };
+  const std::vector<policy::Exchange> exchanges = policy_->SelectExchanges(
+      Tier::kDevice, BatchBytesLocked(Tier::kDevice, ~uint64_t{0}), eligible);
+  if (exchanges.empty()) return false;
+  const uint64_t low = static_cast<uint64_t>(opts_.low_watermark * device_pool_->usable_bytes());
+  const uint64_t limit = std::max(device_pool_->used_bytes(), low);
+  std::vector<MoveItem> items;
+  std::vector<int32_t> host_slots;
+  std::vector<BlockKey> promote;
+  for (const policy::Exchange& x : exchanges) {
+    if (items.size() >= opts_.mover_batch_blocks) break;
+    BlockRecord* victim = index_.Find(x.demote);
+    // An exchange never drops: a victim the host tier would not admit stays.
+    if (!EligibleVictim(victim, Tier::kDevice) ||
+        !EligibleVictim(index_.Find(x.promote), Tier::kHost) ||
+        !policy_->Admit(x.demote, Tier::kHost)) {
+      continue;
+    }
+    const int32_t hs = AllocateLocked(Tier::kHost, victim->size);
+    if (hs < 0) break;  // host must drain first
+    items.push_back(StartMoveLocked(x.demote, victim, nullptr));
+    host_slots.push_back(hs);
+    promote.push_back(x.promote);
+  }
+  if (items.empty()) return false;
+  const uint64_t before = MoverActivityLocked();
+  MoveDeviceToHostLocked(items, host_slots);
+  std::vector<Promotion> work = StartPromotionsLocked(Tier::kDevice, promote, limit);
+  RunPromotionsLocked(Tier::kDevice, work);
+  return MoverActivityLocked() != before;
 }
 
 void TierManager::Impl::CopyPromotions(Tier to, std::vector<Promotion>& work) {

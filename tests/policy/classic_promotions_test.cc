@@ -48,6 +48,69 @@ TEST_P(ClassicPromotionsTest, HostBlocksAccessedAgainGoToTheGpu) {
 INSTANTIATE_TEST_SUITE_P(Classic, ClassicPromotionsTest,
                          ::testing::Values("lru", "lfu", "arc", "s3fifo", "gdsf", "adaptive"));
 
+class ClassicExchangesTest : public ::testing::TestWithParam<std::string> {};
+
+// A full GPU tier: blocks 1..4 on the GPU, 5..8 in host. Exchanges pair the
+// host blocks that got hot with GPU victims only while the candidate is
+// worth strictly more, and only for the GPU tier.
+TEST_P(ClassicExchangesTest, HotHostBlocksReplaceColdGpuBlocks) {
+  auto made = MakePolicy(GetParam());
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  Policy& p = **made;
+  p.SetTierCapacity(Tier::kDevice, 40);
+  p.SetTierCapacity(Tier::kHost, 400);
+  auto all = [](const BlockKey&) { return true; };
+  uint64_t tick = 1;
+  for (uint64_t h = 1; h <= 4; ++h) p.OnInsert(K(h), Tier::kDevice, 10, tick++);
+  for (uint64_t h = 5; h <= 8; ++h) p.OnInsert(K(h), Tier::kHost, 10, tick++);
+  // GPU residents read often; no host block is a candidate yet.
+  for (int i = 0; i < 3; ++i) {
+    for (uint64_t h = 1; h <= 4; ++h) p.OnAccess(K(h), Tier::kDevice, tick++);
+  }
+  EXPECT_TRUE(p.SelectExchanges(Tier::kDevice, 100, all).empty());
+  // Blocks 5 and 6 get hotter, later, than the residents ever were.
+  for (int i = 0; i < 6; ++i) {
+    for (uint64_t h = 5; h <= 6; ++h) p.OnAccess(K(h), Tier::kHost, tick++);
+  }
+  std::vector<Exchange> x = p.SelectExchanges(Tier::kDevice, 100, all);
+  ASSERT_EQ(x.size(), 2u);
+  for (const Exchange& e : x) {
+    EXPECT_TRUE(e.promote == K(5) || e.promote == K(6)) << e.promote.ToString();
+    EXPECT_GE(e.demote.hash, 1u);
+    EXPECT_LE(e.demote.hash, 4u);
+  }
+  EXPECT_NE(x[0].demote, x[1].demote);
+  // Bounded by max_bytes, and only for the GPU tier.
+  EXPECT_EQ(p.SelectExchanges(Tier::kDevice, 15, all).size(), 1u);
+  EXPECT_TRUE(p.SelectExchanges(Tier::kHost, 100, all).empty());
+  // Ineligible candidates are not offered.
+  auto not5or6 = [](const BlockKey& k) { return k.hash != 5 && k.hash != 6; };
+  EXPECT_TRUE(p.SelectExchanges(Tier::kDevice, 100, not5or6).empty());
+  // Carried out: the demoted blocks are not candidates until reused again.
+  for (const Exchange& e : x) {
+    p.OnMove(e.demote, Tier::kDevice, Tier::kHost, tick);
+    p.OnMove(e.promote, Tier::kHost, Tier::kDevice, tick++);
+  }
+  EXPECT_TRUE(p.SelectExchanges(Tier::kDevice, 100, all).empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Classic, ClassicExchangesTest,
+                         ::testing::Values("lru", "lfu", "arc", "s3fifo", "gdsf"));
+
+// Policies without an exchange rule keep the default: none.
+TEST(ClassicExchangesTest, CakeAndAdaptiveProposeNone) {
+  for (const char* name : {"cake", "adaptive"}) {
+    auto made = MakePolicy(name);
+    ASSERT_TRUE(made.ok()) << name;
+    Policy& p = **made;
+    p.OnInsert(K(1), Tier::kDevice, 10, 1);
+    p.OnInsert(K(2), Tier::kHost, 10, 2);
+    for (uint64_t t = 3; t <= 8; ++t) p.OnAccess(K(2), Tier::kHost, t);
+    EXPECT_TRUE(p.SelectExchanges(Tier::kDevice, 100, [](const BlockKey&) { return true; }).empty())
+        << name;
+  }
+}
+
 TEST(ClassicPromotionsTest, MostValuableFirst) {
   // LFU: more hits first; LRU: more recent first.
   auto lfu = MakePolicy("lfu");
