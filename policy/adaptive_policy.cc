@@ -137,6 +137,12 @@ std::vector<BlockKey> AdaptivePolicy::SelectPromotions(Tier tier, uint64_t bytes
   return out;
 }
 
+std::vector<Exchange> AdaptivePolicy::SelectExchanges(
+    Tier tier, uint64_t max_bytes, const std::function<bool(const BlockKey&)>& eligible) {
+  auto classic_ok = [&](const BlockKey& k) { return !UsesCake(k.ns) && eligible(k); };
+  return classic_.SelectExchanges(tier, max_bytes, classic_ok);
+}
+
 void AdaptivePolicy::ReportLayerSignal(uint64_t ns, const LayerSignal& signal) {
   // Exact-serving namespaces are ranked by GDSF alone (docs/policy.md §6).
   if (Budgeted(ns)) cake_.ReportLayerSignal(ns, signal);

@@ -29,7 +29,8 @@ namespace kvcake::policy {
 // every event, so a budgeted namespace falls back with its full history.
 // Victims are taken from the two groups in proportion to the bytes each
 // holds in the tier. Promotions: CAKE's first, then GDSF's host blocks of
-// the other namespaces that were accessed again (GPU tier only).
+// the other namespaces that were accessed again (GPU tier only). A full GPU
+// tier is refreshed by GDSF's exchanges among those namespaces' blocks.
 //
 // Thread-safety: not thread-safe; the owner serialises all calls.
 class AdaptivePolicy final : public Policy {
@@ -49,6 +50,11 @@ class AdaptivePolicy final : public Policy {
       const std::function<bool(const BlockKey&)>& eligible) override;
   bool Admit(const BlockKey& key, Tier to) override;
   std::vector<BlockKey> SelectPromotions(Tier tier, uint64_t bytes_available) override;
+  // GDSF's exchanges among the blocks of namespaces CAKE does not govern
+  // (CAKE proposes none).
+  std::vector<Exchange> SelectExchanges(
+      Tier tier, uint64_t max_bytes,
+      const std::function<bool(const BlockKey&)>& eligible) override;
   void ReportLayerSignal(uint64_t ns, const LayerSignal& signal) override;
   std::vector<int64_t> LayerBudgets(uint64_t ns, Tier tier) const override;
 

@@ -94,21 +94,46 @@ TEST_P(ClassicExchangesTest, HotHostBlocksReplaceColdGpuBlocks) {
   EXPECT_TRUE(p.SelectExchanges(Tier::kDevice, 100, all).empty());
 }
 
+// adaptive: every namespace here serves exactly, so GDSF's exchanges.
 INSTANTIATE_TEST_SUITE_P(Classic, ClassicExchangesTest,
-                         ::testing::Values("lru", "lfu", "arc", "s3fifo", "gdsf"));
+                         ::testing::Values("lru", "lfu", "arc", "s3fifo", "gdsf", "adaptive"));
 
-// Policies without an exchange rule keep the default: none.
-TEST(ClassicExchangesTest, CakeAndAdaptiveProposeNone) {
-  for (const char* name : {"cake", "adaptive"}) {
-    auto made = MakePolicy(name);
-    ASSERT_TRUE(made.ok()) << name;
-    Policy& p = **made;
-    p.OnInsert(K(1), Tier::kDevice, 10, 1);
-    p.OnInsert(K(2), Tier::kHost, 10, 2);
-    for (uint64_t t = 3; t <= 8; ++t) p.OnAccess(K(2), Tier::kHost, t);
-    EXPECT_TRUE(p.SelectExchanges(Tier::kDevice, 100, [](const BlockKey&) { return true; }).empty())
-        << name;
+// CAKE has no exchange rule: it keeps the default, none.
+TEST(ClassicExchangesTest, CakeProposesNone) {
+  auto made = MakePolicy("cake");
+  ASSERT_TRUE(made.ok());
+  Policy& p = **made;
+  p.OnInsert(K(1), Tier::kDevice, 10, 1);
+  p.OnInsert(K(2), Tier::kHost, 10, 2);
+  for (uint64_t t = 3; t <= 8; ++t) p.OnAccess(K(2), Tier::kHost, t);
+  EXPECT_TRUE(p.SelectExchanges(Tier::kDevice, 100, [](const BlockKey&) { return true; }).empty());
+}
+
+// adaptive exchanges only blocks of namespaces CAKE does not govern.
+TEST(ClassicExchangesTest, AdaptiveLeavesCakeNamespacesOut) {
+  AdaptivePolicy p(ClassicPolicyOptions{}, GdsfPolicyOptions{}, CakePolicyOptions{});
+  p.SetTierCapacity(Tier::kDevice, 20);
+  p.SetTierCapacity(Tier::kHost, 400);
+  p.RegisterNamespace(2, 1, 10);
+  p.SetServingMode(2, ServingMode::kBudgeted);
+  auto all = [](const BlockKey&) { return true; };
+  uint64_t tick = 1;
+  for (uint64_t ns : {1, 2}) p.OnInsert(K(1, ns), Tier::kDevice, 10, tick++);
+  for (uint64_t ns : {1, 2}) p.OnInsert(K(2, ns), Tier::kHost, 10, tick++);
+  for (int i = 0; i < 6; ++i) {
+    for (uint64_t ns : {1, 2}) p.OnAccess(K(2, ns), Tier::kHost, tick++);
   }
+  // Before ns 2 reports statistics both namespaces are GDSF's.
+  EXPECT_EQ(p.SelectExchanges(Tier::kDevice, 100, all).size(), 2u);
+  LayerSignal s;
+  s.block_hashes = {1, 2};
+  s.block_scores = {1.0, 1.0};
+  p.ReportLayerSignal(2, s);
+  ASSERT_TRUE(p.UsesCake(2));
+  std::vector<Exchange> x = p.SelectExchanges(Tier::kDevice, 100, all);
+  ASSERT_EQ(x.size(), 1u);
+  EXPECT_EQ(x[0].promote, K(2, 1));
+  EXPECT_EQ(x[0].demote, K(1, 1));
 }
 
 TEST(ClassicPromotionsTest, MostValuableFirst) {

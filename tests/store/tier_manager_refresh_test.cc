@@ -152,7 +152,7 @@ TEST_P(TierManagerRefreshTest, DemotedBlocksDoNotComeStraightBack) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, TierManagerRefreshTest,
-                         ::testing::Values("lru", "lfu", "arc", "s3fifo", "gdsf"));
+                         ::testing::Values("lru", "lfu", "arc", "s3fifo", "gdsf", "adaptive"));
 
 }  // namespace
 }  // namespace kvcake::store
