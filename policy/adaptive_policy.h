@@ -53,8 +53,7 @@ class AdaptivePolicy final : public Policy {
   // GDSF's exchanges among the blocks of namespaces CAKE does not govern
   // (CAKE proposes none).
   std::vector<Exchange> SelectExchanges(
-      Tier tier, uint64_t max_bytes,
-      const std::function<bool(const BlockKey&)>& eligible) override;
+      Tier tier, uint64_t max_bytes, const std::function<bool(const BlockKey&)>& eligible) override;
   void ReportLayerSignal(uint64_t ns, const LayerSignal& signal) override;
   std::vector<int64_t> LayerBudgets(uint64_t ns, Tier tier) const override;
 
