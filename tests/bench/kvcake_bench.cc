@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -402,6 +403,9 @@ int FreePort() {
 pid_t Spawn(const std::vector<std::string>& args, const std::vector<std::string>& env, int out_fd) {
   pid_t pid = ::fork();
   if (pid == 0) {
+    // A baseline server must not outlive a bench that was killed (its
+    // inherited descriptors would hold the caller's pipes open).
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
     if (out_fd >= 0) {
       ::dup2(out_fd, STDOUT_FILENO);
