@@ -208,6 +208,12 @@ Status Daemon::JoinCluster() {
   mo.self.ssd_capacity_bytes = store_->has_ssd_tier() ? options_.store.ssd_capacity_bytes : 0;
   mo.self.gpu_capacity_bytes = options_.store.device_capacity_bytes;
   mo.ttl_s = co.member_ttl_s;
+  // A previous incarnation at the same addresses that died less than a TTL
+  // ago is taken over when its admin port refuses connections (this
+  // daemon's own admin server starts only after it joined).
+  mo.holder_alive = [](const cluster::MemberInfo& holder) {
+    return cluster::TcpListenerMayBeAlive(holder.admin_address, std::chrono::milliseconds(300));
+  };
   ASSIGN_OR_RETURN(membership_, cluster::Membership::Start(mo));
 
   cluster::ClusterNodeOptions no;

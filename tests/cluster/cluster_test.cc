@@ -147,6 +147,34 @@ TEST_F(ClusterTest, ADuplicateNodeIdIsRefused) {
   EXPECT_EQ(MembersSeenBy(0), 3u);
 }
 
+// A member killed -9 and restarted at once at the same addresses takes its
+// node id over (its old admin port refuses connections) instead of being
+// refused until the old lease runs out; a live duplicate is still refused.
+TEST_F(ClusterTest, AMemberRestartedWithinItsTtlAfterAKillRejoinsAtOnce) {
+  std::vector<std::string> flags = Flags("d");
+  flags.push_back("--listen=127.0.0.1:" + std::to_string(cluster::testing::FreePort()));
+  flags.push_back("--admin_listen=127.0.0.1:" + std::to_string(cluster::testing::FreePort()));
+  auto d = DaemonProcess::Start(flags);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  ASSERT_TRUE(WaitFor([&] { return MembersSeenBy(0) == 4; }, milliseconds(6000)));
+  // Same node id, same addresses (advertised; it listens elsewhere) while
+  // d lives: refused.
+  std::vector<std::string> twin = Flags("d", "-twin");
+  twin.push_back("--advertise=" + (*d)->address());
+  twin.push_back("--admin_listen=" + flags.back().substr(std::strlen("--admin_listen=")));
+  EXPECT_FALSE(DaemonProcess::Start(twin).ok()) << "a live duplicate of 'd' was let in";
+  ::kill((*d)->pid(), SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return !(*d)->Alive(); }, milliseconds(5000)));
+  d->reset();
+  const auto restart = std::chrono::steady_clock::now();
+  auto again = DaemonProcess::Start(flags);  // well within the 2 s TTL
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_LT(std::chrono::steady_clock::now() - restart, milliseconds(2000));
+  EXPECT_TRUE(WaitFor([&] { return cluster::testing::LiveMembers((*again)->admin_address()) == 4; },
+                      milliseconds(6000)));
+  EXPECT_EQ(MembersSeenBy(0), 4u);
+}
+
 TEST_F(ClusterTest, AKilledHolderCostsABoundedMissAndRejoins) {
   auto a = Engine(0);
   auto c = Engine(2);
