@@ -4,6 +4,10 @@
 // owns, the publishing of the chains it commits, remote prefix lookups and
 // fetches from other members, over the same kvcake RPC layer engines use.
 //
+// Fetched values are received straight into reserved store slots (no staging
+// copy), several calls in flight, and a get waiting for a prefetch is served as
+// soon as its own block has landed.
+//
 // Every remote step runs under `peer_timeout`: a dead or partitioned member
 // costs at most that and a miss. Requests to other daemons authenticate with
 // the cluster token (directory requests carry it; fetches register the
@@ -27,6 +31,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -170,9 +175,23 @@ class ClusterNode final : public ClusterHooks {
   void FetcherLoop() EXCLUDES(fetch_mu_);
   void Prefetch(const store::NamespaceConfig& ns, const std::string& holder,
                 std::span<const uint64_t> hashes);
-  // Fetches `refs` from `holder` into the store; returns how many were stored.
+  // Fetches `refs` from `holder` into the store, each value received
+  // straight into a reserved slot; returns how many were stored. `landed`
+  // (may be null) runs on the caller's thread for each call's keys once they
+  // are committed (or failed), while later calls are still in flight.
   size_t FetchFrom(const std::string& holder, const std::vector<PeerAddress>& members,
-                   const store::NamespaceConfig& ns, std::span<const transport::BlockRef> refs);
+                   const store::NamespaceConfig& ns, std::span<const transport::BlockRef> refs,
+                   const std::function<void(std::span<const transport::BlockRef>)>& landed);
+  struct FetchCall;
+  // Reserves the slots of refs [begin, begin + n) and encodes their get; null
+  // if there is no memory for the reply of keys that got no slot.
+  std::unique_ptr<FetchCall> PrepareFetch(const store::NamespaceConfig& ns, uint64_t fingerprint,
+                                          std::span<const transport::BlockRef> refs, size_t begin,
+                                          size_t n);
+  // Commits the values `call`'s reply brought (aborting the other slots),
+  // adding them to `stored`; the call's error if it failed.
+  Status FinishFetch(FetchCall& call, uint64_t size, size_t* stored);
+  void AbortFetch(FetchCall& call);
   static uint64_t FetchKey(uint64_t ns_id, const transport::BlockRef& k);
   void ForwarderLoop() EXCLUDES(fwd_mu_);
   // Pushes one batch to its target; runs on the forwarder thread.
