@@ -22,6 +22,8 @@ constexpr uint64_t kMaxFetchBytes = 64ull << 20;  // one hand-off push's payload
 // in flight: small calls let a get find its blocks as soon as they land.
 constexpr uint64_t kFetchCallBytes = 1ull << 20;
 constexpr size_t kFetchWindow = 8;
+// Hand-offs the forwarder remembers (started / failed / announced blocks).
+constexpr size_t kMaxHandoffsRemembered = 4096;
 
 uint64_t HintKey(uint64_t ns_id, uint64_t hash) {
   const uint64_t parts[2] = {ns_id, hash};
@@ -733,7 +735,7 @@ void ClusterNode::Forward(const store::NamespaceConfig& ns, const HandoffTarget&
     if (inserted) {
       handoffs_started_.fetch_add(1, std::memory_order_relaxed);
       fwd_order_.push_back(target.id);
-      while (fwd_handoffs_.size() > 4096 && !fwd_order_.empty()) {
+      while (fwd_handoffs_.size() > kMaxHandoffsRemembered && !fwd_order_.empty()) {
         fwd_handoffs_.erase(fwd_order_.front());
         fwd_order_.pop_front();
       }
@@ -745,6 +747,63 @@ void ClusterNode::Forward(const store::NamespaceConfig& ns, const HandoffTarget&
     }
   }
   FailHandoff(target.id, target.node, ResourceExhaustedError("hand-off forward queue full"));
+}
+
+void ClusterNode::Announce(const store::NamespaceConfig& ns, const HandoffTarget& target,
+                           std::span<const BlockRef> keys) {
+  if (keys.empty() || target.node.empty() || target.node == options_.node_id) return;
+  {
+    // Layers of the same blocks share their hashes: announce each once.
+    MutexLock lock(&fwd_mu_);
+    auto [it, inserted] = announced_.try_emplace(target.id);
+    if (inserted) {
+      announced_order_.push_back(target.id);
+      while (announced_.size() > kMaxHandoffsRemembered && !announced_order_.empty()) {
+        announced_.erase(announced_order_.front());
+        announced_order_.pop_front();
+      }
+    }
+    bool fresh = false;
+    for (const BlockRef& k : keys) fresh |= it->second.insert(k.hash).second;
+    if (!fresh) return;
+  }
+  QueueNotice(ForwardJob{ns, target, {keys.begin(), keys.end()}, true, Status::Ok()});
+}
+
+void ClusterNode::AbortHandoff(uint64_t ns_id, const HandoffTarget& target, const Status& why) {
+  if (why.ok() || target.node.empty() || target.node == options_.node_id) return;
+  store::NamespaceConfig ns;
+  ns.id = ns_id;
+  QueueNotice(ForwardJob{std::move(ns), target, {}, true, why});
+}
+
+void ClusterNode::QueueNotice(ForwardJob job) {
+  MutexLock lock(&fwd_mu_);
+  if (fwd_queue_.size() >= options_.max_forward_queue) return;  // best effort
+  fwd_queue_.push_front(std::move(job));
+  fwd_cv_.NotifyOne();
+}
+
+Status ClusterNode::NoticeNow(const ForwardJob& job) {
+  std::vector<PeerAddress> members;
+  if (!Members(&members)) return UnavailableError("cluster membership unknown");
+  std::shared_ptr<Peer> peer = PeerFor(job.target.node, AddressOf(members, job.target.node));
+  if (!peer) return UnavailableError("member '" + job.target.node + "' unreachable");
+  transport::HandoffNoticeRequest req;
+  req.cluster_token = options_.cluster_token;
+  req.source = options_.node_id;
+  req.ns_id = job.ns.id;
+  req.handoff_id = job.target.id;
+  req.handoff_blocks = job.target.blocks;
+  req.failure = static_cast<uint16_t>(job.failure.code());
+  req.message = std::string(job.failure.message().substr(0, transport::kMaxNameBytes));
+  req.keys = job.keys;
+  transport::RpcReply reply = CallPeer(*peer, RpcOp::kHandoffNotice, transport::Encode(req));
+  if (reply.status.code() == StatusCode::kUnavailable ||
+      reply.status.code() == StatusCode::kDeadlineExceeded) {
+    MarkDown(job.target.node);
+  }
+  return reply.status;
 }
 
 void ClusterNode::FailHandoff(uint64_t id, const std::string& target, const Status& why) {
@@ -771,7 +830,13 @@ void ClusterNode::ForwarderLoop() {
     auto it = fwd_handoffs_.find(job.target.id);
     const bool failed = it != fwd_handoffs_.end() && it->second;
     lock.Unlock();
-    if (!failed) {
+    if (job.notice) {
+      Status s = NoticeNow(job);
+      if (!s.ok()) {
+        KVCAKE_LOG(WARNING) << "cluster: hand-off " << job.target.id << " notice to "
+                            << job.target.node << " failed: " << s.ToString();
+      }
+    } else if (!failed) {
       Status s = ForwardNow(job);
       if (!s.ok()) FailHandoff(job.target.id, job.target.node, s);
     }

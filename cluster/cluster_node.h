@@ -15,7 +15,10 @@
 // a connection that holds the namespace's grant, so the cluster never serves
 // a block to an engine that could not have read it locally.
 //
-// Hand-offs (Forward) are pushed by a forwarder thread: it reads each
+// Hand-offs: the target member is told of a hand-off (Announce) before its
+// first values are committed here, and of its failure (AbortHandoff); both
+// notices go ahead of queued pushes. Values (Forward) are pushed by a
+// forwarder thread: it reads each
 // committed value back from the store and puts it on the target member with
 // the hand-off's id, every call under the peer timeout. A target that fails
 // once fails the rest of its hand-off at once (counted, not retried).
@@ -126,6 +129,9 @@ class ClusterNode final : public ClusterHooks {
   const std::string& node_id() const override { return options_.node_id; }
   void Forward(const store::NamespaceConfig& ns, const HandoffTarget& target,
                std::span<const transport::BlockRef> keys) override;
+  void Announce(const store::NamespaceConfig& ns, const HandoffTarget& target,
+                std::span<const transport::BlockRef> keys) override;
+  void AbortHandoff(uint64_t ns_id, const HandoffTarget& target, const Status& why) override;
   void LearnRoots(std::span<const transport::BlockRef> keys,
                   std::span<const uint64_t> roots) override;
   void OnCommitted(const store::NamespaceConfig& ns,
@@ -163,6 +169,10 @@ class ClusterNode final : public ClusterHooks {
     store::NamespaceConfig ns;
     HandoffTarget target;
     std::vector<transport::BlockRef> keys;
+    // A notice rather than a push: announces `keys` (failure OK) or the
+    // hand-off's failure.
+    bool notice = false;
+    Status failure;
   };
 
   void PublisherLoop() EXCLUDES(pub_mu_);
@@ -198,6 +208,10 @@ class ClusterNode final : public ClusterHooks {
   Status ForwardNow(const ForwardJob& job);
   // Counts hand-off `id` failed (once).
   void FailHandoff(uint64_t id, const std::string& target, const Status& why);
+  // Sends a notice job to its target; runs on the forwarder thread.
+  Status NoticeNow(const ForwardJob& job);
+  // Queues a notice ahead of the pushes.
+  void QueueNotice(ForwardJob job) EXCLUDES(fwd_mu_);
   // Sends `chains` (grouped by owner) now; runs on the publisher thread.
   void PublishNow(std::vector<transport::ChainRecord> chains);
   // The connection to `node_id` at `address`, connecting if needed; null if
@@ -261,6 +275,9 @@ class ClusterNode final : public ClusterHooks {
   // Hand-offs seen (started) and failed, oldest first, bounded.
   std::unordered_map<uint64_t, bool> fwd_handoffs_ GUARDED_BY(fwd_mu_);  // id -> failed
   std::deque<uint64_t> fwd_order_ GUARDED_BY(fwd_mu_);
+  // Block hashes announced per hand-off id, oldest hand-off first, bounded.
+  std::unordered_map<uint64_t, std::unordered_set<uint64_t>> announced_ GUARDED_BY(fwd_mu_);
+  std::deque<uint64_t> announced_order_ GUARDED_BY(fwd_mu_);
 
   Mutex fetch_mu_;
   CondVar fetch_cv_;    // a job queued / stop

@@ -231,8 +231,17 @@ Status Daemon::JoinCluster() {
         return true;
       });
   cluster::ClusterNode* node = cluster_node_.get();
-  membership_->SetChangeCallback([node](const std::vector<cluster::MemberInfo>&,
-                                        cluster::MembershipState) { node->OnMembershipChanged(); });
+  Service* service = service_.get();
+  membership_->SetChangeCallback([node, service](const std::vector<cluster::MemberInfo>& members,
+                                                 cluster::MembershipState state) {
+    node->OnMembershipChanged();
+    if (state != cluster::MembershipState::kUp) return;
+    std::vector<std::string> live;
+    for (const cluster::MemberInfo& m : members) {
+      if (!m.stale) live.push_back(m.node_id);
+    }
+    service->OnMembersChanged(std::move(live));
+  });
   node->OnMembershipChanged();
   service_->set_cluster(node);
   KVCAKE_LOG(INFO) << "joined cluster '" << mo.cluster_name << "' as " << mo.node_id

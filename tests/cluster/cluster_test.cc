@@ -297,18 +297,10 @@ TEST_F(ClusterTest, KvcakectlMembersShowsEveryMember) {
 TEST_F(ClusterTest, DirectoryRequestsWithoutTheClusterTokenAreRefused) {
   // Only members speak to the directory: a request with a wrong or no
   // cluster token is PERMISSION_DENIED and counted; the right one is served.
-  transport::RpcClientOptions ro;
-  ro.ucx.transport = transport::UcxTransport::kTcp;
-  auto raw = transport::RpcClient::Connect(members_[1]->address(), ro);
-  ASSERT_TRUE(raw.ok()) << raw.status().ToString();
   auto call = [&](const std::string& token) {
     transport::DirectoryLookupRequest req{token, "x", 1, 0, {1, 2, 3}};
-    const std::string meta = transport::Encode(req);
-    transport::CallRequest c;
-    c.opcode = static_cast<uint16_t>(transport::RpcOp::kDirectoryLookup);
-    c.meta = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(meta.data()), meta.size());
-    c.timeout = milliseconds(5000);
-    return (*raw)->Call(c).status;
+    return cluster::testing::CallMember(members_[1]->address(), transport::RpcOp::kDirectoryLookup,
+                                        transport::Encode(req));
   };
   EXPECT_EQ(call("").code(), StatusCode::kPermissionDenied);
   EXPECT_EQ(call("guess").code(), StatusCode::kPermissionDenied);
