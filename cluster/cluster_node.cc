@@ -508,8 +508,9 @@ size_t ClusterNode::FetchMissing(const store::NamespaceConfig& ns, std::span<con
 
 // One fetch call of FetchFrom: its keys and where the reply's values land
 // (a reserved store slot per key, or scratch for a key that got none).
-// Thread-safety: written by the fetching thread before the call starts and
-// after it completed; `reply` by the RPC client's I/O thread in between.
+// Thread-safety: written by the fetching thread before the call starts; by
+// the RPC client's I/O thread when the reply came (reply, outcome, stored);
+// read by the fetching thread after that.
 struct ClusterNode::FetchCall {
   size_t begin = 0;  // refs [begin, begin + slots.size())
   std::vector<std::optional<store::Reservation>> slots;
@@ -518,6 +519,8 @@ struct ClusterNode::FetchCall {
   std::unique_ptr<char[]> scratch;
   std::string meta;
   transport::RpcReply reply;
+  Status outcome;     // FinishFetch's
+  size_t stored = 0;  // values it stored
 };
 
 std::unique_ptr<ClusterNode::FetchCall> ClusterNode::PrepareFetch(const store::NamespaceConfig& ns,
@@ -662,12 +665,19 @@ size_t ClusterNode::FetchFrom(const std::string& holder, const std::vector<PeerA
       FetchCall* raw = call.get();
       calls.push_back(std::move(call));
       ++in_flight;
-      peer->rpc->CallAsync(request, [completions, raw](transport::RpcReply&& reply) {
-        MutexLock lock(&completions->mu);
-        raw->reply = std::move(reply);
-        completions->done.push_back(raw);
-        completions->cv.NotifyAll();
-      });
+      // The reply is committed (and its keys reported landed) on the RPC
+      // client's I/O thread, the moment it arrives: a get waiting for them
+      // needs no other thread to wake first. `landed` and `refs` outlive the
+      // call: this function waits for every call it started.
+      peer->rpc->CallAsync(
+          request, [this, completions, raw, size, refs, &landed](transport::RpcReply&& reply) {
+            raw->reply = std::move(reply);
+            raw->outcome = FinishFetch(*raw, size, &raw->stored);
+            if (landed) landed(refs.subspan(raw->begin, raw->slots.size()));
+            MutexLock lock(&completions->mu);
+            completions->done.push_back(raw);
+            completions->cv.NotifyAll();
+          });
     }
     if (in_flight == 0) break;
     FetchCall* call = nullptr;
@@ -678,7 +688,8 @@ size_t ClusterNode::FetchFrom(const std::string& holder, const std::vector<PeerA
       completions->done.pop_front();
     }
     --in_flight;
-    Status s = FinishFetch(*call, size, &stored);
+    stored += call->stored;
+    const Status& s = call->outcome;
     if (!s.ok() && failed.ok()) {
       failed = s;
       fetch_failures_.fetch_add(1, std::memory_order_relaxed);
@@ -687,7 +698,6 @@ size_t ClusterNode::FetchFrom(const std::string& holder, const std::vector<PeerA
         MarkDown(holder);
       }
     }
-    if (landed) landed(refs.subspan(call->begin, call->slots.size()));
   }
   fetch_micros_.fetch_add(std::chrono::duration_cast<std::chrono::microseconds>(
                               std::chrono::steady_clock::now() - start)

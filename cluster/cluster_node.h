@@ -187,8 +187,9 @@ class ClusterNode final : public ClusterHooks {
                 std::span<const uint64_t> hashes);
   // Fetches `refs` from `holder` into the store, each value received
   // straight into a reserved slot; returns how many were stored. `landed`
-  // (may be null) runs on the caller's thread for each call's keys once they
-  // are committed (or failed), while later calls are still in flight.
+  // (may be null) runs on the peer connection's I/O thread for each call's
+  // keys once they are committed (or failed), while later calls are still in
+  // flight; it must not block.
   size_t FetchFrom(const std::string& holder, const std::vector<PeerAddress>& members,
                    const store::NamespaceConfig& ns, std::span<const transport::BlockRef> refs,
                    const std::function<void(std::span<const transport::BlockRef>)>& landed);
