@@ -39,6 +39,18 @@ class ClusterHooks {
   virtual void Forward(const store::NamespaceConfig& ns, const HandoffTarget& target,
                        std::span<const transport::BlockRef> keys) = 0;
 
+  // The first put of `keys` naming hand-off `target` reached this (prefill)
+  // daemon, before their values are committed: the target member is told at
+  // once (ahead of any queued push), so its gets of them wait for the
+  // values. Asynchronous, like Forward.
+  virtual void Announce(const store::NamespaceConfig& ns, const HandoffTarget& target,
+                        std::span<const transport::BlockRef> keys) = 0;
+
+  // Hand-off `target` of namespace `ns_id` failed on this (prefill) side
+  // with `why` (not OK): the target member is told, so its waiters end with
+  // `why`. Asynchronous, best effort.
+  virtual void AbortHandoff(uint64_t ns_id, const HandoffTarget& target, const Status& why) = 0;
+
   // A client told which chain (root hash) each of `keys` belongs to (one
   // root per key, 0 if unknown); remembered for publishing their commits.
   virtual void LearnRoots(std::span<const transport::BlockRef> keys,

@@ -17,7 +17,13 @@ using transport::BlockRef;
 using transport::ChainRecord;
 using transport::RpcOp;
 
-constexpr uint64_t kMaxFetchBytes = 64ull << 20;  // one fetch call's payload
+constexpr uint64_t kMaxFetchBytes = 64ull << 20;  // one hand-off push's payload
+// A fetch asks for about this many bytes per call, and keeps this many calls
+// in flight: small calls let a get find its blocks as soon as they land.
+constexpr uint64_t kFetchCallBytes = 1ull << 20;
+constexpr size_t kFetchWindow = 8;
+// Hand-offs the forwarder remembers (started / failed / announced blocks).
+constexpr size_t kMaxHandoffsRemembered = 4096;
 
 uint64_t HintKey(uint64_t ns_id, uint64_t hash) {
   const uint64_t parts[2] = {ns_id, hash};
@@ -442,7 +448,16 @@ void ClusterNode::FetcherLoop() {
     lock.Unlock();
     std::vector<PeerAddress> members;
     size_t stored = 0;
-    if (Members(&members)) stored = FetchFrom(job.holder, members, job.ns, job.keys);
+    // Keys leave in_flight_ as their call lands, so a get waiting for the
+    // first of them need not wait for the whole job.
+    auto landed = [this, ns_id = job.ns.id](std::span<const BlockRef> keys) {
+      {
+        MutexLock lock(&fetch_mu_);
+        for (const BlockRef& k : keys) in_flight_.erase(FetchKey(ns_id, k));
+      }
+      fetched_cv_.NotifyAll();
+    };
+    if (Members(&members)) stored = FetchFrom(job.holder, members, job.ns, job.keys, landed);
     prefetched_blocks_.fetch_add(stored, std::memory_order_relaxed);
     lock.Lock();
     for (const BlockRef& k : job.keys) in_flight_.erase(FetchKey(job.ns.id, k));
@@ -488,15 +503,125 @@ size_t ClusterNode::FetchMissing(const store::NamespaceConfig& ns, std::span<con
   std::vector<PeerAddress> members;
   if (!Members(&members)) return 0;
   size_t stored = 0;
-  for (auto& [holder, refs] : by_holder) stored += FetchFrom(holder, members, ns, refs);
+  for (auto& [holder, refs] : by_holder) stored += FetchFrom(holder, members, ns, refs, nullptr);
   return stored;
 }
 
-size_t ClusterNode::FetchFrom(const std::string& holder, const std::vector<PeerAddress>& members,
-                              const store::NamespaceConfig& ns, std::span<const BlockRef> refs) {
+// One fetch call of FetchFrom: its keys and where the reply's values land
+// (a reserved store slot per key, or scratch for a key that got none).
+// Thread-safety: written by the fetching thread before the call starts; by
+// the RPC client's I/O thread when the reply came (reply, outcome, stored);
+// read by the fetching thread after that.
+struct ClusterNode::FetchCall {
+  size_t begin = 0;  // refs [begin, begin + slots.size())
+  std::vector<std::optional<store::Reservation>> slots;
+  std::vector<Status> refused;  // why a key got no slot (OK where it has one)
+  std::vector<transport::MutableBuffer> into;
+  std::unique_ptr<char[]> scratch;
+  std::string meta;
+  transport::RpcReply reply;
+  Status outcome;     // FinishFetch's
+  size_t stored = 0;  // values it stored
+};
+
+std::unique_ptr<ClusterNode::FetchCall> ClusterNode::PrepareFetch(const store::NamespaceConfig& ns,
+                                                                  uint64_t fingerprint,
+                                                                  std::span<const BlockRef> refs,
+                                                                  size_t begin, size_t n) {
   const uint64_t size = ns.layer_block_bytes;
-  const size_t per_call = std::clamp<size_t>(kMaxFetchBytes / std::max<uint64_t>(size, 1), 1,
-                                             transport::kMaxBatchBlocks);
+  auto call = std::make_unique<FetchCall>();
+  call->begin = begin;
+  call->slots.resize(n);
+  call->refused.resize(n);
+  call->into.resize(n);
+  for (size_t j = 0; j < n; ++j) {
+    const BlockRef& k = refs[begin + j];
+    Result<store::Reservation> r = store_->Reserve(BlockKey{ns.id, k.hash, k.layer}, size);
+    if (r.ok()) {
+      call->slots[j] = *r;
+      call->into[j] = transport::MutableBuffer{r->data, size};
+    } else {
+      call->refused[j] = r.status();
+    }
+  }
+  for (size_t j = 0; j < n; ++j) {
+    if (call->slots[j]) continue;
+    // Keys without a slot (held here already, or being written by another
+    // writer) still take their place in the reply: each its own scratch.
+    if (!call->scratch) call->scratch.reset(new (std::nothrow) char[n * size]);
+    if (!call->scratch) {
+      AbortFetch(*call);
+      return nullptr;
+    }
+    call->into[j] = transport::MutableBuffer{call->scratch.get() + j * size, size};
+  }
+  transport::GetRequest req{ns.id, fingerprint, {refs.begin() + begin, refs.begin() + begin + n}};
+  call->meta = transport::Encode(req);
+  return call;
+}
+
+void ClusterNode::AbortFetch(FetchCall& call) {
+  for (std::optional<store::Reservation>& r : call.slots) {
+    if (r) store_->Abort(*r).IgnoreError();
+    r.reset();
+  }
+}
+
+Status ClusterNode::FinishFetch(FetchCall& call, uint64_t size, size_t* stored) {
+  const size_t n = call.slots.size();
+  transport::KeyCodesResponse resp;
+  Status s =
+      call.reply.status.ok() ? transport::Decode(View(call.reply.meta), &resp) : call.reply.status;
+  size_t hits = 0;
+  if (s.ok()) {
+    for (transport::KeyCode c : resp.codes) hits += (c == 0);
+    if (resp.codes.size() != n) {
+      s = InternalError("member answered a short get");
+    } else if (call.reply.payload_size != hits * size || resp.checksums.size() != hits) {
+      s = InternalError("member answered " + std::to_string(call.reply.payload_size) +
+                        " bytes for " + std::to_string(hits) + " values");
+    }
+  }
+  if (!s.ok()) {
+    AbortFetch(call);
+    return s;
+  }
+  // The reply holds the hits back to back: the m-th hit landed in into[m].
+  // Move each to its own key's place (only after a miss), last first.
+  std::vector<size_t> hit_index;
+  hit_index.reserve(hits);
+  for (size_t j = 0; j < n; ++j) {
+    if (resp.codes[j] == 0) hit_index.push_back(j);
+  }
+  for (size_t m = hit_index.size(); m-- > 0;) {
+    if (hit_index[m] != m) std::memcpy(call.into[hit_index[m]].data, call.into[m].data, size);
+  }
+  size_t m = 0;
+  for (size_t j = 0; j < n; ++j) {
+    const bool hit = resp.codes[j] == 0;
+    const uint64_t checksum = hit ? resp.checksums[m++] : 0;
+    if (!call.slots[j]) {
+      if (call.refused[j].code() == StatusCode::kAlreadyExists) ++*stored;
+      continue;
+    }
+    Status done = hit ? store_->Commit(*call.slots[j], checksum) : store_->Abort(*call.slots[j]);
+    call.slots[j].reset();
+    if (hit && done.ok()) {
+      ++*stored;
+      fetched_blocks_.fetch_add(1, std::memory_order_relaxed);
+      fetched_bytes_.fetch_add(size, std::memory_order_relaxed);
+    } else if (hit) {
+      KVCAKE_LOG(WARNING) << "cluster: fetched value not kept: " << done.ToString();
+    }
+  }
+  return Status::Ok();
+}
+
+size_t ClusterNode::FetchFrom(const std::string& holder, const std::vector<PeerAddress>& members,
+                              const store::NamespaceConfig& ns, std::span<const BlockRef> refs,
+                              const std::function<void(std::span<const BlockRef>)>& landed) {
+  const uint64_t size = std::max<uint64_t>(ns.layer_block_bytes, 1);
+  const size_t per_call = std::clamp<size_t>(kFetchCallBytes / size, 1, transport::kMaxBatchBlocks);
   const auto start = std::chrono::steady_clock::now();
   fetches_.fetch_add(1, std::memory_order_relaxed);
   size_t stored = 0;
@@ -511,37 +636,67 @@ size_t ClusterNode::FetchFrom(const std::string& holder, const std::vector<PeerA
     }
     return 0;
   }
-  for (size_t i = 0; i < refs.size(); i += per_call) {
-    const size_t n = std::min(per_call, refs.size() - i);
-    transport::GetRequest req{ns.id, reg->second, {refs.begin() + i, refs.begin() + i + n}};
-    std::unique_ptr<char[]> buf(new (std::nothrow) char[n * size]);
-    if (!buf) break;
-    transport::MutableBuffer into{buf.get(), n * size};
-    transport::RpcReply reply = CallPeer(*peer, RpcOp::kGet, transport::Encode(req),
-                                         std::span<const transport::MutableBuffer>(&into, 1));
-    transport::KeyCodesResponse resp;
-    Status s = reply.status.ok() ? transport::Decode(View(reply.meta), &resp) : reply.status;
-    if (s.ok() && resp.codes.size() != n) s = InternalError("member answered a short get");
-    if (!s.ok()) {
+  // Up to kFetchWindow calls in flight, each received straight into the
+  // store slots reserved for its keys; a call is committed (and its keys
+  // reported landed) while the next ones are still on the wire.
+  struct Completions {
+    Mutex mu;
+    CondVar cv;
+    std::deque<FetchCall*> done GUARDED_BY(mu);
+  };
+  auto completions = std::make_shared<Completions>();
+  std::vector<std::unique_ptr<FetchCall>> calls;
+  size_t next = 0;  // first ref not yet asked for
+  size_t in_flight = 0;
+  Status failed;
+  while (true) {
+    while (failed.ok() && next < refs.size() && in_flight < kFetchWindow) {
+      const size_t n = std::min(per_call, refs.size() - next);
+      std::unique_ptr<FetchCall> call = PrepareFetch(ns, reg->second, refs, next, n);
+      if (!call) {
+        failed = ResourceExhaustedError("no memory to receive a fetch");
+        break;
+      }
+      next += n;
+      transport::CallRequest request;
+      request.opcode = static_cast<uint16_t>(RpcOp::kGet);
+      request.meta = Bytes(call->meta);
+      request.reply_buffers = call->into;
+      request.timeout = options_.peer_timeout;
+      FetchCall* raw = call.get();
+      calls.push_back(std::move(call));
+      ++in_flight;
+      // The reply is committed (and its keys reported landed) on the RPC
+      // client's I/O thread, the moment it arrives: a get waiting for them
+      // needs no other thread to wake first. `landed` and `refs` outlive the
+      // call: this function waits for every call it started.
+      peer->rpc->CallAsync(
+          request, [this, completions, raw, size, refs, &landed](transport::RpcReply&& reply) {
+            raw->reply = std::move(reply);
+            raw->outcome = FinishFetch(*raw, size, &raw->stored);
+            if (landed) landed(refs.subspan(raw->begin, raw->slots.size()));
+            MutexLock lock(&completions->mu);
+            completions->done.push_back(raw);
+            completions->cv.NotifyAll();
+          });
+    }
+    if (in_flight == 0) break;
+    FetchCall* call = nullptr;
+    {
+      MutexLock lock(&completions->mu);
+      while (completions->done.empty()) completions->cv.Wait(&lock);
+      call = completions->done.front();
+      completions->done.pop_front();
+    }
+    --in_flight;
+    stored += call->stored;
+    const Status& s = call->outcome;
+    if (!s.ok() && failed.ok()) {
+      failed = s;
       fetch_failures_.fetch_add(1, std::memory_order_relaxed);
       KVCAKE_LOG(WARNING) << "cluster: fetch from " << holder << " failed: " << s.ToString();
       if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded) {
         MarkDown(holder);
-      }
-      break;
-    }
-    uint64_t offset = 0;
-    for (size_t j = 0; j < n; ++j) {
-      if (resp.codes[j] != 0) continue;
-      if (offset + size > reply.payload_size) break;
-      const BlockRef& k = refs[i + j];
-      Status put =
-          store_->Put(BlockKey{ns.id, k.hash, k.layer}, buf.get() + offset, size, Tier::kHost);
-      offset += size;
-      if (put.ok() || put.code() == StatusCode::kAlreadyExists) {
-        ++stored;
-        fetched_blocks_.fetch_add(1, std::memory_order_relaxed);
-        fetched_bytes_.fetch_add(size, std::memory_order_relaxed);
       }
     }
   }
@@ -591,7 +746,7 @@ void ClusterNode::Forward(const store::NamespaceConfig& ns, const HandoffTarget&
     if (inserted) {
       handoffs_started_.fetch_add(1, std::memory_order_relaxed);
       fwd_order_.push_back(target.id);
-      while (fwd_handoffs_.size() > 4096 && !fwd_order_.empty()) {
+      while (fwd_handoffs_.size() > kMaxHandoffsRemembered && !fwd_order_.empty()) {
         fwd_handoffs_.erase(fwd_order_.front());
         fwd_order_.pop_front();
       }
@@ -603,6 +758,63 @@ void ClusterNode::Forward(const store::NamespaceConfig& ns, const HandoffTarget&
     }
   }
   FailHandoff(target.id, target.node, ResourceExhaustedError("hand-off forward queue full"));
+}
+
+void ClusterNode::Announce(const store::NamespaceConfig& ns, const HandoffTarget& target,
+                           std::span<const BlockRef> keys) {
+  if (keys.empty() || target.node.empty() || target.node == options_.node_id) return;
+  {
+    // Layers of the same blocks share their hashes: announce each once.
+    MutexLock lock(&fwd_mu_);
+    auto [it, inserted] = announced_.try_emplace(target.id);
+    if (inserted) {
+      announced_order_.push_back(target.id);
+      while (announced_.size() > kMaxHandoffsRemembered && !announced_order_.empty()) {
+        announced_.erase(announced_order_.front());
+        announced_order_.pop_front();
+      }
+    }
+    bool fresh = false;
+    for (const BlockRef& k : keys) fresh |= it->second.insert(k.hash).second;
+    if (!fresh) return;
+  }
+  QueueNotice(ForwardJob{ns, target, {keys.begin(), keys.end()}, true, Status::Ok()});
+}
+
+void ClusterNode::AbortHandoff(uint64_t ns_id, const HandoffTarget& target, const Status& why) {
+  if (why.ok() || target.node.empty() || target.node == options_.node_id) return;
+  store::NamespaceConfig ns;
+  ns.id = ns_id;
+  QueueNotice(ForwardJob{std::move(ns), target, {}, true, why});
+}
+
+void ClusterNode::QueueNotice(ForwardJob job) {
+  MutexLock lock(&fwd_mu_);
+  if (fwd_queue_.size() >= options_.max_forward_queue) return;  // best effort
+  fwd_queue_.push_front(std::move(job));
+  fwd_cv_.NotifyOne();
+}
+
+Status ClusterNode::NoticeNow(const ForwardJob& job) {
+  std::vector<PeerAddress> members;
+  if (!Members(&members)) return UnavailableError("cluster membership unknown");
+  std::shared_ptr<Peer> peer = PeerFor(job.target.node, AddressOf(members, job.target.node));
+  if (!peer) return UnavailableError("member '" + job.target.node + "' unreachable");
+  transport::HandoffNoticeRequest req;
+  req.cluster_token = options_.cluster_token;
+  req.source = options_.node_id;
+  req.ns_id = job.ns.id;
+  req.handoff_id = job.target.id;
+  req.handoff_blocks = job.target.blocks;
+  req.failure = static_cast<uint16_t>(job.failure.code());
+  req.message = std::string(job.failure.message().substr(0, transport::kMaxNameBytes));
+  req.keys = job.keys;
+  transport::RpcReply reply = CallPeer(*peer, RpcOp::kHandoffNotice, transport::Encode(req));
+  if (reply.status.code() == StatusCode::kUnavailable ||
+      reply.status.code() == StatusCode::kDeadlineExceeded) {
+    MarkDown(job.target.node);
+  }
+  return reply.status;
 }
 
 void ClusterNode::FailHandoff(uint64_t id, const std::string& target, const Status& why) {
@@ -629,7 +841,13 @@ void ClusterNode::ForwarderLoop() {
     auto it = fwd_handoffs_.find(job.target.id);
     const bool failed = it != fwd_handoffs_.end() && it->second;
     lock.Unlock();
-    if (!failed) {
+    if (job.notice) {
+      Status s = NoticeNow(job);
+      if (!s.ok()) {
+        KVCAKE_LOG(WARNING) << "cluster: hand-off " << job.target.id << " notice to "
+                            << job.target.node << " failed: " << s.ToString();
+      }
+    } else if (!failed) {
       Status s = ForwardNow(job);
       if (!s.ok()) FailHandoff(job.target.id, job.target.node, s);
     }

@@ -4,6 +4,10 @@
 // owns, the publishing of the chains it commits, remote prefix lookups and
 // fetches from other members, over the same kvcake RPC layer engines use.
 //
+// Fetched values are received straight into reserved store slots (no staging
+// copy), several calls in flight, and a get waiting for a prefetch is served as
+// soon as its own block has landed.
+//
 // Every remote step runs under `peer_timeout`: a dead or partitioned member
 // costs at most that and a miss. Requests to other daemons authenticate with
 // the cluster token (directory requests carry it; fetches register the
@@ -11,7 +15,10 @@
 // a connection that holds the namespace's grant, so the cluster never serves
 // a block to an engine that could not have read it locally.
 //
-// Hand-offs (Forward) are pushed by a forwarder thread: it reads each
+// Hand-offs: the target member is told of a hand-off (Announce) before its
+// first values are committed here, and of its failure (AbortHandoff); both
+// notices go ahead of queued pushes. Values (Forward) are pushed by a
+// forwarder thread: it reads each
 // committed value back from the store and puts it on the target member with
 // the hand-off's id, every call under the peer timeout. A target that fails
 // once fails the rest of its hand-off at once (counted, not retried).
@@ -27,6 +34,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -121,6 +129,9 @@ class ClusterNode final : public ClusterHooks {
   const std::string& node_id() const override { return options_.node_id; }
   void Forward(const store::NamespaceConfig& ns, const HandoffTarget& target,
                std::span<const transport::BlockRef> keys) override;
+  void Announce(const store::NamespaceConfig& ns, const HandoffTarget& target,
+                std::span<const transport::BlockRef> keys) override;
+  void AbortHandoff(uint64_t ns_id, const HandoffTarget& target, const Status& why) override;
   void LearnRoots(std::span<const transport::BlockRef> keys,
                   std::span<const uint64_t> roots) override;
   void OnCommitted(const store::NamespaceConfig& ns,
@@ -158,6 +169,10 @@ class ClusterNode final : public ClusterHooks {
     store::NamespaceConfig ns;
     HandoffTarget target;
     std::vector<transport::BlockRef> keys;
+    // A notice rather than a push: announces `keys` (failure OK) or the
+    // hand-off's failure.
+    bool notice = false;
+    Status failure;
   };
 
   void PublisherLoop() EXCLUDES(pub_mu_);
@@ -170,15 +185,34 @@ class ClusterNode final : public ClusterHooks {
   void FetcherLoop() EXCLUDES(fetch_mu_);
   void Prefetch(const store::NamespaceConfig& ns, const std::string& holder,
                 std::span<const uint64_t> hashes);
-  // Fetches `refs` from `holder` into the store; returns how many were stored.
+  // Fetches `refs` from `holder` into the store, each value received
+  // straight into a reserved slot; returns how many were stored. `landed`
+  // (may be null) runs on the peer connection's I/O thread for each call's
+  // keys once they are committed (or failed), while later calls are still in
+  // flight; it must not block.
   size_t FetchFrom(const std::string& holder, const std::vector<PeerAddress>& members,
-                   const store::NamespaceConfig& ns, std::span<const transport::BlockRef> refs);
+                   const store::NamespaceConfig& ns, std::span<const transport::BlockRef> refs,
+                   const std::function<void(std::span<const transport::BlockRef>)>& landed);
+  struct FetchCall;
+  // Reserves the slots of refs [begin, begin + n) and encodes their get; null
+  // if there is no memory for the reply of keys that got no slot.
+  std::unique_ptr<FetchCall> PrepareFetch(const store::NamespaceConfig& ns, uint64_t fingerprint,
+                                          std::span<const transport::BlockRef> refs, size_t begin,
+                                          size_t n);
+  // Commits the values `call`'s reply brought (aborting the other slots),
+  // adding them to `stored`; the call's error if it failed.
+  Status FinishFetch(FetchCall& call, uint64_t size, size_t* stored);
+  void AbortFetch(FetchCall& call);
   static uint64_t FetchKey(uint64_t ns_id, const transport::BlockRef& k);
   void ForwarderLoop() EXCLUDES(fwd_mu_);
   // Pushes one batch to its target; runs on the forwarder thread.
   Status ForwardNow(const ForwardJob& job);
   // Counts hand-off `id` failed (once).
   void FailHandoff(uint64_t id, const std::string& target, const Status& why);
+  // Sends a notice job to its target; runs on the forwarder thread.
+  Status NoticeNow(const ForwardJob& job);
+  // Queues a notice ahead of the pushes.
+  void QueueNotice(ForwardJob job) EXCLUDES(fwd_mu_);
   // Sends `chains` (grouped by owner) now; runs on the publisher thread.
   void PublishNow(std::vector<transport::ChainRecord> chains);
   // The connection to `node_id` at `address`, connecting if needed; null if
@@ -242,6 +276,9 @@ class ClusterNode final : public ClusterHooks {
   // Hand-offs seen (started) and failed, oldest first, bounded.
   std::unordered_map<uint64_t, bool> fwd_handoffs_ GUARDED_BY(fwd_mu_);  // id -> failed
   std::deque<uint64_t> fwd_order_ GUARDED_BY(fwd_mu_);
+  // Block hashes announced per hand-off id, oldest hand-off first, bounded.
+  std::unordered_map<uint64_t, std::unordered_set<uint64_t>> announced_ GUARDED_BY(fwd_mu_);
+  std::deque<uint64_t> announced_order_ GUARDED_BY(fwd_mu_);
 
   Mutex fetch_mu_;
   CondVar fetch_cv_;    // a job queued / stop

@@ -1,10 +1,18 @@
 #include "cluster/membership.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <utility>
 
 #include "common/logging.h"
+#include "transport/ucx.h"
 
 namespace kvcake::cluster {
 
@@ -66,6 +74,30 @@ Status MembershipOptions::Validate() const {
   return Status::Ok();
 }
 
+bool TcpListenerMayBeAlive(std::string_view address, std::chrono::milliseconds timeout) {
+  sockaddr_storage ss;
+  size_t len = 0;
+  if (!transport::ParseHostPort(address, &ss, &len).ok()) return true;
+  const uint16_t port = ss.ss_family == AF_INET6
+                            ? ntohs(reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port)
+                            : ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port);
+  if (port == 0) return true;
+  const int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return true;
+  int err = 0;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&ss), static_cast<socklen_t>(len)) != 0) {
+    err = errno;
+    if (err == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      const int ready = ::poll(&p, 1, static_cast<int>(timeout.count()));
+      socklen_t l = sizeof(err);
+      if (ready <= 0 || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0) err = ETIMEDOUT;
+    }
+  }
+  ::close(fd);
+  return err != ECONNREFUSED;
+}
+
 Result<std::unique_ptr<Membership>> Membership::Start(MembershipOptions options) {
   RETURN_IF_ERROR(options.Validate());
   GatewayEtcdClientOptions client_options;
@@ -83,7 +115,7 @@ Result<std::unique_ptr<Membership>> Membership::Start(MembershipOptions options,
   if (options.self.node_id.empty()) options.self.node_id = options.node_id;
   if (options.node_id.empty()) options.node_id = options.self.node_id;
   std::unique_ptr<Membership> m(new Membership(std::move(options), std::move(client)));
-  Status s = m->Register();
+  Status s = m->Register(/*at_start=*/true);
   if (s.code() == StatusCode::kAlreadyExists) return s;
   if (s.ok()) s = m->Poll();
   if (s.ok()) {
@@ -112,8 +144,9 @@ Membership::Membership(MembershipOptions options, std::unique_ptr<EtcdClient> cl
 
 Membership::~Membership() { Stop(); }
 
-Status Membership::Register() {
-  for (int attempt = 0; attempt < 2; ++attempt) {
+Status Membership::Register(bool at_start) {
+  bool took_over = false;
+  for (int attempt = 0; attempt < 3; ++attempt) {
     if (lease_id_ == 0) {
       ASSIGN_OR_RETURN(lease_id_, client_->LeaseGrant(options_.ttl_s));
     }
@@ -128,6 +161,19 @@ Status Membership::Register() {
       std::string holder = "?";
       Result<MemberInfo> info = MemberInfoFromJson(existing.value);
       if (info.ok()) holder = info->advertise_address;
+      if (at_start && !took_over && info.ok() && options_.holder_alive &&
+          info->node_id == self_.node_id && info->advertise_address == self_.advertise_address &&
+          info->admin_address == self_.admin_address && !options_.holder_alive(*info)) {
+        // A previous incarnation of this member that died less than a TTL
+        // ago: its lease (and with it the key) goes now.
+        KVCAKE_LOG(WARNING) << "cluster: node id '" << self_.node_id
+                            << "' is held by a dead previous incarnation (admin "
+                            << info->admin_address << " refuses connections); taking it over";
+        Status revoked = client_->LeaseRevoke(existing.lease);
+        if (!revoked.ok() && revoked.code() != StatusCode::kNotFound) return revoked;
+        took_over = true;
+        continue;
+      }
       // Our lease holds nothing; let it go rather than keep it alive.
       client_->LeaseRevoke(lease_id_).IgnoreError();
       lease_id_ = 0;

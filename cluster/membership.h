@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -39,11 +40,24 @@ struct MembershipOptions {
   // While etcd is unreachable (or the node id is held by someone else) the
   // background thread retries after 100 ms, doubling up to this.
   uint32_t max_backoff_ms = 5'000;
+  // Asked at Start when this member's key is held on another lease by a
+  // record with the same node id, advertise address and admin address (a
+  // previous incarnation of this member, or a live duplicate): true if that
+  // holder may be alive. Start takes over the key of a holder found dead
+  // (revokes its lease) instead of waiting for the lease to expire; a holder
+  // that may be alive, another address, or no probe is ALREADY_EXISTS.
+  std::function<bool(const MemberInfo& holder)> holder_alive;
 
   // INVALID_ARGUMENT: no endpoints, empty or '/'-containing cluster name or
   // node id, node_id and self.node_id disagreeing, ttl_s < 1, zero timeouts.
   Status Validate() const;
 };
+
+// Whether `address` ("HOST:PORT") may have a live listener: false only when
+// a TCP connection to it is refused (nothing listens there); true when it
+// connects, and when it cannot tell (no answer within `timeout`, port 0, an
+// address that does not parse).
+bool TcpListenerMayBeAlive(std::string_view address, std::chrono::milliseconds timeout);
 
 // State of this member's view of the cluster.
 enum class MembershipState {
@@ -142,8 +156,11 @@ class Membership {
 
   // Grants a lease if there is none and creates the key on it. OK if the key
   // now holds this member's value on this member's lease; ALREADY_EXISTS if
-  // another lease holds it; UNAVAILABLE and others from etcd.
-  Status Register();
+  // another lease holds it (with `at_start`, unless options_.holder_alive
+  // finds that holder, the same member at the same addresses, dead: then its
+  // lease is revoked and the key taken over); UNAVAILABLE and others from
+  // etcd.
+  Status Register(bool at_start = false);
   // One round of the background thread: keep-alive (re-registering if the
   // lease is gone), then a poll of the member set. OK if both succeeded.
   Status Round();

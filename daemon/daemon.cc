@@ -208,6 +208,12 @@ Status Daemon::JoinCluster() {
   mo.self.ssd_capacity_bytes = store_->has_ssd_tier() ? options_.store.ssd_capacity_bytes : 0;
   mo.self.gpu_capacity_bytes = options_.store.device_capacity_bytes;
   mo.ttl_s = co.member_ttl_s;
+  // A previous incarnation at the same addresses that died less than a TTL
+  // ago is taken over when its admin port refuses connections (this
+  // daemon's own admin server starts only after it joined).
+  mo.holder_alive = [](const cluster::MemberInfo& holder) {
+    return cluster::TcpListenerMayBeAlive(holder.admin_address, std::chrono::milliseconds(300));
+  };
   ASSIGN_OR_RETURN(membership_, cluster::Membership::Start(mo));
 
   cluster::ClusterNodeOptions no;
@@ -225,8 +231,17 @@ Status Daemon::JoinCluster() {
         return true;
       });
   cluster::ClusterNode* node = cluster_node_.get();
-  membership_->SetChangeCallback([node](const std::vector<cluster::MemberInfo>&,
-                                        cluster::MembershipState) { node->OnMembershipChanged(); });
+  Service* service = service_.get();
+  membership_->SetChangeCallback([node, service](const std::vector<cluster::MemberInfo>& members,
+                                                 cluster::MembershipState state) {
+    node->OnMembershipChanged();
+    if (state != cluster::MembershipState::kUp) return;
+    std::vector<std::string> live;
+    for (const cluster::MemberInfo& m : members) {
+      if (!m.stale) live.push_back(m.node_id);
+    }
+    service->OnMembersChanged(std::move(live));
+  });
   node->OnMembershipChanged();
   service_->set_cluster(node);
   KVCAKE_LOG(INFO) << "joined cluster '" << mo.cluster_name << "' as " << mo.node_id

@@ -26,27 +26,76 @@ HandoffRegistry::~HandoffRegistry() {
   for (Parked& p : left) p.run(false);
 }
 
+HandoffRegistry::Handoff& HandoffRegistry::EntryLocked(uint64_t id, bool* inserted) {
+  auto [it, added] = handoffs_.try_emplace(id);
+  *inserted = added;
+  if (added) {
+    order_.push_back(id);
+    while (handoffs_.size() > max_handoffs_ && !order_.empty()) {
+      if (order_.front() == id) break;
+      handoffs_.erase(order_.front());
+      order_.pop_front();
+    }
+  }
+  return handoffs_.at(id);
+}
+
 void HandoffRegistry::Announce(uint64_t id, uint64_t ns_id, uint32_t expected,
-                               std::span<const transport::BlockRef> keys) {
+                               std::span<const transport::BlockRef> keys,
+                               const std::string& source) {
   {
     MutexLock lock(&mu_);
-    auto [it, inserted] = handoffs_.try_emplace(id);
-    Handoff& h = it->second;
+    bool inserted = false;
+    Handoff& h = EntryLocked(id, &inserted);
     if (inserted) {
       h.ns_id = ns_id;
       h.expected = expected;
-      order_.push_back(id);
       ++stats_.announced;
-      while (handoffs_.size() > max_handoffs_ && !order_.empty()) {
-        handoffs_.erase(order_.front());
-        order_.pop_front();
-      }
     }
+    if (h.source.empty()) h.source = source;
     h.last = Clock::now();
     for (const transport::BlockRef& k : keys) h.hashes.insert(k.hash);
     ++generation_;
   }
   cv_.NotifyAll();
+}
+
+void HandoffRegistry::FailLocked(Handoff& h, const Status& why) {
+  if (!h.failure.ok() || (h.expected > 0 && h.arrived >= h.expected)) return;
+  h.failure = why;  // its hashes stay, for FailureOf
+  ++stats_.failed;
+  ++generation_;
+}
+
+void HandoffRegistry::Fail(uint64_t id, const Status& why) {
+  {
+    MutexLock lock(&mu_);
+    bool inserted = false;
+    Handoff& h = EntryLocked(id, &inserted);
+    if (inserted) h.last = Clock::now();
+    FailLocked(h, why);
+  }
+  cv_.NotifyAll();
+}
+
+void HandoffRegistry::FailSourcesNotIn(std::span<const std::string> live) {
+  {
+    MutexLock lock(&mu_);
+    for (auto& [id, h] : handoffs_) {
+      if (h.source.empty() || std::binary_search(live.begin(), live.end(), h.source)) continue;
+      FailLocked(h, UnavailableError("hand-off " + std::to_string(id) + ": prefill member '" +
+                                     h.source + "' left the cluster"));
+    }
+  }
+  cv_.NotifyAll();
+}
+
+std::optional<Status> HandoffRegistry::FailureOf(uint64_t ns_id, uint64_t hash) const {
+  MutexLock lock(&mu_);
+  for (const auto& [id, h] : handoffs_) {
+    if (h.ns_id == ns_id && !h.failure.ok() && h.hashes.contains(hash)) return h.failure;
+  }
+  return std::nullopt;
 }
 
 void HandoffRegistry::Arrived(uint64_t id, uint32_t n) {
@@ -70,7 +119,7 @@ void HandoffRegistry::Arrived(uint64_t id, uint32_t n) {
 }
 
 bool HandoffRegistry::InFlightLocked(const Handoff& h, Clock::time_point now) const {
-  return h.arrived < h.expected && now - h.last < stale_after_;
+  return h.failure.ok() && h.arrived < h.expected && now - h.last < stale_after_;
 }
 
 bool HandoffRegistry::Expecting(uint64_t ns_id, uint64_t hash) const {
@@ -85,7 +134,9 @@ bool HandoffRegistry::Expecting(uint64_t ns_id, uint64_t hash) const {
 std::optional<Status> HandoffRegistry::Outcome(uint64_t id) const {
   MutexLock lock(&mu_);
   auto it = handoffs_.find(id);
-  if (it == handoffs_.end() || it->second.arrived < it->second.expected) return std::nullopt;
+  if (it == handoffs_.end()) return std::nullopt;
+  if (!it->second.failure.ok()) return it->second.failure;
+  if (it->second.expected == 0 || it->second.arrived < it->second.expected) return std::nullopt;
   return Status::Ok();
 }
 

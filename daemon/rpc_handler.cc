@@ -46,6 +46,8 @@ std::string_view MetricOpName(uint16_t op) {
       return "handoff_wait";
     case RpcOp::kNcclConnect:
       return "nccl_connect";
+    case RpcOp::kHandoffNotice:
+      return "handoff_notice";
   }
   return "unknown";
 }
@@ -235,7 +237,15 @@ void DaemonRpcHandler::OnRequest(std::unique_ptr<transport::ServerCall> call) {
     auto scope = std::make_shared<RequestScope>(in_flight_, op);
     const bool parked =
         service_->ParkForHandoff(shared->connection_id(), op, AsView(shared->meta()),
-                                 [this, shared, scope] { RunGetOrPin(shared, scope); });
+                                 [this, shared, scope](const Status& failed) {
+                                   if (!failed.ok()) {
+                                     // The hand-off failed on the prefill side.
+                                     scope->set_status(failed);
+                                     shared->ReplyError(failed);
+                                     return;
+                                   }
+                                   RunGetOrPin(shared, scope);
+                                 });
     if (parked) return;
     if (service_->WaitsForCluster(AsView(shared->meta()))) {
       // Blocks on their way from another member (a prefetch or a fetch on

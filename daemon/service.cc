@@ -107,8 +107,17 @@ Status Service::CountError(Status s) {
 void Service::ForgetCaller(uint64_t caller) {
   access_.Forget(caller);
   std::vector<Lease> owned;
+  std::vector<PrefillHandoff> abandoned;
   {
     MutexLock lock(&mu_);
+    for (auto it = prefill_handoffs_.begin(); it != prefill_handoffs_.end();) {
+      if (it->second.caller == caller) {
+        abandoned.push_back(std::move(it->second));
+        it = prefill_handoffs_.erase(it);
+      } else {
+        ++it;
+      }
+    }
     for (auto it = leases_.begin(); it != leases_.end();) {
       if (it->second.owner == caller) {
         UncountLeaseLocked(it->second);
@@ -121,6 +130,14 @@ void Service::ForgetCaller(uint64_t caller) {
     leased_bytes_.erase(caller);
   }
   for (Lease& l : owned) ReleaseLease(l);
+  cluster::ClusterHooks* hooks = cluster();
+  for (const PrefillHandoff& h : abandoned) {
+    if (hooks == nullptr) break;
+    hooks->AbortHandoff(
+        h.ns_id, h.target,
+        AbortedError("the prefill engine disconnected after " + std::to_string(h.committed) +
+                     " of " + std::to_string(h.target.blocks) + " values"));
+  }
 }
 
 template <typename Request>
@@ -170,6 +187,8 @@ Result<std::string> Service::Dispatch(uint64_t caller, uint16_t op, std::string_
       return HandoffWaitNow(header);
     case RpcOp::kNcclConnect:
       return NcclConnect(header);
+    case RpcOp::kHandoffNotice:
+      return HandoffNotice(header);
     case RpcOp::kDirectoryPublish:
     case RpcOp::kDirectoryLookup:
       if (cluster() == nullptr) {
@@ -343,22 +362,64 @@ void Service::Published(const store::NamespaceConfig& ns, const std::vector<Bloc
   if (!handoff) return;
   if (handoff->node == hooks->node_id()) {
     handoffs_.Arrived(handoff->id, static_cast<uint32_t>(committed.size()));
-  } else {
-    hooks->Forward(ns, *handoff, committed);
+    return;
+  }
+  hooks->Forward(ns, *handoff, committed);
+  MutexLock lock(&mu_);
+  auto it = prefill_handoffs_.find(handoff->id);
+  if (it != prefill_handoffs_.end()) {
+    it->second.committed += committed.size();
+    if (it->second.committed >= it->second.target.blocks) prefill_handoffs_.erase(it);
   }
 }
 
-std::optional<cluster::HandoffTarget> Service::HandoffOf(const store::NamespaceConfig& ns,
+std::optional<cluster::HandoffTarget> Service::HandoffOf(uint64_t caller,
+                                                         const store::NamespaceConfig& ns,
                                                          const transport::KeyedRequest& req) {
   cluster::ClusterHooks* hooks = cluster();
   if (req.target_node.empty() || hooks == nullptr) return std::nullopt;
   cluster::HandoffTarget t{req.target_node, req.handoff_id, req.handoff_blocks};
-  if (t.node == hooks->node_id()) handoffs_.Announce(t.id, ns.id, t.blocks, req.keys);
+  if (t.node == hooks->node_id()) {
+    handoffs_.Announce(t.id, ns.id, t.blocks, req.keys);
+    return t;
+  }
+  {
+    // Remember who sends it until all its values were committed here: if
+    // that engine disconnects first, the target learns the hand-off failed.
+    MutexLock lock(&mu_);
+    auto it = prefill_handoffs_.find(t.id);
+    if (it == prefill_handoffs_.end() && prefill_handoffs_.size() < kMaxPrefillHandoffs) {
+      prefill_handoffs_.emplace(t.id, PrefillHandoff{caller, ns.id, t, 0});
+    }
+  }
+  hooks->Announce(ns, t, req.keys);
   return t;
 }
 
+Result<std::string> Service::HandoffNotice(std::string_view header) {
+  transport::HandoffNoticeRequest req;
+  RETURN_IF_ERROR(transport::Decode(header, &req));
+  if (cluster() == nullptr) return FailedPreconditionError("this daemon is in no cluster");
+  if (!TokenEquals(req.cluster_token, options_.cluster_token)) {
+    return PermissionDeniedError("bad cluster token");
+  }
+  if (req.failure == 0) {
+    handoffs_.Announce(req.handoff_id, req.ns_id, req.handoff_blocks, req.keys, req.source);
+  } else {
+    handoffs_.Fail(req.handoff_id,
+                   Status(static_cast<StatusCode>(req.failure),
+                          "hand-off failed on member '" + req.source + "': " + req.message));
+  }
+  return transport::Encode(transport::EmptyResponse{});
+}
+
+void Service::OnMembersChanged(std::vector<std::string> live) {
+  std::sort(live.begin(), live.end());
+  handoffs_.FailSourcesNotIn(live);
+}
+
 bool Service::ParkForHandoff(uint64_t caller, uint16_t op, std::string_view header,
-                             std::function<void()> resume) {
+                             std::function<void(Status)> resume) {
   if (options_.handoff_wait_ms == 0 || cluster() == nullptr) return false;
   if (op != static_cast<uint16_t>(transport::RpcOp::kGet) &&
       op != static_cast<uint16_t>(transport::RpcOp::kGetPin)) {
@@ -374,7 +435,9 @@ bool Service::ParkForHandoff(uint64_t caller, uint16_t op, std::string_view head
   }
   if (awaited.empty()) return false;
   const uint64_t ns_id = req.ns_id;
-  auto ready = [this, ns_id, awaited = std::move(awaited)] {
+  // Ready once the blocks are here, or their hand-off is over (complete,
+  // stale or failed on the prefill side).
+  auto ready = [this, ns_id, awaited] {
     for (const BlockKey& key : awaited) {
       if (!store_->Contains(key) && handoffs_.Expecting(ns_id, key.hash)) return false;
     }
@@ -382,7 +445,17 @@ bool Service::ParkForHandoff(uint64_t caller, uint16_t op, std::string_view head
   };
   handoffs_.Park(
       std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.handoff_wait_ms),
-      std::move(ready), [resume = std::move(resume)](bool) { resume(); });
+      std::move(ready),
+      [this, ns_id, awaited = std::move(awaited), resume = std::move(resume)](bool) {
+        for (const BlockKey& key : awaited) {
+          if (store_->Contains(key)) continue;
+          if (std::optional<Status> failed = handoffs_.FailureOf(ns_id, key.hash)) {
+            resume(*failed);
+            return;
+          }
+        }
+        resume(Status::Ok());
+      });
   return true;
 }
 
@@ -441,7 +514,7 @@ Result<std::string> Service::Put(uint64_t caller, std::string_view header, std::
   transport::PutRequest req;
   ASSIGN_OR_RETURN(store::NamespaceConfig ns, DecodeRequest(caller, header, &req));
   LearnRoots(req);
-  const std::optional<cluster::HandoffTarget> handoff = HandoffOf(ns, req);
+  const std::optional<cluster::HandoffTarget> handoff = HandoffOf(caller, ns, req);
   const uint64_t size = ns.layer_block_bytes;
   if (data.size() != size * req.keys.size()) {
     return InvalidArgumentError("put data is " + std::to_string(data.size()) + " bytes, expected " +
@@ -530,7 +603,7 @@ Result<std::unique_ptr<Service::PutState>> Service::BeginPut(uint64_t caller,
   auto state = std::make_unique<PutState>();
   state->ns_id = req.ns_id;
   state->value_bytes = size;
-  state->handoff = HandoffOf(*ns, req);
+  state->handoff = HandoffOf(caller, *ns, req);
   if (state->handoff) state->keys = req.keys;
   state->codes.resize(req.keys.size());
   state->reservations.resize(req.keys.size());
@@ -779,7 +852,7 @@ Result<std::string> Service::PutReserve(uint64_t caller, std::string_view header
   transport::SlotsResponse resp;
   ASSIGN_OR_RETURN(store::NamespaceConfig ns, BeginSameNode(caller, header, &req, &lease, &resp));
   LearnRoots(req);
-  lease.handoff = HandoffOf(ns, req);
+  lease.handoff = HandoffOf(caller, ns, req);
   const uint64_t allowed = LeaseBytesLeft(caller);
   for (size_t i = 0; i < req.keys.size(); ++i) {
     BlockKey key{req.ns_id, req.keys[i].hash, req.keys[i].layer};

@@ -185,10 +185,14 @@ class Service {
   // A get / pin (`op`, encoded `header`) asks for blocks that an announced
   // hand-off is still bringing: parks it and returns true; `resume` runs on
   // the hand-off waiter thread once they arrived or the wait
-  // (handoff_wait_ms) is over, and then handles the request as usual. False:
-  // handle it now (including every malformed request).
+  // (handoff_wait_ms) is over, with OK (then handle the request as usual) or
+  // the hand-off's failure on the prefill side (answer the request with it).
+  // False: handle it now (including every malformed request).
   bool ParkForHandoff(uint64_t caller, uint16_t op, std::string_view header,
-                      std::function<void()> resume);
+                      std::function<void(Status)> resume);
+  // The live members changed (node ids): hand-offs from a prefill member that
+  // left fail with UNAVAILABLE.
+  void OnMembersChanged(std::vector<std::string> live);
   // A HandoffWait request: parks it; `reply` gets its outcome (OK,
   // DEADLINE_EXCEEDED) on the waiter thread. A malformed request is answered
   // at once (INVALID_ARGUMENT).
@@ -250,8 +254,10 @@ class Service {
                  const std::optional<cluster::HandoffTarget>& handoff = std::nullopt);
   // The hand-off a put names (nullopt: none, or no cluster); announces it
   // when this daemon is its target.
-  std::optional<cluster::HandoffTarget> HandoffOf(const store::NamespaceConfig& ns,
+  std::optional<cluster::HandoffTarget> HandoffOf(uint64_t caller, const store::NamespaceConfig& ns,
                                                   const transport::KeyedRequest& req);
+  // A HandoffNotice from a prefill member.
+  Result<std::string> HandoffNotice(std::string_view header);
   Result<std::string> HandoffWaitNow(std::string_view header);
   // NCCL_CONNECT from another member: joins its communicator (nccl_).
   Result<std::string> NcclConnect(std::string_view header);
@@ -315,6 +321,16 @@ class Service {
   std::mt19937_64 lease_ids_ GUARDED_BY(mu_);
   std::unordered_map<uint64_t, Lease> leases_ GUARDED_BY(mu_);
   std::unordered_map<uint64_t, uint64_t> leased_bytes_ GUARDED_BY(mu_);  // by connection
+  // Hand-offs this daemon is the prefill side of, until all their values
+  // were committed here (by hand-off id; at most kMaxPrefillHandoffs).
+  struct PrefillHandoff {
+    uint64_t caller = 0;  // the connection that names it
+    uint64_t ns_id = 0;
+    cluster::HandoffTarget target;
+    uint64_t committed = 0;
+  };
+  static constexpr size_t kMaxPrefillHandoffs = 4096;
+  std::unordered_map<uint64_t, PrefillHandoff> prefill_handoffs_ GUARDED_BY(mu_);
 
   // Last member: its destructor answers parked requests, which use the rest.
   HandoffRegistry handoffs_;

@@ -224,6 +224,8 @@ std::string_view RpcOpName(uint16_t op) {
       return "HANDOFF_WAIT";
     case RpcOp::kNcclConnect:
       return "NCCL_CONNECT";
+    case RpcOp::kHandoffNotice:
+      return "HANDOFF_NOTICE";
   }
   return "UNKNOWN";
 }
@@ -505,6 +507,35 @@ Status Decode(std::string_view bytes, NcclConnectResponse* out) {
   Reader r(bytes, "NcclConnectResponse");
   r.U32("receiver_device", &out->receiver_device) &&
       CheckRange(r, "receiver_device", out->receiver_device, 0, kMaxCudaDevice);
+  return r.Finish();
+}
+
+std::string Encode(const HandoffNoticeRequest& m) {
+  Writer w;
+  w.Str(m.cluster_token);
+  w.Str(m.source);
+  w.U64(m.ns_id);
+  w.U64(m.handoff_id);
+  w.U32(m.handoff_blocks);
+  w.U32(m.failure);
+  w.Str(m.message);
+  w.Keys(m.keys);
+  return w.Take();
+}
+Status Decode(std::string_view bytes, HandoffNoticeRequest* out) {
+  Reader r(bytes, "HandoffNoticeRequest");
+  uint32_t failure = 0;
+  r.Str("cluster_token", kMaxTokenBytes, &out->cluster_token) &&
+      r.Str("source", kMaxNodeIdBytes, &out->source) && r.U64("ns_id", &out->ns_id) &&
+      r.U64("handoff_id", &out->handoff_id) &&
+      (out->handoff_id != 0 || r.Fail("handoff_id", "must be > 0")) &&
+      r.U32("handoff_blocks", &out->handoff_blocks) &&
+      CheckRange(r, "handoff_blocks", out->handoff_blocks, 1, kMaxHandoffBlocks) &&
+      r.U32("failure", &failure) &&
+      CheckRange(r, "failure", failure, 0, static_cast<uint32_t>(StatusCode::kUnauthenticated)) &&
+      r.Str("message", kMaxNameBytes, &out->message) &&
+      r.Keys("keys", failure == 0 ? 1 : 0, failure == 0 ? kMaxBatchBlocks : 0, &out->keys);
+  out->failure = static_cast<uint16_t>(failure);
   return r.Finish();
 }
 

@@ -39,8 +39,9 @@ enum class RpcOp : uint16_t {
   kDirectoryLookup = 13,   // which member holds the longest prefix of a chain
   kHandoffWait = 14,       // wait until every block of a hand-off has arrived
   kNcclConnect = 15,       // join a 2-rank NCCL communicator for GPU hand-offs
+  kHandoffNotice = 16,     // a prefill member announces a hand-off, or its failure
 };
-inline constexpr uint16_t kMaxRpcOp = 15;
+inline constexpr uint16_t kMaxRpcOp = 16;
 // "PING", "PUT", ... ("UNKNOWN" for other values).
 std::string_view RpcOpName(uint16_t op);
 
@@ -204,6 +205,24 @@ struct NcclConnectResponse {
   friend bool operator==(const NcclConnectResponse&, const NcclConnectResponse&) = default;
 };
 
+// Member to member: the prefill member `source` tells the decode member of
+// hand-off `handoff_id` before its values arrive. With `failure` 0 it
+// announces `keys` (gets of them wait for the values); otherwise the hand-off
+// failed on the prefill side (`failure` is a StatusCode, `message` says why)
+// and the decode member fails its waiters with that status. Reply: an empty
+// message.
+struct HandoffNoticeRequest {
+  std::string cluster_token;
+  std::string source;  // node id of the prefill member
+  uint64_t ns_id = 0;
+  uint64_t handoff_id = 0;      // > 0
+  uint32_t handoff_blocks = 0;  // values of the whole hand-off, 1..kMaxHandoffBlocks
+  uint16_t failure = 0;         // 0 or a StatusCode
+  std::string message;          // <= kMaxNameBytes
+  std::vector<BlockRef> keys;   // announced keys (<= kMaxBatchBlocks; none with a failure)
+  friend bool operator==(const HandoffNoticeRequest&, const HandoffNoticeRequest&) = default;
+};
+
 // Put (UCX path): the request's data is the concatenation of the values, each
 // exactly layer_block_bytes long, in key order.
 struct KeyedRequest {
@@ -323,6 +342,7 @@ std::string Encode(const DirectoryLookupResponse& m);
 std::string Encode(const HandoffWaitRequest& m);
 std::string Encode(const NcclConnectRequest& m);
 std::string Encode(const NcclConnectResponse& m);
+std::string Encode(const HandoffNoticeRequest& m);
 
 Status Decode(std::string_view bytes, PingRequest* out);
 Status Decode(std::string_view bytes, PingResponse* out);
@@ -345,6 +365,7 @@ Status Decode(std::string_view bytes, DirectoryLookupResponse* out);
 Status Decode(std::string_view bytes, HandoffWaitRequest* out);
 Status Decode(std::string_view bytes, NcclConnectRequest* out);
 Status Decode(std::string_view bytes, NcclConnectResponse* out);
+Status Decode(std::string_view bytes, HandoffNoticeRequest* out);
 
 // Convenience: decode into a fresh value.
 template <typename T>

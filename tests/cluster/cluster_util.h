@@ -5,13 +5,17 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "tests/chaos/chaos_util.h"
+#include "transport/messages.h"
+#include "transport/rpc_client.h"
 
 namespace kvcake::cluster::testing {
 
@@ -35,6 +39,20 @@ inline size_t LiveMembers(const std::string& admin_address) {
   size_t n = 0;
   for (const auto& m : j["members"]) n += m.value("stale", false) ? 0 : 1;
   return n;
+}
+
+// One raw request `op` with `meta` to the daemon at `address` (UCX tcp, as
+// another member sends it); the reply's status.
+inline Status CallMember(const std::string& address, transport::RpcOp op, const std::string& meta) {
+  transport::RpcClientOptions ro;
+  ro.ucx.transport = transport::UcxTransport::kTcp;
+  auto raw = transport::RpcClient::Connect(address, ro);
+  if (!raw.ok()) return raw.status();
+  transport::CallRequest c;
+  c.opcode = static_cast<uint16_t>(op);
+  c.meta = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(meta.data()), meta.size());
+  c.timeout = std::chrono::milliseconds(5000);
+  return (*raw)->Call(c).status;
 }
 
 }  // namespace kvcake::cluster::testing

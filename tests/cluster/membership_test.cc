@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "tests/cluster/etcd_harness.h"
+#include "tests/common/loopback_socket.h"
 
 namespace kvcake::cluster {
 namespace {
@@ -211,6 +212,77 @@ TEST_F(MembershipTest, LostLeaseIsReplacedAndTheKeyRecreated) {
   EXPECT_GE(a->stats().keepalive_failures, 1u);
   ASSERT_TRUE(WaitFor([&] { return Ids(*b, true) == std::set<std::string>{"a", "b"}; }, 2.0));
   EXPECT_EQ(a->state(), MembershipState::kUp);
+}
+
+using Listener = kvcake::testing::LoopbackListener;  // an admin port that answers
+
+TEST(TcpListenerMayBeAliveTest, OnlyARefusedConnectionIsDead) {
+  Listener live;
+  ASSERT_NE(live.port(), 0);
+  EXPECT_TRUE(TcpListenerMayBeAlive(live.address(), std::chrono::milliseconds(300)));
+  const std::string closed = "127.0.0.1:" + std::to_string(testing::FreePort());
+  EXPECT_FALSE(TcpListenerMayBeAlive(closed, std::chrono::milliseconds(300)));
+  // Cannot tell: may be alive.
+  EXPECT_TRUE(TcpListenerMayBeAlive("127.0.0.1:0", std::chrono::milliseconds(300)));
+  EXPECT_TRUE(TcpListenerMayBeAlive("", std::chrono::milliseconds(300)));
+  EXPECT_TRUE(TcpListenerMayBeAlive("not an address", std::chrono::milliseconds(300)));
+}
+
+// A member that crashed (its lease left to run out) and restarts at the same
+// addresses at once: its dead admin port lets it take its key over without
+// waiting for the TTL.
+TEST_F(MembershipTest, ACrashedMemberRestartedAtOnceTakesItsKeyOver) {
+  auto options = Options("re");
+  options.self.admin_address = "127.0.0.1:" + std::to_string(testing::FreePort());
+  options.holder_alive = [](const MemberInfo& holder) {
+    return TcpListenerMayBeAlive(holder.admin_address, std::chrono::milliseconds(300));
+  };
+  auto first = Membership::Start(options);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto client = Client();
+  auto before = client->Range((*first)->key());
+  ASSERT_TRUE(before.ok());
+  ASSERT_EQ(before->kvs.size(), 1u);
+  (*first)->Abandon();  // a crash: nobody revokes the lease
+  const auto start = Clock::now();
+  auto second = Membership::Start(options);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_LT(SecondsSince(start), 1.0);
+  auto after = client->Range((*second)->key());
+  ASSERT_TRUE(after.ok());
+  ASSERT_EQ(after->kvs.size(), 1u);
+  EXPECT_NE(after->kvs[0].lease, before->kvs[0].lease);
+  EXPECT_EQ((*second)->state(), MembershipState::kUp);
+  // The old lease is gone, not left to run out.
+  EXPECT_FALSE(client->LeaseKeepAliveOnce(before->kvs[0].lease).ok());
+}
+
+// The same node id at the same addresses while the holder's admin port
+// answers: a live duplicate, refused as before.
+TEST_F(MembershipTest, ALiveDuplicateAtTheSameAddressesIsStillRefused) {
+  Listener admin;
+  ASSERT_NE(admin.port(), 0);
+  auto options = Options("twin");
+  options.self.admin_address = admin.address();
+  int probes = 0;
+  options.holder_alive = [&probes](const MemberInfo& holder) {
+    ++probes;
+    return TcpListenerMayBeAlive(holder.admin_address, std::chrono::milliseconds(300));
+  };
+  auto first = Membership::Start(options);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto second = Membership::Start(options);
+  ASSERT_EQ(second.status().code(), StatusCode::kAlreadyExists) << second.status().ToString();
+  EXPECT_EQ(probes, 1);
+  EXPECT_EQ((*first)->state(), MembershipState::kUp);
+  auto range = Client()->Range((*first)->key());
+  ASSERT_TRUE(range.ok());
+  ASSERT_EQ(range->kvs.size(), 1u);
+  // Another admin address is another member: refused without a probe.
+  options.self.admin_address = "127.0.0.1:" + std::to_string(testing::FreePort());
+  auto other = Membership::Start(options);
+  EXPECT_EQ(other.status().code(), StatusCode::kAlreadyExists) << other.status().ToString();
+  EXPECT_EQ(probes, 1);
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "kvcake/client.h"
+#include "tests/common/loopback_socket.h"
 #include "tests/integration/daemon_process.h"
 #include "tests/integration/test_engine.h"
 #include "transport/messages.h"
@@ -1243,27 +1244,7 @@ ToolRun RunTool(const std::string& bin, const std::vector<std::string>& args) {
   return r;
 }
 
-// A socket listening on 127.0.0.1 at an ephemeral port; closed by the destructor.
-class Listener {
- public:
-  Listener() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 && ::listen(fd_, 16) == 0 &&
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-      port_ = ntohs(a.sin_port);
-    }
-  }
-  ~Listener() { ::close(fd_); }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-
- private:
-  int fd_ = -1;
-  uint16_t port_ = 0;
-};
+using Listener = testing::LoopbackListener;
 
 // Each bad flag fails before the daemon allocates anything: exit != 0 in
 // well under a second, and one stderr line naming the flag.

@@ -90,6 +90,10 @@ TEST(MessagesTest, RoundTripsEveryMessage) {
   NcclConnectRequest nccl{"secret", "node-a", 3, SampleNcclId()};
   EXPECT_EQ(RoundTrip(nccl), nccl);
   EXPECT_EQ(RoundTrip(NcclConnectResponse{kMaxCudaDevice}), NcclConnectResponse{kMaxCudaDevice});
+  HandoffNoticeRequest announce{"t", "node-a", 5, 77, 64, 0, "", {{11, 0}, {12, 0}}};
+  EXPECT_EQ(RoundTrip(announce), announce);
+  HandoffNoticeRequest failed{"t", "node-a", 5, 77, 64, 10, "engine gone", {}};
+  EXPECT_EQ(RoundTrip(failed), failed);
   KeyCodesResponse codes{{0, 5, 6}};
   EXPECT_EQ(RoundTrip(codes), codes);
   KeyCodesResponse summed{{0, 5, 0}, {0x1234, 0x5678}};
@@ -148,6 +152,7 @@ TEST(MessagesTest, NcclConnectLimits) {
   NcclConnectResponse rout;
   EXPECT_EQ(Decode(Encode(NcclConnectResponse{kMaxCudaDevice + 1}), &rout).code(),
             StatusCode::kInvalidArgument);
+  ExpectTruncationsRefused(HandoffNoticeRequest{"t", "a", 5, 77, 64, 0, "", {{11, 0}}});
 }
 
 TEST(MessagesTest, HandoffFieldLimits) {
@@ -170,6 +175,21 @@ TEST(MessagesTest, HandoffFieldLimits) {
   EXPECT_EQ(Decode(Encode(HandoffWaitRequest{1, kMaxHandoffWaitMs + 1}), &wout).code(),
             StatusCode::kInvalidArgument);
   EXPECT_TRUE(Decode(Encode(HandoffWaitRequest{1, kMaxHandoffWaitMs}), &wout).ok());
+  // A notice names a hand-off with a block count in range; an announce
+  // carries keys, a failure (a status code) none.
+  HandoffNoticeRequest nout;
+  auto notice = [&](const HandoffNoticeRequest& n) { return Decode(Encode(n), &nout).code(); };
+  EXPECT_EQ(notice({"t", "a", 5, 0, 4, 0, "", {{1, 0}}}), StatusCode::kInvalidArgument);
+  EXPECT_EQ(notice({"t", "a", 5, 7, 0, 0, "", {{1, 0}}}), StatusCode::kInvalidArgument);
+  EXPECT_EQ(notice({"t", "a", 5, 7, kMaxHandoffBlocks + 1, 0, "", {{1, 0}}}),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(notice({"t", "a", 5, 7, 4, 0, "", {}}), StatusCode::kInvalidArgument);
+  EXPECT_EQ(notice({"t", "a", 5, 7, 4, 10, "gone", {{1, 0}}}), StatusCode::kInvalidArgument);
+  EXPECT_EQ(notice({"t", "a", 5, 7, 4, 17, "", {}}), StatusCode::kInvalidArgument);
+  EXPECT_EQ(notice({"t", "a", 5, 7, 4, 10, std::string(kMaxNameBytes + 1, 'm'), {}}),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(notice({"t", "a", 5, 7, 4, 0, "", {{1, 0}}}), StatusCode::kOk);
+  EXPECT_EQ(notice({"t", "a", 5, 7, 4, 14, "member left", {}}), StatusCode::kOk);
 }
 
 TEST(MessagesTest, ClusterMessageLimits) {

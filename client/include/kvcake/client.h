@@ -311,7 +311,11 @@ class KVCAKE_API Client {
   virtual Result<std::unique_ptr<PutStream>> OpenHandoffStream(const HandoffTarget& target) = 0;
   // Decode side: waits until every value of hand-off `handoff_id` has arrived
   // at this daemon. OK, DEADLINE_EXCEEDED (not complete within `timeout`,
-  // at most 600 s, or never announced here), UNAVAILABLE (daemon gone).
+  // at most 600 s, or never announced here), ABORTED (the prefill engine
+  // disconnected before saving every value), UNAVAILABLE (the prefill member
+  // left the cluster, or this daemon is gone). A get of a value the hand-off
+  // is still bringing waits for it (--handoff_wait_ms) and ends with that
+  // ABORTED / UNAVAILABLE error if the hand-off fails meanwhile.
   virtual Status WaitHandoff(uint64_t handoff_id, std::chrono::milliseconds timeout) = 0;
 };
 

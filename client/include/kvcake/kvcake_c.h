@@ -177,7 +177,9 @@ KVCAKE_API int kvcake_put_stream_open_handoff(kvcake_client* c, const char* targ
                                               uint64_t handoff_id, int32_t total_blocks,
                                               kvcake_put_stream** out);
 /* Decode side: waits up to timeout_ms (<= 600000) until every value of hand-off `handoff_id`
-   has arrived at this client's daemon: 0, or -KVCAKE_E_DEADLINE_EXCEEDED. */
+   has arrived at this client's daemon: 0, -KVCAKE_E_DEADLINE_EXCEEDED, or the hand-off's
+   failure on the prefill side (-KVCAKE_E_ABORTED: the prefill engine disconnected first;
+   -KVCAKE_E_UNAVAILABLE: the prefill member left the cluster). */
 KVCAKE_API int kvcake_wait_handoff(kvcake_client* c, uint64_t handoff_id, int64_t timeout_ms);
 
 /* Deletes values; *out_deleted (may be NULL) gets how many existed. */

@@ -608,7 +608,9 @@ class Client(_Closing):
 
     def wait_handoff(self, handoff_id, timeout_ms):
         """Decode side: waits until every value of hand-off `handoff_id` arrived at this
-        daemon; raises KvcakeError (DEADLINE_EXCEEDED) if not within timeout_ms."""
+        daemon; raises KvcakeError: DEADLINE_EXCEEDED if not within timeout_ms, ABORTED or
+        UNAVAILABLE if the hand-off failed on the prefill side (its engine disconnected,
+        its member left the cluster)."""
         _check(self._lib.kvcake_wait_handoff(self._h(), handoff_id, timeout_ms))
 
     def delete(self, hashes, layers):
