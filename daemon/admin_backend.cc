@@ -7,6 +7,7 @@
 #include "common/metrics_catalog.h"
 #include "daemon/daemon.h"
 #include "kvcake/version.h"
+#include "policy/serving_mode.h"
 
 namespace kvcake::daemon {
 namespace {
@@ -191,6 +192,7 @@ Result<std::vector<admin::NamespaceInfo>> DaemonAdminBackend::ListNamespaces() {
     n.num_layers = c.num_layers;
     n.block_tokens = c.block_tokens;
     n.layer_block_bytes = c.layer_block_bytes;
+    n.serving = std::string(policy::ServingModeName(c.serving));
     n.bytes = daemon_->store()->NamespaceUsedBytes(c.id);
     n.blocks = c.layer_block_bytes ? n.bytes / c.layer_block_bytes : 0;
     out.push_back(std::move(n));

@@ -251,13 +251,14 @@ int CmdNamespaces(const CtlOptions& o, std::ostream& out, std::ostream& err) {
     PrintJson(out, c.body);
     return kExitOk;
   }
-  std::vector<std::vector<std::string>> rows = {
-      {"NAME", "ID", "LAYERS", "BLOCK_TOKENS", "LAYER_BLOCK", "DTYPE", "BLOCKS", "BYTES"}};
+  std::vector<std::vector<std::string>> rows = {{"NAME", "ID", "LAYERS", "BLOCK_TOKENS",
+                                                 "LAYER_BLOCK", "DTYPE", "SERVING", "BLOCKS",
+                                                 "BYTES"}};
   std::string budgets;
   for (const auto& n : c.body.value("namespaces", json::array())) {
     rows.push_back({Str(n["name"]), Str(n["id"]), Str(n["num_layers"]), Str(n["block_tokens"]),
                     HumanBytes(static_cast<double>(U64(n, "layer_block_bytes"))), Str(n["dtype"]),
-                    std::to_string(U64(n, "blocks")),
+                    n.value("serving", std::string("exact")), std::to_string(U64(n, "blocks")),
                     HumanBytes(static_cast<double>(U64(n, "bytes")))});
     const json budget_map = n.value("layer_budgets", json::object());
     for (const auto& [tier, list] : budget_map.items()) {

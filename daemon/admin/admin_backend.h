@@ -90,7 +90,8 @@ struct NamespaceInfo {
   uint32_t num_layers = 0;
   uint32_t block_tokens = 0;
   uint64_t layer_block_bytes = 0;
-  uint64_t blocks = 0;  // committed (key, layer) values, all tiers
+  std::string serving = "exact";  // "exact" or "budgeted" (policy/serving_mode.h)
+  uint64_t blocks = 0;            // committed (key, layer) values, all tiers
   uint64_t bytes = 0;
   std::vector<LayerBudgets> budgets;  // empty when the policy has none
 };

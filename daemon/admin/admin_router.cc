@@ -343,6 +343,7 @@ json NamespaceJson(const NamespaceInfo& n) {
           {"num_layers", n.num_layers},
           {"block_tokens", n.block_tokens},
           {"layer_block_bytes", n.layer_block_bytes},
+          {"serving", n.serving},
           {"blocks", n.blocks},
           {"bytes", n.bytes},
           {"layer_budgets", budgets}};

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -556,6 +557,14 @@ TEST_F(KvcakedAdminTest, CakeLayerBudgetsAreExported) {
   const std::vector<double> four_scores = {1.0, 2.0, 3.0, 1.0};
   ASSERT_TRUE((*exact)->ReportLayerStats(1, 9.0, hashes_, four_scores, 1).ok());
   EXPECT_EQ(SumSamples(Metrics(), "kvcake_cake_layer_budget_blocks{namespace=\"exact-ns\""), 0);
+  // The admin API says how each namespace is served.
+  std::map<std::string, std::string> serving;
+  const json listed = GetJson("/v1/namespaces");
+  for (const json& n : listed["namespaces"]) {
+    serving[n["name"].get<std::string>()] = n.value("serving", "");
+  }
+  EXPECT_EQ(serving["cake-ns"], "budgeted");
+  EXPECT_EQ(serving["exact-ns"], "exact");
 }
 
 TEST_F(KvcakedAdminTest, RefusesNonLoopbackAdminWithoutToken) {
