@@ -303,16 +303,15 @@ uint64_t MetricValue(const std::string& metrics, const std::string& series) {
   return std::stoull(metrics.substr(at + series.size() + 2));
 }
 
-// Puts a chain through a mapped client, reports CAKE statistics (CAKE
-// promotes host -> GPU on the mover for layers under their GPU budget) and
-// waits until some blocks are in the GPU tier.
+// Puts a chain through a mapped client and reads it twice (the default
+// policy serves the namespace exactly and promotes host blocks read again to
+// the GPU tier on the mover), then waits until some blocks are in the GPU
+// tier.
 std::vector<uint64_t> PutAndPromoteToGpu(Client& c, const std::string& admin) {
   std::vector<uint64_t> chain = Chain(c, 70000, 6);
   PutAll(c, chain);
-  std::vector<double> scores(chain.size(), 1.0);
-  for (uint32_t layer = 0; layer < kLayers; ++layer) {
-    EXPECT_TRUE(c.ReportLayerStats(layer, 1.0 + layer, chain, scores, 1).ok());
-  }
+  GetAndVerify(c, chain);
+  GetAndVerify(c, chain);
   for (int i = 0; i < 200; ++i) {
     if (MetricValue(HttpGet(admin, "/metrics"), "kvcake_tier_blocks{tier=\"gpu\"}") > 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
