@@ -705,7 +705,9 @@ TEST_P(RpcTest, IdleConnectionsAreClosedByTheServer) {
   server_->Stop();
   RpcServerOptions so;
   so.ucx.transport = GetParam().transport;
-  so.idle_timeout = 300ms;
+  // Long enough that a sanitizer build on a loaded machine sends the slow
+  // client's request (below) before its connection counts as idle.
+  so.idle_timeout = 1000ms;
   auto s = RpcServer::Start(so, &handler_);
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   server_ = std::move(s).value();
@@ -726,7 +728,7 @@ TEST_P(RpcTest, IdleConnectionsAreClosedByTheServer) {
   // idle timeout is not cut off.
   auto slow = RpcClient::Connect(server_->address(), co);
   ASSERT_TRUE(slow.ok()) << slow.status().ToString();
-  const uint8_t delay[1] = {80};  // 800 ms
+  const uint8_t delay[1] = {200};  // 2 s
   CallRequest later;
   later.opcode = kLater;
   later.meta = delay;
@@ -740,7 +742,7 @@ TEST_P(RpcTest, IdleConnectionsAreClosedByTheServer) {
     return o;
   }());
   ASSERT_TRUE(c2.ok());
-  std::this_thread::sleep_for(800ms);
+  std::this_thread::sleep_for(2500ms);
   EXPECT_EQ(server_->stats().connections_open, 1u);
   EXPECT_TRUE((*c2)->Ping(5s).ok());
 }
