@@ -883,6 +883,7 @@ Status ClusterNode::ForwardNow(const ForwardJob& job) {
     req.target_node = job.target.node;
     req.handoff_id = job.target.id;
     req.handoff_blocks = job.target.blocks;
+    req.source_node = options_.node_id;
     std::vector<transport::ConstBuffer> payload;
     for (size_t j = 0; j < n; ++j) {
       const BlockRef& k = job.keys[i + j];

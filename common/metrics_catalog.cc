@@ -85,6 +85,12 @@ Catalog::Catalog(Registry& r)
       cluster_handoff_waits(r.AddCounter("kvcake_cluster_handoff_waits_total",
                                          "Requests that waited for a hand-off, by outcome.",
                                          {"outcome"})),
+      cluster_handoffs_received(
+          r.AddCounter("kvcake_cluster_handoffs_received_total",
+                       "Hand-offs this member is the target of, by outcome: announced, "
+                       "completed, or failed on the prefill side (aborted: its engine "
+                       "disconnected or gave it up; unavailable: its member left; other).",
+                       {"outcome"})),
       registry_(r) {
   for (size_t i = 0; i < kTiers; ++i) {
     std::string ti(TierName(static_cast<Tier>(i)));

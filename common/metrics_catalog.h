@@ -96,7 +96,8 @@ class Catalog {
   CounterFamily& cluster_handoff_bytes_forwarded;  // kvcake_cluster_handoff_bytes_forwarded_total
   CounterFamily& cluster_handoff_blocks_received;  // kvcake_cluster_handoff_blocks_received_total
   // Gets that waited for a hand-off, by outcome (arrived / expired). [outcome]
-  CounterFamily& cluster_handoff_waits;  // kvcake_cluster_handoff_waits_total
+  CounterFamily& cluster_handoff_waits;      // kvcake_cluster_handoff_waits_total
+  CounterFamily& cluster_handoffs_received;  // kvcake_cluster_handoffs_received_total
 
   // ---- pre-resolved children (hot path, no lookup) ----
   Counter* Hit(Tier t) const { return hit_[Index(t)]; }

@@ -112,6 +112,12 @@ void DaemonAdminBackend::RefreshMetrics() {
     cat.cluster_handoff_blocks_received.Get()->Set(hs.received_blocks);
     cat.cluster_handoff_waits.WithLabels({"arrived"})->Set(hs.parked - hs.parked_expired);
     cat.cluster_handoff_waits.WithLabels({"expired"})->Set(hs.parked_expired);
+    cat.cluster_handoffs_received.WithLabels({"announced"})->Set(hs.announced);
+    cat.cluster_handoffs_received.WithLabels({"completed"})->Set(hs.completed);
+    cat.cluster_handoffs_received.WithLabels({"aborted"})->Set(hs.aborted);
+    cat.cluster_handoffs_received.WithLabels({"unavailable"})->Set(hs.unavailable);
+    cat.cluster_handoffs_received.WithLabels({"other"})->Set(hs.failed - hs.aborted -
+                                                             hs.unavailable);
   }
   if (daemon_->rpc_server()) {
     // Only live connections: a series per peer ever seen would grow forever.

@@ -64,6 +64,8 @@ void HandoffRegistry::FailLocked(Handoff& h, const Status& why) {
   if (!h.failure.ok() || (h.expected > 0 && h.arrived >= h.expected)) return;
   h.failure = why;  // its hashes stay, for FailureOf
   ++stats_.failed;
+  if (why.code() == StatusCode::kAborted) ++stats_.aborted;
+  if (why.code() == StatusCode::kUnavailable) ++stats_.unavailable;
   ++generation_;
 }
 

@@ -41,7 +41,9 @@ struct HandoffRegistryStats {
   uint64_t received_blocks = 0;  // values stored for hand-offs
   uint64_t parked = 0;           // requests that waited for a hand-off
   uint64_t parked_expired = 0;   // ... and whose deadline passed first
-  uint64_t failed = 0;           // hand-offs failed on the prefill side
+  uint64_t failed = 0;           // hand-offs failed on the prefill side, of which
+  uint64_t aborted = 0;          // ... its engine disconnected or aborted (ABORTED)
+  uint64_t unavailable = 0;      // ... its member left the cluster (UNAVAILABLE)
 };
 
 class HandoffRegistry {

@@ -48,6 +48,8 @@ std::string_view MetricOpName(uint16_t op) {
       return "nccl_connect";
     case RpcOp::kHandoffNotice:
       return "handoff_notice";
+    case RpcOp::kHandoffAbort:
+      return "handoff_abort";
   }
   return "unknown";
 }

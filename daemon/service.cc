@@ -130,14 +130,29 @@ void Service::ForgetCaller(uint64_t caller) {
     leased_bytes_.erase(caller);
   }
   for (Lease& l : owned) ReleaseLease(l);
-  cluster::ClusterHooks* hooks = cluster();
   for (const PrefillHandoff& h : abandoned) {
-    if (hooks == nullptr) break;
-    hooks->AbortHandoff(
-        h.ns_id, h.target,
-        AbortedError("the prefill engine disconnected after " + std::to_string(h.committed) +
-                     " of " + std::to_string(h.target.blocks) + " values"));
+    FailPrefillHandoff(
+        h, AbortedError("the prefill engine disconnected after " + std::to_string(h.committed) +
+                        " of " + std::to_string(h.target.blocks) + " values"));
   }
+}
+
+void Service::FailPrefillHandoff(const PrefillHandoff& h, const Status& why) {
+  cluster::ClusterHooks* hooks = cluster();
+  if (hooks == nullptr) return;
+  if (h.target.node == hooks->node_id()) {
+    handoffs_.Fail(h.target.id, why);
+  } else {
+    hooks->AbortHandoff(h.ns_id, h.target, why);
+  }
+}
+
+void Service::CountPrefillCommitted(uint64_t id, size_t n) {
+  MutexLock lock(&mu_);
+  auto it = prefill_handoffs_.find(id);
+  if (it == prefill_handoffs_.end()) return;
+  it->second.committed += n;
+  if (it->second.committed >= it->second.target.blocks) prefill_handoffs_.erase(it);
 }
 
 template <typename Request>
@@ -189,6 +204,8 @@ Result<std::string> Service::Dispatch(uint64_t caller, uint16_t op, std::string_
       return NcclConnect(header);
     case RpcOp::kHandoffNotice:
       return HandoffNotice(header);
+    case RpcOp::kHandoffAbort:
+      return HandoffAbort(caller, header);
     case RpcOp::kDirectoryPublish:
     case RpcOp::kDirectoryLookup:
       if (cluster() == nullptr) {
@@ -362,15 +379,10 @@ void Service::Published(const store::NamespaceConfig& ns, const std::vector<Bloc
   if (!handoff) return;
   if (handoff->node == hooks->node_id()) {
     handoffs_.Arrived(handoff->id, static_cast<uint32_t>(committed.size()));
-    return;
+  } else {
+    hooks->Forward(ns, *handoff, committed);
   }
-  hooks->Forward(ns, *handoff, committed);
-  MutexLock lock(&mu_);
-  auto it = prefill_handoffs_.find(handoff->id);
-  if (it != prefill_handoffs_.end()) {
-    it->second.committed += committed.size();
-    if (it->second.committed >= it->second.target.blocks) prefill_handoffs_.erase(it);
-  }
+  CountPrefillCommitted(handoff->id, committed.size());
 }
 
 std::optional<cluster::HandoffTarget> Service::HandoffOf(uint64_t caller,
@@ -379,21 +391,53 @@ std::optional<cluster::HandoffTarget> Service::HandoffOf(uint64_t caller,
   cluster::ClusterHooks* hooks = cluster();
   if (req.target_node.empty() || hooks == nullptr) return std::nullopt;
   cluster::HandoffTarget t{req.target_node, req.handoff_id, req.handoff_blocks};
-  if (t.node == hooks->node_id()) {
-    handoffs_.Announce(t.id, ns.id, t.blocks, req.keys);
+  if (!req.source_node.empty()) {
+    // Pushed here by the prefill member: it tracks its engine, not us.
+    if (t.node == hooks->node_id()) {
+      handoffs_.Announce(t.id, ns.id, t.blocks, req.keys, req.source_node);
+    }
     return t;
   }
   {
     // Remember who sends it until all its values were committed here: if
-    // that engine disconnects first, the target learns the hand-off failed.
+    // that engine disconnects or aborts first, the target learns the
+    // hand-off failed.
     MutexLock lock(&mu_);
     auto it = prefill_handoffs_.find(t.id);
     if (it == prefill_handoffs_.end() && prefill_handoffs_.size() < kMaxPrefillHandoffs) {
       prefill_handoffs_.emplace(t.id, PrefillHandoff{caller, ns.id, t, 0});
     }
   }
-  hooks->Announce(ns, t, req.keys);
+  if (t.node == hooks->node_id()) {
+    handoffs_.Announce(t.id, ns.id, t.blocks, req.keys);
+  } else {
+    hooks->Announce(ns, t, req.keys);
+  }
   return t;
+}
+
+Result<std::string> Service::HandoffAbort(uint64_t caller, std::string_view header) {
+  transport::HandoffAbortRequest req;
+  RETURN_IF_ERROR(transport::Decode(header, &req));
+  RETURN_IF_ERROR(CheckNamespace(caller, req.ns_id, req.fingerprint).status());
+  std::optional<PrefillHandoff> aborted;
+  {
+    MutexLock lock(&mu_);
+    auto it = prefill_handoffs_.find(req.handoff_id);
+    if (it != prefill_handoffs_.end() && it->second.ns_id == req.ns_id) {
+      aborted = std::move(it->second);
+      prefill_handoffs_.erase(it);
+    }
+  }
+  if (!aborted) {
+    return NotFoundError("no hand-off " + std::to_string(req.handoff_id) +
+                         " of this namespace is in progress from this daemon");
+  }
+  FailPrefillHandoff(*aborted, AbortedError("the prefill engine aborted the hand-off after " +
+                                            std::to_string(aborted->committed) + " of " +
+                                            std::to_string(aborted->target.blocks) + " values" +
+                                            (req.message.empty() ? "" : ": " + req.message)));
+  return transport::Encode(transport::EmptyResponse{});
 }
 
 Result<std::string> Service::HandoffNotice(std::string_view header) {

@@ -223,6 +223,7 @@ class Service {
   cluster::ClusterHooks* cluster() const { return cluster_.load(std::memory_order_acquire); }
 
  private:
+  struct PrefillHandoff;  // below, with the state it belongs to
   struct Lease {
     uint64_t owner = 0;  // the connection that took it; only it may use it
     uint64_t bytes = 0;  // reserved + pinned bytes (counted per connection)
@@ -258,6 +259,12 @@ class Service {
                                                   const transport::KeyedRequest& req);
   // A HandoffNotice from a prefill member.
   Result<std::string> HandoffNotice(std::string_view header);
+  // A HandoffAbort from the prefill engine: fails the hand-off at its target.
+  Result<std::string> HandoffAbort(uint64_t caller, std::string_view header);
+  // Tells the target of prefill hand-off `h` that it failed with `why`.
+  void FailPrefillHandoff(const PrefillHandoff& h, const Status& why);
+  // `n` more values of prefill hand-off `id` were committed here.
+  void CountPrefillCommitted(uint64_t id, size_t n) EXCLUDES(mu_);
   Result<std::string> HandoffWaitNow(std::string_view header);
   // NCCL_CONNECT from another member: joins its communicator (nccl_).
   Result<std::string> NcclConnect(std::string_view header);
@@ -321,8 +328,9 @@ class Service {
   std::mt19937_64 lease_ids_ GUARDED_BY(mu_);
   std::unordered_map<uint64_t, Lease> leases_ GUARDED_BY(mu_);
   std::unordered_map<uint64_t, uint64_t> leased_bytes_ GUARDED_BY(mu_);  // by connection
-  // Hand-offs this daemon is the prefill side of, until all their values
-  // were committed here (by hand-off id; at most kMaxPrefillHandoffs).
+  // Hand-offs this daemon is the prefill side of (their target may be this
+  // daemon too), until all their values were committed here (by hand-off id;
+  // at most kMaxPrefillHandoffs).
   struct PrefillHandoff {
     uint64_t caller = 0;  // the connection that names it
     uint64_t ns_id = 0;

@@ -226,6 +226,8 @@ std::string_view RpcOpName(uint16_t op) {
       return "NCCL_CONNECT";
     case RpcOp::kHandoffNotice:
       return "HANDOFF_NOTICE";
+    case RpcOp::kHandoffAbort:
+      return "HANDOFF_ABORT";
   }
   return "UNKNOWN";
 }
@@ -437,6 +439,7 @@ std::string Encode(const KeyedRequest& m) {
   w.Str(m.target_node);
   w.U64(m.handoff_id);
   w.U32(m.handoff_blocks);
+  if (!m.source_node.empty()) w.Str(m.source_node);
   return w.Take();
 }
 Status Decode(std::string_view bytes, KeyedRequest* out) {
@@ -457,6 +460,12 @@ Status Decode(std::string_view bytes, KeyedRequest* out) {
       (out->handoff_id != 0 || r.Fail("handoff_id", "0 with a target_node")) &&
           CheckRange(r, "handoff_blocks", out->handoff_blocks, 1, kMaxHandoffBlocks);
     }
+  }
+  out->source_node.clear();
+  if (ok && !r.AtEnd()) {
+    r.Str("source_node", kMaxNodeIdBytes, &out->source_node) &&
+        (!out->source_node.empty() || r.Fail("source_node", "sent empty")) &&
+        (!out->target_node.empty() || r.Fail("source_node", "set without a target_node"));
   }
   return r.Finish();
 }
@@ -536,6 +545,23 @@ Status Decode(std::string_view bytes, HandoffNoticeRequest* out) {
       r.Str("message", kMaxNameBytes, &out->message) &&
       r.Keys("keys", failure == 0 ? 1 : 0, failure == 0 ? kMaxBatchBlocks : 0, &out->keys);
   out->failure = static_cast<uint16_t>(failure);
+  return r.Finish();
+}
+
+std::string Encode(const HandoffAbortRequest& m) {
+  Writer w;
+  w.U64(m.ns_id);
+  w.U64(m.fingerprint);
+  w.U64(m.handoff_id);
+  w.Str(m.message);
+  return w.Take();
+}
+Status Decode(std::string_view bytes, HandoffAbortRequest* out) {
+  Reader r(bytes, "HandoffAbortRequest");
+  r.U64("ns_id", &out->ns_id) && r.U64("fingerprint", &out->fingerprint) &&
+      r.U64("handoff_id", &out->handoff_id) &&
+      (out->handoff_id != 0 || r.Fail("handoff_id", "must be > 0")) &&
+      r.Str("message", kMaxNameBytes, &out->message);
   return r.Finish();
 }
 

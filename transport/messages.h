@@ -40,8 +40,10 @@ enum class RpcOp : uint16_t {
   kHandoffWait = 14,       // wait until every block of a hand-off has arrived
   kNcclConnect = 15,       // join a 2-rank NCCL communicator for GPU hand-offs
   kHandoffNotice = 16,     // a prefill member announces a hand-off, or its failure
+  // Client to its daemon again.
+  kHandoffAbort = 17,  // the prefill engine gives up a hand-off it started
 };
-inline constexpr uint16_t kMaxRpcOp = 16;
+inline constexpr uint16_t kMaxRpcOp = 17;
 // "PING", "PUT", ... ("UNKNOWN" for other values).
 std::string_view RpcOpName(uint16_t op);
 
@@ -205,6 +207,19 @@ struct NcclConnectResponse {
   friend bool operator==(const NcclConnectResponse&, const NcclConnectResponse&) = default;
 };
 
+// The prefill engine gives up hand-off `handoff_id` (> 0), which it started
+// through this daemon in namespace `ns_id` (a cancelled request): the decode
+// side's waits for it end at once with ABORTED and `message` instead of
+// running to their deadlines. Reply: an empty message; NOT_FOUND if no
+// hand-off of that id and namespace is in progress from this daemon.
+struct HandoffAbortRequest {
+  uint64_t ns_id = 0;
+  uint64_t fingerprint = 0;
+  uint64_t handoff_id = 0;  // > 0
+  std::string message;      // <= kMaxNameBytes
+  friend bool operator==(const HandoffAbortRequest&, const HandoffAbortRequest&) = default;
+};
+
 // Member to member: the prefill member `source` tells the decode member of
 // hand-off `handoff_id` before its values arrive. With `failure` 0 it
 // announces `keys` (gets of them wait for the values); otherwise the hand-off
@@ -240,6 +255,10 @@ struct KeyedRequest {
   std::string target_node;  // <= kMaxNodeIdBytes
   uint64_t handoff_id = 0;
   uint32_t handoff_blocks = 0;
+  // A hand-off put the prefill member `source_node` pushes to its target
+  // (only with a target_node; empty for an engine's own puts). Optional on
+  // the wire: sent only when set.
+  std::string source_node;  // <= kMaxNodeIdBytes
   friend bool operator==(const KeyedRequest&, const KeyedRequest&) = default;
 };
 using PutRequest = KeyedRequest;
@@ -343,6 +362,7 @@ std::string Encode(const HandoffWaitRequest& m);
 std::string Encode(const NcclConnectRequest& m);
 std::string Encode(const NcclConnectResponse& m);
 std::string Encode(const HandoffNoticeRequest& m);
+std::string Encode(const HandoffAbortRequest& m);
 
 Status Decode(std::string_view bytes, PingRequest* out);
 Status Decode(std::string_view bytes, PingResponse* out);
@@ -366,6 +386,7 @@ Status Decode(std::string_view bytes, HandoffWaitRequest* out);
 Status Decode(std::string_view bytes, NcclConnectRequest* out);
 Status Decode(std::string_view bytes, NcclConnectResponse* out);
 Status Decode(std::string_view bytes, HandoffNoticeRequest* out);
+Status Decode(std::string_view bytes, HandoffAbortRequest* out);
 
 // Convenience: decode into a fresh value.
 template <typename T>

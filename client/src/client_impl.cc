@@ -163,6 +163,22 @@ Result<std::unique_ptr<PutStream>> ClientImpl::OpenHandoffStream(const HandoffTa
   return OpenStream(std::make_shared<HandoffTarget>(target));
 }
 
+Status ClientImpl::AbortHandoff(uint64_t handoff_id, std::string_view reason) {
+  if (handoff_id == 0) return InvalidArgumentError("handoff_id must be > 0");
+  if (reason.size() > transport::kMaxNameBytes) {
+    return InvalidArgumentError("AbortHandoff reason longer than " +
+                                std::to_string(transport::kMaxNameBytes) + " bytes");
+  }
+  RETURN_IF_ERROR(CheckRegistered());
+  ASSIGN_OR_RETURN(std::shared_ptr<Connection> conn, Acquire());
+  const std::string meta = transport::Encode(
+      transport::HandoffAbortRequest{ns_id_, fingerprint_, handoff_id, std::string(reason)});
+  transport::RpcReply reply =
+      conn->rpc->Call(MakeCall(RpcOp::kHandoffAbort, meta, options_.timeout));
+  conn->Note(reply.status);
+  return reply.status;
+}
+
 Status ClientImpl::WaitHandoff(uint64_t handoff_id, std::chrono::milliseconds timeout) {
   if (handoff_id == 0) return InvalidArgumentError("handoff_id must be > 0");
   if (timeout.count() < 0 || timeout.count() > transport::kMaxHandoffWaitMs) {

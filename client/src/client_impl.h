@@ -52,6 +52,7 @@ class ClientImpl final : public Client {
   Status PutHandoff(const HandoffTarget& target, std::span<const PutBlock> blocks,
                     std::vector<Status>* per_value) override;
   Result<std::unique_ptr<PutStream>> OpenHandoffStream(const HandoffTarget& target) override;
+  Status AbortHandoff(uint64_t handoff_id, std::string_view reason) override;
   Status WaitHandoff(uint64_t handoff_id, std::chrono::milliseconds timeout) override;
   Status Get(std::span<const GetBlock> blocks, std::vector<bool>* found) override;
   Result<std::unique_ptr<PendingGet>> GetAsync(std::vector<std::vector<GetBlock>> groups) override;

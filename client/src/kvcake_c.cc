@@ -375,6 +375,13 @@ int kvcake_put_stream_open_handoff(kvcake_client* c, const char* target_node, ui
   });
 }
 
+int kvcake_abort_handoff(kvcake_client* c, uint64_t handoff_id, const char* reason) {
+  return kvcake::CatchAll("kvcake_abort_handoff", [&] {
+    if (!c) return BadArgument("null client");
+    return kvcake::StatusToCError(c->client->AbortHandoff(handoff_id, reason ? reason : ""));
+  });
+}
+
 int kvcake_wait_handoff(kvcake_client* c, uint64_t handoff_id, int64_t timeout_ms) {
   return kvcake::CatchAll("kvcake_wait_handoff", [&] {
     if (!c) return BadArgument("null client");

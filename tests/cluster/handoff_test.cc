@@ -109,7 +109,8 @@ class HandoffTest : public cluster::testing::ClusterFixture {
   // ends with `code` within `within`.
   void ExpectPrefillFailureEndsTheWait(uint64_t id,
                                        const std::function<void(std::unique_ptr<Client>&)>& fail,
-                                       StatusCode code, milliseconds within) {
+                                       StatusCode code, milliseconds within,
+                                       const std::string& says = "") {
     auto prefill = Engine(0);
     auto decode = Engine(1);
     ASSERT_TRUE(prefill && decode);
@@ -123,6 +124,7 @@ class HandoffTest : public cluster::testing::ClusterFixture {
     std::printf("hand-off %llu: WaitHandoff ended after %lld ms: %s\n",
                 static_cast<unsigned long long>(id), MsSince(start), s.ToString().c_str());
     EXPECT_EQ(s.code(), code) << s.ToString();
+    EXPECT_NE(s.ToString().find(says), std::string::npos) << s.ToString();
     EXPECT_LT(MsSince(start), within.count());
   }
 
@@ -337,6 +339,52 @@ TEST_F(HandoffTest, APrefillEngineThatDisconnectsAbortsItsHandoff) {
       milliseconds(5000));
 }
 
+// The prefill engine gives up its hand-off (a cancelled request) but stays
+// connected: the decode side's wait ends at once with ABORTED and the reason,
+// the decode member counts the failure, and a second abort (or one of a
+// hand-off never started) is NOT_FOUND.
+TEST_F(HandoffTest, APrefillEngineThatAbortsEndsTheDecodeWait) {
+  const double before = Metric(1, "kvcake_cluster_handoffs_received_total{outcome=\"aborted\"}");
+  ExpectPrefillFailureEndsTheWait(
+      25,
+      [&](std::unique_ptr<Client>& prefill) {
+        EXPECT_TRUE(prefill->AbortHandoff(25, "request 25 cancelled").ok());
+        EXPECT_EQ(prefill->AbortHandoff(25, "").code(), StatusCode::kNotFound);
+        EXPECT_EQ(prefill->AbortHandoff(26, "").code(), StatusCode::kNotFound);
+        EXPECT_EQ(prefill->AbortHandoff(0, "").code(), StatusCode::kInvalidArgument);
+        EXPECT_EQ(prefill->AbortHandoff(27, std::string(300, 'r')).code(),
+                  StatusCode::kInvalidArgument);
+      },
+      StatusCode::kAborted, milliseconds(3000), "request 25 cancelled");
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return Metric(1, "kvcake_cluster_handoffs_received_total{outcome=\"aborted\"}") >=
+               std::max(0.0, before) + 1;
+      },
+      milliseconds(3000)));
+}
+
+// A hand-off to the prefill engine's own member (decode on the same node)
+// fails the same way when the prefill engine aborts it or disconnects.
+TEST_F(HandoffTest, ASameNodeHandoffFailsWhenItsPrefillEngineGoesAway) {
+  auto prefill = Engine(0);
+  auto decode = Engine(0);
+  ASSERT_TRUE(prefill && decode);
+  const std::vector<uint64_t> chain = Chain(*prefill, 28);
+  std::vector<std::vector<char>> values;
+  ASSERT_TRUE(prefill->PutHandoff(WholeRequestTo("a", 28), Layer(chain, 0, &values)).ok());
+  ASSERT_TRUE(prefill->PutHandoff(WholeRequestTo("a", 29), Layer(chain, 1, &values)).ok());
+  EXPECT_TRUE(prefill->AbortHandoff(28, "cancelled").ok());
+  Status s = decode->WaitHandoff(28, milliseconds(3000));
+  EXPECT_EQ(s.code(), StatusCode::kAborted) << s.ToString();
+  EXPECT_NE(s.ToString().find("cancelled"), std::string::npos) << s.ToString();
+  const auto start = Clock::now();
+  prefill.reset();
+  s = decode->WaitHandoff(29, milliseconds(10000));
+  EXPECT_EQ(s.code(), StatusCode::kAborted) << s.ToString();
+  EXPECT_LT(MsSince(start), 5000);
+}
+
 // The prefill member dies mid hand-off: the decode member learns it from
 // the membership (within about the member TTL, 2 s) and fails the hand-off
 // with UNAVAILABLE rather than letting WaitHandoff run to its timeout.
@@ -417,6 +465,14 @@ TEST_F(HandoffTest, TheCApiHandsOffAndWaits) {
   EXPECT_EQ(kvcake_wait_handoff(b, 0, 10), -KVCAKE_E_INVALID_ARGUMENT);
   EXPECT_EQ(kvcake_wait_handoff(b, 31, 600001), -KVCAKE_E_INVALID_ARGUMENT);
   EXPECT_EQ(kvcake_wait_handoff(nullptr, 31, 10), -KVCAKE_E_INVALID_ARGUMENT);
+  // Aborting: a hand-off in progress, then one that is not.
+  EXPECT_EQ(kvcake_put_handoff(a, "b", 36, 2, chain.data(), &layer0, &one_buf, 1), 0)
+      << kvcake_last_error();
+  EXPECT_EQ(kvcake_abort_handoff(a, 36, "cancelled"), 0) << kvcake_last_error();
+  EXPECT_EQ(kvcake_wait_handoff(b, 36, 3000), -KVCAKE_E_ABORTED);
+  EXPECT_EQ(kvcake_abort_handoff(a, 36, nullptr), -KVCAKE_E_NOT_FOUND);
+  EXPECT_EQ(kvcake_abort_handoff(a, 0, nullptr), -KVCAKE_E_INVALID_ARGUMENT);
+  EXPECT_EQ(kvcake_abort_handoff(nullptr, 36, nullptr), -KVCAKE_E_INVALID_ARGUMENT);
   kvcake_close(a);
   kvcake_close(b);
 }

@@ -32,7 +32,7 @@ void Check(std::string_view bytes) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string_view bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 21) {
+  switch (data[0] % 22) {
     case 0:
       Check<PingRequest>(bytes);
       break;
@@ -92,6 +92,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 19:
       Check<HandoffNoticeRequest>(bytes);
+      break;
+    case 20:
+      Check<HandoffAbortRequest>(bytes);
       break;
     default:
       Check<ErrorResponse>(bytes);

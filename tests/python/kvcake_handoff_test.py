@@ -139,6 +139,22 @@ class HandoffTest(unittest.TestCase):
         self.assertEqual(e.exception.code, "DEADLINE_EXCEEDED")
         self.assertLess(time.monotonic() - start, 5)
 
+    def test_an_aborted_handoff_ends_the_decode_wait(self):
+        prefill, decode = self.engine(self.prefill_daemon), self.engine(self.decode_daemon)
+        chain = prefill.hash_tokens(range(200, 216))
+        prefill.put_handoff("decode", 79, LAYERS * len(chain), chain, [0] * len(chain),
+                            [pattern(i * LAYERS) for i in range(len(chain))])
+        prefill.abort_handoff(79, "request cancelled")
+        start = time.monotonic()
+        with self.assertRaises(kvcake.KvcakeError) as e:
+            decode.wait_handoff(79, 10000)
+        self.assertEqual(e.exception.code, "ABORTED")
+        self.assertIn("request cancelled", str(e.exception))
+        self.assertLess(time.monotonic() - start, 5)
+        with self.assertRaises(kvcake.KvcakeError) as e:
+            prefill.abort_handoff(79)
+        self.assertEqual(e.exception.code, "NOT_FOUND")
+
 
 if __name__ == "__main__":
     unittest.main()

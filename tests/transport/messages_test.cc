@@ -85,6 +85,8 @@ TEST(MessagesTest, RoundTripsEveryMessage) {
   KeyedRequest rooted{5, 6, {{11, 0}, {12, 31}}, {11, 0}};
   EXPECT_EQ(RoundTrip(rooted), rooted);
   KeyedRequest handoff{5, 6, {{11, 0}, {12, 31}}, {}, "node-b", 77, 64};
+  KeyedRequest pushed{5, 6, {{11, 0}}, {}, "node-b", 77, 64, "node-a"};
+  EXPECT_EQ(RoundTrip(pushed), pushed);
   EXPECT_EQ(RoundTrip(handoff), handoff);
   EXPECT_EQ(RoundTrip(HandoffWaitRequest{77, 2000}), (HandoffWaitRequest{77, 2000}));
   NcclConnectRequest nccl{"secret", "node-a", 3, SampleNcclId()};
@@ -94,6 +96,8 @@ TEST(MessagesTest, RoundTripsEveryMessage) {
   EXPECT_EQ(RoundTrip(announce), announce);
   HandoffNoticeRequest failed{"t", "node-a", 5, 77, 64, 10, "engine gone", {}};
   EXPECT_EQ(RoundTrip(failed), failed);
+  HandoffAbortRequest abort{5, 6, 77, "request cancelled"};
+  EXPECT_EQ(RoundTrip(abort), abort);
   KeyCodesResponse codes{{0, 5, 6}};
   EXPECT_EQ(RoundTrip(codes), codes);
   KeyCodesResponse summed{{0, 5, 0}, {0x1234, 0x5678}};
@@ -153,6 +157,7 @@ TEST(MessagesTest, NcclConnectLimits) {
   EXPECT_EQ(Decode(Encode(NcclConnectResponse{kMaxCudaDevice + 1}), &rout).code(),
             StatusCode::kInvalidArgument);
   ExpectTruncationsRefused(HandoffNoticeRequest{"t", "a", 5, 77, 64, 0, "", {{11, 0}}});
+  ExpectTruncationsRefused(HandoffAbortRequest{5, 6, 77, "why"});
 }
 
 TEST(MessagesTest, HandoffFieldLimits) {
@@ -190,6 +195,26 @@ TEST(MessagesTest, HandoffFieldLimits) {
             StatusCode::kInvalidArgument);
   EXPECT_EQ(notice({"t", "a", 5, 7, 4, 0, "", {{1, 0}}}), StatusCode::kOk);
   EXPECT_EQ(notice({"t", "a", 5, 7, 4, 14, "member left", {}}), StatusCode::kOk);
+  // A pushed put names its source only with a target, and not empty.
+  KeyedRequest pout;
+  std::string pushed = Encode(KeyedRequest{5, 6, {{1, 0}}, {}, "b", 7, 4, "a"});
+  EXPECT_TRUE(Decode(pushed, &pout).ok());
+  EXPECT_EQ(pout.source_node, "a");
+  EXPECT_EQ(Decode(pushed.substr(0, pushed.size() - 1), &pout).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Decode(Encode(KeyedRequest{5, 6, {{1, 0}}, {}, "", 0, 0, "a"}), &pout).code(),
+            StatusCode::kInvalidArgument);
+  std::string empty_source = Encode(KeyedRequest{5, 6, {{1, 0}}, {}, "b", 7, 4});
+  empty_source.append(4, '\0');  // a zero-length string
+  EXPECT_EQ(Decode(empty_source, &pout).code(), StatusCode::kInvalidArgument);
+  // An abort names a hand-off and says why in a bounded message.
+  HandoffAbortRequest aout;
+  EXPECT_EQ(Decode(Encode(HandoffAbortRequest{5, 6, 0, ""}), &aout).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Decode(Encode(HandoffAbortRequest{5, 6, 7, std::string(kMaxNameBytes + 1, 'm')}), &aout)
+                .code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Decode(Encode(HandoffAbortRequest{5, 6, 7, ""}), &aout).ok());
 }
 
 TEST(MessagesTest, ClusterMessageLimits) {

@@ -309,10 +309,17 @@ class KVCAKE_API Client {
   // OpenPutStream whose groups are hand-off puts to `target`: submit each
   // layer as the prefill produces it; its push overlaps the next layers.
   virtual Result<std::unique_ptr<PutStream>> OpenHandoffStream(const HandoffTarget& target) = 0;
+  // Prefill side: gives up hand-off `handoff_id` (a cancelled request) before
+  // all its values were saved. The decode side's WaitHandoff and the gets
+  // waiting for its values end at once with ABORTED and `reason` instead of
+  // at their deadlines. NOT_FOUND if no hand-off of that id is in progress
+  // from this client's daemon (already complete, or never started).
+  // Disconnecting aborts every unfinished hand-off of the client the same way.
+  virtual Status AbortHandoff(uint64_t handoff_id, std::string_view reason) = 0;
   // Decode side: waits until every value of hand-off `handoff_id` has arrived
   // at this daemon. OK, DEADLINE_EXCEEDED (not complete within `timeout`,
   // at most 600 s, or never announced here), ABORTED (the prefill engine
-  // disconnected before saving every value), UNAVAILABLE (the prefill member
+  // disconnected or aborted it before saving every value), UNAVAILABLE (the prefill member
   // left the cluster, or this daemon is gone). A get of a value the hand-off
   // is still bringing waits for it (--handoff_wait_ms) and ends with that
   // ABORTED / UNAVAILABLE error if the hand-off fails meanwhile.

@@ -176,9 +176,14 @@ KVCAKE_API int kvcake_put_handoff(kvcake_client* c, const char* target_node, uin
 KVCAKE_API int kvcake_put_stream_open_handoff(kvcake_client* c, const char* target_node,
                                               uint64_t handoff_id, int32_t total_blocks,
                                               kvcake_put_stream** out);
+/* Prefill side: gives up hand-off `handoff_id` before all its values were saved (a cancelled
+   request); its decode side's waits end at once with -KVCAKE_E_ABORTED and `reason` (may be
+   NULL). -KVCAKE_E_NOT_FOUND if no hand-off of that id is in progress from this daemon. */
+KVCAKE_API int kvcake_abort_handoff(kvcake_client* c, uint64_t handoff_id, const char* reason);
 /* Decode side: waits up to timeout_ms (<= 600000) until every value of hand-off `handoff_id`
    has arrived at this client's daemon: 0, -KVCAKE_E_DEADLINE_EXCEEDED, or the hand-off's
-   failure on the prefill side (-KVCAKE_E_ABORTED: the prefill engine disconnected first;
+   failure on the prefill side (-KVCAKE_E_ABORTED: the prefill engine disconnected or aborted
+   it first;
    -KVCAKE_E_UNAVAILABLE: the prefill member left the cluster). */
 KVCAKE_API int kvcake_wait_handoff(kvcake_client* c, uint64_t handoff_id, int64_t timeout_ms);
 

@@ -129,6 +129,7 @@ def _declare(lib):
         "kvcake_put_stream_open_handoff": (_c_int, [_c_void_p, _c_char_p, _c_uint64, _c_int32,
                                                     _P(_c_void_p)]),
         "kvcake_wait_handoff": (_c_int, [_c_void_p, _c_uint64, _c_int64]),
+        "kvcake_abort_handoff": (_c_int, [_c_void_p, _c_uint64, _c_char_p]),
         "kvcake_delete": (_c_int, [_c_void_p, _P(_c_uint64), _P(_c_int32), _c_int,
                                    _P(_c_int32)]),
         "kvcake_report_layer_stats": (_c_int, [_c_void_p, _c_int32, _c_double, _P(_c_uint64),
@@ -605,6 +606,12 @@ class Client(_Closing):
         s = PutStream(self, handle)
         self._pending.add(s)
         return s
+
+    def abort_handoff(self, handoff_id, reason=""):
+        """Prefill side: gives up hand-off `handoff_id` (a cancelled request); the decode
+        side's waits end at once with ABORTED. Raises KvcakeError NOT_FOUND if no hand-off
+        of that id is in progress from this daemon."""
+        _check(self._lib.kvcake_abort_handoff(self._h(), handoff_id, reason.encode()))
 
     def wait_handoff(self, handoff_id, timeout_ms):
         """Decode side: waits until every value of hand-off `handoff_id` arrived at this
