@@ -206,19 +206,25 @@ def capture_prompt(torch, net, prompt, lens, answer, window):
     "answer": [per block] per KV head}."""
     c = net.c
     size, n = len(prompt), len(lens)
-    x = torch.tensor([list(prompt + answer)], dtype=torch.long)
+    # The model's start-of-text byte, if it has one, opens the prompt and
+    # belongs to block 0 (as <s> belongs to a real prompt's first block).
+    b = int(c.bos >= 0)
+    x = torch.tensor([[c.bos] * b + list(prompt + answer)], dtype=torch.long)
     with torch.no_grad():
         _, probs = net(x, want_probs=True)
-    owner = torch.zeros(size, n, dtype=torch.float64)
-    pos = 0
+    keys = b + size  # the opening byte and the prompt
+    owner = torch.zeros(keys, n, dtype=torch.float64)
+    owner[:b, 0] = 1.0
+    pos = b
     for i, length in enumerate(lens):
         owner[pos:pos + length, i] = 1.0
         pos += length
     w = min(window, size)
     layers = []
     for layer, p in enumerate(probs):
-        # [H, T, prompt] -> per block [H, T, n] -> per KV group [G, group, T, n]
-        per_block = p[0, :, :, :size].double() @ owner
+        # Queries: the prompt and answer bytes (not the opening byte).
+        # [H, T, keys] -> per block [H, T, n] -> per KV group [G, group, T, n]
+        per_block = p[0, :, b:, :keys].double() @ owner
         g = per_block.view(c.n_kv_head, c.n_head // c.n_kv_head, -1, n).mean(dim=1)
         win = g[:, size - w:size, :]
         mean = win.mean(dim=1)
@@ -331,7 +337,7 @@ def capture(args):
             continue
         tokens = block_tokens(ids, length)
         prompt, lens, answer, source = builder.build(ids, tokens)
-        if len(prompt) + len(answer) > ctx:
+        if (net.c.bos >= 0) + len(prompt) + len(answer) > ctx:
             skipped += 1
             continue
         quoted += source >= 0

@@ -77,6 +77,10 @@ class Config:
         self.d_ff = 1024
         self.ctx = 512
         self.rope_base = 10000.0
+        # The byte that opens every sequence the model sees (-1: none). NUL is
+        # also the corpus' document separator, so it reads as "start of text",
+        # as <s> does for the models kvcake serves; their attention sink sits on it.
+        self.bos = -1
         for k, v in kw.items():
             if not hasattr(self, k):
                 raise ValueError(f"unknown config field {k}")
@@ -90,6 +94,11 @@ class Config:
         hd = d // self.n_head
         attn = d * d + 2 * d * hd * self.n_kv_head + d * d
         return self.vocab * d + l * (attn + 3 * d * f + 2 * d) + d
+
+
+def with_bos(c, seq):
+    """seq (a list of byte values) behind the model's opening byte, if it has one."""
+    return ([c.bos] if c.bos >= 0 else []) + list(seq)
 
 
 def rope(x, base):

@@ -5,6 +5,9 @@ A small model trained briefly learns previous-token heads but neither an
 attention sink nor induction heads, and its attention then says little about a
 real model's. Every capture is gated on this probe:
 
+Sequences open with the model's start-of-text byte when it has one, as every
+sequence it saw in training did.
+
   sink       per layer, attention on the first token from queries past the
              first quarter of a window, over what uniform attention would give
              it (mean over heads). Gate: the best middle layer (L/3..2L/3) and
@@ -39,8 +42,10 @@ REPEAT = 64
 def sink_ratios(net, val, device, windows=8):
     ctx = net.c.ctx
     rng = random.Random(7)
-    starts = [rng.randrange(0, len(val) - ctx) for _ in range(windows)]
-    x = torch.stack([val[s:s + ctx] for s in starts]).long().to(device)
+    n = ctx - (net.c.bos >= 0)
+    starts = [rng.randrange(0, len(val) - n) for _ in range(windows)]
+    x = torch.tensor([M.with_bos(net.c, val[s:s + n].tolist()) for s in starts],
+                     device=device)
     _, probs = net(x, want_probs=True)
     q0 = ctx // 4
     uniform = (1.0 / torch.arange(q0 + 1, ctx + 1, device=device, dtype=torch.float32)).mean()
@@ -53,16 +58,17 @@ def induction(net, device, seqs=8):
     rows = []
     for _ in range(seqs):
         r = [rng.randrange(32, 127) for _ in range(REPEAT)]
-        rows.append(r + r)
+        rows.append(M.with_bos(net.c, r + r))
     x = torch.tensor(rows, device=device)
+    b = int(net.c.bos >= 0)  # where the first copy starts
     logits, probs = net(x, want_probs=True)
     per_layer = []
-    i = torch.arange(REPEAT + 1, 2 * REPEAT, device=device)
+    i = torch.arange(b + REPEAT + 1, b + 2 * REPEAT, device=device)
     for p in probs:
         # p: [B, H, T, T]; attention from i to i - REPEAT + 1
         a = p[:, :, i, i - REPEAT + 1].float().mean(dim=(0, 2))
         per_layer.append([float(v) for v in a])
-    ce = F.cross_entropy(logits[:, :-1].float().reshape(-1, 256), x[:, 1:].reshape(-1),
+    ce = F.cross_entropy(logits[:, b:-1].float().reshape(-1, 256), x[:, b + 1:].reshape(-1),
                          reduction="none").view(seqs, -1)
     first = float(ce[:, :REPEAT - 1].mean())
     second = float(ce[:, REPEAT:].mean())

@@ -14,6 +14,15 @@ Presets (override any field with --set NAME=VALUE):
        (~30M parameters, ~0.5B tokens)
   cpu: 6 layers, d 128, 8 / 2 heads, ctx 256, batch 16, 5000 steps
        (~1.4M parameters, ~20M tokens: hours on two idle cores)
+
+From step `augment_from` on, every window opens with the NUL byte (the corpus'
+document separator, the model's start-of-text) and a share `repeat_frac` of the
+windows quote an earlier span of themselves: text A, then a copy of a piece of
+A (16 bytes to half the window). Source code repeats itself too, but rarely
+within one window; the quotes make the copying circuit (induction heads) form
+within a CPU-sized budget, and the fixed first byte gives the attention sink a
+place to settle, as <s> does in the models kvcake serves. The cpu preset
+starts them at step 1000, after plain text has taught the byte statistics.
   tiny: a smoke test (seconds)
 """
 
@@ -34,12 +43,16 @@ import model as M  # noqa: E402
 import probe as P  # noqa: E402
 
 PRESETS = {
-    "gpu": dict(model=dict(n_layer=8, d_model=512, n_head=8, n_kv_head=2, d_ff=2048, ctx=1024),
-                batch=64, steps=8000, lr=1e-3, warmup=300),
-    "cpu": dict(model=dict(n_layer=6, d_model=128, n_head=8, n_kv_head=2, d_ff=512, ctx=256),
-                batch=16, steps=5000, lr=2e-3, warmup=200),
-    "tiny": dict(model=dict(n_layer=2, d_model=64, n_head=4, n_kv_head=2, d_ff=128, ctx=64),
-                 batch=4, steps=20, lr=3e-3, warmup=5),
+    "gpu": dict(model=dict(n_layer=8, d_model=512, n_head=8, n_kv_head=2, d_ff=2048, ctx=1024,
+                           bos=0),
+                batch=64, steps=8000, lr=1e-3, warmup=300, augment_from=0, repeat_frac=0.5),
+    "cpu": dict(model=dict(n_layer=6, d_model=128, n_head=8, n_kv_head=2, d_ff=512, ctx=256,
+                           bos=0),
+                batch=16, steps=5000, lr=2e-3, warmup=200, augment_from=1000,
+                repeat_frac=0.5),
+    "tiny": dict(model=dict(n_layer=2, d_model=64, n_head=4, n_kv_head=2, d_ff=128, ctx=64,
+                            bos=0),
+                 batch=4, steps=20, lr=3e-3, warmup=5, augment_from=10, repeat_frac=0.5),
 }
 
 
@@ -57,6 +70,8 @@ def parse_args():
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--probe-every", type=int, default=1000)
+    ap.add_argument("--until-probe-passes", action="store_true",
+                    help="stop (checkpointed) at the first probe that passes")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop (checkpointed) after this")
     return ap.parse_args()
 
@@ -77,13 +92,27 @@ def setup(args):
     return preset
 
 
-def batches(data, ctx, batch, seed, step):
+def batches(data, ctx, batch, seed, step, preset, bos):
     """The batch of step `step`: the same for a seed whatever the restarts."""
     rng = random.Random(seed * 1_000_003 + step)
     starts = [rng.randrange(0, len(data) - ctx - 1) for _ in range(batch)]
-    x = torch.stack([data[s:s + ctx] for s in starts])
-    y = torch.stack([data[s + 1:s + ctx + 1] for s in starts])
-    return x.long(), y.long()
+    if step < preset.get("augment_from", 1 << 62) or bos < 0:
+        x = torch.stack([data[s:s + ctx] for s in starts])
+        y = torch.stack([data[s + 1:s + ctx + 1] for s in starts])
+        return x.long(), y.long()
+    rows = []
+    for s in starts:
+        if rng.random() < preset["repeat_frac"]:
+            # NUL, text A (p bytes), then a quote of A filling the window.
+            p = rng.randrange(ctx // 2, ctx - 16 + 1)
+            a = data[s:s + p]
+            u = rng.randrange(0, 2 * p - ctx + 1)
+            row = torch.cat([a, a[u:u + ctx - p]])
+        else:
+            row = data[s:s + ctx]
+        rows.append(torch.cat([torch.tensor([bos], dtype=torch.uint8), row]))
+    seq = torch.stack(rows).long()
+    return seq[:, :-1].contiguous(), seq[:, 1:].contiguous()
 
 
 def lr_at(step, preset):
@@ -118,6 +147,7 @@ def main():
                 params=sum(p.numel() for p in net.parameters()),
                 corpus=provenance,
                 batch=preset["batch"], steps=preset["steps"],
+                augment_from=preset.get("augment_from"), repeat_frac=preset.get("repeat_frac"),
                 tokens=preset["batch"] * cfg.ctx * preset["steps"])
     with open(os.path.join(args.out, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
@@ -133,7 +163,7 @@ def main():
     while step < preset["steps"]:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, preset)
-        x, y = batches(train, cfg.ctx, preset["batch"], args.seed, step)
+        x, y = batches(train, cfg.ctx, preset["batch"], args.seed, step, preset, cfg.bos)
         x, y = x.to(args.device), y.to(args.device)
         amp = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if use_amp
                else contextlib.nullcontext())
@@ -160,6 +190,10 @@ def main():
             with open(os.path.join(args.out, "probe.log"), "a") as f:
                 f.write(f"step {step}\n{P.format_table(table)}\n")
             print(P.format_table(table), flush=True)
+            if table["passed"] and args.until_probe_passes:
+                save()
+                print(f"probe passed at step {step}; stopped", flush=True)
+                return 0
         if args.max_minutes and time.time() - t0 > args.max_minutes * 60:
             save()
             print(f"stopped after {args.max_minutes} min at step {step}; run again to resume")
