@@ -23,6 +23,7 @@
 #include "daemon/daemon.h"
 #include "daemon/startup_checks.h"
 #include "kvcake/version.h"
+#include "store/device_tier.h"
 #include "transport/nccl_channel.h"
 #include "transport/ucx_options.h"
 
@@ -262,12 +263,13 @@ Status CheckBeforeStart(const kvcake::admin::AdminServerOptions& admin,
   // GPU arena: a size past the machine's memory would end in the OOM killer.
   uint64_t prefaulted = o.store.host_capacity_bytes;
   std::string memory_flag = "host_bytes";
-#ifndef KVCAKE_HAVE_CUDA
-  if (o.store.device_capacity_bytes > 0) {
+  kvcake::store::DeviceTier::Options device;
+  device.allow_cuda = o.store.device_allow_cuda;
+  device.cuda_device = o.store.cuda_device;
+  if (o.store.device_capacity_bytes > 0 && kvcake::store::DeviceTier::WouldEmulate(device)) {
     prefaulted += o.store.device_capacity_bytes;
     memory_flag = "host_bytes plus --gpu_bytes (emulated on host memory)";
   }
-#endif
   RETURN_IF_ERROR(kvcake::daemon::CheckMemoryFits(memory_flag, prefaulted));
   return kvcake::daemon::CheckSsdPath(o.store.ssd_path);
 }

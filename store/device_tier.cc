@@ -31,6 +31,16 @@ Status DeviceTier::Options::Validate() const {
   return Status::Ok();
 }
 
+bool DeviceTier::WouldEmulate(const Options& options) {
+#if defined(KVCAKE_HAVE_CUDA)
+  if (!options.allow_cuda) return true;
+  int n = 0;
+  if (cudaGetDeviceCount(&n) == cudaSuccess && n > options.cuda_device) return false;
+  cudaGetLastError();  // clear the sticky "no device" error
+#endif
+  return true;
+}
+
 Result<std::unique_ptr<DeviceTier>> DeviceTier::Open(const Options& options) {
   RETURN_IF_ERROR(options.Validate());
   std::unique_ptr<DeviceTier> t(new DeviceTier());

@@ -30,6 +30,9 @@ class DeviceTier {
   };
 
   static Result<std::unique_ptr<DeviceTier>> Open(const Options& options);
+  // True if Open(options) would make the emulated device (host memory): a
+  // build without CUDA, allow_cuda false, or no GPU `cuda_device` at runtime.
+  static bool WouldEmulate(const Options& options);
   ~DeviceTier();
   DeviceTier(const DeviceTier&) = delete;
   DeviceTier& operator=(const DeviceTier&) = delete;

@@ -24,6 +24,7 @@ TEST(StoreGpuTest, CudaArenaRoundTrip) {
   DeviceTier::Options o;
   o.num_slots = 8;
   o.slot_bytes = 1 << 20;
+  EXPECT_FALSE(DeviceTier::WouldEmulate(o));
   auto t = DeviceTier::Open(o);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   ASSERT_TRUE((*t)->is_cuda());

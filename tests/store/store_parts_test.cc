@@ -134,6 +134,23 @@ Result<std::unique_ptr<DeviceTier>> OpenEmulatedDeviceTier() {
   return DeviceTier::Open(o);
 }
 
+// The daemon's start-up memory check counts an emulated arena as host
+// memory: it must know, before opening it, when the arena will be emulated.
+TEST(DeviceTierTest, WouldEmulateWithoutCudaOrWithoutThatDevice) {
+  DeviceTier::Options o;
+  o.num_slots = 4;
+  o.slot_bytes = 4096;
+  o.allow_cuda = false;
+  EXPECT_TRUE(DeviceTier::WouldEmulate(o));
+  o.allow_cuda = true;
+  o.cuda_device = 1000;  // no machine has this GPU
+  EXPECT_TRUE(DeviceTier::WouldEmulate(o));
+  o.cuda_device = 0;
+  auto t = DeviceTier::Open(o);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(DeviceTier::WouldEmulate(o), !(*t)->is_cuda());
+}
+
 TEST(DeviceTierTest, EmulatedArenaSizeIsSealed) {
   auto t = OpenEmulatedDeviceTier();
   ASSERT_TRUE(t.ok()) << t.status().ToString();
