@@ -244,7 +244,13 @@ int Run() {
       auto l = c->LookupPrefixDetail(chain, 0, {.local_only = true});
       return l.ok() && l->total == chain.size();
     };
-    while (!local()) std::this_thread::sleep_for(milliseconds(1));
+    while (!local()) {
+      if (Clock::now() - t0 > milliseconds(10000)) {
+        std::fprintf(stderr, "C never held the prefetched chain\n");
+        return 1;
+      }
+      std::this_thread::sleep_for(milliseconds(1));
+    }
     fetch_alone.push_back(Seconds(Clock::now() - t0));
     std::fill(buf.begin(), buf.end(), 0);
     const double l = TimedGet(*c, chain, buf, size, Clock::now());
