@@ -3,15 +3,20 @@
 // kvcaked (UCX tcp between them):
 //
 //  - remote get: an engine on C gets blocks that A holds, through its own
-//    daemon (C fetches them from A and keeps a copy), against the same
-//    engine getting them straight from A's daemon (one extra hop; goal
-//    >= 0.7x);
+//    daemon (C fetches them from A over UCX tcp and keeps a copy), against an
+//    engine getting them straight from A's daemon over UCX tcp (goal
+//    >= 0.7x). The engine reaches its own daemon C as a same-node engine
+//    does by default, through C's mapped host tier; --local_hop=tcp sends
+//    that hop over loopback tcp as well (then every byte crosses tcp twice
+//    on the same cores). Only C exposes its segment: A stands for another
+//    node, so the direct get always goes over tcp;
 //  - cluster lookup_prefix of a 1000-block chain answered by a remote
 //    directory owner, against the holder's local lookup (goal p50 <= 2x);
 //  - membership: kill -9 of a member to its removal everywhere, and a
 //    restart to its return.
 //
-//   kvcake-cluster-bench [--blocks=64] [--value_kib=1024] [--rounds=3] [--json]
+//   kvcake-cluster-bench [--blocks=64] [--value_kib=1024] [--rounds=5]
+//                        [--local_hop=mapped|tcp] [--phases] [--json]
 
 #include <gflags/gflags.h>
 #include <signal.h>
@@ -19,6 +24,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -39,9 +45,16 @@
 
 DEFINE_uint32(blocks, 64, "blocks per get round");
 DEFINE_uint32(value_kib, 1024, "value size in KiB");
-DEFINE_uint32(rounds, 3, "get rounds (each on fresh blocks)");
+DEFINE_uint32(rounds, 5, "get rounds (each on fresh blocks)");
 DEFINE_uint32(lookups, 300, "lookup_prefix calls per measurement");
 DEFINE_bool(json, false, "print one JSON object");
+DEFINE_string(local_hop, "mapped",
+              "how the engine on C reaches its own daemon: mapped (C exposes its host tier "
+              "to same-node clients, the default of kvcaked and the client) or tcp (UCX tcp "
+              "like the direct get)");
+DEFINE_bool(phases, false,
+            "also time the remote get's two hops apart: C's fetch from A alone (a prefetch "
+            "until C holds every block) and then C's local get of them");
 
 namespace kvcake {
 namespace {
@@ -70,7 +83,8 @@ struct Bench {
             "--io_threads=2",
             "--host_bytes=2GiB",
             "--slot_bytes=" + std::to_string(value_bytes),
-            "--expose_host_segment=false",
+            "--expose_host_segment=" +
+                std::string(id == "c" && FLAGS_local_hop == "mapped" ? "true" : "false"),
             "--ssd_path=" + dir.path() + "/ssd-" + id,
             "--admin_listen=127.0.0.1:0",
             "--log_level=warning"};
@@ -79,8 +93,9 @@ struct Bench {
   size_t Members(size_t i) { return cluster::testing::LiveMembers(nodes[i]->admin_address()); }
 
   std::unique_ptr<Client> Engine(size_t i) {
-    auto c = testing::ConnectEngine(testing::EngineOptions(nodes[i]->address(), "bench"),
-                                    testing::TestGeometry(1, value_bytes));
+    ClientOptions o = testing::EngineOptions(nodes[i]->address(), "bench");
+    o.use_mapped_path = true;  // only C offers its segment (--local_hop=mapped)
+    auto c = testing::ConnectEngine(o, testing::TestGeometry(1, value_bytes));
     if (!c.ok()) {
       std::fprintf(stderr, "engine: %s\n", c.status().ToString().c_str());
       return nullptr;
@@ -95,22 +110,53 @@ std::vector<uint64_t> Chain(Client& c, uint32_t seed, size_t n) {
   return c.HashTokens(tokens);
 }
 
-// Seconds to get every block of `chain` (layer 0) through `c`; -1 on a miss.
+// Whether the directory places all of `chain` (layer 0) somewhere, asked
+// through `probe` without prefetching: a probing lookup must not start a
+// fetch of its own (to the probe's node) that competes with the measurement.
+bool Published(Client& probe, const std::vector<uint64_t>& chain) {
+  auto l = probe.LookupPrefixDetail(chain, 0, {.prefetch = false});
+  return l.ok() && l->total == chain.size();
+}
+
+// Fills `data` with bytes that differ per round and per position.
+void Fill(std::vector<char>& data, uint32_t round) {
+  uint64_t x = 0x9e3779b97f4a7c15ull * (round + 1);
+  for (size_t i = 0; i < data.size(); i += sizeof(x)) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::memcpy(&data[i], &x, std::min(sizeof(x), data.size() - i));
+  }
+}
+
+// Seconds from `start` until every block of `chain` (layer 0) is in `buf`,
+// got through `c`; -1 on a miss.
 double TimedGet(Client& c, const std::vector<uint64_t>& chain, std::vector<char>& buf,
-                uint64_t size) {
+                uint64_t size, Clock::time_point start) {
   std::vector<GetBlock> blocks;
   for (size_t i = 0; i < chain.size(); ++i) blocks.push_back({chain[i], 0, &buf[i * size]});
   std::vector<bool> found;
-  const auto t0 = Clock::now();
   Status s = c.Get(blocks, &found);
-  const double secs = Seconds(Clock::now() - t0);
+  const double secs = Seconds(Clock::now() - start);
   if (!s.ok() || std::count(found.begin(), found.end(), true) != static_cast<long>(chain.size())) {
     return -1;
   }
   return secs;
 }
 
+// Whether the first `bytes` of `got` are those of `want` (checked after a
+// timed get, outside its time; `got` is cleared before each get).
+bool SameBytes(const std::vector<char>& got, const std::vector<char>& want, uint64_t bytes) {
+  if (std::memcmp(got.data(), want.data(), bytes) == 0) return true;
+  std::fprintf(stderr, "a get returned wrong bytes\n");
+  return false;
+}
+
 int Run() {
+  if (FLAGS_local_hop != "mapped" && FLAGS_local_hop != "tcp") {
+    std::fprintf(stderr, "--local_hop must be mapped or tcp, got '%s'\n", FLAGS_local_hop.c_str());
+    return 2;
+  }
   Bench b;
   b.value_bytes = static_cast<uint64_t>(FLAGS_value_kib) * 1024;
   auto etcd = cluster::testing::EtcdProcess::Start();
@@ -134,7 +180,7 @@ int Run() {
     return 1;
   }
   auto a = b.Engine(0);
-  auto probe = b.Engine(1);  // watches publishing without fetching to C
+  auto probe = b.Engine(1);  // watches publishing (never fetching anything to B)
   auto c = b.Engine(2);
   if (!a || !probe || !c) return 1;
   const uint64_t size = b.value_bytes;
@@ -152,22 +198,26 @@ int Run() {
   for (uint32_t r = 0; r <= FLAGS_rounds; ++r) {
     progress.Update(r == 0 ? 0 : r - 1, steps, "get round " + std::to_string(r));
     std::vector<uint64_t> chain = Chain(*a, r + 1, FLAGS_blocks);
+    Fill(data, r);
     std::vector<PutBlock> puts;
     for (size_t i = 0; i < chain.size(); ++i) puts.push_back({chain[i], 0, &data[i * size]});
     if (!a->Put(puts, nullptr).ok()) return 1;
     // Direct: the engine on C's host asks A's daemon itself.
-    double d = TimedGet(*a, chain, buf, size);
-    if (!WaitFor([&] { return probe->LookupPrefix(chain, 0).value_or(0) == chain.size(); },
-                 milliseconds(5000))) {
+    const uint64_t bytes = chain.size() * size;
+    std::fill(buf.begin(), buf.end(), 0);
+    double d = TimedGet(*a, chain, buf, size, Clock::now());
+    if (d > 0 && !SameBytes(buf, data, bytes)) d = -1;
+    if (!WaitFor([&] { return Published(*probe, chain); }, milliseconds(5000))) {
       std::fprintf(stderr, "the directory never had the chain\n");
       return 1;
     }
     // Remote: the engine on C looks the prefix up and gets it through its own
     // daemon, which fetches from A (the lookup is part of the time).
+    std::fill(buf.begin(), buf.end(), 0);
     const auto t0 = Clock::now();
     auto where = c->LookupPrefix(chain, 0);
-    double t = TimedGet(*c, chain, buf, size);
-    if (t > 0) t = Seconds(Clock::now() - t0);
+    double t = TimedGet(*c, chain, buf, size, t0);
+    if (t > 0 && !SameBytes(buf, data, bytes)) t = -1;
     if (!where.ok() || *where != chain.size()) t = -1;
     if (d <= 0 || t <= 0) {
       std::fprintf(stderr, "a get missed (direct %.3f, remote %.3f)\n", d, t);
@@ -176,6 +226,36 @@ int Run() {
     if (r == 0) continue;
     direct.push_back(d);
     remote.push_back(t);
+  }
+  // ---- the two hops apart (diagnostic) --------------------------------------
+  std::vector<double> fetch_alone, local_get;
+  for (uint32_t r = 0; FLAGS_phases && r < FLAGS_rounds; ++r) {
+    std::vector<uint64_t> chain = Chain(*a, 500 + r, FLAGS_blocks);
+    Fill(data, 500 + r);
+    std::vector<PutBlock> puts;
+    for (size_t i = 0; i < chain.size(); ++i) puts.push_back({chain[i], 0, &data[i * size]});
+    if (!a->Put(puts, nullptr).ok()) return 1;
+    if (!WaitFor([&] { return Published(*probe, chain); }, milliseconds(5000))) {
+      return 1;
+    }
+    const auto t0 = Clock::now();
+    if (c->LookupPrefix(chain, 0).value_or(0) != chain.size()) return 1;
+    auto local = [&] {
+      auto l = c->LookupPrefixDetail(chain, 0, {.local_only = true});
+      return l.ok() && l->total == chain.size();
+    };
+    while (!local()) {
+      if (Clock::now() - t0 > milliseconds(10000)) {
+        std::fprintf(stderr, "C never held the prefetched chain\n");
+        return 1;
+      }
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+    fetch_alone.push_back(Seconds(Clock::now() - t0));
+    std::fill(buf.begin(), buf.end(), 0);
+    const double l = TimedGet(*c, chain, buf, size, Clock::now());
+    if (l <= 0 || !SameBytes(buf, data, chain.size() * size)) return 1;
+    local_get.push_back(l);
   }
   const double bytes = static_cast<double>(FLAGS_blocks) * size;
   const double direct_gbps = bytes / Median(direct) / 1e9;
@@ -189,8 +269,7 @@ int Run() {
     for (uint64_t h : chain) puts.push_back({h, 0, data.data()});
     if (!a->Put(puts, nullptr).ok()) return 1;
   }
-  if (!WaitFor([&] { return probe->LookupPrefix(chain, 0).value_or(0) == chain.size(); },
-               milliseconds(5000))) {
+  if (!WaitFor([&] { return Published(*probe, chain); }, milliseconds(5000))) {
     return 1;
   }
   std::vector<double> local_us, remote_us;
@@ -224,6 +303,7 @@ int Run() {
   const double get_ratio = remote_gbps / direct_gbps;
   const double lookup_ratio = Median(remote_us) / Median(local_us);
   nlohmann::json j = {{"value_bytes", size},
+                      {"local_hop", FLAGS_local_hop},
                       {"blocks", FLAGS_blocks},
                       {"direct_get_gbps", direct_gbps},
                       {"remote_get_gbps", remote_gbps},
@@ -234,16 +314,26 @@ int Run() {
                       {"member_ttl_s", 2},
                       {"kill_to_removal_s", removal_s},
                       {"restart_to_rejoin_s", rejoin_s}};
+  if (FLAGS_phases) {
+    j["fetch_alone_gbps"] = bytes / Median(fetch_alone) / 1e9;
+    j["local_get_on_c_gbps"] = bytes / Median(local_get) / 1e9;
+  }
   if (FLAGS_json) {
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("kvcake-cluster-bench: etcd + 3 kvcaked on 127.0.0.1, UCX tcp, %u x %u KiB\n",
-              FLAGS_blocks, FLAGS_value_kib);
+  std::printf(
+      "kvcake-cluster-bench: etcd + 3 kvcaked on 127.0.0.1, UCX tcp, %u x %u KiB, "
+      "engine to its own daemon: %s\n",
+      FLAGS_blocks, FLAGS_value_kib, FLAGS_local_hop.c_str());
   std::printf(
       "  remote get via local daemon  %6.2f GB/s  vs direct get from holder %6.2f GB/s"
       "  = %.2fx (goal >= 0.70)\n",
       remote_gbps, direct_gbps, get_ratio);
+  if (FLAGS_phases) {
+    std::printf("  hops apart: C's fetch from A alone %6.2f GB/s, then C's local get %6.2f GB/s\n",
+                j["fetch_alone_gbps"].get<double>(), j["local_get_on_c_gbps"].get<double>());
+  }
   std::printf(
       "  lookup_prefix(1000) p50      %6.1f us remote owner vs %6.1f us local"
       "  = %.2fx (goal <= 2.00)\n",
