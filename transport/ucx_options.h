@@ -45,11 +45,12 @@ struct UcxOptions {
   // shared-memory lanes from PEER endpoints, so with them the mode stays
   // NONE). A client's mode travels in the handshake and the server's
   // endpoint to it uses the same one (UCX refuses a mismatched pair), so
-  // clients of both kinds share one server. Off by default: in UCX 1.13 it
-  // costs most of the tcp throughput (transport_bench tcp, 1 MiB gets: 4.2
-  // -> 0.9 GB/s, p99 of a small call 30 us -> 4 ms); dead peers are found by
-  // the RPC layer's deadlines, keepalives and idle timeouts and by UCX's
-  // connection-reset reports. Default false.
+  // clients of both kinds share one server. On by default: in mode NONE a
+  // peer that dies mid-transfer is undefined behaviour in UCX, and UCX 1.13
+  // then aborts the surviving process on internal assertions now and then.
+  // An early measurement on an idle machine showed a large tcp cost (1 MiB
+  // gets 4.2 -> 0.9 GB/s); under load transport_bench tcp later measured
+  // none/peer 1.06/1.24 and 1.71/1.49 GB/s, no cost visible. Default true.
   bool peer_error_handling = true;
   // Let UCX use zero-copy sends over tcp: its RDMA PUT emulation for
   // rendezvous (the "rma_bw" lanes) and zero-copy active messages. UCX 1.13
