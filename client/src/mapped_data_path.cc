@@ -1,13 +1,19 @@
 #include "client/src/mapped_data_path.h"
 
+#include <algorithm>
 #include <chrono>
+#include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "client/src/ucx_data_path.h"
 #include "client/src/wire.h"
 #include "common/bulk_copy.h"
 #include "common/copy_and_hash.h"
 #include "common/logging.h"
+#include "common/mutex.h"
+#include "common/thread_annotations.h"
 #include "common/tier.h"
 
 namespace kvcake::internal {
@@ -78,30 +84,124 @@ Status ReleasePins(const DataPathContext& ctx, Connection& conn,
   return Status::Ok();
 }
 
-// The host-segment part of GetMapped; `elsewhere` gets the indices of the
-// blocks the daemon has but not in a segment this client can read.
-Status GetMappedHost(const DataPathContext& ctx, Connection& conn, std::span<const GetBlock> blocks,
-                     std::vector<bool>* found, std::vector<size_t>* elsewhere) {
-  transport::GetPinRequest req = ctx.Request();
-  for (const GetBlock& b : blocks) {
-    if (!b.data) return InvalidArgumentError("null buffer");
-    req.keys.push_back(BlockRef{b.hash, b.layer});
-  }
-  const auto t0 = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
-                   conn.Call(RpcOp::kGetPin, transport::Encode(req), ctx.timeout));
+// Copies the values `slots` (the reply to a pin of `blocks`, sent at `t0`)
+// pinned, then releases the pins. `found` gets one entry per block;
+// `elsewhere` the indices (plus `base`) of blocks the daemon has but not in a
+// segment this client can read.
+Status CopyPinnedAndRelease(const DataPathContext& ctx, Connection& conn,
+                            std::span<const GetBlock> blocks, const std::vector<uint8_t>& meta,
+                            std::chrono::steady_clock::time_point t0, size_t base,
+                            std::vector<bool>* found, std::vector<size_t>* elsewhere) {
   transport::SlotsResponse slots;
   RETURN_IF_ERROR(transport::Decode(AsView(meta), &slots));
   if (slots.codes.size() != blocks.size()) return InternalError("PIN: wrong code count");
   found->assign(blocks.size(), false);
+  std::vector<size_t> unreadable;
   for (size_t i = 0; i < blocks.size(); ++i) {
     if (slots.codes[i] == static_cast<transport::KeyCode>(StatusCode::kUnavailable)) {
-      elsewhere->push_back(i);
+      unreadable.push_back(i);
     }
     if (slots.codes[i] != 0) continue;
-    if (CopyPinned(ctx, conn, slots, i, blocks[i], elsewhere)) (*found)[i] = true;
+    if (CopyPinned(ctx, conn, slots, i, blocks[i], &unreadable)) (*found)[i] = true;
   }
+  for (size_t i : unreadable) elsewhere->push_back(base + i);
   return ReleasePins(ctx, conn, slots, t0, found);
+}
+
+transport::GetPinRequest PinRequest(const DataPathContext& ctx, std::span<const GetBlock> blocks) {
+  transport::GetPinRequest req = ctx.Request();
+  for (const GetBlock& b : blocks) req.keys.push_back(BlockRef{b.hash, b.layer});
+  return req;
+}
+
+// A mapped get of at least two chunks of this many bytes is pinned chunk by
+// chunk (see GetMappedHost).
+constexpr uint64_t kPinChunkBytes = 8 << 20;
+
+// The replies to the pin requests of a chunked get, filled by the RPC
+// client's I/O thread. Thread-safe.
+class PinReplies {
+ public:
+  explicit PinReplies(size_t n) : replies_(n) {}
+  void Set(size_t i, transport::RpcReply&& reply) EXCLUDES(mu_) {
+    {
+      MutexLock lock(&mu_);
+      replies_[i] = std::move(reply);
+    }
+    cv_.NotifyAll();
+  }
+  // Waits for reply i and takes it.
+  transport::RpcReply Take(size_t i) EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    cv_.Wait(&lock, [&]() REQUIRES(mu_) { return replies_[i].has_value(); });
+    transport::RpcReply r = std::move(*replies_[i]);
+    return r;
+  }
+
+ private:
+  Mutex mu_;
+  CondVar cv_;
+  std::vector<std::optional<transport::RpcReply>> replies_ GUARDED_BY(mu_);
+};
+
+// The host-segment part of GetMapped; `elsewhere` gets the indices of the
+// blocks the daemon has but not in a segment this client can read. A large
+// get is pinned in chunks of kPinChunkBytes, all requested at once and each
+// copied as soon as its pins arrived, while the daemon still pins the later
+// ones: blocks it must first bring from another cluster member (or from its
+// SSD) then reach the engine chunk by chunk instead of all after the last.
+Status GetMappedHost(const DataPathContext& ctx, Connection& conn, std::span<const GetBlock> blocks,
+                     std::vector<bool>* found, std::vector<size_t>* elsewhere) {
+  for (const GetBlock& b : blocks) {
+    if (!b.data) return InvalidArgumentError("null buffer");
+  }
+  const size_t per_chunk =
+      std::max<size_t>(1, kPinChunkBytes / std::max<uint64_t>(ctx.value_bytes, 1));
+  if (blocks.size() < 2 * per_chunk) {
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSIGN_OR_RETURN(
+        std::vector<uint8_t> meta,
+        conn.Call(RpcOp::kGetPin, transport::Encode(PinRequest(ctx, blocks)), ctx.timeout));
+    return CopyPinnedAndRelease(ctx, conn, blocks, meta, t0, 0, found, elsewhere);
+  }
+  const size_t chunks = (blocks.size() + per_chunk - 1) / per_chunk;
+  auto replies = std::make_shared<PinReplies>(chunks);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (size_t c = 0; c < chunks; ++c) {
+    const std::span<const GetBlock> part =
+        blocks.subspan(c * per_chunk, std::min(per_chunk, blocks.size() - c * per_chunk));
+    const std::string meta = transport::Encode(PinRequest(ctx, part));
+    conn.rpc->CallAsync(MakeCall(RpcOp::kGetPin, meta, ctx.timeout),
+                        [replies, c](transport::RpcReply&& r) { replies->Set(c, std::move(r)); });
+  }
+  found->assign(blocks.size(), false);
+  Status first;
+  for (size_t c = 0; c < chunks; ++c) {
+    const size_t begin = c * per_chunk;
+    const std::span<const GetBlock> part =
+        blocks.subspan(begin, std::min(per_chunk, blocks.size() - begin));
+    transport::RpcReply reply = replies->Take(c);
+    Status s = reply.status;
+    if (!s.ok()) {
+      conn.Note(s);
+      s = s.WithContext("kvcake GET_PIN");
+    } else if (!first.ok()) {
+      // An earlier chunk failed: only give these pins back.
+      transport::SlotsResponse slots;
+      if (transport::Decode(AsView(reply.meta), &slots).ok()) {
+        transport::ReleaseRequest rel{slots.lease_id};
+        conn.rpc->CallAsync(MakeCall(RpcOp::kRelease, transport::Encode(rel), ctx.timeout),
+                            [](transport::RpcReply&&) {});
+      }
+      continue;
+    } else {
+      std::vector<bool> part_found;
+      s = CopyPinnedAndRelease(ctx, conn, part, reply.meta, t0, begin, &part_found, elsewhere);
+      for (size_t i = 0; i < part_found.size(); ++i) (*found)[begin + i] = part_found[i];
+    }
+    if (!s.ok() && first.ok()) first = s;
+  }
+  return first;
 }
 
 // Copies each reserved slot's value into the segment; `commit` gets the keys

@@ -324,6 +324,42 @@ std::vector<uint64_t> PutAndPromoteToGpu(Client& c, const std::string& admin) {
 // A mapped client reads GPU-tier blocks straight from the arena the daemon
 // exposes (the emulated device's memfd here; a CUDA IPC handle on a GPU):
 // every byte right, and no UCX get at all.
+// A mapped get of more than two pin chunks (8 MiB each: 128 values of 64
+// KiB) is pinned chunk by chunk, every chunk requested at once: each value
+// lands in its own buffer, and misses in any chunk are reported as misses.
+TEST_F(DaemonTest, ALargeMappedGetIsPinnedInChunksEveryByteInPlace) {
+  StartDaemon({"--admin_listen=127.0.0.1:0"});
+  auto c = ConnectOrDie(daemon_->address(), "tcp", true);
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->mapped_path());
+  std::vector<uint64_t> chain = Chain(*c, 70000, 100);  // 400 values: 4 chunks
+  PutAll(*c, chain);
+  // Gone: layer 2 of every 30th block (one in each chunk).
+  std::vector<BlockId> gone;
+  for (size_t b = 0; b < chain.size(); b += 30) gone.push_back({chain[b], 2});
+  Result<uint32_t> deleted = c->Delete(gone);
+  ASSERT_TRUE(deleted.ok()) << deleted.status().ToString();
+  ASSERT_EQ(*deleted, gone.size());
+  std::vector<testing::LayerValue> bufs = testing::LayerBuffers(chain, kLayers, kValueBytes);
+  std::vector<bool> found;
+  Status s = c->Get(testing::GetBlocksOf(bufs), &found);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_EQ(found.size(), bufs.size());
+  size_t misses = 0;
+  for (size_t i = 0; i < bufs.size(); ++i) {
+    const bool expect = !(i / kLayers % 30 == 0 && bufs[i].layer == 2);
+    ASSERT_EQ(found[i], expect) << "value " << i;
+    if (!expect) {
+      ++misses;
+      continue;
+    }
+    ASSERT_TRUE(bufs[i].bytes == ValueOf(bufs[i].hash, bufs[i].layer)) << "value " << i;
+  }
+  EXPECT_EQ(misses, gone.size());
+  std::string m = HttpGet(daemon_->admin_address(), "/metrics");
+  EXPECT_GE(MetricValue(m, "kvcake_requests_total{op=\"pin\"}"), 4u);
+}
+
 TEST_F(DaemonTest, MappedGetReadsTheGpuTierArena) {
   StartDaemon({"--admin_listen=127.0.0.1:0", "--gpu_bytes=1M"});
   auto c = ConnectOrDie(daemon_->address(), "tcp", true);
