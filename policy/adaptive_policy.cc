@@ -24,14 +24,14 @@ void AdaptivePolicy::SetServingMode(uint64_t ns, ServingMode mode) {
   if (budgeted == Budgeted(ns)) return;
   // CakePolicy tracks only budgeted namespaces: hand it the blocks the
   // namespace already holds, or take them back.
-  for (const auto& [key, held] : held_) {
-    if (key.ns != ns) continue;
+  classic_.ForEachHeld([&](const BlockKey& key, const ClassicPolicy::Held& held) {
+    if (key.ns != ns) return;
     if (budgeted) {
       cake_.OnInsert(key, held.tier, held.bytes, 0);
     } else {
       cake_.OnRemove(key, held.tier);
     }
-  }
+  });
   if (budgeted) {
     budgeted_.insert(ns);
   } else {
@@ -40,10 +40,8 @@ void AdaptivePolicy::SetServingMode(uint64_t ns, ServingMode mode) {
 }
 
 void AdaptivePolicy::OnInsert(const BlockKey& key, Tier tier, uint64_t bytes, uint64_t tick) {
-  auto [it, inserted] = held_.try_emplace(key, Held{tier, bytes});
   auto& per_ns = ns_bytes_[key.ns];
-  if (!inserted) per_ns[TierIndex(it->second.tier)] -= it->second.bytes;
-  it->second = Held{tier, bytes};
+  if (const auto old = classic_.Lookup(key)) per_ns[TierIndex(old->tier)] -= old->bytes;
   per_ns[TierIndex(tier)] += bytes;
   classic_.OnInsert(key, tier, bytes, tick);
   if (Budgeted(key.ns)) cake_.OnInsert(key, tier, bytes, tick);
@@ -55,22 +53,18 @@ void AdaptivePolicy::OnAccess(const BlockKey& key, Tier tier, uint64_t tick) {
 }
 
 void AdaptivePolicy::OnMove(const BlockKey& key, Tier from, Tier to, uint64_t tick) {
-  auto it = held_.find(key);
-  if (it != held_.end()) {
+  if (const auto held = classic_.Lookup(key)) {
     auto& per_ns = ns_bytes_[key.ns];
-    per_ns[TierIndex(it->second.tier)] -= it->second.bytes;
-    per_ns[TierIndex(to)] += it->second.bytes;
-    it->second.tier = to;
+    per_ns[TierIndex(held->tier)] -= held->bytes;
+    per_ns[TierIndex(to)] += held->bytes;
   }
   classic_.OnMove(key, from, to, tick);
   if (Budgeted(key.ns)) cake_.OnMove(key, from, to, tick);
 }
 
 void AdaptivePolicy::OnRemove(const BlockKey& key, Tier tier) {
-  auto it = held_.find(key);
-  if (it != held_.end()) {
-    ns_bytes_[key.ns][TierIndex(it->second.tier)] -= it->second.bytes;
-    held_.erase(it);
+  if (const auto held = classic_.Lookup(key)) {
+    ns_bytes_[key.ns][TierIndex(held->tier)] -= held->bytes;
   }
   classic_.OnRemove(key, tier);
   if (Budgeted(key.ns)) cake_.OnRemove(key, tier);
@@ -101,11 +95,11 @@ std::vector<BlockKey> AdaptivePolicy::SelectVictims(
   std::vector<BlockKey> victims;
   if (cake_share > 0) victims = cake_.SelectVictims(tier, cake_share, cake_ok);
   uint64_t freed = 0;
-  for (const BlockKey& k : victims) freed += held_.at(k).bytes;
+  for (const BlockKey& k : victims) freed += BytesOf(k);
   if (freed < bytes_to_free) {
     for (const BlockKey& k : classic_.SelectVictims(tier, bytes_to_free - freed, classic_ok)) {
       victims.push_back(k);
-      freed += held_.at(k).bytes;
+      freed += BytesOf(k);
     }
   }
   if (freed < bytes_to_free) {  // the classic group ran short: CAKE gives the rest
@@ -114,7 +108,7 @@ std::vector<BlockKey> AdaptivePolicy::SelectVictims(
     auto more_ok = [&](const BlockKey& k) { return cake_ok(k) && !taken.count(k); };
     for (const BlockKey& k : cake_.SelectVictims(tier, bytes_to_free - freed, more_ok)) {
       victims.push_back(k);
-      freed += held_.at(k).bytes;
+      freed += BytesOf(k);
     }
   }
   return victims;
@@ -128,7 +122,7 @@ std::vector<BlockKey> AdaptivePolicy::SelectPromotions(Tier tier, uint64_t bytes
   // CAKE's picks first, then the classic group's hot blocks in what is left.
   std::vector<BlockKey> out = cake_.SelectPromotions(tier, bytes_available);
   uint64_t used = 0;
-  for (const BlockKey& k : out) used += held_.at(k).bytes;
+  for (const BlockKey& k : out) used += BytesOf(k);
   if (used >= bytes_available) return out;
   auto classic_ok = [&](const BlockKey& k) { return !UsesCake(k.ns); };
   for (const BlockKey& k : classic_.SelectPromotions(tier, bytes_available - used, classic_ok)) {

@@ -26,7 +26,8 @@ namespace kvcake::policy {
 // scores, cascade). Until then it is ranked by GDSF like the others.
 //
 // CakePolicy sees only the events of budgeted namespaces; GdsfPolicy sees
-// every event, so a budgeted namespace falls back with its full history.
+// every event, so a budgeted namespace falls back with its full history, and
+// its block table answers where each block is and how large it is.
 // Victims are taken from the two groups in proportion to the bytes each
 // holds in the tier. Promotions: CAKE's first, then GDSF's host blocks of
 // the other namespaces that were accessed again (GPU tier only). A full GPU
@@ -61,17 +62,14 @@ class AdaptivePolicy final : public Policy {
   bool UsesCake(uint64_t ns) const { return Budgeted(ns) && cake_.HasStatistics(ns); }
 
  private:
-  struct Held {
-    Tier tier;
-    uint64_t bytes;
-  };
   bool Budgeted(uint64_t ns) const { return budgeted_.count(ns) != 0; }
   std::array<uint64_t, kNumLocalTiers> CakeBytes() const;
+  // Bytes of a block GDSF tracks (every committed block).
+  uint64_t BytesOf(const BlockKey& key) const { return classic_.Lookup(key)->bytes; }
 
   GdsfPolicy classic_;
   CakePolicy cake_;
   std::unordered_set<uint64_t> budgeted_;  // namespaces with ServingMode::kBudgeted
-  std::unordered_map<BlockKey, Held, BlockKeyHash> held_;
   // Bytes per tier per namespace, to split victims between the groups.
   std::unordered_map<uint64_t, std::array<uint64_t, kNumLocalTiers>> ns_bytes_;
 };

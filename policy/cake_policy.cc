@@ -106,6 +106,20 @@ void CakePolicy::Enqueue(NsState& st, uint32_t idx, bool keep_priority) {
     HeapMake(lt.heap, ItemAfter{});
   }
   HeapPush(lt.heap, Item{e.priority, e.seq, idx}, ItemAfter{});
+  // A victim the owner did not move comes back with its old item, which
+  // `best` may still hold.
+  if (!keep_priority) e.in_best = false;
+  if (e.in_best) return;
+  if (lt.best.size() >= 64 && lt.best.size() > 2 * static_cast<size_t>(lt.queued)) {
+    std::erase_if(lt.best, [&](const Item& item) {
+      if (Valid(item)) return false;
+      DropBest(item);
+      return true;
+    });
+    HeapMake(lt.best, ItemBefore{});
+  }
+  HeapPush(lt.best, Item{e.priority, e.seq, idx}, ItemBefore{});
+  e.in_best = true;
 }
 
 void CakePolicy::Dequeue(NsState& st, Entry& e, bool inflate) {
@@ -427,6 +441,8 @@ std::vector<BlockKey> CakePolicy::SelectPromotions(Tier tier, uint64_t bytes_ava
     uint64_t bytes;
   };
   std::vector<Candidate> candidates;
+  std::vector<Item> below;  // one layer's candidates, off its `best` heap
+  uint64_t min_bytes = ~uint64_t{0};
   for (auto& [id, st] : ns_) {
     if (!st.has_stats) continue;
     ComputeBudgets(st);
@@ -435,25 +451,38 @@ std::vector<BlockKey> CakePolicy::SelectPromotions(Tier tier, uint64_t bytes_ava
     for (size_t l = 0; l < st.layers.size(); ++l) {
       int64_t room = budgets[l] - st.layers[l][t].count;
       if (room <= 0) continue;
-      // The layer's `room` highest-priority blocks of the tier below.
-      std::vector<Item> below;
-      for (const Item& item : st.layers[l][t + 1].heap) {
-        if (Valid(item)) below.push_back(item);
+      // The layer's `room` highest-priority blocks of the tier below (they
+      // are ranked by score next), popped and pushed back.
+      std::vector<Item>& best = st.layers[l][t + 1].best;
+      below.clear();
+      while (below.size() < static_cast<uint64_t>(room) && !best.empty()) {
+        const Item top = best.front();
+        HeapPop(best, ItemBefore{});
+        if (Valid(top)) {
+          below.push_back(top);
+        } else {
+          DropBest(top);
+        }
       }
-      const size_t k = std::min(below.size(), static_cast<size_t>(room));
-      std::partial_sort(below.begin(), below.begin() + k, below.end(),
-                        [](const Item& a, const Item& b) { return ItemAfter{}(a, b); });
-      for (size_t j = 0; j < k; ++j) {
-        const Entry& e = pool_[below[j].idx];
+      for (const Item& item : below) {
+        const Entry& e = pool_[item.idx];
         candidates.push_back(Candidate{e.score, e.seq, e.key, e.bytes});
+        min_bytes = std::min(min_bytes, e.bytes);
+        HeapPush(best, item, ItemBefore{});
       }
     }
   }
-  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-    return a.score != b.score ? a.score > b.score : a.seq > b.seq;
-  });
+  // Highest score (then newest) first, each that still fits; only the best
+  // few can, so they come off a heap instead of a sort of all candidates.
+  auto lower = [](const Candidate& a, const Candidate& b) {
+    return a.score != b.score ? a.score < b.score : a.seq < b.seq;
+  };
+  std::make_heap(candidates.begin(), candidates.end(), lower);
   uint64_t used = 0;
-  for (const Candidate& c : candidates) {
+  for (auto end = candidates.end();
+       end != candidates.begin() && bytes_available - used >= min_bytes; --end) {
+    std::pop_heap(candidates.begin(), end, lower);
+    const Candidate& c = *(end - 1);
     if (used + c.bytes > bytes_available) continue;
     used += c.bytes;
     out.push_back(c.key);

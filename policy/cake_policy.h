@@ -147,6 +147,10 @@ class CakePolicy final : public Policy {
       return a.priority != b.priority ? a.priority > b.priority : a.seq > b.seq;
     }
   };
+  // Max-heap order: highest priority (then newest) on top.
+  struct ItemBefore {
+    bool operator()(const Item& a, const Item& b) const { return ItemAfter{}(b, a); }
+  };
   struct Entry {
     BlockKey key;
     double priority = 0;
@@ -157,6 +161,8 @@ class CakePolicy final : public Policy {
     Tier tier = Tier::kDevice;
     bool live = false;    // slot in use
     bool queued = false;  // in its queue; false: in pending_ (not (re-)queued yet)
+    // Its queue's `best` heap holds an item with its current seq (at most one).
+    bool in_best = false;
     // Returned by SelectVictims (taken off its queue, in pending_ in case the
     // owner does not move it); a later Dequeue still applies its priority to L.
     bool selected = false;
@@ -177,10 +183,13 @@ class CakePolicy final : public Policy {
     double total_served = 0;
   };
   struct LayerTier {
-    std::vector<Item> heap;  // lazy-deletion binary min-heap (ItemAfter)
-    int64_t queued = 0;      // live items in heap
-    double inflation = 0;    // GreedyDual L (per layer unless global_ranking)
-    int64_t count = 0;       // blocks of this layer in this tier (queued or pending)
+    std::vector<Item> heap;  // lazy-deletion 8-ary min-heap (ItemAfter): victims
+    // The same items, lazy-deletion 8-ary max-heap (ItemBefore): promotion
+    // candidates of the tier above, best first.
+    std::vector<Item> best;
+    int64_t queued = 0;    // live items in heap
+    double inflation = 0;  // GreedyDual L (per layer unless global_ranking)
+    int64_t count = 0;     // blocks of this layer in this tier (queued or pending)
   };
   struct NsState {
     uint64_t layer_block_bytes = 0;
@@ -200,6 +209,11 @@ class CakePolicy final : public Policy {
   }
   // Pops stale items off the top of `lt`'s heap.
   void PruneTop(LayerTier& lt);
+  // Drops a stale item of a `best` heap.
+  void DropBest(const Item& item) {
+    Entry& e = pool_[item.idx];
+    if (e.seq == item.seq) e.in_best = false;
+  }
   double& Inflation(NsState& st, uint32_t layer, int tier);
   static constexpr uint32_t kNone = 0xffffffffu;
   static constexpr uint8_t kNoClass = 0xff;

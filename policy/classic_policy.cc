@@ -169,4 +169,16 @@ std::vector<Exchange> ClassicPolicy::SelectExchanges(
 
 size_t ClassicPolicy::Size(Tier tier) const { return count_[TierIndex(tier)]; }
 
+std::optional<ClassicPolicy::Held> ClassicPolicy::Lookup(const BlockKey& key) const {
+  const uint32_t id = entries_.Find(key);
+  if (id == kNoEntry) return std::nullopt;
+  return Held{static_cast<Tier>(pool_[id].tier), pool_[id].bytes};
+}
+
+void ClassicPolicy::ForEachHeld(const std::function<void(const BlockKey&, const Held&)>& fn) const {
+  for (const Entry& e : pool_) {
+    if (e.tier != kFree) fn(e.key, Held{static_cast<Tier>(e.tier), e.bytes});
+  }
+}
+
 }  // namespace kvcake::policy

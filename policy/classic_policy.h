@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "common/block_key.h"
@@ -65,6 +66,16 @@ class ClassicPolicy : public Policy {
 
   // Number of blocks tracked in `tier` (tests).
   size_t Size(Tier tier) const;
+
+  // A tracked block's tier and bytes (as of its last OnInsert / OnMove).
+  struct Held {
+    Tier tier;
+    uint64_t bytes;
+  };
+  // The tier and bytes of `key`; nullopt if it is not tracked.
+  std::optional<Held> Lookup(const BlockKey& key) const;
+  // Calls `fn` for every tracked block, in no particular order.
+  void ForEachHeld(const std::function<void(const BlockKey&, const Held&)>& fn) const;
 
  protected:
   struct Entry {

@@ -114,6 +114,9 @@ Status FromRocksStatus(const rocksdb::Status& s, std::string_view what) {
 
 Status SsdTier::Options::Validate() const {
   if (path.empty()) return InvalidArgumentError("ssd tier: empty path");
+  if (sync && !write_ahead_log) {
+    return InvalidArgumentError("ssd tier: sync needs the write-ahead log");
+  }
   if (write_buffer_bytes < (1 << 20)) {
     return InvalidArgumentError("ssd tier: write_buffer_bytes < 1 MiB");
   }
@@ -210,6 +213,7 @@ Result<std::unique_ptr<SsdTier>> SsdTier::Open(const Options& options) {
   RETURN_IF_ERROR(options.Validate());
   std::unique_ptr<SsdTier> t(new SsdTier(options));
   t->write_options_.sync = options.sync;
+  t->write_options_.disableWAL = !options.write_ahead_log;
   rocksdb::Status s = t->OpenDb();
   if (s.ok() && options.quarantine_corrupt) {
     auto start = std::chrono::steady_clock::now();

@@ -64,8 +64,12 @@ Status FromRocksStatus(const rocksdb::Status& s, std::string_view what);
 class SsdTier {
  public:
   struct Options {
-    std::string path;               // directory, created if missing
-    bool sync = false;              // fsync WAL per write batch
+    std::string path;   // directory, created if missing
+    bool sync = false;  // fsync WAL per write batch
+    // false: writes skip RocksDB's write-ahead log, so what is not yet
+    // flushed to SST / blob files is lost in a crash (a scratch tier, such
+    // as a replay's, that is never reopened). Not with `sync`.
+    bool write_ahead_log = true;
     uint64_t min_blob_size = 4096;  // values >= this go to blob files
     uint64_t write_buffer_bytes = 64ull << 20;
     // Move a corrupt directory aside and start empty (see the class comment).

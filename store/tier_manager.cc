@@ -141,6 +141,7 @@ Status TierManager::Impl::OpenSsdTierLocked() {
   SsdTier::Options s;
   s.path = opts_.ssd_path;
   s.sync = opts_.ssd_sync;
+  s.write_ahead_log = opts_.ssd_write_ahead_log;
   s.min_blob_size = opts_.ssd_min_blob_size;
   s.write_buffer_bytes = opts_.ssd_write_buffer_bytes;
   s.quarantine_corrupt = opts_.ssd_quarantine_corrupt;

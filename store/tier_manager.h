@@ -33,7 +33,11 @@ struct TierManagerOptions {
 
   // SSD tier: RocksDB directory; empty disables the SSD tier (host overflow drops).
   std::string ssd_path;
-  bool ssd_sync = false;              // fsync the WAL on every batch (power-loss safety)
+  bool ssd_sync = false;  // fsync the WAL on every batch (power-loss safety)
+  // false: the SSD tier skips RocksDB's write-ahead log, so blocks not yet
+  // flushed are lost in a crash (SsdTier::Options::write_ahead_log). For a
+  // scratch store that is never reopened (kvcake-replay); not with ssd_sync.
+  bool ssd_write_ahead_log = true;
   uint64_t ssd_min_blob_size = 4096;  // values >= this go to blob files
   uint64_t ssd_write_buffer_bytes = 64ull << 20;
   // A corrupt SSD directory is moved to `<ssd_path>.corrupt-<UTC time>` and

@@ -78,6 +78,8 @@ Result<std::unique_ptr<StoreReplay>> StoreReplay::Open(std::unique_ptr<policy::P
   t.host_segment_name = "kvcake-replay";
   t.mover_interval_us = 0;  // RunMoverOnce at the replay's points
   t.clock = replay->clock_;
+  // A scratch directory, removed at the end: RocksDB's log buys nothing.
+  t.ssd_write_ahead_log = false;
   ASSIGN_OR_RETURN(replay->store_, store::TierManager::Open(t, std::move(policy)));
   store::NamespaceConfig ns;
   ns.id = o.ns;

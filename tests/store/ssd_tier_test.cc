@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 
+#include <filesystem>
 #include <set>
 
 #include "store/checksum.h"
@@ -85,6 +86,47 @@ TEST(SsdTierTest, WriteReadDeleteAndRebuild) {
                   })
                   .ok());
   EXPECT_EQ(seen, (std::set<uint64_t>{0, 1, 2, 4, 5, 6, 7, 8, 9}));
+}
+
+// Bytes in RocksDB's write-ahead log files (*.log) under `dir`.
+uint64_t WalBytes(const std::string& dir) {
+  uint64_t n = 0;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir)) {
+    if (f.is_regular_file() && f.path().extension() == ".log") n += f.file_size();
+  }
+  return n;
+}
+
+TEST(SsdTierTest, WriteAheadLogCanBeSkipped) {
+  for (bool wal : {true, false}) {
+    TempDir dir;
+    SsdTier::Options o;
+    o.path = dir.Sub("db");
+    o.write_ahead_log = wal;
+    const BlockKey key{5, 1, 0};
+    const std::vector<char> value = Payload(key, 64);
+    {
+      auto ssd = SsdTier::Open(o);
+      ASSERT_TRUE(ssd.ok()) << ssd.status().ToString();
+      const SsdTier::WriteItem item = Item(key, value);
+      ASSERT_TRUE((*ssd)->Write(std::span<const SsdTier::WriteItem>(&item, 1)).ok());
+      std::vector<char> out(value.size());
+      ASSERT_TRUE((*ssd)->Read(key, out.data(), out.size()).ok());
+      EXPECT_EQ(out, value);
+      EXPECT_EQ(WalBytes(dir.Sub("db")) > 0, wal);
+    }
+    // A clean close keeps the block either way.
+    auto ssd = SsdTier::Open(o);
+    ASSERT_TRUE(ssd.ok()) << ssd.status().ToString();
+    std::vector<char> out(value.size());
+    ASSERT_TRUE((*ssd)->Read(key, out.data(), out.size()).ok()) << "wal " << wal;
+    EXPECT_EQ(out, value);
+  }
+  SsdTier::Options o;
+  o.path = "/tmp/unused";
+  o.sync = true;
+  o.write_ahead_log = false;
+  EXPECT_EQ(o.Validate().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(SsdTierTest, CorruptValueIsDataLoss) {
