@@ -56,23 +56,29 @@ bool CopyPinned(const DataPathContext& ctx, const Connection& conn,
 // copy finished well inside the lease (measured from `t0`, before the pin
 // request): release without waiting. Otherwise the release confirms it; if
 // the lease had expired the bytes may be stale and every value is a miss.
+// Gives lease `lease_id` back without waiting for the answer.
+void ReleaseAsync(const DataPathContext& ctx, Connection& conn, uint64_t lease_id) {
+  conn.rpc->CallAsync(MakeCall(RpcOp::kRelease,
+                               transport::Encode(transport::ReleaseRequest{lease_id}), ctx.timeout),
+                      [](transport::RpcReply&& reply) {
+                        if (!reply.status.ok()) {
+                          KVCAKE_LOG(DEBUG)
+                              << "kvcake client: release failed: " << reply.status.ToString();
+                        }
+                      });
+}
+
 Status ReleasePins(const DataPathContext& ctx, Connection& conn,
                    const transport::SlotsResponse& slots, std::chrono::steady_clock::time_point t0,
                    std::vector<bool>* found) {
-  transport::ReleaseRequest rel{slots.lease_id};
-  std::string rel_meta = transport::Encode(rel);
   auto elapsed_us =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
           .count();
   if (static_cast<uint64_t>(elapsed_us) < slots.lease_us / 2) {
-    conn.rpc->CallAsync(
-        MakeCall(RpcOp::kRelease, rel_meta, ctx.timeout), [](transport::RpcReply&& reply) {
-          if (!reply.status.ok()) {
-            KVCAKE_LOG(DEBUG) << "kvcake client: release failed: " << reply.status.ToString();
-          }
-        });
+    ReleaseAsync(ctx, conn, slots.lease_id);
     return Status::Ok();
   }
+  const std::string rel_meta = transport::Encode(transport::ReleaseRequest{slots.lease_id});
   Result<std::vector<uint8_t>> r = conn.Call(RpcOp::kRelease, rel_meta, ctx.timeout);
   if (!r.ok()) {
     if (r.status().code() == StatusCode::kAborted) {
@@ -188,11 +194,8 @@ Status GetMappedHost(const DataPathContext& ctx, Connection& conn, std::span<con
     } else if (!first.ok()) {
       // An earlier chunk failed: only give these pins back.
       transport::SlotsResponse slots;
-      if (transport::Decode(AsView(reply.meta), &slots).ok()) {
-        transport::ReleaseRequest rel{slots.lease_id};
-        conn.rpc->CallAsync(MakeCall(RpcOp::kRelease, transport::Encode(rel), ctx.timeout),
-                            [](transport::RpcReply&&) {});
-      }
+      if (transport::Decode(AsView(reply.meta), &slots).ok())
+        ReleaseAsync(ctx, conn, slots.lease_id);
       continue;
     } else {
       std::vector<bool> part_found;
