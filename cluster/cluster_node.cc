@@ -17,7 +17,12 @@ using transport::BlockRef;
 using transport::ChainRecord;
 using transport::RpcOp;
 
-constexpr uint64_t kMaxFetchBytes = 64ull << 20;  // one hand-off push's payload
+constexpr uint64_t kMaxFetchBytes = 64ull << 20;  // the layers the forwarder coalesces
+// A hand-off push sends about this many bytes per call and keeps this many
+// calls in flight (over all hand-offs): the next layer goes out while the
+// previous one's reply is on its way.
+constexpr uint64_t kForwardCallBytes = 4ull << 20;
+constexpr size_t kForwardWindow = 4;
 // A fetch asks for about this many bytes per call, and keeps this many calls
 // in flight: small calls let a get find its blocks as soon as they land.
 constexpr uint64_t kFetchCallBytes = 1ull << 20;
@@ -831,13 +836,50 @@ void ClusterNode::FailHandoff(uint64_t id, const std::string& target, const Stat
                       << " failed: " << why.ToString();
 }
 
+struct ClusterNode::PushCall {
+  std::shared_ptr<Peer> peer;  // dropped on the forwarder thread, never on the peer's
+  std::string target;
+  uint64_t handoff_id = 0;
+  std::string meta;
+  std::vector<store::PinnedBlock> pins;
+  std::vector<std::unique_ptr<char[]>> staged;  // values a pin could not send from
+  std::vector<transport::ConstBuffer> payload;
+  size_t keys = 0;
+};
+
 void ClusterNode::ForwarderLoop() {
   MutexLock lock(&fwd_mu_);
   while (true) {
-    fwd_cv_.Wait(&lock, [&]() REQUIRES(fwd_mu_) { return fwd_stop_ || !fwd_queue_.empty(); });
+    fwd_cv_.Wait(&lock, [&]() REQUIRES(fwd_mu_) {
+      return fwd_stop_ || !pushes_done_.empty() ||
+             (!fwd_queue_.empty() && pushes_in_flight_ < kForwardWindow);
+    });
+    if (!pushes_done_.empty()) {
+      std::vector<std::unique_ptr<PushCall>> done = std::move(pushes_done_);
+      pushes_done_.clear();
+      lock.Unlock();
+      done.clear();  // the last peer references go here, off the peer's thread
+      lock.Lock();
+      continue;
+    }
     if (fwd_stop_) break;
     ForwardJob job = std::move(fwd_queue_.front());
     fwd_queue_.pop_front();
+    if (!job.notice) {
+      // A forwarder that fell behind sends the layers queued for the same
+      // hand-off together: fewer, larger pushes catch up.
+      const uint64_t size = std::max<uint64_t>(job.ns.layer_block_bytes, 1);
+      while (!fwd_queue_.empty()) {
+        const ForwardJob& next = fwd_queue_.front();
+        if (next.notice || next.target.id != job.target.id || next.target.node != job.target.node ||
+            next.ns.id != job.ns.id ||
+            (job.keys.size() + next.keys.size()) * size > kMaxFetchBytes) {
+          break;
+        }
+        job.keys.insert(job.keys.end(), next.keys.begin(), next.keys.end());
+        fwd_queue_.pop_front();
+      }
+    }
     auto it = fwd_handoffs_.find(job.target.id);
     const bool failed = it != fwd_handoffs_.end() && it->second;
     lock.Unlock();
@@ -853,6 +895,59 @@ void ClusterNode::ForwarderLoop() {
     }
     lock.Lock();
   }
+  lock.Unlock();
+  ReapPushes(1);  // every push has a deadline: wait for all of them
+}
+
+void ClusterNode::ReapPushes(size_t limit) {
+  std::vector<std::unique_ptr<PushCall>> done;
+  {
+    MutexLock lock(&fwd_mu_);
+    fwd_cv_.Wait(&lock, [&]() REQUIRES(fwd_mu_) { return pushes_in_flight_ < limit; });
+    done = std::move(pushes_done_);
+    pushes_done_.clear();
+  }
+}
+
+std::unique_ptr<ClusterNode::PushCall> ClusterNode::PreparePush(const ForwardJob& job,
+                                                                uint64_t fingerprint, size_t begin,
+                                                                size_t n) {
+  const uint64_t size = job.ns.layer_block_bytes;
+  auto call = std::make_unique<PushCall>();
+  call->target = job.target.node;
+  call->handoff_id = job.target.id;
+  transport::PutRequest req;
+  req.ns_id = job.ns.id;
+  req.fingerprint = fingerprint;
+  req.target_node = job.target.node;
+  req.handoff_id = job.target.id;
+  req.handoff_blocks = job.target.blocks;
+  req.source_node = options_.node_id;
+  for (size_t j = begin; j < begin + n; ++j) {
+    const BlockRef& k = job.keys[j];
+    const BlockKey key{job.ns.id, k.hash, k.layer};
+    // Sent from its slot in place while pinned; CUDA memory (UCX has no CUDA
+    // lanes here) and values a pin cannot reach are copied out first.
+    Result<store::PinnedBlock> p = store_->Pin(key);
+    if (p.ok() && p->size == size && !(p->tier == Tier::kDevice && store_->device_is_cuda())) {
+      call->pins.push_back(*p);
+      call->payload.push_back(transport::ConstBuffer{p->data, size});
+      req.keys.push_back(k);
+      continue;
+    }
+    if (p.ok()) store_->Release(*p).IgnoreError();
+    std::unique_ptr<char[]> buf(new (std::nothrow) char[size]);
+    if (!buf) continue;  // the target misses it
+    Result<uint64_t> got = store_->Get(key, buf.get(), size);
+    if (!got.ok() || *got != size) continue;  // evicted meanwhile: the target misses it
+    call->payload.push_back(transport::ConstBuffer{buf.get(), size});
+    call->staged.push_back(std::move(buf));
+    req.keys.push_back(k);
+  }
+  if (req.keys.empty()) return nullptr;
+  call->keys = req.keys.size();
+  call->meta = transport::Encode(req);
+  return call;
 }
 
 Status ClusterNode::ForwardNow(const ForwardJob& job) {
@@ -870,41 +965,53 @@ Status ClusterNode::ForwardNow(const ForwardJob& job) {
     }
     return reg.status();
   }
-  const uint64_t size = job.ns.layer_block_bytes;
-  const size_t per_call = std::clamp<size_t>(kMaxFetchBytes / std::max<uint64_t>(size, 1), 1,
-                                             transport::kMaxBatchBlocks);
+  const uint64_t size = std::max<uint64_t>(job.ns.layer_block_bytes, 1);
+  const size_t per_call =
+      std::clamp<size_t>(kForwardCallBytes / size, 1, transport::kMaxBatchBlocks);
   for (size_t i = 0; i < job.keys.size(); i += per_call) {
+    ReapPushes(kForwardWindow);
+    {
+      MutexLock lock(&fwd_mu_);
+      auto it = fwd_handoffs_.find(job.target.id);
+      if (it != fwd_handoffs_.end() && it->second) return Status::Ok();  // failed meanwhile
+    }
     const size_t n = std::min(per_call, job.keys.size() - i);
-    std::unique_ptr<char[]> buf(new (std::nothrow) char[n * size]);
-    if (!buf) return ResourceExhaustedError("no memory to stage a hand-off batch");
-    transport::PutRequest req;
-    req.ns_id = job.ns.id;
-    req.fingerprint = reg->second;
-    req.target_node = job.target.node;
-    req.handoff_id = job.target.id;
-    req.handoff_blocks = job.target.blocks;
-    req.source_node = options_.node_id;
-    std::vector<transport::ConstBuffer> payload;
-    for (size_t j = 0; j < n; ++j) {
-      const BlockRef& k = job.keys[i + j];
-      char* at = buf.get() + req.keys.size() * size;
-      Result<uint64_t> got = store_->Get(BlockKey{job.ns.id, k.hash, k.layer}, at, size);
-      if (!got.ok() || *got != size) continue;  // evicted meanwhile: the target misses it
-      req.keys.push_back(k);
+    std::unique_ptr<PushCall> call = PreparePush(job, reg->second, i, n);
+    if (!call) continue;
+    call->peer = peer;
+    transport::CallRequest request;
+    request.opcode = static_cast<uint16_t>(RpcOp::kPut);
+    request.meta = Bytes(call->meta);
+    request.payload = call->payload;
+    request.timeout = options_.peer_timeout;
+    {
+      MutexLock lock(&fwd_mu_);
+      ++pushes_in_flight_;
     }
-    if (req.keys.empty()) continue;
-    payload.push_back(transport::ConstBuffer{buf.get(), req.keys.size() * size});
-    transport::RpcReply reply = CallPeer(*peer, RpcOp::kPut, transport::Encode(req), {}, payload);
-    transport::KeyCodesResponse resp;
-    Status s = reply.status.ok() ? transport::Decode(View(reply.meta), &resp) : reply.status;
-    if (!s.ok()) {
-      if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded) {
-        MarkDown(job.target.node);
+    PushCall* raw = call.release();
+    // The reply is handled on the peer connection's I/O thread: pins end
+    // there, the call itself (holding a peer reference) goes back to the
+    // forwarder thread.
+    peer->rpc->CallAsync(request, [this, raw, size](transport::RpcReply&& reply) {
+      std::unique_ptr<PushCall> done(raw);
+      for (const store::PinnedBlock& p : done->pins) store_->Release(p).IgnoreError();
+      done->pins.clear();
+      transport::KeyCodesResponse resp;
+      Status s = reply.status.ok() ? transport::Decode(View(reply.meta), &resp) : reply.status;
+      if (s.ok()) {
+        handoff_blocks_forwarded_.fetch_add(done->keys, std::memory_order_relaxed);
+        handoff_bytes_forwarded_.fetch_add(done->keys * size, std::memory_order_relaxed);
+      } else {
+        if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded) {
+          MarkDown(done->target);
+        }
+        FailHandoff(done->handoff_id, done->target, s.WithContext("push to " + done->target));
       }
-      return s.WithContext("push to " + job.target.node);
-    }
-    handoff_blocks_forwarded_.fetch_add(req.keys.size(), std::memory_order_relaxed);
-    handoff_bytes_forwarded_.fetch_add(req.keys.size() * size, std::memory_order_relaxed);
+      MutexLock lock(&fwd_mu_);
+      --pushes_in_flight_;
+      pushes_done_.push_back(std::move(done));
+      fwd_cv_.NotifyAll();
+    });
   }
   return Status::Ok();
 }

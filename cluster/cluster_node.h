@@ -205,8 +205,19 @@ class ClusterNode final : public ClusterHooks {
   void AbortFetch(FetchCall& call);
   static uint64_t FetchKey(uint64_t ns_id, const transport::BlockRef& k);
   void ForwarderLoop() EXCLUDES(fwd_mu_);
-  // Pushes one batch to its target; runs on the forwarder thread.
-  Status ForwardNow(const ForwardJob& job);
+  // Starts pushing one job's values to its target, up to kForwardWindow calls
+  // in flight over all jobs (each sent from the pinned slots in place); the
+  // error that kept a call from starting. Runs on the forwarder thread.
+  Status ForwardNow(const ForwardJob& job) EXCLUDES(fwd_mu_);
+  // One push in flight (cluster_node.cc).
+  struct PushCall;
+  // Builds the push of keys [begin, begin + n) of `job`: pins each value
+  // (staging one a pin cannot reach); null if none of them is stored any more.
+  std::unique_ptr<PushCall> PreparePush(const ForwardJob& job, uint64_t fingerprint, size_t begin,
+                                        size_t n);
+  // Waits until fewer than `limit` pushes are in flight, then drops the
+  // finished ones (and their peer references) on the calling thread.
+  void ReapPushes(size_t limit) EXCLUDES(fwd_mu_);
   // Counts hand-off `id` failed (once).
   void FailHandoff(uint64_t id, const std::string& target, const Status& why);
   // Sends a notice job to its target; runs on the forwarder thread.
@@ -279,6 +290,10 @@ class ClusterNode final : public ClusterHooks {
   // Block hashes announced per hand-off id, oldest hand-off first, bounded.
   std::unordered_map<uint64_t, std::unordered_set<uint64_t>> announced_ GUARDED_BY(fwd_mu_);
   std::deque<uint64_t> announced_order_ GUARDED_BY(fwd_mu_);
+  // Pushes started and not yet reaped, and those whose reply has arrived
+  // (their pins released), for the forwarder thread to drop.
+  size_t pushes_in_flight_ GUARDED_BY(fwd_mu_) = 0;
+  std::vector<std::unique_ptr<PushCall>> pushes_done_ GUARDED_BY(fwd_mu_);
 
   Mutex fetch_mu_;
   CondVar fetch_cv_;    // a job queued / stop

@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "kvcake/client.h"
 #include "kvcake/kvcake_c.h"
 #include "tests/chaos/chaos_util.h"
@@ -201,6 +203,21 @@ TEST_F(HandoffTest, LayersStreamedToTheDecodeNodeArriveWhileThePrefillRuns) {
   EXPECT_EQ(Metric(0, "kvcake_cluster_handoff_bytes_forwarded_total"),
             static_cast<double>(kBlocks * kLayers * kValueBytes));
   EXPECT_EQ(Metric(1, "kvcake_cluster_handoffs_total{event=\"completed\"}"), 1);
+  // The prefill member pushed from its slots in place: every pin it took for
+  // that ended with its push.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto r = chaos::HttpGet(chaos::PortOf(members_[0]->admin_address()),
+                                "/v1/blocks?ns=llama-handoff&limit=1000");
+        if (!r.ok()) return false;
+        const nlohmann::json blocks = nlohmann::json::parse(r->body, nullptr, false);
+        if (!blocks.is_object() || blocks["count"] != kBlocks * kLayers) return false;
+        for (const auto& b : blocks["blocks"]) {
+          if (b["pin_count"] != 0) return false;
+        }
+        return true;
+      },
+      milliseconds(5000)));
 }
 
 TEST_F(HandoffTest, AKilledTargetFailsTheHandoffNotThePrefill) {
