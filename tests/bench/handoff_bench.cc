@@ -6,12 +6,15 @@
 // engine straight to the decode daemon (the "layer transfer"). Then a
 // prefill engine streams every layer to the decode node through its own
 // daemon, computing (sleeping) one layer-transfer time per layer, and the
-// decode engine waits for the whole request. Printed: the time from the
-// prefill's last layer to the decode side holding every layer, in layer
-// transfers (goal <= 1.5; a transfer started after the prefill would take
-// `layers`).
+// decode engine waits for the whole request. The prefill engine reaches its
+// own daemon as a same-node engine does by default, through the daemon's
+// mapped host tier (--local_hop=tcp: over UCX tcp instead). Printed: the time
+// from the prefill's last layer to the decode side holding every layer, in
+// layer transfers (goal <= 1.5; a transfer started after the prefill would
+// take `layers`).
 //
-//   kvcake-handoff-bench [--layers=32] [--blocks=4] [--value_kib=256] [--rounds=3] [--json]
+//   kvcake-handoff-bench [--layers=32] [--blocks=4] [--value_kib=256] [--rounds=3]
+//                        [--local_hop=mapped|tcp] [--json]
 
 #include <gflags/gflags.h>
 
@@ -40,6 +43,13 @@ DEFINE_uint32(layers, 32, "layers per request");
 DEFINE_uint32(blocks, 4, "blocks per layer");
 DEFINE_uint32(value_kib, 256, "value size in KiB");
 DEFINE_uint32(rounds, 3, "hand-offs measured (median reported)");
+DEFINE_string(local_hop, "mapped",
+              "how the prefill engine reaches its own daemon: mapped (the daemon exposes its "
+              "host tier to same-node clients, the default of kvcaked and the client) or tcp "
+              "(UCX tcp like the layer transfer)");
+DEFINE_double(compute, 1.0,
+              "modelled prefill compute per layer, in layer transfers (0: the layers are "
+              "saved back to back, which measures the hand-off's throughput)");
 DEFINE_bool(json, false, "print one JSON object");
 
 namespace kvcake {
@@ -54,6 +64,11 @@ using bench::Seconds;
 using cluster::testing::WaitFor;
 
 int Run() {
+  if (FLAGS_local_hop != "mapped" && FLAGS_local_hop != "tcp") {
+    std::fprintf(stderr, "--local_hop must be mapped or tcp, got '%s'\n", FLAGS_local_hop.c_str());
+    return 2;
+  }
+  const bool mapped = FLAGS_local_hop == "mapped";
   testing::TempDir dir;
   auto etcd = cluster::testing::EtcdProcess::Start();
   if (!etcd.ok()) {
@@ -68,7 +83,9 @@ int Run() {
         {"--cluster_etcd=" + (*etcd)->endpoint(), "--cluster_name=handoff-bench",
          std::string("--node_id=") + id, "--cluster_token_file=" + dir.path() + "/token",
          "--ucx_tls=tcp", "--io_threads=2", "--host_bytes=1GiB",
-         "--slot_bytes=" + std::to_string(size), "--expose_host_segment=false",
+         "--slot_bytes=" + std::to_string(size),
+         "--expose_host_segment=" +
+             std::string(mapped && id == std::string("prefill") ? "true" : "false"),
          "--ssd_path=" + dir.path() + "/ssd-" + id, "--admin_listen=127.0.0.1:0",
          "--log_level=warning"});
     if (!d.ok()) {
@@ -83,9 +100,13 @@ int Run() {
     return 1;
   }
   auto engine = [&](size_t i) -> std::unique_ptr<Client> {
-    auto c = testing::ConnectEngine(testing::EngineOptions(nodes[i]->address(), "handoff-bench"),
-                                    testing::TestGeometry(FLAGS_layers, size));
-    if (!c.ok()) return nullptr;
+    ClientOptions o = testing::EngineOptions(nodes[i]->address(), "handoff-bench");
+    o.use_mapped_path = true;  // only the prefill daemon offers its segment
+    auto c = testing::ConnectEngine(o, testing::TestGeometry(FLAGS_layers, size));
+    if (!c.ok()) {
+      std::fprintf(stderr, "engine: %s\n", c.status().ToString().c_str());
+      return nullptr;
+    }
     return std::move(c).value();
   };
 
@@ -100,7 +121,7 @@ int Run() {
     for (uint64_t h : chain) g.push_back({h, layer, data.data()});
     return g;
   };
-  std::vector<double> transfer, exposed;
+  std::vector<double> transfer, exposed, saved;
   // A live line on a terminal's stderr (never with --json).
   Progress progress("kvcake-handoff-bench", {.enabled = !FLAGS_json});
   for (uint32_t r = 0; r < FLAGS_rounds; ++r) {
@@ -124,27 +145,43 @@ int Run() {
     }
     for (uint32_t l = 0; l < FLAGS_layers; ++l) {
       // The prefill computes layer l, then saves it.
-      std::this_thread::sleep_for(std::chrono::duration<double>(layer_s));
+      if (FLAGS_compute > 0) {
+        std::this_thread::sleep_for(std::chrono::duration<double>(FLAGS_compute * layer_s));
+      }
       if (!(*stream)->Submit(layer_blocks(chain, l)).ok()) return 1;
     }
     const auto last_layer = Clock::now();
+    // The decode side's wait, and beside it the prefill's own save.
+    Status saved_status;
+    double saved_s = 0;
+    std::thread saver([&] {
+      saved_status = (*stream)->WaitAll(milliseconds(60000));
+      saved_s = Seconds(Clock::now() - last_layer);
+    });
     Status s = decode->WaitHandoff(target.handoff_id, milliseconds(60000));
     const double tail = Seconds(Clock::now() - last_layer);
-    if (!s.ok()) {
-      std::fprintf(stderr, "hand-off %u: %s\n", r, s.ToString().c_str());
+    saver.join();
+    if (!s.ok() || !saved_status.ok()) {
+      std::fprintf(stderr, "hand-off %u: %s / save: %s\n", r, s.ToString().c_str(),
+                   saved_status.ToString().c_str());
       return 1;
     }
     exposed.push_back(tail / layer_s);
+    saved.push_back(saved_s / layer_s);
   }
   progress.Done();
   const double layer_ms = Median(transfer) * 1e3;
   const double exposed_layers = Median(exposed);
+  const double saved_layers = Median(saved);
   if (FLAGS_json) {
     std::printf("%s\n", nlohmann::json{{"layers", FLAGS_layers},
                                        {"blocks", FLAGS_blocks},
                                        {"value_bytes", size},
+                                       {"local_hop", FLAGS_local_hop},
                                        {"layer_transfer_ms", layer_ms},
+                                       {"compute_layers", FLAGS_compute},
                                        {"exposed_layers", exposed_layers},
+                                       {"prefill_saved_layers", saved_layers},
                                        {"blocking_layers", FLAGS_layers}}
                             .dump()
                             .c_str());
@@ -152,14 +189,16 @@ int Run() {
   }
   std::printf(
       "kvcake-handoff-bench: etcd + 2 kvcaked on 127.0.0.1, UCX tcp, %u layers x %u "
-      "blocks x %u KiB\n",
-      FLAGS_layers, FLAGS_blocks, FLAGS_value_kib);
-  std::printf("  one layer transfer %.2f ms (modelled prefill compute per layer: the same)\n",
-              layer_ms);
+      "blocks x %u KiB, prefill engine to its daemon: %s\n",
+      FLAGS_layers, FLAGS_blocks, FLAGS_value_kib, FLAGS_local_hop.c_str());
+  std::printf("  one layer transfer %.2f ms (modelled prefill compute per layer: %.2f of it)\n",
+              layer_ms, FLAGS_compute);
   std::printf(
       "  last layer -> decode holds all layers: %.2f layer transfers (goal <= 1.50; a "
       "transfer after the prefill: %u)\n",
       exposed_layers, FLAGS_layers);
+  std::printf("  last layer -> prefill daemon holds all layers: %.2f layer transfers\n",
+              saved_layers);
   return 0;
 }
 
