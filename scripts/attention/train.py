@@ -23,6 +23,15 @@ within one window; the quotes make the copying circuit (induction heads) form
 within a CPU-sized budget, and the fixed first byte gives the attention sink a
 place to settle, as <s> does in the models kvcake serves. The cpu preset
 starts them at step 1000, after plain text has taught the byte statistics.
+
+From step `random_from` on, a share `random_frac` of the windows instead hold
+a string of random printable bytes (16 to 64), some text, the same string
+again and more text. Quotes of source code are partly predictable without
+looking back; a random string is not, so its second copy can only be
+predicted by finding the first: the strongest signal there is for the
+copying circuit, which a CPU-sized run did not form from the quotes alone
+(no induction head by step 2100 of the cpu preset). The cpu preset starts
+them at step 2200.
   tiny: a smoke test (seconds)
 """
 
@@ -49,7 +58,7 @@ PRESETS = {
     "cpu": dict(model=dict(n_layer=6, d_model=128, n_head=8, n_kv_head=2, d_ff=512, ctx=256,
                            bos=0),
                 batch=16, steps=5000, lr=2e-3, warmup=200, augment_from=1000,
-                repeat_frac=0.5),
+                repeat_frac=0.5, random_from=2200, random_frac=0.25),
     "tiny": dict(model=dict(n_layer=2, d_model=64, n_head=4, n_kv_head=2, d_ff=128, ctx=64,
                             bos=0),
                  batch=4, steps=20, lr=3e-3, warmup=5, augment_from=10, repeat_frac=0.5),
@@ -102,7 +111,14 @@ def batches(data, ctx, batch, seed, step, preset, bos):
         return x.long(), y.long()
     rows = []
     for s in starts:
-        if rng.random() < preset["repeat_frac"]:
+        if step >= preset.get("random_from", 1 << 62) and rng.random() < preset["random_frac"]:
+            # NUL, random string R, text, R again, text to the end of the window.
+            m = rng.randrange(16, 65)
+            r = torch.tensor([rng.randrange(32, 127) for _ in range(m)], dtype=torch.uint8)
+            gap = rng.randrange(0, ctx - 2 * m + 1)
+            t = data[s:s + ctx - 2 * m]
+            row = torch.cat([r, t[:gap], r, t[gap:]])
+        elif rng.random() < preset["repeat_frac"]:
             # NUL, text A (p bytes), then a quote of A filling the window.
             p = rng.randrange(ctx // 2, ctx - 16 + 1)
             a = data[s:s + p]
@@ -148,6 +164,7 @@ def main():
                 corpus=provenance,
                 batch=preset["batch"], steps=preset["steps"],
                 augment_from=preset.get("augment_from"), repeat_frac=preset.get("repeat_frac"),
+                random_from=preset.get("random_from"), random_frac=preset.get("random_frac"),
                 tokens=preset["batch"] * cfg.ctx * preset["steps"])
     with open(os.path.join(args.out, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
