@@ -131,9 +131,7 @@ void Service::ForgetCaller(uint64_t caller) {
   }
   for (Lease& l : owned) ReleaseLease(l);
   for (const PrefillHandoff& h : abandoned) {
-    FailPrefillHandoff(
-        h, AbortedError("the prefill engine disconnected after " + std::to_string(h.committed) +
-                        " of " + std::to_string(h.target.blocks) + " values"));
+    FailPrefillHandoff(h, AbortedError("the prefill engine disconnected " + h.Progress()));
   }
 }
 
@@ -433,10 +431,9 @@ Result<std::string> Service::HandoffAbort(uint64_t caller, std::string_view head
     return NotFoundError("no hand-off " + std::to_string(req.handoff_id) +
                          " of this namespace is in progress from this daemon");
   }
-  FailPrefillHandoff(*aborted, AbortedError("the prefill engine aborted the hand-off after " +
-                                            std::to_string(aborted->committed) + " of " +
-                                            std::to_string(aborted->target.blocks) + " values" +
-                                            (req.message.empty() ? "" : ": " + req.message)));
+  FailPrefillHandoff(*aborted,
+                     AbortedError("the prefill engine aborted the hand-off " + aborted->Progress() +
+                                  (req.message.empty() ? "" : ": " + req.message)));
   return transport::Encode(transport::EmptyResponse{});
 }
 

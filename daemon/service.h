@@ -336,6 +336,11 @@ class Service {
     uint64_t ns_id = 0;
     cluster::HandoffTarget target;
     uint64_t committed = 0;
+    // "after C of N values": how far it got, for its failure notice.
+    std::string Progress() const {
+      return "after " + std::to_string(committed) + " of " + std::to_string(target.blocks) +
+             " values";
+    }
   };
   static constexpr size_t kMaxPrefillHandoffs = 4096;
   std::unordered_map<uint64_t, PrefillHandoff> prefill_handoffs_ GUARDED_BY(mu_);
