@@ -220,7 +220,11 @@ Status Daemon::JoinCluster() {
   no.node_id = mo.node_id;
   no.cluster_token = co.cluster_token;
   no.peer_timeout = std::chrono::milliseconds(co.peer_timeout_ms);
-  no.ucx.transport = transport::UcxTransport::kTcp;  // members are on other hosts
+  // Peer connections poll, yield and send as the daemon's own endpoint does
+  // (--busy_poll_us, --busy_poll_yield, --ucx_tcp_zero_copy, ...), over tcp:
+  // members are on other hosts.
+  no.ucx = options_.rpc.ucx;
+  no.ucx.transport = transport::UcxTransport::kTcp;
   cluster::Membership* m = membership_.get();
   cluster_node_ = std::make_unique<cluster::ClusterNode>(
       no, store_.get(), [m](std::vector<cluster::PeerAddress>* out) {
