@@ -123,6 +123,7 @@ std::string DaemonOptions::ToString() const {
     << "max_lease_bytes_per_connection = " << service.max_lease_bytes_per_connection << "\n"
     << "max_staged_bytes = " << rpc.max_staged_bytes << "\n"
     << "verify_reads = " << (service.verify_reads ? "true" : "false") << "\n"
+    << "verify_commits = " << (service.verify_commits ? "true" : "false") << "\n"
     << "policy = " << policy << "\n"
     << "drain_on_exit = " << (drain_on_exit ? "true" : "false") << "\n"
     << "expose_host_segment = " << (expose_host_segment ? "true" : "false") << "\n"

@@ -83,6 +83,10 @@ DEFINE_string(max_lease_bytes_per_connection, "auto",
 DEFINE_bool(verify_reads, true,
             "check each block's checksum (taken at commit) before a get sends it from memory; "
             "a mismatch is a miss and the block is dropped");
+DEFINE_bool(verify_commits, true,
+            "hash each value a same-node client commits and refuse it (DATA_LOSS) if the hash "
+            "differs from the client's checksum; false: record the client's checksum as is "
+            "(later reads and SSD writes still verify)");
 DEFINE_string(max_staged_bytes, "1G",
               "request bytes (oversized metadata with its payload) staged in daemon memory at "
               "once over all connections");
@@ -196,6 +200,7 @@ Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
   }
   o.service.max_namespaces = FLAGS_max_namespaces;
   o.service.verify_reads = FLAGS_verify_reads;
+  o.service.verify_commits = FLAGS_verify_commits;
   if (FLAGS_max_lease_bytes_per_connection == "auto") {
     o.service.max_lease_bytes_per_connection = o.store.host_capacity_bytes / 2;
   } else {
@@ -285,7 +290,7 @@ int main(int argc, char** argv) {
       {{"Listening and transport", {"listen", "io_threads", "ucx_", "busy_poll", "max_staged"}},
        {"Tiers",
         {"gpu_bytes", "host_bytes", "slot_bytes", "ssd_", "huge", "policy", "drain", "expose_",
-         "reserve_wait", "verify_reads"}},
+         "reserve_wait", "verify_"}},
        {"Tenants and limits", {"token_file", "max_", "default_quota", "lease_ms"}},
        {"Admin API", {"admin_"}},
        {"Cluster", {"cluster_", "node_id", "advertise", "member_ttl", "peer_timeout", "handoff_"}},

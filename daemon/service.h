@@ -53,6 +53,15 @@ struct ServiceOptions {
   // Same-node clients verify what they copy out of the segment themselves
   // (the pin response carries the checksums). Default true.
   bool verify_reads = true;
+  // Hash each value a same-node client commits and compare it with the
+  // checksum the client sends (taken in the client's copy into the slot): a
+  // mismatch (a scribble between the copy and the commit, or a client bug)
+  // refuses the value with DATA_LOSS. Off, the client's checksum is recorded
+  // as is, which saves the daemon one pass over every byte put through the
+  // mapped path; a mismatch is then found by the first verified read or the
+  // mover's check before an SSD write (the block is dropped, never served).
+  // Default true.
+  bool verify_commits = true;
   // Lease of same-node reservations / pins held for a client (milliseconds).
   uint64_t lease_ms = 30'000;
   // Keys per batch (<= transport::kMaxBatchBlocks).

@@ -63,6 +63,9 @@ DEFINE_int32(client_spin_us, -1, "ClientOptions::spin_wait (-1: the library defa
 DEFINE_bool(verify_reads, true,
             "check every value read against its commit checksum (kvcaked --verify_reads, "
             "ClientOptions::verify_mapped_reads); false measures the cost of the checks");
+DEFINE_bool(verify_commits, true,
+            "kvcaked --verify_commits: the daemon checks each same-node commit's checksum; "
+            "false measures the cost of that check");
 DEFINE_bool(busy_poll_yield, true,
             "idle polling rounds yield, in the bench's clients and its daemons "
             "(ClientOptions::busy_poll_yield, kvcaked --busy_poll_yield)");
@@ -711,6 +714,7 @@ int Main(int argc, char** argv) {
   auto daemon_extra = [](std::vector<std::string> f) {
     f.push_back(std::string("--busy_poll_yield=") + (FLAGS_busy_poll_yield ? "true" : "false"));
     f.push_back(std::string("--verify_reads=") + (FLAGS_verify_reads ? "true" : "false"));
+    f.push_back(std::string("--verify_commits=") + (FLAGS_verify_commits ? "true" : "false"));
     if (FLAGS_daemon_busy_poll_us >= 0) {
       f.push_back("--busy_poll_us=" + std::to_string(FLAGS_daemon_busy_poll_us));
     }

@@ -70,6 +70,14 @@ class ServiceTest : public ::testing::Test {
     }
     return resp;
   }
+  // A same-node put of the two keys of `req`: maps the host segment (into
+  // `*mem`; the caller unmaps it), reserves the keys (into `*slots`), writes
+  // Value(key) into each slot and commits with the first key's checksum right
+  // and the second's off by one. The commit's per-key codes; empty if a step
+  // before the commit failed.
+  std::vector<transport::KeyCode> PutSecondWithWrongChecksum(
+      const transport::RegisterNamespaceResponse& ns, const transport::KeyedRequest& req,
+      char** mem, transport::SlotsResponse* slots);
   std::vector<transport::KeyCode> Codes(const Result<std::string>& r) {
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     transport::KeyCodesResponse resp;
@@ -200,31 +208,43 @@ TEST_F(ServiceTest, ZeroCopyPutStagesSeveralValuesAndAbortsOnPayloadFailure) {
   service_->AbortPut(**st);
 }
 
+std::vector<transport::KeyCode> ServiceTest::PutSecondWithWrongChecksum(
+    const transport::RegisterNamespaceResponse& ns, const transport::KeyedRequest& req, char** mem,
+    transport::SlotsResponse* slots) {
+  store::HostSegmentInfo seg = store_->host_segment();
+  void* base = ::mmap(nullptr, seg.size, PROT_READ | PROT_WRITE, MAP_SHARED, seg.fd, 0);
+  EXPECT_NE(base, MAP_FAILED);
+  if (base == MAP_FAILED || req.keys.size() != 2) return {};
+  *mem = static_cast<char*>(base);
+  auto reserved = transport::DecodeAs<transport::SlotsResponse>(
+      *Call(RpcOp::kPutReserve, transport::Encode(req)));
+  EXPECT_TRUE(reserved.ok());
+  if (!reserved.ok()) return {};
+  *slots = *reserved;
+  EXPECT_EQ(slots->codes, (std::vector<transport::KeyCode>{0, 0}));
+  EXPECT_GT(slots->lease_us, 0u);
+  std::vector<uint64_t> checksums;
+  for (size_t i = 0; i < 2; ++i) {
+    const std::string v = Value(req.keys[i].hash, req.keys[i].layer);
+    std::memcpy(*mem + slots->offsets[i], v.data(), kBytes);
+    checksums.push_back(store::BlockChecksum(v.data(), kBytes) ^ i);
+  }
+  transport::PutCommitRequest commit{ns.ns_id, ns.fingerprint, slots->lease_id, req.keys,
+                                     checksums};
+  return Codes(Call(RpcOp::kPutCommit, transport::Encode(commit)));
+}
+
 TEST_F(ServiceTest, SameNodeReserveCommitPinReleaseWithChecksums) {
   auto ns = Register();
   store::HostSegmentInfo seg = store_->host_segment();
   ASSERT_GE(seg.fd, 0);
-  void* base = ::mmap(nullptr, seg.size, PROT_READ | PROT_WRITE, MAP_SHARED, seg.fd, 0);
-  ASSERT_NE(base, MAP_FAILED);
-  char* mem = static_cast<char*>(base);
-
+  char* mem = nullptr;
+  transport::SlotsResponse slots;
   transport::KeyedRequest req{ns.ns_id, ns.fingerprint, {{10, 0}, {11, 1}}};
-  auto slots = transport::DecodeAs<transport::SlotsResponse>(
-      *Call(RpcOp::kPutReserve, transport::Encode(req)));
-  ASSERT_TRUE(slots.ok());
-  ASSERT_EQ(slots->codes, (std::vector<transport::KeyCode>{0, 0}));
-  EXPECT_GT(slots->lease_us, 0u);
-  std::string v0 = Value(10, 0), v1 = Value(11, 1);
-  std::memcpy(mem + slots->offsets[0], v0.data(), kBytes);
-  std::memcpy(mem + slots->offsets[1], v1.data(), kBytes);
-  transport::PutCommitRequest commit{
-      ns.ns_id,
-      ns.fingerprint,
-      slots->lease_id,
-      req.keys,
-      {store::BlockChecksum(v0.data(), kBytes), store::BlockChecksum(v1.data(), kBytes) ^ 1}};
-  EXPECT_EQ(Codes(Call(RpcOp::kPutCommit, transport::Encode(commit))),
+  ASSERT_EQ(PutSecondWithWrongChecksum(ns, req, &mem, &slots),
             (std::vector<transport::KeyCode>{0, static_cast<uint8_t>(StatusCode::kDataLoss)}));
+  const std::string v0 = Value(10, 0);
+  transport::PutCommitRequest commit{ns.ns_id, ns.fingerprint, slots.lease_id, req.keys, {0, 0}};
   // The lease is gone once committed.
   EXPECT_EQ(Call(RpcOp::kPutCommit, transport::Encode(commit)).status().code(),
             StatusCode::kAborted);
@@ -239,7 +259,7 @@ TEST_F(ServiceTest, SameNodeReserveCommitPinReleaseWithChecksums) {
   EXPECT_TRUE(
       Call(RpcOp::kRelease, transport::Encode(transport::ReleaseRequest{pins->lease_id})).ok());
   EXPECT_EQ(service_->stats().open_leases, 0u);
-  ::munmap(base, seg.size);
+  ::munmap(mem, seg.size);
 }
 
 TEST_F(ServiceTest, ExpiredSameNodeLeasesAreReclaimed) {
@@ -453,6 +473,35 @@ TEST(TokenGrantsTest, ParsesGrantsAndRefusesBadFiles) {
   EXPECT_FALSE(ParseTokenGrants("# only a comment\n").ok());
   EXPECT_FALSE(ParseTokenGrants("same-token-x\nsame-token-x a\n").ok());
   EXPECT_FALSE(ParseTokenGrants("good-token-x ll*ama\n").ok());
+}
+
+// With --verify_commits=false a same-node commit records the client's
+// checksum as is: a wrong one is accepted, and the first verified read finds
+// the mismatch, drops the block and serves nothing.
+TEST_F(ServiceTest, UnverifiedCommitsAreCheckedByTheFirstRead) {
+  ServiceOptions o;
+  o.verify_commits = false;
+  Make(o);
+  auto ns = Register();
+  char* mem = nullptr;
+  transport::SlotsResponse slots;
+  transport::KeyedRequest req{ns.ns_id, ns.fingerprint, {{30, 0}, {31, 0}}};
+  ASSERT_EQ(PutSecondWithWrongChecksum(ns, req, &mem, &slots),
+            (std::vector<transport::KeyCode>{0, 0}));
+  const std::string v0 = Value(30, 0);
+  const uint64_t failures = store_->GetStats().checksum_failures;
+  auto got = service_->BeginGet(caller_, transport::Encode(req));
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  transport::KeyCodesResponse codes;
+  ASSERT_TRUE(transport::Decode((*got)->meta, &codes).ok());
+  EXPECT_EQ(codes.codes,
+            (std::vector<transport::KeyCode>{0, static_cast<uint8_t>(StatusCode::kDataLoss)}));
+  ASSERT_EQ((*got)->payload.size(), 1u);
+  EXPECT_EQ(std::string(static_cast<const char*>((*got)->payload[0].data), kBytes), v0);
+  service_->EndGet(**got);
+  EXPECT_EQ(store_->GetStats().checksum_failures, failures + 1);
+  EXPECT_FALSE(store_->Contains(BlockKey{ns.ns_id, 31, 0}));  // dropped, never served
+  ::munmap(mem, store_->host_segment().size);
 }
 
 // A lease belongs to the connection that took it: another connection can
