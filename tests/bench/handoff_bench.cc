@@ -51,6 +51,9 @@ DEFINE_string(local_hop, "mapped",
 DEFINE_double(compute, 1.0,
               "modelled prefill compute per layer, in layer transfers (0: the layers are "
               "saved back to back, which measures the hand-off's throughput)");
+DEFINE_bool(verify_commits, true,
+            "kvcaked --verify_commits of both daemons (false: the prefill daemon records the "
+            "prefill engine's checksums without hashing each layer again)");
 DEFINE_bool(json, false, "print one JSON object");
 
 namespace kvcake {
@@ -90,7 +93,8 @@ int Run() {
          "--expose_host_segment=" +
              std::string(mapped && id == std::string("prefill") ? "true" : "false"),
          "--ssd_path=" + dir.path() + "/ssd-" + id, "--admin_listen=127.0.0.1:0",
-         "--log_level=warning"});
+         "--log_level=warning",
+         std::string("--verify_commits=") + (FLAGS_verify_commits ? "true" : "false")});
     if (!d.ok()) {
       std::fprintf(stderr, "kvcaked %s: %s\n", id, d.status().ToString().c_str());
       return 1;
@@ -186,6 +190,7 @@ int Run() {
                                        {"blocks", FLAGS_blocks},
                                        {"value_bytes", size},
                                        {"local_hop", FLAGS_local_hop},
+                                       {"verify_commits", FLAGS_verify_commits},
                                        {"layer_transfer_ms", layer_ms},
                                        {"compute_layers", FLAGS_compute},
                                        {"exposed_layers", exposed_layers},
