@@ -17,7 +17,9 @@ using transport::BlockRef;
 using transport::ChainRecord;
 using transport::RpcOp;
 
-constexpr uint64_t kMaxFetchBytes = 64ull << 20;  // the layers the forwarder coalesces
+// The most one forwarded job grows to when the forwarder coalesces the
+// layers queued for one hand-off.
+constexpr uint64_t kMaxCoalescedBytes = 64ull << 20;
 // A hand-off push sends about this many bytes per call and keeps this many
 // calls in flight (over all hand-offs): the next layer goes out while the
 // previous one's reply is on its way.
@@ -873,7 +875,7 @@ void ClusterNode::ForwarderLoop() {
         const ForwardJob& next = fwd_queue_.front();
         if (next.notice || next.target.id != job.target.id || next.target.node != job.target.node ||
             next.ns.id != job.ns.id ||
-            (job.keys.size() + next.keys.size()) * size > kMaxFetchBytes) {
+            (job.keys.size() + next.keys.size()) * size > kMaxCoalescedBytes) {
           break;
         }
         job.keys.insert(job.keys.end(), next.keys.begin(), next.keys.end());
