@@ -57,6 +57,9 @@ trap cleanup EXIT
 # Starts kvcaked (log $LOGS/kvcaked.<n>.log); sets PID, ADDR (UCX) and ADMIN.
 start_kvcaked() {
   local n=$1
+  # Created here, not by the background job's redirection (which may run
+  # after the first read below; a missing file would end the script).
+  : >"$LOGS/kvcaked.$n.out"
   "$BIN/kvcaked" "${LISTEN_ARGS[@]}" >"$LOGS/kvcaked.$n.out" 2>"$LOGS/kvcaked.$n.log" &
   PID=$!
   ADDR=""

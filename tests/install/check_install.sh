@@ -85,7 +85,10 @@ for tool in kvcaked kvcakectl; do
     { echo "installed $tool has no \$ORIGIN/../lib rpath"; exit 1; }
 done
 
-# The installed daemon, ephemeral ports; its log names the address.
+# The installed daemon, ephemeral ports; its log names the address. The log
+# exists before the daemon starts: the background job opens it in its own
+# time, and a read of a missing file would end this script (pipefail).
+: > "$tmp/kvcaked.log"
 "$prefix/bin/kvcaked" --listen=127.0.0.1:0 --admin_listen=127.0.0.1:0 --ssd_path= \
   --host_bytes=64M --slot_bytes=64K > "$tmp/kvcaked.log" 2>&1 &
 daemon=$!
