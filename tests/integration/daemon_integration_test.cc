@@ -321,9 +321,6 @@ std::vector<uint64_t> PutAndPromoteToGpu(Client& c, const std::string& admin) {
   return chain;
 }
 
-// A mapped client reads GPU-tier blocks straight from the arena the daemon
-// exposes (the emulated device's memfd here; a CUDA IPC handle on a GPU):
-// every byte right, and no UCX get at all.
 // A mapped get of more than two pin chunks (8 MiB each: 128 values of 64
 // KiB) is pinned chunk by chunk, every chunk requested at once: each value
 // lands in its own buffer, and misses in any chunk are reported as misses.
@@ -360,6 +357,9 @@ TEST_F(DaemonTest, ALargeMappedGetIsPinnedInChunksEveryByteInPlace) {
   EXPECT_GE(MetricValue(m, "kvcake_requests_total{op=\"pin\"}"), 4u);
 }
 
+// A mapped client reads GPU-tier blocks straight from the arena the daemon
+// exposes (the emulated device's memfd here; a CUDA IPC handle on a GPU):
+// every byte right, and no UCX get at all.
 TEST_F(DaemonTest, MappedGetReadsTheGpuTierArena) {
   StartDaemon({"--admin_listen=127.0.0.1:0", "--gpu_bytes=1M"});
   auto c = ConnectOrDie(daemon_->address(), "tcp", true);
