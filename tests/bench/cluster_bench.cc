@@ -17,6 +17,11 @@
 //
 //   kvcake-cluster-bench [--blocks=64] [--value_kib=1024] [--rounds=5]
 //                        [--local_hop=mapped|tcp] [--phases] [--json]
+//                        [--daemon_flags=--FLAG=VALUE,...]
+//
+// It also prints the CPU time every process spent in the gets, per GiB
+// moved: on a box with few cores the get through the local daemon, which
+// moves every byte once more, is bounded by CPU rather than by the wire.
 
 #include <gflags/gflags.h>
 #include <signal.h>
@@ -52,6 +57,9 @@ DEFINE_string(local_hop, "mapped",
               "how the engine on C reaches its own daemon: mapped (C exposes its host tier "
               "to same-node clients, the default of kvcaked and the client) or tcp (UCX tcp "
               "like the direct get)");
+DEFINE_string(daemon_flags, "",
+              "more kvcaked flags for all three daemons, comma-separated (e.g. "
+              "--busy_poll_us=0,--verify_commits=false)");
 DEFINE_bool(phases, false,
             "also time the remote get's two hops apart: C's fetch from A alone (a prefetch "
             "until C holds every block) and then C's local get of them");
@@ -63,6 +71,7 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 using bench::Median;
+using bench::ProcessCpuSeconds;
 using bench::Seconds;
 
 using cluster::testing::WaitFor;
@@ -74,20 +83,27 @@ struct Bench {
   uint64_t value_bytes = 0;
 
   std::vector<std::string> Flags(const std::string& id) {
-    return {"--cluster_etcd=" + etcd->endpoint(),
-            "--cluster_name=bench",
-            "--node_id=" + id,
-            "--member_ttl_s=2",
-            "--cluster_token_file=" + dir.path() + "/token",
-            "--ucx_tls=tcp",
-            "--io_threads=2",
-            "--host_bytes=2GiB",
-            "--slot_bytes=" + std::to_string(value_bytes),
-            "--expose_host_segment=" +
-                std::string(id == "c" && FLAGS_local_hop == "mapped" ? "true" : "false"),
-            "--ssd_path=" + dir.path() + "/ssd-" + id,
-            "--admin_listen=127.0.0.1:0",
-            "--log_level=warning"};
+    std::vector<std::string> flags = {
+        "--cluster_etcd=" + etcd->endpoint(),
+        "--cluster_name=bench",
+        "--node_id=" + id,
+        "--member_ttl_s=2",
+        "--cluster_token_file=" + dir.path() + "/token",
+        "--ucx_tls=tcp",
+        "--io_threads=2",
+        "--host_bytes=2GiB",
+        "--slot_bytes=" + std::to_string(value_bytes),
+        "--expose_host_segment=" +
+            std::string(id == "c" && FLAGS_local_hop == "mapped" ? "true" : "false"),
+        "--ssd_path=" + dir.path() + "/ssd-" + id,
+        "--admin_listen=127.0.0.1:0",
+        "--log_level=warning"};
+    for (size_t at = 0; at < FLAGS_daemon_flags.size();) {
+      const size_t comma = std::min(FLAGS_daemon_flags.find(',', at), FLAGS_daemon_flags.size());
+      if (comma > at) flags.push_back(FLAGS_daemon_flags.substr(at, comma - at));
+      at = comma + 1;
+    }
+    return flags;
   }
 
   size_t Members(size_t i) { return cluster::testing::LiveMembers(nodes[i]->admin_address()); }
@@ -189,6 +205,19 @@ int Run() {
 
   // ---- remote get through the local daemon vs a direct get from A ----------
   std::vector<double> direct, remote;
+  // CPU seconds the counted gets used, per process: the engines (this
+  // process), A, B and C. On a box with few cores the remote get, which
+  // moves every byte once more, is bounded by CPU rather than by the wire.
+  auto cpu_now = [&] {
+    std::vector<double> v{ProcessCpuSeconds(0)};
+    for (auto& n : b.nodes) v.push_back(ProcessCpuSeconds(n->pid()));
+    return v;
+  };
+  std::vector<double> direct_cpu(4), remote_cpu(4);
+  auto add_cpu = [](std::vector<double>& sum, const std::vector<double>& from,
+                    const std::vector<double>& to) {
+    for (size_t i = 0; i < sum.size(); ++i) sum[i] += to[i] - from[i];
+  };
   // A live line on a terminal's stderr (never with --json): get rounds, the
   // lookups, then the membership measurement.
   Progress progress("kvcake-cluster-bench", {.enabled = !FLAGS_json});
@@ -205,7 +234,9 @@ int Run() {
     // Direct: the engine on C's host asks A's daemon itself.
     const uint64_t bytes = chain.size() * size;
     std::fill(buf.begin(), buf.end(), 0);
+    const std::vector<double> d0 = cpu_now();
     double d = TimedGet(*a, chain, buf, size, Clock::now());
+    const std::vector<double> d1 = cpu_now();
     if (d > 0 && !SameBytes(buf, data, bytes)) d = -1;
     if (!WaitFor([&] { return Published(*probe, chain); }, milliseconds(5000))) {
       std::fprintf(stderr, "the directory never had the chain\n");
@@ -214,9 +245,11 @@ int Run() {
     // Remote: the engine on C looks the prefix up and gets it through its own
     // daemon, which fetches from A (the lookup is part of the time).
     std::fill(buf.begin(), buf.end(), 0);
+    const std::vector<double> r0 = cpu_now();
     const auto t0 = Clock::now();
     auto where = c->LookupPrefix(chain, 0);
     double t = TimedGet(*c, chain, buf, size, t0);
+    const std::vector<double> r1 = cpu_now();
     if (t > 0 && !SameBytes(buf, data, bytes)) t = -1;
     if (!where.ok() || *where != chain.size()) t = -1;
     if (d <= 0 || t <= 0) {
@@ -226,6 +259,8 @@ int Run() {
     if (r == 0) continue;
     direct.push_back(d);
     remote.push_back(t);
+    add_cpu(direct_cpu, d0, d1);
+    add_cpu(remote_cpu, r0, r1);
   }
   // ---- the two hops apart (diagnostic) --------------------------------------
   std::vector<double> fetch_alone, local_get;
@@ -259,6 +294,17 @@ int Run() {
   }
   const double bytes = static_cast<double>(FLAGS_blocks) * size;
   const double direct_gbps = bytes / Median(direct) / 1e9;
+  // CPU seconds per GiB moved, all processes together, and the cores they
+  // kept busy on average (CPU time over wall time).
+  const double gib_moved = static_cast<double>(direct.size()) * bytes / (1ull << 30);
+  auto total = [](const std::vector<double>& v) { return v[0] + v[1] + v[2] + v[3]; };
+  auto wall = [](const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return s;
+  };
+  const double direct_cpu_per_gib = total(direct_cpu) / gib_moved;
+  const double remote_cpu_per_gib = total(remote_cpu) / gib_moved;
   const double remote_gbps = bytes / Median(remote) / 1e9;
 
   // ---- lookup_prefix of a 1000-block chain: local vs remote owner ------------
@@ -308,6 +354,15 @@ int Run() {
                       {"direct_get_gbps", direct_gbps},
                       {"remote_get_gbps", remote_gbps},
                       {"remote_get_vs_direct", get_ratio},
+                      {"cores", std::thread::hardware_concurrency()},
+                      {"direct_get_cpu_s_per_gib", direct_cpu_per_gib},
+                      {"remote_get_cpu_s_per_gib", remote_cpu_per_gib},
+                      {"direct_get_cores_busy", total(direct_cpu) / wall(direct)},
+                      {"remote_get_cores_busy", total(remote_cpu) / wall(remote)},
+                      {"remote_get_cpu_s_per_gib_by_process",
+                       {{"engine", remote_cpu[0] / gib_moved},
+                        {"holder_a", remote_cpu[1] / gib_moved},
+                        {"local_c", remote_cpu[3] / gib_moved}}},
                       {"lookup_1000_local_p50_us", Median(local_us)},
                       {"lookup_1000_remote_p50_us", Median(remote_us)},
                       {"remote_lookup_vs_local", lookup_ratio},
@@ -330,6 +385,12 @@ int Run() {
       "  remote get via local daemon  %6.2f GB/s  vs direct get from holder %6.2f GB/s"
       "  = %.2fx (goal >= 0.70)\n",
       remote_gbps, direct_gbps, get_ratio);
+  std::printf(
+      "  CPU per GiB moved             %6.2f s remote (engine %.2f, holder %.2f, local daemon "
+      "%.2f) vs %.2f s direct; cores busy %.1f vs %.1f of %u\n",
+      remote_cpu_per_gib, remote_cpu[0] / gib_moved, remote_cpu[1] / gib_moved,
+      remote_cpu[3] / gib_moved, direct_cpu_per_gib, total(remote_cpu) / wall(remote),
+      total(direct_cpu) / wall(direct), std::thread::hardware_concurrency());
   if (FLAGS_phases) {
     std::printf("  hops apart: C's fetch from A alone %6.2f GB/s, then C's local get %6.2f GB/s\n",
                 j["fetch_alone_gbps"].get<double>(), j["local_get_on_c_gbps"].get<double>());
