@@ -63,6 +63,7 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 using bench::Median;
+using bench::ProcessCpuSeconds;
 using bench::Seconds;
 
 using cluster::testing::WaitFor;
@@ -129,6 +130,14 @@ int Run() {
     return g;
   };
   std::vector<double> transfer, exposed, saved;
+  // CPU seconds of the engines (this process) and both daemons, per layer:
+  // in the direct puts, and in a hand-off (its compute is a sleep).
+  auto cpu_now = [&] {
+    double s = ProcessCpuSeconds(0);
+    for (auto& n : nodes) s += ProcessCpuSeconds(n->pid());
+    return s;
+  };
+  std::vector<double> transfer_cpu, handoff_cpu;
   // A live line on a terminal's stderr (never with --json).
   Progress progress("kvcake-handoff-bench", {.enabled = !FLAGS_json});
   for (uint32_t r = 0; r < FLAGS_rounds; ++r) {
@@ -138,6 +147,7 @@ int Run() {
     // One layer transfer: a put of one layer straight to the decode daemon,
     // the median of kTransferSamples (one put on a VM can be off by half).
     std::vector<double> samples;
+    const double put_cpu0 = cpu_now();
     for (uint32_t i = 0; i < kTransferSamples; ++i) {
       std::vector<uint64_t> probe = direct->HashTokens(tokens);
       for (uint64_t& h : probe) h ^= 0x5a5a5a5aull + i;  // not the hand-off's keys
@@ -147,6 +157,8 @@ int Run() {
     }
     const double layer_s = Median(samples);
     transfer.push_back(layer_s);
+    transfer_cpu.push_back((cpu_now() - put_cpu0) / kTransferSamples);
+    const double handoff_cpu0 = cpu_now();
 
     std::vector<uint64_t> chain = prefill->HashTokens(tokens);
     HandoffTarget target{"decode", 1000 + r, FLAGS_layers * FLAGS_blocks};
@@ -178,6 +190,7 @@ int Run() {
                    saved_status.ToString().c_str());
       return 1;
     }
+    handoff_cpu.push_back((cpu_now() - handoff_cpu0) / FLAGS_layers);
     exposed.push_back(tail / layer_s);
     saved.push_back(saved_s / layer_s);
   }
@@ -195,6 +208,8 @@ int Run() {
                                        {"compute_layers", FLAGS_compute},
                                        {"exposed_layers", exposed_layers},
                                        {"prefill_saved_layers", saved_layers},
+                                       {"cpu_ms_per_layer_transfer", Median(transfer_cpu) * 1e3},
+                                       {"cpu_ms_per_handoff_layer", Median(handoff_cpu) * 1e3},
                                        {"blocking_layers", FLAGS_layers}}
                             .dump()
                             .c_str());
@@ -212,6 +227,10 @@ int Run() {
       exposed_layers, FLAGS_layers);
   std::printf("  last layer -> prefill daemon holds all layers: %.2f layer transfers\n",
               saved_layers);
+  std::printf(
+      "  CPU per layer (all processes): %.2f ms in a hand-off vs %.2f ms in a direct put, "
+      "%u cores\n",
+      Median(handoff_cpu) * 1e3, Median(transfer_cpu) * 1e3, std::thread::hardware_concurrency());
   return 0;
 }
 
