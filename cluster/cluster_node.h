@@ -91,6 +91,12 @@ struct ClusterNodeOptions {
   // Hand-off batches waiting for the forwarder at most; beyond it a batch
   // fails its hand-off.
   size_t max_forward_queue = 1 << 16;
+  // Hash each fetched value at its commit and compare it with the holder's
+  // checksum (a mismatch drops it). Off (kvcaked --verify_commits=false), the
+  // holder's checksum is recorded as is, which saves a pass over every
+  // fetched byte; the first verified read (the engine's get) checks it and a
+  // mismatch drops the block, never serves it. Default true.
+  bool verify_fetched = true;
   // UCX settings of the connections to other members (tcp by default).
   transport::UcxOptions ucx;
 };

@@ -223,7 +223,9 @@ Status Daemon::JoinCluster() {
   no.peer_timeout = std::chrono::milliseconds(co.peer_timeout_ms);
   // Peer connections poll, yield and send as the daemon's own endpoint does
   // (--busy_poll_us, --busy_poll_yield, --ucx_tcp_zero_copy, ...), over tcp:
-  // members are on other hosts.
+  // members are on other hosts. Fetched values are checked at commit as a
+  // same-node client's are (--verify_commits).
+  no.verify_fetched = options_.service.verify_commits;
   no.ucx = options_.rpc.ucx;
   no.ucx.transport = transport::UcxTransport::kTcp;
   cluster::Membership* m = membership_.get();

@@ -84,9 +84,10 @@ DEFINE_bool(verify_reads, true,
             "check each block's checksum (taken at commit) before a get sends it from memory; "
             "a mismatch is a miss and the block is dropped");
 DEFINE_bool(verify_commits, true,
-            "hash each value a same-node client commits and refuse it (DATA_LOSS) if the hash "
-            "differs from the client's checksum; false: record the client's checksum as is "
-            "(later reads and SSD writes still verify)");
+            "hash each value a same-node client commits, and each value fetched from another "
+            "member, and refuse it (DATA_LOSS) if the hash differs from the sender's checksum; "
+            "false: record the sender's checksum as is (later reads and SSD writes still "
+            "verify)");
 DEFINE_string(max_staged_bytes, "1G",
               "request bytes (oversized metadata with its payload) staged in daemon memory at "
               "once over all connections");

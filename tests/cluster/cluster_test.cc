@@ -61,6 +61,22 @@ class ClusterTest : public cluster::testing::ClusterFixture {
     return chain;
   }
 
+  // Whether `engine`'s daemon finds every layer of `chain` in the directory
+  // within 5 s (asked without prefetching).
+  bool Published(Client& engine, const std::vector<uint64_t>& chain) {
+    for (uint32_t layer = 0; layer < kLayers; ++layer) {
+      if (!WaitFor(
+              [&] {
+                auto r = engine.LookupPrefixDetail(chain, layer, {.prefetch = false});
+                return r.ok() && r->total == chain.size();
+              },
+              milliseconds(5000))) {
+        return false;
+      }
+    }
+    return true;
+  }
+
   // Gets every layer of `chain` through `engine`; the number of blocks that
   // came back, each checked byte for byte.
   size_t GetChecked(Client& engine, const std::vector<uint64_t>& chain) {
@@ -126,14 +142,7 @@ TEST_F(ClusterTest, AFetchAroundABlockTheHolderLostKeepsTheRest) {
   auto c = Engine(2);
   ASSERT_TRUE(a && c);
   const std::vector<uint64_t> chain = SaveChain(*a, 7, 8);
-  for (uint32_t layer = 0; layer < kLayers; ++layer) {
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          auto r = c->LookupPrefixDetail(chain, layer, {.prefetch = false});
-          return r.ok() && r->total == chain.size();
-        },
-        milliseconds(5000)));
-  }
+  ASSERT_TRUE(Published(*c, chain));
   const BlockId lost{chain[2], 0};
   auto deleted = a->Delete(std::span<const BlockId>(&lost, 1));
   ASSERT_TRUE(deleted.ok()) << deleted.status().ToString();
@@ -306,6 +315,29 @@ TEST_F(ClusterTest, DirectoryRequestsWithoutTheClusterTokenAreRefused) {
   EXPECT_EQ(call("guess").code(), StatusCode::kPermissionDenied);
   EXPECT_TRUE(call("cluster-secret-for-tests").ok());
   EXPECT_GE(Cluster(1)["counters"].value("bad_cluster_tokens", 0), 2);
+}
+
+// With --verify_commits=false a member records the holder's checksum of each
+// fetched value without hashing it; the engine's first (verified) read
+// checks it. Every byte must come back, and no read may find a mismatch:
+// a checksum recorded for the wrong value would show as one here.
+class UnverifiedFetchTest : public ClusterTest {
+ protected:
+  UnverifiedFetchTest() { options_.extra_flags = {"--verify_commits=false"}; }
+};
+
+TEST_F(UnverifiedFetchTest, FetchedValuesAreCheckedByTheEnginesRead) {
+  auto a = Engine(0);
+  auto c = Engine(2);
+  ASSERT_TRUE(a && c);
+  const std::vector<uint64_t> chain = SaveChain(*a, 7, 12);
+  ASSERT_TRUE(Published(*c, chain));
+  EXPECT_EQ(GetChecked(*c, chain), chain.size() * kLayers);
+  // Read again from C's own copy (local now), still checked.
+  EXPECT_EQ(GetChecked(*c, chain), chain.size() * kLayers);
+  EXPECT_EQ(c->checksum_failures(), 0u);
+  nlohmann::json stats = Cluster(2)["counters"];
+  EXPECT_GE(stats.value("fetched_blocks", 0), chain.size() * kLayers) << stats.dump();
 }
 
 }  // namespace
