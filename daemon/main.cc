@@ -102,8 +102,9 @@ DEFINE_uint32(admin_header_timeout_ms, 5000,
               "an admin connection that has not sent a complete request header this long after "
               "connecting (or after starting a request) is closed");
 DEFINE_string(policy, "adaptive",
-              "tier policy: adaptive (CAKE where engines report statistics, LRU otherwise) | "
-              "cake | cake_uniform | lru | lfu | arc | s3fifo | gdsf (docs/policy.md)");
+              "tier policy: adaptive (CAKE for budgeted namespaces that report statistics, "
+              "otherwise LRU or GDSF per tier, whichever was wrong less often lately) | cake | "
+              "cake_uniform | dueling | lru | lfu | arc | s3fifo | gdsf (docs/policy.md)");
 DEFINE_bool(drain_on_exit, true, "on SIGTERM, demote host-tier blocks to SSD before exiting");
 DEFINE_bool(expose_host_segment, true, "let same-node clients map the host tier");
 DEFINE_bool(expose_gpu_arena, true,

@@ -138,7 +138,8 @@ std::vector<Exchange> AdaptivePolicy::SelectExchanges(
 }
 
 void AdaptivePolicy::ReportLayerSignal(uint64_t ns, const LayerSignal& signal) {
-  // Exact-serving namespaces are ranked by GDSF alone (docs/policy.md §6).
+  // Exact-serving namespaces are ranked by the classic ranking alone
+  // (docs/policy.md §6).
   if (Budgeted(ns)) cake_.ReportLayerSignal(ns, signal);
 }
 

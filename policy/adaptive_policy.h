@@ -8,6 +8,7 @@
 
 #include "policy/cake_policy.h"
 #include "policy/classic_policy.h"
+#include "policy/dueling_policy.h"
 #include "policy/gdsf_policy.h"
 #include "policy/policy.h"
 
@@ -16,22 +17,25 @@ namespace kvcake::policy {
 // AdaptivePolicy: the policy the daemon installs (docs/policy.md §3).
 //
 // Exact serving (the default ServingMode): the engine needs every block of a
-// prefix, so the objective is reload cost and every tier is ordered by
-// GreedyDual-Size-Frequency (GdsfPolicy, the best classic ranking on the
-// conversation trace), with the classic SSD admission and GPU promotions of
-// host blocks read again. CAKE signals of such namespaces are ignored.
+// prefix, so the objective is reload cost. Each tier follows recency (LRU)
+// or frequency (GDSF) by which of the two has been wrong less often lately
+// (DuelingPolicy: neither wins on every part of the conversation trace),
+// with the classic SSD admission and GPU promotions of host blocks read
+// again. CAKE signals of such namespaces are ignored.
 //
 // Budgeted serving (SetServingMode(ns, kBudgeted)): once the namespace
 // reports CAKE statistics it is governed by CakePolicy (layer budgets, block
-// scores, cascade). Until then it is ranked by GDSF like the others.
+// scores, cascade). Until then it is ranked like the others.
 //
-// CakePolicy sees only the events of budgeted namespaces; GdsfPolicy sees
-// every event, so a budgeted namespace falls back with its full history, and
-// its block table answers where each block is and how large it is.
+// CakePolicy sees only the events of budgeted namespaces; the classic
+// ranking sees every event, so a budgeted namespace falls back with its full
+// history, and its block table answers where each block is and how large it
+// is.
 // Victims are taken from the two groups in proportion to the bytes each
-// holds in the tier. Promotions: CAKE's first, then GDSF's host blocks of
-// the other namespaces that were accessed again (GPU tier only). A full GPU
-// tier is refreshed by GDSF's exchanges among those namespaces' blocks.
+// holds in the tier. Promotions: CAKE's first, then the classic ranking's
+// host blocks of the other namespaces that were accessed again (GPU tier
+// only). A full GPU tier is refreshed by the classic ranking's exchanges
+// among those namespaces' blocks.
 //
 // Thread-safety: not thread-safe; the owner serialises all calls.
 class AdaptivePolicy final : public Policy {
@@ -51,7 +55,7 @@ class AdaptivePolicy final : public Policy {
       const std::function<bool(const BlockKey&)>& eligible) override;
   bool Admit(const BlockKey& key, Tier to) override;
   std::vector<BlockKey> SelectPromotions(Tier tier, uint64_t bytes_available) override;
-  // GDSF's exchanges among the blocks of namespaces CAKE does not govern
+  // The classic ranking's exchanges among the blocks of namespaces CAKE does not govern
   // (CAKE proposes none).
   std::vector<Exchange> SelectExchanges(
       Tier tier, uint64_t max_bytes, const std::function<bool(const BlockKey&)>& eligible) override;
@@ -64,10 +68,10 @@ class AdaptivePolicy final : public Policy {
  private:
   bool Budgeted(uint64_t ns) const { return budgeted_.count(ns) != 0; }
   std::array<uint64_t, kNumLocalTiers> CakeBytes() const;
-  // Bytes of a block GDSF tracks (every committed block).
+  // Bytes of a block the classic ranking tracks (every committed block).
   uint64_t BytesOf(const BlockKey& key) const { return classic_.Lookup(key)->bytes; }
 
-  GdsfPolicy classic_;
+  DuelingPolicy classic_;
   CakePolicy cake_;
   std::unordered_set<uint64_t> budgeted_;  // namespaces with ServingMode::kBudgeted
   // Bytes per tier per namespace, to split victims between the groups.

@@ -4,6 +4,7 @@
 
 #include "policy/adaptive_policy.h"
 #include "policy/arc_policy.h"
+#include "policy/dueling_policy.h"
 #include "policy/lfu_policy.h"
 #include "policy/lru_policy.h"
 #include "policy/s3fifo_policy.h"
@@ -11,8 +12,8 @@
 namespace kvcake::policy {
 namespace {
 
-constexpr std::string_view kNames[] = {"lru",  "lfu",  "arc",          "s3fifo",
-                                       "gdsf", "cake", "cake_uniform", "adaptive"};
+constexpr std::string_view kNames[] = {"lru",  "lfu",          "arc",      "s3fifo", "gdsf",
+                                       "cake", "cake_uniform", "adaptive", "dueling"};
 
 }  // namespace
 
@@ -63,9 +64,11 @@ Result<std::unique_ptr<Policy>> MakePolicy(std::string_view name, const PolicyOp
     return std::unique_ptr<Policy>(
         std::make_unique<AdaptivePolicy>(options.lru, options.gdsf, options.cake));
   }
-  return InvalidArgumentError(
-      "unknown policy '" + std::string(name) +
-      "' (expected lru, lfu, arc, s3fifo, gdsf, cake, cake_uniform or adaptive)");
+  if (name == "dueling") {
+    return std::unique_ptr<Policy>(std::make_unique<DuelingPolicy>(options.lru, options.gdsf));
+  }
+  return InvalidArgumentError("unknown policy '" + std::string(name) + "' (expected " +
+                              PolicyNameList() + ")");
 }
 
 }  // namespace kvcake::policy

@@ -101,7 +101,7 @@ JOBS=()
 # does (--admit_all); the default runs with the replay namespace's default
 # serving mode (exact).
 for SPLIT in all tune heldout; do
-  for GROUP in adaptive cake gdsf,lfu lru,arc,s3fifo,belady; do
+  for GROUP in adaptive dueling cake gdsf,lfu lru,arc,s3fifo,belady; do
     JOBS+=("\"\$REPLAY\" --trace \"\$TRACE\" --json --admit_all --policies=$GROUP \
 --max_requests=$REQUESTS --split=$SPLIT --engine=$ENGINE --layers=$LAYERS \
 --layer_block_bytes=$LAYER_BLOCK_BYTES >\"\$TMP/exact-$SPLIT-${GROUP//,/-}.json\"")

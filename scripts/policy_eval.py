@@ -61,7 +61,7 @@ ALLOCATIONS = {
 }
 ABLATIONS = ("cake_gamma0", "cake_tau1", "equal_scores")
 # Table order of the exact-serving policies (others follow by name).
-POLICY_ORDER = ("lru", "lfu", "arc", "s3fifo", "gdsf", "cake", "adaptive", "belady")
+POLICY_ORDER = ("lru", "lfu", "arc", "s3fifo", "gdsf", "cake", "adaptive", "dueling", "belady")
 CLASSIC = ("lru", "lfu", "arc", "s3fifo", "gdsf")
 FRACTIONS = (0.1, 0.2)
 GAMMA = 200 / 512  # CAKE's gamma at block level (docs/policy.md §4)

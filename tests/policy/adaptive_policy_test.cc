@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "policy/dueling_policy.h"
 #include "policy/gdsf_policy.h"
 
 namespace kvcake::policy {
@@ -75,11 +76,12 @@ TEST(AdaptivePolicy, BudgetedReportingNamespacesUseCakeOthersGdsf) {
 }
 
 // With every namespace in exact serving (the default) the policy decides
-// exactly as GdsfPolicy, whatever CAKE statistics the engines report.
-TEST(AdaptivePolicy, ExactServingDecidesAsGdsf) {
+// exactly as its classic ranking (DuelingPolicy), whatever CAKE statistics
+// the engines report.
+TEST(AdaptivePolicy, ExactServingDecidesAsTheClassicRanking) {
   AdaptivePolicy adaptive = MakeAdaptive();
-  GdsfPolicy gdsf;
-  Policy* both[] = {&adaptive, &gdsf};
+  DuelingPolicy classic({}, {});
+  Policy* both[] = {&adaptive, &classic};
   for (Policy* p : both) {
     p->SetTierCapacity(Tier::kDevice, 16 * kBytes);
     p->SetTierCapacity(Tier::kHost, 64 * kBytes);
@@ -107,9 +109,9 @@ TEST(AdaptivePolicy, ExactServingDecidesAsGdsf) {
     } else {
       const Tier tier = op == 8 ? Tier::kDevice : Tier::kHost;
       const auto a = adaptive.SelectVictims(tier, 3 * kBytes, AnyKey);
-      ASSERT_EQ(a, gdsf.SelectVictims(tier, 3 * kBytes, AnyKey)) << "tick " << tick;
+      ASSERT_EQ(a, classic.SelectVictims(tier, 3 * kBytes, AnyKey)) << "tick " << tick;
       ASSERT_EQ(adaptive.SelectPromotions(Tier::kDevice, 4 * kBytes),
-                gdsf.SelectPromotions(Tier::kDevice, 4 * kBytes));
+                classic.SelectPromotions(Tier::kDevice, 4 * kBytes));
       for (const BlockKey& k : a) {
         auto it =
             std::find_if(live.begin(), live.end(), [&](const auto& e) { return e.first == k; });
@@ -118,7 +120,7 @@ TEST(AdaptivePolicy, ExactServingDecidesAsGdsf) {
           for (Policy* p : both) p->OnMove(k, Tier::kDevice, Tier::kHost, tick);
           it->second = Tier::kHost;
         } else {
-          ASSERT_EQ(adaptive.Admit(k, Tier::kSsd), gdsf.Admit(k, Tier::kSsd));
+          ASSERT_EQ(adaptive.Admit(k, Tier::kSsd), classic.Admit(k, Tier::kSsd));
           for (Policy* p : both) p->OnRemove(k, Tier::kHost);
           live.erase(it);
         }

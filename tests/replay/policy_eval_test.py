@@ -82,12 +82,12 @@ def check_quick(root, bin_dir):
           "tuning and held-out prompts partition the quick subset (per seed)")
     for split in ("tune", "heldout"):
         e = result.get("exact_split", {}).get(split, {})
-        check(result["default_policy"] in e and "gdsf" in e, f"exact {split} split")
+        check(result["default_policy"] in e and "dueling" in e, f"exact {split} split")
         check(result.get("default_check", {}).get(split) is not None, f"default_check {split}")
-        if result["default_policy"] in e and "gdsf" in e:
-            # Exact serving ranks by GDSF: the default must equal it.
-            check(e[result["default_policy"]] == e["gdsf"], f"{split}: default != gdsf")
-    check(exact.get(result["default_policy"]) == exact.get("gdsf"), "default != gdsf")
+        if result["default_policy"] in e and "dueling" in e:
+            # Exact serving ranks by the LRU / GDSF duel: the default must equal it.
+            check(e[result["default_policy"]] == e["dueling"], f"{split}: default != dueling")
+    check(exact.get(result["default_policy"]) == exact.get("dueling"), "default != dueling")
     u = budgeted.get("uniform", {})
     if "0.1" in u and "0.2" in u:
         # Uniform budgets at 20 % keep a superset of the 10 % blocks.

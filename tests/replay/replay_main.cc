@@ -54,9 +54,10 @@ DEFINE_double(mover_interval_ms, 20,
               "store engine: the mover runs once per this much trace time (the daemon's "
               "mover interval), and whenever a store call would wake the daemon's mover");
 DEFINE_bool(json, false, "print JSON instead of a table");
-DEFINE_string(policies, "cake,lru,belady,cake_uniform",
-              "comma-separated: lru, lfu, arc, s3fifo, gdsf, cake, cake_uniform, adaptive, belady "
-              "(every one runs on both engines; belady sees request indices as its ticks)");
+DEFINE_string(
+    policies, "cake,lru,belady,cake_uniform",
+    "comma-separated: lru, lfu, arc, s3fifo, gdsf, cake, cake_uniform, adaptive, dueling, belady "
+    "(every one runs on both engines; belady sees request indices as its ticks)");
 DEFINE_bool(admit_all, false,
             "classic policies (lru, lfu, arc, s3fifo, gdsf) admit every block to SSD, as cake "
             "does for namespaces with statistics (default: on the second hit)");
