@@ -103,7 +103,7 @@ DEFINE_uint32(admin_header_timeout_ms, 5000,
               "connecting (or after starting a request) is closed");
 DEFINE_string(policy, "adaptive",
               "tier policy: adaptive (CAKE for budgeted namespaces that report statistics, "
-              "otherwise LRU or GDSF per tier, whichever was wrong less often lately) | cake | "
+              "otherwise GDSF, the host tier LRU while LRU was wrong less often lately) | cake | "
               "cake_uniform | dueling | lru | lfu | arc | s3fifo | gdsf (docs/policy.md)");
 DEFINE_bool(drain_on_exit, true, "on SIGTERM, demote host-tier blocks to SSD before exiting");
 DEFINE_bool(expose_host_segment, true, "let same-node clients map the host tier");

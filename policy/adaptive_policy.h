@@ -17,8 +17,8 @@ namespace kvcake::policy {
 // AdaptivePolicy: the policy the daemon installs (docs/policy.md §3).
 //
 // Exact serving (the default ServingMode): the engine needs every block of a
-// prefix, so the objective is reload cost. Each tier follows recency (LRU)
-// or frequency (GDSF) by which of the two has been wrong less often lately
+// prefix, so the objective is reload cost. Tiers are ranked by GDSF, the
+// host tier by LRU instead while LRU has been wrong less often lately
 // (DuelingPolicy: neither wins on every part of the conversation trace),
 // with the classic SSD admission and GPU promotions of host blocks read
 // again. CAKE signals of such namespaces are ignored.

@@ -4,8 +4,9 @@
 
 namespace kvcake::policy {
 
-DuelingPolicy::DuelingPolicy(ClassicPolicyOptions classic, GdsfPolicyOptions costs, double decay)
-    : gdsf_(classic, costs), lru_(classic), decay_(decay) {
+DuelingPolicy::DuelingPolicy(ClassicPolicyOptions classic, GdsfPolicyOptions costs,
+                             DuelingPolicyOptions options)
+    : gdsf_(classic, costs), lru_(classic), options_(options) {
   for (auto& per_tier : blame_) {
     for (std::optional<GhostSet>& g : per_tier) g.emplace(classic.ghost_entries);
   }
@@ -47,8 +48,8 @@ void DuelingPolicy::Used(const BlockKey& key) {
 }
 
 void DuelingPolicy::ChargeExpert(size_t t, Expert e) {
-  charge_[t][kGdsf] *= decay_;
-  charge_[t][kLru] *= decay_;
+  charge_[t][kGdsf] *= options_.decay;
+  charge_[t][kLru] *= options_.decay;
   charge_[t][e] += 1;
   leader_[t] = charge_[t][kLru] < charge_[t][kGdsf] ? kLru : kGdsf;
 }
@@ -59,6 +60,7 @@ std::vector<BlockKey> DuelingPolicy::SelectVictims(
   const Expert leader = leader_[t];
   const Expert other = leader == kGdsf ? kLru : kGdsf;
   std::vector<BlockKey> victims = expert(leader).SelectVictims(tier, bytes_to_free, eligible);
+  if (!options_.duel[t]) return victims;
   const std::vector<BlockKey> alternative =
       expert(other).SelectVictims(tier, bytes_to_free, eligible);
   const std::unordered_set<BlockKey> chosen(victims.begin(), victims.end());

@@ -20,34 +20,37 @@ using testing::K;
 constexpr uint64_t kBytes = 1 << 20;
 constexpr size_t kCapacity = 64;  // blocks the one tier holds
 
-// One host tier of kCapacity blocks in front of nothing: a miss inserts the
-// block, and a full tier drops the policy's victims.
+// One tier of kCapacity blocks (host by default) in front of nothing: a miss
+// inserts the block, and a full tier drops the policy's victims.
 class OneTier {
  public:
-  explicit OneTier(Policy* p) : p_(p) { p_->SetTierCapacity(Tier::kHost, kCapacity * kBytes); }
+  explicit OneTier(Policy* p, Tier tier = Tier::kHost) : p_(p), tier_(tier) {
+    p_->SetTierCapacity(tier_, kCapacity * kBytes);
+  }
 
   void Access(uint64_t hash) {
     ++tick_;
     if (resident_.count(hash) != 0) {
-      p_->OnAccess(K(hash), Tier::kHost, tick_);
+      p_->OnAccess(K(hash), tier_, tick_);
       return;
     }
     ++misses_;
     if (resident_.size() == kCapacity) {
-      const std::vector<BlockKey> victims = p_->SelectVictims(Tier::kHost, kBytes, All());
+      const std::vector<BlockKey> victims = p_->SelectVictims(tier_, kBytes, All());
       ASSERT_FALSE(victims.empty());
       for (const BlockKey& v : victims) {
         ASSERT_EQ(resident_.erase(v.hash), 1u) << "victim not resident";
-        p_->OnRemove(v, Tier::kHost);
+        p_->OnRemove(v, tier_);
       }
     }
     resident_.insert(hash);
-    p_->OnInsert(K(hash), Tier::kHost, kBytes, tick_);
+    p_->OnInsert(K(hash), tier_, kBytes, tick_);
   }
   uint64_t misses() const { return misses_; }
 
  private:
   Policy* p_;
+  Tier tier_;
   std::unordered_set<uint64_t> resident_;
   uint64_t tick_ = 0;
   uint64_t misses_ = 0;
@@ -120,6 +123,24 @@ TEST(DuelingPolicyTest, SwitchesBackWhenTheWorkloadChanges) {
   ASSERT_EQ(d.Leader(Tier::kHost), DuelingPolicy::kLru);
   HotSetUnderScans(t, 1'000'000, 120);
   EXPECT_EQ(d.Leader(Tier::kHost), DuelingPolicy::kGdsf);
+}
+
+TEST(DuelingPolicyTest, TiersThatDoNotDuelFollowGdsf) {
+  // The GPU tier does not duel by default: under the pattern that makes the
+  // host tier switch to LRU it keeps GDSF's choices, miss for miss.
+  DuelingPolicy d({}, {});
+  GdsfPolicy gdsf;
+  OneTier a(&d, Tier::kDevice), b(&gdsf, Tier::kDevice);
+  ShiftingWorkingSets(a, 1, 30);
+  ShiftingWorkingSets(b, 1, 30);
+  EXPECT_EQ(d.Leader(Tier::kDevice), DuelingPolicy::kGdsf);
+  EXPECT_EQ(a.misses(), b.misses());
+  // Asked to, it duels there too.
+  DuelingPolicy both({}, {}, {.duel = {true, true, false}});
+  OneTier c(&both, Tier::kDevice);
+  ShiftingWorkingSets(c, 1, 30);
+  EXPECT_EQ(both.Leader(Tier::kDevice), DuelingPolicy::kLru);
+  EXPECT_LT(c.misses(), b.misses());
 }
 
 TEST(DuelingPolicyTest, VictimsAreEligibleAndFreeEnough) {
