@@ -139,7 +139,8 @@ Result<admin::DaemonStatus> DaemonAdminBackend::GetStatus() {
     if (t == Tier::kDevice && !daemon_->store()->has_device_tier()) continue;
     if (t == Tier::kSsd && !daemon_->store()->has_ssd_tier()) continue;
     const store::TierStats& ts = st.tiers[static_cast<size_t>(t)];
-    s.tiers.push_back({t, ts.capacity_bytes, ts.used_bytes, ts.blocks});
+    s.tiers.push_back(
+        {t, ts.capacity_bytes, ts.used_bytes, ts.blocks, daemon_->store()->TierRanking(t)});
   }
   s.policy = std::string(daemon_->store()->policy_name());
   s.transports.push_back("ucx:" + daemon_->options().rpc.ucx.Tls() + "@" + daemon_->address());

@@ -60,6 +60,8 @@ class AdaptivePolicy final : public Policy {
   std::vector<Exchange> SelectExchanges(
       Tier tier, uint64_t max_bytes, const std::function<bool(const BlockKey&)>& eligible) override;
   void ReportLayerSignal(uint64_t ns, const LayerSignal& signal) override;
+  // The classic ranking's (that of the exact-serving namespaces).
+  std::string_view Ranking(Tier tier) const override { return classic_.Ranking(tier); }
   std::vector<int64_t> LayerBudgets(uint64_t ns, Tier tier) const override;
 
   // True if `ns` is governed by CAKE: budgeted serving and statistics reported.

@@ -76,6 +76,10 @@ std::vector<BlockKey> DuelingPolicy::SelectVictims(
   return victims;
 }
 
+std::string_view DuelingPolicy::Ranking(Tier tier) const {
+  return leader_[TierIndex(tier)] == kLru ? lru_.name() : gdsf_.name();
+}
+
 std::vector<BlockKey> DuelingPolicy::SelectPromotions(Tier tier, uint64_t bytes_available) {
   return expert(leader_[TierIndex(Tier::kDevice)]).SelectPromotions(tier, bytes_available);
 }

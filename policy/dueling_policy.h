@@ -72,6 +72,8 @@ class DuelingPolicy final : public Policy {
                                          const std::function<bool(const BlockKey&)>& eligible);
   std::vector<Exchange> SelectExchanges(
       Tier tier, uint64_t max_bytes, const std::function<bool(const BlockKey&)>& eligible) override;
+  // "lru" or "gdsf": the tier's leader.
+  std::string_view Ranking(Tier tier) const override;
 
   // The tier and bytes of a tracked block (ClassicPolicy::Lookup).
   std::optional<ClassicPolicy::Held> Lookup(const BlockKey& key) const { return gdsf_.Lookup(key); }

@@ -90,6 +90,9 @@ class Policy {
   // Per-layer budgets in blocks of `ns` in `tier` (for /metrics); empty when
   // the policy has none.
   virtual std::vector<int64_t> LayerBudgets(uint64_t ns, Tier tier) const { return {}; }
+  // For policies that switch between rankings: the one `tier`'s victims
+  // follow now (e.g. "lru", "gdsf"; for /v1/status). Empty: the policy's own.
+  virtual std::string_view Ranking(Tier tier) const { return {}; }
 };
 
 }  // namespace kvcake::policy

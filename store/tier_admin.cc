@@ -190,6 +190,11 @@ std::vector<int64_t> TierManager::Impl::LayerBudgets(uint64_t ns, Tier tier) con
   return policy_->LayerBudgets(ns, tier);
 }
 
+std::string TierManager::Impl::TierRanking(Tier tier) const {
+  MutexLock lock(&mu_);
+  return std::string(policy_->Ranking(tier));
+}
+
 HostSegmentInfo TierManager::Impl::host_segment() const {
   HostSegmentInfo h;
   h.fd = host_->fd();

@@ -906,6 +906,8 @@ bool TierManager::RunMoverOnce(bool only_if_woken) { return impl_->RunMoverOnce(
 std::vector<int64_t> TierManager::LayerBudgets(uint64_t ns, Tier tier) const {
   return impl_->LayerBudgets(ns, tier);
 }
+
+std::string TierManager::TierRanking(Tier tier) const { return impl_->TierRanking(tier); }
 HostSegmentInfo TierManager::host_segment() const { return impl_->host_segment(); }
 DeviceSegmentInfo TierManager::device_segment() const { return impl_->device_segment(); }
 bool TierManager::device_is_cuda() const { return impl_->device_is_cuda(); }

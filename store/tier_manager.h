@@ -299,6 +299,9 @@ class TierManager {
   // (Policy::LayerBudgets); empty when the policy keeps none (LRU, or a
   // namespace that reported no statistics).
   std::vector<int64_t> LayerBudgets(uint64_t ns, Tier tier) const;
+  // The ranking `tier`'s victims follow now, for a policy that switches
+  // (Policy::Ranking, e.g. "lru" or "gdsf"); empty otherwise.
+  std::string TierRanking(Tier tier) const;
 
   // Shared host segment (see HostSegmentInfo for the slot layout).
   HostSegmentInfo host_segment() const;

@@ -89,6 +89,7 @@ class TierManager::Impl {
   void ReportLayerSignal(uint64_t ns, const policy::LayerSignal& signal) EXCLUDES(mu_);
   bool RunMoverOnce(bool only_if_woken) EXCLUDES(mu_);
   std::vector<int64_t> LayerBudgets(uint64_t ns, Tier tier) const EXCLUDES(mu_);
+  std::string TierRanking(Tier tier) const EXCLUDES(mu_);
   HostSegmentInfo host_segment() const;
   DeviceSegmentInfo device_segment() const;
 

@@ -25,6 +25,9 @@ struct TierStatus {
   uint64_t capacity_bytes = 0;
   uint64_t used_bytes = 0;
   uint64_t blocks = 0;
+  // The ranking its victims follow now when the policy switches between
+  // rankings ("lru" or "gdsf" under the default); empty otherwise.
+  std::string ranking;
 };
 
 // The transport chosen for one peer (UCX "tcp", "rc_mlx5", "shm", or "nccl").

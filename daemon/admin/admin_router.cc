@@ -136,10 +136,12 @@ Result<FilterText> FilterFromJson(const json& body) {
 std::string TierText(Tier t) { return std::string(TierName(t)); }
 
 json TierStatusJson(const TierStatus& t) {
-  return {{"tier", TierText(t.tier)},
-          {"capacity_bytes", t.capacity_bytes},
-          {"used_bytes", t.used_bytes},
-          {"blocks", t.blocks}};
+  json j = {{"tier", TierText(t.tier)},
+            {"capacity_bytes", t.capacity_bytes},
+            {"used_bytes", t.used_bytes},
+            {"blocks", t.blocks}};
+  if (!t.ranking.empty()) j["ranking"] = t.ranking;
+  return j;
 }
 
 json PathJson(const PathStats& p) {

@@ -318,6 +318,10 @@ TEST_F(KvcakedAdminTest, EndpointsAuthAndPromtool) {
     if (t["tier"] == "host") {
       host_seen = true;
       EXPECT_GT(t["capacity_bytes"].get<uint64_t>(), 0u);
+      // The default policy's host tier follows GDSF until LRU proves better.
+      if (st["policy"] == "adaptive") {
+        EXPECT_EQ(t.value("ranking", ""), "gdsf") << t.dump();
+      }
     }
   }
   EXPECT_TRUE(host_seen) << st.dump();
