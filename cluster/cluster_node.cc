@@ -611,10 +611,8 @@ Status ClusterNode::FinishFetch(FetchCall& call, uint64_t size, size_t* stored) 
       if (call.refused[j].code() == StatusCode::kAlreadyExists) ++*stored;
       continue;
     }
-    Status done = !hit ? store_->Abort(*call.slots[j])
-                  : options_.verify_fetched
-                      ? store_->Commit(*call.slots[j], checksum)
-                      : store_->Commit(*call.slots[j], std::nullopt, checksum);
+    Status done = hit ? store_->CommitSent(*call.slots[j], checksum, options_.verify_fetched)
+                      : store_->Abort(*call.slots[j]);
     call.slots[j].reset();
     if (hit && done.ok()) {
       ++*stored;

@@ -928,9 +928,8 @@ Result<std::string> Service::PutCommit(uint64_t caller, std::string_view header)
     for (size_t j = 0; j < lease.reservations.size(); ++j) {
       if (!used[j] && lease.reservations[j].key == key) {
         used[j] = true;
-        Status s = options_.verify_commits
-                       ? store_->Commit(lease.reservations[j], req.checksums[i])
-                       : store_->Commit(lease.reservations[j], std::nullopt, req.checksums[i]);
+        Status s =
+            store_->CommitSent(lease.reservations[j], req.checksums[i], options_.verify_commits);
         if (s.ok()) puts_.fetch_add(1, std::memory_order_relaxed);
         resp.codes[i] = CodeOf(s);
         break;

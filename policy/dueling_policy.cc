@@ -41,6 +41,7 @@ void DuelingPolicy::OnRemove(const BlockKey& key, Tier tier) {
 
 void DuelingPolicy::Used(const BlockKey& key) {
   for (size_t t = 0; t < kNumLocalTiers; ++t) {
+    if (!options_.duel[t]) continue;  // nothing remembered there
     for (Expert e : {kGdsf, kLru}) {
       if (blame_[t][e]->Erase(key)) ChargeExpert(t, e);
     }

@@ -82,7 +82,7 @@ class DuelingPolicy final : public Policy {
     gdsf_.ForEachHeld(fn);
   }
 
-  // The expert `tier` follows now, and its decayed charges (tests, metrics).
+  // The expert `tier` follows now, and its decayed charges (tests).
   Expert Leader(Tier tier) const { return leader_[TierIndex(tier)]; }
   double Charge(Tier tier, Expert expert) const { return charge_[TierIndex(tier)][expert]; }
 

@@ -223,6 +223,12 @@ class TierManager {
   // reservation's lease expired (nothing published).
   Status Commit(const Reservation& reservation, std::optional<uint64_t> checksum = std::nullopt,
                 std::optional<uint64_t> trusted_checksum = std::nullopt);
+  // Commit with the checksum a sender took of the value (a same-node
+  // client's copy, another member's stored block): verified against the slot
+  // when `verify`, else recorded as is.
+  Status CommitSent(const Reservation& reservation, uint64_t checksum, bool verify) {
+    return verify ? Commit(reservation, checksum) : Commit(reservation, std::nullopt, checksum);
+  }
   // Drops a reservation. NOT_FOUND if unknown/expired.
   Status Abort(const Reservation& reservation);
   // Convenience: Reserve + memcpy + Commit.

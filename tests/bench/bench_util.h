@@ -43,4 +43,18 @@ inline double ProcessCpuSeconds(pid_t pid) {
   return ns / 1e9;
 }
 
+// ProcessCpuSeconds of each of `pids`, in order.
+inline std::vector<double> ProcessesCpuSeconds(const std::vector<pid_t>& pids) {
+  std::vector<double> v;
+  for (pid_t p : pids) v.push_back(ProcessCpuSeconds(p));
+  return v;
+}
+
+// The sum of `v`.
+inline double Sum(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return s;
+}
+
 }  // namespace kvcake::bench

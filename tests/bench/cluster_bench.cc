@@ -71,8 +71,9 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 using bench::Median;
-using bench::ProcessCpuSeconds;
+using bench::ProcessesCpuSeconds;
 using bench::Seconds;
+using bench::Sum;
 
 using cluster::testing::WaitFor;
 
@@ -206,14 +207,10 @@ int Run() {
   // ---- remote get through the local daemon vs a direct get from A ----------
   std::vector<double> direct, remote;
   // CPU seconds the counted gets used, per process: the engines (this
-  // process), A, B and C. On a box with few cores the remote get, which
-  // moves every byte once more, is bounded by CPU rather than by the wire.
-  auto cpu_now = [&] {
-    std::vector<double> v{ProcessCpuSeconds(0)};
-    for (auto& n : b.nodes) v.push_back(ProcessCpuSeconds(n->pid()));
-    return v;
-  };
-  std::vector<double> direct_cpu(4), remote_cpu(4);
+  // process), A, B and C.
+  const std::vector<pid_t> pids = {0, b.nodes[0]->pid(), b.nodes[1]->pid(), b.nodes[2]->pid()};
+  auto cpu_now = [&] { return ProcessesCpuSeconds(pids); };
+  std::vector<double> direct_cpu(pids.size()), remote_cpu(pids.size());
   auto add_cpu = [](std::vector<double>& sum, const std::vector<double>& from,
                     const std::vector<double>& to) {
     for (size_t i = 0; i < sum.size(); ++i) sum[i] += to[i] - from[i];
@@ -297,14 +294,10 @@ int Run() {
   // CPU seconds per GiB moved, all processes together, and the cores they
   // kept busy on average (CPU time over wall time).
   const double gib_moved = static_cast<double>(direct.size()) * bytes / (1ull << 30);
-  auto total = [](const std::vector<double>& v) { return v[0] + v[1] + v[2] + v[3]; };
-  auto wall = [](const std::vector<double>& v) {
-    double s = 0;
-    for (double x : v) s += x;
-    return s;
-  };
-  const double direct_cpu_per_gib = total(direct_cpu) / gib_moved;
-  const double remote_cpu_per_gib = total(remote_cpu) / gib_moved;
+  const double direct_cpu_per_gib = Sum(direct_cpu) / gib_moved;
+  const double remote_cpu_per_gib = Sum(remote_cpu) / gib_moved;
+  const double direct_cores_busy = Sum(direct_cpu) / Sum(direct);
+  const double remote_cores_busy = Sum(remote_cpu) / Sum(remote);
   const double remote_gbps = bytes / Median(remote) / 1e9;
 
   // ---- lookup_prefix of a 1000-block chain: local vs remote owner ------------
@@ -357,8 +350,8 @@ int Run() {
                       {"cores", std::thread::hardware_concurrency()},
                       {"direct_get_cpu_s_per_gib", direct_cpu_per_gib},
                       {"remote_get_cpu_s_per_gib", remote_cpu_per_gib},
-                      {"direct_get_cores_busy", total(direct_cpu) / wall(direct)},
-                      {"remote_get_cores_busy", total(remote_cpu) / wall(remote)},
+                      {"direct_get_cores_busy", direct_cores_busy},
+                      {"remote_get_cores_busy", remote_cores_busy},
                       {"remote_get_cpu_s_per_gib_by_process",
                        {{"engine", remote_cpu[0] / gib_moved},
                         {"holder_a", remote_cpu[1] / gib_moved},
@@ -389,8 +382,8 @@ int Run() {
       "  CPU per GiB moved             %6.2f s remote (engine %.2f, holder %.2f, local daemon "
       "%.2f) vs %.2f s direct; cores busy %.1f vs %.1f of %u\n",
       remote_cpu_per_gib, remote_cpu[0] / gib_moved, remote_cpu[1] / gib_moved,
-      remote_cpu[3] / gib_moved, direct_cpu_per_gib, total(remote_cpu) / wall(remote),
-      total(direct_cpu) / wall(direct), std::thread::hardware_concurrency());
+      remote_cpu[3] / gib_moved, direct_cpu_per_gib, remote_cores_busy, direct_cores_busy,
+      std::thread::hardware_concurrency());
   if (FLAGS_phases) {
     std::printf("  hops apart: C's fetch from A alone %6.2f GB/s, then C's local get %6.2f GB/s\n",
                 j["fetch_alone_gbps"].get<double>(), j["local_get_on_c_gbps"].get<double>());

@@ -63,8 +63,9 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 using bench::Median;
-using bench::ProcessCpuSeconds;
+using bench::ProcessesCpuSeconds;
 using bench::Seconds;
+using bench::Sum;
 
 using cluster::testing::WaitFor;
 
@@ -132,11 +133,8 @@ int Run() {
   std::vector<double> transfer, exposed, saved;
   // CPU seconds of the engines (this process) and both daemons, per layer:
   // in the direct puts, and in a hand-off (its compute is a sleep).
-  auto cpu_now = [&] {
-    double s = ProcessCpuSeconds(0);
-    for (auto& n : nodes) s += ProcessCpuSeconds(n->pid());
-    return s;
-  };
+  const std::vector<pid_t> pids = {0, nodes[0]->pid(), nodes[1]->pid()};
+  auto cpu_now = [&] { return Sum(ProcessesCpuSeconds(pids)); };
   std::vector<double> transfer_cpu, handoff_cpu;
   // A live line on a terminal's stderr (never with --json).
   Progress progress("kvcake-handoff-bench", {.enabled = !FLAGS_json});
