@@ -63,10 +63,16 @@ for i in 1 2 3; do
   PIDS+=($!)
 done
 for i in 1 2 3; do
-  for _ in $(seq 100); do
-    grep -q "listening on" "$DIR/n$i.out" 2>/dev/null && break
+  for _ in $(seq 300); do
+    grep -q "kvcaked listening on" "$DIR/n$i.out" 2>/dev/null && break
+    if ! kill -0 "${PIDS[i]}" 2>/dev/null; then break; fi
     sleep 0.1
   done
+  if ! grep -q "kvcaked listening on" "$DIR/n$i.out" 2>/dev/null; then
+    echo "cluster.sh: kvcaked n$i did not start; the end of $DIR/n$i.log:" >&2
+    tail -n 15 "$DIR/n$i.log" >&2
+    exit 1
+  fi
 done
 for _ in $(seq 50); do
   [[ $("$BIN/kvcakectl" --admin=127.0.0.1:18621 --json members 2>/dev/null |

@@ -12,10 +12,10 @@ mode is the HTML comment right above its fence:
   <!-- doctest: daemons -->        each command is a long-running kvcaked: start
                                    it, wait for its admin address to answer,
                                    SIGTERM it, require exit status 0
-  <!-- doctest: service ready=HOST:PORT -->
+  <!-- doctest: service ready=HOST:PORT[,HOST:PORT...] -->
                                    the first command is a long-running service:
-                                   start it, wait for HOST:PORT, run the other
-                                   commands, then interrupt it
+                                   start it, wait until every HOST:PORT answers,
+                                   run the other commands, then interrupt it
   <!-- doctest: with-daemon [seed] [token=PATH] -->
                                    run the block against a kvcaked started with
                                    its defaults (seed: after an engine saved a
@@ -369,10 +369,13 @@ def service(block, sb, prelude, opts):
     with open(log, "w") as lf:
         proc = start(sb.rewrite(cmds[0]), sb, lf)
     try:
-        err = wait_port(ready, proc, 180)
-        if err:
-            return f"'{cmds[0]}': {err}\n{tail(log)}"
-        return check(run_script(sb.rewrite("\n".join(cmds[1:])), sb, prelude, opts.timeout))
+        deadline = time.monotonic() + 180
+        for addr in ready.split(","):
+            err = wait_port(addr, proc, max(1, deadline - time.monotonic()))
+            if err:
+                return f"'{cmds[0]}': {err}\n{tail(log)}"
+        err = check(run_script(sb.rewrite("\n".join(cmds[1:])), sb, prelude, opts.timeout))
+        return f"{err}\n--- {cmds[0]} (its output so far)\n{tail(log)}" if err else None
     finally:
         stop(proc, signal.SIGINT)
 
