@@ -99,11 +99,7 @@ struct Bench {
         "--ssd_path=" + dir.path() + "/ssd-" + id,
         "--admin_listen=127.0.0.1:0",
         "--log_level=warning"};
-    for (size_t at = 0; at < FLAGS_daemon_flags.size();) {
-      const size_t comma = std::min(FLAGS_daemon_flags.find(',', at), FLAGS_daemon_flags.size());
-      if (comma > at) flags.push_back(FLAGS_daemon_flags.substr(at, comma - at));
-      at = comma + 1;
-    }
+    for (std::string& f : bench::SplitCommas(FLAGS_daemon_flags)) flags.push_back(std::move(f));
     return flags;
   }
 

@@ -15,7 +15,7 @@
 // take `layers`).
 //
 //   kvcake-handoff-bench [--layers=32] [--blocks=4] [--value_kib=256] [--rounds=3]
-//                        [--local_hop=mapped|tcp] [--json]
+//                        [--local_hop=mapped|tcp] [--daemon_flags=--FLAG=VALUE,...] [--json]
 
 #include <gflags/gflags.h>
 
@@ -54,6 +54,8 @@ DEFINE_double(compute, 1.0,
 DEFINE_bool(verify_commits, true,
             "kvcaked --verify_commits of both daemons (false: the prefill daemon records the "
             "prefill engine's checksums without hashing each layer again)");
+DEFINE_string(daemon_flags, "",
+              "more kvcaked flags for both daemons, comma-separated (e.g. --busy_poll_us=0)");
 DEFINE_bool(json, false, "print one JSON object");
 
 namespace kvcake {
@@ -87,16 +89,23 @@ int Run() {
   const uint64_t size = static_cast<uint64_t>(FLAGS_value_kib) * 1024;
   std::vector<std::unique_ptr<testing::DaemonProcess>> nodes;
   for (const char* id : {"prefill", "decode"}) {
-    auto d = testing::DaemonProcess::Start(
-        {"--cluster_etcd=" + (*etcd)->endpoint(), "--cluster_name=handoff-bench",
-         std::string("--node_id=") + id, "--cluster_token_file=" + dir.path() + "/token",
-         "--ucx_tls=tcp", "--io_threads=2", "--host_bytes=1GiB",
-         "--slot_bytes=" + std::to_string(size),
-         "--expose_host_segment=" +
-             std::string(mapped && id == std::string("prefill") ? "true" : "false"),
-         "--ssd_path=" + dir.path() + "/ssd-" + id, "--admin_listen=127.0.0.1:0",
-         "--log_level=warning",
-         std::string("--verify_commits=") + (FLAGS_verify_commits ? "true" : "false")});
+    std::vector<std::string> flags = {
+        "--cluster_etcd=" + (*etcd)->endpoint(),
+        "--cluster_name=handoff-bench",
+        std::string("--node_id=") + id,
+        "--cluster_token_file=" + dir.path() + "/token",
+        "--ucx_tls=tcp",
+        "--io_threads=2",
+        "--host_bytes=1GiB",
+        "--slot_bytes=" + std::to_string(size),
+        "--expose_host_segment=" +
+            std::string(mapped && id == std::string("prefill") ? "true" : "false"),
+        "--ssd_path=" + dir.path() + "/ssd-" + id,
+        "--admin_listen=127.0.0.1:0",
+        "--log_level=warning",
+        std::string("--verify_commits=") + (FLAGS_verify_commits ? "true" : "false")};
+    for (std::string& f : bench::SplitCommas(FLAGS_daemon_flags)) flags.push_back(std::move(f));
+    auto d = testing::DaemonProcess::Start(flags);
     if (!d.ok()) {
       std::fprintf(stderr, "kvcaked %s: %s\n", id, d.status().ToString().c_str());
       return 1;
@@ -134,8 +143,14 @@ int Run() {
   // CPU seconds of the engines (this process) and both daemons, per layer:
   // in the direct puts, and in a hand-off (its compute is a sleep).
   const std::vector<pid_t> pids = {0, nodes[0]->pid(), nodes[1]->pid()};
-  auto cpu_now = [&] { return Sum(ProcessesCpuSeconds(pids)); };
-  std::vector<double> transfer_cpu, handoff_cpu;
+  auto cpu_now = [&] { return ProcessesCpuSeconds(pids); };
+  auto per_layer = [](const std::vector<double>& t0, const std::vector<double>& t1, double n) {
+    std::vector<double> d;
+    for (size_t i = 0; i < t0.size(); ++i) d.push_back((t1[i] - t0[i]) / n);
+    return d;
+  };
+  // Per round: CPU seconds per layer of {engines, prefill daemon, decode daemon}.
+  std::vector<std::vector<double>> transfer_cpu, handoff_cpu;
   // A live line on a terminal's stderr (never with --json).
   Progress progress("kvcake-handoff-bench", {.enabled = !FLAGS_json});
   for (uint32_t r = 0; r < FLAGS_rounds; ++r) {
@@ -145,7 +160,7 @@ int Run() {
     // One layer transfer: a put of one layer straight to the decode daemon,
     // the median of kTransferSamples (one put on a VM can be off by half).
     std::vector<double> samples;
-    const double put_cpu0 = cpu_now();
+    const std::vector<double> put_cpu0 = cpu_now();
     for (uint32_t i = 0; i < kTransferSamples; ++i) {
       std::vector<uint64_t> probe = direct->HashTokens(tokens);
       for (uint64_t& h : probe) h ^= 0x5a5a5a5aull + i;  // not the hand-off's keys
@@ -155,8 +170,8 @@ int Run() {
     }
     const double layer_s = Median(samples);
     transfer.push_back(layer_s);
-    transfer_cpu.push_back((cpu_now() - put_cpu0) / kTransferSamples);
-    const double handoff_cpu0 = cpu_now();
+    transfer_cpu.push_back(per_layer(put_cpu0, cpu_now(), kTransferSamples));
+    const std::vector<double> handoff_cpu0 = cpu_now();
 
     std::vector<uint64_t> chain = prefill->HashTokens(tokens);
     HandoffTarget target{"decode", 1000 + r, FLAGS_layers * FLAGS_blocks};
@@ -188,7 +203,7 @@ int Run() {
                    saved_status.ToString().c_str());
       return 1;
     }
-    handoff_cpu.push_back((cpu_now() - handoff_cpu0) / FLAGS_layers);
+    handoff_cpu.push_back(per_layer(handoff_cpu0, cpu_now(), FLAGS_layers));
     exposed.push_back(tail / layer_s);
     saved.push_back(saved_s / layer_s);
   }
@@ -196,6 +211,18 @@ int Run() {
   const double layer_ms = Median(transfer) * 1e3;
   const double exposed_layers = Median(exposed);
   const double saved_layers = Median(saved);
+  // The median of each process's CPU per layer over the rounds, in ms.
+  auto cpu_ms = [](const std::vector<std::vector<double>>& rounds) {
+    std::vector<double> ms;
+    for (size_t p = 0; p < rounds.front().size(); ++p) {
+      std::vector<double> v;
+      for (const std::vector<double>& r : rounds) v.push_back(r[p]);
+      ms.push_back(Median(v) * 1e3);
+    }
+    return ms;
+  };
+  const std::vector<double> transfer_ms = cpu_ms(transfer_cpu);
+  const std::vector<double> handoff_ms = cpu_ms(handoff_cpu);
   if (FLAGS_json) {
     std::printf("%s\n", nlohmann::json{{"layers", FLAGS_layers},
                                        {"blocks", FLAGS_blocks},
@@ -206,8 +233,9 @@ int Run() {
                                        {"compute_layers", FLAGS_compute},
                                        {"exposed_layers", exposed_layers},
                                        {"prefill_saved_layers", saved_layers},
-                                       {"cpu_ms_per_layer_transfer", Median(transfer_cpu) * 1e3},
-                                       {"cpu_ms_per_handoff_layer", Median(handoff_cpu) * 1e3},
+                                       {"cpu_ms_per_layer_transfer", Sum(transfer_ms)},
+                                       {"cpu_ms_per_handoff_layer", Sum(handoff_ms)},
+                                       {"handoff_cpu_ms_engines_prefill_decode", handoff_ms},
                                        {"blocking_layers", FLAGS_layers}}
                             .dump()
                             .c_str());
@@ -228,7 +256,11 @@ int Run() {
   std::printf(
       "  CPU per layer (all processes): %.2f ms in a hand-off vs %.2f ms in a direct put, "
       "%u cores\n",
-      Median(handoff_cpu) * 1e3, Median(transfer_cpu) * 1e3, std::thread::hardware_concurrency());
+      Sum(handoff_ms), Sum(transfer_ms), std::thread::hardware_concurrency());
+  std::printf(
+      "    engines / prefill daemon / decode daemon: hand-off %.2f / %.2f / %.2f ms, "
+      "direct put %.2f / %.2f / %.2f ms\n",
+      handoff_ms[0], handoff_ms[1], handoff_ms[2], transfer_ms[0], transfer_ms[1], transfer_ms[2]);
   return 0;
 }
 
