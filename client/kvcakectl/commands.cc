@@ -125,11 +125,12 @@ json FilterBody(const CtlOptions& o) {
 void PrintJson(std::ostream& out, const json& j) { out << j.dump(2) << "\n"; }
 
 std::vector<std::vector<std::string>> TierRows(const json& status) {
-  std::vector<std::vector<std::string>> rows = {{"TIER", "CAPACITY", "USED", "USED%", "BLOCKS"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"TIER", "CAPACITY", "USED", "USED%", "BLOCKS", "RANKING"}};
   for (const auto& t : status.value("tiers", json::array())) {
     uint64_t cap = U64(t, "capacity_bytes"), used = U64(t, "used_bytes");
     rows.push_back({Str(t["tier"]), HumanBytes(cap), HumanBytes(used), Percent(used, cap),
-                    std::to_string(U64(t, "blocks"))});
+                    std::to_string(U64(t, "blocks")), t.value("ranking", std::string("-"))});
   }
   return rows;
 }

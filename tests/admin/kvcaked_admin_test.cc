@@ -435,6 +435,12 @@ TEST_F(KvcakedAdminTest, KvcakectlDrivesTheDaemon) {
   Ran table = Ctl("status");
   ASSERT_EQ(table.exit, 0) << table.err;
   EXPECT_NE(table.out.find("TIER"), std::string::npos) << table.out;
+  // The host tier's row ends with the ranking its victims follow now.
+  const size_t host_row = table.out.find("\nhost ");
+  ASSERT_NE(host_row, std::string::npos) << table.out;
+  const std::string row =
+      table.out.substr(host_row + 1, table.out.find('\n', host_row + 1) - host_row - 1);
+  EXPECT_EQ(row.substr(row.find_last_not_of(' ') - 3, 4), "gdsf") << table.out;
   EXPECT_TRUE(CtlJson("stats").is_object());
   json ns = CtlJson("ns");
   EXPECT_EQ(ns["namespaces"].size(), 1u);
