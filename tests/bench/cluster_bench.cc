@@ -123,6 +123,13 @@ std::vector<uint64_t> Chain(Client& c, uint32_t seed, size_t n) {
   return c.HashTokens(tokens);
 }
 
+// Puts layer 0 of `chain` through `c`: value i from data + i * stride.
+bool PutChain(Client& c, const std::vector<uint64_t>& chain, const char* data, uint64_t stride) {
+  std::vector<PutBlock> puts;
+  for (size_t i = 0; i < chain.size(); ++i) puts.push_back({chain[i], 0, data + i * stride});
+  return c.Put(puts, nullptr).ok();
+}
+
 // Whether the directory places all of `chain` (layer 0) somewhere, asked
 // through `probe` without prefetching: a probing lookup must not start a
 // fetch of its own (to the probe's node) that competes with the measurement.
@@ -221,9 +228,7 @@ int Run() {
     progress.Update(r == 0 ? 0 : r - 1, steps, "get round " + std::to_string(r));
     std::vector<uint64_t> chain = Chain(*a, r + 1, FLAGS_blocks);
     Fill(data, r);
-    std::vector<PutBlock> puts;
-    for (size_t i = 0; i < chain.size(); ++i) puts.push_back({chain[i], 0, &data[i * size]});
-    if (!a->Put(puts, nullptr).ok()) return 1;
+    if (!PutChain(*a, chain, data.data(), size)) return 1;
     // Direct: the engine on C's host asks A's daemon itself.
     const uint64_t bytes = chain.size() * size;
     std::fill(buf.begin(), buf.end(), 0);
@@ -260,9 +265,7 @@ int Run() {
   for (uint32_t r = 0; FLAGS_phases && r < FLAGS_rounds; ++r) {
     std::vector<uint64_t> chain = Chain(*a, 500 + r, FLAGS_blocks);
     Fill(data, 500 + r);
-    std::vector<PutBlock> puts;
-    for (size_t i = 0; i < chain.size(); ++i) puts.push_back({chain[i], 0, &data[i * size]});
-    if (!a->Put(puts, nullptr).ok()) return 1;
+    if (!PutChain(*a, chain, data.data(), size)) return 1;
     if (!WaitFor([&] { return Published(*probe, chain); }, milliseconds(5000))) {
       return 1;
     }
@@ -298,12 +301,8 @@ int Run() {
 
   // ---- lookup_prefix of a 1000-block chain: local vs remote owner ------------
   std::vector<uint64_t> chain = Chain(*a, 999, 1000);
-  {
-    // 1000 values of 1 MiB fit A's 2 GiB host tier.
-    std::vector<PutBlock> puts;
-    for (uint64_t h : chain) puts.push_back({h, 0, data.data()});
-    if (!a->Put(puts, nullptr).ok()) return 1;
-  }
+  // 1000 values of 1 MiB fit A's 2 GiB host tier.
+  if (!PutChain(*a, chain, data.data(), 0)) return 1;
   if (!WaitFor([&] { return Published(*probe, chain); }, milliseconds(5000))) {
     return 1;
   }
