@@ -67,11 +67,14 @@ class ClusterHooks {
   };
   // This daemon holds the first `local` of `hashes` (a chain from its root)
   // in layer `layer`; asks the chain's directory owner who holds more, and
-  // with `prefetch` starts fetching that part. Bounded by the peer timeout; a
-  // failure or an unknown cluster is len 0.
+  // with `prefetch` starts fetching that part. With `holders`, also appends
+  // every other live member the directory knows to hold a prefix of the
+  // chain, longest first (asked even when `local` covers the chain).
+  // Bounded by the peer timeout; a failure or an unknown cluster is len 0
+  // and no holders.
   virtual RemotePrefix LookupRemote(const store::NamespaceConfig& ns, uint32_t layer,
-                                    std::span<const uint64_t> hashes, size_t local,
-                                    bool prefetch) = 0;
+                                    std::span<const uint64_t> hashes, size_t local, bool prefetch,
+                                    std::vector<transport::PrefixHolder>* holders) = 0;
 
   // True if block `key` of namespace `ns_id` (missing locally) is being
   // prefetched or was placed on another member by a lookup: a get of it may

@@ -349,12 +349,11 @@ void ClusterNode::PublishNow(std::vector<ChainRecord> chains) {
 
 // ---- Lookups and fetches ---------------------------------------------------
 
-ClusterHooks::RemotePrefix ClusterNode::LookupRemote(const store::NamespaceConfig& ns,
-                                                     uint32_t layer,
-                                                     std::span<const uint64_t> hashes, size_t local,
-                                                     bool prefetch) {
+ClusterHooks::RemotePrefix ClusterNode::LookupRemote(
+    const store::NamespaceConfig& ns, uint32_t layer, std::span<const uint64_t> hashes,
+    size_t local, bool prefetch, std::vector<transport::PrefixHolder>* holders) {
   RemotePrefix out;
-  if (hashes.empty() || local >= hashes.size()) return out;
+  if (hashes.empty() || (local >= hashes.size() && holders == nullptr)) return out;
   {
     // Learn the chain, so a put that continues it is published under its root.
     MutexLock lock(&hints_mu_);
@@ -368,16 +367,26 @@ ClusterHooks::RemotePrefix ClusterNode::LookupRemote(const store::NamespaceConfi
   remote_lookups_.fetch_add(1, std::memory_order_relaxed);
   const std::string owner = OwnerOf(members, ns.id, hashes[0]);
   Directory::Hit hit;
+  std::vector<transport::PrefixHolder> all;
   if (owner == options_.node_id) {
-    hit = directory_.Lookup(ns.id, layer, hashes, options_.node_id);
+    if (holders != nullptr) {
+      all = directory_.Holders(ns.id, layer, hashes, options_.node_id);
+      if (!all.empty()) hit = Directory::Hit{all.front().node, all.front().prefix_len};
+    } else {
+      hit = directory_.Lookup(ns.id, layer, hashes, options_.node_id);
+    }
   } else {
     std::shared_ptr<Peer> peer = PeerFor(owner, AddressOf(members, owner));
     if (!peer) {
       remote_lookup_failures_.fetch_add(1, std::memory_order_relaxed);
       return out;
     }
-    transport::DirectoryLookupRequest req{
-        options_.cluster_token, options_.node_id, ns.id, layer, {hashes.begin(), hashes.end()}};
+    transport::DirectoryLookupRequest req{options_.cluster_token,
+                                          options_.node_id,
+                                          ns.id,
+                                          layer,
+                                          {hashes.begin(), hashes.end()},
+                                          static_cast<uint8_t>(holders != nullptr ? 1 : 0)};
     transport::RpcReply reply = CallPeer(*peer, RpcOp::kDirectoryLookup, transport::Encode(req));
     transport::DirectoryLookupResponse resp;
     Status s = reply.status.ok() ? transport::Decode(View(reply.meta), &resp) : reply.status;
@@ -388,6 +397,15 @@ ClusterHooks::RemotePrefix ClusterNode::LookupRemote(const store::NamespaceConfi
     }
     hit.holder = std::move(resp.holder);
     hit.prefix_len = std::min<uint32_t>(resp.prefix_len, hashes.size());
+    all = std::move(resp.holders);
+  }
+  if (holders != nullptr) {
+    // Live members only: the directory may still name one that left.
+    for (transport::PrefixHolder& h : all) {
+      if (h.node == options_.node_id || AddressOf(members, h.node).empty()) continue;
+      h.prefix_len = std::min<uint32_t>(h.prefix_len, hashes.size());
+      holders->push_back(std::move(h));
+    }
   }
   if (hit.holder.empty() || hit.prefix_len <= local || hit.holder == options_.node_id ||
       AddressOf(members, hit.holder).empty()) {
@@ -735,8 +753,22 @@ Result<std::string> ClusterNode::HandleDirectory(uint16_t op, std::string_view h
       transport::DirectoryLookupRequest req;
       RETURN_IF_ERROR(transport::Decode(header, &req));
       if (!TokenOk(req.cluster_token)) return PermissionDeniedError("bad cluster token");
-      Directory::Hit hit = directory_.Lookup(req.ns_id, req.layer, req.hashes, req.asker);
-      return transport::Encode(transport::DirectoryLookupResponse{hit.holder, hit.prefix_len});
+      transport::DirectoryLookupResponse resp;
+      if (req.all_holders != 0) {
+        resp.holders = directory_.Holders(req.ns_id, req.layer, req.hashes, req.asker);
+        if (resp.holders.size() > transport::kMaxPrefixHolders) {
+          resp.holders.resize(transport::kMaxPrefixHolders);
+        }
+        if (!resp.holders.empty()) {
+          resp.holder = resp.holders.front().node;
+          resp.prefix_len = resp.holders.front().prefix_len;
+        }
+      } else {
+        Directory::Hit hit = directory_.Lookup(req.ns_id, req.layer, req.hashes, req.asker);
+        resp.holder = std::move(hit.holder);
+        resp.prefix_len = hit.prefix_len;
+      }
+      return transport::Encode(resp);
     }
     default:
       return InvalidArgumentError("not a directory opcode: " + std::to_string(op));

@@ -143,7 +143,8 @@ class ClusterNode final : public ClusterHooks {
   void OnCommitted(const store::NamespaceConfig& ns,
                    std::span<const transport::BlockRef> keys) override;
   RemotePrefix LookupRemote(const store::NamespaceConfig& ns, uint32_t layer,
-                            std::span<const uint64_t> hashes, size_t local, bool prefetch) override;
+                            std::span<const uint64_t> hashes, size_t local, bool prefetch,
+                            std::vector<transport::PrefixHolder>* holders) override;
   size_t FetchMissing(const store::NamespaceConfig& ns,
                       std::span<const transport::BlockRef> keys) override;
   bool Fetchable(uint64_t ns_id, const transport::BlockRef& key) override;

@@ -46,22 +46,32 @@ void Directory::DropHolder(const std::string& holder) {
 
 Directory::Hit Directory::Lookup(uint64_t ns_id, uint32_t layer, std::span<const uint64_t> hashes,
                                  const std::string& exclude) const {
-  Hit best;
-  if (hashes.empty()) return best;
-  MutexLock lock(&mu_);
-  auto it = chains_.find(ChainKey{ns_id, hashes[0], layer});
-  if (it == chains_.end()) return best;
-  for (const auto& [holder, have] : it->second) {
-    if (holder == exclude) continue;
-    uint32_t n = 0;
-    while (n < hashes.size() && have.count(hashes[n]) != 0) ++n;
-    // Ties go to the smallest node id, so every asker picks the same holder.
-    if (n > best.prefix_len || (n == best.prefix_len && n > 0 && holder < best.holder)) {
-      best.holder = holder;
-      best.prefix_len = n;
+  // Ties go to the smallest node id, so every asker picks the same holder.
+  std::vector<transport::PrefixHolder> all = Holders(ns_id, layer, hashes, exclude);
+  if (all.empty()) return Hit{};
+  return Hit{std::move(all.front().node), all.front().prefix_len};
+}
+
+std::vector<transport::PrefixHolder> Directory::Holders(uint64_t ns_id, uint32_t layer,
+                                                        std::span<const uint64_t> hashes,
+                                                        const std::string& exclude) const {
+  std::vector<transport::PrefixHolder> out;
+  if (hashes.empty()) return out;
+  {
+    MutexLock lock(&mu_);
+    auto it = chains_.find(ChainKey{ns_id, hashes[0], layer});
+    if (it == chains_.end()) return out;
+    for (const auto& [holder, have] : it->second) {
+      if (holder == exclude) continue;
+      uint32_t n = 0;
+      while (n < hashes.size() && have.count(hashes[n]) != 0) ++n;
+      if (n > 0) out.push_back({holder, n});
     }
   }
-  return best;
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a.prefix_len != b.prefix_len ? a.prefix_len > b.prefix_len : a.node < b.node;
+  });
+  return out;
 }
 
 size_t Directory::chains() const {

@@ -50,6 +50,11 @@ class Directory {
   // `hashes` (a chain from its root, hashes[0]) in layer `layer`.
   Hit Lookup(uint64_t ns_id, uint32_t layer, std::span<const uint64_t> hashes,
              const std::string& exclude) const;
+  // Every holder (other than `exclude`) of a non-empty prefix of `hashes`,
+  // longest prefix first, ties by node id; the first is Lookup's hit.
+  std::vector<transport::PrefixHolder> Holders(uint64_t ns_id, uint32_t layer,
+                                               std::span<const uint64_t> hashes,
+                                               const std::string& exclude) const;
 
   size_t chains() const;
 
@@ -64,13 +69,13 @@ class Directory {
     size_t operator()(const ChainKey& k) const;
   };
   // Holder node id -> the hashes of the chain it published.
-  using Holders = std::unordered_map<std::string, std::unordered_set<uint64_t>>;
+  using HolderHashes = std::unordered_map<std::string, std::unordered_set<uint64_t>>;
 
   void EvictLocked() REQUIRES(mu_);
 
   const size_t max_chains_;
   mutable Mutex mu_;
-  std::unordered_map<ChainKey, Holders, ChainKeyHash> chains_ GUARDED_BY(mu_);
+  std::unordered_map<ChainKey, HolderHashes, ChainKeyHash> chains_ GUARDED_BY(mu_);
   std::deque<ChainKey> order_ GUARDED_BY(mu_);  // insertion order, for eviction
 };
 

@@ -319,11 +319,12 @@ Result<std::string> Service::LookupPrefix(uint64_t caller, std::string_view head
   transport::LookupPrefixResponse resp;
   resp.prefix_len = static_cast<uint32_t>(store_->LookupPrefix(req.ns_id, req.hashes, req.layer));
   resp.local_len = resp.prefix_len;
+  const bool all_holders = (req.flags & transport::kLookupAllHolders) != 0;
   if (cluster() != nullptr && (req.flags & transport::kLookupLocalOnly) == 0 &&
-      resp.prefix_len < req.hashes.size()) {
-    cluster::ClusterHooks::RemotePrefix remote =
-        cluster()->LookupRemote(ns, req.layer, req.hashes, resp.prefix_len,
-                                (req.flags & transport::kLookupNoPrefetch) == 0);
+      (resp.prefix_len < req.hashes.size() || all_holders)) {
+    cluster::ClusterHooks::RemotePrefix remote = cluster()->LookupRemote(
+        ns, req.layer, req.hashes, resp.prefix_len, (req.flags & transport::kLookupNoPrefetch) == 0,
+        all_holders ? &resp.holders : nullptr);
     if (remote.len > 0) {
       resp.prefix_len += remote.len;
       resp.remote_node = std::move(remote.node);

@@ -324,6 +324,37 @@ Status Decode(std::string_view bytes, RegisterNamespaceResponse* out) {
 
 // ---- LookupPrefix ----------------------------------------------------------
 
+namespace {
+
+// The optional trailing holder list of a lookup answer: written only when
+// not empty, read only when bytes are left.
+void WriteHolders(Writer& w, const std::vector<PrefixHolder>& holders) {
+  if (holders.empty()) return;
+  w.U32(static_cast<uint32_t>(holders.size()));
+  for (const PrefixHolder& h : holders) {
+    w.Str(h.node);
+    w.U32(h.prefix_len);
+  }
+}
+bool ReadHolders(Reader& r, std::vector<PrefixHolder>* holders) {
+  if (r.AtEnd()) return true;
+  uint32_t n = 0;
+  // Each holder is at least 4 + 1 + 4 bytes.
+  if (!r.Count("holders", 1, kMaxPrefixHolders, 9, &n)) return false;
+  holders->resize(n);
+  for (PrefixHolder& h : *holders) {
+    if (!(r.Str("holders.node", kMaxNodeIdBytes, &h.node) &&
+          (!h.node.empty() || r.Fail("holders.node", "empty")) &&
+          r.U32("holders.prefix_len", &h.prefix_len) &&
+          CheckRange(r, "holders.prefix_len", h.prefix_len, 1, kMaxLookupHashes))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 std::string Encode(const LookupPrefixRequest& m) {
   Writer w;
   w.U64(m.ns_id);
@@ -347,6 +378,7 @@ std::string Encode(const LookupPrefixResponse& m) {
   w.U32(m.prefix_len);
   w.U32(m.local_len);
   w.Str(m.remote_node);
+  WriteHolders(w, m.holders);
   return w.Take();
 }
 Status Decode(std::string_view bytes, LookupPrefixResponse* out) {
@@ -355,7 +387,7 @@ Status Decode(std::string_view bytes, LookupPrefixResponse* out) {
       CheckRange(r, "prefix_len", out->prefix_len, 0, kMaxLookupHashes) &&
       r.U32("local_len", &out->local_len) &&
       CheckRange(r, "local_len", out->local_len, 0, out->prefix_len) &&
-      r.Str("remote_node", kMaxNodeIdBytes, &out->remote_node);
+      r.Str("remote_node", kMaxNodeIdBytes, &out->remote_node) && ReadHolders(r, &out->holders);
   return r.Finish();
 }
 
@@ -404,6 +436,7 @@ std::string Encode(const DirectoryLookupRequest& m) {
   w.U64(m.ns_id);
   w.U32(m.layer);
   w.U64s(m.hashes);
+  if (m.all_holders != 0) w.U8(m.all_holders);
   return w.Take();
 }
 Status Decode(std::string_view bytes, DirectoryLookupRequest* out) {
@@ -411,7 +444,9 @@ Status Decode(std::string_view bytes, DirectoryLookupRequest* out) {
   r.Str("cluster_token", kMaxTokenBytes, &out->cluster_token) &&
       r.Str("asker", kMaxNodeIdBytes, &out->asker) && r.U64("ns_id", &out->ns_id) &&
       r.U32("layer", &out->layer) && CheckRange(r, "layer", out->layer, 0, kMaxLayers - 1) &&
-      r.U64s("hashes", 1, kMaxLookupHashes, &out->hashes);
+      r.U64s("hashes", 1, kMaxLookupHashes, &out->hashes) &&
+      (r.AtEnd() || (r.U8("all_holders", &out->all_holders) &&
+                     CheckRange(r, "all_holders", out->all_holders, 1, 1)));
   return r.Finish();
 }
 
@@ -419,12 +454,14 @@ std::string Encode(const DirectoryLookupResponse& m) {
   Writer w;
   w.Str(m.holder);
   w.U32(m.prefix_len);
+  WriteHolders(w, m.holders);
   return w.Take();
 }
 Status Decode(std::string_view bytes, DirectoryLookupResponse* out) {
   Reader r(bytes, "DirectoryLookupResponse");
   r.Str("holder", kMaxNodeIdBytes, &out->holder) && r.U32("prefix_len", &out->prefix_len) &&
-      CheckRange(r, "prefix_len", out->prefix_len, 0, kMaxLookupHashes);
+      CheckRange(r, "prefix_len", out->prefix_len, 0, kMaxLookupHashes) &&
+      ReadHolders(r, &out->holders);
   return r.Finish();
 }
 

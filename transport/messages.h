@@ -120,7 +120,17 @@ struct RegisterNamespaceResponse {
 // LookupPrefixRequest::flags.
 inline constexpr uint32_t kLookupLocalOnly = 1;   // never consult the cluster directory
 inline constexpr uint32_t kLookupNoPrefetch = 2;  // do not start fetching a remote part
-inline constexpr uint32_t kLookupFlagsMask = kLookupLocalOnly | kLookupNoPrefetch;
+inline constexpr uint32_t kLookupAllHolders = 4;  // also list every member holding a prefix
+inline constexpr uint32_t kLookupFlagsMask =
+    kLookupLocalOnly | kLookupNoPrefetch | kLookupAllHolders;
+inline constexpr uint32_t kMaxPrefixHolders = 4096;  // members listed in one answer
+
+// A member and the leading hashes of a looked-up chain it published.
+struct PrefixHolder {
+  std::string node;  // node id, 1..kMaxNodeIdBytes
+  uint32_t prefix_len = 0;
+  friend bool operator==(const PrefixHolder&, const PrefixHolder&) = default;
+};
 
 struct LookupPrefixRequest {
   uint64_t ns_id = 0;
@@ -136,6 +146,10 @@ struct LookupPrefixResponse {
   uint32_t prefix_len = 0;
   uint32_t local_len = 0;
   std::string remote_node;  // node id of the holder; empty if prefix_len == local_len
+  // With kLookupAllHolders: every other live member the cluster directory
+  // knows to hold a prefix of the chain, longest first (ties by node id).
+  // Optional trailing field, sent only when not empty.
+  std::vector<PrefixHolder> holders;
   friend bool operator==(const LookupPrefixResponse&, const LookupPrefixResponse&) = default;
 };
 
@@ -170,11 +184,17 @@ struct DirectoryLookupRequest {
   uint64_t ns_id = 0;
   uint32_t layer = 0;
   std::vector<uint64_t> hashes;  // the chain from its root; 1..kMaxLookupHashes
+  // 1: also list every holder (DirectoryLookupResponse::holders). Optional
+  // trailing field, sent only when 1.
+  uint8_t all_holders = 0;
   friend bool operator==(const DirectoryLookupRequest&, const DirectoryLookupRequest&) = default;
 };
 struct DirectoryLookupResponse {
   std::string holder;       // node id with the longest known prefix; empty: none
   uint32_t prefix_len = 0;  // leading hashes `holder` published
+  // With all_holders: every holder but the asker, longest first (ties by
+  // node id). Optional trailing field, sent only when not empty.
+  std::vector<PrefixHolder> holders;
   friend bool operator==(const DirectoryLookupResponse&, const DirectoryLookupResponse&) = default;
 };
 

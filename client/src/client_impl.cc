@@ -130,12 +130,17 @@ Result<Client::PrefixLookup> ClientImpl::LookupPrefixDetail(std::span<const uint
         ns_id_, fingerprint_, layer,
         std::vector<uint64_t>(hashes.begin() + pos, hashes.begin() + pos + n),
         (options.local_only ? transport::kLookupLocalOnly : 0u) |
-            (options.prefetch ? 0u : transport::kLookupNoPrefetch)};
+            (options.prefetch ? 0u : transport::kLookupNoPrefetch) |
+            (options.all_holders && pos == 0 ? transport::kLookupAllHolders : 0u)};
     ASSIGN_OR_RETURN(std::vector<uint8_t> meta,
                      Call(*conn, RpcOp::kLookupPrefix, transport::Encode(req)));
     transport::LookupPrefixResponse resp;
     RETURN_IF_ERROR(transport::Decode(AsView(meta), &resp));
     if (resp.prefix_len > n) return InternalError("daemon returned a prefix longer than asked");
+    for (transport::PrefixHolder& h : resp.holders) {
+      if (h.prefix_len > n) return InternalError("daemon named a holder of more than asked");
+      out.holders.push_back(PrefixHolder{std::move(h.node), h.prefix_len});
+    }
     out.total += resp.prefix_len;
     if (all_local) out.local += resp.local_len;
     if (resp.local_len < resp.prefix_len) {

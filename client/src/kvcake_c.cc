@@ -219,6 +219,31 @@ int kvcake_lookup_prefix(kvcake_client* c, const uint64_t* block_hashes, int cou
   });
 }
 
+int kvcake_lookup_prefix_holders(kvcake_client* c, const uint64_t* block_hashes, int count,
+                                 int32_t layer, int32_t* out_local, kvcake_prefix_holder* holders,
+                                 int capacity, int32_t* out_count) {
+  return kvcake::CatchAll("kvcake_lookup_prefix_holders", [&] {
+    if (!c || !out_local || !out_count) return BadArgument("null client/out_local/out_count");
+    if (count < 0 || layer < 0 || capacity < 0) return BadArgument("negative count/layer/capacity");
+    if (count > 0 && !block_hashes) return BadArgument("null block_hashes");
+    if (capacity > 0 && !holders) return BadArgument("null holders");
+    kvcake::Result<kvcake::Client::PrefixLookup> where = c->client->LookupPrefixDetail(
+        std::span<const uint64_t>(block_hashes, static_cast<size_t>(count)),
+        static_cast<uint32_t>(layer), {.prefetch = false, .all_holders = true});
+    if (!where.ok()) return kvcake::StatusToCError(where.status());
+    *out_local = static_cast<int32_t>(where->local);
+    *out_count = static_cast<int32_t>(where->holders.size());
+    for (size_t i = 0; i < where->holders.size() && i < static_cast<size_t>(capacity); ++i) {
+      const std::string& node = where->holders[i].node;
+      const size_t n = std::min(node.size(), sizeof(holders[i].node) - 1);
+      std::memcpy(holders[i].node, node.data(), n);
+      holders[i].node[n] = '\0';
+      holders[i].blocks = static_cast<int32_t>(where->holders[i].blocks);
+    }
+    return 0;
+  });
+}
+
 void kvcake_close(kvcake_client* c) {
   kvcake::CatchAllVoid("kvcake_close", [&] { delete c; });
 }

@@ -134,6 +134,54 @@ TEST_F(ClusterTest, PrefixSavedOnOneNodeIsServedByAnother) {
   EXPECT_GE(stats.value("fetched_blocks", 0), chain.size() * kLayers) << stats.dump();
 }
 
+// A router's question, asked of any member: who holds how much of a prefix.
+// The lookup names every other member with its own prefix length, longest
+// first, even when the asked daemon holds the whole chain, and fetches
+// nothing.
+TEST_F(ClusterTest, AllHoldersLookupScoresEveryMemberAndFetchesNothing) {
+  auto a = Engine(0);
+  auto b = Engine(1);
+  auto c = Engine(2);
+  ASSERT_TRUE(a && b && c);
+  const std::vector<uint64_t> chain = SaveChain(*a, 5, 8);
+  // B computed the same first three blocks (same tokens, same hashes).
+  ASSERT_EQ(SaveChain(*b, 5, 3), std::vector<uint64_t>(chain.begin(), chain.begin() + 3));
+  const Client::LookupOptions ask = {.prefetch = false, .all_holders = true};
+  auto holders_of = [](const Client::PrefixLookup& p) {
+    std::vector<std::pair<std::string, uint32_t>> v;
+    for (const Client::PrefixHolder& h : p.holders) v.emplace_back(h.node, h.blocks);
+    return v;
+  };
+  using Holders = std::vector<std::pair<std::string, uint32_t>>;
+  Client::PrefixLookup from_c;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto r = c->LookupPrefixDetail(chain, 0, ask);
+        if (r.ok()) from_c = *r;
+        return r.ok() && from_c.holders.size() == 2;
+      },
+      milliseconds(5000)))
+      << from_c.holders.size() << " holders";
+  EXPECT_EQ(holders_of(from_c), (Holders{{"a", 8}, {"b", 3}}));
+  EXPECT_EQ(from_c.local, 0u);
+  EXPECT_EQ(from_c.total, chain.size());
+  EXPECT_EQ(from_c.remote_node, "a");
+  // A holds the whole chain itself and still hears about B.
+  auto from_a = a->LookupPrefixDetail(chain, 0, ask);
+  ASSERT_TRUE(from_a.ok()) << from_a.status().ToString();
+  EXPECT_EQ(from_a->local, chain.size());
+  EXPECT_EQ(holders_of(*from_a), (Holders{{"b", 3}}));
+  // Without the option the answer names no holders.
+  auto plain = c->LookupPrefixDetail(chain, 0, {.prefetch = false});
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->holders.empty());
+  // Asking fetched nothing: C still holds none of it.
+  auto local_only = c->LookupPrefixDetail(chain, 0, {.local_only = true});
+  ASSERT_TRUE(local_only.ok());
+  EXPECT_EQ(local_only->total, 0u);
+  EXPECT_EQ(Cluster(2)["counters"].value("fetches", -1), 0) << Cluster(2).dump();
+}
+
 // A holder that lost one block of a published chain answers the fetch with a
 // miss in the middle: the fetching member keeps every other block, each in
 // its own place (the values after the miss arrive one slot early).

@@ -26,6 +26,24 @@ TEST(DirectoryTest, LongestPublishedPrefixWinsAndTheAskerIsNeverNamed) {
   EXPECT_TRUE(d.Lookup(7, 0, std::vector<uint64_t>{101, 102}, "c").holder.empty());
 }
 
+TEST(DirectoryTest, HoldersListsEveryHolderLongestFirstWithoutTheAsker) {
+  Directory d(16);
+  d.Publish("c", ChainRecord{7, 100, 0, {100, 101}});
+  d.Publish("a", ChainRecord{7, 100, 0, {100, 101, 102}});
+  d.Publish("b", ChainRecord{7, 100, 0, {100, 101, 102, 103}});
+  d.Publish("d", ChainRecord{7, 100, 0, {100, 101, 102}});
+  d.Publish("e", ChainRecord{7, 100, 0, {101, 102}});  // no root: holds no prefix
+  const std::vector<uint64_t> chain = {100, 101, 102, 103, 104};
+  using transport::PrefixHolder;
+  EXPECT_EQ(d.Holders(7, 0, chain, "x"),
+            (std::vector<PrefixHolder>{{"b", 4}, {"a", 3}, {"d", 3}, {"c", 2}}));
+  EXPECT_EQ(d.Holders(7, 0, chain, "a"), (std::vector<PrefixHolder>{{"b", 4}, {"d", 3}, {"c", 2}}));
+  // Lookup's hit is the first holder.
+  EXPECT_EQ(d.Lookup(7, 0, chain, "b").holder, "a");
+  EXPECT_TRUE(d.Holders(7, 1, chain, "x").empty());
+  EXPECT_TRUE(d.Holders(7, 0, std::vector<uint64_t>{}, "x").empty());
+}
+
 TEST(DirectoryTest, PublishesMergeAndAGapEndsThePrefix) {
   Directory d(16);
   d.Publish("a", ChainRecord{1, 10, 0, {10, 11}});

@@ -73,6 +73,20 @@ TEST(KvcakeCApiTest, ConnectRegisterPutGetLookupAndErrors) {
   int32_t l1 = 1;
   ASSERT_EQ(kvcake_lookup_prefix(c, &chain[1], 1, l1, &prefix), 0);
   EXPECT_EQ(prefix, 1);
+  // A daemon in no cluster names no other holder; its own share is `local`.
+  kvcake_prefix_holder holders[2];
+  int32_t local = -1, count = -1;
+  ASSERT_EQ(kvcake_lookup_prefix_holders(c, hashes, 3, 0, &local, holders, 2, &count), 0)
+      << kvcake_last_error();
+  EXPECT_EQ(local, 1);
+  EXPECT_EQ(count, 0);
+  EXPECT_EQ(kvcake_lookup_prefix_holders(c, hashes, 3, 0, &local, nullptr, 0, &count), 0);
+  EXPECT_EQ(kvcake_lookup_prefix_holders(c, hashes, 3, 0, &local, nullptr, 1, &count),
+            -KVCAKE_E_INVALID_ARGUMENT);
+  EXPECT_EQ(kvcake_lookup_prefix_holders(c, hashes, 3, 0, nullptr, holders, 2, &count),
+            -KVCAKE_E_INVALID_ARGUMENT);
+  EXPECT_EQ(kvcake_lookup_prefix_holders(c, hashes, 3, 0, &local, holders, -1, &count),
+            -KVCAKE_E_INVALID_ARGUMENT);
   // A layer beyond the namespace is an argument error from the daemon.
   int32_t bad_layer[1] = {5};
   EXPECT_EQ(kvcake_put(c, hashes, bad_layer, in, 1), -KVCAKE_E_INVALID_ARGUMENT);

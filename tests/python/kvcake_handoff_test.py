@@ -155,6 +155,21 @@ class HandoffTest(unittest.TestCase):
             prefill.abort_handoff(79)
         self.assertEqual(e.exception.code, "NOT_FOUND")
 
+    def test_holders_of_a_prefix_for_a_router(self):
+        prefill, decode = self.engine(self.prefill_daemon), self.engine(self.decode_daemon)
+        chain = prefill.hash_tokens(range(300, 324))
+        prefill.put(chain, [0] * len(chain), [pattern(i) for i in range(len(chain))])
+        # Publishing is asynchronous: the decode daemon hears of it shortly.
+        deadline = time.monotonic() + 5
+        answer = decode.lookup_prefix_holders(chain, 0)
+        while answer != (0, [("prefill", len(chain))]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            answer = decode.lookup_prefix_holders(chain, 0)
+        self.assertEqual(answer, (0, [("prefill", len(chain))]))
+        self.assertEqual(prefill.lookup_prefix_holders(chain, 0), (len(chain), []))
+        # Only asked: the decode daemon fetched nothing.
+        self.assertEqual(decode.lookup_prefix_holders(chain, 0)[0], 0)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -80,6 +80,12 @@ TEST(MessagesTest, RoundTripsEveryMessage) {
   EXPECT_EQ(RoundTrip(dl), dl);
   DirectoryLookupResponse dr{"node-a", 2};
   EXPECT_EQ(RoundTrip(dr), dr);
+  LookupPrefixResponse holders{9, 4, "node-b", {{"node-b", 9}, {"node-a", 2}}};
+  EXPECT_EQ(RoundTrip(holders), holders);
+  DirectoryLookupRequest dl_all{"secret", "node-c", 5, 2, {1, 2, 3}, 1};
+  EXPECT_EQ(RoundTrip(dl_all), dl_all);
+  DirectoryLookupResponse dr_all{"node-a", 3, {{"node-a", 3}, {"node-b", 1}}};
+  EXPECT_EQ(RoundTrip(dr_all), dr_all);
   KeyedRequest put{5, 6, {{11, 0}, {12, 31}}};
   EXPECT_EQ(RoundTrip(put), put);
   KeyedRequest rooted{5, 6, {{11, 0}, {12, 31}}, {11, 0}};
@@ -130,6 +136,14 @@ TEST(MessagesTest, TruncatedOrExtendedMessagesAreRefused) {
   ExpectTruncationsRefused(DirectoryPublishRequest{"t", "a", 1, {{5, 1, 0, {1, 2}}}});
   ExpectTruncationsRefused(DirectoryLookupRequest{"t", "c", 5, 2, {1, 2, 3}});
   ExpectTruncationsRefused(DirectoryLookupResponse{"node-a", 2});
+  // The holder lists and the all-holders flag are optional trailing fields:
+  // a message cut right before one is an answer or request without it.
+  ExpectTruncationsRefused(LookupPrefixResponse{9, 4, "node-b", {{"node-b", 9}}},
+                           /*optional_tail=*/4 + 4 + 6 + 4);
+  ExpectTruncationsRefused(DirectoryLookupRequest{"t", "c", 5, 2, {1, 2, 3}, 1},
+                           /*optional_tail=*/1);
+  ExpectTruncationsRefused(DirectoryLookupResponse{"node-a", 2, {{"node-a", 2}}},
+                           /*optional_tail=*/4 + 4 + 6 + 4);
   ExpectTruncationsRefused(KeyedRequest{5, 6, {{11, 0}}, {11}, "node-b", 77, 64});
   ExpectTruncationsRefused(HandoffWaitRequest{77, 2000});
   ExpectTruncationsRefused(NcclConnectRequest{"t", "a", 1, SampleNcclId()});
@@ -240,6 +254,20 @@ TEST(MessagesTest, ClusterMessageLimits) {
             StatusCode::kInvalidArgument);
   DirectoryLookupRequest lout;
   EXPECT_EQ(Decode(Encode(DirectoryLookupRequest{"t", "c", 5, 0, {}}), &lout).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Decode(Encode(DirectoryLookupRequest{"t", "c", 5, 0, {1}, 2}), &lout).code(),
+            StatusCode::kInvalidArgument);
+  // A holder with no name or an empty prefix, and an empty list sent
+  // explicitly (an encoder leaves it out), are refused.
+  LookupPrefixResponse hout;
+  EXPECT_EQ(Decode(Encode(LookupPrefixResponse{1, 0, "b", {{"", 1}}}), &hout).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Decode(Encode(LookupPrefixResponse{1, 0, "b", {{"b", 0}}}), &hout).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Decode(Encode(LookupPrefixResponse{1, 0, "b"}) + std::string(4, '\0'), &hout).code(),
+            StatusCode::kInvalidArgument);
+  DirectoryLookupResponse dout;
+  EXPECT_EQ(Decode(Encode(DirectoryLookupResponse{"a", 1, {{"a", 0}}}), &dout).code(),
             StatusCode::kInvalidArgument);
 }
 

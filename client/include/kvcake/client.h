@@ -235,10 +235,19 @@ class KVCAKE_API Client {
   // Where a prefix is: `local` leading blocks in this daemon's tiers, then
   // `total - local` on member `remote_node`, which this daemon fetches for
   // the Get / GetAsync of those blocks.
+  // A cluster member and how many leading blocks of a prefix it holds.
+  struct PrefixHolder {
+    std::string node;
+    uint32_t blocks = 0;
+  };
   struct PrefixLookup {
     uint32_t total = 0;
     uint32_t local = 0;
     std::string remote_node;
+    // With LookupOptions::all_holders: every other live member the cluster
+    // directory knows to hold a prefix of the chain, longest first (ties by
+    // node id). With `local`, what a router needs to score nodes.
+    std::vector<PrefixHolder> holders;
   };
   struct LookupOptions {
     bool local_only = false;  // do not consult the cluster directory
@@ -246,6 +255,10 @@ class KVCAKE_API Client {
     // that follow find it local or in flight. False for a lookup that only
     // asks (e.g. a router scoring nodes). LookupPrefix prefetches.
     bool prefetch = true;
+    // Also list every member holding a prefix (PrefixLookup::holders), even
+    // when this daemon holds all of it. Chains longer than
+    // transport::kMaxLookupHashes are scored on their first that many blocks.
+    bool all_holders = false;
   };
   virtual Result<PrefixLookup> LookupPrefixDetail(std::span<const uint64_t> hashes, uint32_t layer,
                                                   LookupOptions options) = 0;

@@ -76,6 +76,21 @@ KVCAKE_API int kvcake_get(kvcake_client* c, const uint64_t* block_hashes, const 
                           void* const* buffers, int count, int32_t* out_found /* 1 hit, 0 miss */);
 KVCAKE_API int kvcake_lookup_prefix(kvcake_client* c, const uint64_t* block_hashes, int count,
                                     int32_t layer, int32_t* out_prefix_len);
+/* A cluster member holding a prefix: its node id (NUL-terminated) and how many leading blocks
+   of the chain it holds. */
+typedef struct kvcake_prefix_holder {
+  char node[257];
+  int32_t blocks;
+} kvcake_prefix_holder;
+/* Who holds how much of a chain, e.g. for a router scoring nodes; starts no fetch. *out_local
+   gets the leading blocks this daemon holds; holders[0 .. min(*out_count, capacity)) every
+   other live cluster member the directory knows to hold a prefix, longest first (ties by node
+   id). *out_count gets how many there are; beyond `capacity` they are not written. A daemon
+   in no cluster names none. */
+KVCAKE_API int kvcake_lookup_prefix_holders(kvcake_client* c, const uint64_t* block_hashes,
+                                            int count, int32_t layer, int32_t* out_local,
+                                            kvcake_prefix_holder* holders, int capacity,
+                                            int32_t* out_count);
 KVCAKE_API void kvcake_close(kvcake_client* c);
 KVCAKE_API const char* kvcake_last_error(void); /* this thread's last error message */
 

@@ -84,6 +84,11 @@ class KvcakeError(Exception):
         self.message = message
 
 
+class _PrefixHolder(ctypes.Structure):
+    # Mirrors struct kvcake_prefix_holder.
+    _fields_ = [("node", ctypes.c_char * 257), ("blocks", _c_int32)]
+
+
 class _Options(ctypes.Structure):
     # Mirrors struct kvcake_options; only the first struct_size bytes are read.
     _fields_ = [
@@ -112,6 +117,9 @@ def _declare(lib):
                                         _c_int64, _P(_c_int64)]),
         "kvcake_lookup_prefix": (_c_int, [_c_void_p, _P(_c_uint64), _c_int, _c_int32,
                                           _P(_c_int32)]),
+        "kvcake_lookup_prefix_holders": (_c_int, [_c_void_p, _P(_c_uint64), _c_int, _c_int32,
+                                                  _P(_c_int32), _P(_PrefixHolder), _c_int,
+                                                  _P(_c_int32)]),
         "kvcake_put": (_c_int, [_c_void_p, _P(_c_uint64), _P(_c_int32), _P(_c_void_p), _c_int]),
         "kvcake_get": (_c_int, [_c_void_p, _P(_c_uint64), _P(_c_int32), _P(_c_void_p), _c_int,
                                 _P(_c_int32)]),
@@ -535,6 +543,24 @@ class Client(_Closing):
         _check(self._lib.kvcake_lookup_prefix(self._h(), _u64s(hashes), len(hashes), int(layer),
                                               ctypes.byref(n)))
         return n.value
+
+    def lookup_prefix_holders(self, hashes, layer=0):
+        """Who holds how much of the chain, e.g. for a router scoring nodes; starts no fetch.
+
+        Returns (local, holders): the leading blocks this daemon holds, and a list of
+        (node_id, blocks) for every other live cluster member the directory knows to hold a
+        prefix, longest first (empty when the daemon is in no cluster).
+        """
+        local, count = _c_int32(), _c_int32()
+        capacity = 16
+        while True:
+            out = (_PrefixHolder * capacity)()
+            _check(self._lib.kvcake_lookup_prefix_holders(
+                self._h(), _u64s(hashes), len(hashes), int(layer), ctypes.byref(local), out,
+                capacity, ctypes.byref(count)))
+            if count.value <= capacity:
+                return local.value, [(h.node.decode(), h.blocks) for h in out[:count.value]]
+            capacity = count.value
 
     def _keyed(self, hashes, layers, buffers):
         if len(hashes) != len(layers) or (buffers is not None and len(buffers) != len(hashes)):
