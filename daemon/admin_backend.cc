@@ -370,6 +370,30 @@ Result<std::unique_ptr<admin::AdminServer>> StartAdmin(
   return server;
 }
 
+Result<admin::PrefixHolders> DaemonAdminBackend::LookupHolders(
+    uint64_t ns, uint32_t layer, const std::vector<uint64_t>& hashes) {
+  ASSIGN_OR_RETURN(store::NamespaceConfig config, daemon_->store()->GetNamespace(ns));
+  if (layer >= config.num_layers) {
+    return InvalidArgumentError("layer " + std::to_string(layer) + " out of range (namespace '" +
+                                config.name + "' has " + std::to_string(config.num_layers) +
+                                " layers)");
+  }
+  if (hashes.size() > transport::kMaxLookupHashes) {
+    return InvalidArgumentError("at most " + std::to_string(transport::kMaxLookupHashes) +
+                                " blocks per lookup");
+  }
+  admin::PrefixHolders out;
+  out.local = static_cast<uint32_t>(daemon_->store()->LookupPrefix(ns, hashes, layer));
+  cluster::ClusterNode* cluster = daemon_->cluster_node();
+  if (cluster != nullptr && !hashes.empty()) {
+    std::vector<transport::PrefixHolder> holders;
+    cluster->LookupRemote(config, layer, hashes, out.local, /*prefetch=*/false, &holders);
+    for (transport::PrefixHolder& h : holders)
+      out.holders.emplace_back(std::move(h.node), h.prefix_len);
+  }
+  return out;
+}
+
 Result<admin::ClusterStatus> DaemonAdminBackend::GetCluster() {
   admin::ClusterStatus c;
   cluster::Membership* m = daemon_->membership();

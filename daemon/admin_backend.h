@@ -41,6 +41,8 @@ class DaemonAdminBackend final : public admin::AdminBackend {
   Result<admin::DrainProgress> GetDrain() EXCLUDES(mu_) override;
   Result<std::vector<admin::ConfigEntry>> GetConfig() override;
   Result<admin::ClusterStatus> GetCluster() override;
+  Result<admin::PrefixHolders> LookupHolders(uint64_t ns, uint32_t layer,
+                                             const std::vector<uint64_t>& hashes) override;
   Status SetConfig(const std::vector<std::pair<std::string, std::string>>& updates) override;
 
  private:

@@ -118,4 +118,8 @@ fi
 if [[ -n "${KVCAKE_CLUSTER_ONESHOT:-}" ]]; then exit 0; fi
 echo
 echo "cluster running: engines connect to 127.0.0.1:18611..18613; Ctrl-C stops it"
-while true; do sleep 3600; done
+# Waiting on a background sleep lets a SIGINT or SIGTERM sent to this script
+# alone (not only Ctrl-C to the whole terminal) stop everything at once.
+sleep infinity &
+PIDS+=($!)
+wait "$!" || true

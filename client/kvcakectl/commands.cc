@@ -161,6 +161,67 @@ int CmdStatus(const CtlOptions& o, std::ostream& out, std::ostream& err) {
   return kExitOk;
 }
 
+// The comma-separated items of `list` (empty items dropped).
+std::vector<std::string> CommaItems(const std::string& list) {
+  std::vector<std::string> items;
+  std::string item;
+  std::istringstream in(list);
+  while (std::getline(in, item, ',')) {
+    if (!item.empty()) items.push_back(item);
+  }
+  return items;
+}
+
+int CmdLookup(const CtlOptions& o, std::ostream& out, std::ostream& err) {
+  if (o.ns.empty() || o.tokens.empty() == o.hashes.empty()) {
+    err << "kvcakectl lookup: give --ns and one of --tokens=T1,T2,... and --hashes=H1,H2,...\n";
+    return kExitUsage;
+  }
+  json body = {{"ns", o.ns}};
+  if (!o.layer.empty()) {
+    char* end = nullptr;
+    const unsigned long layer = std::strtoul(o.layer.c_str(), &end, 10);
+    if (*end != '\0' || layer > UINT32_MAX) {
+      err << "kvcakectl lookup: bad --layer '" << o.layer << "'\n";
+      return kExitUsage;
+    }
+    body["layer"] = layer;
+  }
+  if (!o.tokens.empty()) {
+    json tokens = json::array();
+    for (const std::string& t : CommaItems(o.tokens)) {
+      char* end = nullptr;
+      const unsigned long long v = std::strtoull(t.c_str(), &end, 10);
+      if (*end != '\0' || t[0] == '-' || v > UINT32_MAX) {
+        err << "kvcakectl lookup: bad token '" << t << "' (want integers in [0, 2^32))\n";
+        return kExitUsage;
+      }
+      tokens.push_back(v);
+    }
+    body["tokens"] = tokens;
+  } else {
+    body["hashes"] = CommaItems(o.hashes);
+  }
+  Call c = DoCall(o, "POST", "/v1/lookup", body.dump(), err);
+  if (c.exit != kExitOk) return c.exit;
+  if (o.json) {
+    PrintJson(out, c.body);
+    return kExitOk;
+  }
+  const json& r = c.body;
+  out << "this daemon holds " << U64(r, "local") << " of " << U64(r, "blocks") << " blocks (layer "
+      << U64(r, "layer") << ")\n";
+  const json holders = r.value("holders", json::array());
+  if (holders.empty()) {
+    out << "no other cluster member holds a prefix of it\n";
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows = {{"NODE", "BLOCKS"}};
+  for (const auto& h : holders) rows.push_back({Str(h["node"]), std::to_string(U64(h, "blocks"))});
+  out << "\n" << RenderTable(rows);
+  return kExitOk;
+}
+
 int CmdMembers(const CtlOptions& o, std::ostream& out, std::ostream& err) {
   Call c = DoCall(o, "GET", "/v1/cluster", "", err);
   if (c.exit != kExitOk) return c.exit;
@@ -572,6 +633,8 @@ commands:
   unpin --ns=N [--hash=H] [--layer=L] [--tier=T]  remove operator pins
   members                   cluster members (node, address, state, tiers, last heartbeat)
                             and cross-node counters
+  lookup --ns=N (--tokens=T1,T2,... | --hashes=H1,H2,...) [--layer=L]
+                            which members hold how much of a prompt's prefix
   drain [--nowait]          demote everything to SSD, with a progress bar
   drain status              drain progress
   config get [NAME...]      hot-reloadable knobs
@@ -611,6 +674,7 @@ int RunCommand(const CtlOptions& o, const std::vector<std::string>& args, std::o
       return no_extra() ? CmdMutate(o, cmd, out, err) : kExitUsage;
     }
     if (cmd == "members") return no_extra() ? CmdMembers(o, out, err) : kExitUsage;
+    if (cmd == "lookup") return no_extra() ? CmdLookup(o, out, err) : kExitUsage;
     if (cmd == "drain") return CmdDrain(o, args, out, err);
     if (cmd == "config") return CmdConfig(o, args, out, err);
     if (cmd == "top") return no_extra() ? CmdTop(o, out, err) : kExitUsage;

@@ -27,6 +27,8 @@ struct CtlOptions {
   // Block filter flags (ls, evict, pin, unpin): empty = unset.
   std::string ns, hash, layer, tier;
   uint32_t limit = 100;
+  // lookup: the prompt's tokens or its block hashes, comma-separated.
+  std::string tokens, hashes;
   // drain: wait with a progress bar until done.
   bool wait = true;
   // top / drain polling.

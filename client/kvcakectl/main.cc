@@ -24,6 +24,8 @@ DEFINE_string(hash, "", "block hash, hex (ls, evict, pin, unpin)");
 DEFINE_string(layer, "", "layer (ls, evict, pin, unpin)");
 DEFINE_string(tier, "", "tier: gpu|host|ssd (ls, evict, pin, unpin)");
 DEFINE_uint32(limit, 100, "ls: maximum blocks listed (1..10000)");
+DEFINE_string(tokens, "", "lookup: the prompt's token ids, comma-separated");
+DEFINE_string(hashes, "", "lookup: block hashes (hex), comma-separated");
 DEFINE_bool(wait, true, "drain: wait and show progress (--nowait: start and return)");
 DEFINE_uint32(interval_ms, 1000, "top / drain: refresh interval");
 DEFINE_int32(iterations, 0, "top: number of refreshes (0: until interrupted)");
@@ -64,6 +66,7 @@ int main(int argc, char** argv) {
       argc, argv, kvcake::ctl::Usage().c_str(), "kvcakectl/main.cc",
       {{"Connection", {"admin", "token_file", "timeout_ms", "json"}},
        {"Block filters (ls, evict, pin, unpin)", {"ns", "hash", "layer", "tier", "limit"}},
+       {"lookup", {"tokens", "hashes"}},
        {"drain and top", {"wait", "interval_ms", "iterations"}},
        {"Other", {""}}});
   gflags::SetUsageMessage(kvcake::ctl::Usage());
@@ -108,6 +111,8 @@ int main(int argc, char** argv) {
   o.layer = FLAGS_layer;
   o.tier = FLAGS_tier;
   o.limit = FLAGS_limit;
+  o.tokens = FLAGS_tokens;
+  o.hashes = FLAGS_hashes;
   o.wait = FLAGS_wait;
   o.interval_ms = FLAGS_interval_ms == 0 ? 1 : FLAGS_interval_ms;
   o.iterations = FLAGS_iterations;

@@ -171,6 +171,14 @@ struct ClusterStatus {
   std::vector<std::pair<std::string, uint64_t>> counters;
 };
 
+// POST /v1/lookup: who holds how much of a chain (a prompt's blocks).
+struct PrefixHolders {
+  uint32_t local = 0;  // leading blocks this daemon holds
+  // Every other live cluster member the chain's directory owner knows to
+  // hold a prefix, with its length, longest first (ties by node id).
+  std::vector<std::pair<std::string, uint32_t>> holders;
+};
+
 // Interface the daemon implements. Thread-safety: implementations must be
 // thread-safe; AdminServer calls them from its own thread, concurrently with
 // the daemon's data path (and possibly concurrently with each other).
@@ -212,6 +220,15 @@ class AdminBackend {
 
   // Membership and cluster counters (enabled = false when alone).
   virtual Result<ClusterStatus> GetCluster() { return ClusterStatus{}; }
+
+  // Who holds how much of `hashes` (a chain from its root, at most
+  // transport::kMaxLookupHashes) in layer `layer` of namespace `ns`: this
+  // daemon's tiers and, in a cluster, the chain's directory owner (one call
+  // bounded by the peer timeout). Fetches nothing.
+  virtual Result<PrefixHolders> LookupHolders(uint64_t ns, uint32_t layer,
+                                              const std::vector<uint64_t>& hashes) {
+    return UnimplementedError("prefix lookups are not served here");
+  }
 };
 
 }  // namespace kvcake::admin

@@ -417,6 +417,70 @@ HttpReply HandleUnpin(const RouteCall& call) {
   return HandleBlockAction(call, &AdminBackend::Unpin, "unpinned");
 }
 
+// POST /v1/lookup {"ns": NAME or "0x<id>", "tokens": [..] or "hashes": ["0x..", ..],
+// "layer": L}: who holds how much of the chain, for a router. Tokens are
+// hashed as the client hashes them (full blocks only, docs/hashing.md).
+HttpReply HandleLookup(const RouteCall& call) {
+  json body;
+  if (Status s = ParseBody(call.body, &body); !s.ok()) return ErrorReply(s);
+  if (!body.contains("ns") || !body["ns"].is_string()) {
+    return ErrorReply(InvalidArgumentError("'ns' (a namespace name or 0x<id>) is required"));
+  }
+  Result<uint64_t> ns = ResolveNamespace(call.backend, body["ns"].get<std::string>());
+  if (!ns.ok()) return ErrorReply(ns.status());
+  uint32_t layer = 0;
+  if (body.contains("layer")) {
+    if (!body["layer"].is_number_unsigned() || body["layer"].get<uint64_t>() > UINT32_MAX) {
+      return ErrorReply(InvalidArgumentError("'layer' must be a non-negative integer"));
+    }
+    layer = body["layer"].get<uint32_t>();
+  }
+  const bool by_tokens = body.contains("tokens");
+  if (by_tokens == body.contains("hashes")) {
+    return ErrorReply(InvalidArgumentError("give exactly one of 'tokens' and 'hashes'"));
+  }
+  const json& list = by_tokens ? body["tokens"] : body["hashes"];
+  if (!list.is_array()) {
+    return ErrorReply(InvalidArgumentError(by_tokens ? "'tokens' must be an array of integers"
+                                                     : "'hashes' must be an array of strings"));
+  }
+  std::vector<uint64_t> chain;
+  if (by_tokens) {
+    auto namespaces = call.backend->ListNamespaces();
+    if (!namespaces.ok()) return ErrorReply(namespaces.status());
+    uint32_t block_tokens = 0;
+    for (const NamespaceInfo& n : *namespaces) {
+      if (n.id == *ns) block_tokens = n.block_tokens;
+    }
+    if (block_tokens == 0) return ErrorReply(NotFoundError("unknown namespace"));
+    std::vector<uint32_t> tokens;
+    tokens.reserve(list.size());
+    for (const json& t : list) {
+      if (!t.is_number_unsigned() || t.get<uint64_t>() > UINT32_MAX) {
+        return ErrorReply(InvalidArgumentError("'tokens' must be integers in [0, 2^32)"));
+      }
+      tokens.push_back(t.get<uint32_t>());
+    }
+    chain = HashChain::Compute(tokens, *ns, block_tokens);
+  } else {
+    for (const json& h : list) {
+      if (!h.is_string()) return ErrorReply(InvalidArgumentError("'hashes' must be strings"));
+      Result<uint64_t> v = ParseU64(h.get<std::string>(), 16, "block hash");
+      if (!v.ok()) return ErrorReply(v.status());
+      chain.push_back(*v);
+    }
+  }
+  Result<PrefixHolders> where = call.backend->LookupHolders(*ns, layer, chain);
+  if (!where.ok()) return ErrorReply(where.status());
+  json holders = json::array();
+  for (const auto& [node, blocks] : where->holders) {
+    holders.push_back({{"node", node}, {"blocks", blocks}});
+  }
+  return JsonReply(
+      200,
+      {{"layer", layer}, {"blocks", chain.size()}, {"local", where->local}, {"holders", holders}});
+}
+
 // POST starts a drain (202), GET reports its progress.
 HttpReply HandleDrain(const RouteCall& call) {
   const bool start = call.method == "POST";
@@ -498,6 +562,7 @@ constexpr Endpoint kEndpoints[] = {
     {"/v1/drain", kRead | kPost, "GET, POST", Auth::kToken, true, HandleDrain},
     {"/v1/config", kRead | kPost, "GET, POST", Auth::kToken, true, HandleConfig},
     {"/v1/cluster", kRead, "GET", Auth::kToken, true, HandleCluster},
+    {"/v1/lookup", kPost, "POST", Auth::kToken, true, HandleLookup},
 };
 
 const Endpoint* FindEndpoint(std::string_view path) {

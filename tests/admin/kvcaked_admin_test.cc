@@ -425,6 +425,63 @@ TEST_F(KvcakedAdminTest, PerPeerSeriesEndWithTheirConnection) {
       << m.substr(m.find("kvcake_transport_selected"), 600);
 }
 
+// POST /v1/lookup: a prompt's tokens are hashed as the client hashes them,
+// and the answer counts the blocks this daemon holds (a daemon in no
+// cluster names no other holder). Bad requests are 4xx with the reason.
+TEST_F(KvcakedAdminTest, LookupAnswersHowMuchOfAPromptIsHeld) {
+  StartDaemon();
+  if (IsSkipped() || HasFatalFailure()) return;
+  Traffic("admin-lookup", 4, 2);
+  if (HasFatalFailure()) return;
+  // Traffic's tokens (i * 7 + 1), plus one more block that was never put
+  // and a partial block that has no key.
+  json tokens = json::array();
+  for (uint32_t i = 0; i < 5 * 16 + 3; ++i) tokens.push_back(i * 7 + 1);
+  auto post = [&](const json& body) {
+    auto r = Http().Post("/v1/lookup", body.dump());
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : ctl::HttpResponse{};
+  };
+  auto ok = post({{"ns", "admin-lookup"}, {"tokens", tokens}, {"layer", 1}});
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  json j = json::parse(ok.body);
+  EXPECT_EQ(j["blocks"], 5);
+  EXPECT_EQ(j["local"], 4);
+  EXPECT_EQ(j["layer"], 1);
+  EXPECT_TRUE(j["holders"].empty()) << j.dump();
+  // The same chain given as hashes; a chain that breaks after two blocks.
+  json hashes = json::array();
+  for (uint64_t h : {hashes_[0], hashes_[1], hashes_[3] ^ 1}) {
+    char hex[24];
+    std::snprintf(hex, sizeof(hex), "0x%llx", static_cast<unsigned long long>(h));
+    hashes.push_back(hex);
+  }
+  auto by_hash = post({{"ns", "admin-lookup"}, {"hashes", hashes}});
+  ASSERT_EQ(by_hash.status, 200) << by_hash.body;
+  EXPECT_EQ(json::parse(by_hash.body)["local"], 2);
+  // What is refused, and why.
+  EXPECT_EQ(post({{"tokens", tokens}}).status, 400);
+  EXPECT_EQ(post({{"ns", "admin-lookup"}}).status, 400);
+  EXPECT_EQ(post({{"ns", "admin-lookup"}, {"tokens", tokens}, {"hashes", hashes}}).status, 400);
+  EXPECT_EQ(post({{"ns", "admin-lookup"}, {"tokens", {-1}}}).status, 400);
+  EXPECT_EQ(post({{"ns", "admin-lookup"}, {"hashes", {"0xzz"}}}).status, 400);
+  auto layer = post({{"ns", "admin-lookup"}, {"tokens", tokens}, {"layer", 2}});
+  EXPECT_EQ(layer.status, 400);
+  EXPECT_NE(layer.body.find("out of range"), std::string::npos) << layer.body;
+  EXPECT_EQ(post({{"ns", "no-such-model"}, {"tokens", tokens}}).status, 404);
+  EXPECT_EQ(Http().Get("/v1/lookup")->status, 405);
+
+  // kvcakectl lookup prints the same.
+  std::string list;
+  for (size_t i = 0; i < tokens.size(); ++i) list += (i ? "," : "") + tokens[i].dump();
+  Ran table = Ctl("lookup --ns=admin-lookup --tokens=" + list);
+  ASSERT_EQ(table.exit, 0) << table.err;
+  EXPECT_NE(table.out.find("this daemon holds 4 of 5 blocks"), std::string::npos) << table.out;
+  EXPECT_EQ(CtlJson("lookup --ns=admin-lookup --tokens=" + list)["local"], 4);
+  EXPECT_EQ(Ctl("lookup --ns=admin-lookup").exit, 1);
+  EXPECT_EQ(Ctl("lookup --ns=admin-lookup --tokens=1,x").exit, 1);
+}
+
 TEST_F(KvcakedAdminTest, KvcakectlDrivesTheDaemon) {
   StartDaemon();
   if (IsSkipped() || HasFatalFailure()) return;

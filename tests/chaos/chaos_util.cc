@@ -65,8 +65,11 @@ uint16_t PortOf(const std::string& address) {
   return static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
 }
 
-Result<HttpReply> HttpGet(uint16_t port, const std::string& path,
-                          std::chrono::milliseconds timeout) {
+namespace {
+
+// One HTTP/1.1 exchange with 127.0.0.1:`port` (Connection: close).
+Result<HttpReply> HttpExchange(uint16_t port, const std::string& method, const std::string& path,
+                               const std::string& body, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto left_ms = [&] {
     return static_cast<int>(std::max<int64_t>(
@@ -76,8 +79,12 @@ Result<HttpReply> HttpGet(uint16_t port, const std::string& path,
   };
   const int fd = ConnectTcp(port);
   if (fd < 0) return UnavailableError("connect to admin port " + std::to_string(port));
-  const std::string req =
-      "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  if (method == "POST") {
+    req +=
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  }
+  req += "\r\n" + body;
   size_t sent = 0;
   std::string in;
   Status err;
@@ -85,7 +92,7 @@ Result<HttpReply> HttpGet(uint16_t port, const std::string& path,
     pollfd p{fd, static_cast<short>(sent < req.size() ? POLLOUT : POLLIN), 0};
     const int left = left_ms();
     if (left == 0) {
-      err = DeadlineExceededError("GET " + path + " took longer than " +
+      err = DeadlineExceededError(method + " " + path + " took longer than " +
                                   std::to_string(timeout.count()) + " ms");
       break;
     }
@@ -115,9 +122,21 @@ Result<HttpReply> HttpGet(uint16_t port, const std::string& path,
     return InternalError("not an HTTP reply: '" + in.substr(0, 64) + "'");
   }
   reply.status = std::atoi(in.c_str() + 9);
-  const size_t body = in.find("\r\n\r\n");
-  if (body != std::string::npos) reply.body = in.substr(body + 4);
+  const size_t head_end = in.find("\r\n\r\n");
+  if (head_end != std::string::npos) reply.body = in.substr(head_end + 4);
   return reply;
+}
+
+}  // namespace
+
+Result<HttpReply> HttpGet(uint16_t port, const std::string& path,
+                          std::chrono::milliseconds timeout) {
+  return HttpExchange(port, "GET", path, "", timeout);
+}
+
+Result<HttpReply> HttpPost(uint16_t port, const std::string& path, const std::string& body,
+                           std::chrono::milliseconds timeout) {
+  return HttpExchange(port, "POST", path, body, timeout);
 }
 
 Result<double> MetricValue(const std::string& body, const std::string& name) {

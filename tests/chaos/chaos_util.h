@@ -58,6 +58,9 @@ struct HttpReply {
 // the whole exchange bounded by `timeout`.
 Result<HttpReply> HttpGet(uint16_t port, const std::string& path,
                           std::chrono::milliseconds timeout = std::chrono::milliseconds(3000));
+// POST `body` (JSON) to `path`, likewise.
+Result<HttpReply> HttpPost(uint16_t port, const std::string& path, const std::string& body,
+                           std::chrono::milliseconds timeout = std::chrono::milliseconds(3000));
 
 // The value of metric `name` in Prometheus text `body`, summed over its
 // label sets; NOT_FOUND if no sample has that name.

@@ -179,6 +179,18 @@ TEST_F(ClusterTest, AllHoldersLookupScoresEveryMemberAndFetchesNothing) {
   auto local_only = c->LookupPrefixDetail(chain, 0, {.local_only = true});
   ASSERT_TRUE(local_only.ok());
   EXPECT_EQ(local_only->total, 0u);
+  // A router that does not link libkvcake asks over HTTP with the tokens.
+  std::vector<uint32_t> tokens(16 * 8);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = 5 * 100000 + i;  // SaveChain's
+  auto http = chaos::HttpPost(chaos::PortOf(members_[2]->admin_address()), "/v1/lookup",
+                              nlohmann::json{{"ns", "llama-test"}, {"tokens", tokens}}.dump());
+  ASSERT_TRUE(http.ok()) << http.status().ToString();
+  ASSERT_EQ(http->status, 200) << http->body;
+  const nlohmann::json j = nlohmann::json::parse(http->body);
+  EXPECT_EQ(j["local"], 0);
+  EXPECT_EQ(j["holders"], nlohmann::json::parse(R"([{"node": "a", "blocks": 8},
+                                                     {"node": "b", "blocks": 3}])"))
+      << j.dump();
   EXPECT_EQ(Cluster(2)["counters"].value("fetches", -1), 0) << Cluster(2).dump();
 }
 

@@ -22,6 +22,7 @@ mode is the HTML comment right above its fence:
                                    prompt through the Python client; token: the
                                    admin API requires the token in PATH)
   <!-- doctest: with-cluster -->   run the block while scripts/cluster.sh runs
+                                   (once it has saved and read back its prompt)
   <!-- doctest: skip REASON -->    not run (systemd, docker, a real cluster...)
   <!-- tests/install: NAME -->     run by tests/install
 
@@ -339,7 +340,7 @@ def with_cluster(block, sb, prelude, opts):
         proc = start("scripts/cluster.sh", sb, lf)
     try:
         deadline = time.monotonic() + 180
-        while "=== members" not in tail(log, 400):
+        while "cluster running:" not in tail(log, 400):
             if proc.poll() is not None or time.monotonic() > deadline:
                 return f"scripts/cluster.sh did not come up:\n{tail(log)}"
             time.sleep(0.5)
