@@ -388,8 +388,9 @@ Result<admin::PrefixHolders> DaemonAdminBackend::LookupHolders(
   if (cluster != nullptr && !hashes.empty()) {
     std::vector<transport::PrefixHolder> holders;
     cluster->LookupRemote(config, layer, hashes, out.local, /*prefetch=*/false, &holders);
-    for (transport::PrefixHolder& h : holders)
+    for (transport::PrefixHolder& h : holders) {
       out.holders.emplace_back(std::move(h.node), h.prefix_len);
+    }
   }
   return out;
 }
