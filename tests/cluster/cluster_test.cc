@@ -307,6 +307,13 @@ TEST_F(ClusterTest, AKilledHolderCostsABoundedMissAndRejoins) {
   EXPECT_EQ(got, 0u);
   EXPECT_LT(took, milliseconds(3 * kPeerTimeoutMs + 1000))
       << std::chrono::duration_cast<milliseconds>(took).count() << " ms";
+  // A router's lookup meanwhile is answered within the peer timeout too,
+  // whether or not the dead member owned the chain's directory entry.
+  const Client::LookupOptions ask = {.prefetch = false, .all_holders = true};
+  const auto asked = std::chrono::steady_clock::now();
+  auto holders = c->LookupPrefixDetail(chain, 0, ask);
+  ASSERT_TRUE(holders.ok()) << holders.status().ToString();
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, milliseconds(3 * kPeerTimeoutMs + 1000));
   // A disappears from the member set within its TTL (2 s) plus a poll.
   const auto killed = std::chrono::steady_clock::now();
   ASSERT_TRUE(WaitFor([&] { return MembersSeenBy(2) == 2; }, milliseconds(6000)));
@@ -314,10 +321,14 @@ TEST_F(ClusterTest, AKilledHolderCostsABoundedMissAndRejoins) {
               static_cast<long long>(std::chrono::duration_cast<milliseconds>(
                                          std::chrono::steady_clock::now() - killed)
                                          .count()));
-  // Lookups through C are local misses meanwhile, answered quickly.
+  // Lookups through C are local misses meanwhile, answered quickly, and no
+  // router is sent to the departed member.
   auto miss = c->LookupPrefixDetail(chain, 0, {});
   ASSERT_TRUE(miss.ok());
   EXPECT_EQ(miss->total, 0u);
+  holders = c->LookupPrefixDetail(chain, 0, ask);
+  ASSERT_TRUE(holders.ok()) << holders.status().ToString();
+  EXPECT_TRUE(holders->holders.empty()) << holders->holders.front().node;
   // A restarts and rejoins.
   ASSERT_TRUE(StartMember("a"));
   EXPECT_TRUE(WaitFor([&] { return MembersSeenBy(2) == 3; }, milliseconds(6000)));
