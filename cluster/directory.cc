@@ -44,12 +44,35 @@ void Directory::DropHolder(const std::string& holder) {
   for (auto& [key, holders] : chains_) holders.erase(holder);
 }
 
+namespace {
+
+// The leading hashes of `hashes` that `have` holds.
+uint32_t PrefixLen(const std::unordered_set<uint64_t>& have, std::span<const uint64_t> hashes) {
+  uint32_t n = 0;
+  while (n < hashes.size() && have.count(hashes[n]) != 0) ++n;
+  return n;
+}
+
+}  // namespace
+
 Directory::Hit Directory::Lookup(uint64_t ns_id, uint32_t layer, std::span<const uint64_t> hashes,
                                  const std::string& exclude) const {
-  // Ties go to the smallest node id, so every asker picks the same holder.
-  std::vector<transport::PrefixHolder> all = Holders(ns_id, layer, hashes, exclude);
-  if (all.empty()) return Hit{};
-  return Hit{std::move(all.front().node), all.front().prefix_len};
+  Hit best;
+  if (hashes.empty()) return best;
+  MutexLock lock(&mu_);
+  auto it = chains_.find(ChainKey{ns_id, hashes[0], layer});
+  if (it == chains_.end()) return best;
+  for (const auto& [holder, have] : it->second) {
+    if (holder == exclude) continue;
+    const uint32_t n = PrefixLen(have, hashes);
+    // Ties go to the smallest node id, so every asker picks the same holder
+    // (the order Holders lists them in).
+    if (n > best.prefix_len || (n == best.prefix_len && n > 0 && holder < best.holder)) {
+      best.holder = holder;
+      best.prefix_len = n;
+    }
+  }
+  return best;
 }
 
 std::vector<transport::PrefixHolder> Directory::Holders(uint64_t ns_id, uint32_t layer,
@@ -63,9 +86,7 @@ std::vector<transport::PrefixHolder> Directory::Holders(uint64_t ns_id, uint32_t
     if (it == chains_.end()) return out;
     for (const auto& [holder, have] : it->second) {
       if (holder == exclude) continue;
-      uint32_t n = 0;
-      while (n < hashes.size() && have.count(hashes[n]) != 0) ++n;
-      if (n > 0) out.push_back({holder, n});
+      if (const uint32_t n = PrefixLen(have, hashes); n > 0) out.push_back({holder, n});
     }
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {

@@ -18,6 +18,7 @@
 #include "common/flag_help.h"
 #include "common/logging.h"
 #include "common/result.h"
+#include "common/split.h"
 #include "daemon/admin/admin_server.h"
 #include "daemon/admin_backend.h"
 #include "daemon/daemon.h"
@@ -215,10 +216,7 @@ Result<kvcake::daemon::DaemonOptions> OptionsFromFlags() {
                    ParseBytes("default_quota_bytes", FLAGS_default_quota_bytes));
   ASSIGN_OR_RETURN(o.service.max_quota_bytes, ParseBytes("max_quota_bytes", FLAGS_max_quota_bytes));
   if (!FLAGS_cluster_etcd.empty()) {
-    std::stringstream list(FLAGS_cluster_etcd);
-    for (std::string url; std::getline(list, url, ',');) {
-      if (!url.empty()) o.cluster.etcd_endpoints.push_back(url);
-    }
+    o.cluster.etcd_endpoints = kvcake::SplitNonEmpty(FLAGS_cluster_etcd, ',');
     o.cluster.cluster_name = FLAGS_cluster_name;
     o.cluster.node_id = FLAGS_node_id;
     o.cluster.advertise = FLAGS_advertise;

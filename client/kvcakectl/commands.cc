@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "common/progress.h"
+#include "common/split.h"
 
 namespace kvcake::ctl {
 namespace {
@@ -161,17 +162,6 @@ int CmdStatus(const CtlOptions& o, std::ostream& out, std::ostream& err) {
   return kExitOk;
 }
 
-// The comma-separated items of `list` (empty items dropped).
-std::vector<std::string> CommaItems(const std::string& list) {
-  std::vector<std::string> items;
-  std::string item;
-  std::istringstream in(list);
-  while (std::getline(in, item, ',')) {
-    if (!item.empty()) items.push_back(item);
-  }
-  return items;
-}
-
 int CmdLookup(const CtlOptions& o, std::ostream& out, std::ostream& err) {
   if (o.ns.empty() || o.tokens.empty() == o.hashes.empty()) {
     err << "kvcakectl lookup: give --ns and one of --tokens=T1,T2,... and --hashes=H1,H2,...\n";
@@ -189,7 +179,7 @@ int CmdLookup(const CtlOptions& o, std::ostream& out, std::ostream& err) {
   }
   if (!o.tokens.empty()) {
     json tokens = json::array();
-    for (const std::string& t : CommaItems(o.tokens)) {
+    for (const std::string& t : SplitNonEmpty(o.tokens, ',')) {
       char* end = nullptr;
       const unsigned long long v = std::strtoull(t.c_str(), &end, 10);
       if (*end != '\0' || t[0] == '-' || v > UINT32_MAX) {
@@ -200,7 +190,7 @@ int CmdLookup(const CtlOptions& o, std::ostream& out, std::ostream& err) {
     }
     body["tokens"] = tokens;
   } else {
-    body["hashes"] = CommaItems(o.hashes);
+    body["hashes"] = SplitNonEmpty(o.hashes, ',');
   }
   Call c = DoCall(o, "POST", "/v1/lookup", body.dump(), err);
   if (c.exit != kExitOk) return c.exit;

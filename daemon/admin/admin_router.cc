@@ -186,18 +186,30 @@ Status ParseBody(std::string_view body, json* out) {
   return Status::Ok();
 }
 
-// Resolves a namespace given as "0x<hex id>" or by name.
-Result<uint64_t> ResolveNamespace(AdminBackend* backend, const std::string& text) {
-  if (text.size() >= 2 && (text.substr(0, 2) == "0x" || text.substr(0, 2) == "0X")) {
-    return ParseU64(text, 16, "namespace id");
-  }
+bool IsHexId(const std::string& text) {
+  return text.size() >= 2 && (text.substr(0, 2) == "0x" || text.substr(0, 2) == "0X");
+}
+
+// The registered namespace named `text`, or with id `text` ("0x<hex id>").
+Result<NamespaceInfo> FindNamespace(AdminBackend* backend, const std::string& text) {
   if (text.empty()) return InvalidArgumentError("empty namespace");
+  std::optional<uint64_t> id;
+  if (IsHexId(text)) {
+    ASSIGN_OR_RETURN(id, ParseU64(text, 16, "namespace id"));
+  }
   auto list = backend->ListNamespaces();
   if (!list.ok()) return list.status();
-  for (const auto& n : *list) {
-    if (n.name == text) return n.id;
+  for (NamespaceInfo& n : *list) {
+    if (id ? n.id == *id : n.name == text) return std::move(n);
   }
   return NotFoundError("unknown namespace '" + text + "'");
+}
+
+// Resolves a namespace given as "0x<hex id>" (registered or not) or by name.
+Result<uint64_t> ResolveNamespace(AdminBackend* backend, const std::string& text) {
+  if (IsHexId(text)) return ParseU64(text, 16, "namespace id");
+  ASSIGN_OR_RETURN(NamespaceInfo n, FindNamespace(backend, text));
+  return n.id;
 }
 
 Result<BlockFilter> ToFilter(AdminBackend* backend, const FilterText& t) {
@@ -426,7 +438,7 @@ HttpReply HandleLookup(const RouteCall& call) {
   if (!body.contains("ns") || !body["ns"].is_string()) {
     return ErrorReply(InvalidArgumentError("'ns' (a namespace name or 0x<id>) is required"));
   }
-  Result<uint64_t> ns = ResolveNamespace(call.backend, body["ns"].get<std::string>());
+  Result<NamespaceInfo> ns = FindNamespace(call.backend, body["ns"].get<std::string>());
   if (!ns.ok()) return ErrorReply(ns.status());
   uint32_t layer = 0;
   if (body.contains("layer")) {
@@ -446,13 +458,6 @@ HttpReply HandleLookup(const RouteCall& call) {
   }
   std::vector<uint64_t> chain;
   if (by_tokens) {
-    auto namespaces = call.backend->ListNamespaces();
-    if (!namespaces.ok()) return ErrorReply(namespaces.status());
-    uint32_t block_tokens = 0;
-    for (const NamespaceInfo& n : *namespaces) {
-      if (n.id == *ns) block_tokens = n.block_tokens;
-    }
-    if (block_tokens == 0) return ErrorReply(NotFoundError("unknown namespace"));
     std::vector<uint32_t> tokens;
     tokens.reserve(list.size());
     for (const json& t : list) {
@@ -461,7 +466,7 @@ HttpReply HandleLookup(const RouteCall& call) {
       }
       tokens.push_back(t.get<uint32_t>());
     }
-    chain = HashChain::Compute(tokens, *ns, block_tokens);
+    chain = HashChain::Compute(tokens, ns->id, ns->block_tokens);
   } else {
     for (const json& h : list) {
       if (!h.is_string()) return ErrorReply(InvalidArgumentError("'hashes' must be strings"));
@@ -470,7 +475,7 @@ HttpReply HandleLookup(const RouteCall& call) {
       chain.push_back(*v);
     }
   }
-  Result<PrefixHolders> where = call.backend->LookupHolders(*ns, layer, chain);
+  Result<PrefixHolders> where = call.backend->LookupHolders(ns->id, layer, chain);
   if (!where.ok()) return ErrorReply(where.status());
   json holders = json::array();
   for (const auto& [node, blocks] : where->holders) {

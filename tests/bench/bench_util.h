@@ -50,17 +50,6 @@ inline std::vector<double> ProcessesCpuSeconds(const std::vector<pid_t>& pids) {
   return v;
 }
 
-// The items of a comma-separated list, empty items dropped ("--a=1,--b=2").
-inline std::vector<std::string> SplitCommas(const std::string& list) {
-  std::vector<std::string> items;
-  for (size_t at = 0; at < list.size();) {
-    const size_t comma = std::min(list.find(',', at), list.size());
-    if (comma > at) items.push_back(list.substr(at, comma - at));
-    at = comma + 1;
-  }
-  return items;
-}
-
 // The sum of `v`.
 inline double Sum(const std::vector<double>& v) {
   double s = 0;

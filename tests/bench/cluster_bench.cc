@@ -40,6 +40,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/progress.h"
+#include "common/split.h"
 #include "kvcake/client.h"
 #include "tests/bench/bench_util.h"
 #include "tests/chaos/chaos_util.h"
@@ -99,7 +100,7 @@ struct Bench {
         "--ssd_path=" + dir.path() + "/ssd-" + id,
         "--admin_listen=127.0.0.1:0",
         "--log_level=warning"};
-    for (std::string& f : bench::SplitCommas(FLAGS_daemon_flags)) flags.push_back(std::move(f));
+    for (std::string& f : SplitNonEmpty(FLAGS_daemon_flags, ',')) flags.push_back(std::move(f));
     return flags;
   }
 

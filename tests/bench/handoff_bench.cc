@@ -32,6 +32,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/progress.h"
+#include "common/split.h"
 #include "kvcake/client.h"
 #include "tests/bench/bench_util.h"
 #include "tests/chaos/chaos_util.h"
@@ -104,7 +105,7 @@ int Run() {
         "--admin_listen=127.0.0.1:0",
         "--log_level=warning",
         std::string("--verify_commits=") + (FLAGS_verify_commits ? "true" : "false")};
-    for (std::string& f : bench::SplitCommas(FLAGS_daemon_flags)) flags.push_back(std::move(f));
+    for (std::string& f : SplitNonEmpty(FLAGS_daemon_flags, ',')) flags.push_back(std::move(f));
     auto d = testing::DaemonProcess::Start(flags);
     if (!d.ok()) {
       std::fprintf(stderr, "kvcaked %s: %s\n", id, d.status().ToString().c_str());

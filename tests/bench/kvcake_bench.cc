@@ -39,10 +39,10 @@
 
 #include "common/bulk_copy.h"
 #include "common/progress.h"
+#include "common/split.h"
 #include "kvcake/client.h"
 #include "tests/bench/bench_util.h"
 #include "tests/bench/layerwise_save.h"
-#include "tests/common/comma_list.h"
 #include "tests/integration/daemon_process.h"
 
 DEFINE_bool(quick, false, "short run (about 2 minutes on an idle 2-core machine)");
@@ -699,9 +699,9 @@ int Main(int argc, char** argv) {
   ::setenv("KVCAKE_BIN_DIR", FLAGS_kvcaked.substr(0, FLAGS_kvcaked.rfind('/')).c_str(), 1);
 
   std::vector<uint64_t> sizes;
-  for (auto& s : testing::SplitCommaList(FLAGS_sizes)) sizes.push_back(ParseSize(s));
+  for (auto& s : SplitNonEmpty(FLAGS_sizes, ',')) sizes.push_back(ParseSize(s));
   std::vector<int> client_counts;
-  for (auto& s : testing::SplitCommaList(FLAGS_clients)) client_counts.push_back(std::stoi(s));
+  for (auto& s : SplitNonEmpty(FLAGS_clients, ',')) client_counts.push_back(std::stoi(s));
   uint64_t max_size = *std::max_element(sizes.begin(), sizes.end());
   int max_clients = *std::max_element(client_counts.begin(), client_counts.end());
   // Host tier: every client's keys of the largest size, twice over.
@@ -755,7 +755,7 @@ int Main(int argc, char** argv) {
   const uint64_t pairs = sizes.size() * client_counts.size();
   auto redis = StartRedis();
   std::map<std::string, double> at1m;  // key figures for the ratios
-  const std::vector<std::string> paths = testing::SplitCommaList(FLAGS_paths);
+  const std::vector<std::string> paths = SplitNonEmpty(FLAGS_paths, ',');
   auto wanted = [&](const std::string& path) {
     return std::find(paths.begin(), paths.end(), path) != paths.end();
   };

@@ -26,10 +26,10 @@
 #include "common/flag_help.h"
 #include "common/logging.h"
 #include "common/progress.h"
+#include "common/split.h"
 #include "policy/belady_policy.h"
 #include "policy/cake_math.h"
 #include "policy/policy_factory.h"
-#include "tests/common/comma_list.h"
 #include "tests/replay/attention_model.h"
 #include "tests/replay/request_tick_policy.h"
 #include "tests/replay/store_replay.h"
@@ -158,7 +158,7 @@ using kvcake::replay::TierSimStats;
 using kvcake::replay::TraceRequest;
 using nlohmann::json;
 
-using kvcake::testing::SplitCommaList;
+using kvcake::SplitNonEmpty;
 
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -530,7 +530,7 @@ int main(int argc, char** argv) {
   std::vector<std::vector<uint32_t>> tokens;
   tokens.reserve(reqs.size());
   for (const TraceRequest& r : reqs) tokens.push_back(BlockTokens(r));
-  const std::vector<std::string> order = SplitCommaList(FLAGS_policies);
+  const std::vector<std::string> order = SplitNonEmpty(FLAGS_policies, ',');
   std::vector<std::unique_ptr<kvcake::policy::Policy>> policies;
   for (const std::string& name : order) {
     std::unique_ptr<kvcake::policy::Policy> policy;
